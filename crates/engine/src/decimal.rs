@@ -1,0 +1,213 @@
+//! Exact decimals at the JSON boundary.
+//!
+//! Every amount, price and quantity in Ratecard's JSON is a [`Decimal`]. On output it is always a
+//! string (`"0.00002"`), so no consumer ever sees a binary float. On input a string is preferred; a
+//! JSON number is accepted only when its shortest round-trip text has at most 15 significant digits
+//! (the digits an `f64` holds exactly), and that text is what is parsed, so `0.1` means exactly
+//! one tenth. Anything longer must be written as a string: we refuse rather than guess.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde::de::{self, Visitor};
+use serde::{Deserializer, Serializer};
+
+/// Parses a decimal from text, accepting an optional exponent (`1e3`).
+pub fn parse_decimal(text: &str) -> Result<Decimal, String> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err("expected a decimal, found an empty string".to_owned());
+    }
+    let parsed = if trimmed.contains(['e', 'E']) {
+        Decimal::from_scientific(trimmed)
+    } else {
+        Decimal::from_str(trimmed)
+    };
+    parsed.map_err(|_| format!("`{trimmed}` is not a decimal number"))
+}
+
+fn from_f64_text(value: f64) -> Result<Decimal, String> {
+    if !value.is_finite() {
+        return Err("expected a decimal, found a non-finite number".to_owned());
+    }
+    let text = value.to_string();
+    let n_digits = text.chars().filter(|c| c.is_ascii_digit()).count();
+    let n_leading_zeros = text
+        .trim_start_matches('-')
+        .chars()
+        .take_while(|c| *c == '0' || *c == '.')
+        .filter(|c| *c == '0')
+        .count();
+    if n_digits.saturating_sub(n_leading_zeros) > 15 {
+        return Err(format!(
+            "the JSON number {text} has more digits than a float holds exactly: write it as a string"
+        ));
+    }
+    parse_decimal(&text)
+}
+
+struct DecimalVisitor;
+
+impl Visitor<'_> for DecimalVisitor {
+    type Value = Decimal;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a decimal as a string (\"12.50\") or a short JSON number")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Decimal, E> {
+        parse_decimal(v).map_err(E::custom)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Decimal, E> {
+        Ok(Decimal::from(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Decimal, E> {
+        Ok(Decimal::from(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Decimal, E> {
+        from_f64_text(v).map_err(E::custom)
+    }
+}
+
+/// `#[serde(with = "crate::decimal::exact")]` for `Decimal` fields.
+pub mod exact {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(value: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&value.normalize())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+        d.deserialize_any(DecimalVisitor)
+    }
+}
+
+/// `#[serde(with = "crate::decimal::exact_opt", default)]` for `Option<Decimal>` fields.
+pub mod exact_opt {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(value: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(v) => s.collect_str(&v.normalize()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+        struct OptVisitor;
+        impl<'de> Visitor<'de> for OptVisitor {
+            type Value = Option<Decimal>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a decimal string, a short JSON number, or null")
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+                d.deserialize_any(DecimalVisitor).map(Some)
+            }
+        }
+        d.deserialize_option(OptVisitor)
+    }
+}
+
+/// A `Decimal` newtype usable as a map value or list element with the same rules as [`exact`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Dec(pub Decimal);
+
+impl serde::Serialize for Dec {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        exact::serialize(&self.0, s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Dec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        exact::deserialize(d).map(Dec)
+    }
+}
+
+impl schemars::JsonSchema for Dec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Decimal".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        decimal_schema()
+    }
+}
+
+/// The JSON Schema of a decimal: a string of digits (numbers accepted on input).
+pub fn decimal_schema() -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "An exact decimal. Written as a string (\"0.00002\"); a JSON number with at most 15 significant digits is accepted on input.",
+        "anyOf": [
+            {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?$"},
+            {"type": "number"}
+        ]
+    })
+}
+
+/// Schema function for `#[schemars(schema_with = "crate::decimal::schema")]`.
+pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    decimal_schema()
+}
+
+/// Schema function for optional decimals.
+pub fn schema_opt(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "anyOf": [decimal_schema(), {"type": "null"}]
+    })
+}
+
+/// Formats an amount with exactly `scale` decimal places (`12.5` at scale 2 → `"12.50"`).
+/// The amount must already be rounded to that scale.
+pub fn format_fixed(value: Decimal, scale: u32) -> String {
+    let mut v = value;
+    if v.scale() < scale {
+        v.rescale(scale);
+    }
+    v.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn de(json: &str) -> Result<Decimal, String> {
+        serde_json::from_str::<Dec>(json).map(|d| d.0).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn strings_and_short_numbers_parse_exactly() {
+        assert_eq!(de("\"0.00002\"").unwrap().to_string(), "0.00002");
+        assert_eq!(de("0.1").unwrap().to_string(), "0.1");
+        assert_eq!(de("12").unwrap().to_string(), "12");
+        assert_eq!(de("\"1e3\"").unwrap(), Decimal::from(1000));
+        assert_eq!(de("\"-5.50\"").unwrap().to_string(), "-5.50");
+    }
+
+    #[test]
+    fn long_numbers_and_garbage_are_refused_with_a_reason() {
+        let err = de("0.12345678901234567").unwrap_err();
+        assert!(err.contains("write it as a string"), "{err}");
+        let err = de("\"twelve\"").unwrap_err();
+        assert!(err.contains("`twelve` is not a decimal"), "{err}");
+        assert!(de("true").is_err());
+    }
+
+    #[test]
+    fn output_is_a_normalized_string() {
+        let json = serde_json::to_string(&Dec(Decimal::new(1250, 2))).unwrap();
+        assert_eq!(json, "\"12.5\"");
+        assert_eq!(format_fixed(Decimal::new(125, 1), 2), "12.50");
+        assert_eq!(format_fixed(Decimal::new(7, 0), 0), "7");
+    }
+}

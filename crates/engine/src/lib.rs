@@ -1,0 +1,13 @@
+//! Ratecard's rating engine.
+//!
+//! Pure: it does no I/O, reads no clock, environment or randomness, and compiles unchanged for
+//! `wasm32-unknown-unknown`. Time enters as data (a period, a timezone name); money is exact
+//! ([`rust_decimal::Decimal`], never `f64`) and crosses every boundary as a decimal string.
+#![forbid(unsafe_code)]
+
+pub mod decimal;
+pub mod money;
+pub mod plan;
+pub mod usage;
+
+pub use rust_decimal::Decimal;

@@ -1,0 +1,580 @@
+//! The plan (rate card): Ratecard's public input contract.
+//!
+//! A plan says what is counted ([`Metric`]), how each count is priced ([`Charge`] = metric +
+//! [`PriceModel`]), and how the invoice is finished (discounts, minimum commitment, taxes,
+//! prepaid credits, rounding). Every field is documented here; `ratecard schema plan` prints the
+//! generated JSON Schema.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::money::{CustomUnit, RoundingPolicy};
+
+/// A rate card.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Stable identifier, e.g. `"api-pro-2026"`.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// ISO 4217 code (`"USD"`, `"JPY"`, `"BHD"`) or the code of a declared custom unit.
+    pub currency: String,
+    /// Custom units (e.g. prepaid `"credits"`) with their declared scale.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub custom_units: Vec<CustomUnit>,
+    /// The billing interval.
+    #[serde(default)]
+    pub interval: Interval,
+    /// Where amounts are rounded to the currency's minor units, and how.
+    #[serde(default)]
+    pub rounding: RoundingPolicy,
+    /// Which tier a quantity exactly on a boundary belongs to (see [`TierConvention`]).
+    #[serde(default)]
+    pub tier_convention: TierConvention,
+    /// How flat fees are prorated for partial periods.
+    #[serde(default)]
+    pub proration: ProrationMode,
+    /// Days of free trial from the subscription start: recurring fees are prorated out of it and
+    /// usage events inside it are not billed.
+    #[serde(default)]
+    pub trial_days: u32,
+    /// What is counted.
+    #[serde(default)]
+    pub metrics: Vec<Metric>,
+    /// How it is priced. Charges appear on the invoice in this order.
+    #[serde(default)]
+    pub charges: Vec<Charge>,
+    /// A minimum spend per period: if the charges sum to less, a true-up line makes up the
+    /// difference.
+    #[serde(
+        default,
+        with = "crate::decimal::exact_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "crate::decimal::schema_opt")]
+    pub minimum_commitment: Option<Decimal>,
+    /// Discounts, applied to the subtotal in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub discounts: Vec<Discount>,
+    /// Taxes on the discounted subtotal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taxes: Vec<TaxRate>,
+    /// Prepaid credits granted by the plan each period, applied last (a total never goes below 0).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credits: Vec<Credit>,
+}
+
+/// A billing interval: `{"unit": "month", "count": 1}`, or just `"month"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(from = "IntervalRepr")]
+pub struct Interval {
+    pub unit: IntervalUnit,
+    /// How many units make one period (every 2 weeks: `{"unit": "week", "count": 2}`).
+    pub count: u32,
+}
+
+impl Default for Interval {
+    fn default() -> Self {
+        Interval { unit: IntervalUnit::Month, count: 1 }
+    }
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+enum IntervalRepr {
+    Unit(IntervalUnit),
+    Full {
+        unit: IntervalUnit,
+        #[serde(default = "one")]
+        count: u32,
+    },
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl From<IntervalRepr> for Interval {
+    fn from(repr: IntervalRepr) -> Interval {
+        match repr {
+            IntervalRepr::Unit(unit) => Interval { unit, count: 1 },
+            IntervalRepr::Full { unit, count } => Interval { unit, count },
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IntervalUnit {
+    Day,
+    Week,
+    Month,
+    Quarter,
+    Year,
+}
+
+/// Which tier a quantity exactly on a tier boundary belongs to.
+///
+/// Tiers are written with `up_to` bounds. Quantities are continuous: 5.5 units is never "between"
+/// tiers. The two conventions differ only for a quantity *exactly* on a bound `b`:
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TierConvention {
+    /// Tier i covers `(up_to[i-1], up_to[i]]`: `b` belongs to the lower tier. This is Stripe's
+    /// inclusive `up_to` and Orb's `last_unit`. Graduated: the first 10 units of a `up_to: 10`
+    /// tier are priced there and unit 10.0001 is the next tier's. A tier's flat fee is due once
+    /// the quantity is strictly above the tier's lower bound.
+    #[default]
+    UpperInclusive,
+    /// Tier i covers `[up_to[i-1], up_to[i])`: `b` already belongs to the upper tier (ranges with
+    /// an inclusive lower bound, "from 10"). Volume and stairstep pick the upper tier at exactly
+    /// `b`, and a graduated tier's flat fee is due once the quantity reaches its lower bound.
+    LowerInclusive,
+}
+
+/// How flat fees are prorated when only part of a period is billed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProrationMode {
+    /// By local calendar days: the fraction is days used / days in the period, with a partial
+    /// day counted from the start of its local day (Lago, Chargebee).
+    #[default]
+    Days,
+    /// By elapsed seconds between instants (Stripe): a 23-hour DST day weighs less.
+    Seconds,
+}
+
+/// A metric: what is counted from usage events.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Metric {
+    /// Identifier used by charges and aggregated usage (`"api_calls"`).
+    pub code: String,
+    #[serde(default)]
+    pub name: String,
+    /// Display unit (`"GB"`, `"calls"`, `"km"`).
+    #[serde(default)]
+    pub unit: String,
+    /// The event code (`"code"` field of events) this metric counts. Defaults to `code`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    /// How matching events are aggregated.
+    pub aggregation: Aggregation,
+    /// Only events whose properties pass every filter are counted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<Filter>,
+    /// Event properties whose values split usage into groups: one invoice line per group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_by: Vec<String>,
+    /// Turns the aggregated value into the billed quantity (bytes → GB, rounding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversion: Option<Conversion>,
+}
+
+impl Metric {
+    /// The event code this metric counts.
+    pub fn event_code(&self) -> &str {
+        self.event.as_deref().unwrap_or(&self.code)
+    }
+}
+
+/// An aggregation over the events of one customer, metric and group in one period.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Aggregation {
+    /// Number of events.
+    Count,
+    /// Sum of a numeric property.
+    Sum { property: String },
+    /// Largest value of a numeric property.
+    Max { property: String },
+    /// Smallest value of a numeric property.
+    Min { property: String },
+    /// Number of distinct values of a property (any JSON scalar).
+    UniqueCount { property: String },
+    /// The value of a numeric property on the event with the latest timestamp (ties: last seen
+    /// in input order).
+    Latest { property: String },
+    /// Integral of a level over time, in `per` units (GB-hours, seat-days). Each event sets the
+    /// level from its timestamp on (`values: "absolute"`) or changes it by its value
+    /// (`values: "increment"`); the level at period start is the usage's `carry_in`, else 0.
+    TimeWeightedSum {
+        property: String,
+        #[serde(default)]
+        values: LevelValues,
+        #[serde(default)]
+        per: TimeUnit,
+    },
+    /// Average level over the period: the time-weighted sum divided by the period length
+    /// (seats or GB stored, prorated by time held).
+    TimeWeightedAverage {
+        property: String,
+        #[serde(default)]
+        values: LevelValues,
+    },
+    /// Computed by a plugin (`"p95@1.0.0"`) with its config.
+    Custom {
+        plugin: String,
+        #[serde(default)]
+        config: serde_json::Value,
+    },
+}
+
+/// How the values of a time-weighted metric's events are read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LevelValues {
+    /// Each event states the new level (a gauge reading: "42 seats now").
+    #[default]
+    Absolute,
+    /// Each event adds to the level (+1 seat, -1 seat).
+    Increment,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeUnit {
+    Second,
+    Minute,
+    #[default]
+    Hour,
+    Day,
+}
+
+impl TimeUnit {
+    pub fn seconds(self) -> i64 {
+        match self {
+            TimeUnit::Second => 1,
+            TimeUnit::Minute => 60,
+            TimeUnit::Hour => 3600,
+            TimeUnit::Day => 86_400,
+        }
+    }
+}
+
+/// A filter on an event property: `{"property": "region", "equals": "eu"}` or
+/// `{"property": "region", "in": ["eu", "us"]}`. Values compare as strings (numbers by their
+/// JSON text); an event without the property fails the filter.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    pub property: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equals: Option<String>,
+    #[serde(default, rename = "in", skip_serializing_if = "Option::is_none")]
+    pub one_of: Option<Vec<String>>,
+    /// Inverts the filter: the event passes when the property is absent or does not match.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub negate: bool,
+}
+
+/// Converts an aggregated value into the billed quantity: `value * multiply_by / divide_by`, then
+/// rounded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Conversion {
+    #[serde(
+        default,
+        with = "crate::decimal::exact_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "crate::decimal::schema_opt")]
+    pub multiply_by: Option<Decimal>,
+    #[serde(
+        default,
+        with = "crate::decimal::exact_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "crate::decimal::schema_opt")]
+    pub divide_by: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<QuantityRounding>,
+}
+
+/// Rounding of a quantity (not money): `{"mode": "ceil", "precision": 0}` bills whole GB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuantityRounding {
+    pub mode: QuantityRoundingMode,
+    /// Decimal places kept (0 = whole units).
+    #[serde(default)]
+    pub precision: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum QuantityRoundingMode {
+    /// Half away from zero.
+    Round,
+    Ceil,
+    Floor,
+}
+
+/// A charge: a price model applied to a metric's quantity (or, for flat fees, to nothing).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Charge {
+    /// Identifier, unique in the plan.
+    pub id: String,
+    /// Invoice line text. Defaults to the metric's name or the id.
+    #[serde(default)]
+    pub description: String,
+    /// The metric priced. Required for every model but `flat`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    pub model: PriceModel,
+    /// An allowance included in the plan: only usage beyond it is priced (overage). With groups,
+    /// the allowance is consumed by groups in their sorted order.
+    #[serde(
+        default,
+        with = "crate::decimal::exact_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "crate::decimal::schema_opt")]
+    pub included: Option<Decimal>,
+    /// Minimum spend for this charge per period (the line is raised to it).
+    #[serde(
+        default,
+        with = "crate::decimal::exact_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "crate::decimal::schema_opt")]
+    pub minimum: Option<Decimal>,
+    /// Maximum for this charge per period (the line is capped at it).
+    #[serde(
+        default,
+        with = "crate::decimal::exact_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "crate::decimal::schema_opt")]
+    pub maximum: Option<Decimal>,
+}
+
+/// A price model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PriceModel {
+    /// A recurring fee, independent of usage.
+    Flat {
+        #[serde(with = "crate::decimal::exact")]
+        #[schemars(schema_with = "crate::decimal::schema")]
+        amount: Decimal,
+        /// Billed at the start of the period (`advance`) or at its end (`arrears`).
+        #[serde(default)]
+        timing: FeeTiming,
+        /// Prorate for a partial period (trial end, mid-period start or plan change).
+        #[serde(default = "yes")]
+        prorate: bool,
+    },
+    /// Every unit at one price.
+    PerUnit {
+        #[serde(with = "crate::decimal::exact")]
+        #[schemars(schema_with = "crate::decimal::schema")]
+        unit_price: Decimal,
+    },
+    /// Each tier prices the units that fall in it ("first 50 at 0.10, next 50 at 0.08"), plus
+    /// its flat fee once the quantity enters it.
+    Graduated { tiers: Vec<Tier> },
+    /// All units at the price of the tier the total reaches, plus that tier's flat fee.
+    Volume { tiers: Vec<Tier> },
+    /// One flat price for the band the total reaches.
+    Stairstep { steps: Vec<Step> },
+    /// Units sold in packages: `ceil` (or `floor`) of (quantity − free units) / size, each at
+    /// `package_price`.
+    Package {
+        #[serde(with = "crate::decimal::exact")]
+        #[schemars(schema_with = "crate::decimal::schema")]
+        package_size: Decimal,
+        #[serde(with = "crate::decimal::exact")]
+        #[schemars(schema_with = "crate::decimal::schema")]
+        package_price: Decimal,
+        #[serde(
+            default,
+            with = "crate::decimal::exact_opt",
+            skip_serializing_if = "Option::is_none"
+        )]
+        #[schemars(schema_with = "crate::decimal::schema_opt")]
+        free_units: Option<Decimal>,
+        #[serde(default)]
+        rounding: PackageRounding,
+    },
+    /// A percentage of transaction amounts (the metric sums the amounts), plus a fixed fee per
+    /// transaction, with optional per-transaction minimum and maximum fees. With `tiers`, the
+    /// percentage is graduated on the cumulative amount (each tier's `unit_price` is a percent).
+    Percentage {
+        #[serde(
+            default,
+            with = "crate::decimal::exact_opt",
+            skip_serializing_if = "Option::is_none"
+        )]
+        #[schemars(schema_with = "crate::decimal::schema_opt")]
+        percent: Option<Decimal>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tiers: Vec<Tier>,
+        #[serde(
+            default,
+            with = "crate::decimal::exact_opt",
+            skip_serializing_if = "Option::is_none"
+        )]
+        #[schemars(schema_with = "crate::decimal::schema_opt")]
+        fixed_fee: Option<Decimal>,
+        #[serde(
+            default,
+            with = "crate::decimal::exact_opt",
+            skip_serializing_if = "Option::is_none"
+        )]
+        #[schemars(schema_with = "crate::decimal::schema_opt")]
+        min_per_transaction: Option<Decimal>,
+        #[serde(
+            default,
+            with = "crate::decimal::exact_opt",
+            skip_serializing_if = "Option::is_none"
+        )]
+        #[schemars(schema_with = "crate::decimal::schema_opt")]
+        max_per_transaction: Option<Decimal>,
+    },
+    /// A unit price per combination of dimension values (region × instance type). The metric
+    /// must group by exactly these dimensions.
+    Matrix {
+        dimensions: Vec<String>,
+        prices: Vec<MatrixPrice>,
+        /// Price for combinations not listed; without it an unlisted combination is an error.
+        #[serde(
+            default,
+            with = "crate::decimal::exact_opt",
+            skip_serializing_if = "Option::is_none"
+        )]
+        #[schemars(schema_with = "crate::decimal::schema_opt")]
+        default_unit_price: Option<Decimal>,
+    },
+    /// Priced by a plugin (`"tou@1.0.0"`) with its config.
+    Custom {
+        plugin: String,
+        #[serde(default)]
+        config: serde_json::Value,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FeeTiming {
+    #[default]
+    Advance,
+    Arrears,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PackageRounding {
+    #[default]
+    Up,
+    Down,
+}
+
+/// A tier of a graduated, volume or percentage model. The last tier has no `up_to` (or `null`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    #[serde(default, with = "crate::decimal::exact_opt")]
+    #[schemars(schema_with = "crate::decimal::schema_opt")]
+    pub up_to: Option<Decimal>,
+    #[serde(default, with = "crate::decimal::exact")]
+    #[schemars(schema_with = "crate::decimal::schema")]
+    pub unit_price: Decimal,
+    #[serde(default, with = "crate::decimal::exact", skip_serializing_if = "Decimal::is_zero")]
+    #[schemars(schema_with = "crate::decimal::schema")]
+    pub flat_fee: Decimal,
+}
+
+/// A band of a stairstep model: one price for any quantity in it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    #[serde(default, with = "crate::decimal::exact_opt")]
+    #[schemars(schema_with = "crate::decimal::schema_opt")]
+    pub up_to: Option<Decimal>,
+    #[serde(with = "crate::decimal::exact")]
+    #[schemars(schema_with = "crate::decimal::schema")]
+    pub price: Decimal,
+}
+
+/// One cell of a matrix: the dimension values, in `dimensions` order, and the unit price.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixPrice {
+    pub values: Vec<String>,
+    #[serde(with = "crate::decimal::exact")]
+    #[schemars(schema_with = "crate::decimal::schema")]
+    pub unit_price: Decimal,
+}
+
+/// A discount on the subtotal: a percentage or a fixed amount, for a number of periods.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Discount {
+    pub id: String,
+    #[serde(default)]
+    pub description: String,
+    /// Percent off (`"10"` = 10 %).
+    #[serde(
+        default,
+        with = "crate::decimal::exact_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "crate::decimal::schema_opt")]
+    pub percent: Option<Decimal>,
+    /// Amount off, in the plan currency.
+    #[serde(
+        default,
+        with = "crate::decimal::exact_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "crate::decimal::schema_opt")]
+    pub amount: Option<Decimal>,
+    /// Applies to the first N periods of the subscription (period index 0..N); absent = forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_periods: Option<u32>,
+    /// Only these charges' lines are discounted; absent = the whole subtotal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charges: Option<Vec<String>>,
+}
+
+/// A tax rate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaxRate {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    /// Percent (`"20"` = 20 %).
+    #[serde(with = "crate::decimal::exact")]
+    #[schemars(schema_with = "crate::decimal::schema")]
+    pub percent: Decimal,
+    /// Prices already include this tax (EU consumer prices): the tax is extracted, not added.
+    #[serde(default)]
+    pub inclusive: bool,
+}
+
+/// A prepaid credit: an amount that pays the total, applied last.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Credit {
+    pub id: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(with = "crate::decimal::exact")]
+    #[schemars(schema_with = "crate::decimal::schema")]
+    pub amount: Decimal,
+}
+
+/// Dimension values of one group, by property name. Empty for an ungrouped metric.
+pub type GroupKey = BTreeMap<String, String>;

@@ -1,0 +1,358 @@
+//! The usage document (input of a quote) and raw usage events.
+//!
+//! A quote is asked for one customer and one billing period. Usage comes either aggregated
+//! (`quantities`: metric code → quantity, or per-group quantities) or raw (`events`), or both
+//! (aggregated quantities then win for the metrics they name).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use rust_decimal::Decimal;
+use schemars::JsonSchema;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+use crate::decimal::Dec;
+use crate::plan::{Credit, Plan};
+
+/// The input of a quote or invoice preview.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Usage {
+    #[serde(default)]
+    pub customer: Customer,
+    /// When the subscription started and how it is anchored. Absent: it starts at the period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription: Option<Subscription>,
+    /// Which billing period to rate. Absent: the subscription's first period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<PeriodSelector>,
+    /// Aggregated quantities by metric code: a quantity, or a list of per-group quantities.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub quantities: BTreeMap<String, QuantityInput>,
+    /// Raw events; those outside the period or of other customers are ignored.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "deserialize_owned_events"
+    )]
+    pub events: Vec<Event<'static>>,
+    /// Level at period start of time-weighted metrics, by metric code.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(with = "BTreeMap<String, Dec>")]
+    pub carry_in: BTreeMap<String, Dec>,
+    /// Prepaid credits held by the customer (beside the plan's), applied last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credits: Vec<Credit>,
+    /// A mid-period change from another plan to the quoted one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_change: Option<PlanChange>,
+}
+
+fn deserialize_owned_events<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<Event<'static>>, D::Error> {
+    let events = Vec::<Event<'de>>::deserialize(d)?;
+    Ok(events.into_iter().map(Event::into_owned).collect())
+}
+
+/// The customer being rated.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Customer {
+    #[serde(default)]
+    pub id: String,
+    /// IANA timezone (`"Europe/Paris"`, `"Pacific/Tongatapu"`); periods are computed in it.
+    /// Default `"UTC"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Free attributes, passed to custom price plugins.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A subscription to the plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Subscription {
+    /// Start: a local date (`"2026-01-31"`, midnight in the customer's timezone), a local
+    /// date-time (`"2026-01-31T09:30:00"`) or an instant with offset (RFC 3339).
+    pub start: String,
+    /// The date periods are anchored on (a local date or date-time); default: `start`. Periods
+    /// start on the anchor's day of month, clamped to the month's last day (Jan 31 → Feb 28 →
+    /// Mar 31). A start before the first anchor date makes a shorter, prorated first period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing_anchor: Option<String>,
+}
+
+/// Which period to rate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PeriodSelector {
+    /// The n-th period of the subscription, from 0.
+    Index { index: u32 },
+    /// The period containing this instant or local date(-time).
+    Containing { containing: String },
+}
+
+/// An aggregated quantity: `"1200"`, or per-group quantities.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum QuantityInput {
+    Total(Dec),
+    Groups(Vec<GroupQuantity>),
+}
+
+/// A quantity for one group of dimension values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupQuantity {
+    #[serde(default)]
+    pub group: BTreeMap<String, String>,
+    pub quantity: Dec,
+    /// Individual transaction amounts, for percentage charges with per-transaction fees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transactions: Option<Vec<Dec>>,
+}
+
+/// A change from `previous_plan` to the quoted plan at instant `at` inside the period: advance
+/// flat fees of the previous plan are credited for the unused part, the new plan's are charged
+/// for the rest. Usage events before `at` are rated with the previous plan's usage charges;
+/// aggregated quantities are rated with the new plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanChange {
+    pub at: String,
+    pub previous_plan: Box<Plan>,
+}
+
+/// A raw usage event: `{"id", "customer", "timestamp", "code", "properties"}`.
+///
+/// Strings borrow from the input where they can, so the NDJSON path allocates little.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Event<'a> {
+    /// Unique id (idempotency key): a repeated id in one aggregation is counted once.
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub customer: Cow<'a, str>,
+    /// RFC 3339 instant (`"2026-11-05T10:00:00Z"`) or Unix seconds.
+    pub timestamp: Timestamp,
+    /// The event code metrics select on (`"api.request"`). `"meter"` is accepted as an alias.
+    #[serde(borrow, alias = "meter")]
+    pub code: Cow<'a, str>,
+    #[serde(borrow, default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<Cow<'a, str>, PropValue<'a>>,
+}
+
+impl Event<'_> {
+    pub fn into_owned(self) -> Event<'static> {
+        Event {
+            id: Cow::Owned(self.id.into_owned()),
+            customer: Cow::Owned(self.customer.into_owned()),
+            timestamp: self.timestamp,
+            code: Cow::Owned(self.code.into_owned()),
+            properties: self
+                .properties
+                .into_iter()
+                .map(|(k, v)| (Cow::Owned(k.into_owned()), v.into_owned()))
+                .collect(),
+        }
+    }
+}
+
+/// An event instant in Unix milliseconds (UTC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+#[schemars(with = "String")]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn parse_rfc3339(text: &str) -> Result<Timestamp, String> {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| Timestamp(t.timestamp_millis()))
+            .map_err(|e| format!("`{text}` is not an RFC 3339 timestamp: {e}"))
+    }
+
+    pub fn to_rfc3339(self) -> String {
+        match chrono::DateTime::from_timestamp_millis(self.0) {
+            Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            None => self.0.to_string(),
+        }
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_rfc3339())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an RFC 3339 timestamp or Unix seconds")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Timestamp, E> {
+                Timestamp::parse_rfc3339(v).map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Timestamp, E> {
+                v.checked_mul(1000)
+                    .map(Timestamp)
+                    .ok_or_else(|| E::custom("timestamp out of range"))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Timestamp, E> {
+                i64::try_from(v)
+                    .ok()
+                    .and_then(|v| v.checked_mul(1000))
+                    .map(Timestamp)
+                    .ok_or_else(|| E::custom("timestamp out of range"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A property value: a scalar. Nested objects and arrays are kept as `Other` and cannot be
+/// aggregated, filtered or grouped on.
+#[derive(Clone, Debug, PartialEq, JsonSchema)]
+#[schemars(with = "serde_json::Value")]
+pub enum PropValue<'a> {
+    Str(Cow<'a, str>),
+    /// A JSON number, exact (see [`crate::decimal`]); `Err` holds why it could not be read.
+    Num(Result<Decimal, String>),
+    Bool(bool),
+    Null,
+    Other,
+}
+
+impl PropValue<'_> {
+    pub fn into_owned(self) -> PropValue<'static> {
+        match self {
+            PropValue::Str(s) => PropValue::Str(Cow::Owned(s.into_owned())),
+            PropValue::Num(n) => PropValue::Num(n),
+            PropValue::Bool(b) => PropValue::Bool(b),
+            PropValue::Null => PropValue::Null,
+            PropValue::Other => PropValue::Other,
+        }
+    }
+
+    /// The value as a number: a JSON number, or a string holding a decimal.
+    pub fn as_decimal(&self) -> Result<Decimal, String> {
+        match self {
+            PropValue::Num(n) => n.clone(),
+            PropValue::Str(s) => crate::decimal::parse_decimal(s),
+            PropValue::Bool(_) => Err("expected a number, found a boolean".to_owned()),
+            PropValue::Null => Err("expected a number, found null".to_owned()),
+            PropValue::Other => Err("expected a number, found an object or array".to_owned()),
+        }
+    }
+
+    /// The value as text, for filters, groups and unique counts (`None` for null and nested).
+    pub fn as_text(&self) -> Option<Cow<'_, str>> {
+        match self {
+            PropValue::Str(s) => Some(Cow::Borrowed(s)),
+            PropValue::Num(Ok(n)) => Some(Cow::Owned(n.normalize().to_string())),
+            PropValue::Num(Err(_)) => None,
+            PropValue::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+            PropValue::Null | PropValue::Other => None,
+        }
+    }
+}
+
+impl Serialize for PropValue<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            PropValue::Str(v) => s.serialize_str(v),
+            PropValue::Num(Ok(n)) => s.collect_str(&n.normalize()),
+            PropValue::Bool(b) => s.serialize_bool(*b),
+            PropValue::Num(Err(_)) | PropValue::Null | PropValue::Other => s.serialize_unit(),
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for PropValue<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = PropValue<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a property value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(PropValue::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(PropValue::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(PropValue::Str(Cow::Owned(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(PropValue::Num(Ok(Decimal::from(v))))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(PropValue::Num(Ok(Decimal::from(v))))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                let parsed = serde_json::from_value::<Dec>(serde_json::Value::from(v))
+                    .map(|d| d.0)
+                    .map_err(|e| e.to_string());
+                Ok(PropValue::Num(parsed))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(PropValue::Bool(v))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(PropValue::Null)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(PropValue::Null)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(PropValue::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(PropValue::Other)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_parses_borrowed_with_exact_numbers() {
+        let line = r#"{"id":"e1","customer":"c1","timestamp":"2026-11-05T10:00:00+01:00","code":"api","properties":{"bytes":1500,"amount":12.34,"region":"eu","nested":{"a":1}}}"#;
+        let event: Event<'_> = serde_json::from_str(line).unwrap();
+        assert!(matches!(event.id, Cow::Borrowed("e1")));
+        assert_eq!(event.timestamp, Timestamp::parse_rfc3339("2026-11-05T09:00:00Z").unwrap());
+        assert_eq!(event.properties["amount"].as_decimal().unwrap().to_string(), "12.34");
+        assert_eq!(event.properties["bytes"].as_text().unwrap(), "1500");
+        assert_eq!(event.properties["nested"], PropValue::Other);
+    }
+
+    #[test]
+    fn unix_seconds_and_meter_alias_are_accepted() {
+        let line = r#"{"id":"e1","timestamp":1767225600,"meter":"gpu"}"#;
+        let event: Event<'_> = serde_json::from_str(line).unwrap();
+        assert_eq!(event.code, "gpu");
+        assert_eq!(event.timestamp.to_rfc3339(), "2026-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn bad_timestamp_names_the_value() {
+        let line = r#"{"id":"e1","timestamp":"yesterday","code":"x"}"#;
+        let err = serde_json::from_str::<Event<'_>>(line).unwrap_err().to_string();
+        assert!(err.contains("`yesterday` is not an RFC 3339 timestamp"), "{err}");
+    }
+}

@@ -9,5 +9,9 @@ pub mod decimal;
 pub mod money;
 pub mod plan;
 pub mod usage;
+pub mod invoice;
+pub mod plugin;
+pub mod period;
+pub mod meter;
 
 pub use rust_decimal::Decimal;

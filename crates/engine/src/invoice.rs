@@ -1,0 +1,128 @@
+//! The invoice (and quote): Ratecard's public output contract.
+//!
+//! Every amount is a decimal string. Each line explains itself: its `breakdown` says which units
+//! were priced at which tier price, and its `rounding` what rounding turned the exact amount into
+//! the billed one. Same input → byte-identical output; `input_hash` is the SHA-256 of the
+//! canonical JSON of the plan and usage.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::decimal::Dec;
+
+/// An invoice preview (a quote) for one customer and one billing period.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Invoice {
+    pub plan_id: String,
+    pub customer_id: String,
+    pub currency: String,
+    pub period: PeriodInfo,
+    pub lines: Vec<Line>,
+    /// Sum of the lines (rounded to minor units under either rounding level).
+    pub subtotal: Dec,
+    pub discounts: Vec<AppliedDiscount>,
+    pub taxes: Vec<AppliedTax>,
+    pub credits: Vec<AppliedCredit>,
+    /// Subtotal − discounts + exclusive taxes − credits, never below zero.
+    pub total: Dec,
+    /// Notes on what was skipped or assumed (events outside the period, trial days), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// How amounts were rounded: `"line half_up to 2 dp"`.
+    pub rounding: String,
+    /// `sha256:` of the canonical JSON of the inputs (plan and usage).
+    pub input_hash: String,
+}
+
+/// The billing period an invoice covers, as instants (RFC 3339 in the customer's timezone).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PeriodInfo {
+    pub index: u32,
+    pub start: String,
+    pub end: String,
+    pub timezone: String,
+}
+
+/// One invoice line.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Line {
+    /// The charge this line comes from (`"minimum_commitment"` and `"plan_change"` lines have
+    /// synthetic ids).
+    pub charge_id: String,
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    /// Dimension values of the group this line prices.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub group: BTreeMap<String, String>,
+    /// Billed quantity (after allowance and conversion).
+    pub quantity: Dec,
+    /// Average unit price (amount / quantity) when meaningful.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_price: Option<Dec>,
+    /// The amount before rounding, exact.
+    pub exact_amount: Dec,
+    /// The billed amount: rounded to minor units under line rounding, exact under invoice
+    /// rounding.
+    pub amount: Dec,
+    /// How the amount was computed, row by row.
+    pub breakdown: Vec<BreakdownRow>,
+}
+
+/// A step of a line's computation: units at a price, a flat fee, an adjustment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BreakdownRow {
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<Dec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_price: Option<Dec>,
+    pub amount: Dec,
+}
+
+impl BreakdownRow {
+    pub fn units(description: String, quantity: Decimal, unit_price: Decimal, amount: Decimal) -> Self {
+        BreakdownRow {
+            description,
+            quantity: Some(Dec(quantity)),
+            unit_price: Some(Dec(unit_price)),
+            amount: Dec(amount),
+        }
+    }
+
+    pub fn fee(description: String, amount: Decimal) -> Self {
+        BreakdownRow { description, quantity: None, unit_price: None, amount: Dec(amount) }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AppliedDiscount {
+    pub id: String,
+    pub description: String,
+    /// Positive: the amount taken off.
+    pub amount: Dec,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AppliedTax {
+    pub id: String,
+    pub name: String,
+    pub percent: Dec,
+    pub inclusive: bool,
+    /// The amount the tax was computed on.
+    pub taxable: Dec,
+    pub amount: Dec,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AppliedCredit {
+    pub id: String,
+    pub description: String,
+    /// The amount of credit used on this invoice.
+    pub applied: Dec,
+    /// What is left of the credit after this invoice.
+    pub remaining: Dec,
+}

@@ -1,0 +1,1 @@
+//! Metering (being written).

@@ -1,1 +1,352 @@
-fn main(){}
+//! `ratecard`: the command line. Thin: parsing arguments, reading files, printing; the work is
+//! in `ratecard-engine` and the host library.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use ratecard_engine::Decimal;
+use ratecard_engine::decimal::parse_decimal;
+use ratecard_engine::estimate;
+use ratecard_engine::plan::Plan;
+use ratecard_engine::plugin::{NoPlugins, PluginHost};
+use ratecard_engine::rate::quote;
+use ratecard_engine::usage::Usage;
+use ratecard_engine::validate::validate_plan;
+use ratecard_host::rating::{RateOptions, rate_stream};
+use ratecard_host::table;
+
+mod plugin_cli;
+
+/// Ratecard: usage-based billing, rated exactly.
+#[derive(Debug, Parser)]
+#[command(name = "ratecard", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+enum Format {
+    Json,
+    #[default]
+    Table,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Prints an invoice preview for a plan and a usage document (aggregated quantities or raw events).
+    Quote {
+        #[arg(long)]
+        plan: PathBuf,
+        #[arg(long)]
+        usage: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Validates a plan: every error with its JSON path, then lint warnings. Exits 1 on errors.
+    Validate {
+        plan: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Rates an NDJSON event file: one invoice per customer for one period.
+    Rate {
+        #[arg(long)]
+        plan: PathBuf,
+        #[arg(long)]
+        events: PathBuf,
+        /// A date inside the period (`2026-11-15`) or a month (`2026-11`).
+        #[arg(long)]
+        period: String,
+        /// IANA timezone of the customers (default UTC).
+        #[arg(long)]
+        timezone: Option<String>,
+        /// Stop at the first malformed line (exit 1) instead of reporting it and going on.
+        #[arg(long)]
+        strict: bool,
+        /// `json`: one invoice per line (NDJSON); `table`: readable invoices.
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
+        /// Write invoices here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Prints the JSON Schema of a public format.
+    Schema {
+        #[arg(value_enum)]
+        of: SchemaOf,
+    },
+    /// Estimates for pricing pages and sales.
+    Estimate {
+        #[command(subcommand)]
+        what: EstimateCommand,
+    },
+    /// Plugins: scaffold, build, check and run customer pricing plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: plugin_cli::PluginCommand,
+    },
+    /// Runs the demo: an invoice preview of the embedded example plan.
+    Demo,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum SchemaOf {
+    Plan,
+    Usage,
+    Invoice,
+}
+
+#[derive(Debug, Subcommand)]
+enum EstimateCommand {
+    /// The total at a usage: `--usage api_calls=120000 --usage storage_gb=40`.
+    At {
+        #[arg(long)]
+        plan: PathBuf,
+        #[arg(long = "usage", value_parser = parse_pair)]
+        usage: Vec<(String, Decimal)>,
+    },
+    /// Samples of the total as one metric grows (JSON, for plotting).
+    Curve {
+        #[arg(long)]
+        plan: PathBuf,
+        #[arg(long)]
+        metric: String,
+        #[arg(long, value_parser = parse_dec, default_value = "0")]
+        from: Decimal,
+        #[arg(long, value_parser = parse_dec)]
+        to: Decimal,
+        #[arg(long, default_value_t = 50)]
+        samples: u32,
+        #[arg(long = "usage", value_parser = parse_pair)]
+        usage: Vec<(String, Decimal)>,
+    },
+    /// The usage at which the cheaper of two plans changes.
+    BreakEven {
+        #[arg(long)]
+        plan: PathBuf,
+        #[arg(long)]
+        other: PathBuf,
+        #[arg(long)]
+        metric: String,
+        #[arg(long, value_parser = parse_dec, default_value = "0")]
+        from: Decimal,
+        #[arg(long, value_parser = parse_dec)]
+        to: Decimal,
+        #[arg(long = "usage", value_parser = parse_pair)]
+        usage: Vec<(String, Decimal)>,
+    },
+    /// Plans ranked by total for a usage profile.
+    Cheapest {
+        #[arg(long = "plan", required = true)]
+        plans: Vec<PathBuf>,
+        #[arg(long = "usage", value_parser = parse_pair)]
+        usage: Vec<(String, Decimal)>,
+    },
+    /// The largest usage of a metric that fits a budget.
+    Budget {
+        #[arg(long)]
+        plan: PathBuf,
+        #[arg(long)]
+        metric: String,
+        #[arg(long, value_parser = parse_dec)]
+        budget: Decimal,
+        #[arg(long = "usage", value_parser = parse_pair)]
+        usage: Vec<(String, Decimal)>,
+    },
+}
+
+fn parse_dec(text: &str) -> Result<Decimal, String> {
+    parse_decimal(text)
+}
+
+fn parse_pair(text: &str) -> Result<(String, Decimal), String> {
+    let (metric, quantity) = text.split_once('=').ok_or_else(|| format!("`{text}`: expected METRIC=QUANTITY"))?;
+    Ok((metric.to_owned(), parse_decimal(quantity)?))
+}
+
+/// The demo's embedded default plan and usage.
+const DEMO_PLAN: &str = include_str!("../../examples/plans/saas-api.json");
+const DEMO_USAGE: &str = include_str!("../../examples/usage/saas-api.json");
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse_json(&text).with_context(|| format!("in {}", path.display()))
+}
+
+/// Parses JSON, naming the JSON path and line of an error.
+fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        anyhow::anyhow!("$.{path}: {inner}").context("invalid JSON document")
+    })
+}
+
+fn plugins() -> Box<dyn PluginHost> {
+    Box::new(NoPlugins)
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let Some(command) = cli.command else {
+        return demo();
+    };
+    match command {
+        Command::Demo => demo(),
+        Command::Quote { plan, usage, format } => {
+            let plan: Plan = read_json(&plan)?;
+            let usage: Usage = read_json(&usage)?;
+            let invoice = quote(&plan, &usage, plugins().as_ref())?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&invoice)?),
+                Format::Table => print!("{}", table::invoice(&invoice)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { plan, format } => {
+            let plan: Plan = read_json(&plan)?;
+            let report = validate_plan(&plan);
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Format::Table => print!("{}", table::report(&report)),
+            }
+            Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Rate { plan, events, period, timezone, strict, format, out } => {
+            let plan: Plan = read_json(&plan)?;
+            let file = File::open(&events).with_context(|| format!("opening {}", events.display()))?;
+            let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let bar = if std::io::stderr().is_terminal() {
+                indicatif::ProgressBar::new(size)
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let options = RateOptions { period, timezone, strict };
+            let started = std::time::Instant::now();
+            let summary = rate_stream(&plan, BufReader::with_capacity(1 << 20, file), &options, plugins().as_ref(), |n| bar.set_position(n))?;
+            bar.finish_and_clear();
+            let elapsed = started.elapsed().as_secs_f64();
+            let mut sink: Box<dyn Write> = match &out {
+                Some(path) => Box::new(std::io::BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?)),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            for invoice in &summary.invoices {
+                match format {
+                    Format::Json => writeln!(sink, "{}", serde_json::to_string(invoice)?)?,
+                    Format::Table => writeln!(sink, "{}", table::invoice(invoice))?,
+                }
+            }
+            sink.flush()?;
+            for error in summary.errors.iter().take(50) {
+                eprintln!("{error}");
+            }
+            if summary.errors.len() > 50 {
+                eprintln!("… and {} more bad lines", summary.errors.len() - 50);
+            }
+            for (customer, error) in &summary.failed {
+                eprintln!("customer {customer}: {error}");
+            }
+            eprintln!(
+                "{} lines, {} events counted, {} skipped, {} bad; {} invoices ({} failed); {:.2}s, {:.0} lines/s",
+                summary.n_lines,
+                summary.n_counted,
+                summary.n_skipped,
+                summary.errors.len(),
+                summary.invoices.len(),
+                summary.failed.len(),
+                elapsed,
+                summary.n_lines as f64 / elapsed.max(1e-9)
+            );
+            if summary.stopped {
+                bail!("stopped at the first bad line (--strict)");
+            }
+            Ok(if summary.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Schema { of } => {
+            let schema = match of {
+                SchemaOf::Plan => schemars::schema_for!(Plan),
+                SchemaOf::Usage => schemars::schema_for!(Usage),
+                SchemaOf::Invoice => schemars::schema_for!(ratecard_engine::invoice::Invoice),
+            };
+            println!("{}", serde_json::to_string_pretty(&schema)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Estimate { what } => estimate_command(what),
+        Command::Plugin { command } => {
+            plugin_cli::run(command)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn demo() -> Result<ExitCode> {
+    let plan: Plan = parse_json(DEMO_PLAN)?;
+    let usage: Usage = parse_json(DEMO_USAGE)?;
+    let invoice = quote(&plan, &usage, &NoPlugins)?;
+    print!("{}", table::invoice(&invoice));
+    println!();
+    println!("This is the embedded example (examples/plans/saas-api.json with examples/usage/saas-api.json).");
+    println!("Try: ratecard quote --plan examples/plans/cloud-storage.json --usage examples/usage/cloud-storage.json");
+    println!("     ratecard validate examples/plans/utility-tiers.json");
+    println!("     ratecard estimate curve --plan examples/plans/saas-api.json --metric api_calls --to 5000000");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn estimate_command(what: EstimateCommand) -> Result<ExitCode> {
+    let to_map = |pairs: Vec<(String, Decimal)>| pairs.into_iter().collect::<BTreeMap<_, _>>();
+    let plugins = plugins();
+    match what {
+        EstimateCommand::At { plan, usage } => {
+            let plan: Plan = read_json(&plan)?;
+            let invoice = quote(&plan, &estimate::typical_usage(&to_map(usage)), plugins.as_ref())?;
+            print!("{}", table::invoice(&invoice));
+        }
+        EstimateCommand::Curve { plan, metric, from, to, samples, usage } => {
+            let plan: Plan = read_json(&plan)?;
+            let curve = estimate::cost_curve(&plan, &metric, from, to, samples, &to_map(usage), plugins.as_ref())?;
+            println!("{}", serde_json::to_string_pretty(&curve)?);
+        }
+        EstimateCommand::BreakEven { plan, other, metric, from, to, usage } => {
+            let (a, b): (Plan, Plan) = (read_json(&plan)?, read_json(&other)?);
+            match estimate::break_even(&a, &b, &metric, from, to, &to_map(usage), plugins.as_ref())? {
+                Some(found) => println!("{}", serde_json::to_string_pretty(&found)?),
+                None => println!("no break-even between {from} and {to}: one plan is cheaper (or equal) throughout"),
+            }
+        }
+        EstimateCommand::Cheapest { plans, usage } => {
+            let plans: Vec<Plan> = plans.iter().map(|p| read_json(p)).collect::<Result<_>>()?;
+            for (rank, (plan, total)) in estimate::cheapest_plan(&plans, &to_map(usage), plugins.as_ref())?.into_iter().enumerate() {
+                println!("{}. {} ({}): {} {}", rank + 1, plan.id, plan.name, total, plan.currency);
+            }
+        }
+        EstimateCommand::Budget { plan, metric, budget, usage } => {
+            let plan: Plan = read_json(&plan)?;
+            match estimate::max_usage_within_budget(&plan, &metric, budget, None, &to_map(usage), plugins.as_ref())? {
+                Some(quantity) => println!("{quantity}"),
+                None => println!("even zero usage exceeds the budget of {budget}"),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -144,6 +144,38 @@ impl schemars::JsonSchema for Dec {
     }
 }
 
+/// An amount of money at a fixed scale: serialized with exactly its scale (`"12.50"`, `"1200"`
+/// for JPY, `"0.125"` for BHD). The engine rescales every amount to the currency's minor units
+/// before wrapping it, so the text shows the precision that was billed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Amount(pub Decimal);
+
+impl serde::Serialize for Amount {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Amount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        exact::deserialize(d).map(Amount)
+    }
+}
+
+impl schemars::JsonSchema for Amount {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Amount".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "An amount of money as a decimal string with the scale it was billed at (\"12.50\").",
+            "type": "string",
+            "pattern": "^-?[0-9]+(\\.[0-9]+)?$"
+        })
+    }
+}
+
 /// The JSON Schema of a decimal: a string of digits (numbers accepted on input).
 pub fn decimal_schema() -> schemars::Schema {
     schemars::json_schema!({

@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::decimal::Dec;
+use crate::decimal::{Amount, Dec};
 
 /// An invoice preview (a quote) for one customer and one billing period.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -22,12 +22,12 @@ pub struct Invoice {
     pub period: PeriodInfo,
     pub lines: Vec<Line>,
     /// Sum of the lines (rounded to minor units under either rounding level).
-    pub subtotal: Dec,
+    pub subtotal: Amount,
     pub discounts: Vec<AppliedDiscount>,
     pub taxes: Vec<AppliedTax>,
     pub credits: Vec<AppliedCredit>,
     /// Subtotal − discounts + exclusive taxes − credits, never below zero.
-    pub total: Dec,
+    pub total: Amount,
     /// Notes on what was skipped or assumed (events outside the period, trial days), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -67,7 +67,7 @@ pub struct Line {
     pub exact_amount: Dec,
     /// The billed amount: rounded to minor units under line rounding, exact under invoice
     /// rounding.
-    pub amount: Dec,
+    pub amount: Amount,
     /// How the amount was computed, row by row.
     pub breakdown: Vec<BreakdownRow>,
 }
@@ -103,7 +103,7 @@ pub struct AppliedDiscount {
     pub id: String,
     pub description: String,
     /// Positive: the amount taken off.
-    pub amount: Dec,
+    pub amount: Amount,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -113,8 +113,8 @@ pub struct AppliedTax {
     pub percent: Dec,
     pub inclusive: bool,
     /// The amount the tax was computed on.
-    pub taxable: Dec,
-    pub amount: Dec,
+    pub taxable: Amount,
+    pub amount: Amount,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -122,7 +122,7 @@ pub struct AppliedCredit {
     pub id: String,
     pub description: String,
     /// The amount of credit used on this invoice.
-    pub applied: Dec,
+    pub applied: Amount,
     /// What is left of the credit after this invoice.
-    pub remaining: Dec,
+    pub remaining: Amount,
 }

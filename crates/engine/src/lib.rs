@@ -13,5 +13,9 @@ pub mod invoice;
 pub mod plugin;
 pub mod period;
 pub mod meter;
+pub mod price;
+pub mod validate;
+pub mod rate;
+pub mod estimate;
 
 pub use rust_decimal::Decimal;

@@ -484,6 +484,16 @@ pub enum PackageRounding {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tier {
+    /// Optional lower bound, for ranges copied from platforms that write both ends: it must
+    /// equal the previous tier's `up_to` (0 for the first), else the validator reports a gap or
+    /// an overlap. Pricing only uses `up_to`.
+    #[serde(
+        default,
+        with = "crate::decimal::exact_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "crate::decimal::schema_opt")]
+    pub from: Option<Decimal>,
     #[serde(default, with = "crate::decimal::exact_opt")]
     #[schemars(schema_with = "crate::decimal::schema_opt")]
     pub up_to: Option<Decimal>,
@@ -499,6 +509,14 @@ pub struct Tier {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
+    /// Optional lower bound, checked like [`Tier::from`].
+    #[serde(
+        default,
+        with = "crate::decimal::exact_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "crate::decimal::schema_opt")]
+    pub from: Option<Decimal>,
     #[serde(default, with = "crate::decimal::exact_opt")]
     #[schemars(schema_with = "crate::decimal::schema_opt")]
     pub up_to: Option<Decimal>,

@@ -1,0 +1,314 @@
+//! Estimation helpers for pricing pages and sales: the bill at a usage, a cost curve, the
+//! break-even usage between two plans, the cheapest plan for a usage profile, and the largest
+//! usage that fits a budget.
+//!
+//! Every helper rates a *typical full period*: the subscription's first period, starting on
+//! [`DEFAULT_ANCHOR`](crate::rate::DEFAULT_ANCHOR) in UTC, so flat fees are not prorated. Costs
+//! compare invoice totals (after discounts, taxes and credits).
+//!
+//! Break-even and budget searches are exact where the cost is linear: they evaluate every tier
+//! boundary of the plans, find the segment where the answer lies, and solve the line there; where
+//! a segment is not linear (packages, stairsteps) they bisect to [`SEARCH_PRECISION`].
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::decimal::{Amount, Dec};
+use crate::plan::{Plan, PriceModel};
+use crate::plugin::PluginHost;
+use crate::rate::{DEFAULT_ANCHOR, RateError, quote};
+use crate::usage::{Customer, QuantityInput, Subscription, Usage};
+
+/// Bisection stops when the interval is this narrow.
+pub const SEARCH_PRECISION: Decimal = Decimal::from_parts(1, 0, 0, false, 6);
+
+/// The largest quantity searched when no upper bound is given.
+pub const MAX_SEARCH_QUANTITY: Decimal = Decimal::from_parts(2_764_472_320, 232_830, 0, false, 0); // 10^15
+
+/// Usage for one typical period with these quantities (metric code → quantity).
+pub fn typical_usage(quantities: &BTreeMap<String, Decimal>) -> Usage {
+    Usage {
+        customer: Customer::default(),
+        subscription: Some(Subscription { start: DEFAULT_ANCHOR.to_owned(), billing_anchor: None }),
+        period: None,
+        quantities: quantities.iter().map(|(k, v)| (k.clone(), QuantityInput::Total(Dec(*v)))).collect(),
+        events: Vec::new(),
+        carry_in: BTreeMap::new(),
+        credits: Vec::new(),
+        plan_change: None,
+    }
+}
+
+/// The invoice total of a typical period at these quantities.
+pub fn total_at(plan: &Plan, quantities: &BTreeMap<String, Decimal>, plugins: &dyn PluginHost) -> Result<Decimal, RateError> {
+    Ok(quote(plan, &typical_usage(quantities), plugins)?.total.0)
+}
+
+/// One point of a cost curve.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    pub quantity: Dec,
+    pub total: Amount,
+}
+
+/// Why an estimate could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EstimateError {
+    /// Rating failed at some usage.
+    #[error("{0}")]
+    Rate(#[from] RateError),
+    /// The metric is not in the plan.
+    #[error("no metric `{metric}` in plan `{plan}`")]
+    UnknownMetric { plan: String, metric: String },
+    /// The metric groups usage: estimates vary a single ungrouped quantity.
+    #[error("metric `{0}` groups usage by dimensions: estimates need an ungrouped metric")]
+    GroupedMetric(String),
+    /// The range is empty or negative.
+    #[error("bad range: {0}")]
+    BadRange(String),
+}
+
+fn check_metric(plan: &Plan, metric: &str) -> Result<(), EstimateError> {
+    let found = plan.metrics.iter().find(|m| m.code == metric).ok_or_else(|| EstimateError::UnknownMetric {
+        plan: plan.id.clone(),
+        metric: metric.to_owned(),
+    })?;
+    if !found.group_by.is_empty() {
+        return Err(EstimateError::GroupedMetric(metric.to_owned()));
+    }
+    Ok(())
+}
+
+/// The boundaries of every tier, band, package and allowance on `metric`, shifted by the
+/// charge's allowance: where a cost curve may bend or jump.
+pub fn breakpoints(plan: &Plan, metric: &str) -> Vec<Decimal> {
+    let mut points = Vec::new();
+    for charge in plan.charges.iter().filter(|c| c.metric.as_deref() == Some(metric)) {
+        let offset = charge.included.unwrap_or_default();
+        points.push(offset);
+        let bounds: Vec<Decimal> = match &charge.model {
+            PriceModel::Graduated { tiers } | PriceModel::Volume { tiers } | PriceModel::Percentage { tiers, .. } => {
+                tiers.iter().filter_map(|t| t.up_to).collect()
+            }
+            PriceModel::Stairstep { steps } => steps.iter().filter_map(|s| s.up_to).collect(),
+            PriceModel::Package { free_units, .. } => free_units.iter().copied().collect(),
+            _ => Vec::new(),
+        };
+        points.extend(bounds.into_iter().filter_map(|b| b.checked_add(offset)));
+    }
+    points.sort();
+    points.dedup();
+    points
+}
+
+/// Samples of the total against one metric's quantity: `n_samples` evenly spaced points from
+/// `from` to `to`, plus every breakpoint in the range and the quantity just above it (so jumps show).
+pub fn cost_curve(
+    plan: &Plan,
+    metric: &str,
+    from: Decimal,
+    to: Decimal,
+    n_samples: u32,
+    base: &BTreeMap<String, Decimal>,
+    plugins: &dyn PluginHost,
+) -> Result<Vec<CurvePoint>, EstimateError> {
+    check_metric(plan, metric)?;
+    if from < Decimal::ZERO || to <= from {
+        return Err(EstimateError::BadRange(format!("from {from} to {to}: need 0 <= from < to")));
+    }
+    let n_samples = n_samples.clamp(2, 10_000);
+    let step = (to - from) / Decimal::from(n_samples - 1);
+    let mut quantities: Vec<Decimal> = (0..n_samples).map(|i| from + step * Decimal::from(i)).collect();
+    quantities.push(to);
+    for point in breakpoints(plan, metric) {
+        if point > from && point < to {
+            quantities.push(point);
+            quantities.push(point + SEARCH_PRECISION);
+        }
+    }
+    quantities.iter_mut().for_each(|q| *q = q.normalize());
+    quantities.sort();
+    quantities.dedup();
+    let mut usage = base.clone();
+    quantities
+        .into_iter()
+        .map(|quantity| {
+            usage.insert(metric.to_owned(), quantity);
+            let total = total_at(plan, &usage, plugins)?;
+            Ok(CurvePoint { quantity: Dec(quantity), total: Amount(total) })
+        })
+        .collect()
+}
+
+/// Where two plans cost the same.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BreakEven {
+    /// The usage at which the cheaper plan changes (within [`SEARCH_PRECISION`]).
+    pub quantity: Dec,
+    pub cheaper_below: String,
+    pub cheaper_above: String,
+}
+
+/// The first usage in `[from, to]` at which the cheaper of two plans changes, if any.
+#[allow(clippy::too_many_arguments)]
+pub fn break_even(
+    plan_a: &Plan,
+    plan_b: &Plan,
+    metric: &str,
+    from: Decimal,
+    to: Decimal,
+    base: &BTreeMap<String, Decimal>,
+    plugins: &dyn PluginHost,
+) -> Result<Option<BreakEven>, EstimateError> {
+    check_metric(plan_a, metric)?;
+    check_metric(plan_b, metric)?;
+    if from < Decimal::ZERO || to <= from {
+        return Err(EstimateError::BadRange(format!("from {from} to {to}: need 0 <= from < to")));
+    }
+    let mut usage = base.clone();
+    let mut diff = |q: Decimal| -> Result<Decimal, EstimateError> {
+        usage.insert(metric.to_owned(), q);
+        Ok(total_at(plan_a, &usage, plugins)? - total_at(plan_b, &usage, plugins)?)
+    };
+    let mut points: Vec<Decimal> = breakpoints(plan_a, metric)
+        .into_iter()
+        .chain(breakpoints(plan_b, metric))
+        .filter(|p| *p > from && *p < to)
+        .collect();
+    points.push(from);
+    points.push(to);
+    points.sort();
+    points.dedup();
+    let sign = |d: Decimal| d.cmp(&Decimal::ZERO);
+    let mut previous = (points[0], diff(points[0])?);
+    for &q in &points[1..] {
+        let d = diff(q)?;
+        if sign(d) != sign(previous.1) && !(previous.1.is_zero() && d.is_zero()) && !previous.1.is_zero() {
+            let crossing = solve(previous, (q, d), &mut diff)?;
+            let (below, above) = if previous.1 < Decimal::ZERO { (plan_a, plan_b) } else { (plan_b, plan_a) };
+            return Ok(Some(BreakEven { quantity: Dec(crossing.normalize()), cheaper_below: below.id.clone(), cheaper_above: above.id.clone() }));
+        }
+        previous = (q, d);
+    }
+    Ok(None)
+}
+
+/// The zero of `f` between `a` and `b` (whose values differ in sign): exact when `f` is linear
+/// there, by bisection otherwise.
+fn solve(
+    a: (Decimal, Decimal),
+    b: (Decimal, Decimal),
+    f: &mut impl FnMut(Decimal) -> Result<Decimal, EstimateError>,
+) -> Result<Decimal, EstimateError> {
+    let (mut lo, mut f_lo) = a;
+    let (mut hi, mut f_hi) = b;
+    loop {
+        let slope_run = hi - lo;
+        let linear_guess = lo + (-f_lo) * slope_run / (f_hi - f_lo);
+        let f_guess = f(linear_guess)?;
+        if f_guess.is_zero() {
+            return Ok(linear_guess);
+        }
+        if hi - lo <= SEARCH_PRECISION {
+            return Ok(hi);
+        }
+        // Not linear here: bisect.
+        let mid = (lo + hi) / Decimal::TWO;
+        let f_mid = f(mid)?;
+        if f_mid.is_zero() {
+            return Ok(mid);
+        }
+        if (f_mid < Decimal::ZERO) == (f_lo < Decimal::ZERO) {
+            lo = mid;
+            f_lo = f_mid;
+        } else {
+            hi = mid;
+            f_hi = f_mid;
+        }
+    }
+}
+
+/// Plans ranked by their total for one usage profile, cheapest first (ties by plan id).
+pub fn cheapest_plan<'p>(
+    plans: &'p [Plan],
+    quantities: &BTreeMap<String, Decimal>,
+    plugins: &dyn PluginHost,
+) -> Result<Vec<(&'p Plan, Decimal)>, EstimateError> {
+    let mut ranked = Vec::with_capacity(plans.len());
+    for plan in plans {
+        // A plan without some of the profile's metrics just does not charge them.
+        let relevant: BTreeMap<String, Decimal> =
+            quantities.iter().filter(|(code, _)| plan.metrics.iter().any(|m| &m.code == *code)).map(|(k, v)| (k.clone(), *v)).collect();
+        ranked.push((plan, total_at(plan, &relevant, plugins)?));
+    }
+    ranked.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.id.cmp(&b.0.id)));
+    Ok(ranked)
+}
+
+/// The largest quantity of `metric` whose total stays within `budget` (searching up to `max`,
+/// default [`MAX_SEARCH_QUANTITY`]). `Ok(None)`: even zero usage exceeds the budget.
+pub fn max_usage_within_budget(
+    plan: &Plan,
+    metric: &str,
+    budget: Decimal,
+    max: Option<Decimal>,
+    base: &BTreeMap<String, Decimal>,
+    plugins: &dyn PluginHost,
+) -> Result<Option<Decimal>, EstimateError> {
+    check_metric(plan, metric)?;
+    let max = max.unwrap_or(MAX_SEARCH_QUANTITY);
+    let mut usage = base.clone();
+    let mut over = |q: Decimal| -> Result<Decimal, EstimateError> {
+        usage.insert(metric.to_owned(), q);
+        Ok(total_at(plan, &usage, plugins)? - budget)
+    };
+    if over(Decimal::ZERO)? > Decimal::ZERO {
+        return Ok(None);
+    }
+    if over(max)? <= Decimal::ZERO {
+        return Ok(Some(max));
+    }
+    let mut points: Vec<Decimal> = breakpoints(plan, metric).into_iter().filter(|p| *p > Decimal::ZERO && *p < max).collect();
+    points.push(Decimal::ZERO);
+    points.push(max);
+    points.sort();
+    points.dedup();
+    // Scan from the top: the last segment that starts within budget holds the answer (a volume
+    // cliff can make a later segment affordable again).
+    let values: Vec<Decimal> = points.iter().map(|q| over(*q)).collect::<Result<_, _>>()?;
+    for idx in (0..points.len() - 1).rev() {
+        let (lo, f_lo) = (points[idx], values[idx]);
+        let (hi, f_hi) = (points[idx + 1], values[idx + 1]);
+        if f_lo > Decimal::ZERO {
+            continue;
+        }
+        if f_hi <= Decimal::ZERO {
+            return Ok(Some(hi));
+        }
+        // Largest q in [lo, hi) with over(q) <= 0.
+        let (mut good, mut bad) = (lo, hi);
+        let slope = (f_hi - f_lo) / (hi - lo);
+        if !slope.is_zero() {
+            let guess = lo + (-f_lo) / slope;
+            if guess > lo && guess < hi && over(guess)? <= Decimal::ZERO {
+                good = guess;
+                if over(guess + SEARCH_PRECISION)? > Decimal::ZERO {
+                    return Ok(Some(guess.normalize()));
+                }
+            }
+        }
+        while bad - good > SEARCH_PRECISION {
+            let mid = (good + bad) / Decimal::TWO;
+            if over(mid)? <= Decimal::ZERO {
+                good = mid;
+            } else {
+                bad = mid;
+            }
+        }
+        return Ok(Some(good.round_dp(6).normalize()));
+    }
+    Ok(Some(Decimal::ZERO))
+}

@@ -1,0 +1,454 @@
+//! Price models: a quantity in, an exact amount and its breakdown out.
+//!
+//! Nothing here rounds money: every amount is exact, and the caller rounds at the points the
+//! plan's rounding policy names. Quantities are continuous, so a tier boundary never leaves a gap:
+//! tier `i` spans from the previous tier's `up_to` (its *lower bound*, 0 for the first) to its own
+//! `up_to` (unbounded for the last). Which tier a quantity exactly on a bound belongs to is the
+//! plan's [`TierConvention`]:
+//!
+//! | model      | `upper_inclusive` (default, Stripe) | `lower_inclusive`           |
+//! |------------|-------------------------------------|-----------------------------|
+//! | graduated  | units split the same way; tier flat fee due when q > lower | flat fee due when q ≥ lower |
+//! | volume     | tier i when lower < q ≤ up_to       | tier i when lower ≤ q < up_to |
+//! | stairstep  | band i when lower < q ≤ up_to       | band i when lower ≤ q < up_to |
+//!
+//! A zero quantity prices at zero in every usage model (no tier fee, no stairstep band): a base fee
+//! belongs in a `flat` charge or a charge `minimum`.
+
+use rust_decimal::{Decimal, RoundingStrategy};
+
+use crate::invoice::BreakdownRow;
+use crate::plan::{PackageRounding, Step, Tier, TierConvention};
+
+/// An exact amount and how it was computed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Priced {
+    pub amount: Decimal,
+    pub breakdown: Vec<BreakdownRow>,
+}
+
+impl Priced {
+    fn push(&mut self, row: BreakdownRow) -> Result<(), Overflow> {
+        self.amount = add(self.amount, row.amount.0)?;
+        self.breakdown.push(row);
+        Ok(())
+    }
+}
+
+/// An arithmetic result that does not fit in a decimal (≈ 7.9 × 10²⁸).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Overflow;
+
+pub(crate) fn add(a: Decimal, b: Decimal) -> Result<Decimal, Overflow> {
+    a.checked_add(b).ok_or(Overflow)
+}
+
+pub(crate) fn sub(a: Decimal, b: Decimal) -> Result<Decimal, Overflow> {
+    a.checked_sub(b).ok_or(Overflow)
+}
+
+pub(crate) fn mul(a: Decimal, b: Decimal) -> Result<Decimal, Overflow> {
+    a.checked_mul(b).ok_or(Overflow)
+}
+
+pub(crate) fn div(a: Decimal, b: Decimal) -> Result<Decimal, Overflow> {
+    a.checked_div(b).ok_or(Overflow)
+}
+
+fn percent_of(amount: Decimal, percent: Decimal) -> Result<Decimal, Overflow> {
+    div(mul(amount, percent)?, Decimal::ONE_HUNDRED)
+}
+
+/// `(lower, upper]` bounds of tier `idx`; `None` upper = unbounded.
+fn bounds(up_tos: &[Option<Decimal>], idx: usize) -> (Decimal, Option<Decimal>) {
+    let lower = if idx == 0 { Decimal::ZERO } else { up_tos[idx - 1].unwrap_or(Decimal::MAX) };
+    (lower, up_tos[idx])
+}
+
+fn range_text(lower: Decimal, upper: Option<Decimal>, convention: TierConvention) -> String {
+    let (open, close) = match convention {
+        TierConvention::UpperInclusive => ('(', ']'),
+        TierConvention::LowerInclusive => ('[', ')'),
+    };
+    let open = if lower.is_zero() { '[' } else { open };
+    match upper {
+        Some(upper) => format!("{open}{}, {}{close}", lower.normalize(), upper.normalize()),
+        None => format!("{open}{}, ∞)", lower.normalize()),
+    }
+}
+
+/// Index of the tier (or band) a total quantity reaches. Assumes validated, increasing bounds.
+pub fn tier_reached(up_tos: &[Option<Decimal>], quantity: Decimal, convention: TierConvention) -> usize {
+    let last = up_tos.len().saturating_sub(1);
+    for (idx, up_to) in up_tos.iter().enumerate() {
+        let Some(up_to) = up_to else { return idx };
+        let inside = match convention {
+            TierConvention::UpperInclusive => quantity <= *up_to,
+            TierConvention::LowerInclusive => quantity < *up_to,
+        };
+        if inside {
+            return idx;
+        }
+    }
+    last
+}
+
+fn enters(quantity: Decimal, lower: Decimal, convention: TierConvention) -> bool {
+    if quantity <= Decimal::ZERO {
+        return false;
+    }
+    match convention {
+        TierConvention::UpperInclusive => quantity > lower,
+        TierConvention::LowerInclusive => quantity >= lower,
+    }
+}
+
+/// Graduated tiers: each tier prices the units inside it. `price_scale` multiplies every unit
+/// price (1 for money per unit, 1/100 for percentage tiers).
+pub fn graduated(
+    tiers: &[Tier],
+    quantity: Decimal,
+    convention: TierConvention,
+    price_scale: Decimal,
+) -> Result<Priced, Overflow> {
+    let up_tos: Vec<Option<Decimal>> = tiers.iter().map(|t| t.up_to).collect();
+    let mut priced = Priced::default();
+    for (tier_idx, tier) in tiers.iter().enumerate() {
+        let (lower, upper) = bounds(&up_tos, tier_idx);
+        if !enters(quantity, lower, convention) {
+            break;
+        }
+        let top = match upper {
+            Some(upper) => quantity.min(upper),
+            None => quantity,
+        };
+        let n_units = sub(top, lower)?.max(Decimal::ZERO);
+        let range = range_text(lower, upper, convention);
+        if !n_units.is_zero() || !tier.unit_price.is_zero() {
+            let unit_price = mul(tier.unit_price, price_scale)?;
+            let amount = mul(n_units, unit_price)?;
+            priced.push(BreakdownRow::units(
+                format!("tier {} {range}: {} × {}", tier_idx + 1, n_units.normalize(), unit_price.normalize()),
+                n_units,
+                unit_price,
+                amount,
+            ))?;
+        }
+        if !tier.flat_fee.is_zero() {
+            priced.push(BreakdownRow::fee(format!("tier {} {range}: flat fee", tier_idx + 1), tier.flat_fee))?;
+        }
+    }
+    Ok(priced)
+}
+
+/// Volume tiers: every unit at the price of the tier the total reaches, plus its flat fee.
+pub fn volume(tiers: &[Tier], quantity: Decimal, convention: TierConvention) -> Result<Priced, Overflow> {
+    let mut priced = Priced::default();
+    if quantity <= Decimal::ZERO || tiers.is_empty() {
+        return Ok(priced);
+    }
+    let up_tos: Vec<Option<Decimal>> = tiers.iter().map(|t| t.up_to).collect();
+    let tier_idx = tier_reached(&up_tos, quantity, convention);
+    let tier = &tiers[tier_idx];
+    let (lower, upper) = bounds(&up_tos, tier_idx);
+    let range = range_text(lower, upper, convention);
+    priced.push(BreakdownRow::units(
+        format!("all {} units at tier {} {range}: × {}", quantity.normalize(), tier_idx + 1, tier.unit_price.normalize()),
+        quantity,
+        tier.unit_price,
+        mul(quantity, tier.unit_price)?,
+    ))?;
+    if !tier.flat_fee.is_zero() {
+        priced.push(BreakdownRow::fee(format!("tier {} {range}: flat fee", tier_idx + 1), tier.flat_fee))?;
+    }
+    Ok(priced)
+}
+
+/// Stairstep: the flat price of the band the total reaches.
+pub fn stairstep(steps: &[Step], quantity: Decimal, convention: TierConvention) -> Result<Priced, Overflow> {
+    let mut priced = Priced::default();
+    if quantity <= Decimal::ZERO || steps.is_empty() {
+        return Ok(priced);
+    }
+    let up_tos: Vec<Option<Decimal>> = steps.iter().map(|s| s.up_to).collect();
+    let step_idx = tier_reached(&up_tos, quantity, convention);
+    let (lower, upper) = bounds(&up_tos, step_idx);
+    priced.push(BreakdownRow::fee(
+        format!(
+            "band {} {}: {} units",
+            step_idx + 1,
+            range_text(lower, upper, convention),
+            quantity.normalize()
+        ),
+        steps[step_idx].price,
+    ))?;
+    Ok(priced)
+}
+
+/// Packages: units beyond the free ones, in packages rounded up or down, each at one price.
+pub fn package(
+    quantity: Decimal,
+    package_size: Decimal,
+    package_price: Decimal,
+    free_units: Decimal,
+    rounding: PackageRounding,
+) -> Result<Priced, Overflow> {
+    let mut priced = Priced::default();
+    let billable = sub(quantity, free_units)?.max(Decimal::ZERO);
+    if !free_units.is_zero() {
+        priced.breakdown.push(BreakdownRow::units(
+            format!("{} free units", quantity.min(free_units).max(Decimal::ZERO).normalize()),
+            quantity.min(free_units).max(Decimal::ZERO),
+            Decimal::ZERO,
+            Decimal::ZERO,
+        ));
+    }
+    if package_size <= Decimal::ZERO {
+        return Err(Overflow);
+    }
+    let strategy = match rounding {
+        PackageRounding::Up => RoundingStrategy::ToPositiveInfinity,
+        PackageRounding::Down => RoundingStrategy::ToNegativeInfinity,
+    };
+    let n_packages = div(billable, package_size)?.round_dp_with_strategy(0, strategy);
+    priced.push(BreakdownRow::units(
+        format!(
+            "{} units in {} packages of {} (rounded {})",
+            billable.normalize(),
+            n_packages,
+            package_size.normalize(),
+            match rounding {
+                PackageRounding::Up => "up",
+                PackageRounding::Down => "down",
+            }
+        ),
+        n_packages,
+        package_price,
+        mul(n_packages, package_price)?,
+    ))?;
+    Ok(priced)
+}
+
+/// The parameters of a percentage charge.
+#[derive(Clone, Copy, Debug)]
+pub struct PercentageTerms<'a> {
+    pub percent: Option<Decimal>,
+    pub tiers: &'a [Tier],
+    pub fixed_fee: Option<Decimal>,
+    pub min_per_transaction: Option<Decimal>,
+    pub max_per_transaction: Option<Decimal>,
+}
+
+impl PercentageTerms<'_> {
+    /// Per-transaction bounds make each transaction's fee depend on its own amount.
+    pub fn needs_transactions(&self) -> bool {
+        self.min_per_transaction.is_some() || self.max_per_transaction.is_some()
+    }
+}
+
+/// A percentage of transaction amounts. `total` is the sum of amounts; `n_transactions` their
+/// count; `transactions` the individual amounts, required when the terms have per-transaction
+/// bounds (the caller checks).
+pub fn percentage(
+    terms: PercentageTerms<'_>,
+    total: Decimal,
+    n_transactions: u64,
+    transactions: Option<&[Decimal]>,
+    convention: TierConvention,
+) -> Result<Priced, Overflow> {
+    let fixed_fee = terms.fixed_fee.unwrap_or_default();
+    if let (true, Some(transactions)) = (terms.needs_transactions(), transactions) {
+        let percent = terms.percent.unwrap_or_default();
+        let mut priced = Priced::default();
+        let (mut n_raised, mut n_capped) = (0u64, 0u64);
+        let mut sum = Decimal::ZERO;
+        for amount in transactions {
+            let mut fee = add(percent_of(*amount, percent)?, fixed_fee)?;
+            if let Some(min) = terms.min_per_transaction
+                && fee < min
+            {
+                fee = min;
+                n_raised += 1;
+            }
+            if let Some(max) = terms.max_per_transaction
+                && fee > max
+            {
+                fee = max;
+                n_capped += 1;
+            }
+            sum = add(sum, fee)?;
+        }
+        let n = transactions.len();
+        priced.push(BreakdownRow::fee(
+            format!(
+                "{n} transactions totalling {}: {}% + {} each, {n_raised} raised to the minimum, {n_capped} capped at the maximum",
+                total.normalize(),
+                percent.normalize(),
+                fixed_fee.normalize()
+            ),
+            sum,
+        ))?;
+        return Ok(priced);
+    }
+    let mut priced = if terms.tiers.is_empty() {
+        let percent = terms.percent.unwrap_or_default();
+        let mut priced = Priced::default();
+        priced.push(BreakdownRow::units(
+            format!("{}% of {}", percent.normalize(), total.normalize()),
+            total,
+            div(percent, Decimal::ONE_HUNDRED)?,
+            percent_of(total, percent)?,
+        ))?;
+        priced
+    } else {
+        graduated(terms.tiers, total, convention, Decimal::new(1, 2))?
+    };
+    if !fixed_fee.is_zero() && n_transactions > 0 {
+        let n = Decimal::from(n_transactions);
+        priced.push(BreakdownRow::units(
+            format!("{n_transactions} transactions × {} fixed fee", fixed_fee.normalize()),
+            n,
+            fixed_fee,
+            mul(n, fixed_fee)?,
+        ))?;
+    }
+    Ok(priced)
+}
+
+/// Every unit at one price.
+pub fn per_unit(quantity: Decimal, unit_price: Decimal) -> Result<Priced, Overflow> {
+    let mut priced = Priced::default();
+    priced.push(BreakdownRow::units(
+        format!("{} × {}", quantity.normalize(), unit_price.normalize()),
+        quantity,
+        unit_price,
+        mul(quantity, unit_price)?,
+    ))?;
+    Ok(priced)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    fn tiers(spec: &[(Option<&str>, &str, &str)]) -> Vec<Tier> {
+        spec.iter()
+            .map(|(up_to, unit_price, flat_fee)| Tier {
+                from: None,
+                up_to: up_to.map(d),
+                unit_price: d(unit_price),
+                flat_fee: d(flat_fee),
+            })
+            .collect()
+    }
+
+    fn check_graduated(convention: TierConvention, quantity: &str, expected: &str) {
+        let tiers = tiers(&[(Some("50"), "0.10", "5"), (Some("100"), "0.08", "2"), (None, "0.05", "0")]);
+        let priced = graduated(&tiers, d(quantity), convention, Decimal::ONE).unwrap();
+        assert_eq!(priced.amount, d(expected), "{convention:?} at {quantity}: {:#?}", priced.breakdown);
+        let sum: Decimal = priced.breakdown.iter().map(|r| r.amount.0).sum();
+        assert_eq!(sum, priced.amount);
+    }
+
+    #[test]
+    fn graduated_splits_units_and_charges_entered_tier_fees() {
+        use TierConvention::*;
+        check_graduated(UpperInclusive, "0", "0");
+        check_graduated(UpperInclusive, "10", "6.00"); // 10 × 0.10 + 5
+        check_graduated(UpperInclusive, "50", "10.00"); // boundary: tier 2 not entered
+        check_graduated(LowerInclusive, "50", "12.00"); // boundary: tier 2 entered (its fee)
+        check_graduated(UpperInclusive, "50.5", "12.04"); // 5 + 5 + 2 + 0.5 × 0.08
+        check_graduated(UpperInclusive, "150", "18.50"); // 5+5 + 4+2 + 2.5
+    }
+
+    fn check_volume(convention: TierConvention, quantity: &str, expected: &str) {
+        let tiers = tiers(&[(Some("10"), "1.00", "0"), (Some("20"), "0.90", "3"), (None, "0.80", "0")]);
+        let priced = volume(&tiers, d(quantity), convention).unwrap();
+        assert_eq!(priced.amount, d(expected), "{convention:?} at {quantity}");
+    }
+
+    #[test]
+    fn volume_picks_the_tier_reached_at_the_boundary_by_convention() {
+        use TierConvention::*;
+        check_volume(UpperInclusive, "0", "0");
+        check_volume(UpperInclusive, "10", "10.00");
+        check_volume(LowerInclusive, "10", "12.00"); // 10 × 0.90 + 3
+        check_volume(UpperInclusive, "10.5", "12.45");
+        check_volume(UpperInclusive, "25", "20.00");
+    }
+
+    #[test]
+    fn stairstep_charges_the_band_price() {
+        let steps = vec![
+            Step { from: None, up_to: Some(d("10")), price: d("50") },
+            Step { from: None, up_to: Some(d("50")), price: d("200") },
+            Step { from: None, up_to: None, price: d("500") },
+        ];
+        let cases = [("0", "0"), ("1", "50"), ("10", "50"), ("10.01", "200"), ("51", "500")];
+        for (quantity, expected) in cases {
+            let priced = stairstep(&steps, d(quantity), TierConvention::UpperInclusive).unwrap();
+            assert_eq!(priced.amount, d(expected), "at {quantity}");
+        }
+        let priced = stairstep(&steps, d("10"), TierConvention::LowerInclusive).unwrap();
+        assert_eq!(priced.amount, d("200"));
+    }
+
+    #[test]
+    fn packages_round_up_or_down_after_free_units() {
+        let cases = [
+            ("0", "0", PackageRounding::Up, "0"),
+            ("1", "0", PackageRounding::Up, "5"),
+            ("1000", "0", PackageRounding::Up, "5"),
+            ("1001", "0", PackageRounding::Up, "10"),
+            ("1999", "0", PackageRounding::Down, "5"),
+            ("1500", "600", PackageRounding::Up, "5"),
+            ("100", "600", PackageRounding::Up, "0"),
+        ];
+        for (quantity, free, rounding, expected) in cases {
+            let priced = package(d(quantity), d("1000"), d("5"), d(free), rounding).unwrap();
+            assert_eq!(priced.amount, d(expected), "{quantity} free {free} {rounding:?}");
+        }
+    }
+
+    #[test]
+    fn percentage_with_fixed_fee_and_per_transaction_bounds() {
+        let terms = PercentageTerms {
+            percent: Some(d("2.9")),
+            tiers: &[],
+            fixed_fee: Some(d("0.30")),
+            min_per_transaction: None,
+            max_per_transaction: None,
+        };
+        let priced = percentage(terms, d("1000"), 10, None, TierConvention::UpperInclusive).unwrap();
+        assert_eq!(priced.amount, d("32.00")); // 29 + 3
+        let bounded = PercentageTerms { min_per_transaction: Some(d("0.50")), max_per_transaction: Some(d("5")), ..terms };
+        let transactions = [d("1"), d("100"), d("1000")];
+        // 1 → 0.329 → 0.50; 100 → 3.20; 1000 → 29.30 → 5
+        let priced = percentage(bounded, d("1101"), 3, Some(&transactions), TierConvention::UpperInclusive).unwrap();
+        assert_eq!(priced.amount, d("8.70"));
+    }
+
+    #[test]
+    fn graduated_percentage_uses_percent_tiers() {
+        let terms = PercentageTerms {
+            percent: None,
+            tiers: &tiers(&[(Some("10000"), "2.9", "0"), (None, "2.5", "0")]),
+            fixed_fee: None,
+            min_per_transaction: None,
+            max_per_transaction: None,
+        };
+        let priced = percentage(terms, d("15000"), 0, None, TierConvention::UpperInclusive).unwrap();
+        assert_eq!(priced.amount, d("415")); // 290 + 125
+    }
+
+    #[test]
+    fn overflow_is_an_error_not_a_panic() {
+        assert_eq!(per_unit(Decimal::MAX, d("2")), Err(Overflow));
+        let tiers = tiers(&[(None, "79228162514264337593543950335", "0")]);
+        assert_eq!(graduated(&tiers, d("10"), TierConvention::UpperInclusive, Decimal::ONE), Err(Overflow));
+    }
+}

@@ -1,0 +1,841 @@
+//! Rating: a plan and a customer's usage for one period in, an [`Invoice`] out.
+//!
+//! The order of an invoice is fixed and documented:
+//! 1. lines, one per charge (per group for grouped metrics), in plan order; flat fees prorated for
+//!    the part of the period that is billed (after a trial, after a mid-period plan change);
+//! 2. per-charge minimum / maximum adjustments, then the plan's minimum commitment true-up line;
+//! 3. `subtotal` = sum of lines (rounded lines under `line` rounding, the rounded exact sum under
+//!    `invoice` rounding);
+//! 4. discounts in plan order, each limited to what is left, never below zero;
+//! 5. taxes on the discounted subtotal (exclusive taxes are added, inclusive ones extracted);
+//! 6. prepaid credits, plan credits first then the customer's, until the total is zero.
+//!
+//! Discount, tax and credit amounts are always rounded to the currency's minor units with the
+//! plan's rounding mode.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+use sha2::{Digest, Sha256};
+
+use crate::decimal::{Amount, Dec};
+use crate::invoice::{AppliedCredit, AppliedDiscount, AppliedTax, BreakdownRow, Invoice, Line, PeriodInfo};
+use crate::meter::{Aggregator, GroupUsage, MeteredUsage, Outcome, Window};
+use crate::money::{Currency, RoundingLevel};
+use crate::period::{BillingPeriod, Calendar, PeriodError};
+use crate::plan::{Charge, FeeTiming, GroupKey, Metric, Plan, PriceModel};
+use crate::plugin::{GroupedQuantity, PluginError, PluginHost, PriceRequest};
+use crate::price::{self, Overflow, PercentageTerms, Priced};
+use crate::usage::{PeriodSelector, QuantityInput, Timestamp, Usage};
+use crate::validate::{Issue, validate_plan};
+
+/// Why a quote could not be computed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RateError {
+    /// The plan has validation errors (all of them are listed).
+    #[error("the plan is invalid: {}", join_issues(.0))]
+    InvalidPlan(Vec<Issue>),
+    /// The usage document is wrong at a JSON path.
+    #[error("{path}: {message}")]
+    InvalidUsage { path: String, message: String },
+    /// The billing period could not be computed.
+    #[error("{path}: {source}")]
+    Period { path: String, source: PeriodError },
+    /// Aggregating usage failed as a whole (a plugin metric, an overflowing total).
+    #[error("{0}")]
+    Aggregate(#[from] crate::meter::AggregateError),
+    /// A charge cannot be priced with the usage given.
+    #[error("charge `{charge}`: {message}")]
+    Charge { charge: String, message: String },
+    /// A custom price plugin failed.
+    #[error("charge `{charge}`: {source}")]
+    Plugin { charge: String, source: PluginError },
+    /// An amount does not fit in a decimal.
+    #[error("{context}: amount overflow")]
+    Overflow { context: String },
+}
+
+fn join_issues(issues: &[Issue]) -> String {
+    issues.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("; ")
+}
+
+fn overflow(context: impl Into<String>) -> impl FnOnce(Overflow) -> RateError {
+    let context = context.into();
+    move |_| RateError::Overflow { context }
+}
+
+fn usage_error(path: impl Into<String>, message: impl Into<String>) -> RateError {
+    RateError::InvalidUsage { path: path.into(), message: message.into() }
+}
+
+/// The calendar and period of a quote, resolved from the plan and usage.
+#[derive(Clone, Debug)]
+pub struct QuoteContext {
+    pub calendar: Calendar,
+    pub period: BillingPeriod,
+    /// Usage before this instant is in the trial and not billed.
+    pub billable_from: Timestamp,
+    pub currency: Currency,
+}
+
+/// Without a subscription, periods are calendar periods anchored here (local midnight).
+pub const DEFAULT_ANCHOR: &str = "2000-01-01";
+
+/// Resolves the customer's calendar, the period to rate and the trial end.
+pub fn context(plan: &Plan, usage: &Usage) -> Result<QuoteContext, RateError> {
+    let currency = Currency::resolve(&plan.currency, &plan.custom_units)
+        .ok_or_else(|| RateError::InvalidPlan(validate_plan(plan).errors))?;
+    let timezone = usage.customer.timezone.as_deref().unwrap_or("UTC");
+    let (start, anchor, start_path) = match &usage.subscription {
+        Some(sub) => (sub.start.as_str(), sub.billing_anchor.as_deref(), "$.subscription.start"),
+        None => (DEFAULT_ANCHOR, None, "$.subscription"),
+    };
+    let calendar = Calendar::new(timezone, plan.interval, start, anchor).map_err(|source| {
+        let path = match source {
+            PeriodError::UnknownTimezone(_) => "$.customer.timezone",
+            _ => start_path,
+        };
+        RateError::Period { path: path.to_owned(), source }
+    })?;
+    let period = match (&usage.period, &usage.subscription) {
+        (Some(PeriodSelector::Index { index }), _) => calendar.period(*index),
+        (Some(PeriodSelector::Containing { containing }), _) => calendar
+            .parse_instant(containing)
+            .and_then(|instant| calendar.period_containing(instant)),
+        (None, Some(_)) => calendar.period(0),
+        (None, None) => {
+            return Err(usage_error("$.period", "give a `period` (`{\"containing\": \"2026-11-15\"}` or `{\"index\": 0}`) or a `subscription`"));
+        }
+    }
+    .map_err(|source| RateError::Period { path: "$.period".to_owned(), source })?;
+    let billable_from = if plan.trial_days > 0 && usage.subscription.is_some() {
+        calendar
+            .add_days(calendar.start(), plan.trial_days)
+            .map_err(|source| RateError::Period { path: "$.subscription.start".to_owned(), source })?
+    } else {
+        period.start
+    };
+    Ok(QuoteContext { calendar, period, billable_from, currency })
+}
+
+/// Rates a usage document against a plan: validates both, aggregates raw events, prices.
+pub fn quote(plan: &Plan, usage: &Usage, plugins: &dyn PluginHost) -> Result<Invoice, RateError> {
+    let report = validate_plan(plan);
+    if !report.is_ok() {
+        return Err(RateError::InvalidPlan(report.errors));
+    }
+    if let Some(change) = &usage.plan_change {
+        let report = validate_plan(&change.previous_plan);
+        if !report.is_ok() {
+            let issues = report
+                .errors
+                .into_iter()
+                .map(|mut i| {
+                    i.path = i.path.replacen('$', "$usage.plan_change.previous_plan", 1);
+                    i
+                })
+                .collect();
+            return Err(RateError::InvalidPlan(issues));
+        }
+    }
+    check_usage(plan, usage)?;
+    let ctx = context(plan, usage)?;
+    let mut notes = Vec::new();
+    let change_at = match &usage.plan_change {
+        Some(change) => {
+            let at = ctx
+                .calendar
+                .parse_instant(&change.at)
+                .map_err(|source| RateError::Period { path: "$.plan_change.at".to_owned(), source })?;
+            if at <= ctx.period.start || at >= ctx.period.end {
+                return Err(usage_error("$.plan_change.at", "the plan change must fall strictly inside the rated period"));
+            }
+            Some(at)
+        }
+        None => None,
+    };
+    let new_window = Window { start: change_at.unwrap_or(ctx.period.start), end: ctx.period.end };
+    let mut metered = aggregate_events(plan, usage, &ctx, new_window, plugins, &mut notes)?;
+    apply_quantities(plan, usage, &mut metered)?;
+    let mut previous = None;
+    if let (Some(change), Some(at)) = (&usage.plan_change, change_at) {
+        let old_window = Window { start: ctx.period.start, end: at };
+        let old_plan = &change.previous_plan;
+        let old_metered = aggregate_events(old_plan, usage, &ctx, old_window, plugins, &mut notes)?;
+        previous = Some((old_plan.as_ref(), old_metered, at));
+    }
+    let input_hash = input_hash(plan, usage);
+    price_usage(plan, usage, &ctx, metered, previous, notes, plugins, input_hash)
+}
+
+/// The SHA-256 of the canonical JSON of the plan and usage.
+pub fn input_hash(plan: &Plan, usage: &Usage) -> String {
+    let mut hasher = Sha256::new();
+    // Serializing these types cannot fail: every map key is a string.
+    if let Ok(bytes) = serde_json::to_vec(&(plan, usage)) {
+        hasher.update(&bytes);
+    }
+    format!("sha256:{}", hex::encode(hasher.finalize()))
+}
+
+fn check_usage(plan: &Plan, usage: &Usage) -> Result<(), RateError> {
+    for (code, input) in &usage.quantities {
+        let path = format!("$.quantities.{code}");
+        let metric = plan
+            .metrics
+            .iter()
+            .find(|m| &m.code == code)
+            .ok_or_else(|| usage_error(&path, format!("no metric `{code}` in plan `{}`", plan.id)))?;
+        match input {
+            QuantityInput::Total(quantity) => {
+                if quantity.0 < Decimal::ZERO {
+                    return Err(usage_error(path, "a quantity cannot be negative"));
+                }
+                if !metric.group_by.is_empty() {
+                    return Err(usage_error(path, format!("metric `{code}` groups by {:?}: give a list of `{{\"group\": {{...}}, \"quantity\": ...}}`", metric.group_by)));
+                }
+            }
+            QuantityInput::Groups(groups) => {
+                for (group_idx, group) in groups.iter().enumerate() {
+                    let gpath = format!("{path}[{group_idx}]");
+                    if group.quantity.0 < Decimal::ZERO {
+                        return Err(usage_error(format!("{gpath}.quantity"), "a quantity cannot be negative"));
+                    }
+                    let dims: Vec<&String> = group.group.keys().collect();
+                    let mut want: Vec<&String> = metric.group_by.iter().collect();
+                    want.sort();
+                    if dims != want {
+                        return Err(usage_error(format!("{gpath}.group"), format!("metric `{code}` groups by {:?}, the group names {:?}", metric.group_by, dims)));
+                    }
+                    if groups[..group_idx].iter().any(|g| g.group == group.group) {
+                        return Err(usage_error(format!("{gpath}.group"), "this group is listed twice"));
+                    }
+                }
+            }
+        }
+    }
+    for code in usage.carry_in.keys() {
+        if !plan.metrics.iter().any(|m| &m.code == code) {
+            return Err(usage_error(format!("$.carry_in.{code}"), format!("no metric `{code}` in plan `{}`", plan.id)));
+        }
+    }
+    for (credit_idx, credit) in usage.credits.iter().enumerate() {
+        if credit.amount < Decimal::ZERO {
+            return Err(usage_error(format!("$.credits[{credit_idx}].amount"), "a credit amount is negative"));
+        }
+    }
+    Ok(())
+}
+
+fn aggregate_events(
+    plan: &Plan,
+    usage: &Usage,
+    ctx: &QuoteContext,
+    window: Window,
+    plugins: &dyn PluginHost,
+    notes: &mut Vec<String>,
+) -> Result<MeteredUsage, RateError> {
+    let carry_in: BTreeMap<String, Decimal> = usage
+        .carry_in
+        .iter()
+        .filter(|(code, _)| plan.metrics.iter().any(|m| &m.code == *code))
+        .map(|(k, v)| (k.clone(), v.0))
+        .collect();
+    let mut aggregator = Aggregator::new(&plan.metrics, &plan.charges, window, ctx.billable_from, &carry_in, plugins)?;
+    let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut n_rejected = 0u64;
+    for (event_idx, event) in usage.events.iter().enumerate() {
+        if !event.customer.is_empty() && !usage.customer.id.is_empty() && event.customer != usage.customer.id {
+            *counts.entry("of other customers").or_default() += 1;
+            continue;
+        }
+        match aggregator.push(event) {
+            Ok(Outcome::Counted) => {}
+            Ok(Outcome::OutsideWindow) => *counts.entry("outside the period").or_default() += 1,
+            Ok(Outcome::BeforeBillable) => *counts.entry("in the trial").or_default() += 1,
+            Ok(Outcome::NoMetric) => *counts.entry("matching no metric").or_default() += 1,
+            Ok(Outcome::Filtered) => *counts.entry("filtered out").or_default() += 1,
+            Ok(Outcome::Duplicate) => *counts.entry("duplicates").or_default() += 1,
+            Err(error) => {
+                n_rejected += 1;
+                if n_rejected <= 20 {
+                    notes.push(format!("$.events[{event_idx}]: rejected: {error}"));
+                }
+            }
+        }
+    }
+    if n_rejected > 20 {
+        notes.push(format!("{} more events rejected", n_rejected - 20));
+    }
+    for (what, n) in counts {
+        if window.start == ctx.period.start || what != "outside the period" {
+            notes.push(format!("{n} events not billed: {what}"));
+        }
+    }
+    Ok(aggregator.finish()?)
+}
+
+fn apply_quantities(plan: &Plan, usage: &Usage, metered: &mut MeteredUsage) -> Result<(), RateError> {
+    for (code, input) in &usage.quantities {
+        let groups = match input {
+            QuantityInput::Total(quantity) => vec![GroupUsage {
+                group: GroupKey::new(),
+                raw_value: quantity.0,
+                quantity: quantity.0,
+                n_events: 0,
+                transactions: None,
+            }],
+            QuantityInput::Groups(groups) => {
+                let mut groups: Vec<GroupUsage> = groups
+                    .iter()
+                    .map(|g| GroupUsage {
+                        group: g.group.clone(),
+                        raw_value: g.quantity.0,
+                        quantity: g.quantity.0,
+                        n_events: g.transactions.as_ref().map_or(0, |t| t.len() as u64),
+                        transactions: g.transactions.as_ref().map(|t| t.iter().map(|d| d.0).collect()),
+                    })
+                    .collect();
+                groups.sort_by(|a, b| a.group.cmp(&b.group));
+                groups
+            }
+        };
+        debug_assert!(plan.metrics.iter().any(|m| &m.code == code));
+        metered.metrics.insert(code.clone(), groups);
+    }
+    Ok(())
+}
+
+/// A line before rounding.
+struct RawLine {
+    charge_id: String,
+    description: String,
+    metric: Option<String>,
+    group: GroupKey,
+    quantity: Decimal,
+    unit_price: Option<Decimal>,
+    priced: Priced,
+}
+
+/// Prices aggregated usage: the back half of [`quote`], used directly by hosts that aggregate
+/// events themselves (the NDJSON `rate` path). `previous` carries the plan a mid-period change
+/// came from, its usage, and the change instant.
+#[allow(clippy::too_many_arguments)]
+pub fn price_usage(
+    plan: &Plan,
+    usage: &Usage,
+    ctx: &QuoteContext,
+    metered: MeteredUsage,
+    previous: Option<(&Plan, MeteredUsage, Timestamp)>,
+    mut notes: Vec<String>,
+    plugins: &dyn PluginHost,
+    input_hash: String,
+) -> Result<Invoice, RateError> {
+    let period = ctx.period;
+    let cal = &ctx.calendar;
+    let billed_from = ctx.billable_from.max(period.start);
+    let mut raw_lines = Vec::new();
+    let in_trial_all_period = billed_from >= period.end;
+    if in_trial_all_period {
+        notes.push("the whole period is in the trial: nothing is billed".to_owned());
+    } else if billed_from > period.start {
+        notes.push(format!("trial until {}: flat fees prorated, earlier usage not billed", cal.format(billed_from)));
+    }
+
+    let new_from = match &previous {
+        Some((_, _, at)) => (*at).max(billed_from),
+        None => billed_from,
+    };
+    if let Some((old_plan, old_metered, at)) = &previous {
+        let old_from = billed_from.min(*at);
+        flat_lines(old_plan, ctx, old_from, *at, Some("previous plan"), &mut raw_lines)?;
+        // An advance fee of the previous plan was billed for the whole period: credit the rest.
+        for charge in &old_plan.charges {
+            if let PriceModel::Flat { amount, timing: FeeTiming::Advance, prorate: true } = charge.model {
+                let fraction = cal.fraction(plan.proration, &period, (*at).max(billed_from), period.end);
+                let credit = -price::mul(amount, fraction).map_err(overflow(format!("charge `{}`", charge.id)))?;
+                raw_lines.push(RawLine {
+                    charge_id: format!("previous:{}", charge.id),
+                    description: format!("Unused time on {} after {}", describe(charge, None), cal.format(*at)),
+                    metric: None,
+                    group: GroupKey::new(),
+                    quantity: fraction,
+                    unit_price: Some(amount),
+                    priced: Priced {
+                        amount: credit,
+                        breakdown: vec![BreakdownRow::units(format!("credit {} × {} of the period", amount.normalize(), fraction.round_dp(6).normalize()), fraction, -amount, credit)],
+                    },
+                });
+            }
+        }
+        if !in_trial_all_period {
+            usage_lines(old_plan, usage, ctx, old_metered.clone(), Some("previous plan"), plugins, &mut raw_lines)?;
+        }
+    }
+    flat_lines(plan, ctx, new_from, period.end, None, &mut raw_lines)?;
+    if !in_trial_all_period {
+        usage_lines(plan, usage, ctx, metered, None, plugins, &mut raw_lines)?;
+    }
+
+    // Rounding of lines.
+    let mode = plan.rounding.mode;
+    let currency = &ctx.currency;
+    let round = |amount: Decimal| currency.round(amount, mode);
+    let billed = |exact: Decimal| match plan.rounding.level {
+        RoundingLevel::Line => round(exact),
+        RoundingLevel::Invoice => exact,
+    };
+    let mut exact_sum = Decimal::ZERO;
+    let mut billed_sum = Decimal::ZERO;
+    for line in &raw_lines {
+        exact_sum = price::add(exact_sum, line.priced.amount).map_err(overflow("subtotal"))?;
+        billed_sum = price::add(billed_sum, billed(line.priced.amount)).map_err(overflow("subtotal"))?;
+    }
+    // Minimum commitment true-up, prorated like a flat fee for a partial period.
+    if let Some(commitment) = plan.minimum_commitment
+        && !in_trial_all_period
+    {
+        let fraction = cal.fraction(plan.proration, &period, billed_from, period.end);
+        let due = price::mul(commitment, fraction).map_err(overflow("minimum commitment"))?;
+        let spent = match plan.rounding.level {
+            RoundingLevel::Line => billed_sum,
+            RoundingLevel::Invoice => exact_sum,
+        };
+        if spent < due {
+            let true_up = price::sub(due, spent).map_err(overflow("minimum commitment"))?;
+            let mut breakdown = vec![BreakdownRow::fee(format!("commitment {} for the period", commitment.normalize()), due)];
+            if fraction != Decimal::ONE {
+                breakdown[0].description = format!("commitment {} × {} of the period", commitment.normalize(), fraction.round_dp(6).normalize());
+            }
+            breakdown.push(BreakdownRow::fee(format!("less charges {}", spent.normalize()), -spent));
+            exact_sum = price::add(exact_sum, true_up).map_err(overflow("subtotal"))?;
+            billed_sum = price::add(billed_sum, billed(true_up)).map_err(overflow("subtotal"))?;
+            raw_lines.push(RawLine {
+                charge_id: "minimum_commitment".to_owned(),
+                description: "Minimum commitment true-up".to_owned(),
+                metric: None,
+                group: GroupKey::new(),
+                quantity: Decimal::ONE,
+                unit_price: None,
+                priced: Priced { amount: true_up, breakdown },
+            });
+        }
+    }
+    let subtotal = match plan.rounding.level {
+        RoundingLevel::Line => billed_sum,
+        RoundingLevel::Invoice => round(exact_sum),
+    };
+
+    // Discounts.
+    let mut discounts = Vec::new();
+    let mut remaining = subtotal.max(Decimal::ZERO);
+    for discount in &plan.discounts {
+        if discount.duration_periods.is_some_and(|n| period.index >= n) {
+            continue;
+        }
+        let base = match &discount.charges {
+            None => remaining,
+            Some(ids) => {
+                let mut base = Decimal::ZERO;
+                for line in raw_lines.iter().filter(|l| ids.contains(&l.charge_id)) {
+                    base = price::add(base, billed(line.priced.amount)).map_err(overflow("discount"))?;
+                }
+                round(base).min(remaining)
+            }
+        };
+        let off = match (discount.percent, discount.amount) {
+            (Some(percent), _) => round(
+                price::div(price::mul(base, percent).map_err(overflow("discount"))?, Decimal::ONE_HUNDRED)
+                    .map_err(overflow("discount"))?,
+            ),
+            (None, Some(amount)) => amount,
+            (None, None) => Decimal::ZERO,
+        }
+        .min(base)
+        .max(Decimal::ZERO);
+        remaining -= off;
+        discounts.push(AppliedDiscount {
+            id: discount.id.clone(),
+            description: if discount.description.is_empty() { discount.id.clone() } else { discount.description.clone() },
+            amount: Amount(currency_scale(off, currency)),
+        });
+    }
+
+    // Taxes on the discounted subtotal.
+    let taxable = remaining;
+    let mut taxes = Vec::new();
+    let mut total = taxable;
+    for tax in &plan.taxes {
+        let rate = price::div(tax.percent, Decimal::ONE_HUNDRED).map_err(overflow("tax"))?;
+        let amount = if tax.inclusive {
+            let net = price::div(taxable, Decimal::ONE + rate).map_err(overflow("tax"))?;
+            round(taxable - net)
+        } else {
+            let amount = round(price::mul(taxable, rate).map_err(overflow("tax"))?);
+            total = price::add(total, amount).map_err(overflow("total"))?;
+            amount
+        };
+        taxes.push(AppliedTax {
+            id: tax.id.clone(),
+            name: if tax.name.is_empty() { tax.id.clone() } else { tax.name.clone() },
+            percent: Dec(tax.percent),
+            inclusive: tax.inclusive,
+            taxable: Amount(currency_scale(taxable, currency)),
+            amount: Amount(currency_scale(amount, currency)),
+        });
+    }
+
+    // Credits, applied last.
+    let mut credits = Vec::new();
+    for credit in plan.credits.iter().chain(&usage.credits) {
+        let applied = credit.amount.min(total).max(Decimal::ZERO);
+        total -= applied;
+        credits.push(AppliedCredit {
+            id: credit.id.clone(),
+            description: if credit.description.is_empty() { credit.id.clone() } else { credit.description.clone() },
+            applied: Amount(currency_scale(applied, currency)),
+            remaining: Amount(currency_scale(credit.amount - applied, currency)),
+        });
+    }
+    if subtotal < Decimal::ZERO {
+        notes.push(format!("the subtotal is negative: {} is owed to the customer", currency.format(-subtotal)));
+    }
+
+    let lines = raw_lines
+        .into_iter()
+        .map(|line| {
+            let amount = billed(line.priced.amount);
+            Line {
+                charge_id: line.charge_id,
+                description: line.description,
+                metric: line.metric,
+                group: line.group,
+                quantity: Dec(line.quantity),
+                unit_price: line.unit_price.map(Dec),
+                exact_amount: Dec(line.priced.amount),
+                amount: Amount(match plan.rounding.level {
+                    RoundingLevel::Line => currency_scale(amount, currency),
+                    RoundingLevel::Invoice => amount.normalize(),
+                }),
+                breakdown: line.priced.breakdown,
+            }
+        })
+        .collect();
+    Ok(Invoice {
+        plan_id: plan.id.clone(),
+        customer_id: usage.customer.id.clone(),
+        currency: currency.code.clone(),
+        period: PeriodInfo {
+            index: period.index,
+            start: cal.format(period.start),
+            end: cal.format(period.end),
+            timezone: cal.timezone().to_owned(),
+        },
+        lines,
+        subtotal: Amount(currency_scale(subtotal, currency)),
+        discounts,
+        taxes,
+        credits,
+        total: Amount(currency_scale(total.max(Decimal::ZERO), currency)),
+        notes,
+        rounding: format!(
+            "{} {} to {} dp",
+            match plan.rounding.level {
+                RoundingLevel::Line => "line",
+                RoundingLevel::Invoice => "invoice",
+            },
+            mode.name(),
+            currency.minor_units
+        ),
+        input_hash,
+    })
+}
+
+/// An amount already rounded to minor units, written with exactly that scale.
+fn currency_scale(amount: Decimal, currency: &Currency) -> Decimal {
+    let mut amount = amount;
+    amount.rescale(currency.minor_units);
+    amount
+}
+
+fn describe(charge: &Charge, metric: Option<&Metric>) -> String {
+    if !charge.description.is_empty() {
+        charge.description.clone()
+    } else if let Some(metric) = metric.filter(|m| !m.name.is_empty()) {
+        metric.name.clone()
+    } else {
+        charge.id.clone()
+    }
+}
+
+fn suffixed(text: String, suffix: Option<&str>) -> String {
+    match suffix {
+        Some(suffix) => format!("{text} ({suffix})"),
+        None => text,
+    }
+}
+
+/// Flat fees for the billed part `[from, to)` of the period.
+fn flat_lines(
+    plan: &Plan,
+    ctx: &QuoteContext,
+    from: Timestamp,
+    to: Timestamp,
+    suffix: Option<&str>,
+    out: &mut Vec<RawLine>,
+) -> Result<(), RateError> {
+    let period = &ctx.period;
+    for charge in &plan.charges {
+        let PriceModel::Flat { amount, prorate, .. } = charge.model else { continue };
+        let covered = from < to;
+        let fraction = match (covered, prorate) {
+            (false, _) => Decimal::ZERO,
+            (true, false) => Decimal::ONE,
+            (true, true) => ctx.calendar.fraction(plan.proration, period, from, to),
+        };
+        let exact = price::mul(amount, fraction).map_err(overflow(format!("charge `{}`", charge.id)))?;
+        let row = if fraction == Decimal::ONE {
+            BreakdownRow::fee(format!("{} for the period", amount.normalize()), exact)
+        } else {
+            BreakdownRow::units(
+                format!(
+                    "{} × {} of the period ({} to {}, prorated by {})",
+                    amount.normalize(),
+                    fraction.round_dp(6).normalize(),
+                    ctx.calendar.format(from.max(period.start)),
+                    ctx.calendar.format(to.min(period.end)),
+                    match plan.proration {
+                        crate::plan::ProrationMode::Days => "days",
+                        crate::plan::ProrationMode::Seconds => "seconds",
+                    }
+                ),
+                fraction,
+                amount,
+                exact,
+            )
+        };
+        out.push(RawLine {
+            charge_id: suffix.map_or(charge.id.clone(), |_| format!("previous:{}", charge.id)),
+            description: suffixed(describe(charge, None), suffix),
+            metric: None,
+            group: GroupKey::new(),
+            quantity: fraction,
+            unit_price: Some(amount),
+            priced: Priced { amount: exact, breakdown: vec![row] },
+        });
+    }
+    Ok(())
+}
+
+/// Lines of usage-based charges.
+fn usage_lines(
+    plan: &Plan,
+    usage: &Usage,
+    ctx: &QuoteContext,
+    mut metered: MeteredUsage,
+    suffix: Option<&str>,
+    plugins: &dyn PluginHost,
+    out: &mut Vec<RawLine>,
+) -> Result<(), RateError> {
+    for charge in &plan.charges {
+        if matches!(charge.model, PriceModel::Flat { .. }) {
+            continue;
+        }
+        let Some(metric) = charge.metric.as_ref().and_then(|code| plan.metrics.iter().find(|m| &m.code == code)) else {
+            continue;
+        };
+        let groups = metered.metrics.remove(&metric.code).unwrap_or_default();
+        // Several charges may price one metric: put the groups back for the next.
+        let groups_for_next = groups.clone();
+        let mut lines = charge_lines(plan, usage, ctx, charge, metric, groups, plugins)?;
+        metered.metrics.insert(metric.code.clone(), groups_for_next);
+        apply_charge_bounds(charge, metric, &mut lines)?;
+        for line in &mut lines {
+            line.description = suffixed(std::mem::take(&mut line.description), suffix);
+            if suffix.is_some() {
+                line.charge_id = format!("previous:{}", line.charge_id);
+            }
+        }
+        out.extend(lines);
+    }
+    Ok(())
+}
+
+fn charge_lines(
+    plan: &Plan,
+    usage: &Usage,
+    ctx: &QuoteContext,
+    charge: &Charge,
+    metric: &Metric,
+    mut groups: Vec<GroupUsage>,
+    plugins: &dyn PluginHost,
+) -> Result<Vec<RawLine>, RateError> {
+    let context = format!("charge `{}`", charge.id);
+    if groups.is_empty() && metric.group_by.is_empty() {
+        groups.push(GroupUsage { group: GroupKey::new(), raw_value: Decimal::ZERO, quantity: Decimal::ZERO, n_events: 0, transactions: None });
+    }
+    let description = describe(charge, Some(metric));
+    // Allowance, consumed by groups in sorted order.
+    let mut allowance = charge.included.unwrap_or_default();
+    let mut billable = Vec::with_capacity(groups.len());
+    for group in &groups {
+        let used = allowance.min(group.quantity).max(Decimal::ZERO);
+        allowance -= used;
+        billable.push((used, group.quantity - used));
+    }
+    if let PriceModel::Custom { plugin, config } = &charge.model {
+        let request = PriceRequest {
+            plan_id: plan.id.clone(),
+            charge_id: charge.id.clone(),
+            currency: ctx.currency.code.clone(),
+            config: config.clone(),
+            customer_id: usage.customer.id.clone(),
+            customer_attributes: usage.customer.attributes.clone(),
+            period_start: ctx.calendar.format(ctx.period.start),
+            period_end: ctx.calendar.format(ctx.period.end),
+            quantities: groups
+                .iter()
+                .zip(&billable)
+                .map(|(g, (_, q))| GroupedQuantity { group: g.group.clone(), quantity: *q })
+                .collect(),
+        };
+        let priced = plugins
+            .price(plugin, &request)
+            .map_err(|source| RateError::Plugin { charge: charge.id.clone(), source })?;
+        return Ok(priced
+            .into_iter()
+            .map(|line| {
+                let breakdown_sum: Decimal = line.breakdown.iter().map(|r| r.amount.0).sum();
+                let mut breakdown = line.breakdown;
+                if breakdown.is_empty() || breakdown_sum != line.amount {
+                    breakdown.push(BreakdownRow::fee(format!("computed by plugin {plugin}"), line.amount - breakdown_sum));
+                }
+                RawLine {
+                    charge_id: charge.id.clone(),
+                    description: if line.description.is_empty() { description.clone() } else { line.description },
+                    metric: Some(metric.code.clone()),
+                    group: line.group,
+                    quantity: line.quantity,
+                    unit_price: None,
+                    priced: Priced { amount: line.amount, breakdown },
+                }
+            })
+            .collect());
+    }
+    let mut lines = Vec::with_capacity(groups.len());
+    for (group, (used, quantity)) in groups.into_iter().zip(billable) {
+        let convention = plan.tier_convention;
+        let (mut priced, unit_price) = match &charge.model {
+            // Priced before this loop.
+            PriceModel::Flat { .. } | PriceModel::Custom { .. } => continue,
+            PriceModel::PerUnit { unit_price } => (price::per_unit(quantity, *unit_price), Some(*unit_price)),
+            PriceModel::Graduated { tiers } => (price::graduated(tiers, quantity, convention, Decimal::ONE), None),
+            PriceModel::Volume { tiers } => {
+                let up_tos: Vec<_> = tiers.iter().map(|t| t.up_to).collect();
+                let unit_price = tiers.get(price::tier_reached(&up_tos, quantity, convention)).map(|t| t.unit_price);
+                (price::volume(tiers, quantity, convention), unit_price)
+            }
+            PriceModel::Stairstep { steps } => (price::stairstep(steps, quantity, convention), None),
+            PriceModel::Package { package_size, package_price, free_units, rounding } => (
+                price::package(quantity, *package_size, *package_price, free_units.unwrap_or_default(), *rounding),
+                None,
+            ),
+            PriceModel::Percentage { percent, tiers, fixed_fee, min_per_transaction, max_per_transaction } => {
+                let terms = PercentageTerms {
+                    percent: *percent,
+                    tiers,
+                    fixed_fee: *fixed_fee,
+                    min_per_transaction: *min_per_transaction,
+                    max_per_transaction: *max_per_transaction,
+                };
+                if terms.needs_transactions() && group.transactions.is_none() {
+                    return Err(RateError::Charge {
+                        charge: charge.id.clone(),
+                        message: format!("per-transaction minimum/maximum need each transaction: send raw events or `transactions` for metric `{}`", metric.code),
+                    });
+                }
+                if !used.is_zero() && terms.needs_transactions() {
+                    return Err(RateError::Charge {
+                        charge: charge.id.clone(),
+                        message: "an allowance (`included`) cannot be combined with per-transaction bounds".to_owned(),
+                    });
+                }
+                if fixed_fee.is_some_and(|f| !f.is_zero()) && group.n_events == 0 && !quantity.is_zero() {
+                    return Err(RateError::Charge {
+                        charge: charge.id.clone(),
+                        message: format!("a fixed fee per transaction needs the number of transactions: send raw events or `transactions` for metric `{}`", metric.code),
+                    });
+                }
+                (price::percentage(terms, quantity, group.n_events, group.transactions.as_deref(), convention), None)
+            }
+            PriceModel::Matrix { dimensions, prices, default_unit_price } => {
+                let values: Vec<&str> = dimensions.iter().map(|d| group.group.get(d).map_or("(none)", String::as_str)).collect();
+                let unit_price = prices
+                    .iter()
+                    .find(|p| p.values.iter().map(String::as_str).eq(values.iter().copied()))
+                    .map(|p| p.unit_price)
+                    .or(*default_unit_price)
+                    .ok_or_else(|| RateError::Charge {
+                        charge: charge.id.clone(),
+                        message: format!("no matrix price for {dimensions:?} = {values:?} and no `default_unit_price`"),
+                    })?;
+                (price::per_unit(quantity, unit_price), Some(unit_price))
+            }
+        };
+        if let Ok(priced) = &mut priced
+            && !used.is_zero()
+        {
+            priced.breakdown.insert(
+                0,
+                BreakdownRow::units(format!("{} units included in the plan", used.normalize()), used, Decimal::ZERO, Decimal::ZERO),
+            );
+        }
+        let priced = priced.map_err(overflow(context.clone()))?;
+        lines.push(RawLine {
+            charge_id: charge.id.clone(),
+            description: group_description(&description, &group.group),
+            metric: Some(metric.code.clone()),
+            group: group.group,
+            quantity,
+            unit_price,
+            priced,
+        });
+    }
+    Ok(lines)
+}
+
+fn group_description(description: &str, group: &GroupKey) -> String {
+    if group.is_empty() {
+        return description.to_owned();
+    }
+    let values: Vec<String> = group.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{description} [{}]", values.join(", "))
+}
+
+/// A charge's minimum spend and maximum cap, over all its lines.
+fn apply_charge_bounds(charge: &Charge, metric: &Metric, lines: &mut Vec<RawLine>) -> Result<(), RateError> {
+    let total: Decimal = lines.iter().try_fold(Decimal::ZERO, |acc, l| price::add(acc, l.priced.amount)).map_err(overflow(format!("charge `{}`", charge.id)))?;
+    let adjustment = match (charge.minimum, charge.maximum) {
+        (Some(min), _) if total < min => Some((min - total, format!("raised to the charge minimum {}", min.normalize()))),
+        (_, Some(max)) if total > max => Some((max - total, format!("capped at the charge maximum {}", max.normalize()))),
+        _ => None,
+    };
+    let Some((amount, description)) = adjustment else { return Ok(()) };
+    if let [line] = lines.as_mut_slice() {
+        line.priced.amount += amount;
+        line.priced.breakdown.push(BreakdownRow::fee(description, amount));
+        line.unit_price = None;
+    } else {
+        lines.push(RawLine {
+            charge_id: charge.id.clone(),
+            description: format!("{}: {description}", describe(charge, Some(metric))),
+            metric: Some(metric.code.clone()),
+            group: GroupKey::new(),
+            quantity: Decimal::ZERO,
+            unit_price: None,
+            priced: Priced { amount, breakdown: vec![BreakdownRow::fee(description, amount)] },
+        });
+    }
+    Ok(())
+}

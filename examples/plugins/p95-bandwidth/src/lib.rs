@@ -1,0 +1,103 @@
+//! 95th-percentile bandwidth, the burstable billing of transit providers.
+//!
+//! Events carry a rate (`mbps` by default). Samples are summed per 5-minute slot (so several
+//! routers reporting the same slot add up); the quantity is the nearest-rank 95th percentile of
+//! the slot totals: sort ascending, drop the top 5 %, take the highest remaining.
+
+use std::collections::BTreeMap;
+
+use ratecard_plugin::{Decimal, Event, EventExt, Metric, Result};
+use serde::{Deserialize, Serialize};
+
+const SLOT_MS: i64 = 5 * 60 * 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_property")]
+    pub property: String,
+}
+
+fn default_property() -> String {
+    "mbps".to_owned()
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct P95 {
+    property: String,
+    /// Rate total per 5-minute slot (slot index = timestamp / 5 min).
+    slots: BTreeMap<i64, Decimal>,
+}
+
+impl Metric for P95 {
+    type Config = Config;
+    const CONFIG_SCHEMA: &'static str = r#"{"type":"object","properties":{"property":{"type":"string","default":"mbps"}},"additionalProperties":false}"#;
+
+    fn new(config: Config) -> Result<Self> {
+        Ok(P95 { property: config.property, slots: BTreeMap::new() })
+    }
+
+    fn update(&mut self, events: &[Event]) -> Result<()> {
+        for event in events {
+            let rate = event.decimal(&self.property)?;
+            *self.slots.entry(event.timestamp_ms.div_euclid(SLOT_MS)).or_default() += rate;
+        }
+        Ok(())
+    }
+
+    fn merge(&mut self, other: Self) -> Result<()> {
+        for (slot, rate) in other.slots {
+            *self.slots.entry(slot).or_default() += rate;
+        }
+        Ok(())
+    }
+
+    fn finish(&self) -> Result<Decimal> {
+        let mut rates: Vec<Decimal> = self.slots.values().copied().collect();
+        if rates.is_empty() {
+            return Ok(Decimal::ZERO);
+        }
+        rates.sort_unstable();
+        // Nearest rank: ceil(0.95 * n), 1-based.
+        let rank = (rates.len() * 95).div_ceil(100);
+        Ok(rates[rank - 1])
+    }
+}
+
+ratecard_plugin::export_metric!(P95);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratecard_plugin::{event, num};
+
+    fn run(samples: &[(i64, &str)]) -> Decimal {
+        let events: Vec<Event> = samples
+            .iter()
+            .enumerate()
+            .map(|(i, (t, mbps))| event(&i.to_string(), *t, "bw", &[("mbps", num(mbps))]))
+            .collect();
+        let mut metric = P95::new(Config { property: "mbps".into() }).unwrap();
+        metric.update(&events).unwrap();
+        metric.finish().unwrap()
+    }
+
+    #[test]
+    fn top_five_percent_is_dropped() {
+        // 20 slots 1..=20: the 95th percentile drops slot 20 and keeps 19.
+        let samples: Vec<(i64, String)> =
+            (1..=20).map(|i| (i * SLOT_MS, i.to_string())).collect();
+        let samples: Vec<(i64, &str)> = samples.iter().map(|(t, v)| (*t, v.as_str())).collect();
+        assert_eq!(run(&samples), Decimal::from(19));
+    }
+
+    #[test]
+    fn samples_in_one_slot_add_up() {
+        assert_eq!(run(&[(0, "1.5"), (1000, "2.25")]), "3.75".parse().unwrap());
+    }
+
+    #[test]
+    fn no_samples_is_zero() {
+        assert_eq!(run(&[]), Decimal::ZERO);
+    }
+}

@@ -1,0 +1,59 @@
+//! Runs every golden vector through the native engine.
+
+use ratecard_engine::plan::Plan;
+use ratecard_engine::plugin::NoPlugins;
+use ratecard_engine::rate::quote;
+use ratecard_engine::usage::Usage;
+use ratecard_tests::{Outcome, compare, load_vectors, update, updating};
+
+/// The native runner: parse, quote, serialize. The wasm and host runners do the same through
+/// their own boundary and must match byte for byte.
+fn run(plan: &str, usage: &str) -> Outcome {
+    let plan: Plan = match serde_json::from_str(plan) {
+        Ok(plan) => plan,
+        Err(error) => return Outcome::Error(format!("plan: {error}")),
+    };
+    let usage: Usage = match serde_json::from_str(usage) {
+        Ok(usage) => usage,
+        Err(error) => return Outcome::Error(format!("usage: {error}")),
+    };
+    match quote(&plan, &usage, &NoPlugins) {
+        Ok(invoice) => Outcome::Invoice(serde_json::to_value(&invoice).expect("invoices serialize")),
+        Err(error) => Outcome::Error(error.to_string()),
+    }
+}
+
+#[test]
+fn golden_vectors() {
+    let vectors = load_vectors();
+    assert!(vectors.len() >= 30, "only {} vectors found", vectors.len());
+    let mut failures = Vec::new();
+    for file in &vectors {
+        let (plan, usage) = file.inputs();
+        let outcome = run(&plan, &usage);
+        if updating() {
+            update(file, &outcome);
+            // Hand checks still apply while updating.
+            let problems: Vec<String> = compare(file, &outcome).into_iter().filter(|p| !p.contains("differs") && !p.contains("UPDATE_EXPECT")).collect();
+            if !problems.is_empty() {
+                failures.push(format!("{}:\n  {}", file.name, problems.join("\n  ")));
+            }
+            continue;
+        }
+        let problems = compare(file, &outcome);
+        if !problems.is_empty() {
+            failures.push(format!("{}:\n  {}", file.name, problems.join("\n  ")));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} vectors failed:\n{}", failures.len(), vectors.len(), failures.join("\n"));
+}
+
+#[test]
+fn same_input_gives_byte_identical_output() {
+    for file in load_vectors().iter().take(10) {
+        let (plan, usage) = file.inputs();
+        let first = format!("{:?}", run(&plan, &usage));
+        let second = format!("{:?}", run(&plan, &usage));
+        assert_eq!(first, second, "{}", file.name);
+    }
+}

@@ -1,1 +1,69 @@
-fn main(){}
+//! `cargo xtask`: the project's scripted tasks.
+//!
+//! - `cargo xtask test`: installs what a fresh machine lacks (idempotently), checks the engine
+//!   builds for `wasm32-unknown-unknown`, then runs every test of the workspace.
+//! - `cargo xtask bench`: the benchmarks (release), printing figures and ratios.
+//! - `cargo xtask schemas`: regenerates `docs/schema/*.schema.json` from the engine's types.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("bench") => bench(),
+        Some("schemas") => run("cargo", &["test", "-q", "-p", "ratecard-tests", "--test", "schemas"], &[("UPDATE_EXPECT", "1")]),
+        Some("setup") => setup(),
+        _ => {
+            eprintln!("usage: cargo xtask <test|bench|schemas|setup>");
+            bail!("unknown task {:?}", args.first())
+        }
+    }
+}
+
+fn run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+    eprintln!("$ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .envs(envs.iter().copied())
+        .status()
+        .with_context(|| format!("starting {program}"))?;
+    if !status.success() {
+        bail!("`{program} {}` failed with {status}", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Installs what a fresh machine lacks. Idempotent: each step checks first.
+fn setup() -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("running rustup")?;
+    let installed = String::from_utf8_lossy(&installed.stdout);
+    if !installed.lines().any(|l| l.trim() == "wasm32-unknown-unknown") {
+        run("rustup", &["target", "add", "wasm32-unknown-unknown"], &[])?;
+    }
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    setup()?;
+    // The engine must stay pure: it builds for a target with no OS.
+    run("cargo", &["build", "-p", "ratecard-engine", "--target", "wasm32-unknown-unknown"], &[])?;
+    run("cargo", &["test", "--workspace", "--all-targets"], &[])?;
+    run("cargo", &["test", "--workspace", "--doc"], &[])?;
+    if std::path::Path::new("fuzz/Cargo.toml").exists() {
+        run("cargo", &["test", "--manifest-path", "fuzz/Cargo.toml"], &[])?;
+    }
+    Ok(())
+}
+
+fn bench() -> Result<()> {
+    setup()?;
+    run("cargo", &["bench", "-p", "ratecard-engine", "--bench", "quote"], &[])?;
+    run("cargo", &["bench", "-p", "ratecard-host", "--bench", "rate"], &[])?;
+    Ok(())
+}

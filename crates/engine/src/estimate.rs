@@ -277,11 +277,16 @@ pub fn max_usage_within_budget(
     points.sort();
     points.dedup();
     // Scan from the top: the last segment that starts within budget holds the answer (a volume
-    // cliff can make a later segment affordable again).
+    // cliff can make a later segment affordable again). A segment starts just above its lower
+    // breakpoint, where the next tier applies.
     let values: Vec<Decimal> = points.iter().map(|q| over(*q)).collect::<Result<_, _>>()?;
     for idx in (0..points.len() - 1).rev() {
-        let (lo, f_lo) = (points[idx], values[idx]);
+        let lo = if idx == 0 { points[0] } else { points[idx] + SEARCH_PRECISION };
         let (hi, f_hi) = (points[idx + 1], values[idx + 1]);
+        if lo >= hi {
+            continue;
+        }
+        let f_lo = if idx == 0 { values[0] } else { over(lo)? };
         if f_lo > Decimal::ZERO {
             continue;
         }
@@ -308,7 +313,79 @@ pub fn max_usage_within_budget(
                 bad = mid;
             }
         }
-        return Ok(Some(good.round_dp(6).normalize()));
+        return Ok(Some(good.round_dp_with_strategy(6, rust_decimal::RoundingStrategy::ToZero).normalize()));
     }
     Ok(Some(Decimal::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::NoPlugins;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    fn plan(id: &str, charges: &str) -> Plan {
+        serde_json::from_str(&format!(
+            r#"{{"id":"{id}","currency":"USD","metrics":[{{"code":"calls","aggregation":{{"type":"count"}}}}],"charges":{charges}}}"#
+        ))
+        .unwrap()
+    }
+
+    fn none() -> BTreeMap<String, Decimal> {
+        BTreeMap::new()
+    }
+
+    #[test]
+    fn break_even_is_exact_on_linear_segments() {
+        let a = plan("a", r#"[{"id":"f","model":{"type":"flat","amount":"10"}},{"id":"u","metric":"calls","model":{"type":"per_unit","unit_price":"0.01"}}]"#);
+        let b = plan("b", r#"[{"id":"u","metric":"calls","model":{"type":"per_unit","unit_price":"0.02"}}]"#);
+        let found = break_even(&a, &b, "calls", d("0"), d("100000"), &none(), &NoPlugins).unwrap().unwrap();
+        assert_eq!(found.quantity.0, d("1000"));
+        assert_eq!((found.cheaper_below.as_str(), found.cheaper_above.as_str()), ("b", "a"));
+        assert!(break_even(&a, &b, "calls", d("0"), d("500"), &none(), &NoPlugins).unwrap().is_none());
+    }
+
+    #[test]
+    fn cost_curve_samples_every_tier_boundary_and_just_above() {
+        let p = plan("v", r#"[{"id":"v","metric":"calls","model":{"type":"volume","tiers":[{"up_to":"100","unit_price":"1"},{"up_to":null,"unit_price":"0.5"}]}}]"#);
+        let curve = cost_curve(&p, "calls", d("0"), d("1000"), 3, &none(), &NoPlugins).unwrap();
+        let at = |q: &str| curve.iter().find(|pt| pt.quantity.0 == d(q)).map(|pt| pt.total.0);
+        assert_eq!(at("100"), Some(d("100.00")));
+        assert_eq!(at("100.000001"), Some(d("50.00"))); // the cliff is visible
+        assert_eq!(at("1000"), Some(d("500.00")));
+        assert!(curve.windows(2).all(|w| w[0].quantity < w[1].quantity));
+    }
+
+    #[test]
+    fn cheapest_plan_ranks_by_total() {
+        let a = plan("a", r#"[{"id":"f","model":{"type":"flat","amount":"10"}},{"id":"u","metric":"calls","model":{"type":"per_unit","unit_price":"0.01"}}]"#);
+        let b = plan("b", r#"[{"id":"u","metric":"calls","model":{"type":"per_unit","unit_price":"0.02"}}]"#);
+        let plans = [a, b];
+        let usage: BTreeMap<String, Decimal> = [("calls".to_owned(), d("5000"))].into();
+        let ranked = cheapest_plan(&plans, &usage, &NoPlugins).unwrap();
+        let ids: Vec<(&str, Decimal)> = ranked.iter().map(|(p, t)| (p.id.as_str(), *t)).collect();
+        assert_eq!(ids, vec![("a", d("60.00")), ("b", d("100.00"))]);
+    }
+
+    #[test]
+    fn budget_finds_the_largest_affordable_usage_past_a_volume_cliff() {
+        let p = plan("v", r#"[{"id":"v","metric":"calls","model":{"type":"volume","tiers":[{"up_to":"100","unit_price":"1"},{"up_to":null,"unit_price":"0.5"}]}}]"#);
+        // 90 fits at tier 1 (90.00); past the cliff, 0.5 × q ≤ 90 → q ≤ 180, and the line rounds
+        // to cents, so up to 180.0099999… still bills 90.00.
+        assert_eq!(max_usage_within_budget(&p, "calls", d("90"), None, &none(), &NoPlugins).unwrap(), Some(d("180.009999")));
+        let flat = plan("f", r#"[{"id":"f","model":{"type":"flat","amount":"10"}},{"id":"u","metric":"calls","model":{"type":"per_unit","unit_price":"1"}}]"#);
+        assert_eq!(max_usage_within_budget(&flat, "calls", d("5"), None, &none(), &NoPlugins).unwrap(), None);
+    }
+
+    #[test]
+    fn estimates_refuse_unknown_and_grouped_metrics() {
+        let p = plan("a", r#"[{"id":"u","metric":"calls","model":{"type":"per_unit","unit_price":"1"}}]"#);
+        let err = cost_curve(&p, "nope", d("0"), d("10"), 5, &none(), &NoPlugins).unwrap_err();
+        assert_eq!(err.to_string(), "no metric `nope` in plan `a`");
+        let err = cost_curve(&p, "calls", d("10"), d("0"), 5, &none(), &NoPlugins).unwrap_err();
+        assert!(err.to_string().starts_with("bad range"), "{err}");
+    }
 }

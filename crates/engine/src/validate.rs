@@ -479,7 +479,7 @@ fn lint_tiers(r: &mut Report, path: &str, tiers: &[Tier], volume: bool, charge: 
                 );
             }
         }
-        if !lower.unit_price.is_zero() && !upper.unit_price.is_zero() {
+        if lower.unit_price > Decimal::ZERO && upper.unit_price > Decimal::ZERO {
             let (low, high) = if lower.unit_price < upper.unit_price {
                 (lower.unit_price, upper.unit_price)
             } else {
@@ -516,5 +516,90 @@ fn lint_tiers(r: &mut Report, path: &str, tiers: &[Tier], volume: bool, charge: 
             }
             lower = up_to;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Validates a plan given as JSON and returns `code path` lines, errors then warnings.
+    fn check(plan: &str, expected: &[&str]) {
+        let plan: Plan = serde_json::from_str(plan).unwrap();
+        let report = validate_plan(&plan);
+        let actual: Vec<String> = report.errors.iter().chain(&report.warnings).map(|i| format!("{} {}", i.code, i.path)).collect();
+        assert_eq!(actual, expected, "{report:#?}");
+    }
+
+    fn with_charge(model: &str, extra: &str) -> String {
+        format!(
+            r#"{{"id":"p","currency":"USD","metrics":[{{"code":"m","aggregation":{{"type":"count"}}}}],
+               "charges":[{{"id":"c","metric":"m","model":{model}{extra}}}]}}"#
+        )
+    }
+
+    #[test]
+    fn a_clean_plan_has_no_findings() {
+        check(&with_charge(r#"{"type":"graduated","tiers":[{"up_to":"10","unit_price":"1"},{"up_to":null,"unit_price":"0.5"}]}"#, ""), &[]);
+    }
+
+    #[test]
+    fn every_tier_error_is_reported_with_its_path() {
+        check(
+            &with_charge(
+                r#"{"type":"graduated","tiers":[{"up_to":"10","unit_price":"-1"},{"from":"12","up_to":"10","unit_price":"1"},{"from":"5","up_to":null,"unit_price":"0.0000000000001"}]}"#,
+                "",
+            ),
+            &[
+                "tier_gap $.charges[0].model.tiers[1].from",
+                "tier_bounds_not_increasing $.charges[0].model.tiers[1].up_to",
+                "tier_overlap $.charges[0].model.tiers[2].from",
+                "negative_price $.charges[0].model.tiers[0].unit_price",
+                "price_scale_too_large $.charges[0].model.tiers[2].unit_price",
+                "price_jump $.charges[0].model.tiers[2].unit_price",
+            ],
+        );
+        check(
+            &with_charge(r#"{"type":"volume","tiers":[{"up_to":null,"unit_price":"1"},{"up_to":"5","unit_price":"1"}]}"#, ""),
+            &["unbounded_tier_not_last $.charges[0].model.tiers[0].up_to", "last_tier_bounded $.charges[0].model.tiers[1].up_to"],
+        );
+    }
+
+    #[test]
+    fn plan_level_errors_are_all_listed() {
+        check(
+            r#"{"id":"","currency":"XYZ","metrics":[],"charges":[{"id":"c","metric":"nope","model":{"type":"per_unit","unit_price":"1"}},
+               {"id":"c","model":{"type":"flat","amount":"9.999"}}],"discounts":[{"id":"d","percent":"150"}]}"#,
+            &[
+                "empty_id $.id",
+                "unknown_currency $.currency",
+                "unknown_metric $.charges[0].metric",
+                "duplicate_id $.charges[1].id",
+                "percent_out_of_range $.discounts[0].percent",
+            ],
+        );
+        check(
+            r#"{"id":"p","currency":"USD","charges":[{"id":"f","model":{"type":"flat","amount":"9.999"}}]}"#,
+            &["amount_finer_than_currency $.charges[0].model.amount"],
+        );
+    }
+
+    #[test]
+    fn lint_finds_volume_cliffs_unreachable_tiers_and_uncharged_metrics() {
+        // 100 units cost 100.00 but 100.0001 cost 50: a cliff.
+        check(
+            &with_charge(r#"{"type":"volume","tiers":[{"up_to":"100","unit_price":"1"},{"up_to":null,"unit_price":"0.5"}]}"#, ""),
+            &["volume_cliff $.charges[0].model.tiers[1]"],
+        );
+        check(
+            &with_charge(r#"{"type":"stairstep","steps":[{"up_to":"10","price":"50"},{"up_to":null,"price":"40"}]}"#, ""),
+            &["volume_cliff $.charges[0].model.steps[1].price"],
+        );
+        // The cap of 10 is reached by the first tier (100 × 1): tier 2 never applies.
+        check(
+            &with_charge(r#"{"type":"graduated","tiers":[{"up_to":"100","unit_price":"1"},{"up_to":null,"unit_price":"0.9"}]}"#, r#","maximum":"10""#),
+            &["unreachable_tier $.charges[0].model.tiers[1]"],
+        );
+        check(r#"{"id":"p","currency":"USD","metrics":[{"code":"m","aggregation":{"type":"count"}}]}"#, &["metric_not_charged $.metrics[0]"]);
     }
 }

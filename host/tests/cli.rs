@@ -1,0 +1,128 @@
+//! The `ratecard` binary as a user runs it.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
+}
+
+fn ratecard(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ratecard")).args(args).current_dir(repo()).output().expect("ratecard runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn temp_file(name: &str, contents: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ratecard-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    let mut file = std::fs::File::create(&path).expect("temp file");
+    file.write_all(contents.as_bytes()).expect("write");
+    path
+}
+
+#[test]
+fn demo_runs_on_the_embedded_default() {
+    let output = ratecard(&[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("plan api-pro-2026"), "{text}");
+    assert!(text.contains("Total USD"), "{text}");
+    assert!(text.contains("185.48"), "{text}");
+}
+
+#[test]
+fn quote_json_is_the_invoice_contract() {
+    let output = ratecard(&["quote", "--plan", "examples/plans/fleet-mileage.json", "--usage", "examples/usage/fleet-mileage.json", "--format", "json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let invoice: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("json");
+    assert_eq!(invoice["currency"], "GBP");
+    assert_eq!(invoice["total"], "313.60");
+    assert_eq!(invoice["period"]["start"], "2026-11-10T00:00:00+00:00");
+    assert!(invoice["input_hash"].as_str().is_some_and(|h| h.starts_with("sha256:")));
+}
+
+#[test]
+fn validate_lists_every_error_with_its_path_and_fails() {
+    let plan = r#"{"id":"bad","currency":"XYZ","metrics":[],"charges":[
+        {"id":"a","metric":"nope","model":{"type":"graduated","tiers":[{"up_to":"10","unit_price":"-1"},{"up_to":"5","unit_price":"1"},{"up_to":null,"unit_price":"1"}]}}]}"#;
+    let path = temp_file("bad-plan.json", plan);
+    let output = ratecard(&["validate", path.to_str().expect("utf-8")]);
+    assert!(!output.status.success());
+    let text = stdout(&output);
+    for needle in [
+        "$.currency",
+        "$.charges[0].metric: no metric `nope`",
+        "$.charges[0].model.tiers[0].unit_price: the price -1 is negative",
+        "$.charges[0].model.tiers[1].up_to: `up_to` 5 is not above the previous bound 10",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn malformed_json_names_the_path() {
+    let path = temp_file("typo-plan.json", r#"{"id":"p","currency":"USD","charges":[{"id":"c","model":{"type":"per_unit","unit_price":"abc"}}]}"#);
+    let output = ratecard(&["validate", path.to_str().expect("utf-8")]);
+    assert!(!output.status.success());
+    let text = stderr(&output);
+    assert!(text.contains("charges[0].model"), "{text}");
+    assert!(text.contains("`abc` is not a decimal"), "{text}");
+}
+
+#[test]
+fn rate_reports_bad_lines_and_keeps_the_good_ones() {
+    let events = [
+        r#"{"id":"1","customer":"c1","timestamp":"2026-11-03T10:00:00Z","code":"api.request"}"#,
+        r#"{"id":"2","customer":"c1","timestamp":"2026-11-03T10:00:01Z","code":"api.request"}"#,
+        r#"this is not json"#,
+        r#"{"id":"3","customer":"c2","timestamp":"2026-11-04T10:00:00Z","code":"api.request"}"#,
+        r#"{"id":"4","customer":"c2","timestamp":"2026-11-04T10:00:00Z","code":"seat.count","properties":{"seats":"many"}}"#,
+        r#"{"id":"5","customer":"c2","timestamp":"2026-12-04T10:00:00Z","code":"api.request"}"#,
+    ]
+    .join("\n");
+    let path = temp_file("events.ndjson", &events);
+    let output = ratecard(&["rate", "--plan", "examples/plans/saas-api.json", "--events", path.to_str().expect("utf-8"), "--period", "2026-11"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains("line 3: not a valid event"), "{err}");
+    assert!(err.contains("line 5: event `4`: metric `seats`: property `seats`"), "{err}");
+    assert!(err.contains("6 lines, 3 events counted, 1 skipped, 2 bad; 2 invoices"), "{err}");
+    let invoices: Vec<serde_json::Value> = stdout(&output).lines().map(|l| serde_json::from_str(l).expect("ndjson")).collect();
+    assert_eq!(invoices.len(), 2);
+    assert_eq!(invoices[0]["customer_id"], "c1");
+    assert_eq!(invoices[1]["customer_id"], "c2");
+
+    let strict = ratecard(&["rate", "--plan", "examples/plans/saas-api.json", "--events", path.to_str().expect("utf-8"), "--period", "2026-11", "--strict"]);
+    assert!(!strict.status.success());
+    assert!(stderr(&strict).contains("stopped at the first bad line"), "{}", stderr(&strict));
+}
+
+#[test]
+fn schema_prints_json_schema() {
+    let output = ratecard(&["schema", "plan"]);
+    assert!(output.status.success());
+    let schema: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("json");
+    assert_eq!(schema["title"], "Plan");
+}
+
+#[test]
+fn estimates_answer_pricing_page_questions() {
+    let at = ratecard(&["estimate", "at", "--plan", "examples/plans/saas-api.json", "--usage", "api_calls=100000", "--usage", "seats=1"]);
+    assert!(at.status.success(), "{}", stderr(&at));
+    // 49 + 0 (allowance) + 12 = 61; 10% off = 54.90; VAT 20% = 10.98 → 65.88
+    assert!(stdout(&at).contains("65.88"), "{}", stdout(&at));
+    let budget = ratecard(&["estimate", "budget", "--plan", "examples/plans/saas-api.json", "--metric", "api_calls", "--budget", "100"]);
+    assert!(budget.status.success(), "{}", stderr(&budget));
+    // (49 + 20 + 0.000015 × (q − 1,100,000)) × 0.9 × 1.2 ≤ 100 → q ≤ 2,672,839.5 (cents round)
+    let quantity: f64 = stdout(&budget).trim().parse().expect("a number");
+    assert!((2_672_000.0..2_673_000.0).contains(&quantity), "{quantity}");
+}

@@ -91,8 +91,23 @@ enum Command {
         #[command(subcommand)]
         command: plugin_cli::PluginCommand,
     },
+    /// Imports a rate card from another platform: `ratecard import stripe prices.json --id my-plan`
+    /// (Stripe Price objects, a list, or a `GET /v1/prices` page) prints a Ratecard plan.
+    Import {
+        #[arg(value_enum)]
+        from: ImportFrom,
+        file: PathBuf,
+        /// The id of the plan to create.
+        #[arg(long)]
+        id: String,
+    },
     /// Runs the demo: an invoice preview of the embedded example plan.
     Demo,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ImportFrom {
+    Stripe,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -293,6 +308,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Estimate { what } => estimate_command(what),
+        Command::Import { from: ImportFrom::Stripe, file, id } => {
+            let export: serde_json::Value = read_json(&file)?;
+            let plan = ratecard_engine::import::stripe_prices(&export, &id)?;
+            let report = validate_plan(&plan);
+            for issue in report.errors.iter().chain(&report.warnings) {
+                eprintln!("{:?}: {issue}", issue.severity);
+            }
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+            Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         Command::Plugin { command } => {
             plugin_cli::run(command)?;
             Ok(ExitCode::SUCCESS)

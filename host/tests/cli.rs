@@ -126,3 +126,20 @@ fn estimates_answer_pricing_page_questions() {
     let quantity: f64 = stdout(&budget).trim().parse().expect("a number");
     assert!((2_672_000.0..2_673_000.0).contains(&quantity), "{quantity}");
 }
+
+#[test]
+fn import_stripe_prints_a_plan_that_quotes() {
+    let prices = r#"{"object":"list","data":[{"id":"price_api","currency":"usd","nickname":"API","billing_scheme":"tiered","tiers_mode":"volume",
+        "recurring":{"interval":"month","usage_type":"metered","meter":"calls"},
+        "tiers":[{"up_to":100,"unit_amount_decimal":"2"},{"up_to":"inf","unit_amount_decimal":"1"}]}]}"#;
+    let path = temp_file("stripe.json", prices);
+    let output = ratecard(&["import", "stripe", path.to_str().expect("utf-8"), "--id", "from-stripe"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let plan_path = temp_file("imported.json", &stdout(&output));
+    let usage_path = temp_file("imported-usage.json", r#"{"period":{"containing":"2026-11-02"},"quantities":{"calls":"150"}}"#);
+    let quote = ratecard(&["quote", "--plan", plan_path.to_str().expect("utf-8"), "--usage", usage_path.to_str().expect("utf-8"), "--format", "json"]);
+    assert!(quote.status.success(), "{}", stderr(&quote));
+    let invoice: serde_json::Value = serde_json::from_str(&stdout(&quote)).expect("json");
+    // Volume: all 150 units at 1¢.
+    assert_eq!(invoice["total"], "1.50");
+}

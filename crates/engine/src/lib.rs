@@ -17,5 +17,6 @@ pub mod price;
 pub mod validate;
 pub mod rate;
 pub mod estimate;
+pub mod import;
 
 pub use rust_decimal::Decimal;

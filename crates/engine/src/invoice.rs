@@ -70,6 +70,10 @@ pub struct Line {
     pub amount: Amount,
     /// How the amount was computed, row by row.
     pub breakdown: Vec<BreakdownRow>,
+    /// The rounding that turned `exact_amount` into `amount`, when it changed anything
+    /// (`"0.005 rounded half_up to 2 dp: 0.01"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rounding: Option<String>,
 }
 
 /// A step of a line's computation: units at a price, a flat fee, an adjustment.

@@ -19,7 +19,9 @@ use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
 use crate::decimal::{Amount, Dec};
-use crate::invoice::{AppliedCredit, AppliedDiscount, AppliedTax, BreakdownRow, Invoice, Line, PeriodInfo};
+use crate::invoice::{
+    AppliedCredit, AppliedDiscount, AppliedTax, BreakdownRow, Invoice, Line, PeriodInfo,
+};
 use crate::meter::{Aggregator, GroupUsage, MeteredUsage, Outcome, Window};
 use crate::money::{Currency, RoundingLevel};
 use crate::period::{BillingPeriod, Calendar, PeriodError};
@@ -57,7 +59,11 @@ pub enum RateError {
 }
 
 fn join_issues(issues: &[Issue]) -> String {
-    issues.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("; ")
+    issues
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn overflow(context: impl Into<String>) -> impl FnOnce(Overflow) -> RateError {
@@ -66,7 +72,10 @@ fn overflow(context: impl Into<String>) -> impl FnOnce(Overflow) -> RateError {
 }
 
 fn usage_error(path: impl Into<String>, message: impl Into<String>) -> RateError {
-    RateError::InvalidUsage { path: path.into(), message: message.into() }
+    RateError::InvalidUsage {
+        path: path.into(),
+        message: message.into(),
+    }
 }
 
 /// The calendar and period of a quote, resolved from the plan and usage.
@@ -88,7 +97,11 @@ pub fn context(plan: &Plan, usage: &Usage) -> Result<QuoteContext, RateError> {
         .ok_or_else(|| RateError::InvalidPlan(validate_plan(plan).errors))?;
     let timezone = usage.customer.timezone.as_deref().unwrap_or("UTC");
     let (start, anchor, start_path) = match &usage.subscription {
-        Some(sub) => (sub.start.as_str(), sub.billing_anchor.as_deref(), "$.subscription.start"),
+        Some(sub) => (
+            sub.start.as_str(),
+            sub.billing_anchor.as_deref(),
+            "$.subscription.start",
+        ),
         None => (DEFAULT_ANCHOR, None, "$.subscription"),
     };
     let calendar = Calendar::new(timezone, plan.interval, start, anchor).map_err(|source| {
@@ -96,7 +109,10 @@ pub fn context(plan: &Plan, usage: &Usage) -> Result<QuoteContext, RateError> {
             PeriodError::UnknownTimezone(_) => "$.customer.timezone",
             _ => start_path,
         };
-        RateError::Period { path: path.to_owned(), source }
+        RateError::Period {
+            path: path.to_owned(),
+            source,
+        }
     })?;
     let period = match (&usage.period, &usage.subscription) {
         (Some(PeriodSelector::Index { index }), _) => calendar.period(*index),
@@ -112,11 +128,19 @@ pub fn context(plan: &Plan, usage: &Usage) -> Result<QuoteContext, RateError> {
     let billable_from = if plan.trial_days > 0 && usage.subscription.is_some() {
         calendar
             .add_days(calendar.start(), plan.trial_days)
-            .map_err(|source| RateError::Period { path: "$.subscription.start".to_owned(), source })?
+            .map_err(|source| RateError::Period {
+                path: "$.subscription.start".to_owned(),
+                source,
+            })?
     } else {
         period.start
     };
-    Ok(QuoteContext { calendar, period, billable_from, currency })
+    Ok(QuoteContext {
+        calendar,
+        period,
+        billable_from,
+        currency,
+    })
 }
 
 /// Rates a usage document against a plan: validates both, aggregates raw events, prices.
@@ -132,7 +156,9 @@ pub fn quote(plan: &Plan, usage: &Usage, plugins: &dyn PluginHost) -> Result<Inv
                 .errors
                 .into_iter()
                 .map(|mut i| {
-                    i.path = i.path.replacen('$', "$usage.plan_change.previous_plan", 1);
+                    // `$.charges[0]` of the previous plan is `$.plan_change.previous_plan.charges[0]`
+                    // of the usage document.
+                    i.path = i.path.replacen('$', "$.plan_change.previous_plan", 1);
                     i
                 })
                 .collect();
@@ -144,29 +170,43 @@ pub fn quote(plan: &Plan, usage: &Usage, plugins: &dyn PluginHost) -> Result<Inv
     let mut notes = Vec::new();
     let change_at = match &usage.plan_change {
         Some(change) => {
-            let at = ctx
-                .calendar
-                .parse_instant(&change.at)
-                .map_err(|source| RateError::Period { path: "$.plan_change.at".to_owned(), source })?;
+            let at =
+                ctx.calendar
+                    .parse_instant(&change.at)
+                    .map_err(|source| RateError::Period {
+                        path: "$.plan_change.at".to_owned(),
+                        source,
+                    })?;
             if at <= ctx.period.start || at >= ctx.period.end {
-                return Err(usage_error("$.plan_change.at", "the plan change must fall strictly inside the rated period"));
+                return Err(usage_error(
+                    "$.plan_change.at",
+                    "the plan change must fall strictly inside the rated period",
+                ));
             }
             Some(at)
         }
         None => None,
     };
-    let new_window = Window { start: change_at.unwrap_or(ctx.period.start), end: ctx.period.end };
+    let new_window = Window {
+        start: change_at.unwrap_or(ctx.period.start),
+        end: ctx.period.end,
+    };
     let mut metered = aggregate_events(plan, usage, &ctx, new_window, plugins, &mut notes)?;
     apply_quantities(plan, usage, &mut metered)?;
     let mut previous = None;
     if let (Some(change), Some(at)) = (&usage.plan_change, change_at) {
-        let old_window = Window { start: ctx.period.start, end: at };
+        let old_window = Window {
+            start: ctx.period.start,
+            end: at,
+        };
         let old_plan = &change.previous_plan;
         let old_metered = aggregate_events(old_plan, usage, &ctx, old_window, plugins, &mut notes)?;
         previous = Some((old_plan.as_ref(), old_metered, at));
     }
     let input_hash = input_hash(plan, usage);
-    price_usage(plan, usage, &ctx, metered, previous, notes, plugins, input_hash)
+    price_usage(
+        plan, usage, &ctx, metered, previous, notes, plugins, input_hash,
+    )
 }
 
 /// The SHA-256 of the canonical JSON of the plan and usage.
@@ -186,30 +226,50 @@ fn check_usage(plan: &Plan, usage: &Usage) -> Result<(), RateError> {
             .metrics
             .iter()
             .find(|m| &m.code == code)
-            .ok_or_else(|| usage_error(&path, format!("no metric `{code}` in plan `{}`", plan.id)))?;
+            .ok_or_else(|| {
+                usage_error(&path, format!("no metric `{code}` in plan `{}`", plan.id))
+            })?;
         match input {
             QuantityInput::Total(quantity) => {
                 if quantity.0 < Decimal::ZERO {
                     return Err(usage_error(path, "a quantity cannot be negative"));
                 }
                 if !metric.group_by.is_empty() {
-                    return Err(usage_error(path, format!("metric `{code}` groups by {:?}: give a list of `{{\"group\": {{...}}, \"quantity\": ...}}`", metric.group_by)));
+                    return Err(usage_error(
+                        path,
+                        format!(
+                            "metric `{code}` groups by {:?}: give a list of `{{\"group\": {{...}}, \"quantity\": ...}}`",
+                            metric.group_by
+                        ),
+                    ));
                 }
             }
             QuantityInput::Groups(groups) => {
                 for (group_idx, group) in groups.iter().enumerate() {
                     let gpath = format!("{path}[{group_idx}]");
                     if group.quantity.0 < Decimal::ZERO {
-                        return Err(usage_error(format!("{gpath}.quantity"), "a quantity cannot be negative"));
+                        return Err(usage_error(
+                            format!("{gpath}.quantity"),
+                            "a quantity cannot be negative",
+                        ));
                     }
                     let dims: Vec<&String> = group.group.keys().collect();
                     let mut want: Vec<&String> = metric.group_by.iter().collect();
                     want.sort();
                     if dims != want {
-                        return Err(usage_error(format!("{gpath}.group"), format!("metric `{code}` groups by {:?}, the group names {:?}", metric.group_by, dims)));
+                        return Err(usage_error(
+                            format!("{gpath}.group"),
+                            format!(
+                                "metric `{code}` groups by {:?}, the group names {:?}",
+                                metric.group_by, dims
+                            ),
+                        ));
                     }
                     if groups[..group_idx].iter().any(|g| g.group == group.group) {
-                        return Err(usage_error(format!("{gpath}.group"), "this group is listed twice"));
+                        return Err(usage_error(
+                            format!("{gpath}.group"),
+                            "this group is listed twice",
+                        ));
                     }
                 }
             }
@@ -217,12 +277,18 @@ fn check_usage(plan: &Plan, usage: &Usage) -> Result<(), RateError> {
     }
     for code in usage.carry_in.keys() {
         if !plan.metrics.iter().any(|m| &m.code == code) {
-            return Err(usage_error(format!("$.carry_in.{code}"), format!("no metric `{code}` in plan `{}`", plan.id)));
+            return Err(usage_error(
+                format!("$.carry_in.{code}"),
+                format!("no metric `{code}` in plan `{}`", plan.id),
+            ));
         }
     }
     for (credit_idx, credit) in usage.credits.iter().enumerate() {
         if credit.amount < Decimal::ZERO {
-            return Err(usage_error(format!("$.credits[{credit_idx}].amount"), "a credit amount is negative"));
+            return Err(usage_error(
+                format!("$.credits[{credit_idx}].amount"),
+                "a credit amount is negative",
+            ));
         }
     }
     Ok(())
@@ -242,17 +308,34 @@ fn aggregate_events(
         .filter(|(code, _)| plan.metrics.iter().any(|m| &m.code == *code))
         .map(|(k, v)| (k.clone(), v.0))
         .collect();
-    let mut aggregator = Aggregator::new(&plan.metrics, &plan.charges, window, ctx.billable_from, &carry_in, plugins)?;
+    let mut aggregator = Aggregator::new(
+        &plan.metrics,
+        &plan.charges,
+        window,
+        ctx.billable_from,
+        &carry_in,
+        plugins,
+    )?;
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut n_rejected = 0u64;
     for (event_idx, event) in usage.events.iter().enumerate() {
-        if !event.customer.is_empty() && !usage.customer.id.is_empty() && event.customer != usage.customer.id {
+        if !event.customer.is_empty()
+            && !usage.customer.id.is_empty()
+            && event.customer != usage.customer.id
+        {
             *counts.entry("of other customers").or_default() += 1;
             continue;
         }
         match aggregator.push(event) {
             Ok(Outcome::Counted) => {}
-            Ok(Outcome::OutsideWindow) => *counts.entry("outside the period").or_default() += 1,
+            // With a plan change each plan's window is only part of the period: an event in the
+            // other part is rated by the other plan, so it is not "outside the period".
+            Ok(Outcome::OutsideWindow)
+                if event.timestamp < ctx.period.start || event.timestamp >= ctx.period.end =>
+            {
+                *counts.entry("outside the period").or_default() += 1
+            }
+            Ok(Outcome::OutsideWindow) => {}
             Ok(Outcome::BeforeBillable) => *counts.entry("in the trial").or_default() += 1,
             Ok(Outcome::NoMetric) => *counts.entry("matching no metric").or_default() += 1,
             Ok(Outcome::Filtered) => *counts.entry("filtered out").or_default() += 1,
@@ -276,7 +359,11 @@ fn aggregate_events(
     Ok(aggregator.finish()?)
 }
 
-fn apply_quantities(plan: &Plan, usage: &Usage, metered: &mut MeteredUsage) -> Result<(), RateError> {
+fn apply_quantities(
+    plan: &Plan,
+    usage: &Usage,
+    metered: &mut MeteredUsage,
+) -> Result<(), RateError> {
     for (code, input) in &usage.quantities {
         let groups = match input {
             QuantityInput::Total(quantity) => vec![GroupUsage {
@@ -294,7 +381,10 @@ fn apply_quantities(plan: &Plan, usage: &Usage, metered: &mut MeteredUsage) -> R
                         raw_value: g.quantity.0,
                         quantity: g.quantity.0,
                         n_events: g.transactions.as_ref().map_or(0, |t| t.len() as u64),
-                        transactions: g.transactions.as_ref().map(|t| t.iter().map(|d| d.0).collect()),
+                        transactions: g
+                            .transactions
+                            .as_ref()
+                            .map(|t| t.iter().map(|d| d.0).collect()),
                     })
                     .collect();
                 groups.sort_by(|a, b| a.group.cmp(&b.group));
@@ -340,7 +430,10 @@ pub fn price_usage(
     if in_trial_all_period {
         notes.push("the whole period is in the trial: nothing is billed".to_owned());
     } else if billed_from > period.start {
-        notes.push(format!("trial until {}: flat fees prorated, earlier usage not billed", cal.format(billed_from)));
+        notes.push(format!(
+            "trial until {}: flat fees prorated, earlier usage not billed",
+            cal.format(billed_from)
+        ));
     }
 
     let new_from = match &previous {
@@ -349,31 +442,76 @@ pub fn price_usage(
     };
     if let Some((old_plan, old_metered, at)) = &previous {
         let old_from = billed_from.min(*at);
-        flat_lines(old_plan, ctx, old_from, *at, Some("previous plan"), &mut raw_lines)?;
+        // The previous plan's advance fees were billed in full at the start of the period: they
+        // are not charged again (only their unused part is credited below). Its arrears fees are
+        // due for the time it was in force.
+        flat_lines(
+            old_plan,
+            ctx,
+            old_from,
+            *at,
+            Some("previous plan"),
+            Some(FeeTiming::Arrears),
+            &mut raw_lines,
+        )?;
         // An advance fee of the previous plan was billed for the whole period: credit the rest.
         for charge in &old_plan.charges {
-            if let PriceModel::Flat { amount, timing: FeeTiming::Advance, prorate: true } = charge.model {
-                let fraction = cal.fraction(plan.proration, &period, (*at).max(billed_from), period.end);
-                let credit = -price::mul(amount, fraction).map_err(overflow(format!("charge `{}`", charge.id)))?;
+            if let PriceModel::Flat {
+                amount,
+                timing: FeeTiming::Advance,
+                prorate: true,
+            } = charge.model
+            {
+                let (fraction, unused) = prorated(
+                    cal,
+                    old_plan.proration,
+                    &period,
+                    (*at).max(billed_from),
+                    period.end,
+                    amount,
+                )
+                .map_err(overflow(format!("charge `{}`", charge.id)))?;
+                let credit = -unused;
                 raw_lines.push(RawLine {
                     charge_id: format!("previous:{}", charge.id),
-                    description: format!("Unused time on {} after {}", describe(charge, None), cal.format(*at)),
+                    description: format!(
+                        "Unused time on {} after {}",
+                        describe(charge, None),
+                        cal.format(*at)
+                    ),
                     metric: None,
                     group: GroupKey::new(),
                     quantity: fraction,
                     unit_price: Some(amount),
                     priced: Priced {
                         amount: credit,
-                        breakdown: vec![BreakdownRow::units(format!("credit {} × {} of the period", amount.normalize(), fraction.round_dp(6).normalize()), fraction, -amount, credit)],
+                        breakdown: vec![BreakdownRow::units(
+                            format!(
+                                "credit {} × {} of the period",
+                                amount.normalize(),
+                                fraction.round_dp(6).normalize()
+                            ),
+                            fraction,
+                            -amount,
+                            credit,
+                        )],
                     },
                 });
             }
         }
         if !in_trial_all_period {
-            usage_lines(old_plan, usage, ctx, old_metered.clone(), Some("previous plan"), plugins, &mut raw_lines)?;
+            usage_lines(
+                old_plan,
+                usage,
+                ctx,
+                old_metered.clone(),
+                Some("previous plan"),
+                plugins,
+                &mut raw_lines,
+            )?;
         }
     }
-    flat_lines(plan, ctx, new_from, period.end, None, &mut raw_lines)?;
+    flat_lines(plan, ctx, new_from, period.end, None, None, &mut raw_lines)?;
     if !in_trial_all_period {
         usage_lines(plan, usage, ctx, metered, None, plugins, &mut raw_lines)?;
     }
@@ -390,25 +528,43 @@ pub fn price_usage(
     let mut billed_sum = Decimal::ZERO;
     for line in &raw_lines {
         exact_sum = price::add(exact_sum, line.priced.amount).map_err(overflow("subtotal"))?;
-        billed_sum = price::add(billed_sum, billed(line.priced.amount)).map_err(overflow("subtotal"))?;
+        billed_sum =
+            price::add(billed_sum, billed(line.priced.amount)).map_err(overflow("subtotal"))?;
     }
     // Minimum commitment true-up, prorated like a flat fee for a partial period.
     if let Some(commitment) = plan.minimum_commitment
         && !in_trial_all_period
     {
-        let fraction = cal.fraction(plan.proration, &period, billed_from, period.end);
-        let due = price::mul(commitment, fraction).map_err(overflow("minimum commitment"))?;
+        let (fraction, due) = prorated(
+            cal,
+            plan.proration,
+            &period,
+            billed_from,
+            period.end,
+            commitment,
+        )
+        .map_err(overflow("minimum commitment"))?;
         let spent = match plan.rounding.level {
             RoundingLevel::Line => billed_sum,
             RoundingLevel::Invoice => exact_sum,
         };
         if spent < due {
             let true_up = price::sub(due, spent).map_err(overflow("minimum commitment"))?;
-            let mut breakdown = vec![BreakdownRow::fee(format!("commitment {} for the period", commitment.normalize()), due)];
+            let mut breakdown = vec![BreakdownRow::fee(
+                format!("commitment {} for the period", commitment.normalize()),
+                due,
+            )];
             if fraction != Decimal::ONE {
-                breakdown[0].description = format!("commitment {} × {} of the period", commitment.normalize(), fraction.round_dp(6).normalize());
+                breakdown[0].description = format!(
+                    "commitment {} × {} of the period",
+                    commitment.normalize(),
+                    fraction.round_dp(6).normalize()
+                );
             }
-            breakdown.push(BreakdownRow::fee(format!("less charges {}", spent.normalize()), -spent));
+            breakdown.push(BreakdownRow::fee(
+                format!("less charges {}", spent.normalize()),
+                -spent,
+            ));
             exact_sum = price::add(exact_sum, true_up).map_err(overflow("subtotal"))?;
             billed_sum = price::add(billed_sum, billed(true_up)).map_err(overflow("subtotal"))?;
             raw_lines.push(RawLine {
@@ -418,7 +574,10 @@ pub fn price_usage(
                 group: GroupKey::new(),
                 quantity: Decimal::ONE,
                 unit_price: None,
-                priced: Priced { amount: true_up, breakdown },
+                priced: Priced {
+                    amount: true_up,
+                    breakdown,
+                },
             });
         }
     }
@@ -438,16 +597,24 @@ pub fn price_usage(
             None => remaining,
             Some(ids) => {
                 let mut base = Decimal::ZERO;
-                for line in raw_lines.iter().filter(|l| ids.contains(&l.charge_id)) {
-                    base = price::add(base, billed(line.priced.amount)).map_err(overflow("discount"))?;
+                // A charge's lines from a previous plan (`previous:<id>`) count as the charge's.
+                for line in raw_lines.iter().filter(|l| {
+                    let id = l.charge_id.strip_prefix("previous:").unwrap_or(&l.charge_id);
+                    ids.iter().any(|wanted| wanted == id)
+                }) {
+                    base = price::add(base, billed(line.priced.amount))
+                        .map_err(overflow("discount"))?;
                 }
                 round(base).min(remaining)
             }
         };
         let off = match (discount.percent, discount.amount) {
             (Some(percent), _) => round(
-                price::div(price::mul(base, percent).map_err(overflow("discount"))?, Decimal::ONE_HUNDRED)
-                    .map_err(overflow("discount"))?,
+                price::div(
+                    price::mul(base, percent).map_err(overflow("discount"))?,
+                    Decimal::ONE_HUNDRED,
+                )
+                .map_err(overflow("discount"))?,
             ),
             (None, Some(amount)) => amount,
             (None, None) => Decimal::ZERO,
@@ -457,31 +624,59 @@ pub fn price_usage(
         remaining -= off;
         discounts.push(AppliedDiscount {
             id: discount.id.clone(),
-            description: if discount.description.is_empty() { discount.id.clone() } else { discount.description.clone() },
+            description: if discount.description.is_empty() {
+                discount.id.clone()
+            } else {
+                discount.description.clone()
+            },
             amount: Amount(currency_scale(off, currency)),
         });
     }
 
-    // Taxes on the discounted subtotal.
-    let taxable = remaining;
+    // Taxes on the discounted subtotal. Inclusive taxes are extracted together: the net amount
+    // is gross / (1 + sum of inclusive rates), each inclusive tax is its rate on the net (the
+    // last one takes the rounding remainder, so they add up to gross − net exactly), and
+    // exclusive taxes are charged on the net, never on another tax.
+    let gross = remaining;
+    let percent_rate = |percent: Decimal| price::div(percent, Decimal::ONE_HUNDRED).map_err(overflow("tax"));
+    let mut inclusive_rate = Decimal::ZERO;
+    for tax in plan.taxes.iter().filter(|t| t.inclusive) {
+        inclusive_rate = price::add(inclusive_rate, percent_rate(tax.percent)?).map_err(overflow("tax"))?;
+    }
+    let net = if inclusive_rate.is_zero() {
+        gross
+    } else {
+        round(price::div(gross, Decimal::ONE + inclusive_rate).map_err(overflow("tax"))?)
+    };
+    let last_inclusive = plan.taxes.iter().rposition(|t| t.inclusive);
+    let mut extracted = Decimal::ZERO;
     let mut taxes = Vec::new();
-    let mut total = taxable;
-    for tax in &plan.taxes {
-        let rate = price::div(tax.percent, Decimal::ONE_HUNDRED).map_err(overflow("tax"))?;
+    let mut total = gross;
+    for (tax_idx, tax) in plan.taxes.iter().enumerate() {
+        let rate = percent_rate(tax.percent)?;
         let amount = if tax.inclusive {
-            let net = price::div(taxable, Decimal::ONE + rate).map_err(overflow("tax"))?;
-            round(taxable - net)
+            let amount = if Some(tax_idx) == last_inclusive {
+                gross - net - extracted
+            } else {
+                round(price::mul(net, rate).map_err(overflow("tax"))?)
+            };
+            extracted += amount;
+            amount
         } else {
-            let amount = round(price::mul(taxable, rate).map_err(overflow("tax"))?);
+            let amount = round(price::mul(net, rate).map_err(overflow("tax"))?);
             total = price::add(total, amount).map_err(overflow("total"))?;
             amount
         };
         taxes.push(AppliedTax {
             id: tax.id.clone(),
-            name: if tax.name.is_empty() { tax.id.clone() } else { tax.name.clone() },
+            name: if tax.name.is_empty() {
+                tax.id.clone()
+            } else {
+                tax.name.clone()
+            },
             percent: Dec(tax.percent),
             inclusive: tax.inclusive,
-            taxable: Amount(currency_scale(taxable, currency)),
+            taxable: Amount(currency_scale(net, currency)),
             amount: Amount(currency_scale(amount, currency)),
         });
     }
@@ -493,20 +688,41 @@ pub fn price_usage(
         total -= applied;
         credits.push(AppliedCredit {
             id: credit.id.clone(),
-            description: if credit.description.is_empty() { credit.id.clone() } else { credit.description.clone() },
+            description: if credit.description.is_empty() {
+                credit.id.clone()
+            } else {
+                credit.description.clone()
+            },
             applied: Amount(currency_scale(applied, currency)),
             remaining: Amount(currency_scale(credit.amount - applied, currency)),
         });
     }
     if subtotal < Decimal::ZERO {
-        notes.push(format!("the subtotal is negative: {} is owed to the customer", currency.format(-subtotal)));
+        notes.push(format!(
+            "the subtotal is negative: {} is owed to the customer",
+            currency.format(-subtotal)
+        ));
     }
+
+    // Both plans of a change see the same events: say each thing once.
+    let mut seen = std::collections::BTreeSet::new();
+    notes.retain(|note| seen.insert(note.clone()));
 
     let lines = raw_lines
         .into_iter()
         .map(|line| {
             let amount = billed(line.priced.amount);
+            let rounding = (amount != line.priced.amount).then(|| {
+                format!(
+                    "{} rounded {} to {} dp: {}",
+                    line.priced.amount.normalize(),
+                    mode.name(),
+                    currency.minor_units,
+                    currency.format(amount)
+                )
+            });
             Line {
+                rounding,
                 charge_id: line.charge_id,
                 description: line.description,
                 metric: line.metric,
@@ -576,25 +792,59 @@ fn suffixed(text: String, suffix: Option<&str>) -> String {
     }
 }
 
-/// Flat fees for the billed part `[from, to)` of the period.
+/// `amount` prorated for the share of `period` covered by `[from, to)`: the fraction (for
+/// display) and the amount. The amount is multiplied by the fraction's numerator before dividing
+/// by its denominator, so a share that is exact in decimals stays exact: 45.15 × 1/30 is 1.505
+/// (half-up 1.51), where 45.15 × 0.0333…3 would be 1.50499… and round a cent down.
+fn prorated(
+    cal: &Calendar,
+    mode: crate::plan::ProrationMode,
+    period: &BillingPeriod,
+    from: Timestamp,
+    to: Timestamp,
+    amount: Decimal,
+) -> Result<(Decimal, Decimal), Overflow> {
+    let (numerator, denominator) = cal.fraction_parts(mode, period, from, to);
+    let fraction = cal.fraction(mode, period, from, to);
+    let exact = match price::mul(amount, Decimal::from(numerator)) {
+        Ok(scaled) => price::div(scaled, Decimal::from(denominator))?,
+        // An amount too large to scale by a millisecond count: the quotient is the best we have.
+        Err(Overflow) => price::mul(amount, fraction)?,
+    };
+    Ok((fraction, exact))
+}
+
+/// Flat fees for the billed part `[from, to)` of the period; with `only`, just the fees of that
+/// timing.
 fn flat_lines(
     plan: &Plan,
     ctx: &QuoteContext,
     from: Timestamp,
     to: Timestamp,
     suffix: Option<&str>,
+    only: Option<FeeTiming>,
     out: &mut Vec<RawLine>,
 ) -> Result<(), RateError> {
     let period = &ctx.period;
     for charge in &plan.charges {
-        let PriceModel::Flat { amount, prorate, .. } = charge.model else { continue };
-        let covered = from < to;
-        let fraction = match (covered, prorate) {
-            (false, _) => Decimal::ZERO,
-            (true, false) => Decimal::ONE,
-            (true, true) => ctx.calendar.fraction(plan.proration, period, from, to),
+        let PriceModel::Flat {
+            amount,
+            prorate,
+            timing,
+        } = charge.model
+        else {
+            continue;
         };
-        let exact = price::mul(amount, fraction).map_err(overflow(format!("charge `{}`", charge.id)))?;
+        if only.is_some_and(|only| only != timing) {
+            continue;
+        }
+        let covered = from < to;
+        let (fraction, exact) = match (covered, prorate) {
+            (false, _) => (Decimal::ZERO, Decimal::ZERO),
+            (true, false) => (Decimal::ONE, amount),
+            (true, true) => prorated(&ctx.calendar, plan.proration, period, from, to, amount)
+                .map_err(overflow(format!("charge `{}`", charge.id)))?,
+        };
         let row = if fraction == Decimal::ONE {
             BreakdownRow::fee(format!("{} for the period", amount.normalize()), exact)
         } else {
@@ -622,7 +872,10 @@ fn flat_lines(
             group: GroupKey::new(),
             quantity: fraction,
             unit_price: Some(amount),
-            priced: Priced { amount: exact, breakdown: vec![row] },
+            priced: Priced {
+                amount: exact,
+                breakdown: vec![row],
+            },
         });
     }
     Ok(())
@@ -642,7 +895,11 @@ fn usage_lines(
         if matches!(charge.model, PriceModel::Flat { .. }) {
             continue;
         }
-        let Some(metric) = charge.metric.as_ref().and_then(|code| plan.metrics.iter().find(|m| &m.code == code)) else {
+        let Some(metric) = charge
+            .metric
+            .as_ref()
+            .and_then(|code| plan.metrics.iter().find(|m| &m.code == code))
+        else {
             continue;
         };
         let groups = metered.metrics.remove(&metric.code).unwrap_or_default();
@@ -673,7 +930,13 @@ fn charge_lines(
 ) -> Result<Vec<RawLine>, RateError> {
     let context = format!("charge `{}`", charge.id);
     if groups.is_empty() && metric.group_by.is_empty() {
-        groups.push(GroupUsage { group: GroupKey::new(), raw_value: Decimal::ZERO, quantity: Decimal::ZERO, n_events: 0, transactions: None });
+        groups.push(GroupUsage {
+            group: GroupKey::new(),
+            raw_value: Decimal::ZERO,
+            quantity: Decimal::ZERO,
+            n_events: 0,
+            transactions: None,
+        });
     }
     let description = describe(charge, Some(metric));
     // Allowance, consumed by groups in sorted order.
@@ -697,28 +960,44 @@ fn charge_lines(
             quantities: groups
                 .iter()
                 .zip(&billable)
-                .map(|(g, (_, q))| GroupedQuantity { group: g.group.clone(), quantity: *q })
+                .map(|(g, (_, q))| GroupedQuantity {
+                    group: g.group.clone(),
+                    quantity: *q,
+                })
                 .collect(),
         };
         let priced = plugins
             .price(plugin, &request)
-            .map_err(|source| RateError::Plugin { charge: charge.id.clone(), source })?;
+            .map_err(|source| RateError::Plugin {
+                charge: charge.id.clone(),
+                source,
+            })?;
         return Ok(priced
             .into_iter()
             .map(|line| {
                 let breakdown_sum: Decimal = line.breakdown.iter().map(|r| r.amount.0).sum();
                 let mut breakdown = line.breakdown;
                 if breakdown.is_empty() || breakdown_sum != line.amount {
-                    breakdown.push(BreakdownRow::fee(format!("computed by plugin {plugin}"), line.amount - breakdown_sum));
+                    breakdown.push(BreakdownRow::fee(
+                        format!("computed by plugin {plugin}"),
+                        line.amount - breakdown_sum,
+                    ));
                 }
                 RawLine {
                     charge_id: charge.id.clone(),
-                    description: if line.description.is_empty() { description.clone() } else { line.description },
+                    description: if line.description.is_empty() {
+                        description.clone()
+                    } else {
+                        line.description
+                    },
                     metric: Some(metric.code.clone()),
                     group: line.group,
                     quantity: line.quantity,
                     unit_price: None,
-                    priced: Priced { amount: line.amount, breakdown },
+                    priced: Priced {
+                        amount: line.amount,
+                        breakdown,
+                    },
                 }
             })
             .collect());
@@ -729,19 +1008,45 @@ fn charge_lines(
         let (mut priced, unit_price) = match &charge.model {
             // Priced before this loop.
             PriceModel::Flat { .. } | PriceModel::Custom { .. } => continue,
-            PriceModel::PerUnit { unit_price } => (price::per_unit(quantity, *unit_price), Some(*unit_price)),
-            PriceModel::Graduated { tiers } => (price::graduated(tiers, quantity, convention, Decimal::ONE), None),
-            PriceModel::Volume { tiers } => {
-                let up_tos: Vec<_> = tiers.iter().map(|t| t.up_to).collect();
-                let unit_price = tiers.get(price::tier_reached(&up_tos, quantity, convention)).map(|t| t.unit_price);
-                (price::volume(tiers, quantity, convention), unit_price)
+            PriceModel::PerUnit { unit_price } => {
+                (price::per_unit(quantity, *unit_price), Some(*unit_price))
             }
-            PriceModel::Stairstep { steps } => (price::stairstep(steps, quantity, convention), None),
-            PriceModel::Package { package_size, package_price, free_units, rounding } => (
-                price::package(quantity, *package_size, *package_price, free_units.unwrap_or_default(), *rounding),
+            PriceModel::Graduated { tiers } => (
+                price::graduated(tiers, quantity, convention, Decimal::ONE),
                 None,
             ),
-            PriceModel::Percentage { percent, tiers, fixed_fee, min_per_transaction, max_per_transaction } => {
+            PriceModel::Volume { tiers } => {
+                let up_tos: Vec<_> = tiers.iter().map(|t| t.up_to).collect();
+                let unit_price = tiers
+                    .get(price::tier_reached(&up_tos, quantity, convention))
+                    .map(|t| t.unit_price);
+                (price::volume(tiers, quantity, convention), unit_price)
+            }
+            PriceModel::Stairstep { steps } => {
+                (price::stairstep(steps, quantity, convention), None)
+            }
+            PriceModel::Package {
+                package_size,
+                package_price,
+                free_units,
+                rounding,
+            } => (
+                price::package(
+                    quantity,
+                    *package_size,
+                    *package_price,
+                    free_units.unwrap_or_default(),
+                    *rounding,
+                ),
+                None,
+            ),
+            PriceModel::Percentage {
+                percent,
+                tiers,
+                fixed_fee,
+                min_per_transaction,
+                max_per_transaction,
+            } => {
                 let terms = PercentageTerms {
                     percent: *percent,
                     tiers,
@@ -752,7 +1057,10 @@ fn charge_lines(
                 if terms.needs_transactions() && group.transactions.is_none() {
                     return Err(RateError::Charge {
                         charge: charge.id.clone(),
-                        message: format!("per-transaction minimum/maximum need each transaction: send raw events or `transactions` for metric `{}`", metric.code),
+                        message: format!(
+                            "per-transaction minimum/maximum need each transaction: send raw events or `transactions` for metric `{}`",
+                            metric.code
+                        ),
                     });
                 }
                 if !used.is_zero() && terms.needs_transactions() {
@@ -761,16 +1069,38 @@ fn charge_lines(
                         message: "an allowance (`included`) cannot be combined with per-transaction bounds".to_owned(),
                     });
                 }
-                if fixed_fee.is_some_and(|f| !f.is_zero()) && group.n_events == 0 && !quantity.is_zero() {
+                if fixed_fee.is_some_and(|f| !f.is_zero())
+                    && group.n_events == 0
+                    && !quantity.is_zero()
+                {
                     return Err(RateError::Charge {
                         charge: charge.id.clone(),
-                        message: format!("a fixed fee per transaction needs the number of transactions: send raw events or `transactions` for metric `{}`", metric.code),
+                        message: format!(
+                            "a fixed fee per transaction needs the number of transactions: send raw events or `transactions` for metric `{}`",
+                            metric.code
+                        ),
                     });
                 }
-                (price::percentage(terms, quantity, group.n_events, group.transactions.as_deref(), convention), None)
+                (
+                    price::percentage(
+                        terms,
+                        quantity,
+                        group.n_events,
+                        group.transactions.as_deref(),
+                        convention,
+                    ),
+                    None,
+                )
             }
-            PriceModel::Matrix { dimensions, prices, default_unit_price } => {
-                let values: Vec<&str> = dimensions.iter().map(|d| group.group.get(d).map_or("(none)", String::as_str)).collect();
+            PriceModel::Matrix {
+                dimensions,
+                prices,
+                default_unit_price,
+            } => {
+                let values: Vec<&str> = dimensions
+                    .iter()
+                    .map(|d| group.group.get(d).map_or("(none)", String::as_str))
+                    .collect();
                 let unit_price = prices
                     .iter()
                     .find(|p| p.values.iter().map(String::as_str).eq(values.iter().copied()))
@@ -788,7 +1118,12 @@ fn charge_lines(
         {
             priced.breakdown.insert(
                 0,
-                BreakdownRow::units(format!("{} units included in the plan", used.normalize()), used, Decimal::ZERO, Decimal::ZERO),
+                BreakdownRow::units(
+                    format!("{} units included in the plan", used.normalize()),
+                    used,
+                    Decimal::ZERO,
+                    Decimal::ZERO,
+                ),
             );
         }
         let priced = priced.map_err(overflow(context.clone()))?;
@@ -814,17 +1149,34 @@ fn group_description(description: &str, group: &GroupKey) -> String {
 }
 
 /// A charge's minimum spend and maximum cap, over all its lines.
-fn apply_charge_bounds(charge: &Charge, metric: &Metric, lines: &mut Vec<RawLine>) -> Result<(), RateError> {
-    let total: Decimal = lines.iter().try_fold(Decimal::ZERO, |acc, l| price::add(acc, l.priced.amount)).map_err(overflow(format!("charge `{}`", charge.id)))?;
+fn apply_charge_bounds(
+    charge: &Charge,
+    metric: &Metric,
+    lines: &mut Vec<RawLine>,
+) -> Result<(), RateError> {
+    let total: Decimal = lines
+        .iter()
+        .try_fold(Decimal::ZERO, |acc, l| price::add(acc, l.priced.amount))
+        .map_err(overflow(format!("charge `{}`", charge.id)))?;
     let adjustment = match (charge.minimum, charge.maximum) {
-        (Some(min), _) if total < min => Some((min - total, format!("raised to the charge minimum {}", min.normalize()))),
-        (_, Some(max)) if total > max => Some((max - total, format!("capped at the charge maximum {}", max.normalize()))),
+        (Some(min), _) if total < min => Some((
+            min - total,
+            format!("raised to the charge minimum {}", min.normalize()),
+        )),
+        (_, Some(max)) if total > max => Some((
+            max - total,
+            format!("capped at the charge maximum {}", max.normalize()),
+        )),
         _ => None,
     };
-    let Some((amount, description)) = adjustment else { return Ok(()) };
+    let Some((amount, description)) = adjustment else {
+        return Ok(());
+    };
     if let [line] = lines.as_mut_slice() {
         line.priced.amount += amount;
-        line.priced.breakdown.push(BreakdownRow::fee(description, amount));
+        line.priced
+            .breakdown
+            .push(BreakdownRow::fee(description, amount));
         line.unit_price = None;
     } else {
         lines.push(RawLine {
@@ -834,8 +1186,127 @@ fn apply_charge_bounds(charge: &Charge, metric: &Metric, lines: &mut Vec<RawLine
             group: GroupKey::new(),
             quantity: Decimal::ZERO,
             unit_price: None,
-            priced: Priced { amount, breakdown: vec![BreakdownRow::fee(description, amount)] },
+            priced: Priced {
+                amount,
+                breakdown: vec![BreakdownRow::fee(description, amount)],
+            },
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::NoPlugins;
+
+    fn quote_json(plan: serde_json::Value, usage: serde_json::Value) -> Invoice {
+        let plan: Plan = serde_json::from_value(plan).unwrap();
+        let usage: Usage = serde_json::from_value(usage).unwrap();
+        quote(&plan, &usage, &NoPlugins).unwrap()
+    }
+
+    fn line_amounts(invoice: &Invoice) -> Vec<(String, String)> {
+        invoice
+            .lines
+            .iter()
+            .map(|l| (l.charge_id.clone(), l.amount.0.to_string()))
+            .collect()
+    }
+
+    /// Regression: the previous plan's advance fee was both charged for the used part and
+    /// credited for the unused part, so a 30.00 fee changed on day 10 of 30 netted −10.00
+    /// instead of the credit −20.00 alone (it was billed in full at the period start).
+    #[test]
+    fn plan_change_credits_the_previous_advance_fee_without_charging_it_again() {
+        let fees = |advance: &str, arrears: &str| {
+            serde_json::json!([
+                {"id": "platform", "model": {"type": "flat", "amount": advance, "timing": "advance"}},
+                {"id": "support", "model": {"type": "flat", "amount": arrears, "timing": "arrears"}}
+            ])
+        };
+        let previous =
+            serde_json::json!({"id": "basic", "currency": "USD", "charges": fees("30.00", "3.00")});
+        let plan =
+            serde_json::json!({"id": "pro", "currency": "USD", "charges": fees("60.00", "6.00")});
+        let usage = serde_json::json!({
+            "subscription": {"start": "2026-11-01"},
+            "period": {"index": 0},
+            "plan_change": {"at": "2026-11-11", "previous_plan": previous}
+        });
+        let invoice = quote_json(plan, usage);
+        let expected = [
+            // The previous arrears fee is due for the 10 days it was in force: 3.00 × 10/30.
+            ("previous:support", "1.00"),
+            // The previous advance fee: only its unused 20/30 is credited.
+            ("previous:platform", "-20.00"),
+            ("platform", "40.00"),
+            ("support", "4.00"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(id, a)| (id.to_string(), a.to_string()))
+            .collect();
+        assert_eq!(line_amounts(&invoice), expected);
+        assert_eq!(invoice.subtotal.0.to_string(), "25.00");
+    }
+
+    /// Regression: proration multiplied the fee by the rounded quotient 1/30 = 0.0333…3, so
+    /// 45.15 for one day of a 30-day month came to 1.50499… and rounded half-up to 1.50.
+    #[test]
+    fn proration_multiplies_before_dividing_so_half_cents_round_up() {
+        let plan = serde_json::json!({"id": "p", "currency": "USD",
+            "charges": [{"id": "base", "model": {"type": "flat", "amount": "45.15"}}]});
+        let usage = serde_json::json!({"subscription": {"start": "2026-11-30", "billing_anchor": "2026-11-01"}});
+        let invoice = quote_json(plan, usage);
+        assert_eq!(
+            invoice.lines[0].exact_amount.0.normalize().to_string(),
+            "1.505"
+        );
+        assert_eq!(invoice.lines[0].amount.0.to_string(), "1.51");
+    }
+
+    /// Regression: with a plan change, events after the change were noted as "outside the
+    /// period" by the previous plan's aggregation although the new plan billed them.
+    #[test]
+    fn plan_change_does_not_note_the_other_plans_events_as_outside_the_period() {
+        let plan = |id: &str| {
+            serde_json::json!({"id": id, "currency": "USD",
+                "metrics": [{"code": "calls", "aggregation": {"type": "count"}}],
+                "charges": [{"id": "api", "metric": "calls", "model": {"type": "per_unit", "unit_price": "1"}}]})
+        };
+        let usage = serde_json::json!({
+            "subscription": {"start": "2026-11-01"},
+            "events": [
+                {"id": "before", "timestamp": "2026-11-02T00:00:00Z", "code": "calls"},
+                {"id": "after", "timestamp": "2026-11-20T00:00:00Z", "code": "calls"},
+                {"id": "outside", "timestamp": "2026-12-02T00:00:00Z", "code": "calls"}
+            ],
+            "plan_change": {"at": "2026-11-11", "previous_plan": plan("old")}
+        });
+        let invoice = quote_json(plan("new"), usage);
+        assert_eq!(
+            invoice.notes,
+            vec!["1 events not billed: outside the period".to_owned()]
+        );
+        assert_eq!(invoice.total.0.to_string(), "2.00");
+    }
+
+    /// Regression: errors of the previous plan were reported at `$usage.plan_change…`, which is
+    /// not a JSON path of the usage document.
+    #[test]
+    fn previous_plan_errors_name_their_path_in_the_usage() {
+        let plan: Plan =
+            serde_json::from_value(serde_json::json!({"id": "new", "currency": "USD"})).unwrap();
+        let usage: Usage = serde_json::from_value(serde_json::json!({
+            "subscription": {"start": "2026-11-01"},
+            "plan_change": {"at": "2026-11-11", "previous_plan": {"id": "old", "currency": "XYZ"}}
+        }))
+        .unwrap();
+        let error = quote(&plan, &usage, &NoPlugins).unwrap_err().to_string();
+        assert!(
+            error.contains("$.plan_change.previous_plan.currency: `XYZ`"),
+            "{error}"
+        );
+    }
 }

@@ -1,7 +1,8 @@
 //! `cargo xtask`: the project's scripted tasks.
 //!
 //! - `cargo xtask test`: installs what a fresh machine lacks (idempotently), checks the engine
-//!   builds for `wasm32-unknown-unknown`, then runs every test of the workspace.
+//!   builds for `wasm32-unknown-unknown`, checks formatting and clippy (warnings are errors),
+//!   then runs every test of the workspace.
 //! - `cargo xtask bench`: the benchmarks (release), printing figures and ratios.
 //! - `cargo xtask schemas`: regenerates `docs/schema/*.schema.json` from the engine's types.
 
@@ -46,6 +47,15 @@ fn setup() -> Result<()> {
     if !installed.lines().any(|l| l.trim() == "wasm32-unknown-unknown") {
         run("rustup", &["target", "add", "wasm32-unknown-unknown"], &[])?;
     }
+    for (component, probe) in [("clippy", "clippy"), ("rustfmt", "fmt")] {
+        let present = Command::new("cargo")
+            .args([probe, "--version"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !present {
+            run("rustup", &["component", "add", component], &[])?;
+        }
+    }
     Ok(())
 }
 
@@ -53,8 +63,11 @@ fn test() -> Result<()> {
     setup()?;
     // The engine must stay pure: it builds for a target with no OS.
     run("cargo", &["build", "-p", "ratecard-engine", "--target", "wasm32-unknown-unknown"], &[])?;
-    run("cargo", &["test", "--workspace", "--all-targets"], &[])?;
-    run("cargo", &["test", "--workspace", "--doc"], &[])?;
+    run("cargo", &["fmt", "--all", "--check"], &[])?;
+    run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])?;
+    // Libraries, binaries, integration tests and doc tests. Benchmarks are compiled by clippy
+    // above and run by `cargo xtask bench`, never as tests.
+    run("cargo", &["test", "--workspace"], &[])?;
     if std::path::Path::new("fuzz/Cargo.toml").exists() {
         run("cargo", &["test", "--manifest-path", "fuzz/Cargo.toml"], &[])?;
     }

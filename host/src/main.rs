@@ -66,6 +66,10 @@ enum Command {
         /// IANA timezone of the customers (default UTC).
         #[arg(long)]
         timezone: Option<String>,
+        /// Customer setups: a JSON object of customer id → `{"timezone", "subscription",
+        /// "credits", "attributes", "carry_in"}`. Described customers without events are invoiced too.
+        #[arg(long)]
+        customers: Option<PathBuf>,
         /// Stop at the first malformed line (exit 1) instead of reporting it and going on.
         #[arg(long)]
         strict: bool,
@@ -244,7 +248,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Rate { plan, events, period, timezone, strict, format, out } => {
+        Command::Rate { plan, events, period, timezone, customers, strict, format, out } => {
             let plan: Plan = read_json(&plan)?;
             let file = File::open(&events).with_context(|| format!("opening {}", events.display()))?;
             let size = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -257,7 +261,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
-            let options = RateOptions { period, timezone, strict };
+            let customers = match customers {
+                Some(path) => read_json(&path)?,
+                None => Default::default(),
+            };
+            let options = RateOptions { period, timezone, strict, customers };
             let started = std::time::Instant::now();
             let summary = rate_stream(&plan, BufReader::with_capacity(1 << 20, file), &options, plugins().as_ref(), |n| bar.set_position(n))?;
             bar.finish_and_clear();
@@ -278,6 +286,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             if summary.errors.len() > 50 {
                 eprintln!("… and {} more bad lines", summary.errors.len() - 50);
+            }
+            if !summary.not_started.is_empty() {
+                eprintln!("not invoiced, subscribed after this period: {}", summary.not_started.join(", "));
             }
             for (customer, error) in &summary.failed {
                 eprintln!("customer {customer}: {error}");

@@ -143,3 +143,32 @@ fn import_stripe_prints_a_plan_that_quotes() {
     // Volume: all 150 units at 1¢.
     assert_eq!(invoice["total"], "1.50");
 }
+
+#[test]
+fn rate_uses_each_customers_setup_and_invoices_customers_without_events() {
+    let events = r#"{"id":"1","customer":"tokyo","timestamp":"2026-10-31T16:00:00Z","code":"api.request"}"#;
+    let events_path = temp_file("setup-events.ndjson", events);
+    // tokyo: 2026-10-31T16:00Z is Nov 1, 01:00 in Tokyo (UTC+9), so the event is in November.
+    // late: subscribed on Nov 16 (of 30 days): the platform fee is prorated to 15/30 = 24.50.
+    let customers = r#"{
+        "tokyo": {"timezone": "Asia/Tokyo"},
+        "late": {"subscription": {"start": "2026-11-16", "billing_anchor": "2026-11-01"}, "credits": [{"id": "c", "amount": "4.50"}]}
+    }"#;
+    let customers_path = temp_file("customers.json", customers);
+    let output = ratecard(&[
+        "rate", "--plan", "examples/plans/saas-api.json", "--events", events_path.to_str().expect("utf-8"),
+        "--period", "2026-11", "--customers", customers_path.to_str().expect("utf-8"),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let invoices: Vec<serde_json::Value> = stdout(&output).lines().map(|l| serde_json::from_str(l).expect("ndjson")).collect();
+    assert_eq!(invoices.len(), 2);
+    let late = &invoices[0];
+    assert_eq!(late["customer_id"], "late");
+    assert_eq!(late["lines"][0]["amount"], "24.50");
+    assert_eq!(late["credits"][0]["applied"], "4.50");
+    let tokyo = &invoices[1];
+    assert_eq!(tokyo["period"]["start"], "2026-11-01T00:00:00+09:00");
+    assert_eq!(tokyo["lines"][1]["metric"], "api_calls");
+    assert_eq!(tokyo["lines"][1]["quantity"], "0", "1 call is inside the 100000 included");
+    assert!(tokyo["lines"][1]["breakdown"][0]["description"].as_str().is_some_and(|d| d.starts_with("1 units included")));
+}

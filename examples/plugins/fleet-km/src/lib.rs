@@ -20,7 +20,9 @@ impl Metric for FleetKm {
     type Config = Option<Config>;
 
     fn new(_config: Option<Config>) -> Result<Self> {
-        Ok(FleetKm { readings: BTreeMap::new() })
+        Ok(FleetKm {
+            readings: BTreeMap::new(),
+        })
     }
 
     fn update(&mut self, events: &[Event]) -> Result<()> {
@@ -66,14 +68,24 @@ mod tests {
     use ratecard_plugin::{event, num, string};
 
     fn reading(id: &str, vehicle: &str, km: &str) -> Event {
-        event(id, 0, "odo", &[("vehicle_id", string(vehicle)), ("odometer_km", num(km))])
+        event(
+            id,
+            0,
+            "odo",
+            &[("vehicle_id", string(vehicle)), ("odometer_km", num(km))],
+        )
     }
 
     #[test]
     fn distance_is_max_minus_min_per_vehicle() {
         let mut metric = FleetKm::new(None).unwrap();
         metric
-            .update(&[reading("1", "v1", "100"), reading("2", "v2", "50.5"), reading("3", "v1", "130"), reading("4", "v2", "60")])
+            .update(&[
+                reading("1", "v1", "100"),
+                reading("2", "v2", "50.5"),
+                reading("3", "v1", "130"),
+                reading("4", "v2", "60"),
+            ])
             .unwrap();
         assert_eq!(metric.finish().unwrap(), "39.5".parse().unwrap());
     }

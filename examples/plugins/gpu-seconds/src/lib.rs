@@ -29,8 +29,15 @@ impl Metric for GpuSeconds {
     const CONFIG_SCHEMA: &'static str = r#"{"type":"object","required":["multipliers"],"properties":{"multipliers":{"type":"object","additionalProperties":{"type":"string"}},"default_multiplier":{"type":"string"}},"additionalProperties":false}"#;
 
     fn new(config: Config) -> Result<Self> {
-        if config.multipliers.values().chain(&config.default_multiplier).any(|m| m.is_sign_negative()) {
-            return Err(PluginError::InvalidConfig("multipliers must not be negative".into()));
+        if config
+            .multipliers
+            .values()
+            .chain(&config.default_multiplier)
+            .any(|m| m.is_sign_negative())
+        {
+            return Err(PluginError::InvalidConfig(
+                "multipliers must not be negative".into(),
+            ));
         }
         Ok(GpuSeconds {
             multipliers: config.multipliers,
@@ -64,7 +71,11 @@ impl Metric for GpuSeconds {
     fn finish(&self) -> Result<Decimal> {
         let mut total = Decimal::ZERO;
         for (gpu_type, seconds) in &self.seconds {
-            let multiplier = self.multipliers.get(gpu_type).copied().or(self.default_multiplier);
+            let multiplier = self
+                .multipliers
+                .get(gpu_type)
+                .copied()
+                .or(self.default_multiplier);
             let multiplier = multiplier.ok_or_else(|| {
                 PluginError::InvalidState(format!("no multiplier for GPU type `{gpu_type}`"))
             })?;
@@ -83,20 +94,34 @@ mod tests {
 
     fn config(default_multiplier: Option<&str>) -> Config {
         Config {
-            multipliers: [("a100".to_owned(), "2.5".parse().unwrap()), ("h100".to_owned(), Decimal::from(4))]
-                .into(),
+            multipliers: [
+                ("a100".to_owned(), "2.5".parse().unwrap()),
+                ("h100".to_owned(), Decimal::from(4)),
+            ]
+            .into(),
             default_multiplier: default_multiplier.map(|m| m.parse().unwrap()),
         }
     }
 
     fn gpu(id: &str, gpu_type: &str, seconds: &str) -> Event {
-        event(id, 0, "gpu", &[("gpu_type", string(gpu_type)), ("seconds", num(seconds))])
+        event(
+            id,
+            0,
+            "gpu",
+            &[("gpu_type", string(gpu_type)), ("seconds", num(seconds))],
+        )
     }
 
     #[test]
     fn seconds_are_weighted_by_type() {
         let mut metric = GpuSeconds::new(config(None)).unwrap();
-        metric.update(&[gpu("1", "a100", "10"), gpu("2", "h100", "1.5"), gpu("3", "a100", "2")]).unwrap();
+        metric
+            .update(&[
+                gpu("1", "a100", "10"),
+                gpu("2", "h100", "1.5"),
+                gpu("3", "a100", "2"),
+            ])
+            .unwrap();
         assert_eq!(metric.finish().unwrap(), Decimal::from(36));
     }
 
@@ -106,6 +131,9 @@ mod tests {
         metric.update(&[gpu("1", "t4", "7")]).unwrap();
         assert_eq!(metric.finish().unwrap(), Decimal::from(7));
         let mut strict = GpuSeconds::new(config(None)).unwrap();
-        assert!(matches!(strict.update(&[gpu("1", "t4", "7")]), Err(PluginError::InvalidInput(_))));
+        assert!(matches!(
+            strict.update(&[gpu("1", "t4", "7")]),
+            Err(PluginError::InvalidInput(_))
+        ));
     }
 }

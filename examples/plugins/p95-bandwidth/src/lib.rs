@@ -34,13 +34,19 @@ impl Metric for P95 {
     const CONFIG_SCHEMA: &'static str = r#"{"type":"object","properties":{"property":{"type":"string","default":"mbps"}},"additionalProperties":false}"#;
 
     fn new(config: Config) -> Result<Self> {
-        Ok(P95 { property: config.property, slots: BTreeMap::new() })
+        Ok(P95 {
+            property: config.property,
+            slots: BTreeMap::new(),
+        })
     }
 
     fn update(&mut self, events: &[Event]) -> Result<()> {
         for event in events {
             let rate = event.decimal(&self.property)?;
-            *self.slots.entry(event.timestamp_ms.div_euclid(SLOT_MS)).or_default() += rate;
+            *self
+                .slots
+                .entry(event.timestamp_ms.div_euclid(SLOT_MS))
+                .or_default() += rate;
         }
         Ok(())
     }
@@ -77,7 +83,10 @@ mod tests {
             .enumerate()
             .map(|(i, (t, mbps))| event(&i.to_string(), *t, "bw", &[("mbps", num(mbps))]))
             .collect();
-        let mut metric = P95::new(Config { property: "mbps".into() }).unwrap();
+        let mut metric = P95::new(Config {
+            property: "mbps".into(),
+        })
+        .unwrap();
         metric.update(&events).unwrap();
         metric.finish().unwrap()
     }
@@ -85,8 +94,7 @@ mod tests {
     #[test]
     fn top_five_percent_is_dropped() {
         // 20 slots 1..=20: the 95th percentile drops slot 20 and keeps 19.
-        let samples: Vec<(i64, String)> =
-            (1..=20).map(|i| (i * SLOT_MS, i.to_string())).collect();
+        let samples: Vec<(i64, String)> = (1..=20).map(|i| (i * SLOT_MS, i.to_string())).collect();
         let samples: Vec<(i64, &str)> = samples.iter().map(|(t, v)| (*t, v.as_str())).collect();
         assert_eq!(run(&samples), Decimal::from(19));
     }

@@ -38,9 +38,15 @@ impl Metric for PeakSessions {
 
     fn new(config: Config) -> Result<Self> {
         if config.start_code == config.end_code {
-            return Err(PluginError::InvalidConfig("start_code and end_code must differ".into()));
+            return Err(PluginError::InvalidConfig(
+                "start_code and end_code must differ".into(),
+            ));
         }
-        Ok(PeakSessions { start_code: config.start_code, end_code: config.end_code, changes: Vec::new() })
+        Ok(PeakSessions {
+            start_code: config.start_code,
+            end_code: config.end_code,
+            changes: Vec::new(),
+        })
     }
 
     fn update(&mut self, events: &[Event]) -> Result<()> {
@@ -80,10 +86,16 @@ mod tests {
     use ratecard_plugin::event;
 
     fn peak(changes: &[(i64, &str)]) -> Decimal {
-        let events: Vec<Event> =
-            changes.iter().enumerate().map(|(i, (t, code))| event(&i.to_string(), *t, code, &[])).collect();
-        let mut metric =
-            PeakSessions::new(Config { start_code: default_start(), end_code: default_end() }).unwrap();
+        let events: Vec<Event> = changes
+            .iter()
+            .enumerate()
+            .map(|(i, (t, code))| event(&i.to_string(), *t, code, &[]))
+            .collect();
+        let mut metric = PeakSessions::new(Config {
+            start_code: default_start(),
+            end_code: default_end(),
+        })
+        .unwrap();
         metric.update(&events).unwrap();
         metric.finish().unwrap()
     }
@@ -92,22 +104,41 @@ mod tests {
     fn overlapping_sessions_count_together() {
         let s = "session.start";
         let e = "session.end";
-        assert_eq!(peak(&[(0, s), (5, s), (7, s), (8, e), (9, e), (10, e)]), Decimal::from(3));
+        assert_eq!(
+            peak(&[(0, s), (5, s), (7, s), (8, e), (9, e), (10, e)]),
+            Decimal::from(3)
+        );
     }
 
     #[test]
     fn back_to_back_sessions_do_not_overlap() {
-        assert_eq!(peak(&[(0, "session.start"), (5, "session.end"), (5, "session.start")]), Decimal::ONE);
+        assert_eq!(
+            peak(&[
+                (0, "session.start"),
+                (5, "session.end"),
+                (5, "session.start")
+            ]),
+            Decimal::ONE
+        );
     }
 
     #[test]
     fn ends_without_starts_do_not_go_negative() {
-        assert_eq!(peak(&[(0, "session.end"), (1, "session.end"), (2, "session.start")]), Decimal::ONE);
+        assert_eq!(
+            peak(&[(0, "session.end"), (1, "session.end"), (2, "session.start")]),
+            Decimal::ONE
+        );
     }
 
     #[test]
     fn same_codes_are_rejected() {
-        let config = Config { start_code: "x".into(), end_code: "x".into() };
-        assert!(matches!(PeakSessions::new(config), Err(PluginError::InvalidConfig(_))));
+        let config = Config {
+            start_code: "x".into(),
+            end_code: "x".into(),
+        };
+        assert!(matches!(
+            PeakSessions::new(config),
+            Err(PluginError::InvalidConfig(_))
+        ));
     }
 }

@@ -41,7 +41,10 @@ impl Price for TimeOfUse {
                 .find(|(key, _)| *key == config.group_key)
                 .map(|(_, value)| value.as_str())
                 .ok_or_else(|| {
-                    PluginError::InvalidInput(format!("a quantity has no `{}` group", config.group_key))
+                    PluginError::InvalidInput(format!(
+                        "a quantity has no `{}` group",
+                        config.group_key
+                    ))
                 })?;
             let rate = config.rates.get(window).ok_or_else(|| {
                 PluginError::InvalidInput(format!("no rate for time-of-use window `{window}`"))
@@ -54,7 +57,12 @@ impl Price for TimeOfUse {
                 quantity: format_decimal(kwh),
                 amount: format_decimal(amount),
                 breakdown: vec![BreakdownRow {
-                    description: format!("{} kWh at {} {}/kWh", format_decimal(kwh), format_decimal(*rate), request.currency),
+                    description: format!(
+                        "{} kWh at {} {}/kWh",
+                        format_decimal(kwh),
+                        format_decimal(*rate),
+                        request.currency
+                    ),
                     quantity: Some(format_decimal(kwh)),
                     unit_price: Some(format_decimal(*rate)),
                     amount: format_decimal(amount),
@@ -108,7 +116,11 @@ mod tests {
 
     fn config() -> Config {
         Config {
-            rates: [("peak".to_owned(), "0.32".parse().unwrap()), ("off-peak".to_owned(), "0.12".parse().unwrap())].into(),
+            rates: [
+                ("peak".to_owned(), "0.32".parse().unwrap()),
+                ("off-peak".to_owned(), "0.12".parse().unwrap()),
+            ]
+            .into(),
             group_key: default_group_key(),
             standing_charge: Some("9.50".parse().unwrap()),
         }
@@ -116,7 +128,11 @@ mod tests {
 
     #[test]
     fn each_window_at_its_rate_plus_standing_charge() {
-        let lines = TimeOfUse::price(config(), &request(&[("peak", "100"), ("off-peak", "250.5")])).unwrap();
+        let lines = TimeOfUse::price(
+            config(),
+            &request(&[("peak", "100"), ("off-peak", "250.5")]),
+        )
+        .unwrap();
         let amounts: Vec<&str> = lines.iter().map(|l| l.amount.as_str()).collect();
         assert_eq!(amounts, ["32", "30.06", "9.5"]);
     }

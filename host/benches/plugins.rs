@@ -1,0 +1,211 @@
+//! Plugin runtime benchmarks, all measured in one run so the ratios compare like with like:
+//!
+//! - fresh instance + call (a fresh `Store`, instantiate from `InstancePre`, one call with a
+//!   ~100-byte input), and a call on a live instance, p50 / p99;
+//! - events/s through the `p95-bandwidth` plugin vs the same metric in native Rust, on batches
+//!   of 10,000 events;
+//! - the state model: a live accumulator resource vs state passed as bytes per batch;
+//! - loading from the on-disk cache vs compiling from scratch.
+//!
+//! `cargo bench -p ratecard-host --bench plugins` (with `CARGO_TARGET_DIR` as you like).
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use ratecard_engine::Decimal;
+use ratecard_engine::plugin::MetricAccumulator;
+use ratecard_engine::usage::{Event, PropValue, Timestamp};
+use ratecard_host::plugins::{PluginRuntime, RuntimeConfig};
+use ratecard_test_plugins as guests;
+use serde_json::json;
+
+fn main() {
+    let runtime = PluginRuntime::new(RuntimeConfig::default()).unwrap();
+    let p95 = runtime.load_file(guests::P95_BANDWIDTH.as_ref()).unwrap();
+    println!(
+        "ratecard plugin benchmarks (p95-bandwidth plugin, {} bytes)",
+        p95.size()
+    );
+
+    // A ~100-byte config: `{"property":"mbps…"}`.
+    let property = format!("mbps_{}", "x".repeat(80));
+    let config = json!({ "property": property });
+    assert_eq!(config.to_string().len(), 100);
+    let fresh = samples(20_000, || {
+        let metric = p95.metric(&config).unwrap();
+        black_box(metric);
+    });
+    report("fresh instance + call (create, 100-byte input)", &fresh);
+
+    let one_event = [event(0, 0, &property, Decimal::new(12_345, 2))];
+    let mut live = p95.metric(&config).unwrap();
+    let live_samples = samples(50_000, || {
+        live.update(black_box(&one_event)).unwrap();
+    });
+    report("live call (update, one ~100-byte event)", &live_samples);
+
+    // Throughput on 10,000-event batches: create, update, finish.
+    let batch: Vec<Event<'static>> = (0..10_000)
+        .map(|i| {
+            event(
+                i,
+                i as i64 * 60_000,
+                "mbps",
+                Decimal::new((i as i64 * 7919) % 100_000, 2),
+            )
+        })
+        .collect();
+    let plugin_runs = samples(60, || {
+        let mut metric = p95.metric(&json!({})).unwrap();
+        metric.update(&batch).unwrap();
+        black_box(metric.finish().unwrap());
+    });
+    let native_runs = samples(60, || {
+        black_box(native_p95(black_box(&batch)));
+    });
+    let mut check = p95.metric(&json!({})).unwrap();
+    check.update(&batch).unwrap();
+    assert_eq!(
+        check.finish().unwrap(),
+        native_p95(&batch),
+        "plugin and native disagree"
+    );
+    let per_second = |d: Duration| batch.len() as f64 / d.as_secs_f64();
+    let (plugin_p50, native_p50) = (percentile(&plugin_runs, 50), percentile(&native_runs, 50));
+    // The 95th-percentile slowest batch, in events/s.
+    let (plugin_p95, native_p95_time) =
+        (percentile(&plugin_runs, 95), percentile(&native_runs, 95));
+    println!(
+        "events/s, 10,000-event batches: plugin {:.0} (p50) {:.0} (p95 batch) | native {:.0} (p50) {:.0} (p95 batch) | plugin/native {:.2} (p50) {:.2} (p95)",
+        per_second(plugin_p50),
+        per_second(plugin_p95),
+        per_second(native_p50),
+        per_second(native_p95_time),
+        native_p50.as_secs_f64() / plugin_p50.as_secs_f64(),
+        native_p95_time.as_secs_f64() / plugin_p95.as_secs_f64(),
+    );
+    let stats = check.stats();
+    println!(
+        "  one 10,000-event aggregation: {} fuel, peak memory {} bytes, in guest {:?}",
+        stats.fuel_used, stats.peak_memory_bytes, stats.call_time
+    );
+
+    // State model: 10 batches of 1,000 events.
+    let batches: Vec<&[Event<'static>]> = batch.chunks(1_000).collect();
+    let resource = samples(40, || {
+        let mut metric = p95.metric(&json!({})).unwrap();
+        for b in &batches {
+            metric.update(b).unwrap();
+        }
+        black_box(metric.finish().unwrap());
+    });
+    let bytes = samples(40, || {
+        let mut state: Option<Vec<u8>> = None;
+        for b in &batches {
+            let mut metric = p95.metric(&json!({})).unwrap();
+            if let Some(state) = &state {
+                metric.merge(state).unwrap();
+            }
+            metric.update(b).unwrap();
+            state = Some(metric.save().unwrap());
+        }
+        let mut metric = p95.metric(&json!({})).unwrap();
+        metric.merge(state.as_ref().unwrap()).unwrap();
+        black_box(metric.finish().unwrap());
+    });
+    println!(
+        "state model, 10 x 1,000 events: live resource {:?} (p50) | bytes per batch {:?} (p50) | bytes/resource {:.2}",
+        percentile(&resource, 50),
+        percentile(&bytes, 50),
+        percentile(&bytes, 50).as_secs_f64() / percentile(&resource, 50).as_secs_f64()
+    );
+
+    // Cache: compile from scratch vs load from the on-disk cache.
+    let bytes = std::fs::read(guests::P95_BANDWIDTH).unwrap();
+    let cache_dir =
+        std::env::temp_dir().join(format!("ratecard-bench-cache-{}", std::process::id()));
+    let cached = PluginRuntime::new(RuntimeConfig {
+        cache_dir: Some(cache_dir.clone()),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    cached.load(&bytes).unwrap(); // fills the cache
+    let uncached = samples(5, || {
+        black_box(runtime.load(&bytes).unwrap());
+    });
+    let from_cache = samples(20, || {
+        black_box(cached.load(&bytes).unwrap());
+    });
+    println!(
+        "load: compile {:?} (p50) | from disk cache {:?} (p50) | compile/cache {:.1}",
+        percentile(&uncached, 50),
+        percentile(&from_cache, 50),
+        percentile(&uncached, 50).as_secs_f64() / percentile(&from_cache, 50).as_secs_f64()
+    );
+    std::fs::remove_dir_all(&cache_dir).ok();
+
+    println!(
+        "vs targets: fresh+call p50 {:?} (target <= 10us), live call p50 {:?} (target <= 1.5us), plugin/native {:.2} (target >= 0.33)",
+        percentile(&fresh, 50),
+        percentile(&live_samples, 50),
+        native_p50.as_secs_f64() / plugin_p50.as_secs_f64()
+    );
+}
+
+fn samples(n: usize, mut f: impl FnMut()) -> Vec<Duration> {
+    for _ in 0..(n / 10).max(1) {
+        f();
+    }
+    let mut samples: Vec<Duration> = (0..n)
+        .map(|_| {
+            let started = Instant::now();
+            f();
+            started.elapsed()
+        })
+        .collect();
+    samples.sort();
+    samples
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    sorted[((sorted.len() * p).div_ceil(100)).saturating_sub(1)]
+}
+
+fn report(what: &str, sorted: &[Duration]) {
+    println!(
+        "{what}: p50 {:?} p99 {:?} (n = {})",
+        percentile(sorted, 50),
+        percentile(sorted, 99),
+        sorted.len()
+    );
+}
+
+fn event(id: usize, timestamp_ms: i64, property: &str, value: Decimal) -> Event<'static> {
+    let mut properties = BTreeMap::new();
+    properties.insert(property.to_owned().into(), PropValue::Num(Ok(value)));
+    Event {
+        id: format!("evt_{id:012}").into(),
+        customer: "cus_0001".into(),
+        timestamp: Timestamp(1_790_000_000_000 + timestamp_ms),
+        code: "bandwidth".into(),
+        properties,
+    }
+}
+
+/// The same metric in native Rust, on the engine's events.
+fn native_p95(events: &[Event<'_>]) -> Decimal {
+    let mut slots: BTreeMap<i64, Decimal> = BTreeMap::new();
+    for event in events {
+        let rate = event.properties["mbps"].as_decimal().unwrap();
+        *slots
+            .entry(event.timestamp.0.div_euclid(300_000))
+            .or_default() += rate;
+    }
+    let mut rates: Vec<Decimal> = slots.into_values().collect();
+    if rates.is_empty() {
+        return Decimal::ZERO;
+    }
+    rates.sort_unstable();
+    rates[(rates.len() * 95).div_ceil(100) - 1]
+}

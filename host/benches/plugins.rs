@@ -182,8 +182,7 @@ fn report(what: &str, sorted: &[Duration]) {
 }
 
 fn event(id: usize, timestamp_ms: i64, property: &str, value: Decimal) -> Event<'static> {
-    let mut properties = BTreeMap::new();
-    properties.insert(property.to_owned().into(), PropValue::Num(Ok(value)));
+    let properties = [(property.to_owned().into(), PropValue::Num(Ok(value)))].into();
     Event {
         id: format!("evt_{id:012}").into(),
         customer: "cus_0001".into(),

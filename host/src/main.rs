@@ -17,6 +17,7 @@ use ratecard_engine::plugin::{NoPlugins, PluginHost};
 use ratecard_engine::rate::quote;
 use ratecard_engine::usage::Usage;
 use ratecard_engine::validate::validate_plan;
+use ratecard_host::plugins::{PluginRegistry, PluginRuntime, RuntimeConfig};
 use ratecard_host::rating::{RateOptions, rate_stream};
 use ratecard_host::table;
 
@@ -26,6 +27,13 @@ mod plugin_cli;
 #[derive(Debug, Parser)]
 #[command(name = "ratecard", version, about)]
 struct Cli {
+    /// A plugin manifest (`{"plugins": [{"reference": "p95@1.0.0", "path": "p95.wasm",
+    /// "sha256": "…"}]}`): plans may then use these plugins for custom metrics and prices.
+    #[arg(long, global = true)]
+    plugins: Option<PathBuf>,
+    /// Where compiled plugins are cached (by component sha256 and engine compatibility).
+    #[arg(long, global = true)]
+    plugin_cache: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -185,7 +193,9 @@ fn parse_dec(text: &str) -> Result<Decimal, String> {
 }
 
 fn parse_pair(text: &str) -> Result<(String, Decimal), String> {
-    let (metric, quantity) = text.split_once('=').ok_or_else(|| format!("`{text}`: expected METRIC=QUANTITY"))?;
+    let (metric, quantity) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}`: expected METRIC=QUANTITY"))?;
     Ok((metric.to_owned(), parse_decimal(quantity)?))
 }
 
@@ -205,7 +215,8 @@ fn main() -> ExitCode {
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     parse_json(&text).with_context(|| format!("in {}", path.display()))
 }
 
@@ -219,20 +230,45 @@ fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
     })
 }
 
-fn plugins() -> Box<dyn PluginHost> {
-    Box::new(NoPlugins)
+/// The plugin host of this run: the manifest's plugins, sandboxed, or none.
+fn load_plugins(manifest: Option<&Path>, cache_dir: Option<&Path>) -> Result<Box<dyn PluginHost>> {
+    let Some(manifest) = manifest else {
+        return Ok(Box::new(NoPlugins));
+    };
+    let config = RuntimeConfig {
+        cache_dir: cache_dir.map(Path::to_path_buf),
+        ..Default::default()
+    };
+    let runtime = PluginRuntime::new(config).context("starting the plugin runtime")?;
+    let registry = PluginRegistry::from_manifest(runtime, manifest)
+        .with_context(|| format!("loading plugins from {}", manifest.display()))?;
+    Ok(Box::new(registry))
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
     let Some(command) = cli.command else {
         return demo();
     };
+    let needs_plugins = matches!(
+        command,
+        Command::Quote { .. } | Command::Rate { .. } | Command::Estimate { .. }
+    );
+    let plugin_host = if needs_plugins {
+        load_plugins(cli.plugins.as_deref(), cli.plugin_cache.as_deref())?
+    } else {
+        Box::new(NoPlugins)
+    };
+    let plugins = || plugin_host.as_ref();
     match command {
         Command::Demo => demo(),
-        Command::Quote { plan, usage, format } => {
+        Command::Quote {
+            plan,
+            usage,
+            format,
+        } => {
             let plan: Plan = read_json(&plan)?;
             let usage: Usage = read_json(&usage)?;
-            let invoice = quote(&plan, &usage, plugins().as_ref())?;
+            let invoice = quote(&plan, &usage, plugins())?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&invoice)?),
                 Format::Table => print!("{}", table::invoice(&invoice)),
@@ -246,11 +282,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
                 Format::Table => print!("{}", table::report(&report)),
             }
-            Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if report.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
-        Command::Rate { plan, events, period, timezone, customers, strict, format, out } => {
+        Command::Rate {
+            plan,
+            events,
+            period,
+            timezone,
+            customers,
+            strict,
+            format,
+            out,
+        } => {
             let plan: Plan = read_json(&plan)?;
-            let file = File::open(&events).with_context(|| format!("opening {}", events.display()))?;
+            let file =
+                File::open(&events).with_context(|| format!("opening {}", events.display()))?;
             let size = file.metadata().map(|m| m.len()).unwrap_or(0);
             let bar = if std::io::stderr().is_terminal() {
                 indicatif::ProgressBar::new(size)
@@ -258,20 +308,35 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 indicatif::ProgressBar::hidden()
             };
             bar.set_style(
-                indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             let customers = match customers {
                 Some(path) => read_json(&path)?,
                 None => Default::default(),
             };
-            let options = RateOptions { period, timezone, strict, customers };
+            let options = RateOptions {
+                period,
+                timezone,
+                strict,
+                customers,
+            };
             let started = std::time::Instant::now();
-            let summary = rate_stream(&plan, BufReader::with_capacity(1 << 20, file), &options, plugins().as_ref(), |n| bar.set_position(n))?;
+            let summary = rate_stream(
+                &plan,
+                BufReader::with_capacity(1 << 20, file),
+                &options,
+                plugins(),
+                |n| bar.set_position(n),
+            )?;
             bar.finish_and_clear();
             let elapsed = started.elapsed().as_secs_f64();
             let mut sink: Box<dyn Write> = match &out {
-                Some(path) => Box::new(std::io::BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?)),
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    File::create(path).with_context(|| format!("creating {}", path.display()))?,
+                )),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
             for invoice in &summary.invoices {
@@ -288,7 +353,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 eprintln!("… and {} more bad lines", summary.errors.len() - 50);
             }
             if !summary.not_started.is_empty() {
-                eprintln!("not invoiced, subscribed after this period: {}", summary.not_started.join(", "));
+                eprintln!(
+                    "not invoiced, subscribed after this period: {}",
+                    summary.not_started.join(", ")
+                );
             }
             for (customer, error) in &summary.failed {
                 eprintln!("customer {customer}: {error}");
@@ -307,7 +375,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if summary.stopped {
                 bail!("stopped at the first bad line (--strict)");
             }
-            Ok(if summary.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if summary.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Schema { of } => {
             let schema = match of {
@@ -318,8 +390,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&schema)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Estimate { what } => estimate_command(what),
-        Command::Import { from: ImportFrom::Stripe, file, id } => {
+        Command::Estimate { what } => estimate_command(what, plugins()),
+        Command::Import {
+            from: ImportFrom::Stripe,
+            file,
+            id,
+        } => {
             let export: serde_json::Value = read_json(&file)?;
             let plan = ratecard_engine::import::stripe_prices(&export, &id)?;
             let report = validate_plan(&plan);
@@ -327,7 +403,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 eprintln!("{:?}: {issue}", issue.severity);
             }
             println!("{}", serde_json::to_string_pretty(&plan)?);
-            Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if report.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Plugin { command } => {
             plugin_cli::run(command)?;
@@ -342,43 +422,87 @@ fn demo() -> Result<ExitCode> {
     let invoice = quote(&plan, &usage, &NoPlugins)?;
     print!("{}", table::invoice(&invoice));
     println!();
-    println!("This is the embedded example (examples/plans/saas-api.json with examples/usage/saas-api.json).");
-    println!("Try: ratecard quote --plan examples/plans/cloud-storage.json --usage examples/usage/cloud-storage.json");
+    println!(
+        "This is the embedded example (examples/plans/saas-api.json with examples/usage/saas-api.json)."
+    );
+    println!(
+        "Try: ratecard quote --plan examples/plans/cloud-storage.json --usage examples/usage/cloud-storage.json"
+    );
     println!("     ratecard validate examples/plans/utility-tiers.json");
-    println!("     ratecard estimate curve --plan examples/plans/saas-api.json --metric api_calls --to 5000000");
+    println!(
+        "     ratecard estimate curve --plan examples/plans/saas-api.json --metric api_calls --to 5000000"
+    );
     Ok(ExitCode::SUCCESS)
 }
 
-fn estimate_command(what: EstimateCommand) -> Result<ExitCode> {
+fn estimate_command(what: EstimateCommand, plugins: &dyn PluginHost) -> Result<ExitCode> {
     let to_map = |pairs: Vec<(String, Decimal)>| pairs.into_iter().collect::<BTreeMap<_, _>>();
-    let plugins = plugins();
     match what {
         EstimateCommand::At { plan, usage } => {
             let plan: Plan = read_json(&plan)?;
-            let invoice = quote(&plan, &estimate::typical_usage(&to_map(usage)), plugins.as_ref())?;
+            let invoice = quote(&plan, &estimate::typical_usage(&to_map(usage)), plugins)?;
             print!("{}", table::invoice(&invoice));
         }
-        EstimateCommand::Curve { plan, metric, from, to, samples, usage } => {
+        EstimateCommand::Curve {
+            plan,
+            metric,
+            from,
+            to,
+            samples,
+            usage,
+        } => {
             let plan: Plan = read_json(&plan)?;
-            let curve = estimate::cost_curve(&plan, &metric, from, to, samples, &to_map(usage), plugins.as_ref())?;
+            let curve =
+                estimate::cost_curve(&plan, &metric, from, to, samples, &to_map(usage), plugins)?;
             println!("{}", serde_json::to_string_pretty(&curve)?);
         }
-        EstimateCommand::BreakEven { plan, other, metric, from, to, usage } => {
+        EstimateCommand::BreakEven {
+            plan,
+            other,
+            metric,
+            from,
+            to,
+            usage,
+        } => {
             let (a, b): (Plan, Plan) = (read_json(&plan)?, read_json(&other)?);
-            match estimate::break_even(&a, &b, &metric, from, to, &to_map(usage), plugins.as_ref())? {
+            match estimate::break_even(&a, &b, &metric, from, to, &to_map(usage), plugins)? {
                 Some(found) => println!("{}", serde_json::to_string_pretty(&found)?),
-                None => println!("no break-even between {from} and {to}: one plan is cheaper (or equal) throughout"),
+                None => println!(
+                    "no break-even between {from} and {to}: one plan is cheaper (or equal) throughout"
+                ),
             }
         }
         EstimateCommand::Cheapest { plans, usage } => {
             let plans: Vec<Plan> = plans.iter().map(|p| read_json(p)).collect::<Result<_>>()?;
-            for (rank, (plan, total)) in estimate::cheapest_plan(&plans, &to_map(usage), plugins.as_ref())?.into_iter().enumerate() {
-                println!("{}. {} ({}): {} {}", rank + 1, plan.id, plan.name, total, plan.currency);
+            for (rank, (plan, total)) in estimate::cheapest_plan(&plans, &to_map(usage), plugins)?
+                .into_iter()
+                .enumerate()
+            {
+                println!(
+                    "{}. {} ({}): {} {}",
+                    rank + 1,
+                    plan.id,
+                    plan.name,
+                    total,
+                    plan.currency
+                );
             }
         }
-        EstimateCommand::Budget { plan, metric, budget, usage } => {
+        EstimateCommand::Budget {
+            plan,
+            metric,
+            budget,
+            usage,
+        } => {
             let plan: Plan = read_json(&plan)?;
-            match estimate::max_usage_within_budget(&plan, &metric, budget, None, &to_map(usage), plugins.as_ref())? {
+            match estimate::max_usage_within_budget(
+                &plan,
+                &metric,
+                budget,
+                None,
+                &to_map(usage),
+                plugins,
+            )? {
                 Some(quantity) => println!("{quantity}"),
                 None => println!("even zero usage exceeds the budget of {budget}"),
             }

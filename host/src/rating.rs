@@ -15,8 +15,8 @@ use std::io::BufRead;
 
 use ratecard_engine::decimal::Dec;
 use ratecard_engine::meter::{Aggregator, Outcome, Window};
-use ratecard_engine::plan::{Credit, Plan};
 use ratecard_engine::period::PeriodError;
+use ratecard_engine::plan::{Credit, Plan};
 use ratecard_engine::plugin::PluginHost;
 use ratecard_engine::rate::{QuoteContext, RateError, context, input_hash, price_usage};
 use ratecard_engine::usage::{Customer, Event, PeriodSelector, Subscription, Usage};
@@ -102,11 +102,19 @@ pub fn period_text(period: &str) -> String {
     let is_month = period.len() == 7
         && period.as_bytes()[4] == b'-'
         && period.chars().filter(|c| c.is_ascii_digit()).count() == 6;
-    if is_month { format!("{period}-01") } else { period.to_owned() }
+    if is_month {
+        format!("{period}-01")
+    } else {
+        period.to_owned()
+    }
 }
 
 fn customer_usage(customer_id: &str, options: &RateOptions) -> Usage {
-    let setup = options.customers.get(customer_id).cloned().unwrap_or_default();
+    let setup = options
+        .customers
+        .get(customer_id)
+        .cloned()
+        .unwrap_or_default();
     Usage {
         customer: Customer {
             id: customer_id.to_owned(),
@@ -114,7 +122,9 @@ fn customer_usage(customer_id: &str, options: &RateOptions) -> Usage {
             attributes: setup.attributes,
         },
         subscription: setup.subscription,
-        period: Some(PeriodSelector::Containing { containing: period_text(&options.period) }),
+        period: Some(PeriodSelector::Containing {
+            containing: period_text(&options.period),
+        }),
         quantities: Default::default(),
         events: Vec::new(),
         carry_in: setup.carry_in,
@@ -139,12 +149,20 @@ enum Slot<'p> {
     NotStarted,
 }
 
-fn open<'p>(plan: &'p Plan, customer_id: &str, options: &RateOptions, plugins: &'p dyn PluginHost) -> Slot<'p> {
+fn open<'p>(
+    plan: &'p Plan,
+    customer_id: &str,
+    options: &RateOptions,
+    plugins: &'p dyn PluginHost,
+) -> Slot<'p> {
     let mut usage = customer_usage(customer_id, options);
     let ctx = match context(plan, &usage) {
         // A subscription that starts inside the nominal cycle holding the date is rated for its
         // (shorter) first period; one that starts later has nothing to bill in this period.
-        Err(RateError::Period { source: PeriodError::BeforeStart { .. }, .. }) => {
+        Err(RateError::Period {
+            source: PeriodError::BeforeStart { .. },
+            ..
+        }) => {
             let mut first = usage.clone();
             first.period = Some(PeriodSelector::Index { index: 0 });
             match context(plan, &first) {
@@ -154,7 +172,10 @@ fn open<'p>(plan: &'p Plan, customer_id: &str, options: &RateOptions, plugins: &
                         Ok(ctx)
                     }
                     Ok(_) => return Slot::NotStarted,
-                    Err(source) => Err(RateError::Period { path: "--period".to_owned(), source }),
+                    Err(source) => Err(RateError::Period {
+                        path: "--period".to_owned(),
+                        source,
+                    }),
                 },
                 Err(error) => Err(error),
             }
@@ -162,10 +183,28 @@ fn open<'p>(plan: &'p Plan, customer_id: &str, options: &RateOptions, plugins: &
         other => other,
     };
     let opened = ctx.and_then(|ctx| {
-        let window = Window { start: ctx.period.start, end: ctx.period.end };
-        let carry_in: BTreeMap<String, Decimal> = usage.carry_in.iter().map(|(k, v)| (k.clone(), v.0)).collect();
-        let aggregator = Aggregator::new(&plan.metrics, &plan.charges, window, ctx.billable_from, &carry_in, plugins)?;
-        Ok(Account { usage, ctx, aggregator })
+        let window = Window {
+            start: ctx.period.start,
+            end: ctx.period.end,
+        };
+        let carry_in: BTreeMap<String, Decimal> = usage
+            .carry_in
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0))
+            .collect();
+        let aggregator = Aggregator::new(
+            &plan.metrics,
+            &plan.charges,
+            window,
+            ctx.billable_from,
+            &carry_in,
+            plugins,
+        )?;
+        Ok(Account {
+            usage,
+            ctx,
+            aggregator,
+        })
     });
     match opened {
         Ok(account) => Slot::Open(Box::new(account)),
@@ -187,7 +226,16 @@ pub fn rate_stream<'p>(
         return Err(RateError::InvalidPlan(report.errors).into());
     }
     // Check the period once up front, so a bad `--period` fails the run instead of every customer.
-    context(plan, &customer_usage("", &RateOptions { customers: BTreeMap::new(), ..options.clone() }))?;
+    context(
+        plan,
+        &customer_usage(
+            "",
+            &RateOptions {
+                customers: BTreeMap::new(),
+                ..options.clone()
+            },
+        ),
+    )?;
     let mut accounts: HashMap<Box<str>, Slot<'p>> = HashMap::new();
     let mut summary = RateSummary::default();
     let mut reader = reader;
@@ -226,10 +274,16 @@ pub fn rate_stream<'p>(
         for &(start, end, line) in &spans {
             match serde_json::from_str::<Event<'_>>(&chunk[start..end]) {
                 Ok(event) if event.customer.is_empty() => {
-                    errors.push(LineError { line, message: format!("event `{}` has no `customer`", event.id) });
+                    errors.push(LineError {
+                        line,
+                        message: format!("event `{}` has no `customer`", event.id),
+                    });
                 }
                 Ok(event) => events.push((line, event)),
-                Err(error) => errors.push(LineError { line, message: format!("not a valid event: {error}") }),
+                Err(error) => errors.push(LineError {
+                    line,
+                    message: format!("not a valid event: {error}"),
+                }),
             }
         }
         if !options.strict {
@@ -251,7 +305,10 @@ pub fn rate_stream<'p>(
                 Slot::Open(account) => match account.aggregator.push(event) {
                     Ok(Outcome::Counted) => summary.n_counted += 1,
                     Ok(_) => summary.n_skipped += 1,
-                    Err(error) => errors.push(LineError { line: *line, message: error.to_string() }),
+                    Err(error) => errors.push(LineError {
+                        line: *line,
+                        message: error.to_string(),
+                    }),
                 },
                 Slot::Failed(_) | Slot::NotStarted => summary.n_skipped += 1,
             }
@@ -288,14 +345,23 @@ pub fn rate_stream<'p>(
                 continue;
             }
         };
-        let Account { usage, ctx, aggregator } = *account;
-        let result = aggregator.finish().map_err(RateError::from).and_then(|metered| {
-            let hash = input_hash(plan, &usage);
-            price_usage(plan, &usage, &ctx, metered, None, Vec::new(), plugins, hash)
-        });
+        let Account {
+            usage,
+            ctx,
+            aggregator,
+        } = *account;
+        let result = aggregator
+            .finish()
+            .map_err(RateError::from)
+            .and_then(|metered| {
+                let hash = input_hash(plan, &usage);
+                price_usage(plan, &usage, &ctx, metered, None, Vec::new(), plugins, hash)
+            });
         match result {
             Ok(invoice) => summary.invoices.push(invoice),
-            Err(error) => summary.failed.push((customer.into_string(), error.to_string())),
+            Err(error) => summary
+                .failed
+                .push((customer.into_string(), error.to_string())),
         }
     }
     Ok(summary)

@@ -8,15 +8,43 @@ use ratecard_engine::validate::Report;
 /// An invoice as an aligned text table with its breakdown.
 pub fn invoice(invoice: &Invoice) -> String {
     let mut out = String::new();
-    let customer = if invoice.customer_id.is_empty() { "(no id)" } else { &invoice.customer_id };
-    let _ = writeln!(out, "Invoice preview · plan {} · customer {}", invoice.plan_id, customer);
-    let _ = writeln!(out, "Period {} → {} ({}, #{})", invoice.period.start, invoice.period.end, invoice.period.timezone, invoice.period.index);
+    let customer = if invoice.customer_id.is_empty() {
+        "(no id)"
+    } else {
+        &invoice.customer_id
+    };
+    let _ = writeln!(
+        out,
+        "Invoice preview · plan {} · customer {}",
+        invoice.plan_id, customer
+    );
+    let _ = writeln!(
+        out,
+        "Period {} → {} ({}, #{})",
+        invoice.period.start, invoice.period.end, invoice.period.timezone, invoice.period.index
+    );
     let _ = writeln!(out);
-    let width = invoice.lines.iter().map(|l| l.description.chars().count()).max().unwrap_or(10).clamp(20, 60);
-    let _ = writeln!(out, "{:<width$}  {:>14}  {:>14}  {:>14}", "Description", "Quantity", "Unit price", format!("Amount {}", invoice.currency));
+    let width = invoice
+        .lines
+        .iter()
+        .map(|l| l.description.chars().count())
+        .max()
+        .unwrap_or(10)
+        .clamp(20, 60);
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:>14}  {:>14}  {:>14}",
+        "Description",
+        "Quantity",
+        "Unit price",
+        format!("Amount {}", invoice.currency)
+    );
     let _ = writeln!(out, "{}", "─".repeat(width + 48));
     for line in &invoice.lines {
-        let unit_price = line.unit_price.map(|p| p.0.normalize().to_string()).unwrap_or_default();
+        let unit_price = line
+            .unit_price
+            .map(|p| p.0.normalize().to_string())
+            .unwrap_or_default();
         let _ = writeln!(
             out,
             "{:<width$}  {:>14}  {:>14}  {:>14}",
@@ -26,7 +54,13 @@ pub fn invoice(invoice: &Invoice) -> String {
             line.amount.0.to_string()
         );
         for row in &line.breakdown {
-            let _ = writeln!(out, "    · {:<w2$}  {:>14}", truncate(&row.description, width + 14), row.amount.0.normalize().to_string(), w2 = width + 26);
+            let _ = writeln!(
+                out,
+                "    · {:<w2$}  {:>14}",
+                truncate(&row.description, width + 14),
+                row.amount.0.normalize().to_string(),
+                w2 = width + 26
+            );
         }
     }
     let _ = writeln!(out, "{}", "─".repeat(width + 48));
@@ -35,20 +69,40 @@ pub fn invoice(invoice: &Invoice) -> String {
     };
     label(&mut out, "Subtotal", invoice.subtotal.0.to_string());
     for discount in &invoice.discounts {
-        label(&mut out, &format!("Discount: {}", discount.description), format!("-{}", discount.amount.0));
+        label(
+            &mut out,
+            &format!("Discount: {}", discount.description),
+            format!("-{}", discount.amount.0),
+        );
     }
     for tax in &invoice.taxes {
         let kind = if tax.inclusive { " (included)" } else { "" };
-        label(&mut out, &format!("{} {}%{kind}", tax.name, tax.percent.0.normalize()), tax.amount.0.to_string());
+        label(
+            &mut out,
+            &format!("{} {}%{kind}", tax.name, tax.percent.0.normalize()),
+            tax.amount.0.to_string(),
+        );
     }
     for credit in &invoice.credits {
-        label(&mut out, &format!("Credit: {}", credit.description), format!("-{}", credit.applied.0));
+        label(
+            &mut out,
+            &format!("Credit: {}", credit.description),
+            format!("-{}", credit.applied.0),
+        );
     }
-    label(&mut out, &format!("Total {}", invoice.currency), invoice.total.0.to_string());
+    label(
+        &mut out,
+        &format!("Total {}", invoice.currency),
+        invoice.total.0.to_string(),
+    );
     for note in &invoice.notes {
         let _ = writeln!(out, "note: {note}");
     }
-    let _ = writeln!(out, "rounding: {} · input {}", invoice.rounding, invoice.input_hash);
+    let _ = writeln!(
+        out,
+        "rounding: {} · input {}",
+        invoice.rounding, invoice.input_hash
+    );
     out
 }
 
@@ -70,8 +124,17 @@ pub fn report(report: &Report) -> String {
             ratecard_engine::validate::Severity::Error => "error",
             ratecard_engine::validate::Severity::Warning => "warning",
         };
-        let _ = writeln!(out, "{kind}[{}]: {}: {}", issue.code, issue.path, issue.message);
+        let _ = writeln!(
+            out,
+            "{kind}[{}]: {}: {}",
+            issue.code, issue.path, issue.message
+        );
     }
-    let _ = writeln!(out, "{} errors, {} warnings", report.errors.len(), report.warnings.len());
+    let _ = writeln!(
+        out,
+        "{} errors, {} warnings",
+        report.errors.len(),
+        report.warnings.len()
+    );
     out
 }

@@ -5,11 +5,18 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
 }
 
 fn ratecard(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ratecard")).args(args).current_dir(repo()).output().expect("ratecard runs")
+    Command::new(env!("CARGO_BIN_EXE_ratecard"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("ratecard runs")
 }
 
 fn stdout(output: &Output) -> String {
@@ -41,13 +48,25 @@ fn demo_runs_on_the_embedded_default() {
 
 #[test]
 fn quote_json_is_the_invoice_contract() {
-    let output = ratecard(&["quote", "--plan", "examples/plans/fleet-mileage.json", "--usage", "examples/usage/fleet-mileage.json", "--format", "json"]);
+    let output = ratecard(&[
+        "quote",
+        "--plan",
+        "examples/plans/fleet-mileage.json",
+        "--usage",
+        "examples/usage/fleet-mileage.json",
+        "--format",
+        "json",
+    ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let invoice: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("json");
     assert_eq!(invoice["currency"], "GBP");
     assert_eq!(invoice["total"], "313.60");
     assert_eq!(invoice["period"]["start"], "2026-11-10T00:00:00+00:00");
-    assert!(invoice["input_hash"].as_str().is_some_and(|h| h.starts_with("sha256:")));
+    assert!(
+        invoice["input_hash"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("sha256:"))
+    );
 }
 
 #[test]
@@ -70,7 +89,10 @@ fn validate_lists_every_error_with_its_path_and_fails() {
 
 #[test]
 fn malformed_json_names_the_path() {
-    let path = temp_file("typo-plan.json", r#"{"id":"p","currency":"USD","charges":[{"id":"c","model":{"type":"per_unit","unit_price":"abc"}}]}"#);
+    let path = temp_file(
+        "typo-plan.json",
+        r#"{"id":"p","currency":"USD","charges":[{"id":"c","model":{"type":"per_unit","unit_price":"abc"}}]}"#,
+    );
     let output = ratecard(&["validate", path.to_str().expect("utf-8")]);
     assert!(!output.status.success());
     let text = stderr(&output);
@@ -90,20 +112,50 @@ fn rate_reports_bad_lines_and_keeps_the_good_ones() {
     ]
     .join("\n");
     let path = temp_file("events.ndjson", &events);
-    let output = ratecard(&["rate", "--plan", "examples/plans/saas-api.json", "--events", path.to_str().expect("utf-8"), "--period", "2026-11"]);
+    let output = ratecard(&[
+        "rate",
+        "--plan",
+        "examples/plans/saas-api.json",
+        "--events",
+        path.to_str().expect("utf-8"),
+        "--period",
+        "2026-11",
+    ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let err = stderr(&output);
     assert!(err.contains("line 3: not a valid event"), "{err}");
-    assert!(err.contains("line 5: event `4`: metric `seats`: property `seats`"), "{err}");
-    assert!(err.contains("6 lines, 3 events counted, 1 skipped, 2 bad; 2 invoices"), "{err}");
-    let invoices: Vec<serde_json::Value> = stdout(&output).lines().map(|l| serde_json::from_str(l).expect("ndjson")).collect();
+    assert!(
+        err.contains("line 5: event `4`: metric `seats`: property `seats`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("6 lines, 3 events counted, 1 skipped, 2 bad; 2 invoices"),
+        "{err}"
+    );
+    let invoices: Vec<serde_json::Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("ndjson"))
+        .collect();
     assert_eq!(invoices.len(), 2);
     assert_eq!(invoices[0]["customer_id"], "c1");
     assert_eq!(invoices[1]["customer_id"], "c2");
 
-    let strict = ratecard(&["rate", "--plan", "examples/plans/saas-api.json", "--events", path.to_str().expect("utf-8"), "--period", "2026-11", "--strict"]);
+    let strict = ratecard(&[
+        "rate",
+        "--plan",
+        "examples/plans/saas-api.json",
+        "--events",
+        path.to_str().expect("utf-8"),
+        "--period",
+        "2026-11",
+        "--strict",
+    ]);
     assert!(!strict.status.success());
-    assert!(stderr(&strict).contains("stopped at the first bad line"), "{}", stderr(&strict));
+    assert!(
+        stderr(&strict).contains("stopped at the first bad line"),
+        "{}",
+        stderr(&strict)
+    );
 }
 
 #[test]
@@ -116,11 +168,29 @@ fn schema_prints_json_schema() {
 
 #[test]
 fn estimates_answer_pricing_page_questions() {
-    let at = ratecard(&["estimate", "at", "--plan", "examples/plans/saas-api.json", "--usage", "api_calls=100000", "--usage", "seats=1"]);
+    let at = ratecard(&[
+        "estimate",
+        "at",
+        "--plan",
+        "examples/plans/saas-api.json",
+        "--usage",
+        "api_calls=100000",
+        "--usage",
+        "seats=1",
+    ]);
     assert!(at.status.success(), "{}", stderr(&at));
     // 49 + 0 (allowance) + 12 = 61; 10% off = 54.90; VAT 20% = 10.98 → 65.88
     assert!(stdout(&at).contains("65.88"), "{}", stdout(&at));
-    let budget = ratecard(&["estimate", "budget", "--plan", "examples/plans/saas-api.json", "--metric", "api_calls", "--budget", "100"]);
+    let budget = ratecard(&[
+        "estimate",
+        "budget",
+        "--plan",
+        "examples/plans/saas-api.json",
+        "--metric",
+        "api_calls",
+        "--budget",
+        "100",
+    ]);
     assert!(budget.status.success(), "{}", stderr(&budget));
     // (49 + 20 + 0.000015 × (q − 1,100,000)) × 0.9 × 1.2 ≤ 100 → q ≤ 2,672,839.5 (cents round)
     let quantity: f64 = stdout(&budget).trim().parse().expect("a number");
@@ -133,11 +203,28 @@ fn import_stripe_prints_a_plan_that_quotes() {
         "recurring":{"interval":"month","usage_type":"metered","meter":"calls"},
         "tiers":[{"up_to":100,"unit_amount_decimal":"2"},{"up_to":"inf","unit_amount_decimal":"1"}]}]}"#;
     let path = temp_file("stripe.json", prices);
-    let output = ratecard(&["import", "stripe", path.to_str().expect("utf-8"), "--id", "from-stripe"]);
+    let output = ratecard(&[
+        "import",
+        "stripe",
+        path.to_str().expect("utf-8"),
+        "--id",
+        "from-stripe",
+    ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let plan_path = temp_file("imported.json", &stdout(&output));
-    let usage_path = temp_file("imported-usage.json", r#"{"period":{"containing":"2026-11-02"},"quantities":{"calls":"150"}}"#);
-    let quote = ratecard(&["quote", "--plan", plan_path.to_str().expect("utf-8"), "--usage", usage_path.to_str().expect("utf-8"), "--format", "json"]);
+    let usage_path = temp_file(
+        "imported-usage.json",
+        r#"{"period":{"containing":"2026-11-02"},"quantities":{"calls":"150"}}"#,
+    );
+    let quote = ratecard(&[
+        "quote",
+        "--plan",
+        plan_path.to_str().expect("utf-8"),
+        "--usage",
+        usage_path.to_str().expect("utf-8"),
+        "--format",
+        "json",
+    ]);
     assert!(quote.status.success(), "{}", stderr(&quote));
     let invoice: serde_json::Value = serde_json::from_str(&stdout(&quote)).expect("json");
     // Volume: all 150 units at 1¢.
@@ -146,7 +233,8 @@ fn import_stripe_prints_a_plan_that_quotes() {
 
 #[test]
 fn rate_uses_each_customers_setup_and_invoices_customers_without_events() {
-    let events = r#"{"id":"1","customer":"tokyo","timestamp":"2026-10-31T16:00:00Z","code":"api.request"}"#;
+    let events =
+        r#"{"id":"1","customer":"tokyo","timestamp":"2026-10-31T16:00:00Z","code":"api.request"}"#;
     let events_path = temp_file("setup-events.ndjson", events);
     // tokyo: 2026-10-31T16:00Z is Nov 1, 01:00 in Tokyo (UTC+9), so the event is in November.
     // late: subscribed on Nov 16 (of 30 days): the platform fee is prorated to 15/30 = 24.50.
@@ -156,11 +244,21 @@ fn rate_uses_each_customers_setup_and_invoices_customers_without_events() {
     }"#;
     let customers_path = temp_file("customers.json", customers);
     let output = ratecard(&[
-        "rate", "--plan", "examples/plans/saas-api.json", "--events", events_path.to_str().expect("utf-8"),
-        "--period", "2026-11", "--customers", customers_path.to_str().expect("utf-8"),
+        "rate",
+        "--plan",
+        "examples/plans/saas-api.json",
+        "--events",
+        events_path.to_str().expect("utf-8"),
+        "--period",
+        "2026-11",
+        "--customers",
+        customers_path.to_str().expect("utf-8"),
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let invoices: Vec<serde_json::Value> = stdout(&output).lines().map(|l| serde_json::from_str(l).expect("ndjson")).collect();
+    let invoices: Vec<serde_json::Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("ndjson"))
+        .collect();
     assert_eq!(invoices.len(), 2);
     let late = &invoices[0];
     assert_eq!(late["customer_id"], "late");
@@ -169,6 +267,13 @@ fn rate_uses_each_customers_setup_and_invoices_customers_without_events() {
     let tokyo = &invoices[1];
     assert_eq!(tokyo["period"]["start"], "2026-11-01T00:00:00+09:00");
     assert_eq!(tokyo["lines"][1]["metric"], "api_calls");
-    assert_eq!(tokyo["lines"][1]["quantity"], "0", "1 call is inside the 100000 included");
-    assert!(tokyo["lines"][1]["breakdown"][0]["description"].as_str().is_some_and(|d| d.starts_with("1 units included")));
+    assert_eq!(
+        tokyo["lines"][1]["quantity"], "0",
+        "1 call is inside the 100000 included"
+    );
+    assert!(
+        tokyo["lines"][1]["breakdown"][0]["description"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("1 units included"))
+    );
 }

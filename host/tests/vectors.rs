@@ -33,7 +33,9 @@ fn golden_vectors_through_the_cli() {
             match &file.vector.error {
                 Some(error) if error.starts_with("plan: ") || error.starts_with("usage: ") => {}
                 Some(error) if stderr.contains(error.as_str()) => {}
-                Some(error) => failures.push(format!("{}: expected `{error}` in: {stderr}", file.name)),
+                Some(error) => {
+                    failures.push(format!("{}: expected `{error}` in: {stderr}", file.name))
+                }
                 None => failures.push(format!("{}: the CLI failed: {stderr}", file.name)),
             }
             continue;
@@ -51,12 +53,20 @@ fn golden_vectors_through_the_cli() {
             failures.push(format!("{}:\n  {}", file.name, problems.join("\n  ")));
         }
         if let Some(expected) = &file.vector.expected {
-            let (a, b) = (serde_json::to_string(expected).expect("json"), serde_json::to_string(&printed).expect("json"));
+            let (a, b) = (
+                serde_json::to_string(expected).expect("json"),
+                serde_json::to_string(&printed).expect("json"),
+            );
             if a != b {
                 failures.push(format!("{}: bytes differ", file.name));
             }
         }
     }
     assert!(n_invoices > 0);
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -23,7 +23,10 @@ use serde_json::Value;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// A golden vector as stored.
@@ -90,7 +93,10 @@ impl VectorFile {
                 (None, None) => panic!("{}: no plan or usage", self.name),
             }
         };
-        (load(&self.vector.plan, &self.vector.plan_file), load(&self.vector.usage, &self.vector.usage_file))
+        (
+            load(&self.vector.plan, &self.vector.plan_file),
+            load(&self.vector.usage, &self.vector.usage_file),
+        )
     }
 }
 
@@ -103,7 +109,11 @@ pub fn load_vectors() -> Vec<VectorFile> {
     files
         .into_iter()
         .map(|path| {
-            let name = path.strip_prefix(&root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+            let name = path
+                .strip_prefix(&root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .replace('\\', "/");
             let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
             let vector = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
             VectorFile { name, path, vector }
@@ -112,7 +122,9 @@ pub fn load_vectors() -> Vec<VectorFile> {
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -139,16 +151,24 @@ pub fn compare(file: &VectorFile, outcome: &Outcome) -> Vec<String> {
         check_figures(check, outcome, &mut problems);
     }
     match (outcome, &vector.expected, &vector.error) {
-        (Outcome::Invoice(actual), Some(expected), _) if actual != expected => problems.push(format!(
-            "invoice differs from expected:\n  expected {}\n  actual   {}",
-            expected, actual
-        )),
-        (Outcome::Error(actual), _, Some(expected)) if actual != expected => {
-            problems.push(format!("error differs:\n  expected {expected}\n  actual   {actual}"))
+        (Outcome::Invoice(actual), Some(expected), _) if actual != expected => {
+            problems.push(format!(
+                "invoice differs from expected:\n  expected {}\n  actual   {}",
+                expected, actual
+            ))
         }
-        (Outcome::Invoice(_), None, Some(expected)) => problems.push(format!("expected error `{expected}`, got an invoice")),
-        (Outcome::Error(actual), Some(_), None) => problems.push(format!("expected an invoice, got error `{actual}`")),
-        (_, None, None) => problems.push("no `expected` or `error` yet (run with UPDATE_EXPECT=1)".to_owned()),
+        (Outcome::Error(actual), _, Some(expected)) if actual != expected => problems.push(
+            format!("error differs:\n  expected {expected}\n  actual   {actual}"),
+        ),
+        (Outcome::Invoice(_), None, Some(expected)) => {
+            problems.push(format!("expected error `{expected}`, got an invoice"))
+        }
+        (Outcome::Error(actual), Some(_), None) => {
+            problems.push(format!("expected an invoice, got error `{actual}`"))
+        }
+        (_, None, None) => {
+            problems.push("no `expected` or `error` yet (run with UPDATE_EXPECT=1)".to_owned())
+        }
         _ => {}
     }
     problems
@@ -160,16 +180,24 @@ fn check_figures(check: &Check, outcome: &Outcome, problems: &mut Vec<String>) {
         Outcome::Error(message) => {
             match &check.error_contains {
                 Some(needle) if message.contains(needle.as_str()) => {}
-                Some(needle) => problems.push(format!("error `{message}` does not contain `{needle}`")),
+                Some(needle) => {
+                    problems.push(format!("error `{message}` does not contain `{needle}`"))
+                }
                 None => problems.push(format!("unexpected error: {message}")),
             }
             return;
         }
     };
     if let Some(needle) = &check.error_contains {
-        problems.push(format!("expected an error containing `{needle}`, got an invoice"));
+        problems.push(format!(
+            "expected an error containing `{needle}`, got an invoice"
+        ));
     }
-    let text = |v: &Value| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+    let text = |v: &Value| {
+        v.as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| v.to_string())
+    };
     for (field, want) in [("total", &check.total), ("subtotal", &check.subtotal)] {
         if let Some(want) = want {
             let got = text(&invoice[field]);
@@ -190,7 +218,10 @@ fn check_figures(check: &Check, outcome: &Outcome, problems: &mut Vec<String>) {
     let key = |line: &Value| {
         let mut key = text(&line["charge_id"]);
         if let Some(group) = line["group"].as_object().filter(|g| !g.is_empty()) {
-            let parts: Vec<String> = group.iter().map(|(k, v)| format!("{k}={}", text(v))).collect();
+            let parts: Vec<String> = group
+                .iter()
+                .map(|(k, v)| format!("{k}={}", text(v)))
+                .collect();
             key = format!("{key}[{}]", parts.join(","));
         }
         key
@@ -204,7 +235,10 @@ fn check_figures(check: &Check, outcome: &Outcome, problems: &mut Vec<String>) {
                         problems.push(format!("line {charge} {field}: expected {want}, got {got}"));
                     }
                 }
-                None => problems.push(format!("no line {charge} (lines: {:?})", lines.iter().map(key).collect::<Vec<_>>())),
+                None => problems.push(format!(
+                    "no line {charge} (lines: {:?})",
+                    lines.iter().map(key).collect::<Vec<_>>()
+                )),
             }
         }
     }

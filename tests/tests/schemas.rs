@@ -8,16 +8,23 @@ use ratecard_engine::usage::Usage;
 use ratecard_tests::{repo_root, updating};
 
 fn check(name: &str, schema: schemars::Schema) {
-    let path = repo_root().join("docs/schema").join(format!("{name}.schema.json"));
+    let path = repo_root()
+        .join("docs/schema")
+        .join(format!("{name}.schema.json"));
     let mut text = serde_json::to_string_pretty(&schema).expect("schemas serialize");
     text.push('\n');
     if updating() {
-        std::fs::create_dir_all(path.parent().expect("has a parent")).expect("creating docs/schema");
+        std::fs::create_dir_all(path.parent().expect("has a parent"))
+            .expect("creating docs/schema");
         std::fs::write(&path, &text).expect("writing the schema");
         return;
     }
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(committed == text, "{} is out of date: run `cargo xtask schemas`", path.display());
+    assert!(
+        committed == text,
+        "{} is out of date: run `cargo xtask schemas`",
+        path.display()
+    );
 }
 
 #[test]
@@ -31,18 +38,29 @@ fn schemas_are_current() {
 /// usage document quotes without error.
 #[test]
 fn examples_are_valid_and_quote() {
-    let plans = std::fs::read_dir(repo_root().join("examples/plans")).expect("examples/plans exists");
+    let plans =
+        std::fs::read_dir(repo_root().join("examples/plans")).expect("examples/plans exists");
     let mut n_plans = 0;
     for entry in plans.flatten() {
         let path = entry.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-        let plan: Plan = serde_json::from_str(&std::fs::read_to_string(&path).expect("readable")).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let plan: Plan = serde_json::from_str(&std::fs::read_to_string(&path).expect("readable"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         let report = ratecard_engine::validate::validate_plan(&plan);
         assert!(report.is_ok(), "{name}: {:?}", report.errors);
         let usage_path = repo_root().join("examples/usage").join(&name);
-        let usage: Usage = serde_json::from_str(&std::fs::read_to_string(&usage_path).unwrap_or_else(|e| panic!("{name} has no usage example: {e}")))
-            .unwrap_or_else(|e| panic!("usage {name}: {e}"));
-        let invoice = ratecard_engine::rate::quote(&plan, &usage, &ratecard_engine::plugin::NoPlugins).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let usage: Usage = serde_json::from_str(
+            &std::fs::read_to_string(&usage_path)
+                .unwrap_or_else(|e| panic!("{name} has no usage example: {e}")),
+        )
+        .unwrap_or_else(|e| panic!("usage {name}: {e}"));
+        let invoice =
+            ratecard_engine::rate::quote(&plan, &usage, &ratecard_engine::plugin::NoPlugins)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(!invoice.lines.is_empty(), "{name}: no lines");
         n_plans += 1;
     }

@@ -18,7 +18,9 @@ fn run(plan: &str, usage: &str) -> Outcome {
         Err(error) => return Outcome::Error(format!("usage: {error}")),
     };
     match quote(&plan, &usage, &NoPlugins) {
-        Ok(invoice) => Outcome::Invoice(serde_json::to_value(&invoice).expect("invoices serialize")),
+        Ok(invoice) => {
+            Outcome::Invoice(serde_json::to_value(&invoice).expect("invoices serialize"))
+        }
         Err(error) => Outcome::Error(error.to_string()),
     }
 }
@@ -34,7 +36,10 @@ fn golden_vectors() {
         if updating() {
             update(file, &outcome);
             // Hand checks still apply while updating.
-            let problems: Vec<String> = compare(file, &outcome).into_iter().filter(|p| !p.contains("differs") && !p.contains("UPDATE_EXPECT")).collect();
+            let problems: Vec<String> = compare(file, &outcome)
+                .into_iter()
+                .filter(|p| !p.contains("differs") && !p.contains("UPDATE_EXPECT"))
+                .collect();
             if !problems.is_empty() {
                 failures.push(format!("{}:\n  {}", file.name, problems.join("\n  ")));
             }
@@ -45,7 +50,13 @@ fn golden_vectors() {
             failures.push(format!("{}:\n  {}", file.name, problems.join("\n  ")));
         }
     }
-    assert!(failures.is_empty(), "{} of {} vectors failed:\n{}", failures.len(), vectors.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} vectors failed:\n{}",
+        failures.len(),
+        vectors.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]

@@ -15,7 +15,11 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("bench") => bench(),
-        Some("schemas") => run("cargo", &["test", "-q", "-p", "ratecard-tests", "--test", "schemas"], &[("UPDATE_EXPECT", "1")]),
+        Some("schemas") => run(
+            "cargo",
+            &["test", "-q", "-p", "ratecard-tests", "--test", "schemas"],
+            &[("UPDATE_EXPECT", "1")],
+        ),
         Some("setup") => setup(),
         _ => {
             eprintln!("usage: cargo xtask <test|bench|schemas|setup>");
@@ -44,7 +48,10 @@ fn setup() -> Result<()> {
         .output()
         .context("running rustup")?;
     let installed = String::from_utf8_lossy(&installed.stdout);
-    if !installed.lines().any(|l| l.trim() == "wasm32-unknown-unknown") {
+    if !installed
+        .lines()
+        .any(|l| l.trim() == "wasm32-unknown-unknown")
+    {
         run("rustup", &["target", "add", "wasm32-unknown-unknown"], &[])?;
     }
     for (component, probe) in [("clippy", "clippy"), ("rustfmt", "fmt")] {
@@ -62,21 +69,54 @@ fn setup() -> Result<()> {
 fn test() -> Result<()> {
     setup()?;
     // The engine must stay pure: it builds for a target with no OS.
-    run("cargo", &["build", "-p", "ratecard-engine", "--target", "wasm32-unknown-unknown"], &[])?;
+    run(
+        "cargo",
+        &[
+            "build",
+            "-p",
+            "ratecard-engine",
+            "--target",
+            "wasm32-unknown-unknown",
+        ],
+        &[],
+    )?;
     run("cargo", &["fmt", "--all", "--check"], &[])?;
-    run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])?;
+    run(
+        "cargo",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
     // Libraries, binaries, integration tests and doc tests. Benchmarks are compiled by clippy
     // above and run by `cargo xtask bench`, never as tests.
     run("cargo", &["test", "--workspace"], &[])?;
     if std::path::Path::new("fuzz/Cargo.toml").exists() {
-        run("cargo", &["test", "--manifest-path", "fuzz/Cargo.toml"], &[])?;
+        run(
+            "cargo",
+            &["test", "--manifest-path", "fuzz/Cargo.toml"],
+            &[],
+        )?;
     }
     Ok(())
 }
 
 fn bench() -> Result<()> {
     setup()?;
-    run("cargo", &["bench", "-p", "ratecard-engine", "--bench", "quote"], &[])?;
-    run("cargo", &["bench", "-p", "ratecard-host", "--bench", "rate"], &[])?;
+    run(
+        "cargo",
+        &["bench", "-p", "ratecard-engine", "--bench", "quote"],
+        &[],
+    )?;
+    run(
+        "cargo",
+        &["bench", "-p", "ratecard-host", "--bench", "rate"],
+        &[],
+    )?;
     Ok(())
 }

@@ -214,7 +214,9 @@ mod tests {
     use super::*;
 
     fn de(json: &str) -> Result<Decimal, String> {
-        serde_json::from_str::<Dec>(json).map(|d| d.0).map_err(|e| e.to_string())
+        serde_json::from_str::<Dec>(json)
+            .map(|d| d.0)
+            .map_err(|e| e.to_string())
     }
 
     #[test]

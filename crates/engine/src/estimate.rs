@@ -31,9 +31,15 @@ pub const MAX_SEARCH_QUANTITY: Decimal = Decimal::from_parts(2_764_472_320, 232_
 pub fn typical_usage(quantities: &BTreeMap<String, Decimal>) -> Usage {
     Usage {
         customer: Customer::default(),
-        subscription: Some(Subscription { start: DEFAULT_ANCHOR.to_owned(), billing_anchor: None }),
+        subscription: Some(Subscription {
+            start: DEFAULT_ANCHOR.to_owned(),
+            billing_anchor: None,
+        }),
         period: None,
-        quantities: quantities.iter().map(|(k, v)| (k.clone(), QuantityInput::Total(Dec(*v)))).collect(),
+        quantities: quantities
+            .iter()
+            .map(|(k, v)| (k.clone(), QuantityInput::Total(Dec(*v))))
+            .collect(),
         events: Vec::new(),
         carry_in: BTreeMap::new(),
         credits: Vec::new(),
@@ -42,7 +48,11 @@ pub fn typical_usage(quantities: &BTreeMap<String, Decimal>) -> Usage {
 }
 
 /// The invoice total of a typical period at these quantities.
-pub fn total_at(plan: &Plan, quantities: &BTreeMap<String, Decimal>, plugins: &dyn PluginHost) -> Result<Decimal, RateError> {
+pub fn total_at(
+    plan: &Plan,
+    quantities: &BTreeMap<String, Decimal>,
+    plugins: &dyn PluginHost,
+) -> Result<Decimal, RateError> {
     Ok(quote(plan, &typical_usage(quantities), plugins)?.total.0)
 }
 
@@ -72,10 +82,14 @@ pub enum EstimateError {
 }
 
 fn check_metric(plan: &Plan, metric: &str) -> Result<(), EstimateError> {
-    let found = plan.metrics.iter().find(|m| m.code == metric).ok_or_else(|| EstimateError::UnknownMetric {
-        plan: plan.id.clone(),
-        metric: metric.to_owned(),
-    })?;
+    let found = plan
+        .metrics
+        .iter()
+        .find(|m| m.code == metric)
+        .ok_or_else(|| EstimateError::UnknownMetric {
+            plan: plan.id.clone(),
+            metric: metric.to_owned(),
+        })?;
     if !found.group_by.is_empty() {
         return Err(EstimateError::GroupedMetric(metric.to_owned()));
     }
@@ -86,11 +100,17 @@ fn check_metric(plan: &Plan, metric: &str) -> Result<(), EstimateError> {
 /// charge's allowance: where a cost curve may bend or jump.
 pub fn breakpoints(plan: &Plan, metric: &str) -> Vec<Decimal> {
     let mut points = Vec::new();
-    for charge in plan.charges.iter().filter(|c| c.metric.as_deref() == Some(metric)) {
+    for charge in plan
+        .charges
+        .iter()
+        .filter(|c| c.metric.as_deref() == Some(metric))
+    {
         let offset = charge.included.unwrap_or_default();
         points.push(offset);
         let bounds: Vec<Decimal> = match &charge.model {
-            PriceModel::Graduated { tiers } | PriceModel::Volume { tiers } | PriceModel::Percentage { tiers, .. } => {
+            PriceModel::Graduated { tiers }
+            | PriceModel::Volume { tiers }
+            | PriceModel::Percentage { tiers, .. } => {
                 tiers.iter().filter_map(|t| t.up_to).collect()
             }
             PriceModel::Stairstep { steps } => steps.iter().filter_map(|s| s.up_to).collect(),
@@ -117,11 +137,15 @@ pub fn cost_curve(
 ) -> Result<Vec<CurvePoint>, EstimateError> {
     check_metric(plan, metric)?;
     if from < Decimal::ZERO || to <= from {
-        return Err(EstimateError::BadRange(format!("from {from} to {to}: need 0 <= from < to")));
+        return Err(EstimateError::BadRange(format!(
+            "from {from} to {to}: need 0 <= from < to"
+        )));
     }
     let n_samples = n_samples.clamp(2, 10_000);
     let step = (to - from) / Decimal::from(n_samples - 1);
-    let mut quantities: Vec<Decimal> = (0..n_samples).map(|i| from + step * Decimal::from(i)).collect();
+    let mut quantities: Vec<Decimal> = (0..n_samples)
+        .map(|i| from + step * Decimal::from(i))
+        .collect();
     quantities.push(to);
     for point in breakpoints(plan, metric) {
         if point > from && point < to {
@@ -138,7 +162,10 @@ pub fn cost_curve(
         .map(|quantity| {
             usage.insert(metric.to_owned(), quantity);
             let total = total_at(plan, &usage, plugins)?;
-            Ok(CurvePoint { quantity: Dec(quantity), total: Amount(total) })
+            Ok(CurvePoint {
+                quantity: Dec(quantity),
+                total: Amount(total),
+            })
         })
         .collect()
 }
@@ -166,7 +193,9 @@ pub fn break_even(
     check_metric(plan_a, metric)?;
     check_metric(plan_b, metric)?;
     if from < Decimal::ZERO || to <= from {
-        return Err(EstimateError::BadRange(format!("from {from} to {to}: need 0 <= from < to")));
+        return Err(EstimateError::BadRange(format!(
+            "from {from} to {to}: need 0 <= from < to"
+        )));
     }
     let mut usage = base.clone();
     let mut diff = |q: Decimal| -> Result<Decimal, EstimateError> {
@@ -186,10 +215,21 @@ pub fn break_even(
     let mut previous = (points[0], diff(points[0])?);
     for &q in &points[1..] {
         let d = diff(q)?;
-        if sign(d) != sign(previous.1) && !(previous.1.is_zero() && d.is_zero()) && !previous.1.is_zero() {
+        if sign(d) != sign(previous.1)
+            && !(previous.1.is_zero() && d.is_zero())
+            && !previous.1.is_zero()
+        {
             let crossing = solve(previous, (q, d), &mut diff)?;
-            let (below, above) = if previous.1 < Decimal::ZERO { (plan_a, plan_b) } else { (plan_b, plan_a) };
-            return Ok(Some(BreakEven { quantity: Dec(crossing.normalize()), cheaper_below: below.id.clone(), cheaper_above: above.id.clone() }));
+            let (below, above) = if previous.1 < Decimal::ZERO {
+                (plan_a, plan_b)
+            } else {
+                (plan_b, plan_a)
+            };
+            return Ok(Some(BreakEven {
+                quantity: Dec(crossing.normalize()),
+                cheaper_below: below.id.clone(),
+                cheaper_above: above.id.clone(),
+            }));
         }
         previous = (q, d);
     }
@@ -240,8 +280,11 @@ pub fn cheapest_plan<'p>(
     let mut ranked = Vec::with_capacity(plans.len());
     for plan in plans {
         // A plan without some of the profile's metrics just does not charge them.
-        let relevant: BTreeMap<String, Decimal> =
-            quantities.iter().filter(|(code, _)| plan.metrics.iter().any(|m| &m.code == *code)).map(|(k, v)| (k.clone(), *v)).collect();
+        let relevant: BTreeMap<String, Decimal> = quantities
+            .iter()
+            .filter(|(code, _)| plan.metrics.iter().any(|m| &m.code == *code))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
         ranked.push((plan, total_at(plan, &relevant, plugins)?));
     }
     ranked.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.id.cmp(&b.0.id)));
@@ -271,7 +314,10 @@ pub fn max_usage_within_budget(
     if over(max)? <= Decimal::ZERO {
         return Ok(Some(max));
     }
-    let mut points: Vec<Decimal> = breakpoints(plan, metric).into_iter().filter(|p| *p > Decimal::ZERO && *p < max).collect();
+    let mut points: Vec<Decimal> = breakpoints(plan, metric)
+        .into_iter()
+        .filter(|p| *p > Decimal::ZERO && *p < max)
+        .collect();
     points.push(Decimal::ZERO);
     points.push(max);
     points.sort();
@@ -281,7 +327,11 @@ pub fn max_usage_within_budget(
     // breakpoint, where the next tier applies.
     let values: Vec<Decimal> = points.iter().map(|q| over(*q)).collect::<Result<_, _>>()?;
     for idx in (0..points.len() - 1).rev() {
-        let lo = if idx == 0 { points[0] } else { points[idx] + SEARCH_PRECISION };
+        let lo = if idx == 0 {
+            points[0]
+        } else {
+            points[idx] + SEARCH_PRECISION
+        };
         let (hi, f_hi) = (points[idx + 1], values[idx + 1]);
         if lo >= hi {
             continue;
@@ -313,7 +363,10 @@ pub fn max_usage_within_budget(
                 bad = mid;
             }
         }
-        return Ok(Some(good.round_dp_with_strategy(6, rust_decimal::RoundingStrategy::ToZero).normalize()));
+        return Ok(Some(
+            good.round_dp_with_strategy(6, rust_decimal::RoundingStrategy::ToZero)
+                .normalize(),
+        ));
     }
     Ok(Some(Decimal::ZERO))
 }
@@ -340,19 +393,42 @@ mod tests {
 
     #[test]
     fn break_even_is_exact_on_linear_segments() {
-        let a = plan("a", r#"[{"id":"f","model":{"type":"flat","amount":"10"}},{"id":"u","metric":"calls","model":{"type":"per_unit","unit_price":"0.01"}}]"#);
-        let b = plan("b", r#"[{"id":"u","metric":"calls","model":{"type":"per_unit","unit_price":"0.02"}}]"#);
-        let found = break_even(&a, &b, "calls", d("0"), d("100000"), &none(), &NoPlugins).unwrap().unwrap();
+        let a = plan(
+            "a",
+            r#"[{"id":"f","model":{"type":"flat","amount":"10"}},{"id":"u","metric":"calls","model":{"type":"per_unit","unit_price":"0.01"}}]"#,
+        );
+        let b = plan(
+            "b",
+            r#"[{"id":"u","metric":"calls","model":{"type":"per_unit","unit_price":"0.02"}}]"#,
+        );
+        let found = break_even(&a, &b, "calls", d("0"), d("100000"), &none(), &NoPlugins)
+            .unwrap()
+            .unwrap();
         assert_eq!(found.quantity.0, d("1000"));
-        assert_eq!((found.cheaper_below.as_str(), found.cheaper_above.as_str()), ("b", "a"));
-        assert!(break_even(&a, &b, "calls", d("0"), d("500"), &none(), &NoPlugins).unwrap().is_none());
+        assert_eq!(
+            (found.cheaper_below.as_str(), found.cheaper_above.as_str()),
+            ("b", "a")
+        );
+        assert!(
+            break_even(&a, &b, "calls", d("0"), d("500"), &none(), &NoPlugins)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
     fn cost_curve_samples_every_tier_boundary_and_just_above() {
-        let p = plan("v", r#"[{"id":"v","metric":"calls","model":{"type":"volume","tiers":[{"up_to":"100","unit_price":"1"},{"up_to":null,"unit_price":"0.5"}]}}]"#);
+        let p = plan(
+            "v",
+            r#"[{"id":"v","metric":"calls","model":{"type":"volume","tiers":[{"up_to":"100","unit_price":"1"},{"up_to":null,"unit_price":"0.5"}]}}]"#,
+        );
         let curve = cost_curve(&p, "calls", d("0"), d("1000"), 3, &none(), &NoPlugins).unwrap();
-        let at = |q: &str| curve.iter().find(|pt| pt.quantity.0 == d(q)).map(|pt| pt.total.0);
+        let at = |q: &str| {
+            curve
+                .iter()
+                .find(|pt| pt.quantity.0 == d(q))
+                .map(|pt| pt.total.0)
+        };
         assert_eq!(at("100"), Some(d("100.00")));
         assert_eq!(at("100.000001"), Some(d("50.00"))); // the cliff is visible
         assert_eq!(at("1000"), Some(d("500.00")));
@@ -361,8 +437,14 @@ mod tests {
 
     #[test]
     fn cheapest_plan_ranks_by_total() {
-        let a = plan("a", r#"[{"id":"f","model":{"type":"flat","amount":"10"}},{"id":"u","metric":"calls","model":{"type":"per_unit","unit_price":"0.01"}}]"#);
-        let b = plan("b", r#"[{"id":"u","metric":"calls","model":{"type":"per_unit","unit_price":"0.02"}}]"#);
+        let a = plan(
+            "a",
+            r#"[{"id":"f","model":{"type":"flat","amount":"10"}},{"id":"u","metric":"calls","model":{"type":"per_unit","unit_price":"0.01"}}]"#,
+        );
+        let b = plan(
+            "b",
+            r#"[{"id":"u","metric":"calls","model":{"type":"per_unit","unit_price":"0.02"}}]"#,
+        );
         let plans = [a, b];
         let usage: BTreeMap<String, Decimal> = [("calls".to_owned(), d("5000"))].into();
         let ranked = cheapest_plan(&plans, &usage, &NoPlugins).unwrap();
@@ -372,17 +454,32 @@ mod tests {
 
     #[test]
     fn budget_finds_the_largest_affordable_usage_past_a_volume_cliff() {
-        let p = plan("v", r#"[{"id":"v","metric":"calls","model":{"type":"volume","tiers":[{"up_to":"100","unit_price":"1"},{"up_to":null,"unit_price":"0.5"}]}}]"#);
+        let p = plan(
+            "v",
+            r#"[{"id":"v","metric":"calls","model":{"type":"volume","tiers":[{"up_to":"100","unit_price":"1"},{"up_to":null,"unit_price":"0.5"}]}}]"#,
+        );
         // 90 fits at tier 1 (90.00); past the cliff, 0.5 × q ≤ 90 → q ≤ 180, and the line rounds
         // to cents, so up to 180.0099999… still bills 90.00.
-        assert_eq!(max_usage_within_budget(&p, "calls", d("90"), None, &none(), &NoPlugins).unwrap(), Some(d("180.009999")));
-        let flat = plan("f", r#"[{"id":"f","model":{"type":"flat","amount":"10"}},{"id":"u","metric":"calls","model":{"type":"per_unit","unit_price":"1"}}]"#);
-        assert_eq!(max_usage_within_budget(&flat, "calls", d("5"), None, &none(), &NoPlugins).unwrap(), None);
+        assert_eq!(
+            max_usage_within_budget(&p, "calls", d("90"), None, &none(), &NoPlugins).unwrap(),
+            Some(d("180.009999"))
+        );
+        let flat = plan(
+            "f",
+            r#"[{"id":"f","model":{"type":"flat","amount":"10"}},{"id":"u","metric":"calls","model":{"type":"per_unit","unit_price":"1"}}]"#,
+        );
+        assert_eq!(
+            max_usage_within_budget(&flat, "calls", d("5"), None, &none(), &NoPlugins).unwrap(),
+            None
+        );
     }
 
     #[test]
     fn estimates_refuse_unknown_and_grouped_metrics() {
-        let p = plan("a", r#"[{"id":"u","metric":"calls","model":{"type":"per_unit","unit_price":"1"}}]"#);
+        let p = plan(
+            "a",
+            r#"[{"id":"u","metric":"calls","model":{"type":"per_unit","unit_price":"1"}}]"#,
+        );
         let err = cost_curve(&p, "nope", d("0"), d("10"), 5, &none(), &NoPlugins).unwrap_err();
         assert_eq!(err.to_string(), "no metric `nope` in plan `a`");
         let err = cost_curve(&p, "calls", d("10"), d("0"), 5, &none(), &NoPlugins).unwrap_err();

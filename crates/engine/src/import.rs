@@ -24,8 +24,8 @@ use serde_json::Value;
 use crate::decimal::parse_decimal;
 use crate::money::{Currency, RoundingPolicy};
 use crate::plan::{
-    Aggregation, Charge, Interval, IntervalUnit, Metric, PackageRounding, Plan, PriceModel, ProrationMode,
-    TierConvention, Tier,
+    Aggregation, Charge, Interval, IntervalUnit, Metric, PackageRounding, Plan, PriceModel,
+    ProrationMode, Tier, TierConvention,
 };
 
 /// Why a Stripe export could not be imported: the JSON path and what was wrong.
@@ -37,26 +37,43 @@ pub struct ImportError {
 }
 
 fn err(path: impl Into<String>, message: impl Into<String>) -> ImportError {
-    ImportError { path: path.into(), message: message.into() }
+    ImportError {
+        path: path.into(),
+        message: message.into(),
+    }
 }
 
 /// Imports Stripe prices as one plan with id `plan_id`.
 pub fn stripe_prices(export: &Value, plan_id: &str) -> Result<Plan, ImportError> {
     let (prices, base) = match export {
         Value::Array(prices) => (prices.as_slice(), "$".to_owned()),
-        Value::Object(object) if object.get("object").and_then(Value::as_str) == Some("list") || object.contains_key("data") => {
+        Value::Object(object)
+            if object.get("object").and_then(Value::as_str) == Some("list")
+                || object.contains_key("data") =>
+        {
             match object.get("data") {
                 Some(Value::Array(prices)) => (prices.as_slice(), "$.data".to_owned()),
                 _ => return Err(err("$.data", "expected a list of prices")),
             }
         }
         Value::Object(_) => (std::slice::from_ref(export), String::new()),
-        _ => return Err(err("$", "expected a Stripe price, a list of prices, or a list page")),
+        _ => {
+            return Err(err(
+                "$",
+                "expected a Stripe price, a list of prices, or a list page",
+            ));
+        }
     };
     if prices.is_empty() {
         return Err(err(base, "no prices to import"));
     }
-    let path_of = |idx: usize| if base.is_empty() { "$".to_owned() } else { format!("{base}[{idx}]") };
+    let path_of = |idx: usize| {
+        if base.is_empty() {
+            "$".to_owned()
+        } else {
+            format!("{base}[{idx}]")
+        }
+    };
 
     let mut currency: Option<(String, Currency)> = None;
     let mut interval: Option<Interval> = None;
@@ -66,58 +83,105 @@ pub fn stripe_prices(export: &Value, plan_id: &str) -> Result<Plan, ImportError>
         let path = path_of(idx);
         let id = str_field(price, "id", &path)?;
         let code = str_field(price, "currency", &path)?.to_ascii_uppercase();
-        let this_currency = Currency::iso(&code).ok_or_else(|| err(format!("{path}.currency"), format!("`{code}` is not an ISO 4217 currency")))?;
+        let this_currency = Currency::iso(&code).ok_or_else(|| {
+            err(
+                format!("{path}.currency"),
+                format!("`{code}` is not an ISO 4217 currency"),
+            )
+        })?;
         match &currency {
             None => currency = Some((code.clone(), this_currency.clone())),
             Some((first, _)) if *first != code => {
-                return Err(err(format!("{path}.currency"), format!("{code} differs from the first price's {first}: a plan has one currency")));
+                return Err(err(
+                    format!("{path}.currency"),
+                    format!(
+                        "{code} differs from the first price's {first}: a plan has one currency"
+                    ),
+                ));
             }
             Some(_) => {}
         }
-        let recurring = price.get("recurring").filter(|r| !r.is_null()).ok_or_else(|| err(format!("{path}.recurring"), "a one-time price is not a recurring charge"))?;
+        let recurring = price
+            .get("recurring")
+            .filter(|r| !r.is_null())
+            .ok_or_else(|| {
+                err(
+                    format!("{path}.recurring"),
+                    "a one-time price is not a recurring charge",
+                )
+            })?;
         let unit = match str_field(recurring, "interval", &format!("{path}.recurring"))? {
             "day" => IntervalUnit::Day,
             "week" => IntervalUnit::Week,
             "month" => IntervalUnit::Month,
             "year" => IntervalUnit::Year,
-            other => return Err(err(format!("{path}.recurring.interval"), format!("unknown interval `{other}`"))),
+            other => {
+                return Err(err(
+                    format!("{path}.recurring.interval"),
+                    format!("unknown interval `{other}`"),
+                ));
+            }
         };
-        let count = recurring.get("interval_count").and_then(Value::as_u64).unwrap_or(1);
-        let count = u32::try_from(count).map_err(|_| err(format!("{path}.recurring.interval_count"), "too large"))?;
+        let count = recurring
+            .get("interval_count")
+            .and_then(Value::as_u64)
+            .unwrap_or(1);
+        let count = u32::try_from(count)
+            .map_err(|_| err(format!("{path}.recurring.interval_count"), "too large"))?;
         let this_interval = Interval { unit, count };
         match interval {
             None => interval = Some(this_interval),
             Some(first) if first != this_interval => {
-                return Err(err(format!("{path}.recurring"), "the interval differs from the first price's: a plan has one interval"));
+                return Err(err(
+                    format!("{path}.recurring"),
+                    "the interval differs from the first price's: a plan has one interval",
+                ));
             }
             Some(_) => {}
         }
         let minor = this_currency.minor_units;
         let metered = recurring.get("usage_type").and_then(Value::as_str) == Some("metered");
         let metric_code = if metered {
-            recurring.get("meter").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| format!("{id}_usage"))
+            recurring
+                .get("meter")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("{id}_usage"))
         } else {
             "quantity".to_owned()
         };
         if !metrics.iter().any(|m| m.code == metric_code) {
             metrics.push(Metric {
                 code: metric_code.clone(),
-                name: if metered { format!("Usage of {metric_code}") } else { "Licensed quantity".to_owned() },
+                name: if metered {
+                    format!("Usage of {metric_code}")
+                } else {
+                    "Licensed quantity".to_owned()
+                },
                 unit: String::new(),
                 event: None,
                 aggregation: if metered {
-                    Aggregation::Sum { property: "value".to_owned() }
+                    Aggregation::Sum {
+                        property: "value".to_owned(),
+                    }
                 } else {
-                    Aggregation::Latest { property: "quantity".to_owned() }
+                    Aggregation::Latest {
+                        property: "quantity".to_owned(),
+                    }
                 },
                 filters: Vec::new(),
                 group_by: Vec::new(),
                 conversion: None,
             });
         }
-        let model = match price.get("billing_scheme").and_then(Value::as_str).unwrap_or("per_unit") {
+        let model = match price
+            .get("billing_scheme")
+            .and_then(Value::as_str)
+            .unwrap_or("per_unit")
+        {
             "per_unit" => {
-                let unit_price = minor_amount(price, "unit_amount", minor, &path)?.unwrap_or_default();
+                let unit_price =
+                    minor_amount(price, "unit_amount", minor, &path)?.unwrap_or_default();
                 match price.get("transform_quantity").filter(|t| !t.is_null()) {
                     Some(transform) => {
                         let tpath = format!("{path}.transform_quantity");
@@ -125,44 +189,81 @@ pub fn stripe_prices(export: &Value, plan_id: &str) -> Result<Plan, ImportError>
                             .get("divide_by")
                             .and_then(Value::as_u64)
                             .filter(|d| *d > 0)
-                            .ok_or_else(|| err(format!("{tpath}.divide_by"), "expected a positive integer"))?;
+                            .ok_or_else(|| {
+                                err(format!("{tpath}.divide_by"), "expected a positive integer")
+                            })?;
                         let rounding = match transform.get("round").and_then(Value::as_str) {
                             Some("down") => PackageRounding::Down,
                             Some("up") | None => PackageRounding::Up,
-                            Some(other) => return Err(err(format!("{tpath}.round"), format!("unknown rounding `{other}`"))),
+                            Some(other) => {
+                                return Err(err(
+                                    format!("{tpath}.round"),
+                                    format!("unknown rounding `{other}`"),
+                                ));
+                            }
                         };
-                        PriceModel::Package { package_size: Decimal::from(divide_by), package_price: unit_price, free_units: None, rounding }
+                        PriceModel::Package {
+                            package_size: Decimal::from(divide_by),
+                            package_price: unit_price,
+                            free_units: None,
+                            rounding,
+                        }
                     }
                     None => PriceModel::PerUnit { unit_price },
                 }
             }
             "tiered" => {
-                let tiers_value = price.get("tiers").and_then(Value::as_array).ok_or_else(|| {
-                    err(format!("{path}.tiers"), "tiered prices need `tiers` (retrieve the price with `expand[]=tiers`)")
-                })?;
+                let tiers_value = price.get("tiers").and_then(Value::as_array).ok_or_else(
+                    || {
+                        err(
+                            format!("{path}.tiers"),
+                            "tiered prices need `tiers` (retrieve the price with `expand[]=tiers`)",
+                        )
+                    },
+                )?;
                 let mut tiers = Vec::with_capacity(tiers_value.len());
                 for (tier_idx, tier) in tiers_value.iter().enumerate() {
                     let tpath = format!("{path}.tiers[{tier_idx}]");
                     let up_to = match tier.get("up_to") {
                         None | Some(Value::Null) => None,
                         Some(Value::String(s)) if s == "inf" => None,
-                        Some(Value::Number(n)) => Some(parse_decimal(&n.to_string()).map_err(|m| err(format!("{tpath}.up_to"), m))?),
-                        Some(other) => return Err(err(format!("{tpath}.up_to"), format!("expected an integer or \"inf\", found {other}"))),
+                        Some(Value::Number(n)) => Some(
+                            parse_decimal(&n.to_string())
+                                .map_err(|m| err(format!("{tpath}.up_to"), m))?,
+                        ),
+                        Some(other) => {
+                            return Err(err(
+                                format!("{tpath}.up_to"),
+                                format!("expected an integer or \"inf\", found {other}"),
+                            ));
+                        }
                     };
                     tiers.push(Tier {
                         from: None,
                         up_to,
-                        unit_price: minor_amount(tier, "unit_amount", minor, &tpath)?.unwrap_or_default(),
-                        flat_fee: minor_amount(tier, "flat_amount", minor, &tpath)?.unwrap_or_default(),
+                        unit_price: minor_amount(tier, "unit_amount", minor, &tpath)?
+                            .unwrap_or_default(),
+                        flat_fee: minor_amount(tier, "flat_amount", minor, &tpath)?
+                            .unwrap_or_default(),
                     });
                 }
                 match price.get("tiers_mode").and_then(Value::as_str) {
                     Some("graduated") => PriceModel::Graduated { tiers },
                     Some("volume") => PriceModel::Volume { tiers },
-                    other => return Err(err(format!("{path}.tiers_mode"), format!("expected `graduated` or `volume`, found {other:?}"))),
+                    other => {
+                        return Err(err(
+                            format!("{path}.tiers_mode"),
+                            format!("expected `graduated` or `volume`, found {other:?}"),
+                        ));
+                    }
                 }
             }
-            other => return Err(err(format!("{path}.billing_scheme"), format!("unknown billing scheme `{other}`"))),
+            other => {
+                return Err(err(
+                    format!("{path}.billing_scheme"),
+                    format!("unknown billing scheme `{other}`"),
+                ));
+            }
         };
         let description = price
             .get("nickname")
@@ -170,7 +271,15 @@ pub fn stripe_prices(export: &Value, plan_id: &str) -> Result<Plan, ImportError>
             .filter(|n| !n.is_empty())
             .map(str::to_owned)
             .unwrap_or_else(|| id.to_owned());
-        charges.push(Charge { id: id.to_owned(), description, metric: Some(metric_code), model, included: None, minimum: None, maximum: None });
+        charges.push(Charge {
+            id: id.to_owned(),
+            description,
+            metric: Some(metric_code),
+            model,
+            included: None,
+            minimum: None,
+            maximum: None,
+        });
     }
     let code = currency.map(|(code, _)| code).unwrap_or_default();
     Ok(Plan {
@@ -193,21 +302,41 @@ pub fn stripe_prices(export: &Value, plan_id: &str) -> Result<Plan, ImportError>
 }
 
 fn str_field<'v>(value: &'v Value, field: &str, path: &str) -> Result<&'v str, ImportError> {
-    value.get(field).and_then(Value::as_str).ok_or_else(|| err(format!("{path}.{field}"), "expected a string"))
+    value
+        .get(field)
+        .and_then(Value::as_str)
+        .ok_or_else(|| err(format!("{path}.{field}"), "expected a string"))
 }
 
 /// `<field>_decimal` (a string, preferred) or `<field>` (an integer), in minor units → major.
-fn minor_amount(value: &Value, field: &str, minor_units: u32, path: &str) -> Result<Option<Decimal>, ImportError> {
+fn minor_amount(
+    value: &Value,
+    field: &str,
+    minor_units: u32,
+    path: &str,
+) -> Result<Option<Decimal>, ImportError> {
     let decimal_field = format!("{field}_decimal");
     let minor = match (value.get(&decimal_field), value.get(field)) {
-        (Some(Value::String(text)), _) => Some(parse_decimal(text).map_err(|m| err(format!("{path}.{decimal_field}"), m))?),
-        (_, Some(Value::Number(n))) => Some(parse_decimal(&n.to_string()).map_err(|m| err(format!("{path}.{field}"), m))?),
+        (Some(Value::String(text)), _) => {
+            Some(parse_decimal(text).map_err(|m| err(format!("{path}.{decimal_field}"), m))?)
+        }
+        (_, Some(Value::Number(n))) => {
+            Some(parse_decimal(&n.to_string()).map_err(|m| err(format!("{path}.{field}"), m))?)
+        }
         (_, None | Some(Value::Null)) => None,
-        (_, Some(other)) => return Err(err(format!("{path}.{field}"), format!("expected an integer, found {other}"))),
+        (_, Some(other)) => {
+            return Err(err(
+                format!("{path}.{field}"),
+                format!("expected an integer, found {other}"),
+            ));
+        }
     };
     let Some(minor) = minor else { return Ok(None) };
     let scale = Decimal::from(10u64.pow(minor_units));
-    minor.checked_div(scale).map(|major| Some(major.normalize())).ok_or_else(|| err(format!("{path}.{field}"), "amount out of range"))
+    minor
+        .checked_div(scale)
+        .map(|major| Some(major.normalize()))
+        .ok_or_else(|| err(format!("{path}.{field}"), "amount out of range"))
 }
 
 #[cfg(test)]
@@ -232,7 +361,10 @@ mod tests {
         let price: Value = serde_json::from_str(GRADUATED).unwrap();
         let plan = stripe_prices(&price, "imported").unwrap();
         assert!(crate::validate::validate_plan(&plan).is_ok());
-        let usage: Usage = serde_json::from_str(r#"{"period":{"containing":"2026-11-10"},"quantities":{"api_calls":"1500"}}"#).unwrap();
+        let usage: Usage = serde_json::from_str(
+            r#"{"period":{"containing":"2026-11-10"},"quantities":{"api_calls":"1500"}}"#,
+        )
+        .unwrap();
         let invoice = quote(&plan, &usage, &NoPlugins).unwrap();
         // Stripe: 1000 × 0.5¢ + $5.00 flat + 500 × 0.25¢ = $5.00 + $5.00 + $1.25 = $11.25
         assert_eq!(invoice.total.0.to_string(), "11.25");
@@ -247,9 +379,19 @@ mod tests {
         )
         .unwrap();
         let plan = stripe_prices(&Value::Array(vec![price]), "p").unwrap();
-        let usage: Usage = serde_json::from_str(r#"{"period":{"containing":"2026-11-10"},"quantities":{"price_pkg_usage":"2001"}}"#).unwrap();
+        let usage: Usage = serde_json::from_str(
+            r#"{"period":{"containing":"2026-11-10"},"quantities":{"price_pkg_usage":"2001"}}"#,
+        )
+        .unwrap();
         // 2001 units → 3 packages × ¥100
-        assert_eq!(quote(&plan, &usage, &NoPlugins).unwrap().total.0.to_string(), "300");
+        assert_eq!(
+            quote(&plan, &usage, &NoPlugins)
+                .unwrap()
+                .total
+                .0
+                .to_string(),
+            "300"
+        );
     }
 
     #[test]
@@ -259,8 +401,15 @@ mod tests {
         ))
         .unwrap();
         let error = stripe_prices(&list, "p").unwrap_err();
-        assert_eq!(error.to_string(), "$.data[1].currency: EUR differs from the first price's USD: a plan has one currency");
-        let one_time: Value = serde_json::from_str(r#"{"id":"p","currency":"usd","recurring":null}"#).unwrap();
-        assert_eq!(stripe_prices(&one_time, "p").unwrap_err().path, "$.recurring");
+        assert_eq!(
+            error.to_string(),
+            "$.data[1].currency: EUR differs from the first price's USD: a plan has one currency"
+        );
+        let one_time: Value =
+            serde_json::from_str(r#"{"id":"p","currency":"usd","recurring":null}"#).unwrap();
+        assert_eq!(
+            stripe_prices(&one_time, "p").unwrap_err().path,
+            "$.recurring"
+        );
     }
 }

@@ -88,7 +88,12 @@ pub struct BreakdownRow {
 }
 
 impl BreakdownRow {
-    pub fn units(description: String, quantity: Decimal, unit_price: Decimal, amount: Decimal) -> Self {
+    pub fn units(
+        description: String,
+        quantity: Decimal,
+        unit_price: Decimal,
+        amount: Decimal,
+    ) -> Self {
         BreakdownRow {
             description,
             quantity: Some(Dec(quantity)),
@@ -98,7 +103,12 @@ impl BreakdownRow {
     }
 
     pub fn fee(description: String, amount: Decimal) -> Self {
-        BreakdownRow { description, quantity: None, unit_price: None, amount: Dec(amount) }
+        BreakdownRow {
+            description,
+            quantity: None,
+            unit_price: None,
+            amount: Dec(amount),
+        }
     }
 }
 

@@ -6,17 +6,17 @@
 #![forbid(unsafe_code)]
 
 pub mod decimal;
-pub mod money;
-pub mod plan;
-pub mod usage;
-pub mod invoice;
-pub mod plugin;
-pub mod period;
-pub mod meter;
-pub mod price;
-pub mod validate;
-pub mod rate;
 pub mod estimate;
 pub mod import;
+pub mod invoice;
+pub mod meter;
+pub mod money;
+pub mod period;
+pub mod plan;
+pub mod plugin;
+pub mod price;
+pub mod rate;
+pub mod usage;
+pub mod validate;
 
 pub use rust_decimal::Decimal;

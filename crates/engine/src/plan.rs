@@ -80,7 +80,10 @@ pub struct Interval {
 
 impl Default for Interval {
     fn default() -> Self {
-        Interval { unit: IntervalUnit::Month, count: 1 }
+        Interval {
+            unit: IntervalUnit::Month,
+            count: 1,
+        }
     }
 }
 
@@ -500,7 +503,11 @@ pub struct Tier {
     #[serde(default, with = "crate::decimal::exact")]
     #[schemars(schema_with = "crate::decimal::schema")]
     pub unit_price: Decimal,
-    #[serde(default, with = "crate::decimal::exact", skip_serializing_if = "Decimal::is_zero")]
+    #[serde(
+        default,
+        with = "crate::decimal::exact",
+        skip_serializing_if = "Decimal::is_zero"
+    )]
     #[schemars(schema_with = "crate::decimal::schema")]
     pub flat_fee: Decimal,
 }

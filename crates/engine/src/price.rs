@@ -61,7 +61,11 @@ fn percent_of(amount: Decimal, percent: Decimal) -> Result<Decimal, Overflow> {
 
 /// `(lower, upper]` bounds of tier `idx`; `None` upper = unbounded.
 fn bounds(up_tos: &[Option<Decimal>], idx: usize) -> (Decimal, Option<Decimal>) {
-    let lower = if idx == 0 { Decimal::ZERO } else { up_tos[idx - 1].unwrap_or(Decimal::MAX) };
+    let lower = if idx == 0 {
+        Decimal::ZERO
+    } else {
+        up_tos[idx - 1].unwrap_or(Decimal::MAX)
+    };
     (lower, up_tos[idx])
 }
 
@@ -78,7 +82,11 @@ fn range_text(lower: Decimal, upper: Option<Decimal>, convention: TierConvention
 }
 
 /// Index of the tier (or band) a total quantity reaches. Assumes validated, increasing bounds.
-pub fn tier_reached(up_tos: &[Option<Decimal>], quantity: Decimal, convention: TierConvention) -> usize {
+pub fn tier_reached(
+    up_tos: &[Option<Decimal>],
+    quantity: Decimal,
+    convention: TierConvention,
+) -> usize {
     let last = up_tos.len().saturating_sub(1);
     for (idx, up_to) in up_tos.iter().enumerate() {
         let Some(up_to) = up_to else { return idx };
@@ -128,21 +136,33 @@ pub fn graduated(
             let unit_price = mul(tier.unit_price, price_scale)?;
             let amount = mul(n_units, unit_price)?;
             priced.push(BreakdownRow::units(
-                format!("tier {} {range}: {} × {}", tier_idx + 1, n_units.normalize(), unit_price.normalize()),
+                format!(
+                    "tier {} {range}: {} × {}",
+                    tier_idx + 1,
+                    n_units.normalize(),
+                    unit_price.normalize()
+                ),
                 n_units,
                 unit_price,
                 amount,
             ))?;
         }
         if !tier.flat_fee.is_zero() {
-            priced.push(BreakdownRow::fee(format!("tier {} {range}: flat fee", tier_idx + 1), tier.flat_fee))?;
+            priced.push(BreakdownRow::fee(
+                format!("tier {} {range}: flat fee", tier_idx + 1),
+                tier.flat_fee,
+            ))?;
         }
     }
     Ok(priced)
 }
 
 /// Volume tiers: every unit at the price of the tier the total reaches, plus its flat fee.
-pub fn volume(tiers: &[Tier], quantity: Decimal, convention: TierConvention) -> Result<Priced, Overflow> {
+pub fn volume(
+    tiers: &[Tier],
+    quantity: Decimal,
+    convention: TierConvention,
+) -> Result<Priced, Overflow> {
     let mut priced = Priced::default();
     if quantity <= Decimal::ZERO || tiers.is_empty() {
         return Ok(priced);
@@ -153,19 +173,31 @@ pub fn volume(tiers: &[Tier], quantity: Decimal, convention: TierConvention) -> 
     let (lower, upper) = bounds(&up_tos, tier_idx);
     let range = range_text(lower, upper, convention);
     priced.push(BreakdownRow::units(
-        format!("all {} units at tier {} {range}: × {}", quantity.normalize(), tier_idx + 1, tier.unit_price.normalize()),
+        format!(
+            "all {} units at tier {} {range}: × {}",
+            quantity.normalize(),
+            tier_idx + 1,
+            tier.unit_price.normalize()
+        ),
         quantity,
         tier.unit_price,
         mul(quantity, tier.unit_price)?,
     ))?;
     if !tier.flat_fee.is_zero() {
-        priced.push(BreakdownRow::fee(format!("tier {} {range}: flat fee", tier_idx + 1), tier.flat_fee))?;
+        priced.push(BreakdownRow::fee(
+            format!("tier {} {range}: flat fee", tier_idx + 1),
+            tier.flat_fee,
+        ))?;
     }
     Ok(priced)
 }
 
 /// Stairstep: the flat price of the band the total reaches.
-pub fn stairstep(steps: &[Step], quantity: Decimal, convention: TierConvention) -> Result<Priced, Overflow> {
+pub fn stairstep(
+    steps: &[Step],
+    quantity: Decimal,
+    convention: TierConvention,
+) -> Result<Priced, Overflow> {
     let mut priced = Priced::default();
     if quantity <= Decimal::ZERO || steps.is_empty() {
         return Ok(priced);
@@ -197,7 +229,10 @@ pub fn package(
     let billable = sub(quantity, free_units)?.max(Decimal::ZERO);
     if !free_units.is_zero() {
         priced.breakdown.push(BreakdownRow::units(
-            format!("{} free units", quantity.min(free_units).max(Decimal::ZERO).normalize()),
+            format!(
+                "{} free units",
+                quantity.min(free_units).max(Decimal::ZERO).normalize()
+            ),
             quantity.min(free_units).max(Decimal::ZERO),
             Decimal::ZERO,
             Decimal::ZERO,
@@ -306,7 +341,10 @@ pub fn percentage(
     if !fixed_fee.is_zero() && n_transactions > 0 {
         let n = Decimal::from(n_transactions);
         priced.push(BreakdownRow::units(
-            format!("{n_transactions} transactions × {} fixed fee", fixed_fee.normalize()),
+            format!(
+                "{n_transactions} transactions × {} fixed fee",
+                fixed_fee.normalize()
+            ),
             n,
             fixed_fee,
             mul(n, fixed_fee)?,
@@ -347,9 +385,18 @@ mod tests {
     }
 
     fn check_graduated(convention: TierConvention, quantity: &str, expected: &str) {
-        let tiers = tiers(&[(Some("50"), "0.10", "5"), (Some("100"), "0.08", "2"), (None, "0.05", "0")]);
+        let tiers = tiers(&[
+            (Some("50"), "0.10", "5"),
+            (Some("100"), "0.08", "2"),
+            (None, "0.05", "0"),
+        ]);
         let priced = graduated(&tiers, d(quantity), convention, Decimal::ONE).unwrap();
-        assert_eq!(priced.amount, d(expected), "{convention:?} at {quantity}: {:#?}", priced.breakdown);
+        assert_eq!(
+            priced.amount,
+            d(expected),
+            "{convention:?} at {quantity}: {:#?}",
+            priced.breakdown
+        );
         let sum: Decimal = priced.breakdown.iter().map(|r| r.amount.0).sum();
         assert_eq!(sum, priced.amount);
     }
@@ -366,7 +413,11 @@ mod tests {
     }
 
     fn check_volume(convention: TierConvention, quantity: &str, expected: &str) {
-        let tiers = tiers(&[(Some("10"), "1.00", "0"), (Some("20"), "0.90", "3"), (None, "0.80", "0")]);
+        let tiers = tiers(&[
+            (Some("10"), "1.00", "0"),
+            (Some("20"), "0.90", "3"),
+            (None, "0.80", "0"),
+        ]);
         let priced = volume(&tiers, d(quantity), convention).unwrap();
         assert_eq!(priced.amount, d(expected), "{convention:?} at {quantity}");
     }
@@ -384,11 +435,29 @@ mod tests {
     #[test]
     fn stairstep_charges_the_band_price() {
         let steps = vec![
-            Step { from: None, up_to: Some(d("10")), price: d("50") },
-            Step { from: None, up_to: Some(d("50")), price: d("200") },
-            Step { from: None, up_to: None, price: d("500") },
+            Step {
+                from: None,
+                up_to: Some(d("10")),
+                price: d("50"),
+            },
+            Step {
+                from: None,
+                up_to: Some(d("50")),
+                price: d("200"),
+            },
+            Step {
+                from: None,
+                up_to: None,
+                price: d("500"),
+            },
         ];
-        let cases = [("0", "0"), ("1", "50"), ("10", "50"), ("10.01", "200"), ("51", "500")];
+        let cases = [
+            ("0", "0"),
+            ("1", "50"),
+            ("10", "50"),
+            ("10.01", "200"),
+            ("51", "500"),
+        ];
         for (quantity, expected) in cases {
             let priced = stairstep(&steps, d(quantity), TierConvention::UpperInclusive).unwrap();
             assert_eq!(priced.amount, d(expected), "at {quantity}");
@@ -410,7 +479,11 @@ mod tests {
         ];
         for (quantity, free, rounding, expected) in cases {
             let priced = package(d(quantity), d("1000"), d("5"), d(free), rounding).unwrap();
-            assert_eq!(priced.amount, d(expected), "{quantity} free {free} {rounding:?}");
+            assert_eq!(
+                priced.amount,
+                d(expected),
+                "{quantity} free {free} {rounding:?}"
+            );
         }
     }
 
@@ -423,12 +496,24 @@ mod tests {
             min_per_transaction: None,
             max_per_transaction: None,
         };
-        let priced = percentage(terms, d("1000"), 10, None, TierConvention::UpperInclusive).unwrap();
+        let priced =
+            percentage(terms, d("1000"), 10, None, TierConvention::UpperInclusive).unwrap();
         assert_eq!(priced.amount, d("32.00")); // 29 + 3
-        let bounded = PercentageTerms { min_per_transaction: Some(d("0.50")), max_per_transaction: Some(d("5")), ..terms };
+        let bounded = PercentageTerms {
+            min_per_transaction: Some(d("0.50")),
+            max_per_transaction: Some(d("5")),
+            ..terms
+        };
         let transactions = [d("1"), d("100"), d("1000")];
         // 1 → 0.329 → 0.50; 100 → 3.20; 1000 → 29.30 → 5
-        let priced = percentage(bounded, d("1101"), 3, Some(&transactions), TierConvention::UpperInclusive).unwrap();
+        let priced = percentage(
+            bounded,
+            d("1101"),
+            3,
+            Some(&transactions),
+            TierConvention::UpperInclusive,
+        )
+        .unwrap();
         assert_eq!(priced.amount, d("8.70"));
     }
 
@@ -441,7 +526,8 @@ mod tests {
             min_per_transaction: None,
             max_per_transaction: None,
         };
-        let priced = percentage(terms, d("15000"), 0, None, TierConvention::UpperInclusive).unwrap();
+        let priced =
+            percentage(terms, d("15000"), 0, None, TierConvention::UpperInclusive).unwrap();
         assert_eq!(priced.amount, d("415")); // 290 + 125
     }
 
@@ -449,6 +535,14 @@ mod tests {
     fn overflow_is_an_error_not_a_panic() {
         assert_eq!(per_unit(Decimal::MAX, d("2")), Err(Overflow));
         let tiers = tiers(&[(None, "79228162514264337593543950335", "0")]);
-        assert_eq!(graduated(&tiers, d("10"), TierConvention::UpperInclusive, Decimal::ONE), Err(Overflow));
+        assert_eq!(
+            graduated(
+                &tiers,
+                d("10"),
+                TierConvention::UpperInclusive,
+                Decimal::ONE
+            ),
+            Err(Overflow)
+        );
     }
 }

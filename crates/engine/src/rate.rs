@@ -599,7 +599,10 @@ pub fn price_usage(
                 let mut base = Decimal::ZERO;
                 // A charge's lines from a previous plan (`previous:<id>`) count as the charge's.
                 for line in raw_lines.iter().filter(|l| {
-                    let id = l.charge_id.strip_prefix("previous:").unwrap_or(&l.charge_id);
+                    let id = l
+                        .charge_id
+                        .strip_prefix("previous:")
+                        .unwrap_or(&l.charge_id);
                     ids.iter().any(|wanted| wanted == id)
                 }) {
                     base = price::add(base, billed(line.priced.amount))
@@ -638,10 +641,12 @@ pub fn price_usage(
     // last one takes the rounding remainder, so they add up to gross − net exactly), and
     // exclusive taxes are charged on the net, never on another tax.
     let gross = remaining;
-    let percent_rate = |percent: Decimal| price::div(percent, Decimal::ONE_HUNDRED).map_err(overflow("tax"));
+    let percent_rate =
+        |percent: Decimal| price::div(percent, Decimal::ONE_HUNDRED).map_err(overflow("tax"));
     let mut inclusive_rate = Decimal::ZERO;
     for tax in plan.taxes.iter().filter(|t| t.inclusive) {
-        inclusive_rate = price::add(inclusive_rate, percent_rate(tax.percent)?).map_err(overflow("tax"))?;
+        inclusive_rate =
+            price::add(inclusive_rate, percent_rate(tax.percent)?).map_err(overflow("tax"))?;
     }
     let net = if inclusive_rate.is_zero() {
         gross

@@ -168,7 +168,10 @@ pub struct Properties<'a>(Vec<(Cow<'a, str>, PropValue<'a>)>);
 
 impl<'a> Properties<'a> {
     pub fn get(&self, name: &str) -> Option<&PropValue<'a>> {
-        self.0.iter().find(|(key, _)| key == name).map(|(_, value)| value)
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&Cow<'a, str>, &PropValue<'a>)> {
@@ -304,16 +307,47 @@ impl Timestamp {
     /// as chrono's `timestamp_millis` does.
     fn parse_common(b: &[u8]) -> Option<Timestamp> {
         fn digits(b: &[u8]) -> Option<i64> {
-            b.iter().try_fold(0i64, |acc, c| c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0')))
+            b.iter().try_fold(0i64, |acc, c| {
+                c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+            })
         }
-        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        if b.len() < 20
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || b[10] != b'T'
+            || b[13] != b':'
+            || b[16] != b':'
+        {
             return None;
         }
         let (year, month, day) = (digits(&b[0..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
-        let (hour, minute, second) = (digits(&b[11..13])?, digits(&b[14..16])?, digits(&b[17..19])?);
+        let (hour, minute, second) = (
+            digits(&b[11..13])?,
+            digits(&b[14..16])?,
+            digits(&b[17..19])?,
+        );
         let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-        let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-        if !(1..=12).contains(&month) || day < 1 || day > month_days[(month - 1) as usize] || hour > 23 || minute > 59 || second > 59 {
+        let month_days = [
+            31,
+            if leap { 29 } else { 28 },
+            31,
+            30,
+            31,
+            30,
+            31,
+            31,
+            30,
+            31,
+            30,
+            31,
+        ];
+        if !(1..=12).contains(&month)
+            || day < 1
+            || day > month_days[(month - 1) as usize]
+            || hour > 23
+            || minute > 59
+            || second > 59
+        {
             return None;
         }
         let mut rest = &b[19..];
@@ -513,8 +547,14 @@ mod tests {
         let line = r#"{"id":"e1","customer":"c1","timestamp":"2026-11-05T10:00:00+01:00","code":"api","properties":{"bytes":1500,"amount":12.34,"region":"eu","nested":{"a":1}}}"#;
         let event: Event<'_> = serde_json::from_str(line).unwrap();
         assert!(matches!(event.id, Cow::Borrowed("e1")));
-        assert_eq!(event.timestamp, Timestamp::parse_rfc3339("2026-11-05T09:00:00Z").unwrap());
-        assert_eq!(event.properties["amount"].as_decimal().unwrap().to_string(), "12.34");
+        assert_eq!(
+            event.timestamp,
+            Timestamp::parse_rfc3339("2026-11-05T09:00:00Z").unwrap()
+        );
+        assert_eq!(
+            event.properties["amount"].as_decimal().unwrap().to_string(),
+            "12.34"
+        );
         assert_eq!(event.properties["bytes"].as_text().unwrap(), "1500");
         assert_eq!(event.properties["nested"], PropValue::Other);
     }
@@ -550,13 +590,19 @@ mod tests {
                 next(61),
                 next(62)
             );
-            let chrono = chrono::DateTime::parse_from_rfc3339(&text).map(|t| t.timestamp_millis()).ok();
+            let chrono = chrono::DateTime::parse_from_rfc3339(&text)
+                .map(|t| t.timestamp_millis())
+                .ok();
             let fast = Timestamp::parse_common(text.as_bytes());
             if let Some(fast) = fast {
                 n_fast += 1;
                 assert_eq!(Some(fast.0), chrono, "{text}");
             }
-            assert_eq!(Timestamp::parse_rfc3339(&text).ok().map(|t| t.0), chrono, "{text}");
+            assert_eq!(
+                Timestamp::parse_rfc3339(&text).ok().map(|t| t.0),
+                chrono,
+                "{text}"
+            );
         }
         assert!(n_fast > 5_000, "the fast path took only {n_fast} cases");
     }
@@ -572,7 +618,12 @@ mod tests {
     #[test]
     fn bad_timestamp_names_the_value() {
         let line = r#"{"id":"e1","timestamp":"yesterday","code":"x"}"#;
-        let err = serde_json::from_str::<Event<'_>>(line).unwrap_err().to_string();
-        assert!(err.contains("`yesterday` is not an RFC 3339 timestamp"), "{err}");
+        let err = serde_json::from_str::<Event<'_>>(line)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`yesterday` is not an RFC 3339 timestamp"),
+            "{err}"
+        );
     }
 }

@@ -82,16 +82,34 @@ pub fn validate_plan(plan: &Plan) -> Report {
     for (unit_idx, unit) in plan.custom_units.iter().enumerate() {
         let path = format!("$.custom_units[{unit_idx}]");
         if unit.scale > MAX_CUSTOM_SCALE {
-            r.error("unit_scale_too_large", format!("{path}.scale"), format!("scale {} is above the maximum of {MAX_CUSTOM_SCALE}", unit.scale));
+            r.error(
+                "unit_scale_too_large",
+                format!("{path}.scale"),
+                format!(
+                    "scale {} is above the maximum of {MAX_CUSTOM_SCALE}",
+                    unit.scale
+                ),
+            );
         }
         if Currency::iso(&unit.code).is_some() {
-            r.error("unit_shadows_iso", format!("{path}.code"), format!("`{}` is an ISO 4217 currency and cannot be redeclared", unit.code));
+            r.error(
+                "unit_shadows_iso",
+                format!("{path}.code"),
+                format!(
+                    "`{}` is an ISO 4217 currency and cannot be redeclared",
+                    unit.code
+                ),
+            );
         }
         if unit.code.trim().is_empty() {
             r.error("empty_id", format!("{path}.code"), "the unit code is empty");
         }
         if !seen_units.insert(unit.code.as_str()) {
-            r.error("duplicate_id", format!("{path}.code"), format!("unit `{}` is declared twice", unit.code));
+            r.error(
+                "duplicate_id",
+                format!("{path}.code"),
+                format!("unit `{}` is declared twice", unit.code),
+            );
         }
     }
     let currency = Currency::resolve(&plan.currency, &plan.custom_units);
@@ -99,12 +117,22 @@ pub fn validate_plan(plan: &Plan) -> Report {
         r.error(
             "unknown_currency",
             "$.currency",
-            format!("`{}` is neither an ISO 4217 currency nor a declared custom unit", plan.currency),
+            format!(
+                "`{}` is neither an ISO 4217 currency nor a declared custom unit",
+                plan.currency
+            ),
         );
     }
-    let minor_units = currency.as_ref().map(|c| c.minor_units).unwrap_or(MAX_CUSTOM_SCALE);
+    let minor_units = currency
+        .as_ref()
+        .map(|c| c.minor_units)
+        .unwrap_or(MAX_CUSTOM_SCALE);
     if plan.interval.count == 0 {
-        r.error("zero_interval", "$.interval.count", "the interval count must be at least 1");
+        r.error(
+            "zero_interval",
+            "$.interval.count",
+            "the interval count must be at least 1",
+        );
     }
 
     // Metrics.
@@ -112,9 +140,17 @@ pub fn validate_plan(plan: &Plan) -> Report {
     for (metric_idx, metric) in plan.metrics.iter().enumerate() {
         let path = format!("$.metrics[{metric_idx}]");
         if metric.code.trim().is_empty() {
-            r.error("empty_id", format!("{path}.code"), "the metric code is empty");
+            r.error(
+                "empty_id",
+                format!("{path}.code"),
+                "the metric code is empty",
+            );
         } else if !metric_codes.insert(metric.code.as_str()) {
-            r.error("duplicate_id", format!("{path}.code"), format!("metric `{}` is defined twice", metric.code));
+            r.error(
+                "duplicate_id",
+                format!("{path}.code"),
+                format!("metric `{}` is defined twice", metric.code),
+            );
         }
         let property = match &metric.aggregation {
             Aggregation::Count | Aggregation::Custom { .. } => None,
@@ -127,7 +163,11 @@ pub fn validate_plan(plan: &Plan) -> Report {
             | Aggregation::TimeWeightedAverage { property, .. } => Some(property),
         };
         if property.is_some_and(|p| p.trim().is_empty()) {
-            r.error("empty_property", format!("{path}.aggregation.property"), "the aggregated property name is empty");
+            r.error(
+                "empty_property",
+                format!("{path}.aggregation.property"),
+                "the aggregated property name is empty",
+            );
         }
         if let Aggregation::Custom { plugin, .. } = &metric.aggregation {
             check_plugin_ref(r, &format!("{path}.aggregation.plugin"), plugin);
@@ -135,31 +175,53 @@ pub fn validate_plan(plan: &Plan) -> Report {
         for (filter_idx, filter) in metric.filters.iter().enumerate() {
             let fpath = format!("{path}.filters[{filter_idx}]");
             match (&filter.equals, &filter.one_of) {
-                (Some(_), Some(_)) | (None, None) => {
-                    r.error("bad_filter", fpath, "a filter needs exactly one of `equals` or `in`")
-                }
-                (None, Some(values)) if values.is_empty() => {
-                    r.error("bad_filter", format!("{fpath}.in"), "`in` lists no values: nothing would ever match")
-                }
+                (Some(_), Some(_)) | (None, None) => r.error(
+                    "bad_filter",
+                    fpath,
+                    "a filter needs exactly one of `equals` or `in`",
+                ),
+                (None, Some(values)) if values.is_empty() => r.error(
+                    "bad_filter",
+                    format!("{fpath}.in"),
+                    "`in` lists no values: nothing would ever match",
+                ),
                 _ => {}
             }
         }
         let mut dims = BTreeSet::new();
         for (dim_idx, dim) in metric.group_by.iter().enumerate() {
             if !dims.insert(dim) {
-                r.error("duplicate_id", format!("{path}.group_by[{dim_idx}]"), format!("`{dim}` is listed twice"));
+                r.error(
+                    "duplicate_id",
+                    format!("{path}.group_by[{dim_idx}]"),
+                    format!("`{dim}` is listed twice"),
+                );
             }
         }
         if let Some(conversion) = &metric.conversion {
-            for (name, value) in [("multiply_by", conversion.multiply_by), ("divide_by", conversion.divide_by)] {
+            for (name, value) in [
+                ("multiply_by", conversion.multiply_by),
+                ("divide_by", conversion.divide_by),
+            ] {
                 if value.is_some_and(|v| v <= Decimal::ZERO) {
-                    r.error("non_positive_factor", format!("{path}.conversion.{name}"), format!("`{name}` must be greater than 0"));
+                    r.error(
+                        "non_positive_factor",
+                        format!("{path}.conversion.{name}"),
+                        format!("`{name}` must be greater than 0"),
+                    );
                 }
             }
             if let Some(rounding) = conversion.round
                 && rounding.precision > MAX_PRICE_SCALE
             {
-                r.error("precision_too_large", format!("{path}.conversion.round.precision"), format!("precision {} is above {MAX_PRICE_SCALE}", rounding.precision));
+                r.error(
+                    "precision_too_large",
+                    format!("{path}.conversion.round.precision"),
+                    format!(
+                        "precision {} is above {MAX_PRICE_SCALE}",
+                        rounding.precision
+                    ),
+                );
             }
         }
     }
@@ -172,52 +234,94 @@ pub fn validate_plan(plan: &Plan) -> Report {
         if charge.id.trim().is_empty() {
             r.error("empty_id", format!("{path}.id"), "the charge id is empty");
         } else if !charge_ids.insert(charge.id.as_str()) {
-            r.error("duplicate_id", format!("{path}.id"), format!("charge `{}` is defined twice", charge.id));
+            r.error(
+                "duplicate_id",
+                format!("{path}.id"),
+                format!("charge `{}` is defined twice", charge.id),
+            );
         }
         let is_flat = matches!(charge.model, PriceModel::Flat { .. });
         let metric = match (&charge.metric, is_flat) {
             (Some(_), true) => {
-                r.error("flat_with_metric", format!("{path}.metric"), "a flat charge is not priced on a metric: remove `metric`");
+                r.error(
+                    "flat_with_metric",
+                    format!("{path}.metric"),
+                    "a flat charge is not priced on a metric: remove `metric`",
+                );
                 None
             }
             (None, false) => {
-                r.error("missing_metric", format!("{path}.metric"), "this price model needs a `metric`");
+                r.error(
+                    "missing_metric",
+                    format!("{path}.metric"),
+                    "this price model needs a `metric`",
+                );
                 None
             }
             (Some(code), false) => {
                 charged_metrics.insert(code.as_str());
                 let found = plan.metrics.iter().find(|m| &m.code == code);
                 if found.is_none() {
-                    r.error("unknown_metric", format!("{path}.metric"), format!("no metric `{code}` in the plan"));
+                    r.error(
+                        "unknown_metric",
+                        format!("{path}.metric"),
+                        format!("no metric `{code}` in the plan"),
+                    );
                 }
                 found
             }
             (None, true) => None,
         };
-        for (name, value) in [("included", charge.included), ("minimum", charge.minimum), ("maximum", charge.maximum)] {
+        for (name, value) in [
+            ("included", charge.included),
+            ("minimum", charge.minimum),
+            ("maximum", charge.maximum),
+        ] {
             if let Some(value) = value
                 && value < Decimal::ZERO
             {
-                r.error("negative_value", format!("{path}.{name}"), format!("`{name}` is negative ({value})"));
+                r.error(
+                    "negative_value",
+                    format!("{path}.{name}"),
+                    format!("`{name}` is negative ({value})"),
+                );
             }
         }
         for (name, value) in [("minimum", charge.minimum), ("maximum", charge.maximum)] {
             if let Some(value) = value {
-                check_amount_scale(r, &format!("{path}.{name}"), value, minor_units, &plan.currency);
+                check_amount_scale(
+                    r,
+                    &format!("{path}.{name}"),
+                    value,
+                    minor_units,
+                    &plan.currency,
+                );
             }
         }
         if let (Some(min), Some(max)) = (charge.minimum, charge.maximum)
             && min > max
         {
-            r.error("minimum_above_maximum", format!("{path}.minimum"), format!("minimum {min} is above maximum {max}"));
+            r.error(
+                "minimum_above_maximum",
+                format!("{path}.minimum"),
+                format!("minimum {min} is above maximum {max}"),
+            );
         }
         let mpath = format!("{path}.model");
         match &charge.model {
             PriceModel::Flat { amount, .. } => {
                 check_price(r, &format!("{mpath}.amount"), *amount);
-                check_amount_scale(r, &format!("{mpath}.amount"), *amount, minor_units, &plan.currency);
+                check_amount_scale(
+                    r,
+                    &format!("{mpath}.amount"),
+                    *amount,
+                    minor_units,
+                    &plan.currency,
+                );
             }
-            PriceModel::PerUnit { unit_price } => check_price(r, &format!("{mpath}.unit_price"), *unit_price),
+            PriceModel::PerUnit { unit_price } => {
+                check_price(r, &format!("{mpath}.unit_price"), *unit_price)
+            }
             PriceModel::Graduated { tiers } | PriceModel::Volume { tiers } => {
                 let volume = matches!(charge.model, PriceModel::Volume { .. });
                 check_tiers(r, &mpath, tiers, volume, plan);
@@ -226,26 +330,51 @@ pub fn validate_plan(plan: &Plan) -> Report {
             PriceModel::Stairstep { steps } => {
                 check_steps(r, &mpath, steps, minor_units, &plan.currency);
             }
-            PriceModel::Package { package_size, package_price, free_units, .. } => {
+            PriceModel::Package {
+                package_size,
+                package_price,
+                free_units,
+                ..
+            } => {
                 if *package_size <= Decimal::ZERO {
-                    r.error("non_positive_factor", format!("{mpath}.package_size"), "the package size must be greater than 0");
+                    r.error(
+                        "non_positive_factor",
+                        format!("{mpath}.package_size"),
+                        "the package size must be greater than 0",
+                    );
                 }
                 check_price(r, &format!("{mpath}.package_price"), *package_price);
                 if free_units.is_some_and(|f| f < Decimal::ZERO) {
-                    r.error("negative_value", format!("{mpath}.free_units"), "free units are negative");
+                    r.error(
+                        "negative_value",
+                        format!("{mpath}.free_units"),
+                        "free units are negative",
+                    );
                 }
             }
-            PriceModel::Percentage { percent, tiers, fixed_fee, min_per_transaction, max_per_transaction } => {
+            PriceModel::Percentage {
+                percent,
+                tiers,
+                fixed_fee,
+                min_per_transaction,
+                max_per_transaction,
+            } => {
                 match (percent, tiers.is_empty()) {
-                    (Some(_), false) | (None, true) => {
-                        r.error("bad_percentage", mpath.clone(), "a percentage charge needs exactly one of `percent` or `tiers`")
-                    }
+                    (Some(_), false) | (None, true) => r.error(
+                        "bad_percentage",
+                        mpath.clone(),
+                        "a percentage charge needs exactly one of `percent` or `tiers`",
+                    ),
                     _ => {}
                 }
                 if let Some(percent) = percent
                     && (*percent < Decimal::ZERO || *percent > Decimal::ONE_HUNDRED)
                 {
-                    r.error("percent_out_of_range", format!("{mpath}.percent"), format!("{percent}% is outside 0 to 100"));
+                    r.error(
+                        "percent_out_of_range",
+                        format!("{mpath}.percent"),
+                        format!("{percent}% is outside 0 to 100"),
+                    );
                 }
                 if !tiers.is_empty() {
                     check_tiers(r, &mpath, tiers, false, plan);
@@ -253,7 +382,11 @@ pub fn validate_plan(plan: &Plan) -> Report {
                         r.error("bad_percentage", mpath.clone(), "per-transaction minimum and maximum apply to a flat `percent`, not to graduated tiers");
                     }
                 }
-                for (name, value) in [("fixed_fee", fixed_fee), ("min_per_transaction", min_per_transaction), ("max_per_transaction", max_per_transaction)] {
+                for (name, value) in [
+                    ("fixed_fee", fixed_fee),
+                    ("min_per_transaction", min_per_transaction),
+                    ("max_per_transaction", max_per_transaction),
+                ] {
                     if let Some(value) = value {
                         check_price(r, &format!("{mpath}.{name}"), *value);
                     }
@@ -261,7 +394,11 @@ pub fn validate_plan(plan: &Plan) -> Report {
                 if let (Some(min), Some(max)) = (min_per_transaction, max_per_transaction)
                     && min > max
                 {
-                    r.error("minimum_above_maximum", format!("{mpath}.min_per_transaction"), format!("minimum {min} is above maximum {max}"));
+                    r.error(
+                        "minimum_above_maximum",
+                        format!("{mpath}.min_per_transaction"),
+                        format!("minimum {min} is above maximum {max}"),
+                    );
                 }
                 if let Some(metric) = metric
                     && !matches!(metric.aggregation, Aggregation::Sum { .. })
@@ -269,9 +406,17 @@ pub fn validate_plan(plan: &Plan) -> Report {
                     r.error("percentage_needs_sum", format!("{path}.metric"), format!("a percentage charge needs a `sum` metric of transaction amounts, and `{}` is not one", metric.code));
                 }
             }
-            PriceModel::Matrix { dimensions, prices, default_unit_price } => {
+            PriceModel::Matrix {
+                dimensions,
+                prices,
+                default_unit_price,
+            } => {
                 if dimensions.is_empty() {
-                    r.error("bad_matrix", format!("{mpath}.dimensions"), "a matrix needs at least one dimension");
+                    r.error(
+                        "bad_matrix",
+                        format!("{mpath}.dimensions"),
+                        "a matrix needs at least one dimension",
+                    );
                 }
                 if let Some(metric) = metric {
                     let want: BTreeSet<&String> = dimensions.iter().collect();
@@ -284,10 +429,22 @@ pub fn validate_plan(plan: &Plan) -> Report {
                 for (price_idx, price) in prices.iter().enumerate() {
                     let ppath = format!("{mpath}.prices[{price_idx}]");
                     if price.values.len() != dimensions.len() {
-                        r.error("bad_matrix", format!("{ppath}.values"), format!("{} values for {} dimensions", price.values.len(), dimensions.len()));
+                        r.error(
+                            "bad_matrix",
+                            format!("{ppath}.values"),
+                            format!(
+                                "{} values for {} dimensions",
+                                price.values.len(),
+                                dimensions.len()
+                            ),
+                        );
                     }
                     if !combos.insert(&price.values) {
-                        r.error("duplicate_id", format!("{ppath}.values"), format!("combination {:?} is priced twice", price.values));
+                        r.error(
+                            "duplicate_id",
+                            format!("{ppath}.values"),
+                            format!("combination {:?} is priced twice", price.values),
+                        );
                     }
                     check_price(r, &format!("{ppath}.unit_price"), price.unit_price);
                 }
@@ -295,46 +452,84 @@ pub fn validate_plan(plan: &Plan) -> Report {
                     check_price(r, &format!("{mpath}.default_unit_price"), *price);
                 }
             }
-            PriceModel::Custom { plugin, .. } => check_plugin_ref(r, &format!("{mpath}.plugin"), plugin),
+            PriceModel::Custom { plugin, .. } => {
+                check_plugin_ref(r, &format!("{mpath}.plugin"), plugin)
+            }
         }
     }
     for (metric_idx, metric) in plan.metrics.iter().enumerate() {
         if !charged_metrics.contains(metric.code.as_str()) {
-            r.warn("metric_not_charged", format!("$.metrics[{metric_idx}]"), format!("metric `{}` is not priced by any charge", metric.code));
+            r.warn(
+                "metric_not_charged",
+                format!("$.metrics[{metric_idx}]"),
+                format!("metric `{}` is not priced by any charge", metric.code),
+            );
         }
     }
 
     if let Some(commitment) = plan.minimum_commitment {
         if commitment < Decimal::ZERO {
-            r.error("negative_value", "$.minimum_commitment", "the minimum commitment is negative");
+            r.error(
+                "negative_value",
+                "$.minimum_commitment",
+                "the minimum commitment is negative",
+            );
         }
-        check_amount_scale(r, "$.minimum_commitment", commitment, minor_units, &plan.currency);
+        check_amount_scale(
+            r,
+            "$.minimum_commitment",
+            commitment,
+            minor_units,
+            &plan.currency,
+        );
     }
     let mut discount_ids = BTreeSet::new();
     for (discount_idx, discount) in plan.discounts.iter().enumerate() {
         let path = format!("$.discounts[{discount_idx}]");
         if !discount_ids.insert(discount.id.as_str()) {
-            r.error("duplicate_id", format!("{path}.id"), format!("discount `{}` is defined twice", discount.id));
+            r.error(
+                "duplicate_id",
+                format!("{path}.id"),
+                format!("discount `{}` is defined twice", discount.id),
+            );
         }
         match (discount.percent, discount.amount) {
-            (Some(_), Some(_)) | (None, None) => r.error("bad_discount", path.clone(), "a discount needs exactly one of `percent` or `amount`"),
-            (Some(p), None) if p <= Decimal::ZERO || p > Decimal::ONE_HUNDRED => {
-                r.error("percent_out_of_range", format!("{path}.percent"), format!("{p}% is outside (0, 100]"))
-            }
+            (Some(_), Some(_)) | (None, None) => r.error(
+                "bad_discount",
+                path.clone(),
+                "a discount needs exactly one of `percent` or `amount`",
+            ),
+            (Some(p), None) if p <= Decimal::ZERO || p > Decimal::ONE_HUNDRED => r.error(
+                "percent_out_of_range",
+                format!("{path}.percent"),
+                format!("{p}% is outside (0, 100]"),
+            ),
             (None, Some(a)) => {
                 if a < Decimal::ZERO {
-                    r.error("negative_value", format!("{path}.amount"), "the discount amount is negative");
+                    r.error(
+                        "negative_value",
+                        format!("{path}.amount"),
+                        "the discount amount is negative",
+                    );
                 }
                 check_amount_scale(r, &format!("{path}.amount"), a, minor_units, &plan.currency);
             }
             _ => {}
         }
         if discount.duration_periods == Some(0) {
-            r.warn("discount_never_applies", format!("{path}.duration_periods"), "a duration of 0 periods never applies");
+            r.warn(
+                "discount_never_applies",
+                format!("{path}.duration_periods"),
+                "a duration of 0 periods never applies",
+            );
         }
         for (ref_idx, charge_id) in discount.charges.iter().flatten().enumerate() {
             if !plan.charges.iter().any(|c| &c.id == charge_id) {
-                r.error("unknown_charge", format!("{path}.charges[{ref_idx}]"), format!("no charge `{charge_id}` in the plan"));
+                r.error(
+                    "unknown_charge",
+                    format!("{path}.charges[{ref_idx}]"),
+                    format!("no charge `{charge_id}` in the plan"),
+                );
             }
         }
     }
@@ -342,16 +537,28 @@ pub fn validate_plan(plan: &Plan) -> Report {
     for (tax_idx, tax) in plan.taxes.iter().enumerate() {
         let path = format!("$.taxes[{tax_idx}]");
         if !tax_ids.insert(tax.id.as_str()) {
-            r.error("duplicate_id", format!("{path}.id"), format!("tax `{}` is defined twice", tax.id));
+            r.error(
+                "duplicate_id",
+                format!("{path}.id"),
+                format!("tax `{}` is defined twice", tax.id),
+            );
         }
         if tax.percent < Decimal::ZERO || tax.percent > Decimal::ONE_HUNDRED {
-            r.error("percent_out_of_range", format!("{path}.percent"), format!("{}% is outside 0 to 100", tax.percent));
+            r.error(
+                "percent_out_of_range",
+                format!("{path}.percent"),
+                format!("{}% is outside 0 to 100", tax.percent),
+            );
         }
     }
     for (credit_idx, credit) in plan.credits.iter().enumerate() {
         let path = format!("$.credits[{credit_idx}].amount");
         if credit.amount < Decimal::ZERO {
-            r.error("negative_value", path.clone(), "a credit amount is negative");
+            r.error(
+                "negative_value",
+                path.clone(),
+                "a credit amount is negative",
+            );
         }
         check_amount_scale(r, &path, credit.amount, minor_units, &plan.currency);
     }
@@ -362,23 +569,43 @@ fn check_plugin_ref(r: &mut Report, path: &str, plugin: &str) {
     let valid = plugin.split_once('@').is_some_and(|(name, version)| {
         !name.is_empty()
             && !version.is_empty()
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     });
     if !valid {
-        r.error("bad_plugin_ref", path, format!("`{plugin}` is not a plugin reference of the form `name@version`"));
+        r.error(
+            "bad_plugin_ref",
+            path,
+            format!("`{plugin}` is not a plugin reference of the form `name@version`"),
+        );
     }
 }
 
 fn check_price(r: &mut Report, path: &str, price: Decimal) {
     if price < Decimal::ZERO {
-        r.error("negative_price", path, format!("the price {price} is negative"));
+        r.error(
+            "negative_price",
+            path,
+            format!("the price {price} is negative"),
+        );
     }
     if price.normalize().scale() > MAX_PRICE_SCALE {
-        r.error("price_scale_too_large", path, format!("{price} has more than {MAX_PRICE_SCALE} decimal places"));
+        r.error(
+            "price_scale_too_large",
+            path,
+            format!("{price} has more than {MAX_PRICE_SCALE} decimal places"),
+        );
     }
 }
 
-fn check_amount_scale(r: &mut Report, path: &str, amount: Decimal, minor_units: u32, currency: &str) {
+fn check_amount_scale(
+    r: &mut Report,
+    path: &str,
+    amount: Decimal,
+    minor_units: u32,
+    currency: &str,
+) {
     if amount.normalize().scale() > minor_units {
         r.error(
             "amount_finer_than_currency",
@@ -390,7 +617,12 @@ fn check_amount_scale(r: &mut Report, path: &str, amount: Decimal, minor_units: 
 
 /// Shared checks of tier bounds: `up_to` strictly increasing and positive, only the last
 /// unbounded, `from` (when given) equal to the previous bound.
-fn check_bounds(r: &mut Report, path: &str, bounds: &[(Option<Decimal>, Option<Decimal>)], what: &str) {
+fn check_bounds(
+    r: &mut Report,
+    path: &str,
+    bounds: &[(Option<Decimal>, Option<Decimal>)],
+    what: &str,
+) {
     if bounds.is_empty() {
         r.error("no_tiers", path, format!("at least one {what} is needed"));
         return;
@@ -401,21 +633,36 @@ fn check_bounds(r: &mut Report, path: &str, bounds: &[(Option<Decimal>, Option<D
         let tpath = format!("{path}[{idx}]");
         if let Some(from) = from {
             if *from > previous {
-                r.error("tier_gap", format!("{tpath}.from"), format!("gap: {what} {} starts at {from} but the previous one ends at {previous}", idx + 1));
+                r.error(
+                    "tier_gap",
+                    format!("{tpath}.from"),
+                    format!(
+                        "gap: {what} {} starts at {from} but the previous one ends at {previous}",
+                        idx + 1
+                    ),
+                );
             } else if *from < previous {
                 r.error("tier_overlap", format!("{tpath}.from"), format!("overlap: {what} {} starts at {from} but the previous one ends at {previous}", idx + 1));
             }
         }
         match up_to {
             None if idx != last_idx => {
-                r.error("unbounded_tier_not_last", format!("{tpath}.up_to"), format!("only the last {what} may be unbounded"));
+                r.error(
+                    "unbounded_tier_not_last",
+                    format!("{tpath}.up_to"),
+                    format!("only the last {what} may be unbounded"),
+                );
             }
             Some(_) if idx == last_idx => {
                 r.error("last_tier_bounded", format!("{tpath}.up_to"), format!("the last {what} must be unbounded (`up_to`: null) so every quantity has a price"));
             }
             Some(up_to) => {
                 if *up_to <= previous {
-                    r.error("tier_bounds_not_increasing", format!("{tpath}.up_to"), format!("`up_to` {up_to} is not above the previous bound {previous}"));
+                    r.error(
+                        "tier_bounds_not_increasing",
+                        format!("{tpath}.up_to"),
+                        format!("`up_to` {up_to} is not above the previous bound {previous}"),
+                    );
                 }
                 previous = *up_to;
             }
@@ -427,12 +674,19 @@ fn check_bounds(r: &mut Report, path: &str, bounds: &[(Option<Decimal>, Option<D
 fn check_tiers(r: &mut Report, path: &str, tiers: &[Tier], _volume: bool, plan: &Plan) {
     let bounds: Vec<_> = tiers.iter().map(|t| (t.from, t.up_to)).collect();
     check_bounds(r, &format!("{path}.tiers"), &bounds, "tier");
-    let minor_units = Currency::resolve(&plan.currency, &plan.custom_units).map_or(MAX_CUSTOM_SCALE, |c| c.minor_units);
+    let minor_units = Currency::resolve(&plan.currency, &plan.custom_units)
+        .map_or(MAX_CUSTOM_SCALE, |c| c.minor_units);
     for (tier_idx, tier) in tiers.iter().enumerate() {
         let tpath = format!("{path}.tiers[{tier_idx}]");
         check_price(r, &format!("{tpath}.unit_price"), tier.unit_price);
         check_price(r, &format!("{tpath}.flat_fee"), tier.flat_fee);
-        check_amount_scale(r, &format!("{tpath}.flat_fee"), tier.flat_fee, minor_units, &plan.currency);
+        check_amount_scale(
+            r,
+            &format!("{tpath}.flat_fee"),
+            tier.flat_fee,
+            minor_units,
+            &plan.currency,
+        );
     }
 }
 
@@ -449,7 +703,13 @@ fn check_steps(r: &mut Report, path: &str, steps: &[Step], minor_units: u32, cur
             r.warn(
                 "volume_cliff",
                 format!("{path}.steps[{}].price", step_idx + 1),
-                format!("band {} costs {} but band {} costs {}: more usage gives a lower bill", step_idx + 2, pair[1].price, step_idx + 1, pair[0].price),
+                format!(
+                    "band {} costs {} but band {} costs {}: more usage gives a lower bill",
+                    step_idx + 2,
+                    pair[1].price,
+                    step_idx + 1,
+                    pair[0].price
+                ),
             );
         }
     }
@@ -461,17 +721,30 @@ fn lint_tiers(r: &mut Report, path: &str, tiers: &[Tier], volume: bool, charge: 
         let upath = format!("{path}.tiers[{}]", idx + 1);
         if volume && let Some(bound) = lower.up_to {
             // The bill just below and just above the bound.
-            let below = bound.checked_mul(lower.unit_price).and_then(|a| a.checked_add(lower.flat_fee));
-            let above = bound.checked_mul(upper.unit_price).and_then(|a| a.checked_add(upper.flat_fee));
+            let below = bound
+                .checked_mul(lower.unit_price)
+                .and_then(|a| a.checked_add(lower.flat_fee));
+            let above = bound
+                .checked_mul(upper.unit_price)
+                .and_then(|a| a.checked_add(upper.flat_fee));
             if let (Some(below), Some(above)) = (below, above)
                 && above < below
             {
                 let breakeven = if upper.unit_price.is_zero() {
                     None
                 } else {
-                    below.checked_sub(upper.flat_fee).and_then(|x| x.checked_div(upper.unit_price))
+                    below
+                        .checked_sub(upper.flat_fee)
+                        .and_then(|x| x.checked_div(upper.unit_price))
                 };
-                let hint = breakeven.map_or(String::new(), |q| format!("; usage from {} up to {} costs less than {} does", bound.normalize(), q.normalize(), bound.normalize()));
+                let hint = breakeven.map_or(String::new(), |q| {
+                    format!(
+                        "; usage from {} up to {} costs less than {} does",
+                        bound.normalize(),
+                        q.normalize(),
+                        bound.normalize()
+                    )
+                });
                 r.warn(
                     "volume_cliff",
                     upath.clone(),
@@ -485,7 +758,10 @@ fn lint_tiers(r: &mut Report, path: &str, tiers: &[Tier], volume: bool, charge: 
             } else {
                 (upper.unit_price, lower.unit_price)
             };
-            if low.checked_mul(Decimal::TEN).is_some_and(|ten_low| high > ten_low) {
+            if low
+                .checked_mul(Decimal::TEN)
+                .is_some_and(|ten_low| high > ten_low)
+            {
                 r.warn(
                     "price_jump",
                     format!("{upath}.unit_price"),
@@ -509,7 +785,10 @@ fn lint_tiers(r: &mut Report, path: &str, tiers: &[Tier], volume: bool, charge: 
                 break;
             }
             let Some(up_to) = tier.up_to else { break };
-            let step = up_to.checked_sub(lower).and_then(|w| w.checked_mul(tier.unit_price)).and_then(|a| a.checked_add(tier.flat_fee));
+            let step = up_to
+                .checked_sub(lower)
+                .and_then(|w| w.checked_mul(tier.unit_price))
+                .and_then(|a| a.checked_add(tier.flat_fee));
             match step.and_then(|s| cost.checked_add(s)) {
                 Some(c) => cost = c,
                 None => break,
@@ -527,7 +806,12 @@ mod tests {
     fn check(plan: &str, expected: &[&str]) {
         let plan: Plan = serde_json::from_str(plan).unwrap();
         let report = validate_plan(&plan);
-        let actual: Vec<String> = report.errors.iter().chain(&report.warnings).map(|i| format!("{} {}", i.code, i.path)).collect();
+        let actual: Vec<String> = report
+            .errors
+            .iter()
+            .chain(&report.warnings)
+            .map(|i| format!("{} {}", i.code, i.path))
+            .collect();
         assert_eq!(actual, expected, "{report:#?}");
     }
 
@@ -540,7 +824,13 @@ mod tests {
 
     #[test]
     fn a_clean_plan_has_no_findings() {
-        check(&with_charge(r#"{"type":"graduated","tiers":[{"up_to":"10","unit_price":"1"},{"up_to":null,"unit_price":"0.5"}]}"#, ""), &[]);
+        check(
+            &with_charge(
+                r#"{"type":"graduated","tiers":[{"up_to":"10","unit_price":"1"},{"up_to":null,"unit_price":"0.5"}]}"#,
+                "",
+            ),
+            &[],
+        );
     }
 
     #[test]
@@ -560,8 +850,14 @@ mod tests {
             ],
         );
         check(
-            &with_charge(r#"{"type":"volume","tiers":[{"up_to":null,"unit_price":"1"},{"up_to":"5","unit_price":"1"}]}"#, ""),
-            &["unbounded_tier_not_last $.charges[0].model.tiers[0].up_to", "last_tier_bounded $.charges[0].model.tiers[1].up_to"],
+            &with_charge(
+                r#"{"type":"volume","tiers":[{"up_to":null,"unit_price":"1"},{"up_to":"5","unit_price":"1"}]}"#,
+                "",
+            ),
+            &[
+                "unbounded_tier_not_last $.charges[0].model.tiers[0].up_to",
+                "last_tier_bounded $.charges[0].model.tiers[1].up_to",
+            ],
         );
     }
 
@@ -588,18 +884,30 @@ mod tests {
     fn lint_finds_volume_cliffs_unreachable_tiers_and_uncharged_metrics() {
         // 100 units cost 100.00 but 100.0001 cost 50: a cliff.
         check(
-            &with_charge(r#"{"type":"volume","tiers":[{"up_to":"100","unit_price":"1"},{"up_to":null,"unit_price":"0.5"}]}"#, ""),
+            &with_charge(
+                r#"{"type":"volume","tiers":[{"up_to":"100","unit_price":"1"},{"up_to":null,"unit_price":"0.5"}]}"#,
+                "",
+            ),
             &["volume_cliff $.charges[0].model.tiers[1]"],
         );
         check(
-            &with_charge(r#"{"type":"stairstep","steps":[{"up_to":"10","price":"50"},{"up_to":null,"price":"40"}]}"#, ""),
+            &with_charge(
+                r#"{"type":"stairstep","steps":[{"up_to":"10","price":"50"},{"up_to":null,"price":"40"}]}"#,
+                "",
+            ),
             &["volume_cliff $.charges[0].model.steps[1].price"],
         );
         // The cap of 10 is reached by the first tier (100 × 1): tier 2 never applies.
         check(
-            &with_charge(r#"{"type":"graduated","tiers":[{"up_to":"100","unit_price":"1"},{"up_to":null,"unit_price":"0.9"}]}"#, r#","maximum":"10""#),
+            &with_charge(
+                r#"{"type":"graduated","tiers":[{"up_to":"100","unit_price":"1"},{"up_to":null,"unit_price":"0.9"}]}"#,
+                r#","maximum":"10""#,
+            ),
             &["unreachable_tier $.charges[0].model.tiers[1]"],
         );
-        check(r#"{"id":"p","currency":"USD","metrics":[{"code":"m","aggregation":{"type":"count"}}]}"#, &["metric_not_charged $.metrics[0]"]);
+        check(
+            r#"{"id":"p","currency":"USD","metrics":[{"code":"m","aggregation":{"type":"count"}}]}"#,
+            &["metric_not_charged $.metrics[0]"],
+        );
     }
 }

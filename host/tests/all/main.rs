@@ -53,6 +53,6 @@ pub fn event(
         customer: Cow::Borrowed("c1"),
         timestamp: Timestamp(timestamp_ms),
         code: Cow::Owned(code.to_owned()),
-        properties,
+        properties: properties.into_iter().collect(),
     }
 }

@@ -366,8 +366,3 @@ pub fn rate_stream<'p>(
     }
     Ok(summary)
 }
-
-/// Total billed over all invoices (for summaries).
-pub fn grand_total(invoices: &[Invoice]) -> Decimal {
-    invoices.iter().map(|i| i.total.0).sum()
-}

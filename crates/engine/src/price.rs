@@ -101,6 +101,17 @@ pub fn tier_reached(
     last
 }
 
+/// The tier (or band) a total reaches and its range as text, for volume and stairstep.
+fn reached_with_range(
+    up_tos: &[Option<Decimal>],
+    quantity: Decimal,
+    convention: TierConvention,
+) -> (usize, String) {
+    let idx = tier_reached(up_tos, quantity, convention);
+    let (lower, upper) = bounds(up_tos, idx);
+    (idx, range_text(lower, upper, convention))
+}
+
 fn enters(quantity: Decimal, lower: Decimal, convention: TierConvention) -> bool {
     if quantity <= Decimal::ZERO {
         return false;
@@ -168,10 +179,8 @@ pub fn volume(
         return Ok(priced);
     }
     let up_tos: Vec<Option<Decimal>> = tiers.iter().map(|t| t.up_to).collect();
-    let tier_idx = tier_reached(&up_tos, quantity, convention);
+    let (tier_idx, range) = reached_with_range(&up_tos, quantity, convention);
     let tier = &tiers[tier_idx];
-    let (lower, upper) = bounds(&up_tos, tier_idx);
-    let range = range_text(lower, upper, convention);
     priced.push(BreakdownRow::units(
         format!(
             "all {} units at tier {} {range}: × {}",
@@ -203,13 +212,11 @@ pub fn stairstep(
         return Ok(priced);
     }
     let up_tos: Vec<Option<Decimal>> = steps.iter().map(|s| s.up_to).collect();
-    let step_idx = tier_reached(&up_tos, quantity, convention);
-    let (lower, upper) = bounds(&up_tos, step_idx);
+    let (step_idx, range) = reached_with_range(&up_tos, quantity, convention);
     priced.push(BreakdownRow::fee(
         format!(
-            "band {} {}: {} units",
+            "band {} {range}: {} units",
             step_idx + 1,
-            range_text(lower, upper, convention),
             quantity.normalize()
         ),
         steps[step_idx].price,

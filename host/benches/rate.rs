@@ -187,12 +187,14 @@ fn baseline(path: &Path) -> std::io::Result<(u64, HashMap<String, Totals>)> {
     Ok((n_lines, per_customer))
 }
 
-fn rate(path: &Path, plan: &Plan) -> RateSummary {
+/// `threads`: 1, or 0 for one worker per core.
+fn rate(path: &Path, plan: &Plan, threads: usize) -> RateSummary {
     let options = RateOptions {
         period: "2026-11".to_owned(),
         timezone: None,
         strict: false,
         customers: Default::default(),
+        threads,
     };
     let file = File::open(path).expect("open events");
     rate_stream(
@@ -220,45 +222,65 @@ fn bench_size(n_events: u64, rounds: usize, plan: &Plan) -> std::io::Result<()> 
     // Warm the page cache so the first timed pass does not pay for the disk.
     std::io::copy(&mut File::open(&path)?, &mut std::io::sink())?;
 
-    let (mut baseline_times, mut rate_times) = (Vec::new(), Vec::new());
+    let n_cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let (mut baseline_times, mut single_times, mut parallel_times) =
+        (Vec::new(), Vec::new(), Vec::new());
     let mut checked = false;
     for round in 0..rounds {
         let started = Instant::now();
         let (n_lines, per_customer) = baseline(&path)?;
         let baseline_time = started.elapsed();
         let started = Instant::now();
-        let summary = rate(&path, plan);
-        let rate_time = started.elapsed();
+        let single = rate(&path, plan, 1);
+        let single_time = started.elapsed();
+        let started = Instant::now();
+        let parallel = rate(&path, plan, 0);
+        let parallel_time = started.elapsed();
         eprintln!(
-            "  round {}: baseline {:.2} s, rate {:.2} s",
+            "  round {}: baseline {:.2} s, rate on 1 thread {:.2} s, rate on {n_cores} threads {:.2} s",
             round + 1,
             baseline_time.as_secs_f64(),
-            rate_time.as_secs_f64()
+            single_time.as_secs_f64(),
+            parallel_time.as_secs_f64(),
         );
         if !checked {
-            check(n_lines, &per_customer, &summary);
+            check(n_lines, &per_customer, &single);
+            assert_eq!(
+                serde_json::to_string(&single.invoices).expect("invoices to JSON"),
+                serde_json::to_string(&parallel.invoices).expect("invoices to JSON"),
+                "invoices differ between 1 and {n_cores} threads"
+            );
             checked = true;
         }
         baseline_times.push(baseline_time);
-        rate_times.push(rate_time);
+        single_times.push(single_time);
+        parallel_times.push(parallel_time);
     }
-    let (baseline_time, rate_time) = (median(baseline_times), median(rate_times));
+    let baseline_time = median(baseline_times);
     let baseline_eps = per_second(n_events, baseline_time);
-    let rate_eps = per_second(n_events, rate_time);
     println!(
-        "{n_events:>9} events ({:.0} MB, {N_CUSTOMERS} customers), median of {rounds}: baseline {:>10.0} events/s ({:.2} s) | rate {:>10.0} events/s ({:.2} s) | ratio rate/baseline {:.2}{}",
+        "{n_events:>9} events ({:.0} MB, {N_CUSTOMERS} customers), median of {rounds}: baseline {:>10.0} events/s ({:.2} s)",
         size as f64 / 1e6,
         baseline_eps,
         baseline_time.as_secs_f64(),
-        rate_eps,
-        rate_time.as_secs_f64(),
-        rate_eps / baseline_eps,
-        if rate_eps / baseline_eps >= 0.5 {
-            " (target ≥ 0.50: met)"
-        } else {
-            " (target ≥ 0.50: MISSED)"
-        }
     );
+    for (label, times) in [
+        ("1 thread".to_owned(), single_times),
+        (format!("{n_cores} threads"), parallel_times),
+    ] {
+        let time = median(times);
+        let eps = per_second(n_events, time);
+        println!(
+            "    rate on {label:<10} {eps:>10.0} events/s ({:.2} s) | ratio rate/baseline {:.2}{}",
+            time.as_secs_f64(),
+            eps / baseline_eps,
+            if eps / baseline_eps >= 0.5 {
+                " (target ≥ 0.50: met)"
+            } else {
+                " (target ≥ 0.50: MISSED)"
+            }
+        );
+    }
     Ok(())
 }
 

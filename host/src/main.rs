@@ -81,6 +81,9 @@ enum Command {
         /// Stop at the first malformed line (exit 1) instead of reporting it and going on.
         #[arg(long)]
         strict: bool,
+        /// Worker threads (default: one per core, at most 8). Invoices do not depend on it.
+        #[arg(long, default_value_t = 0, hide_default_value = true)]
+        threads: usize,
         /// `json`: one invoice per line (NDJSON); `table`: readable invoices.
         #[arg(long, value_enum, default_value_t = Format::Json)]
         format: Format,
@@ -295,6 +298,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             timezone,
             customers,
             strict,
+            threads,
             format,
             out,
         } => {
@@ -322,6 +326,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 timezone,
                 strict,
                 customers,
+                threads,
             };
             let started = std::time::Instant::now();
             let summary = rate_stream(

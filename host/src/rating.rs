@@ -10,21 +10,27 @@
 //! *their* calendar that contains the `--period` date, and a described customer without events
 //! still gets an invoice (their flat fees are due).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::hash::Hasher;
+
+use rustc_hash::FxHashMap;
 use std::io::BufRead;
 
 use ratecard_engine::decimal::Dec;
-use ratecard_engine::meter::{Aggregator, Outcome, Window};
+use ratecard_engine::meter::{Aggregator, Outcome, Router, Routing, Window};
 use ratecard_engine::period::PeriodError;
 use ratecard_engine::plan::{Credit, Plan};
 use ratecard_engine::plugin::PluginHost;
-use ratecard_engine::rate::{QuoteContext, RateError, context, input_hash, price_usage};
+use ratecard_engine::rate::{NotBilled, QuoteContext, RateError, context, input_hash, price_usage};
 use ratecard_engine::usage::{Customer, Event, PeriodSelector, Subscription, Usage};
 use ratecard_engine::{Decimal, invoice::Invoice};
 use serde::Deserialize;
 
 /// Lines read and parsed before their events are pushed, customer by customer.
 const CHUNK_LINES: usize = 16_384;
+
+/// Beyond this many worker threads a chunk's parts get too small to pay for the threads.
+const MAX_THREADS: usize = 8;
 
 /// What is known of one customer beyond their events.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -53,6 +59,8 @@ pub struct RateOptions {
     pub strict: bool,
     /// Per-customer setups by customer id.
     pub customers: BTreeMap<String, CustomerSetup>,
+    /// Worker threads (0: one per core, at most 8). The result does not depend on it.
+    pub threads: usize,
 }
 
 /// A line that could not be used.
@@ -138,6 +146,8 @@ struct Account<'p> {
     usage: Usage,
     ctx: QuoteContext,
     aggregator: Aggregator<'p>,
+    /// The customer's events not billed, for their invoice's notes.
+    not_billed: NotBilled,
 }
 
 /// A customer whose setup makes rating impossible (bad timezone, subscription starting after
@@ -204,6 +214,7 @@ fn open<'p>(
             usage,
             ctx,
             aggregator,
+            not_billed: NotBilled::default(),
         })
     });
     match opened {
@@ -212,8 +223,220 @@ fn open<'p>(
     }
 }
 
+/// Every customer of one shard seen so far, numbered in order of appearance.
+#[derive(Default)]
+struct Accounts<'p> {
+    by_id: FxHashMap<Box<str>, u32>,
+    slots: Vec<(Box<str>, Slot<'p>)>,
+}
+
+impl<'p> Accounts<'p> {
+    /// The number of `customer`'s account, opened with `open` if new.
+    fn find_or_open(&mut self, customer: &str, open: impl FnOnce() -> Slot<'p>) -> usize {
+        if let Some(&idx) = self.by_id.get(customer) {
+            return idx as usize;
+        }
+        let idx = self.slots.len();
+        self.slots.push((customer.into(), open()));
+        // More than 2^32 customers do not fit in memory anyway; saturate rather than wrap.
+        self.by_id
+            .insert(customer.into(), u32::try_from(idx).unwrap_or(u32::MAX));
+        idx
+    }
+}
+
+/// Groups a shard's events of one chunk by account with a counting sort, keeping each
+/// account's events in file order. Its buffers are reused from chunk to chunk.
+#[derive(Default)]
+struct Grouping {
+    /// The account of each event, as a number local to the chunk.
+    local_of_event: Vec<u32>,
+    /// Local number → account number.
+    accounts: Vec<usize>,
+    /// Account number → local number + 1 in the current chunk (0: not seen in it).
+    local_of_account: Vec<u32>,
+    /// Start of each local account's run, plus the end.
+    starts: Vec<usize>,
+    /// Where each event goes in the grouped order.
+    position: Vec<usize>,
+}
+
+impl Grouping {
+    fn group<'e>(
+        &mut self,
+        customers: impl Iterator<Item = &'e str>,
+        mut account_of: impl FnMut(&str) -> usize,
+    ) {
+        for &account in &self.accounts {
+            self.local_of_account[account] = 0;
+        }
+        self.accounts.clear();
+        self.local_of_event.clear();
+        let mut last: Option<(&str, u32)> = None;
+        for customer in customers {
+            let local = match last {
+                Some((previous, local)) if previous == customer => local,
+                _ => {
+                    let account = account_of(customer);
+                    if self.local_of_account.len() <= account {
+                        self.local_of_account.resize(account + 1, 0);
+                    }
+                    if self.local_of_account[account] == 0 {
+                        self.accounts.push(account);
+                        self.local_of_account[account] = self.accounts.len() as u32;
+                    }
+                    self.local_of_account[account] - 1
+                }
+            };
+            last = Some((customer, local));
+            self.local_of_event.push(local);
+        }
+        self.starts.clear();
+        self.starts.resize(self.accounts.len() + 1, 0);
+        for &local in &self.local_of_event {
+            self.starts[local as usize + 1] += 1;
+        }
+        for i in 1..self.starts.len() {
+            self.starts[i] += self.starts[i - 1];
+        }
+        self.position.clear();
+        let mut next = self.starts.clone();
+        for &local in &self.local_of_event {
+            let at = &mut next[local as usize];
+            self.position.push(*at);
+            *at += 1;
+        }
+    }
+
+    /// Each account of the chunk with the range its events occupy in the grouped order.
+    fn runs(&self) -> impl Iterator<Item = (usize, std::ops::Range<usize>)> + '_ {
+        self.accounts
+            .iter()
+            .enumerate()
+            .map(|(local, &account)| (account, self.starts[local]..self.starts[local + 1]))
+    }
+}
+
+/// A parsed event: its line number, its routing and itself.
+type Item<'c> = (u64, Routing, Event<'c>);
+
+/// The events of one part of a chunk, parsed and split by shard.
+#[derive(Default)]
+struct Parsed<'c> {
+    /// Per shard, in file order.
+    by_shard: Vec<Vec<Item<'c>>>,
+    errors: Vec<LineError>,
+}
+
+fn parse_lines<'c>(
+    chunk: &'c str,
+    spans: &[(usize, usize, u64)],
+    router: &Router<'_>,
+    n_shards: usize,
+) -> Parsed<'c> {
+    let mut parsed = Parsed {
+        by_shard: (0..n_shards)
+            .map(|_| Vec::with_capacity(spans.len() / n_shards + spans.len() / 8))
+            .collect(),
+        errors: Vec::new(),
+    };
+    for &(start, end, line) in spans {
+        match serde_json::from_str::<Event<'_>>(&chunk[start..end]) {
+            Ok(event) if event.customer.is_empty() => {
+                parsed.errors.push(LineError {
+                    line,
+                    message: format!("event `{}` has no `customer`", event.id),
+                });
+            }
+            Ok(event) => {
+                let shard = shard_of(&event.customer, n_shards);
+                let routing = router.route(&event);
+                parsed.by_shard[shard].push((line, routing, event));
+            }
+            Err(error) => parsed.errors.push(LineError {
+                line,
+                message: format!("not a valid event: {error}"),
+            }),
+        }
+    }
+    parsed
+}
+
+/// The shard owning a customer. Bits 32.. of the hash: the account map uses the low bits.
+fn shard_of(customer: &str, n_shards: usize) -> usize {
+    if n_shards <= 1 {
+        return 0;
+    }
+    let mut hasher = rustc_hash::FxHasher::default();
+    hasher.write(customer.as_bytes());
+    ((hasher.finish() >> 32) % n_shards as u64) as usize
+}
+
+/// One worker's customers: each customer belongs to exactly one shard, so shards aggregate in
+/// parallel without sharing anything, and a customer's events are pushed in file order.
+#[derive(Default)]
+struct Shard<'p> {
+    accounts: Accounts<'p>,
+    grouping: Grouping,
+    n_counted: u64,
+    n_skipped: u64,
+    errors: Vec<LineError>,
+}
+
+impl<'p> Shard<'p> {
+    /// Pushes this shard's events of a chunk, given in file order.
+    fn push(&mut self, items: Vec<Item<'_>>, open: impl Fn(&str) -> Slot<'p>) {
+        let Shard {
+            accounts, grouping, ..
+        } = self;
+        grouping.group(
+            items.iter().map(|(_, _, event)| event.customer.as_ref()),
+            |customer| accounts.find_or_open(customer, || open(customer)),
+        );
+        // Move the events into grouped order, so they are then read one after the other.
+        let mut grouped: Vec<Option<Item<'_>>> = Vec::new();
+        grouped.resize_with(items.len(), || None);
+        for (item, &at) in items.into_iter().zip(&grouping.position) {
+            grouped[at] = Some(item);
+        }
+        for (account, run) in grouping.runs() {
+            let slot = &mut accounts.slots[account].1;
+            for (line, routing, event) in grouped[run].iter().flatten() {
+                match slot {
+                    Slot::Open(account) => match account.aggregator.push_routed(event, routing) {
+                        Ok(Outcome::Counted) => self.n_counted += 1,
+                        Ok(outcome) => {
+                            self.n_skipped += 1;
+                            account.not_billed.record(outcome);
+                        }
+                        Err(error) => {
+                            account
+                                .not_billed
+                                .reject(format_args!("line {line}"), &error);
+                            self.errors.push(LineError {
+                                line: *line,
+                                message: error.to_string(),
+                            });
+                        }
+                    },
+                    Slot::Failed(_) | Slot::NotStarted => self.n_skipped += 1,
+                }
+            }
+        }
+    }
+}
+
 /// Rates every customer's events in `reader` (NDJSON) for one period. `progress` is called with
 /// the bytes read so far, every 64 KiB or so.
+///
+/// Lines are read in chunks. Each chunk is parsed in parts, one per worker thread, then each
+/// worker pushes the events of its shard of the customers, customer by customer (counting
+/// sort, file order kept within a customer): a customer's aggregator and id index stay hot in
+/// cache for a run of events instead of being touched once per line at random, and no state is
+/// shared between workers. The result does not depend on the number of threads: a customer's
+/// events are pushed in file order whatever the shard, invoices are sorted by customer and
+/// errors by line. `--strict` reads one line at a time, on one thread, so it stops at the first
+/// bad line.
 pub fn rate_stream<'p>(
     plan: &'p Plan,
     reader: impl BufRead,
@@ -236,13 +459,18 @@ pub fn rate_stream<'p>(
             },
         ),
     )?;
-    let mut accounts: HashMap<Box<str>, Slot<'p>> = HashMap::new();
+    let n_threads = if options.strict {
+        1
+    } else if options.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
+    } else {
+        options.threads.min(MAX_THREADS)
+    };
+    let mut shards: Vec<Shard<'p>> = (0..n_threads).map(|_| Shard::default()).collect();
+    let open_account = |customer: &str| open(plan, customer, options, plugins);
+    let router = Router::new(&plan.metrics);
     let mut summary = RateSummary::default();
     let mut reader = reader;
-    // Lines are read in chunks and, within a chunk, pushed customer by customer (keeping each
-    // customer's order): a customer's aggregator and id index stay hot in cache for a run of
-    // events instead of being touched once per line at random. Errors are reported in line
-    // order. `--strict` pushes in line order so it stops at the first bad line.
     let chunk_lines = if options.strict { 1 } else { CHUNK_LINES };
     let mut chunk = String::new();
     let mut spans: Vec<(usize, usize, u64)> = Vec::with_capacity(chunk_lines);
@@ -269,50 +497,62 @@ pub fn rate_stream<'p>(
             progress(n_bytes);
             last_report = n_bytes;
         }
-        let mut errors = Vec::new();
-        let mut events: Vec<(u64, Event<'_>)> = Vec::with_capacity(spans.len());
-        for &(start, end, line) in &spans {
-            match serde_json::from_str::<Event<'_>>(&chunk[start..end]) {
-                Ok(event) if event.customer.is_empty() => {
-                    errors.push(LineError {
-                        line,
-                        message: format!("event `{}` has no `customer`", event.id),
-                    });
+        let mut parts: Vec<Parsed<'_>> = if n_threads == 1 {
+            vec![parse_lines(&chunk, &spans, &router, 1)]
+        } else {
+            let part_len = spans.len().div_ceil(n_threads).max(1);
+            std::thread::scope(|scope| {
+                let mut pieces = spans.chunks(part_len);
+                let first = pieces.next().unwrap_or_default();
+                let (chunk, router) = (&chunk, &router);
+                let handles: Vec<_> = pieces
+                    .map(|piece| scope.spawn(move || parse_lines(chunk, piece, router, n_threads)))
+                    .collect();
+                let mut parts = vec![parse_lines(chunk, first, router, n_threads)];
+                parts.extend(handles.into_iter().map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                }));
+                parts
+            })
+        };
+        let mut errors: Vec<LineError> = parts
+            .iter_mut()
+            .flat_map(|part| std::mem::take(&mut part.errors))
+            .collect();
+        if !options.strict || errors.is_empty() {
+            // Each shard's events of the chunk, in file order (the parts are in file order).
+            let mut per_shard: Vec<Vec<Item<'_>>> = (0..n_threads).map(|_| Vec::new()).collect();
+            for part in &mut parts {
+                for (mine, theirs) in per_shard.iter_mut().zip(&mut part.by_shard) {
+                    if mine.is_empty() {
+                        *mine = std::mem::take(theirs);
+                    } else {
+                        mine.append(theirs);
+                    }
                 }
-                Ok(event) => events.push((line, event)),
-                Err(error) => errors.push(LineError {
-                    line,
-                    message: format!("not a valid event: {error}"),
-                }),
+            }
+            if n_threads == 1 {
+                let items = per_shard.pop().unwrap_or_default();
+                shards[0].push(items, open_account);
+            } else {
+                std::thread::scope(|scope| {
+                    let mut work = shards.iter_mut().zip(per_shard);
+                    let (first, first_items) = work.next().expect("at least one shard");
+                    let handles: Vec<_> = work
+                        .map(|(shard, items)| scope.spawn(move || shard.push(items, open_account)))
+                        .collect();
+                    first.push(first_items, open_account);
+                    for handle in handles {
+                        handle
+                            .join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                    }
+                });
             }
         }
-        if !options.strict {
-            // Stable: each customer's events keep their file order.
-            events.sort_by(|a, b| a.1.customer.cmp(&b.1.customer));
-        }
-        let mut current: Option<(&str, &mut Slot<'p>)> = None;
-        for (line, event) in &events {
-            if options.strict && !errors.is_empty() {
-                break;
-            }
-            let slot = match current.take() {
-                Some((customer, slot)) if customer == event.customer.as_ref() => slot,
-                _ => accounts
-                    .entry(event.customer.as_ref().into())
-                    .or_insert_with(|| open(plan, &event.customer, options, plugins)),
-            };
-            match &mut *slot {
-                Slot::Open(account) => match account.aggregator.push(event) {
-                    Ok(Outcome::Counted) => summary.n_counted += 1,
-                    Ok(_) => summary.n_skipped += 1,
-                    Err(error) => errors.push(LineError {
-                        line: *line,
-                        message: error.to_string(),
-                    }),
-                },
-                Slot::Failed(_) | Slot::NotStarted => summary.n_skipped += 1,
-            }
-            current = Some((event.customer.as_ref(), slot));
+        for shard in &mut shards {
+            errors.append(&mut shard.errors);
         }
         if !errors.is_empty() {
             errors.sort_by_key(|e| e.line);
@@ -324,14 +564,21 @@ pub fn rate_stream<'p>(
         }
     }
     progress(n_bytes);
+    let mut customers = Vec::new();
+    for shard in shards {
+        summary.n_counted += shard.n_counted;
+        summary.n_skipped += shard.n_skipped;
+        customers.extend(shard.accounts.slots);
+    }
+    customers.sort_by(|a, b| a.0.cmp(&b.0));
     // Described customers without events still owe their flat fees.
+    let n_seen = customers.len();
     for customer in options.customers.keys() {
-        if !accounts.contains_key(customer.as_str()) {
-            let slot = open(plan, customer, options, plugins);
-            accounts.insert(customer.as_str().into(), slot);
+        let seen = customers[..n_seen].binary_search_by(|(id, _)| id.as_ref().cmp(customer));
+        if seen.is_err() {
+            customers.push((customer.as_str().into(), open_account(customer)));
         }
     }
-    let mut customers: Vec<(Box<str>, Slot<'p>)> = accounts.into_iter().collect();
     customers.sort_by(|a, b| a.0.cmp(&b.0));
     for (customer, slot) in customers {
         let account = match slot {
@@ -349,13 +596,16 @@ pub fn rate_stream<'p>(
             usage,
             ctx,
             aggregator,
+            not_billed,
         } = *account;
         let result = aggregator
             .finish()
             .map_err(RateError::from)
             .and_then(|metered| {
                 let hash = input_hash(plan, &usage);
-                price_usage(plan, &usage, &ctx, metered, None, Vec::new(), plugins, hash)
+                let mut notes = Vec::new();
+                not_billed.write_notes(&mut notes, true);
+                price_usage(plan, &usage, &ctx, metered, None, notes, plugins, hash)
             });
         match result {
             Ok(invoice) => summary.invoices.push(invoice),

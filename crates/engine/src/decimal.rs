@@ -27,7 +27,7 @@ pub fn parse_decimal(text: &str) -> Result<Decimal, String> {
     parsed.map_err(|_| format!("`{trimmed}` is not a decimal number"))
 }
 
-fn from_f64_text(value: f64) -> Result<Decimal, String> {
+pub(crate) fn from_f64_text(value: f64) -> Result<Decimal, String> {
     if !value.is_finite() {
         return Err("expected a decimal, found a non-finite number".to_owned());
     }

@@ -266,6 +266,50 @@ fn zero_divisor(metric: &Metric) -> AggregateError {
     }
 }
 
+/// What [`Aggregator::push`] needs to know of an event that depends only on the metrics, not
+/// on the customer: which metrics select its code, and the hash of its id. Computing it apart
+/// (e.g. while parsing, on another thread) keeps the per-customer work small.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Routing {
+    /// Range of [`Router`]'s routes holding the slots selecting the code (`None`: no metric).
+    route: Option<(usize, usize)>,
+    id_hash: u64,
+}
+
+/// Routes events to metrics by event code; shared by every aggregator of the same metrics.
+#[derive(Clone, Debug)]
+pub struct Router<'p> {
+    /// Event code → range of `routes` holding the indexes of the slots selecting it.
+    by_code: FxHashMap<&'p str, (usize, usize)>,
+    routes: Vec<usize>,
+}
+
+impl<'p> Router<'p> {
+    pub fn new(metrics: &'p [Metric]) -> Router<'p> {
+        let mut by_event_code: BTreeMap<&'p str, Vec<usize>> = BTreeMap::new();
+        for (idx, metric) in metrics.iter().enumerate() {
+            by_event_code
+                .entry(metric.event_code())
+                .or_default()
+                .push(idx);
+        }
+        let mut by_code = FxHashMap::default();
+        let mut routes = Vec::with_capacity(metrics.len());
+        for (code, idxs) in by_event_code {
+            by_code.insert(code, (routes.len(), routes.len() + idxs.len()));
+            routes.extend(idxs);
+        }
+        Router { by_code, routes }
+    }
+
+    pub fn route(&self, event: &Event<'_>) -> Routing {
+        Routing {
+            route: self.by_code.get(event.code.as_ref()).copied(),
+            id_hash: StrIndex::hash(&event.id),
+        }
+    }
+}
+
 /// Aggregates one customer's events over one window.
 pub struct Aggregator<'p> {
     window: Window,
@@ -274,9 +318,7 @@ pub struct Aggregator<'p> {
     billable_from: Timestamp,
     plugins: &'p dyn PluginHost,
     slots: Vec<Slot<'p>>,
-    /// Event code → range of `routes` holding the indexes of the slots selecting it.
-    by_code: FxHashMap<&'p str, (usize, usize)>,
-    routes: Vec<usize>,
+    router: Router<'p>,
     seen_ids: StrIndex,
     n_counted: u64,
     /// Reused per push, so validation allocates nothing.
@@ -400,27 +442,13 @@ impl<'p> Aggregator<'p> {
             }
             slot.carry_in = *level;
         }
-        let mut by_event_code: BTreeMap<&'p str, Vec<usize>> = BTreeMap::new();
-        for (idx, metric) in metrics.iter().enumerate() {
-            by_event_code
-                .entry(metric.event_code())
-                .or_default()
-                .push(idx);
-        }
-        let mut by_code = FxHashMap::default();
-        let mut routes = Vec::with_capacity(metrics.len());
-        for (code, idxs) in by_event_code {
-            by_code.insert(code, (routes.len(), routes.len() + idxs.len()));
-            routes.extend(idxs);
-        }
         Ok(Aggregator {
             window,
             accrue_from: window.start.max(billable_from),
             billable_from,
             plugins,
             slots,
-            by_code,
-            routes,
+            router: Router::new(metrics),
             seen_ids: StrIndex::default(),
             n_counted: 0,
             prepared: Vec::new(),
@@ -431,13 +459,25 @@ impl<'p> Aggregator<'p> {
     /// Routes one event (the caller has already chosen the customer); see the module docs for
     /// the order of the checks. A refused event changes nothing.
     pub fn push(&mut self, event: &Event<'_>) -> Result<Outcome, EventError> {
-        let Some(&(route_start, route_end)) = self.by_code.get(event.code.as_ref()) else {
+        let routing = self.router.route(event);
+        self.push_routed(event, &routing)
+    }
+
+    /// [`Aggregator::push`] with the event's [`Routing`] computed beforehand (on any thread) by
+    /// a [`Router`] built from the same metrics: the same checks, in the same order, the same
+    /// result.
+    pub fn push_routed(
+        &mut self,
+        event: &Event<'_>,
+        routing: &Routing,
+    ) -> Result<Outcome, EventError> {
+        let Some((route_start, route_end)) = routing.route else {
             return Ok(Outcome::NoMetric);
         };
         if !self.window.contains(event.timestamp) {
             return Ok(Outcome::OutsideWindow);
         }
-        let id_hash = StrIndex::hash(&event.id);
+        let id_hash = routing.id_hash;
         if self.seen_ids.find_hashed(id_hash, &event.id).is_some() {
             return Ok(Outcome::Duplicate);
         }
@@ -530,7 +570,11 @@ impl<'p> Aggregator<'p> {
         in_trial: bool,
         prepared: &mut Vec<Prepared>,
     ) -> Result<(), EventError> {
-        let route = self.routes.get(route_start..route_end).unwrap_or_default();
+        let route = self
+            .router
+            .routes
+            .get(route_start..route_end)
+            .unwrap_or_default();
         for &slot_idx in route {
             let Some(slot) = self.slots.get(slot_idx) else {
                 continue;
@@ -1009,9 +1053,9 @@ impl StrIndex {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::Cell;
     use std::fmt::Write as _;
-    use std::rc::Rc;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use proptest::prelude::*;
 
@@ -1188,18 +1232,18 @@ mod tests {
     /// every config.
     #[derive(Default)]
     struct TestPlugins {
-        n_updates: Rc<Cell<usize>>,
+        n_updates: Arc<AtomicUsize>,
     }
 
     struct SumAccumulator {
         property: String,
         total: Decimal,
-        n_updates: Rc<Cell<usize>>,
+        n_updates: Arc<AtomicUsize>,
     }
 
     impl MetricAccumulator for SumAccumulator {
         fn update(&mut self, events: &[Event<'_>]) -> Result<(), PluginError> {
-            self.n_updates.set(self.n_updates.get() + 1);
+            self.n_updates.fetch_add(1, Ordering::Relaxed);
             for event in events {
                 let value = event
                     .properties
@@ -1266,7 +1310,7 @@ mod tests {
                 "sum@1" => Ok(Box::new(SumAccumulator {
                     property: config["property"].as_str().unwrap_or("value").to_owned(),
                     total: Decimal::ZERO,
-                    n_updates: Rc::clone(&self.n_updates),
+                    n_updates: Arc::clone(&self.n_updates),
                 })),
                 "fail@1" => Ok(Box::new(FailingAccumulator)),
                 "picky@1" => Err(PluginError::InvalidConfig {
@@ -1794,9 +1838,9 @@ mod tests {
             };
             assert_eq!(aggregator.push(&event), Ok(Outcome::Counted));
         }
-        assert_eq!(plugins.n_updates.get(), 2);
+        assert_eq!(plugins.n_updates.load(Ordering::Relaxed), 2);
         let usage = aggregator.finish().unwrap();
-        assert_eq!(plugins.n_updates.get(), 3);
+        assert_eq!(plugins.n_updates.load(Ordering::Relaxed), 3);
         assert_eq!(usage.metrics["total"][0].quantity, Decimal::from(2500));
     }
 

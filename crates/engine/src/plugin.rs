@@ -36,7 +36,7 @@ pub enum PluginError {
 /// A custom metric's accumulator for one customer, metric, group and period: `update` is called
 /// with batches of events, `merge` with the serialized state of another partial aggregate, and
 /// `finish` once for the quantity.
-pub trait MetricAccumulator {
+pub trait MetricAccumulator: Send {
     fn update(&mut self, events: &[Event<'_>]) -> Result<(), PluginError>;
     /// The accumulator's state as bytes, so partial aggregates survive a restart and merge
     /// across workers.
@@ -77,7 +77,7 @@ pub struct PricedLine {
 }
 
 /// Resolves plugin references (`"name@version"`) for a rating.
-pub trait PluginHost {
+pub trait PluginHost: Sync {
     /// A fresh accumulator for a custom metric with its config.
     fn metric(
         &self,

@@ -14,6 +14,7 @@
 //! plan's rounding mode.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
@@ -22,7 +23,7 @@ use crate::decimal::{Amount, Dec};
 use crate::invoice::{
     AppliedCredit, AppliedDiscount, AppliedTax, BreakdownRow, Invoice, Line, PeriodInfo,
 };
-use crate::meter::{Aggregator, GroupUsage, MeteredUsage, Outcome, Window};
+use crate::meter::{Aggregator, EventError, GroupUsage, MeteredUsage, Outcome, Window};
 use crate::money::{Currency, RoundingLevel};
 use crate::period::{BillingPeriod, Calendar, PeriodError};
 use crate::plan::{Charge, FeeTiming, GroupKey, Metric, Plan, PriceModel};
@@ -316,47 +317,84 @@ fn aggregate_events(
         &carry_in,
         plugins,
     )?;
-    let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let mut n_rejected = 0u64;
+    let mut not_billed = NotBilled::default();
     for (event_idx, event) in usage.events.iter().enumerate() {
         if !event.customer.is_empty()
             && !usage.customer.id.is_empty()
             && event.customer != usage.customer.id
         {
-            *counts.entry("of other customers").or_default() += 1;
+            not_billed.skip("of other customers");
             continue;
         }
         match aggregator.push(event) {
-            Ok(Outcome::Counted) => {}
             // With a plan change each plan's window is only part of the period: an event in the
             // other part is rated by the other plan, so it is not "outside the period".
             Ok(Outcome::OutsideWindow)
-                if event.timestamp < ctx.period.start || event.timestamp >= ctx.period.end =>
-            {
-                *counts.entry("outside the period").or_default() += 1
-            }
-            Ok(Outcome::OutsideWindow) => {}
-            Ok(Outcome::BeforeBillable) => *counts.entry("in the trial").or_default() += 1,
-            Ok(Outcome::NoMetric) => *counts.entry("matching no metric").or_default() += 1,
-            Ok(Outcome::Filtered) => *counts.entry("filtered out").or_default() += 1,
-            Ok(Outcome::Duplicate) => *counts.entry("duplicates").or_default() += 1,
-            Err(error) => {
-                n_rejected += 1;
-                if n_rejected <= 20 {
-                    notes.push(format!("$.events[{event_idx}]: rejected: {error}"));
-                }
-            }
+                if event.timestamp >= ctx.period.start && event.timestamp < ctx.period.end => {}
+            Ok(outcome) => not_billed.record(outcome),
+            Err(error) => not_billed.reject(format_args!("$.events[{event_idx}]"), &error),
         }
     }
-    if n_rejected > 20 {
-        notes.push(format!("{} more events rejected", n_rejected - 20));
-    }
-    for (what, n) in counts {
-        if window.start == ctx.period.start || what != "outside the period" {
-            notes.push(format!("{n} events not billed: {what}"));
-        }
-    }
+    not_billed.write_notes(notes, window.start == ctx.period.start);
     Ok(aggregator.finish()?)
+}
+
+/// The events of one aggregation that were not billed, and why, for the invoice's notes: counts
+/// per reason, and the first rejected events with their errors.
+#[derive(Clone, Debug, Default)]
+pub struct NotBilled {
+    counts: BTreeMap<&'static str, u64>,
+    rejected: Vec<String>,
+    n_rejected: u64,
+}
+
+impl NotBilled {
+    /// At most this many rejected events are noted one by one.
+    const MAX_REJECTED_NOTES: u64 = 20;
+
+    /// Counts an event the aggregator did not count (a `Counted` outcome is ignored).
+    pub fn record(&mut self, outcome: Outcome) {
+        let what = match outcome {
+            Outcome::Counted => return,
+            Outcome::OutsideWindow => "outside the period",
+            Outcome::BeforeBillable => "in the trial",
+            Outcome::NoMetric => "matching no metric",
+            Outcome::Filtered => "filtered out",
+            Outcome::Duplicate => "duplicates",
+        };
+        self.skip(what);
+    }
+
+    fn skip(&mut self, what: &'static str) {
+        *self.counts.entry(what).or_default() += 1;
+    }
+
+    /// Notes an event the aggregator refused; `place` says where it was (`$.events[3]`,
+    /// `line 12`).
+    pub fn reject(&mut self, place: impl fmt::Display, error: &EventError) {
+        self.n_rejected += 1;
+        if self.n_rejected <= Self::MAX_REJECTED_NOTES {
+            self.rejected.push(format!("{place}: rejected: {error}"));
+        }
+    }
+
+    /// Appends the notes: rejected events first, then the counts by reason. Events outside
+    /// the window are noted only if the window starts with the period (`whole_period`; with
+    /// a plan change, the old plan's window does not).
+    pub fn write_notes(self, notes: &mut Vec<String>, whole_period: bool) {
+        notes.extend(self.rejected);
+        if self.n_rejected > Self::MAX_REJECTED_NOTES {
+            notes.push(format!(
+                "{} more events rejected",
+                self.n_rejected - Self::MAX_REJECTED_NOTES
+            ));
+        }
+        for (what, n) in self.counts {
+            if whole_period || what != "outside the period" {
+                notes.push(format!("{n} events not billed: {what}"));
+            }
+        }
+    }
 }
 
 fn apply_quantities(

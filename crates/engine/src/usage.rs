@@ -196,16 +196,18 @@ impl<'a> Properties<'a> {
     }
 
     fn from_entries(mut entries: Vec<(Cow<'a, str>, PropValue<'a>)>) -> Self {
-        // Stable sort, then keep the last of equal names (as a map insert would).
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut unique: Vec<(Cow<'a, str>, PropValue<'a>)> = Vec::with_capacity(entries.len());
-        for entry in entries {
-            match unique.last_mut() {
-                Some(last) if last.0 == entry.0 => *last = entry,
-                _ => unique.push(entry),
-            }
+        // Stable sort, then keep the last of equal names (as a map insert would), in place.
+        if !entries.is_sorted_by(|a, b| a.0 < b.0) {
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            entries.dedup_by(|later, kept| {
+                let same = later.0 == kept.0;
+                if same {
+                    std::mem::swap(later, kept);
+                }
+                same
+            });
         }
-        Properties(unique)
+        Properties(entries)
     }
 }
 
@@ -511,10 +513,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for PropValue<'a> {
                 Ok(PropValue::Num(Ok(Decimal::from(v))))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                let parsed = serde_json::from_value::<Dec>(serde_json::Value::from(v))
-                    .map(|d| d.0)
-                    .map_err(|e| e.to_string());
-                Ok(PropValue::Num(parsed))
+                Ok(PropValue::Num(crate::decimal::from_f64_text(v)))
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
                 Ok(PropValue::Bool(v))
@@ -557,6 +556,20 @@ mod tests {
         );
         assert_eq!(event.properties["bytes"].as_text().unwrap(), "1500");
         assert_eq!(event.properties["nested"], PropValue::Other);
+    }
+
+    #[test]
+    fn repeated_property_names_keep_the_last_value() {
+        let line = r#"{"id":"e1","timestamp":0,"code":"api","properties":{"b":1,"a":2,"b":3,"c":4,"a":5}}"#;
+        let event: Event<'_> = serde_json::from_str(line).unwrap();
+        let names: Vec<&str> = event.properties.iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(event.properties["a"].as_text().unwrap(), "5");
+        assert_eq!(event.properties["b"].as_text().unwrap(), "3");
+        let sorted = r#"{"id":"e1","timestamp":0,"code":"api","properties":{"a":1,"a":2}}"#;
+        let event: Event<'_> = serde_json::from_str(sorted).unwrap();
+        assert_eq!(event.properties.len(), 1);
+        assert_eq!(event.properties["a"].as_text().unwrap(), "2");
     }
 
     #[test]

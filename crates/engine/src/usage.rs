@@ -12,6 +12,7 @@ use rust_decimal::Decimal;
 use schemars::JsonSchema;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::decimal::Dec;
 use crate::plan::{Credit, Plan};
@@ -164,7 +165,7 @@ impl Event<'_> {
 /// small allocation where a `BTreeMap` costs a large node, and lookups scan a few entries.
 #[derive(Clone, Debug, Default, PartialEq, JsonSchema)]
 #[schemars(with = "BTreeMap<String, serde_json::Value>")]
-pub struct Properties<'a>(Vec<(Cow<'a, str>, PropValue<'a>)>);
+pub struct Properties<'a>(SmallVec<[(Cow<'a, str>, PropValue<'a>); 2]>);
 
 impl<'a> Properties<'a> {
     pub fn get(&self, name: &str) -> Option<&PropValue<'a>> {
@@ -195,7 +196,7 @@ impl<'a> Properties<'a> {
         )
     }
 
-    fn from_entries(mut entries: Vec<(Cow<'a, str>, PropValue<'a>)>) -> Self {
+    fn from_entries(mut entries: SmallVec<[(Cow<'a, str>, PropValue<'a>); 2]>) -> Self {
         // Stable sort, then keep the last of equal names (as a map insert would), in place.
         if !entries.is_sorted_by(|a, b| a.0 < b.0) {
             entries.sort_by(|a, b| a.0.cmp(&b.0));
@@ -219,7 +220,7 @@ impl<'a> FromIterator<(Cow<'a, str>, PropValue<'a>)> for Properties<'a> {
 
 impl<'a, const N: usize> From<[(Cow<'a, str>, PropValue<'a>); N]> for Properties<'a> {
     fn from(entries: [(Cow<'a, str>, PropValue<'a>); N]) -> Self {
-        Properties::from_entries(entries.into())
+        Properties::from_entries(entries.into_iter().collect())
     }
 }
 
@@ -251,7 +252,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Properties<'a> {
                 f.write_str("an object of properties")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(4).min(16));
+                let mut entries = SmallVec::new();
                 while let Some(BorrowedStr(key)) = map.next_key::<BorrowedStr<'a>>()? {
                     entries.push((key, map.next_value::<PropValue<'a>>()?));
                 }

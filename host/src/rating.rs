@@ -384,19 +384,22 @@ struct Shard<'p> {
 }
 
 impl<'p> Shard<'p> {
-    /// Pushes this shard's events of a chunk, given in file order.
-    fn push(&mut self, items: Vec<Item<'_>>, open: impl Fn(&str) -> Slot<'p>) {
+    /// Pushes this shard's events of a chunk, given in file order in one or more pieces.
+    fn push(&mut self, pieces: Vec<Vec<Item<'_>>>, open: impl Fn(&str) -> Slot<'p>) {
         let Shard {
             accounts, grouping, ..
         } = self;
         grouping.group(
-            items.iter().map(|(_, _, event)| event.customer.as_ref()),
+            pieces
+                .iter()
+                .flatten()
+                .map(|(_, _, event)| event.customer.as_ref()),
             |customer| accounts.find_or_open(customer, || open(customer)),
         );
         // Move the events into grouped order, so they are then read one after the other.
         let mut grouped: Vec<Option<Item<'_>>> = Vec::new();
-        grouped.resize_with(items.len(), || None);
-        for (item, &at) in items.into_iter().zip(&grouping.position) {
+        grouped.resize_with(grouping.position.len(), || None);
+        for (item, &at) in pieces.into_iter().flatten().zip(&grouping.position) {
             grouped[at] = Some(item);
         }
         for (account, run) in grouping.runs() {
@@ -521,15 +524,12 @@ pub fn rate_stream<'p>(
             .flat_map(|part| std::mem::take(&mut part.errors))
             .collect();
         if !options.strict || errors.is_empty() {
-            // Each shard's events of the chunk, in file order (the parts are in file order).
-            let mut per_shard: Vec<Vec<Item<'_>>> = (0..n_threads).map(|_| Vec::new()).collect();
+            // Each shard's events of the chunk, part by part (the parts are in file order).
+            let mut per_shard: Vec<Vec<Vec<Item<'_>>>> =
+                (0..n_threads).map(|_| Vec::new()).collect();
             for part in &mut parts {
                 for (mine, theirs) in per_shard.iter_mut().zip(&mut part.by_shard) {
-                    if mine.is_empty() {
-                        *mine = std::mem::take(theirs);
-                    } else {
-                        mine.append(theirs);
-                    }
+                    mine.push(std::mem::take(theirs));
                 }
             }
             if n_threads == 1 {

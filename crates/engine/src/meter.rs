@@ -987,21 +987,23 @@ impl Hasher for FxHasher {
 type FxHashMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// A set of strings numbered in insertion order, stored exactly in one arena (no allocation per
-/// string), with hash chaining.
+/// string), indexed by an open-addressing table of (hash, number) with linear probing. A string
+/// costs its text, 8 bytes of end offset and 16–40 bytes of table; the text is compared only
+/// when the full 64-bit hashes are equal.
 #[derive(Default)]
 struct StrIndex {
     arena: String,
-    entries: Vec<StrEntry>,
-    /// Hash → most recent entry with that hash.
-    heads: FxHashMap<u64, usize>,
+    /// End of each string in `arena`; string `i` starts where string `i - 1` ends.
+    ends: Vec<usize>,
+    /// A power of two long (or empty); kept at most 5/8 full.
+    table: Vec<Bucket>,
 }
 
-#[derive(Clone, Copy)]
-struct StrEntry {
-    start: usize,
-    end: usize,
-    /// Previous entry with the same hash.
-    next: Option<usize>,
+#[derive(Clone, Copy, Default)]
+struct Bucket {
+    hash: u64,
+    /// String number + 1; 0 for an empty bucket.
+    entry: usize,
 }
 
 impl StrIndex {
@@ -1012,19 +1014,42 @@ impl StrIndex {
     }
 
     fn len(&self) -> usize {
-        self.entries.len()
+        self.ends.len()
+    }
+
+    fn text(&self, idx: usize) -> Option<&str> {
+        let start = match idx.checked_sub(1) {
+            Some(previous) => *self.ends.get(previous)?,
+            None => 0,
+        };
+        self.arena.get(start..*self.ends.get(idx)?)
+    }
+
+    /// The bucket holding `text`, or the empty bucket where it would go.
+    fn probe(&self, hash: u64, text: &str) -> Result<usize, usize> {
+        let mask = self.table.len().wrapping_sub(1);
+        let mut at = (hash as usize) & mask;
+        loop {
+            let Some(bucket) = self.table.get(at) else {
+                return Err(at);
+            };
+            if bucket.entry == 0 {
+                return Err(at);
+            }
+            if bucket.hash == hash && self.text(bucket.entry - 1) == Some(text) {
+                return Ok(at);
+            }
+            at = (at + 1) & mask;
+        }
     }
 
     fn find_hashed(&self, hash: u64, text: &str) -> Option<usize> {
-        let mut cursor = self.heads.get(&hash).copied();
-        while let Some(idx) = cursor {
-            let entry = self.entries.get(idx)?;
-            if self.arena.get(entry.start..entry.end) == Some(text) {
-                return Some(idx);
-            }
-            cursor = entry.next;
+        if self.table.is_empty() {
+            return None;
         }
-        None
+        self.probe(hash, text)
+            .ok()
+            .map(|at| self.table[at].entry - 1)
     }
 
     /// The index of `text`, inserted if new.
@@ -1038,16 +1063,33 @@ impl StrIndex {
 
     /// Inserts `text`, which `find_hashed(hash, text)` just did not find.
     fn insert_new(&mut self, hash: u64, text: &str) -> usize {
-        let idx = self.entries.len();
-        let start = self.arena.len();
+        if (self.ends.len() + 1) * 8 > self.table.len() * 5 {
+            self.grow();
+        }
+        let idx = self.ends.len();
         self.arena.push_str(text);
-        let next = self.heads.insert(hash, idx);
-        self.entries.push(StrEntry {
-            start,
-            end: self.arena.len(),
-            next,
-        });
+        self.ends.push(self.arena.len());
+        let at = match self.probe(hash, text) {
+            Ok(at) | Err(at) => at,
+        };
+        self.table[at] = Bucket {
+            hash,
+            entry: idx + 1,
+        };
         idx
+    }
+
+    fn grow(&mut self) {
+        let capacity = (self.table.len() * 2).max(16);
+        let old = std::mem::replace(&mut self.table, vec![Bucket::default(); capacity]);
+        let mask = capacity - 1;
+        for bucket in old.into_iter().filter(|b| b.entry != 0) {
+            let mut at = (bucket.hash as usize) & mask;
+            while self.table[at].entry != 0 {
+                at = (at + 1) & mask;
+            }
+            self.table[at] = bucket;
+        }
     }
 }
 
@@ -1956,18 +1998,10 @@ mod tests {
     #[test]
     fn str_index_survives_hash_collisions() {
         let mut index = StrIndex::default();
-        // Force every string onto one chain.
+        // Every string with the same hash: one probe run.
         for (i, text) in ["a", "b", "", "ab"].iter().enumerate() {
-            let idx = index.entries.len();
-            let start = index.arena.len();
-            index.arena.push_str(text);
-            let next = index.heads.insert(7, idx);
-            index.entries.push(StrEntry {
-                start,
-                end: index.arena.len(),
-                next,
-            });
-            assert_eq!(idx, i);
+            assert_eq!(index.find_hashed(7, text), None);
+            assert_eq!(index.insert_new(7, text), i);
         }
         assert_eq!(index.find_hashed(7, "b"), Some(1));
         assert_eq!(index.find_hashed(7, ""), Some(2));
@@ -1975,6 +2009,18 @@ mod tests {
         assert_eq!(index.insert("ab"), 4);
         assert_eq!(index.insert("ab"), 4);
         assert_eq!(index.len(), 5);
+        // Growing keeps every string findable, colliding or not.
+        for i in 0..1000 {
+            assert_eq!(index.insert(&format!("id-{i}")), 5 + i);
+        }
+        for i in 0..1000 {
+            assert_eq!(index.insert(&format!("id-{i}")), 5 + i);
+        }
+        assert_eq!(index.find_hashed(7, "a"), Some(0));
+        assert_eq!(index.find_hashed(7, "ab"), Some(3));
+        assert_eq!(index.insert("ab"), 4);
+        assert_eq!(index.text(2), Some(""));
+        assert_eq!(index.len(), 1005);
     }
 
     fn permutation_case() -> impl Strategy<Value = (Vec<(i64, u32, u8)>, Vec<usize>)> {

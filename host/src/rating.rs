@@ -329,7 +329,7 @@ struct Parsed<'c> {
 }
 
 fn parse_lines<'c>(
-    chunk: &'c str,
+    chunk: &'c [u8],
     spans: &[(usize, usize, u64)],
     router: &Router<'_>,
     n_shards: usize,
@@ -341,7 +341,7 @@ fn parse_lines<'c>(
         errors: Vec::new(),
     };
     for &(start, end, line) in spans {
-        match serde_json::from_str::<Event<'_>>(&chunk[start..end]) {
+        match serde_json::from_slice::<Event<'_>>(&chunk[start..end]) {
             Ok(event) if event.customer.is_empty() => {
                 parsed.errors.push(LineError {
                     line,
@@ -475,7 +475,9 @@ pub fn rate_stream<'p>(
     let mut summary = RateSummary::default();
     let mut reader = reader;
     let chunk_lines = if options.strict { 1 } else { CHUNK_LINES };
-    let mut chunk = String::new();
+    // Bytes, not text: a line that is not UTF-8 is one bad line (serde_json checks the text
+    // of each line as it parses it), not the end of the run.
+    let mut chunk: Vec<u8> = Vec::new();
     let mut spans: Vec<(usize, usize, u64)> = Vec::with_capacity(chunk_lines);
     let (mut n_bytes, mut last_report) = (0u64, 0u64);
     let mut at_end = false;
@@ -484,14 +486,14 @@ pub fn rate_stream<'p>(
         spans.clear();
         while spans.len() < chunk_lines {
             let start = chunk.len();
-            let n_read = reader.read_line(&mut chunk)?;
+            let n_read = reader.read_until(b'\n', &mut chunk)?;
             if n_read == 0 {
                 at_end = true;
                 break;
             }
             n_bytes += n_read as u64;
             summary.n_lines += 1;
-            let end = start + chunk[start..].trim_end().len();
+            let end = start + chunk[start..].trim_ascii_end().len();
             if end > start {
                 spans.push((start, end, summary.n_lines));
             }

@@ -198,3 +198,33 @@ fn streaming_gives_each_customer_the_invoice_of_a_plain_quote() {
         );
     }
 }
+
+#[test]
+fn a_line_that_is_not_utf8_is_one_bad_line() {
+    let plan: Plan = serde_json::from_str(PLAN).expect("plan");
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(
+        b"{\"id\":\"e1\",\"customer\":\"c1\",\"timestamp\":\"2026-11-02T00:00:00Z\",\"code\":\"api.request\"}\n",
+    );
+    bytes.extend_from_slice(
+        b"{\"id\":\"e2\",\"customer\":\"c\xff\xfe\",\"timestamp\":\"2026-11-02T00:00:00Z\",\"code\":\"api.request\"}\n",
+    );
+    bytes.extend_from_slice(
+        b"{\"id\":\"e3\",\"customer\":\"c1\",\"timestamp\":\"2026-11-03T00:00:00Z\",\"code\":\"api.request\"}\n",
+    );
+    let options = RateOptions {
+        period: "2026-11".to_owned(),
+        ..RateOptions::default()
+    };
+    let summary = rate_stream(&plan, Cursor::new(bytes), &options, &NoPlugins, |_| {})
+        .expect("the run goes on");
+    assert_eq!(summary.n_lines, 3);
+    assert_eq!(summary.n_counted, 2);
+    assert_eq!(summary.errors.len(), 1);
+    assert_eq!(summary.errors[0].line, 2);
+    assert!(
+        summary.errors[0].message.starts_with("not a valid event"),
+        "{}",
+        summary.errors[0].message
+    );
+}

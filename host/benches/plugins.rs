@@ -7,7 +7,8 @@
 //! - the state model: a live accumulator resource vs state passed as bytes per batch;
 //! - loading from the on-disk cache vs compiling from scratch.
 //!
-//! `cargo bench -p ratecard-host --bench plugins` (with `CARGO_TARGET_DIR` as you like).
+//! `cargo bench -p ratecard-host --bench plugins` (with `CARGO_TARGET_DIR` as you like); add
+//! `-- fresh`, `-- live`, `-- throughput`, `-- state` or `-- load` to run one part (for `perf`).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -21,6 +22,9 @@ use ratecard_test_plugins as guests;
 use serde_json::json;
 
 fn main() {
+    // `cargo bench` passes `--bench`; any other argument selects one part.
+    let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
+    let run = |part: &str| only.as_deref().is_none_or(|only| only == part);
     let runtime = PluginRuntime::new(RuntimeConfig::default()).unwrap();
     let p95 = runtime.load_file(guests::P95_BANDWIDTH.as_ref()).unwrap();
     println!(
@@ -32,18 +36,26 @@ fn main() {
     let property = format!("mbps_{}", "x".repeat(80));
     let config = json!({ "property": property });
     assert_eq!(config.to_string().len(), 100);
-    let fresh = samples(20_000, || {
-        let metric = p95.metric(&config).unwrap();
-        black_box(metric);
-    });
-    report("fresh instance + call (create, 100-byte input)", &fresh);
+    let mut fresh = None;
+    if run("fresh") {
+        let samples = samples(20_000, || {
+            let metric = p95.metric(&config).unwrap();
+            black_box(metric);
+        });
+        report("fresh instance + call (create, 100-byte input)", &samples);
+        fresh = Some(percentile(&samples, 50));
+    }
 
-    let one_event = [event(0, 0, &property, Decimal::new(12_345, 2))];
-    let mut live = p95.metric(&config).unwrap();
-    let live_samples = samples(50_000, || {
-        live.update(black_box(&one_event)).unwrap();
-    });
-    report("live call (update, one ~100-byte event)", &live_samples);
+    let mut live_call = None;
+    if run("live") {
+        let one_event = [event(0, 0, &property, Decimal::new(12_345, 2))];
+        let mut live = p95.metric(&config).unwrap();
+        let samples = samples(50_000, || {
+            live.update(black_box(&one_event)).unwrap();
+        });
+        report("live call (update, one ~100-byte event)", &samples);
+        live_call = Some(percentile(&samples, 50));
+    }
 
     // Throughput on 10,000-event batches: create, update, finish.
     let batch: Vec<Event<'static>> = (0..10_000)
@@ -56,101 +68,127 @@ fn main() {
             )
         })
         .collect();
-    let plugin_runs = samples(60, || {
-        let mut metric = p95.metric(&json!({})).unwrap();
-        metric.update(&batch).unwrap();
-        black_box(metric.finish().unwrap());
-    });
-    let native_runs = samples(60, || {
-        black_box(native_p95(black_box(&batch)));
-    });
-    let mut check = p95.metric(&json!({})).unwrap();
-    check.update(&batch).unwrap();
-    assert_eq!(
-        check.finish().unwrap(),
-        native_p95(&batch),
-        "plugin and native disagree"
-    );
-    let per_second = |d: Duration| batch.len() as f64 / d.as_secs_f64();
-    let (plugin_p50, native_p50) = (percentile(&plugin_runs, 50), percentile(&native_runs, 50));
-    // The 95th-percentile slowest batch, in events/s.
-    let (plugin_p95, native_p95_time) =
-        (percentile(&plugin_runs, 95), percentile(&native_runs, 95));
-    println!(
-        "events/s, 10,000-event batches: plugin {:.0} (p50) {:.0} (p95 batch) | native {:.0} (p50) {:.0} (p95 batch) | plugin/native {:.2} (p50) {:.2} (p95)",
-        per_second(plugin_p50),
-        per_second(plugin_p95),
-        per_second(native_p50),
-        per_second(native_p95_time),
-        native_p50.as_secs_f64() / plugin_p50.as_secs_f64(),
-        native_p95_time.as_secs_f64() / plugin_p95.as_secs_f64(),
-    );
-    let stats = check.stats();
-    println!(
-        "  one 10,000-event aggregation: {} fuel, peak memory {} bytes, in guest {:?}",
-        stats.fuel_used, stats.peak_memory_bytes, stats.call_time
-    );
-
-    // State model: 10 batches of 1,000 events.
-    let batches: Vec<&[Event<'static>]> = batch.chunks(1_000).collect();
-    let resource = samples(40, || {
-        let mut metric = p95.metric(&json!({})).unwrap();
-        for b in &batches {
-            metric.update(b).unwrap();
-        }
-        black_box(metric.finish().unwrap());
-    });
-    let bytes = samples(40, || {
-        let mut state: Option<Vec<u8>> = None;
-        for b in &batches {
+    let mut ratio = None;
+    if run("throughput") {
+        let plugin_runs = samples(60, || {
             let mut metric = p95.metric(&json!({})).unwrap();
-            if let Some(state) = &state {
-                metric.merge(state).unwrap();
+            metric.update(&batch).unwrap();
+            black_box(metric.finish().unwrap());
+        });
+        let native_runs = samples(60, || {
+            black_box(native_p95(black_box(&batch)));
+        });
+        let mut check = p95.metric(&json!({})).unwrap();
+        check.update(&batch).unwrap();
+        assert_eq!(
+            check.finish().unwrap(),
+            native_p95(&batch),
+            "plugin and native disagree"
+        );
+        let per_second = |d: Duration| batch.len() as f64 / d.as_secs_f64();
+        let (plugin_p50, native_p50) = (percentile(&plugin_runs, 50), percentile(&native_runs, 50));
+        // The 95th-percentile slowest batch, in events/s.
+        let (plugin_p95, native_p95_time) =
+            (percentile(&plugin_runs, 95), percentile(&native_runs, 95));
+        println!(
+            "events/s, 10,000-event batches: plugin {:.0} (p50) {:.0} (p95 batch) | native {:.0} (p50) {:.0} (p95 batch) | plugin/native {:.2} (p50) {:.2} (p95)",
+            per_second(plugin_p50),
+            per_second(plugin_p95),
+            per_second(native_p50),
+            per_second(native_p95_time),
+            native_p50.as_secs_f64() / plugin_p50.as_secs_f64(),
+            native_p95_time.as_secs_f64() / plugin_p95.as_secs_f64(),
+        );
+        let stats = check.stats();
+        println!(
+            "  one 10,000-event aggregation: {} fuel, peak memory {} bytes, in guest {:?}",
+            stats.fuel_used, stats.peak_memory_bytes, stats.call_time
+        );
+        ratio = Some(native_p50.as_secs_f64() / plugin_p50.as_secs_f64());
+
+        // What crossing costs without the metric's own work: a guest that only counts events.
+        let counter = runtime.load_file(guests::HOSTILE.as_ref()).unwrap();
+        let mut counting = counter.metric(&json!({"attack": "none"})).unwrap();
+        let crossing = samples(60, || {
+            counting.update(black_box(&batch)).unwrap();
+        });
+        let writer_runs = samples(60, || {
+            let mut writer = ratecard_host::plugins::convert::BatchWriter::default();
+            black_box(writer.write(black_box(&batch)).unwrap());
+        });
+        let counted = counting.stats();
+        println!(
+            "  per event: write the batch {:.0} ns, write + cross into a counting guest {:.0} ns ({} fuel), native p95 {:.0} ns",
+            percentile(&writer_runs, 50).as_nanos() as f64 / batch.len() as f64,
+            percentile(&crossing, 50).as_nanos() as f64 / batch.len() as f64,
+            counted.fuel_used / counted.calls / batch.len() as u64,
+            native_p50.as_nanos() as f64 / batch.len() as f64,
+        );
+    }
+
+    if run("state") {
+        // State model: 10 batches of 1,000 events.
+        let batches: Vec<&[Event<'static>]> = batch.chunks(1_000).collect();
+        let resource = samples(40, || {
+            let mut metric = p95.metric(&json!({})).unwrap();
+            for b in &batches {
+                metric.update(b).unwrap();
             }
-            metric.update(b).unwrap();
-            state = Some(metric.save().unwrap());
-        }
-        let mut metric = p95.metric(&json!({})).unwrap();
-        metric.merge(state.as_ref().unwrap()).unwrap();
-        black_box(metric.finish().unwrap());
-    });
-    println!(
-        "state model, 10 x 1,000 events: live resource {:?} (p50) | bytes per batch {:?} (p50) | bytes/resource {:.2}",
-        percentile(&resource, 50),
-        percentile(&bytes, 50),
-        percentile(&bytes, 50).as_secs_f64() / percentile(&resource, 50).as_secs_f64()
-    );
+            black_box(metric.finish().unwrap());
+        });
+        let bytes = samples(40, || {
+            let mut state: Option<Vec<u8>> = None;
+            for b in &batches {
+                let mut metric = p95.metric(&json!({})).unwrap();
+                if let Some(state) = &state {
+                    metric.merge(state).unwrap();
+                }
+                metric.update(b).unwrap();
+                state = Some(metric.save().unwrap());
+            }
+            let mut metric = p95.metric(&json!({})).unwrap();
+            metric.merge(state.as_ref().unwrap()).unwrap();
+            black_box(metric.finish().unwrap());
+        });
+        println!(
+            "state model, 10 x 1,000 events: live resource {:?} (p50) | bytes per batch {:?} (p50) | bytes/resource {:.2}",
+            percentile(&resource, 50),
+            percentile(&bytes, 50),
+            percentile(&bytes, 50).as_secs_f64() / percentile(&resource, 50).as_secs_f64()
+        );
+    }
 
-    // Cache: compile from scratch vs load from the on-disk cache.
-    let bytes = std::fs::read(guests::P95_BANDWIDTH).unwrap();
-    let cache_dir =
-        std::env::temp_dir().join(format!("ratecard-bench-cache-{}", std::process::id()));
-    let cached = PluginRuntime::new(RuntimeConfig {
-        cache_dir: Some(cache_dir.clone()),
-        ..RuntimeConfig::default()
-    })
-    .unwrap();
-    cached.load(&bytes).unwrap(); // fills the cache
-    let uncached = samples(5, || {
-        black_box(runtime.load(&bytes).unwrap());
-    });
-    let from_cache = samples(20, || {
-        black_box(cached.load(&bytes).unwrap());
-    });
-    println!(
-        "load: compile {:?} (p50) | from disk cache {:?} (p50) | compile/cache {:.1}",
-        percentile(&uncached, 50),
-        percentile(&from_cache, 50),
-        percentile(&uncached, 50).as_secs_f64() / percentile(&from_cache, 50).as_secs_f64()
-    );
-    std::fs::remove_dir_all(&cache_dir).ok();
+    if run("load") {
+        // Cache: compile from scratch vs load from the on-disk cache.
+        let bytes = std::fs::read(guests::P95_BANDWIDTH).unwrap();
+        let cache_dir =
+            std::env::temp_dir().join(format!("ratecard-bench-cache-{}", std::process::id()));
+        let cached = PluginRuntime::new(RuntimeConfig {
+            cache_dir: Some(cache_dir.clone()),
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        cached.load(&bytes).unwrap(); // fills the cache
+        let uncached = samples(5, || {
+            black_box(runtime.load(&bytes).unwrap());
+        });
+        let from_cache = samples(20, || {
+            black_box(cached.load(&bytes).unwrap());
+        });
+        println!(
+            "load: compile {:?} (p50) | from disk cache {:?} (p50) | compile/cache {:.1}",
+            percentile(&uncached, 50),
+            percentile(&from_cache, 50),
+            percentile(&uncached, 50).as_secs_f64() / percentile(&from_cache, 50).as_secs_f64()
+        );
+        std::fs::remove_dir_all(&cache_dir).ok();
+    }
 
-    println!(
-        "vs targets: fresh+call p50 {:?} (target <= 10us), live call p50 {:?} (target <= 1.5us), plugin/native {:.2} (target >= 0.33)",
-        percentile(&fresh, 50),
-        percentile(&live_samples, 50),
-        native_p50.as_secs_f64() / plugin_p50.as_secs_f64()
-    );
+    if let (Some(fresh), Some(live_call), Some(ratio)) = (fresh, live_call, ratio) {
+        println!(
+            "vs targets: fresh+call p50 {fresh:?} (target <= 10us), live call p50 {live_call:?} (target <= 1.5us), plugin/native {ratio:.2} (target >= 0.33)",
+        );
+    }
 }
 
 fn samples(n: usize, mut f: impl FnMut()) -> Vec<Duration> {

@@ -1,6 +1,7 @@
-//! Conversions between the engine's types and the contract's. Decimals cross as strings.
+//! Conversions between the engine's types and the contract's. Results, prices and amounts cross
+//! as decimal strings; event numbers as exact fixed-point `number`s in a flat `event-batch`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use ratecard_engine::Decimal;
 use ratecard_engine::decimal::Dec;
@@ -58,26 +59,213 @@ pub fn decimal(text: &str) -> Result<Decimal, String> {
         .map_err(|e| format!("`{text}` is not a decimal: {e}"))
 }
 
-pub fn event(event: &Event<'_>) -> types::Event {
-    types::Event {
-        id: event.id.to_string(),
-        customer: event.customer.to_string(),
-        timestamp_ms: event.timestamp.0,
-        code: event.code.to_string(),
-        properties: event
-            .properties
-            .iter()
-            .map(|(name, value)| types::Property {
-                name: name.to_string(),
-                value: match value {
-                    PropValue::Str(s) => types::Value::Str(s.to_string()),
-                    PropValue::Num(Ok(n)) => types::Value::Num(decimal_text(*n)),
-                    PropValue::Num(Err(_)) | PropValue::Other => types::Value::Other,
-                    PropValue::Bool(b) => types::Value::Boolean(*b),
-                    PropValue::Null => types::Value::Null,
-                },
-            })
-            .collect(),
+/// The kinds of property values in an `event-batch` (see the contract's WIT).
+mod kind {
+    pub const STR: u8 = 0;
+    pub const NUM: u8 = 1;
+    pub const NEG_NUM: u8 = 2;
+    pub const FALSE: u8 = 3;
+    pub const TRUE: u8 = 4;
+    pub const NULL: u8 = 5;
+    pub const OTHER: u8 = 6;
+}
+
+/// Writes engine events as one `event-batch` of the contract (columns in one byte buffer, see
+/// the WIT). Keeps its buffers between batches, so a live accumulator allocates nothing per
+/// `update` once warm.
+#[derive(Debug, Default)]
+pub struct BatchWriter {
+    columns: Columns,
+    bytes: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct Columns {
+    names: String,
+    name_ends: Vec<u32>,
+    ids: String,
+    id_ends: Vec<u32>,
+    customers: Vec<u32>,
+    timestamps_ms: Vec<i64>,
+    codes: Vec<u32>,
+    property_ends: Vec<u32>,
+    property_names: Vec<u32>,
+    property_kinds: Vec<u8>,
+    strings: String,
+    string_ends: Vec<u32>,
+    number_los: Vec<u64>,
+    number_his: Vec<u32>,
+    number_scales: Vec<u8>,
+}
+
+/// Names of one batch, each written once: a short list scanned in order, then a map.
+struct Names<'a> {
+    seen: Vec<(&'a str, u32)>,
+    map: Option<HashMap<&'a str, u32>>,
+}
+
+const NAMES_SCANNED: usize = 16;
+
+impl<'a> Names<'a> {
+    fn index(&mut self, name: &'a str, names: &mut String, name_ends: &mut Vec<u32>) -> u32 {
+        let found = match &self.map {
+            Some(map) => map.get(name).copied(),
+            None => self.seen.iter().find(|(n, _)| *n == name).map(|(_, i)| *i),
+        };
+        if let Some(index) = found {
+            return index;
+        }
+        let index = name_ends.len() as u32;
+        names.push_str(name);
+        name_ends.push(names.len() as u32);
+        match &mut self.map {
+            Some(map) => {
+                map.insert(name, index);
+            }
+            None => {
+                self.seen.push((name, index));
+                if self.seen.len() > NAMES_SCANNED {
+                    self.map = Some(self.seen.drain(..).collect());
+                }
+            }
+        }
+        index
+    }
+}
+
+impl BatchWriter {
+    /// The `event-batch` of `events`, or an error if it does not fit the contract's 32-bit
+    /// counts and offsets.
+    pub fn write(&mut self, events: &[Event<'_>]) -> Result<&types::EventBatch, String> {
+        let c = &mut self.columns;
+        for text in [&mut c.names, &mut c.ids, &mut c.strings] {
+            text.clear();
+        }
+        for column in [
+            &mut c.name_ends,
+            &mut c.id_ends,
+            &mut c.customers,
+            &mut c.codes,
+            &mut c.property_ends,
+            &mut c.property_names,
+            &mut c.string_ends,
+            &mut c.number_his,
+        ] {
+            column.clear();
+        }
+        c.timestamps_ms.clear();
+        c.property_kinds.clear();
+        c.number_los.clear();
+        c.number_scales.clear();
+        let mut names = Names {
+            seen: Vec::new(),
+            map: None,
+        };
+        for event in events {
+            for (name, value) in event.properties.iter() {
+                let value_kind = match value {
+                    PropValue::Str(s) => {
+                        c.strings.push_str(s);
+                        c.string_ends.push(c.strings.len() as u32);
+                        kind::STR
+                    }
+                    PropValue::Num(Ok(n)) => {
+                        let mantissa = n.mantissa();
+                        let magnitude = mantissa.unsigned_abs();
+                        c.number_los.push(magnitude as u64);
+                        c.number_his.push((magnitude >> 64) as u32);
+                        c.number_scales.push(n.scale() as u8);
+                        if mantissa < 0 {
+                            kind::NEG_NUM
+                        } else {
+                            kind::NUM
+                        }
+                    }
+                    PropValue::Num(Err(_)) | PropValue::Other => kind::OTHER,
+                    PropValue::Bool(false) => kind::FALSE,
+                    PropValue::Bool(true) => kind::TRUE,
+                    PropValue::Null => kind::NULL,
+                };
+                let name = names.index(name, &mut c.names, &mut c.name_ends);
+                c.property_names.push(name);
+                c.property_kinds.push(value_kind);
+            }
+            c.ids.push_str(&event.id);
+            c.id_ends.push(c.ids.len() as u32);
+            let customer = names.index(&event.customer, &mut c.names, &mut c.name_ends);
+            c.customers.push(customer);
+            let code = names.index(&event.code, &mut c.names, &mut c.name_ends);
+            c.codes.push(code);
+            c.timestamps_ms.push(event.timestamp.0);
+            c.property_ends.push(c.property_names.len() as u32);
+        }
+        // Offsets were computed in 32 bits: valid as long as the totals fit.
+        let largest = c
+            .ids
+            .len()
+            .max(c.strings.len())
+            .max(c.names.len())
+            .max(c.property_names.len());
+        if u32::try_from(largest).is_err() {
+            return Err(format!(
+                "a batch of {} events is too large for one update: split it",
+                events.len()
+            ));
+        }
+        let out = &mut self.bytes;
+        out.clear();
+        let header = [
+            c.id_ends.len(),
+            c.property_names.len(),
+            c.name_ends.len(),
+            c.string_ends.len(),
+            c.number_los.len(),
+            c.names.len(),
+            c.ids.len(),
+            c.strings.len(),
+        ];
+        out.reserve(
+            32 + 8 * (c.timestamps_ms.len() + c.number_los.len())
+                + 4 * (c.number_his.len()
+                    + c.name_ends.len()
+                    + 4 * c.id_ends.len()
+                    + c.property_names.len()
+                    + c.string_ends.len())
+                + c.property_kinds.len()
+                + c.number_scales.len()
+                + c.names.len()
+                + c.ids.len()
+                + c.strings.len(),
+        );
+        for n in header {
+            out.extend_from_slice(&(n as u32).to_le_bytes());
+        }
+        for n in &c.timestamps_ms {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        for n in &c.number_los {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        for column in [
+            &c.number_his,
+            &c.name_ends,
+            &c.id_ends,
+            &c.customers,
+            &c.codes,
+            &c.property_ends,
+            &c.property_names,
+            &c.string_ends,
+        ] {
+            for n in column {
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+        }
+        out.extend_from_slice(&c.property_kinds);
+        out.extend_from_slice(&c.number_scales);
+        out.extend_from_slice(c.names.as_bytes());
+        out.extend_from_slice(c.ids.as_bytes());
+        out.extend_from_slice(c.strings.as_bytes());
+        Ok(&self.bytes)
     }
 }
 

@@ -67,7 +67,7 @@ mod tests {
     use super::*;
     use ratecard_plugin::{event, num, string};
 
-    fn reading(id: &str, vehicle: &str, km: &str) -> Event {
+    fn reading(id: &str, vehicle: &str, km: &str) -> Event<'static> {
         event(
             id,
             0,

@@ -103,7 +103,7 @@ mod tests {
         }
     }
 
-    fn gpu(id: &str, gpu_type: &str, seconds: &str) -> Event {
+    fn gpu(id: &str, gpu_type: &str, seconds: &str) -> Event<'static> {
         event(
             id,
             0,

@@ -429,6 +429,45 @@ impl<'p> Shard<'p> {
     }
 }
 
+/// Reads an NDJSON stream a chunk of lines at a time.
+struct Lines<R> {
+    reader: R,
+    n_lines: u64,
+    n_bytes: u64,
+    at_end: bool,
+    max_lines: usize,
+}
+
+impl<R: BufRead> Lines<R> {
+    /// Replaces `chunk` with the next lines (at most `max_lines`) and `spans` with where each
+    /// non-blank one is, without its line break, and its 1-based number.
+    fn read(
+        &mut self,
+        chunk: &mut Vec<u8>,
+        spans: &mut Vec<(usize, usize, u64)>,
+    ) -> std::io::Result<()> {
+        chunk.clear();
+        spans.clear();
+        let mut n_read_lines = 0;
+        while !self.at_end && n_read_lines < self.max_lines {
+            let start = chunk.len();
+            let n_read = self.reader.read_until(b'\n', chunk)?;
+            if n_read == 0 {
+                self.at_end = true;
+                break;
+            }
+            self.n_bytes += n_read as u64;
+            self.n_lines += 1;
+            n_read_lines += 1;
+            let end = start + chunk[start..].trim_ascii_end().len();
+            if end > start {
+                spans.push((start, end, self.n_lines));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Rates every customer's events in `reader` (NDJSON) for one period. `progress` is called with
 /// the bytes read so far, every 64 KiB or so.
 ///
@@ -473,34 +512,23 @@ pub fn rate_stream<'p>(
     let open_account = |customer: &str| open(plan, customer, options, plugins);
     let router = Router::new(&plan.metrics);
     let mut summary = RateSummary::default();
-    let mut reader = reader;
-    let chunk_lines = if options.strict { 1 } else { CHUNK_LINES };
+    let mut lines = Lines {
+        reader,
+        n_lines: 0,
+        n_bytes: 0,
+        at_end: false,
+        max_lines: if options.strict { 1 } else { CHUNK_LINES },
+    };
     // Bytes, not text: a line that is not UTF-8 is one bad line (serde_json checks the text
     // of each line as it parses it), not the end of the run.
-    let mut chunk: Vec<u8> = Vec::new();
-    let mut spans: Vec<(usize, usize, u64)> = Vec::with_capacity(chunk_lines);
-    let (mut n_bytes, mut last_report) = (0u64, 0u64);
-    let mut at_end = false;
-    while !at_end && !summary.stopped {
-        chunk.clear();
-        spans.clear();
-        while spans.len() < chunk_lines {
-            let start = chunk.len();
-            let n_read = reader.read_until(b'\n', &mut chunk)?;
-            if n_read == 0 {
-                at_end = true;
-                break;
-            }
-            n_bytes += n_read as u64;
-            summary.n_lines += 1;
-            let end = start + chunk[start..].trim_ascii_end().len();
-            if end > start {
-                spans.push((start, end, summary.n_lines));
-            }
-        }
-        if n_bytes - last_report >= 1 << 16 {
-            progress(n_bytes);
-            last_report = n_bytes;
+    let (mut chunk, mut spans) = (Vec::new(), Vec::new());
+    let (mut next_chunk, mut next_spans) = (Vec::new(), Vec::new());
+    let mut last_report = 0u64;
+    lines.read(&mut chunk, &mut spans)?;
+    while !(lines.at_end && spans.is_empty()) && !summary.stopped {
+        if lines.n_bytes - last_report >= 1 << 16 {
+            progress(lines.n_bytes);
+            last_report = lines.n_bytes;
         }
         let mut parts: Vec<Parsed<'_>> = if n_threads == 1 {
             vec![parse_lines(&chunk, &spans, &router, 1)]
@@ -525,34 +553,38 @@ pub fn rate_stream<'p>(
             .iter_mut()
             .flat_map(|part| std::mem::take(&mut part.errors))
             .collect();
-        if !options.strict || errors.is_empty() {
-            // Each shard's events of the chunk, part by part (the parts are in file order).
-            let mut per_shard: Vec<Vec<Vec<Item<'_>>>> =
-                (0..n_threads).map(|_| Vec::new()).collect();
-            for part in &mut parts {
-                for (mine, theirs) in per_shard.iter_mut().zip(&mut part.by_shard) {
-                    mine.push(std::mem::take(theirs));
-                }
-            }
-            if n_threads == 1 {
-                let items = per_shard.pop().unwrap_or_default();
-                shards[0].push(items, open_account);
-            } else {
-                std::thread::scope(|scope| {
-                    let mut work = shards.iter_mut().zip(per_shard);
-                    let (first, first_items) = work.next().expect("at least one shard");
-                    let handles: Vec<_> = work
-                        .map(|(shard, items)| scope.spawn(move || shard.push(items, open_account)))
-                        .collect();
-                    first.push(first_items, open_account);
-                    for handle in handles {
-                        handle
-                            .join()
-                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                    }
-                });
+        // Each shard's events of the chunk, part by part (the parts are in file order).
+        let mut per_shard: Vec<Vec<Vec<Item<'_>>>> = (0..n_threads).map(|_| Vec::new()).collect();
+        for part in &mut parts {
+            for (mine, theirs) in per_shard.iter_mut().zip(&mut part.by_shard) {
+                mine.push(std::mem::take(theirs));
             }
         }
+        let read_next = if options.strict && !errors.is_empty() {
+            drop(per_shard);
+            Ok(())
+        } else if n_threads == 1 {
+            let items = per_shard.pop().unwrap_or_default();
+            drop(per_shard);
+            shards[0].push(items, open_account);
+            lines.read(&mut next_chunk, &mut next_spans)
+        } else {
+            // The workers push their shards while this thread reads the next chunk.
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = shards
+                    .iter_mut()
+                    .zip(per_shard)
+                    .map(|(shard, items)| scope.spawn(move || shard.push(items, open_account)))
+                    .collect();
+                let read = lines.read(&mut next_chunk, &mut next_spans);
+                for handle in handles {
+                    handle
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                }
+                read
+            })
+        };
         for shard in &mut shards {
             errors.append(&mut shard.errors);
         }
@@ -564,7 +596,13 @@ pub fn rate_stream<'p>(
             }
             summary.errors.extend(errors);
         }
+        read_next?;
+        drop(parts);
+        std::mem::swap(&mut chunk, &mut next_chunk);
+        std::mem::swap(&mut spans, &mut next_spans);
     }
+    summary.n_lines = lines.n_lines;
+    let n_bytes = lines.n_bytes;
     progress(n_bytes);
     let mut customers = Vec::new();
     for shard in shards {

@@ -525,7 +525,7 @@ pub fn rate_stream<'p>(
     let (mut next_chunk, mut next_spans) = (Vec::new(), Vec::new());
     let mut last_report = 0u64;
     lines.read(&mut chunk, &mut spans)?;
-    while !(lines.at_end && spans.is_empty()) && !summary.stopped {
+    while !summary.stopped && (!lines.at_end || !spans.is_empty()) {
         if lines.n_bytes - last_report >= 1 << 16 {
             progress(lines.n_bytes);
             last_report = lines.n_bytes;

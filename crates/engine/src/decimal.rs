@@ -31,7 +31,15 @@ pub(crate) fn from_f64_text(value: f64) -> Result<Decimal, String> {
     if !value.is_finite() {
         return Err("expected a decimal, found a non-finite number".to_owned());
     }
-    let text = value.to_string();
+    // Written on the stack: this runs for every fractional number of every event.
+    let mut buffer = StackText::default();
+    let owned;
+    let text = if fmt::Write::write_fmt(&mut buffer, format_args!("{value}")).is_ok() {
+        buffer.as_str()
+    } else {
+        owned = value.to_string();
+        owned.as_str()
+    };
     let n_digits = text.chars().filter(|c| c.is_ascii_digit()).count();
     let n_leading_zeros = text
         .trim_start_matches('-')
@@ -45,6 +53,40 @@ pub(crate) fn from_f64_text(value: f64) -> Result<Decimal, String> {
         ));
     }
     parse_decimal(&text)
+}
+
+/// A small text buffer on the stack (`fmt::Write` fails when full).
+struct StackText {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl Default for StackText {
+    fn default() -> Self {
+        StackText {
+            bytes: [0; 64],
+            len: 0,
+        }
+    }
+}
+
+impl StackText {
+    fn as_str(&self) -> &str {
+        // Only whole `&str`s are written, so the bytes are UTF-8.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        self.bytes
+            .get_mut(self.len..end)
+            .ok_or(fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 struct DecimalVisitor;
@@ -212,6 +254,22 @@ pub fn format_fixed(value: Decimal, scale: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn floats_are_read_from_their_shortest_text_short_or_long() {
+        let text = |v: f64| from_f64_text(v).map(|d| d.to_string());
+        assert_eq!(text(12.34).unwrap(), "12.34");
+        assert_eq!(text(-0.000125).unwrap(), "-0.000125");
+        assert_eq!(text(1e14).unwrap(), "100000000000000");
+        // Longer than the stack buffer: written on the heap, then refused with the reason.
+        assert!(
+            text(1e300)
+                .unwrap_err()
+                .contains("more digits than a float holds")
+        );
+        assert_eq!(from_f64_text(5e-324), parse_decimal(&5e-324f64.to_string()));
+        assert!(text(f64::NAN).is_err());
+    }
 
     fn de(json: &str) -> Result<Decimal, String> {
         serde_json::from_str::<Dec>(json)

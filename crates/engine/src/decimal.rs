@@ -52,7 +52,7 @@ pub(crate) fn from_f64_text(value: f64) -> Result<Decimal, String> {
             "the JSON number {text} has more digits than a float holds exactly: write it as a string"
         ));
     }
-    parse_decimal(&text)
+    parse_decimal(text)
 }
 
 /// A small text buffer on the stack (`fmt::Write` fails when full).

@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::hash::Hasher;
+use std::sync::{Mutex, PoisonError};
 
 use rustc_hash::FxHashMap;
 use std::io::BufRead;
@@ -31,6 +32,9 @@ const CHUNK_LINES: usize = 16_384;
 
 /// Beyond this many worker threads a chunk's parts get too small to pay for the threads.
 const MAX_THREADS: usize = 8;
+
+/// Customer shards per worker thread.
+const SHARDS_PER_THREAD: usize = 4;
 
 /// What is known of one customer beyond their events.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -508,7 +512,14 @@ pub fn rate_stream<'p>(
     } else {
         options.threads.min(MAX_THREADS)
     };
-    let mut shards: Vec<Shard<'p>> = (0..n_threads).map(|_| Shard::default()).collect();
+    // More shards than threads, taken from a queue, so a thread that finishes its shards early
+    // (a shard with fewer busy customers) takes another instead of waiting.
+    let n_shards = if n_threads == 1 {
+        1
+    } else {
+        n_threads * SHARDS_PER_THREAD
+    };
+    let mut shards: Vec<Shard<'p>> = (0..n_shards).map(|_| Shard::default()).collect();
     let open_account = |customer: &str| open(plan, customer, options, plugins);
     let router = Router::new(&plan.metrics);
     let mut summary = RateSummary::default();
@@ -539,9 +550,9 @@ pub fn rate_stream<'p>(
                 let first = pieces.next().unwrap_or_default();
                 let (chunk, router) = (&chunk, &router);
                 let handles: Vec<_> = pieces
-                    .map(|piece| scope.spawn(move || parse_lines(chunk, piece, router, n_threads)))
+                    .map(|piece| scope.spawn(move || parse_lines(chunk, piece, router, n_shards)))
                     .collect();
-                let mut parts = vec![parse_lines(chunk, first, router, n_threads)];
+                let mut parts = vec![parse_lines(chunk, first, router, n_shards)];
                 parts.extend(handles.into_iter().map(|h| {
                     h.join()
                         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
@@ -554,7 +565,7 @@ pub fn rate_stream<'p>(
             .flat_map(|part| std::mem::take(&mut part.errors))
             .collect();
         // Each shard's events of the chunk, part by part (the parts are in file order).
-        let mut per_shard: Vec<Vec<Vec<Item<'_>>>> = (0..n_threads).map(|_| Vec::new()).collect();
+        let mut per_shard: Vec<Vec<Vec<Item<'_>>>> = (0..n_shards).map(|_| Vec::new()).collect();
         for part in &mut parts {
             for (mine, theirs) in per_shard.iter_mut().zip(&mut part.by_shard) {
                 mine.push(std::mem::take(theirs));
@@ -569,14 +580,19 @@ pub fn rate_stream<'p>(
             shards[0].push(items, open_account);
             lines.read(&mut next_chunk, &mut next_spans)
         } else {
-            // The workers push their shards while this thread reads the next chunk.
+            // The workers push the shards while this thread reads the next chunk, then helps.
+            let queue = Mutex::new(shards.iter_mut().zip(per_shard).collect::<Vec<_>>());
+            let work = || {
+                loop {
+                    let task = queue.lock().unwrap_or_else(PoisonError::into_inner).pop();
+                    let Some((shard, items)) = task else { break };
+                    shard.push(items, open_account);
+                }
+            };
             std::thread::scope(|scope| {
-                let handles: Vec<_> = shards
-                    .iter_mut()
-                    .zip(per_shard)
-                    .map(|(shard, items)| scope.spawn(move || shard.push(items, open_account)))
-                    .collect();
+                let handles: Vec<_> = (0..n_threads).map(|_| scope.spawn(work)).collect();
                 let read = lines.read(&mut next_chunk, &mut next_spans);
+                work();
                 for handle in handles {
                     handle
                         .join()
@@ -619,40 +635,79 @@ pub fn rate_stream<'p>(
             customers.push((customer.as_str().into(), open_account(customer)));
         }
     }
-    customers.sort_by(|a, b| a.0.cmp(&b.0));
-    for (customer, slot) in customers {
-        let account = match slot {
-            Slot::Open(account) => account,
-            Slot::Failed(reason) => {
-                summary.failed.push((customer.into_string(), reason));
-                continue;
+    // Invoices are priced on the workers too (a plan with many charges costs a fraction of a
+    // millisecond per invoice), then reported in customer order.
+    let n_workers = n_threads.min(customers.len()).max(1);
+    let per_worker = customers.len().div_ceil(n_workers).max(1);
+    let mut finished: Vec<(Box<str>, Finished)> = Vec::with_capacity(customers.len());
+    if n_workers == 1 {
+        finished.extend(
+            customers
+                .into_iter()
+                .map(|(customer, slot)| (customer, finish(plan, slot, plugins))),
+        );
+    } else {
+        std::thread::scope(|scope| {
+            let mut handles = Vec::with_capacity(n_workers);
+            while !customers.is_empty() {
+                let batch = customers.split_off(customers.len().saturating_sub(per_worker));
+                handles.push(scope.spawn(move || {
+                    batch
+                        .into_iter()
+                        .map(|(customer, slot)| (customer, finish(plan, slot, plugins)))
+                        .collect::<Vec<_>>()
+                }));
             }
-            Slot::NotStarted => {
-                summary.not_started.push(customer.into_string());
-                continue;
+            for handle in handles {
+                finished.extend(
+                    handle
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                );
             }
-        };
-        let Account {
-            usage,
-            ctx,
-            aggregator,
-            not_billed,
-        } = *account;
-        let result = aggregator
-            .finish()
-            .map_err(RateError::from)
-            .and_then(|metered| {
-                let hash = input_hash(plan, &usage);
-                let mut notes = Vec::new();
-                not_billed.write_notes(&mut notes, true);
-                price_usage(plan, &usage, &ctx, metered, None, notes, plugins, hash)
-            });
+        });
+    }
+    finished.sort_by(|a, b| a.0.cmp(&b.0));
+    for (customer, result) in finished {
         match result {
-            Ok(invoice) => summary.invoices.push(invoice),
-            Err(error) => summary
-                .failed
-                .push((customer.into_string(), error.to_string())),
+            Finished::Invoice(invoice) => summary.invoices.push(*invoice),
+            Finished::Failed(reason) => summary.failed.push((customer.into_string(), reason)),
+            Finished::NotStarted => summary.not_started.push(customer.into_string()),
         }
     }
     Ok(summary)
+}
+
+/// What became of one customer's rating.
+enum Finished {
+    Invoice(Box<Invoice>),
+    Failed(String),
+    NotStarted,
+}
+
+fn finish(plan: &Plan, slot: Slot<'_>, plugins: &dyn PluginHost) -> Finished {
+    let account = match slot {
+        Slot::Open(account) => account,
+        Slot::Failed(reason) => return Finished::Failed(reason),
+        Slot::NotStarted => return Finished::NotStarted,
+    };
+    let Account {
+        usage,
+        ctx,
+        aggregator,
+        not_billed,
+    } = *account;
+    let result = aggregator
+        .finish()
+        .map_err(RateError::from)
+        .and_then(|metered| {
+            let hash = input_hash(plan, &usage);
+            let mut notes = Vec::new();
+            not_billed.write_notes(&mut notes, true);
+            price_usage(plan, &usage, &ctx, metered, None, notes, plugins, hash)
+        });
+    match result {
+        Ok(invoice) => Finished::Invoice(Box::new(invoice)),
+        Err(error) => Finished::Failed(error.to_string()),
+    }
 }

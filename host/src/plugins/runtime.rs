@@ -89,7 +89,9 @@ impl PluginRuntime {
             // page fault per page nor an madvise.
             .pagemap_scan(wasmtime::Enabled::Auto)
             .linear_memory_keep_resident(4 << 20)
-            .table_keep_resident(64 << 10);
+            // One page: a table smaller than a page (512 functions) is then reset with a plain
+            // memset, without the scan's system call (a component has several tables).
+            .table_keep_resident(4 << 10);
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         if let Some(dir) = &config.cache_dir {
             let mut cache = wasmtime::CacheConfig::new();

@@ -70,14 +70,18 @@ fn main() {
         .collect();
     let mut ratio = None;
     if run("throughput") {
-        let plugin_runs = samples(60, || {
-            let mut metric = p95.metric(&json!({})).unwrap();
-            metric.update(&batch).unwrap();
-            black_box(metric.finish().unwrap());
-        });
-        let native_runs = samples(60, || {
-            black_box(native_p95(black_box(&batch)));
-        });
+        // Plugin and native runs alternate, so both see the same load on a busy machine.
+        let (plugin_runs, native_runs) = paired_samples(
+            100,
+            || {
+                let mut metric = p95.metric(&json!({})).unwrap();
+                metric.update(&batch).unwrap();
+                black_box(metric.finish().unwrap());
+            },
+            || {
+                black_box(native_p95(black_box(&batch)));
+            },
+        );
         let mut check = p95.metric(&json!({})).unwrap();
         check.update(&batch).unwrap();
         assert_eq!(
@@ -112,16 +116,21 @@ fn main() {
         let crossing = samples(60, || {
             counting.update(black_box(&batch)).unwrap();
         });
+        // The writer as the runtime uses it: one per metric, warm, EVENTS_PER_CALL per call.
+        let mut writer = ratecard_host::plugins::convert::BatchWriter::default();
         let writer_runs = samples(60, || {
-            let mut writer = ratecard_host::plugins::convert::BatchWriter::default();
-            black_box(writer.write(black_box(&batch)).unwrap());
+            for chunk in batch.chunks(ratecard_host::plugins::runtime::EVENTS_PER_CALL) {
+                black_box(writer.write(black_box(chunk)).unwrap());
+            }
         });
+        let mut counting = counter.metric(&json!({"attack": "none"})).unwrap();
+        counting.update(&batch).unwrap();
         let counted = counting.stats();
         println!(
             "  per event: write the batch {:.0} ns, write + cross into a counting guest {:.0} ns ({} fuel), native p95 {:.0} ns",
             percentile(&writer_runs, 50).as_nanos() as f64 / batch.len() as f64,
             percentile(&crossing, 50).as_nanos() as f64 / batch.len() as f64,
-            counted.fuel_used / counted.calls / batch.len() as u64,
+            counted.fuel_used / batch.len() as u64,
             native_p50.as_nanos() as f64 / batch.len() as f64,
         );
     }
@@ -204,6 +213,27 @@ fn samples(n: usize, mut f: impl FnMut()) -> Vec<Duration> {
         .collect();
     samples.sort();
     samples
+}
+
+fn paired_samples(
+    n: usize,
+    mut f: impl FnMut(),
+    mut g: impl FnMut(),
+) -> (Vec<Duration>, Vec<Duration>) {
+    let time = |h: &mut dyn FnMut()| {
+        let started = Instant::now();
+        h();
+        started.elapsed()
+    };
+    for _ in 0..(n / 10).max(1) {
+        f();
+        g();
+    }
+    let (mut fs, mut gs): (Vec<Duration>, Vec<Duration>) =
+        (0..n).map(|_| (time(&mut f), time(&mut g))).unzip();
+    fs.sort();
+    gs.sort();
+    (fs, gs)
 }
 
 fn percentile(sorted: &[Duration], p: usize) -> Duration {

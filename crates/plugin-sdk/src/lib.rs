@@ -453,7 +453,10 @@ fn u32_at(column: &[u8], i: usize) -> Option<u32> {
 /// `f`. Costs three allocations per batch (names, properties, events), none per event.
 fn with_events<R>(batch: &[u8], f: impl FnOnce(&[Event<'_>]) -> Result<R>) -> Result<R> {
     let mut columns = Columns { bytes: batch };
-    let counts: Vec<usize> = columns.u32s(8)?.map(|n| n as usize).collect();
+    let mut counts = [0usize; 8];
+    for (count, n) in counts.iter_mut().zip(columns.u32s(8)?) {
+        *count = n as usize;
+    }
     let [
         n_events,
         n_properties,
@@ -463,10 +466,7 @@ fn with_events<R>(batch: &[u8], f: impl FnOnce(&[Event<'_>]) -> Result<R>) -> Re
         names_bytes,
         ids_bytes,
         strings_bytes,
-    ] = counts[..]
-    else {
-        return Err(malformed("no header"));
-    };
+    ] = counts;
     let timestamps_ms = columns.u64s(n_events)?;
     let number_los = columns.u64s(n_numbers)?;
     let number_his = columns.take(n_numbers, 4)?;

@@ -76,6 +76,7 @@ mod kind {
 #[derive(Debug, Default)]
 pub struct BatchWriter {
     columns: Columns,
+    names: Names,
     bytes: Vec<u8>,
 }
 
@@ -98,36 +99,48 @@ struct Columns {
     number_scales: Vec<u8>,
 }
 
-/// Names of one batch, each written once: a short list scanned in order, then a map.
-struct Names<'a> {
-    seen: Vec<(&'a str, u32)>,
-    map: Option<HashMap<&'a str, u32>>,
+/// Names of one batch, each written once: a short list scanned in order, then a map. Entries
+/// are (start, end) of the name in the batch's `names` text, so the list is reused between
+/// batches without allocating.
+#[derive(Debug, Default)]
+struct Names {
+    seen: Vec<(u32, u32)>,
+    map: HashMap<Box<str>, u32>,
 }
 
 const NAMES_SCANNED: usize = 16;
 
-impl<'a> Names<'a> {
-    fn index(&mut self, name: &'a str, names: &mut String, name_ends: &mut Vec<u32>) -> u32 {
-        let found = match &self.map {
-            Some(map) => map.get(name).copied(),
-            None => self.seen.iter().find(|(n, _)| *n == name).map(|(_, i)| *i),
+impl Names {
+    fn clear(&mut self) {
+        self.seen.clear();
+        self.map.clear();
+    }
+
+    fn index(&mut self, name: &str, names: &mut String, name_ends: &mut Vec<u32>) -> u32 {
+        let found = if self.seen.len() < NAMES_SCANNED {
+            self.seen
+                .iter()
+                .position(|(start, end)| &names[*start as usize..*end as usize] == name)
+        } else {
+            self.map.get(name).map(|i| *i as usize)
         };
         if let Some(index) = found {
-            return index;
+            return index as u32;
         }
         let index = name_ends.len() as u32;
+        let start = names.len() as u32;
         names.push_str(name);
         name_ends.push(names.len() as u32);
-        match &mut self.map {
-            Some(map) => {
-                map.insert(name, index);
-            }
-            None => {
-                self.seen.push((name, index));
-                if self.seen.len() > NAMES_SCANNED {
-                    self.map = Some(self.seen.drain(..).collect());
+        if self.seen.len() < NAMES_SCANNED {
+            self.seen.push((start, names.len() as u32));
+            if self.seen.len() == NAMES_SCANNED {
+                for (i, (start, end)) in self.seen.iter().enumerate() {
+                    self.map
+                        .insert(names[*start as usize..*end as usize].into(), i as u32);
                 }
             }
+        } else {
+            self.map.insert(name.into(), index);
         }
         index
     }
@@ -157,10 +170,8 @@ impl BatchWriter {
         c.property_kinds.clear();
         c.number_los.clear();
         c.number_scales.clear();
-        let mut names = Names {
-            seen: Vec::new(),
-            map: None,
-        };
+        let names = &mut self.names;
+        names.clear();
         for event in events {
             for (name, value) in event.properties.iter() {
                 let value_kind = match value {
@@ -354,5 +365,58 @@ pub(crate) fn plugin_error(plugin: &str, error: types::PluginError) -> PluginErr
             message: format!("invalid state: {message}"),
         },
         types::PluginError::Failed(message) => PluginError::Failed { plugin, message },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u32_at(bytes: &[u8], i: usize) -> u32 {
+        u32::from_le_bytes(bytes[i * 4..i * 4 + 4].try_into().unwrap())
+    }
+
+    #[test]
+    fn names_are_written_once_per_batch_past_the_scanned_list() {
+        // 40 property names (past the 16 scanned in order), the same on both events.
+        let properties: Vec<String> = (0..40).map(|i| format!("\"p{i:02}\": {i}")).collect();
+        let line = format!(
+            r#"{{"id": "e", "customer": "c", "timestamp": 0, "code": "x", "properties": {{{}}}}}"#,
+            properties.join(", ")
+        );
+        let event: Event<'_> = serde_json::from_str(&line).unwrap();
+        let mut writer = BatchWriter::default();
+        for _ in 0..2 {
+            let bytes = writer
+                .write(&[event.clone(), event.clone()])
+                .unwrap()
+                .clone();
+            // Header: events, properties, names, strings, numbers, names-bytes, ...
+            assert_eq!(
+                (0..6).map(|i| u32_at(&bytes, i)).collect::<Vec<_>>(),
+                [2, 80, 42, 0, 80, 3 * 40 + 2]
+            );
+        }
+    }
+
+    #[test]
+    fn numbers_cross_as_mantissa_and_scale() {
+        let mut event: Event<'_> =
+            serde_json::from_str(r#"{"id": "e", "timestamp": 0, "code": "x"}"#).unwrap();
+        let n: Decimal = "-79228162514264337593543950.335".parse().unwrap();
+        event.properties = [("n".into(), PropValue::Num(Ok(n)))].into();
+        let mut writer = BatchWriter::default();
+        let bytes = writer.write(&[event]).unwrap();
+        // After the header (32 bytes) and one timestamp (8): lo, then hi, of the one number.
+        let lo = u64::from_le_bytes(bytes[40..48].try_into().unwrap());
+        let hi = u32::from_le_bytes(bytes[48..52].try_into().unwrap());
+        assert_eq!(
+            (u128::from(hi) << 64) | u128::from(lo),
+            n.mantissa().unsigned_abs()
+        );
+        // The kind and the scale come just before the text columns.
+        let text_bytes: usize = (5..8).map(|i| u32_at(bytes, i) as usize).sum();
+        let kind_and_scale = &bytes[bytes.len() - text_bytes - 2..bytes.len() - text_bytes];
+        assert_eq!(kind_and_scale, [kind::NEG_NUM, 3]);
     }
 }

@@ -10,12 +10,13 @@ use ratecard_engine::Decimal;
 use ratecard_engine::plugin::{MetricAccumulator, PluginError, PriceRequest, PricedLine};
 use ratecard_engine::usage::Event;
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceAny};
+use wasmtime::component::{Component, HasSelf, Instance, Linker, ResourceAny};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
     Trap,
 };
 
+use crate::plugins::bindings::exports::ratecard::plugin::{metric, price};
 use crate::plugins::bindings::ratecard::plugin::{log, types};
 use crate::plugins::bindings::{Plugin as PluginBindings, PluginPre};
 use crate::plugins::convert;
@@ -88,7 +89,9 @@ impl PluginRuntime {
             // page fault per page nor an madvise.
             .pagemap_scan(wasmtime::Enabled::Auto)
             .linear_memory_keep_resident(4 << 20)
-            .table_keep_resident(64 << 10);
+            // One page: a table smaller than a page (512 functions) is then reset with a plain
+            // memset, without the scan's system call (a component has several tables).
+            .table_keep_resident(4 << 10);
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         if let Some(dir) = &config.cache_dir {
             let mut cache = wasmtime::CacheConfig::new();
@@ -169,18 +172,23 @@ impl PluginRuntime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Contract(format!("{e:#}")))?;
-        let pre =
-            PluginPre::new(instance_pre).map_err(|e| LoadError::Contract(format!("{e:#}")))?;
+        let contract = |e: wasmtime::Error| LoadError::Contract(format!("{e:#}"));
+        let metric = metric::GuestIndices::new(&instance_pre).map_err(contract)?;
+        let price = price::GuestIndices::new(&instance_pre).map_err(contract)?;
+        let pre = PluginPre::new(instance_pre).map_err(contract)?;
         let load_time = started.elapsed();
         let mut plugin = LoadedPlugin {
             runtime: self.clone(),
             pre,
+            metric: Arc::new(metric),
+            price: Arc::new(price),
             sha256,
             size: bytes.len(),
             metadata: convert::Metadata::default(),
             load_time,
         };
-        // Dry run: the plugin must describe itself within the limits.
+        // Dry run: every export has the contract's type (all are looked up and type-checked),
+        // and the plugin describes itself within the limits.
         let mut session = plugin
             .session()
             .map_err(|e| LoadError::DryRun(e.to_string()))?;
@@ -216,6 +224,10 @@ fn start_epoch_ticker(engine: &Engine) {
 pub struct LoadedPlugin {
     runtime: PluginRuntime,
     pre: PluginPre<StoreState>,
+    /// The metric's and the price's exports, so a session looks up and type-checks only the
+    /// interface it calls.
+    metric: Arc<metric::GuestIndices>,
+    price: Arc<price::GuestIndices>,
     sha256: String,
     size: usize,
     metadata: convert::Metadata,
@@ -255,18 +267,29 @@ impl LoadedPlugin {
         self.load_time
     }
 
-    /// A fresh store and instance.
+    /// A fresh store and instance, with every export looked up and type-checked.
     pub fn session(&self) -> Result<Session, PluginError> {
+        self.session_with(|_, store, instance| PluginBindings::new(store, instance))
+    }
+
+    /// A fresh store and instance, with the exports `load` looks up.
+    fn session_with<B>(
+        &self,
+        load: impl FnOnce(&Self, &mut Store<StoreState>, &Instance) -> wasmtime::Result<B>,
+    ) -> Result<Session<B>, PluginError> {
         let limits = &self.runtime.limits;
         let mut store = Store::new(&self.runtime.engine, StoreState::new(limits));
         store.limiter(|state| state);
-        let name = self.metadata.name.clone();
         store
             .set_fuel(limits.fuel_per_call)
-            .map_err(|e| failed(&name, e))?;
+            .map_err(|e| failed(&self.metadata.name, e))?;
         store.set_epoch_deadline(limits.epoch_ticks());
         let started = Instant::now();
-        let result = self.pre.instantiate(&mut store);
+        let result = self
+            .pre
+            .instance_pre()
+            .instantiate(&mut store)
+            .and_then(|instance| load(self, &mut store, &instance));
         let mut session = Session {
             store,
             bindings: None,
@@ -280,7 +303,7 @@ impl LoadedPlugin {
                 session.bindings = Some(bindings);
                 Ok(session)
             }
-            Err(error) => Err(session.classify(&name, error)),
+            Err(error) => Err(session.classify(&self.metadata.name, error)),
         }
     }
 
@@ -293,13 +316,11 @@ impl LoadedPlugin {
                 message: "this plugin is not a metric plugin".to_owned(),
             });
         }
-        let mut session = self.session()?;
+        let mut session =
+            self.session_with(|plugin, store, instance| plugin.metric.load(store, instance))?;
         let config = config.to_string();
-        let handle = session.call(&reference, 0, |bindings, store| {
-            bindings
-                .ratecard_plugin_metric()
-                .accumulator()
-                .call_create(store, &config)
+        let handle = session.call(&reference, 0, |metric, store| {
+            metric.accumulator().call_create(store, &config)
         })?;
         Ok(PluginMetric {
             reference,
@@ -326,13 +347,12 @@ impl LoadedPlugin {
                 message: "this plugin is not a price plugin".to_owned(),
             });
         }
-        let mut session = self.session()?;
+        let mut session =
+            self.session_with(|plugin, store, instance| plugin.price.load(store, instance))?;
         let wit_request = convert::price_request(request);
         let n_quantities = request.quantities.len() as u64;
-        let lines = session.call(&reference, n_quantities, |bindings, store| {
-            bindings
-                .ratecard_plugin_price()
-                .call_price(store, &wit_request)
+        let lines = session.call(&reference, n_quantities, |price, store| {
+            price.call_price(store, &wit_request)
         })?;
         let size: usize = lines.iter().map(convert::priced_line_size).sum();
         session.check_output(&reference, size)?;
@@ -467,17 +487,17 @@ impl log::Host for StoreState {
     }
 }
 
-/// One store and instance of a plugin.
-pub struct Session {
+/// One store and instance of a plugin, with the exports `B` (all of them by default).
+pub struct Session<B = PluginBindings> {
     store: Store<StoreState>,
-    bindings: Option<PluginBindings>,
+    bindings: Option<B>,
     limits: Limits,
     stats: Stats,
     /// Set once a call trapped: the instance is not used again.
     poisoned: Option<PluginError>,
 }
 
-impl std::fmt::Debug for Session {
+impl<B> std::fmt::Debug for Session<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("stats", &self.stats)
@@ -485,7 +505,7 @@ impl std::fmt::Debug for Session {
     }
 }
 
-impl Session {
+impl<B> Session<B> {
     pub fn stats(&self) -> Stats {
         let mut stats = self.stats.clone();
         stats.peak_memory_bytes = self.store.data().peak_memory_bytes;
@@ -502,10 +522,7 @@ impl Session {
         &mut self,
         plugin: &str,
         n_events: u64,
-        f: impl FnOnce(
-            &PluginBindings,
-            &mut Store<StoreState>,
-        ) -> wasmtime::Result<Result<T, types::PluginError>>,
+        f: impl FnOnce(&B, &mut Store<StoreState>) -> wasmtime::Result<Result<T, types::PluginError>>,
     ) -> Result<T, PluginError> {
         if let Some(error) = &self.poisoned {
             return Err(error.clone());
@@ -581,7 +598,7 @@ fn failed(plugin: &str, error: wasmtime::Error) -> PluginError {
 #[derive(Debug)]
 pub struct PluginMetric {
     reference: String,
-    session: Session,
+    session: Session<metric::Guest>,
     handle: ResourceAny,
     events_held: u64,
     writer: convert::BatchWriter,
@@ -612,10 +629,7 @@ impl PluginMetric {
         self.events_held += n_events;
         self.session
             .call(&self.reference, n_events, |bindings, store| {
-                bindings
-                    .ratecard_plugin_metric()
-                    .accumulator()
-                    .call_update(store, handle, batch)
+                bindings.accumulator().call_update(store, handle, batch)
             })
     }
 }
@@ -644,10 +658,7 @@ impl MetricAccumulator for PluginMetric {
             self.events_held += n_events;
             self.session
                 .call(&self.reference, n_events, |bindings, store| {
-                    bindings
-                        .ratecard_plugin_metric()
-                        .accumulator()
-                        .call_update(store, handle, batch)
+                    bindings.accumulator().call_update(store, handle, batch)
                 })?;
         }
         Ok(())
@@ -658,10 +669,7 @@ impl MetricAccumulator for PluginMetric {
         let state = self
             .session
             .call(&self.reference, self.events_held, |bindings, store| {
-                bindings
-                    .ratecard_plugin_metric()
-                    .accumulator()
-                    .call_save(store, handle)
+                bindings.accumulator().call_save(store, handle)
             })?;
         self.session.check_output(&self.reference, state.len())?;
         Ok(state)
@@ -673,11 +681,9 @@ impl MetricAccumulator for PluginMetric {
         self.events_held += other_state.len() as u64 / 8;
         self.session
             .call(&self.reference, self.events_held, |bindings, store| {
-                bindings.ratecard_plugin_metric().accumulator().call_merge(
-                    store,
-                    handle,
-                    other_state,
-                )
+                bindings
+                    .accumulator()
+                    .call_merge(store, handle, other_state)
             })
     }
 
@@ -686,10 +692,7 @@ impl MetricAccumulator for PluginMetric {
         let text = self
             .session
             .call(&self.reference, self.events_held, |bindings, store| {
-                bindings
-                    .ratecard_plugin_metric()
-                    .accumulator()
-                    .call_finish(store, handle)
+                bindings.accumulator().call_finish(store, handle)
             })?;
         self.session.check_output(&self.reference, text.len())?;
         convert::decimal(&text).map_err(|message| PluginError::InvalidOutput {

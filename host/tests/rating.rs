@@ -228,3 +228,19 @@ fn a_line_that_is_not_utf8_is_one_bad_line() {
         summary.errors[0].message
     );
 }
+
+#[test]
+fn a_chunk_of_blank_lines_does_not_end_the_run() {
+    let plan: Plan = serde_json::from_str(PLAN).expect("plan");
+    let text = format!("{}{}", "\n".repeat(40_000), events(500, 20, false));
+    for threads in [1, 2] {
+        let summary = rate(&plan, &text, threads);
+        assert_eq!(summary.n_lines, 40_500, "{threads} threads");
+        assert!(summary.n_counted > 400, "{threads} threads");
+        assert_eq!(
+            summary.n_counted + summary.n_skipped,
+            500,
+            "{threads} threads"
+        );
+    }
+}

@@ -322,6 +322,9 @@ impl Grouping {
     }
 }
 
+/// A line of a chunk: where it starts and ends (without its line break), and its 1-based number.
+type Span = (usize, usize, u64);
+
 /// A parsed event: its line number, its routing and itself.
 type Item<'c> = (u64, Routing, Event<'c>);
 
@@ -335,7 +338,7 @@ struct Parsed<'c> {
 
 fn parse_lines<'c>(
     chunk: &'c [u8],
-    spans: &[(usize, usize, u64)],
+    spans: &[Span],
     router: &Router<'_>,
     n_shards: usize,
 ) -> Parsed<'c> {
@@ -446,11 +449,7 @@ struct Lines<R> {
 impl<R: BufRead> Lines<R> {
     /// Replaces `chunk` with the next lines (at most `max_lines`) and `spans` with where each
     /// non-blank one is, without its line break, and its 1-based number.
-    fn read(
-        &mut self,
-        chunk: &mut Vec<u8>,
-        spans: &mut Vec<(usize, usize, u64)>,
-    ) -> std::io::Result<()> {
+    fn read(&mut self, chunk: &mut Vec<u8>, spans: &mut Vec<Span>) -> std::io::Result<()> {
         chunk.clear();
         spans.clear();
         let mut n_read_lines = 0;
@@ -472,6 +471,9 @@ impl<R: BufRead> Lines<R> {
         Ok(())
     }
 }
+
+/// A part of a chunk to parse: its index in the chunk, the chunk and the part's lines.
+type ParseTask<'c> = (usize, &'c [u8], &'c [Span]);
 
 /// The events of one chunk, parsed in parts (in file order), with the chunk's parse errors.
 type ParsedChunk<'c> = Vec<Parsed<'c>>;
@@ -556,8 +558,8 @@ fn step<'p, 'n, R: BufRead>(
     mut current: ParsedChunk<'_>,
     shards: &mut [Shard<'p>],
     lines: &mut Lines<R>,
-    read_into: Option<(&'n mut Vec<u8>, &'n mut Vec<(usize, usize, u64)>)>,
-    already_read: (&'n [u8], &'n [(usize, usize, u64)]),
+    read_into: Option<(&'n mut Vec<u8>, &'n mut Vec<Span>)>,
+    already_read: (&'n [u8], &'n [Span]),
     router: &Router<'_>,
     n_threads: usize,
     open_account: impl Fn(&str) -> Slot<'p> + Copy + Send + Sync,
@@ -575,7 +577,7 @@ fn step<'p, 'n, R: BufRead>(
     }
     let pushes = Mutex::new(shards.iter_mut().zip(per_shard).collect::<Vec<_>>());
     // Parts of the next chunk to parse, with their index; posted once the chunk is read.
-    let parses: Mutex<Vec<(usize, &'n [u8], &'n [(usize, usize, u64)])>> = Mutex::new(Vec::new());
+    let parses: Mutex<Vec<ParseTask<'n>>> = Mutex::new(Vec::new());
     let parsed: Mutex<Vec<(usize, Parsed<'n>)>> = Mutex::new(Vec::new());
     let posted = AtomicBool::new(false);
     let work = || {

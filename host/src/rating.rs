@@ -444,9 +444,19 @@ struct Lines<R> {
     n_bytes: u64,
     at_end: bool,
     max_lines: usize,
+    /// Bytes read at the last progress report.
+    reported: u64,
 }
 
 impl<R: BufRead> Lines<R> {
+    /// Calls `progress` with the bytes read, every 64 KiB or so.
+    fn report(&mut self, progress: &mut impl FnMut(u64)) {
+        if self.n_bytes - self.reported >= 1 << 16 {
+            progress(self.n_bytes);
+            self.reported = self.n_bytes;
+        }
+    }
+
     /// Replaces `chunk` with the next lines (at most `max_lines`) and `spans` with where each
     /// non-blank one is, without its line break, and its 1-based number.
     fn read(&mut self, chunk: &mut Vec<u8>, spans: &mut Vec<Span>) -> std::io::Result<()> {
@@ -478,6 +488,69 @@ type ParseTask<'c> = (usize, &'c [u8], &'c [Span]);
 /// The events of one chunk, parsed in parts (in file order), with the chunk's parse errors.
 type ParsedChunk<'c> = Vec<Parsed<'c>>;
 
+/// Takes a parsed chunk apart: its parse errors, and each shard's events, part by part (so in
+/// file order).
+fn split_by_shard<'c>(
+    mut parts: ParsedChunk<'c>,
+    n_shards: usize,
+) -> (Vec<LineError>, Vec<Vec<Vec<Item<'c>>>>) {
+    let errors = parts
+        .iter_mut()
+        .flat_map(|part| std::mem::take(&mut part.errors))
+        .collect();
+    let mut per_shard: Vec<Vec<Vec<Item<'c>>>> = (0..n_shards).map(|_| Vec::new()).collect();
+    for part in parts {
+        for (mine, theirs) in per_shard.iter_mut().zip(part.by_shard) {
+            mine.push(theirs);
+        }
+    }
+    (errors, per_shard)
+}
+
+/// A chunk's errors: its parse errors and the shards' push errors, in line order.
+fn chunk_errors(mut errors: Vec<LineError>, shards: &mut [Shard<'_>]) -> Vec<LineError> {
+    for shard in shards {
+        errors.append(&mut shard.errors);
+    }
+    errors.sort_by_key(|e| e.line);
+    errors
+}
+
+/// The one-thread loop (also `--strict`'s, which reads one line per chunk and stops at the
+/// first error): read a chunk, parse it, push it.
+fn sequential<'p, R: BufRead>(
+    lines: &mut Lines<R>,
+    shard: &mut Shard<'p>,
+    router: &Router<'_>,
+    strict: bool,
+    open_account: impl Fn(&str) -> Slot<'p> + Copy,
+    summary: &mut RateSummary,
+    progress: &mut impl FnMut(u64),
+) -> Result<(), StreamError> {
+    let (mut chunk, mut spans) = (Vec::new(), Vec::new());
+    loop {
+        lines.read(&mut chunk, &mut spans)?;
+        // A chunk of blank lines has no spans: stop only at the end of the stream.
+        if spans.is_empty() && lines.at_end {
+            return Ok(());
+        }
+        lines.report(progress);
+        let parsed = vec![parse_lines(&chunk, &spans, router, 1)];
+        let (errors, mut per_shard) = split_by_shard(parsed, 1);
+        if !strict || errors.is_empty() {
+            shard.push(per_shard.pop().unwrap_or_default(), open_account);
+        }
+        let mut errors = chunk_errors(errors, std::slice::from_mut(shard));
+        if strict && !errors.is_empty() {
+            errors.truncate(1);
+            summary.errors.extend(errors);
+            summary.stopped = true;
+            return Ok(());
+        }
+        summary.errors.extend(errors);
+    }
+}
+
 /// The multi-threaded loop, pipelined: while the workers push the shards of one chunk, this
 /// thread reads the next chunk and hands its parts to the workers to parse, so a chunk costs one
 /// join instead of two and no core waits for the reading. Unrolled by two so each chunk buffer
@@ -493,55 +566,42 @@ fn pipelined<'p, R: BufRead>(
 ) -> Result<(), StreamError> {
     let (mut chunk_a, mut spans_a) = (Vec::new(), Vec::new());
     let (mut chunk_b, mut spans_b) = (Vec::new(), Vec::new());
-    let mut last_report = 0u64;
-    let mut report = |lines: &Lines<R>| {
-        if lines.n_bytes - last_report >= 1 << 16 {
-            progress(lines.n_bytes);
-            last_report = lines.n_bytes;
-        }
-    };
-    lines.read(&mut chunk_a, &mut spans_a)?;
-    report(lines);
-    let mut parsed = step(
+    let (mut parsed, _) = step(
         Vec::new(),
         shards,
         lines,
-        None,
-        (&chunk_a, &spans_a),
+        (&mut chunk_a, &mut spans_a),
         router,
         n_threads,
         open_account,
-    )?
-    .0;
+    )?;
     loop {
+        lines.report(progress);
         let (next, errors) = step(
             parsed,
             shards,
             lines,
-            Some((&mut chunk_b, &mut spans_b)),
-            (&[], &[]),
+            (&mut chunk_b, &mut spans_b),
             router,
             n_threads,
             open_account,
         )?;
         summary.errors.extend(errors);
-        report(lines);
         // A chunk of blank lines has no parts either: stop only at the end of the stream.
         if next.is_empty() && lines.at_end {
             return Ok(());
         }
+        lines.report(progress);
         let (next_next, errors) = step(
             next,
             shards,
             lines,
-            Some((&mut chunk_a, &mut spans_a)),
-            (&[], &[]),
+            (&mut chunk_a, &mut spans_a),
             router,
             n_threads,
             open_account,
         )?;
         summary.errors.extend(errors);
-        report(lines);
         if next_next.is_empty() && lines.at_end {
             return Ok(());
         }
@@ -550,31 +610,19 @@ fn pipelined<'p, R: BufRead>(
 }
 
 /// One step of [`pipelined`]: the workers push `current` (a parsed chunk) while this thread
-/// reads the next chunk into `read_into` (if given; else `already_read` is the next chunk),
-/// then everyone parses the next chunk. Returns the next chunk's parts (empty at the end of
-/// the stream) and the errors of `current`, sorted by line.
-#[allow(clippy::too_many_arguments)]
+/// reads the next chunk into `next`, then everyone parses the next chunk. Returns the next
+/// chunk's parts (empty at the end of the stream) and the errors of `current`, by line.
 fn step<'p, 'n, R: BufRead>(
-    mut current: ParsedChunk<'_>,
+    current: ParsedChunk<'_>,
     shards: &mut [Shard<'p>],
     lines: &mut Lines<R>,
-    read_into: Option<(&'n mut Vec<u8>, &'n mut Vec<Span>)>,
-    already_read: (&'n [u8], &'n [Span]),
+    (next, next_spans): (&'n mut Vec<u8>, &'n mut Vec<Span>),
     router: &Router<'_>,
     n_threads: usize,
     open_account: impl Fn(&str) -> Slot<'p> + Copy + Send + Sync,
 ) -> Result<(ParsedChunk<'n>, Vec<LineError>), StreamError> {
     let n_shards = shards.len();
-    let mut errors: Vec<LineError> = current
-        .iter_mut()
-        .flat_map(|part| std::mem::take(&mut part.errors))
-        .collect();
-    let mut per_shard: Vec<Vec<Vec<Item<'_>>>> = (0..n_shards).map(|_| Vec::new()).collect();
-    for part in &mut current {
-        for (mine, theirs) in per_shard.iter_mut().zip(&mut part.by_shard) {
-            mine.push(std::mem::take(theirs));
-        }
-    }
+    let (errors, per_shard) = split_by_shard(current, n_shards);
     let pushes = Mutex::new(shards.iter_mut().zip(per_shard).collect::<Vec<_>>());
     // Parts of the next chunk to parse, with their index; posted once the chunk is read.
     let parses: Mutex<Vec<ParseTask<'n>>> = Mutex::new(Vec::new());
@@ -604,11 +652,9 @@ fn step<'p, 'n, R: BufRead>(
     };
     let read = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..n_threads).map(|_| scope.spawn(work)).collect();
-        let read = match read_into {
-            Some((chunk, spans)) => lines.read(chunk, spans).map(|()| (&chunk[..], &spans[..])),
-            None => Ok(already_read),
-        };
-        if let Ok((chunk, spans)) = read {
+        let read = lines.read(next, next_spans);
+        if read.is_ok() {
+            let (chunk, spans) = (&next[..], &next_spans[..]);
             let part_len = spans.len().div_ceil(n_threads * 2).max(1);
             parses
                 .lock()
@@ -630,10 +676,7 @@ fn step<'p, 'n, R: BufRead>(
         read
     });
     read?;
-    for shard in shards.iter_mut() {
-        errors.append(&mut shard.errors);
-    }
-    errors.sort_by_key(|e| e.line);
+    let errors = chunk_errors(errors, shards);
     let mut next = parsed.into_inner().unwrap_or_else(PoisonError::into_inner);
     next.sort_by_key(|(idx, _)| *idx);
     Ok((next.into_iter().map(|(_, part)| part).collect(), errors))
@@ -642,11 +685,11 @@ fn step<'p, 'n, R: BufRead>(
 /// Rates every customer's events in `reader` (NDJSON) for one period. `progress` is called with
 /// the bytes read so far, every 64 KiB or so.
 ///
-/// Lines are read in chunks. Each chunk is parsed in parts, one per worker thread, then each
-/// worker pushes the events of its shard of the customers, customer by customer (counting
-/// sort, file order kept within a customer): a customer's aggregator and id index stay hot in
-/// cache for a run of events instead of being touched once per line at random, and no state is
-/// shared between workers. The result does not depend on the number of threads: a customer's
+/// Lines are read in chunks. Each chunk is parsed in parts on the worker threads; customers are
+/// split into shards (4 per worker) and the workers push a shard's events customer by customer
+/// (counting sort, file order kept within a customer): a customer's aggregator and id index
+/// stay hot in cache for a run of events instead of being touched once per line at random, and
+/// no state is shared between shards. With several threads the loop is [`pipelined`]. The result does not depend on the number of threads: a customer's
 /// events are pushed in file order whatever the shard, invoices are sorted by customer and
 /// errors by line. `--strict` reads one line at a time, on one thread, so it stops at the first
 /// bad line.
@@ -696,13 +739,21 @@ pub fn rate_stream<'p>(
         n_bytes: 0,
         at_end: false,
         max_lines: if options.strict { 1 } else { CHUNK_LINES },
+        reported: 0,
     };
-    // Bytes, not text: a line that is not UTF-8 is one bad line (serde_json checks the text
-    // of each line as it parses it), not the end of the run.
-    let (mut chunk, mut spans) = (Vec::new(), Vec::new());
-    let (mut next_chunk, mut next_spans) = (Vec::new(), Vec::new());
-    let mut last_report = 0u64;
-    if n_threads > 1 {
+    // Lines are read as bytes, not text: a line that is not UTF-8 is one bad line (serde_json
+    // checks the text of each line as it parses it), not the end of the run.
+    if n_threads == 1 {
+        sequential(
+            &mut lines,
+            &mut shards[0],
+            &router,
+            options.strict,
+            open_account,
+            &mut summary,
+            &mut progress,
+        )?;
+    } else {
         pipelined(
             &mut lines,
             &mut shards,
@@ -712,88 +763,6 @@ pub fn rate_stream<'p>(
             &mut summary,
             &mut progress,
         )?;
-    }
-    lines.read(&mut chunk, &mut spans)?;
-    while n_threads == 1 && !summary.stopped && (!lines.at_end || !spans.is_empty()) {
-        if lines.n_bytes - last_report >= 1 << 16 {
-            progress(lines.n_bytes);
-            last_report = lines.n_bytes;
-        }
-        let mut parts: Vec<Parsed<'_>> = if n_threads == 1 {
-            vec![parse_lines(&chunk, &spans, &router, 1)]
-        } else {
-            let part_len = spans.len().div_ceil(n_threads).max(1);
-            std::thread::scope(|scope| {
-                let mut pieces = spans.chunks(part_len);
-                let first = pieces.next().unwrap_or_default();
-                let (chunk, router) = (&chunk, &router);
-                let handles: Vec<_> = pieces
-                    .map(|piece| scope.spawn(move || parse_lines(chunk, piece, router, n_shards)))
-                    .collect();
-                let mut parts = vec![parse_lines(chunk, first, router, n_shards)];
-                parts.extend(handles.into_iter().map(|h| {
-                    h.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                }));
-                parts
-            })
-        };
-        let mut errors: Vec<LineError> = parts
-            .iter_mut()
-            .flat_map(|part| std::mem::take(&mut part.errors))
-            .collect();
-        // Each shard's events of the chunk, part by part (the parts are in file order).
-        let mut per_shard: Vec<Vec<Vec<Item<'_>>>> = (0..n_shards).map(|_| Vec::new()).collect();
-        for part in &mut parts {
-            for (mine, theirs) in per_shard.iter_mut().zip(&mut part.by_shard) {
-                mine.push(std::mem::take(theirs));
-            }
-        }
-        let read_next = if options.strict && !errors.is_empty() {
-            drop(per_shard);
-            Ok(())
-        } else if n_threads == 1 {
-            let items = per_shard.pop().unwrap_or_default();
-            drop(per_shard);
-            shards[0].push(items, open_account);
-            lines.read(&mut next_chunk, &mut next_spans)
-        } else {
-            // The workers push the shards while this thread reads the next chunk, then helps.
-            let queue = Mutex::new(shards.iter_mut().zip(per_shard).collect::<Vec<_>>());
-            let work = || {
-                loop {
-                    let task = queue.lock().unwrap_or_else(PoisonError::into_inner).pop();
-                    let Some((shard, items)) = task else { break };
-                    shard.push(items, open_account);
-                }
-            };
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = (0..n_threads).map(|_| scope.spawn(work)).collect();
-                let read = lines.read(&mut next_chunk, &mut next_spans);
-                work();
-                for handle in handles {
-                    handle
-                        .join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                }
-                read
-            })
-        };
-        for shard in &mut shards {
-            errors.append(&mut shard.errors);
-        }
-        if !errors.is_empty() {
-            errors.sort_by_key(|e| e.line);
-            if options.strict {
-                errors.truncate(1);
-                summary.stopped = true;
-            }
-            summary.errors.extend(errors);
-        }
-        read_next?;
-        drop(parts);
-        std::mem::swap(&mut chunk, &mut next_chunk);
-        std::mem::swap(&mut spans, &mut next_spans);
     }
     summary.n_lines = lines.n_lines;
     let n_bytes = lines.n_bytes;

@@ -231,7 +231,7 @@ fn open<'p>(
 /// Every customer of one shard seen so far, numbered in order of appearance.
 #[derive(Default)]
 struct Accounts<'p> {
-    by_id: FxHashMap<Box<str>, u32>,
+    by_id: FxHashMap<Box<str>, usize>,
     slots: Vec<(Box<str>, Slot<'p>)>,
 }
 
@@ -239,13 +239,11 @@ impl<'p> Accounts<'p> {
     /// The number of `customer`'s account, opened with `open` if new.
     fn find_or_open(&mut self, customer: &str, open: impl FnOnce() -> Slot<'p>) -> usize {
         if let Some(&idx) = self.by_id.get(customer) {
-            return idx as usize;
+            return idx;
         }
         let idx = self.slots.len();
         self.slots.push((customer.into(), open()));
-        // More than 2^32 customers do not fit in memory anyway; saturate rather than wrap.
-        self.by_id
-            .insert(customer.into(), u32::try_from(idx).unwrap_or(u32::MAX));
+        self.by_id.insert(customer.into(), idx);
         idx
     }
 }

@@ -120,7 +120,8 @@ fn event_setup() -> &'static (Plan, Usage, QuoteContext) {
     })
 }
 
-/// `parse_event`: bytes → NDJSON lines → `serde_json::from_str::<Event>` → `Aggregator::push`,
+/// `parse_event`: bytes → NDJSON lines → `serde_json::from_str::<Event>` (and the same through
+/// `Event::from_json_line`'s scanner, which must agree) → `Aggregator::push`,
 /// then `finish` and pricing, as `ratecard rate` does for one customer.
 pub fn parse_event(data: &[u8]) -> Reached {
     let (plan, usage, ctx) = event_setup();
@@ -148,7 +149,15 @@ pub fn parse_event(data: &[u8]) -> Reached {
         if text.is_empty() {
             continue;
         }
-        let Ok(event) = serde_json::from_str::<Event<'_>>(text) else {
+        // `ratecard rate`'s scanner must read every line exactly as serde_json does.
+        let by_serde = serde_json::from_str::<Event<'_>>(text);
+        let scanned = Event::from_json_line(text.as_bytes());
+        assert_eq!(
+            format!("{scanned:?}"),
+            format!("{by_serde:?}"),
+            "the event scanner and serde_json disagree on {text:?}"
+        );
+        let Ok(event) = by_serde else {
             continue;
         };
         n_parsed += 1;

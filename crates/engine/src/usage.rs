@@ -17,6 +17,8 @@ use smallvec::SmallVec;
 use crate::decimal::Dec;
 use crate::plan::{Credit, Plan};
 
+mod scan;
+
 /// The input of a quote or invoice preview.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -148,7 +150,17 @@ pub struct Event<'a> {
     pub properties: Properties<'a>,
 }
 
-impl Event<'_> {
+impl<'a> Event<'a> {
+    /// Parses one NDJSON line (without its line break). The common shape is read by a scanner
+    /// ([`scan`]); anything else, including every invalid line, by `serde_json`, so the event
+    /// and the error are exactly `serde_json::from_slice`'s.
+    pub fn from_json_line(line: &'a [u8]) -> Result<Event<'a>, serde_json::Error> {
+        match scan::scan_event(line) {
+            Some(event) => Ok(event),
+            None => serde_json::from_slice(line),
+        }
+    }
+
     pub fn into_owned(self) -> Event<'static> {
         Event {
             id: Cow::Owned(self.id.into_owned()),

@@ -260,14 +260,16 @@ struct Grouping {
     local_of_account: Vec<u32>,
     /// Start of each local account's run, plus the end.
     starts: Vec<usize>,
-    /// Where each event goes in the grouped order.
-    position: Vec<usize>,
+    /// The events in grouped order, as (piece, index in the piece): the events themselves stay
+    /// where they were parsed.
+    order: Vec<(u32, u32)>,
 }
 
 impl Grouping {
+    /// Groups the events of `pieces` (given by their customers).
     fn group<'e>(
         &mut self,
-        customers: impl Iterator<Item = &'e str>,
+        pieces: impl Iterator<Item = impl Iterator<Item = &'e str>> + Clone,
         mut account_of: impl FnMut(&str) -> usize,
     ) {
         for &account in &self.accounts {
@@ -276,7 +278,7 @@ impl Grouping {
         self.accounts.clear();
         self.local_of_event.clear();
         let mut last: Option<(&str, u32)> = None;
-        for customer in customers {
+        for customer in pieces.clone().flatten() {
             let local = match last {
                 Some((previous, local)) if previous == customer => local,
                 _ => {
@@ -302,21 +304,28 @@ impl Grouping {
         for i in 1..self.starts.len() {
             self.starts[i] += self.starts[i - 1];
         }
-        self.position.clear();
+        self.order.clear();
+        self.order.resize(self.local_of_event.len(), (0, 0));
         let mut next = self.starts.clone();
-        for &local in &self.local_of_event {
-            let at = &mut next[local as usize];
-            self.position.push(*at);
-            *at += 1;
+        let mut locals = self.local_of_event.iter();
+        for (piece, customers) in pieces.enumerate() {
+            for (idx, _) in customers.enumerate() {
+                let Some(&local) = locals.next() else { break };
+                let at = &mut next[local as usize];
+                self.order[*at] = (piece as u32, idx as u32);
+                *at += 1;
+            }
         }
     }
 
-    /// Each account of the chunk with the range its events occupy in the grouped order.
-    fn runs(&self) -> impl Iterator<Item = (usize, std::ops::Range<usize>)> + '_ {
-        self.accounts
-            .iter()
-            .enumerate()
-            .map(|(local, &account)| (account, self.starts[local]..self.starts[local + 1]))
+    /// Each account of the chunk with its events' places, in file order.
+    fn runs(&self) -> impl Iterator<Item = (usize, &[(u32, u32)])> + '_ {
+        self.accounts.iter().enumerate().map(|(local, &account)| {
+            (
+                account,
+                &self.order[self.starts[local]..self.starts[local + 1]],
+            )
+        })
     }
 }
 
@@ -347,7 +356,7 @@ fn parse_lines<'c>(
         errors: Vec::new(),
     };
     for &(start, end, line) in spans {
-        match serde_json::from_slice::<Event<'_>>(&chunk[start..end]) {
+        match Event::from_json_line(&chunk[start..end]) {
             Ok(event) if event.customer.is_empty() => {
                 parsed.errors.push(LineError {
                     line,
@@ -398,37 +407,36 @@ impl<'p> Shard<'p> {
         grouping.group(
             pieces
                 .iter()
-                .flatten()
-                .map(|(_, _, event)| event.customer.as_ref()),
+                .map(|piece| piece.iter().map(|(_, _, event)| event.customer.as_ref())),
             |customer| accounts.find_or_open(customer, || open(customer)),
         );
-        // Move the events into grouped order, so they are then read one after the other.
-        let mut grouped: Vec<Option<Item<'_>>> = Vec::new();
-        grouped.resize_with(grouping.position.len(), || None);
-        for (item, &at) in pieces.into_iter().flatten().zip(&grouping.position) {
-            grouped[at] = Some(item);
-        }
+        let item = |&(piece, idx): &(u32, u32)| &pieces[piece as usize][idx as usize];
         for (account, run) in grouping.runs() {
             let slot = &mut accounts.slots[account].1;
-            for (line, routing, event) in grouped[run].iter().flatten() {
-                match slot {
-                    Slot::Open(account) => match account.aggregator.push_routed(event, routing) {
-                        Ok(Outcome::Counted) => self.n_counted += 1,
-                        Ok(outcome) => {
-                            self.n_skipped += 1;
-                            account.not_billed.record(outcome);
-                        }
-                        Err(error) => {
-                            account
-                                .not_billed
-                                .reject(format_args!("line {line}"), &error);
-                            self.errors.push(LineError {
-                                line: *line,
-                                message: error.to_string(),
-                            });
-                        }
-                    },
-                    Slot::Failed(_) | Slot::NotStarted => self.n_skipped += 1,
+            let Slot::Open(account) = slot else {
+                self.n_skipped += run.len() as u64;
+                continue;
+            };
+            // First touch what each push will need, so that the cache misses overlap.
+            for (_, routing, event) in run.iter().map(item) {
+                account.aggregator.warm(event, routing);
+            }
+            for (line, routing, event) in run.iter().map(item) {
+                match account.aggregator.push_routed(event, routing) {
+                    Ok(Outcome::Counted) => self.n_counted += 1,
+                    Ok(outcome) => {
+                        self.n_skipped += 1;
+                        account.not_billed.record(outcome);
+                    }
+                    Err(error) => {
+                        account
+                            .not_billed
+                            .reject(format_args!("line {line}"), &error);
+                        self.errors.push(LineError {
+                            line: *line,
+                            message: error.to_string(),
+                        });
+                    }
                 }
             }
         }

@@ -177,6 +177,9 @@ pub enum AggregateError {
     /// A total or a conversion left the decimal range.
     #[error("metric `{metric}`: the aggregated value overflows the decimal range")]
     Overflow { metric: String },
+    /// An index of distinct groups or unique values is full (see [`StrIndex::MAX_STRINGS`]).
+    #[error("metric `{metric}`: more than 4294967294 distinct {what} in one aggregation")]
+    TooMany { metric: String, what: &'static str },
     /// `carry_in` names a metric that is not aggregated.
     #[error("carry-in given for unknown metric `{0}`")]
     UnknownMetric(String),
@@ -273,7 +276,7 @@ fn zero_divisor(metric: &Metric) -> AggregateError {
 pub struct Routing {
     /// Range of [`Router`]'s routes holding the slots selecting the code (`None`: no metric).
     route: Option<(usize, usize)>,
-    id_hash: u64,
+    id_hash: u32,
 }
 
 /// Routes events to metrics by event code; shared by every aggregator of the same metrics.
@@ -481,6 +484,17 @@ impl<'p> Aggregator<'p> {
         if self.seen_ids.find_hashed(id_hash, &event.id).is_some() {
             return Ok(Outcome::Duplicate);
         }
+        if self.seen_ids.is_full() {
+            return Err(EventError {
+                event_id: event.id.to_string(),
+                metric: None,
+                property: None,
+                message: format!(
+                    "more than {} distinct event ids in one aggregation",
+                    StrIndex::MAX_STRINGS
+                ),
+            });
+        }
         let in_trial = event.timestamp < self.billable_from;
         let mut prepared = std::mem::take(&mut self.prepared);
         prepared.clear();
@@ -491,7 +505,8 @@ impl<'p> Aggregator<'p> {
             Ok(()) if prepared.is_empty() => Ok(Outcome::Filtered),
             Ok(()) => {
                 self.apply(event, &prepared, !in_trial);
-                self.seen_ids.insert_new(id_hash, &event.id);
+                // Not full: checked above.
+                let _ = self.seen_ids.insert_new(id_hash, &event.id);
                 if in_trial {
                     Ok(Outcome::BeforeBillable)
                 } else {
@@ -502,6 +517,20 @@ impl<'p> Aggregator<'p> {
         };
         self.prepared = prepared;
         outcome
+    }
+
+    /// Reads the memory [`Aggregator::push_routed`] will first need for this event (its bucket
+    /// of the id index, its id and property names, which live in the caller's input) and drops
+    /// it. A caller pushing a run of events calls this
+    /// for the whole run first: the cache misses of the run then overlap instead of stalling one
+    /// after the other (with tens of millions of ids, the index is far bigger than the cache).
+    /// Changes nothing.
+    pub fn warm(&self, event: &Event<'_>, routing: &Routing) {
+        std::hint::black_box(self.seen_ids.warm(routing.id_hash));
+        std::hint::black_box(event.id.as_bytes().first().copied());
+        for (name, _) in event.properties.iter() {
+            std::hint::black_box(name.as_bytes().first().copied());
+        }
     }
 
     /// Number of events counted so far.
@@ -773,9 +802,14 @@ impl<'p> Slot<'p> {
         let acc = self.fresh_acc(plugins)?;
         let group = self.fresh_group(key, acc);
         // `groups` and `group_index` grow together, so their indexes agree.
-        let idx = self.groups.len();
+        let idx = self
+            .group_index
+            .insert_new(key_hash, key_buf)
+            .ok_or_else(|| AggregateError::TooMany {
+                metric: self.metric.code.clone(),
+                what: "groups",
+            })?;
         self.groups.push(group);
-        self.group_index.insert_new(key_hash, key_buf);
         Ok(idx)
     }
 
@@ -815,7 +849,12 @@ impl<'p> Slot<'p> {
                         .get(property.as_str())
                         .and_then(PropValue::as_text)
                 {
-                    values.insert(&text);
+                    values
+                        .insert(&text)
+                        .ok_or_else(|| AggregateError::TooMany {
+                            metric: code.clone(),
+                            what: "unique values",
+                        })?;
                 }
             }
             Acc::Latest(latest) => {
@@ -988,10 +1027,11 @@ type FxHashMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// A set of strings numbered in insertion order, stored exactly in one arena (no allocation per
 /// string), indexed by an open-addressing table of (hash, number) with linear probing. A string
-/// costs its text, 8 bytes of end offset and 16–40 bytes of table; the text is compared only
-/// when the full 64-bit hashes are equal.
-#[derive(Default)]
+/// costs its text, 8 bytes of end offset and 8–20 bytes of table; the text is compared only
+/// when the 32-bit hashes are equal.
 struct StrIndex {
+    /// At most [`StrIndex::MAX_STRINGS`]; lower in tests.
+    max_strings: usize,
     arena: String,
     /// End of each string in `arena`; string `i` starts where string `i - 1` ends.
     ends: Vec<usize>,
@@ -999,18 +1039,34 @@ struct StrIndex {
     table: Vec<Bucket>,
 }
 
+impl Default for StrIndex {
+    fn default() -> Self {
+        StrIndex {
+            max_strings: Self::MAX_STRINGS,
+            arena: String::new(),
+            ends: Vec::new(),
+            table: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Default)]
 struct Bucket {
-    hash: u64,
+    hash: u32,
     /// String number + 1; 0 for an empty bucket.
-    entry: usize,
+    entry: u32,
 }
 
 impl StrIndex {
-    fn hash(text: &str) -> u64 {
+    /// Strings are numbered in 32 bits (buckets are 8 bytes: the index is bound by cache
+    /// misses); 4,294,967,294 distinct ids in one aggregation is far beyond any memory.
+    const MAX_STRINGS: usize = u32::MAX as usize - 1;
+
+    /// The high half of the Fx hash (the better mixed one).
+    fn hash(text: &str) -> u32 {
         let mut hasher = FxHasher::default();
         hasher.write(text.as_bytes());
-        hasher.finish()
+        (hasher.finish() >> 32) as u32
     }
 
     fn len(&self) -> usize {
@@ -1026,7 +1082,7 @@ impl StrIndex {
     }
 
     /// The bucket holding `text`, or the empty bucket where it would go.
-    fn probe(&self, hash: u64, text: &str) -> Result<usize, usize> {
+    fn probe(&self, hash: u32, text: &str) -> Result<usize, usize> {
         let mask = self.table.len().wrapping_sub(1);
         let mut at = (hash as usize) & mask;
         loop {
@@ -1036,33 +1092,49 @@ impl StrIndex {
             if bucket.entry == 0 {
                 return Err(at);
             }
-            if bucket.hash == hash && self.text(bucket.entry - 1) == Some(text) {
+            if bucket.hash == hash && self.text(bucket.entry as usize - 1) == Some(text) {
                 return Ok(at);
             }
             at = (at + 1) & mask;
         }
     }
 
-    fn find_hashed(&self, hash: u64, text: &str) -> Option<usize> {
+    /// Reads the bucket where a probe for `hash` starts (see [`Aggregator::warm`]).
+    fn warm(&self, hash: u32) -> u32 {
+        let mask = self.table.len().wrapping_sub(1);
+        self.table
+            .get((hash as usize) & mask)
+            .map_or(0, |bucket| bucket.entry)
+    }
+
+    fn find_hashed(&self, hash: u32, text: &str) -> Option<usize> {
         if self.table.is_empty() {
             return None;
         }
         self.probe(hash, text)
             .ok()
-            .map(|at| self.table[at].entry - 1)
+            .map(|at| self.table[at].entry as usize - 1)
     }
 
-    /// The index of `text`, inserted if new.
-    fn insert(&mut self, text: &str) -> usize {
+    /// The index of `text`, inserted if new; `None` if new and the index is full.
+    fn insert(&mut self, text: &str) -> Option<usize> {
         let hash = Self::hash(text);
         match self.find_hashed(hash, text) {
-            Some(idx) => idx,
+            Some(idx) => Some(idx),
             None => self.insert_new(hash, text),
         }
     }
 
-    /// Inserts `text`, which `find_hashed(hash, text)` just did not find.
-    fn insert_new(&mut self, hash: u64, text: &str) -> usize {
+    /// Whether the index holds as many strings as its buckets can number.
+    fn is_full(&self) -> bool {
+        self.ends.len() >= self.max_strings
+    }
+
+    /// Inserts `text`, which `find_hashed(hash, text)` just did not find (`None`: full).
+    fn insert_new(&mut self, hash: u32, text: &str) -> Option<usize> {
+        if self.is_full() {
+            return None;
+        }
         if (self.ends.len() + 1) * 8 > self.table.len() * 5 {
             self.grow();
         }
@@ -1074,9 +1146,10 @@ impl StrIndex {
         };
         self.table[at] = Bucket {
             hash,
-            entry: idx + 1,
+            // At most MAX_STRINGS: fits.
+            entry: (idx + 1) as u32,
         };
-        idx
+        Some(idx)
     }
 
     fn grow(&mut self) {
@@ -1996,29 +2069,79 @@ mod tests {
     }
 
     #[test]
+    fn a_full_index_refuses_new_strings_and_events() {
+        let mut index = StrIndex {
+            max_strings: 2,
+            ..StrIndex::default()
+        };
+        assert_eq!(index.insert("a"), Some(0));
+        assert_eq!(index.insert("b"), Some(1));
+        assert_eq!(index.insert("c"), None);
+        assert_eq!(index.insert("a"), Some(0));
+        assert_eq!(index.len(), 2);
+
+        // An aggregator whose id index is full refuses new ids with an error and counts
+        // nothing of them; repeated ids are still duplicates.
+        let metrics: Vec<Metric> = serde_json::from_str(
+            r#"[{"code": "calls", "event": "api", "aggregation": {"type": "count"}}]"#,
+        )
+        .unwrap();
+        let window = Window {
+            start: Timestamp(0),
+            end: Timestamp(DAY),
+        };
+        let carry_in = BTreeMap::new();
+        let mut aggregator = Aggregator::new(
+            &metrics,
+            &[],
+            window,
+            Timestamp(0),
+            &carry_in,
+            &crate::plugin::NoPlugins,
+        )
+        .unwrap();
+        aggregator.seen_ids.max_strings = 1;
+        let event = |id: &str| -> Event<'static> {
+            serde_json::from_str::<Event<'_>>(&format!(
+                r#"{{"id": "{id}", "timestamp": 1000, "code": "api"}}"#
+            ))
+            .unwrap()
+            .into_owned()
+        };
+        assert_eq!(aggregator.push(&event("e1")), Ok(Outcome::Counted));
+        assert_eq!(aggregator.push(&event("e1")), Ok(Outcome::Duplicate));
+        let error = aggregator.push(&event("e2")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "event `e2`: more than 4294967294 distinct event ids in one aggregation"
+        );
+        assert_eq!(aggregator.n_counted(), 1);
+    }
+
+    #[test]
     fn str_index_survives_hash_collisions() {
         let mut index = StrIndex::default();
         // Every string with the same hash: one probe run.
         for (i, text) in ["a", "b", "", "ab"].iter().enumerate() {
             assert_eq!(index.find_hashed(7, text), None);
-            assert_eq!(index.insert_new(7, text), i);
+            assert_eq!(index.insert_new(7, text), Some(i));
         }
         assert_eq!(index.find_hashed(7, "b"), Some(1));
         assert_eq!(index.find_hashed(7, ""), Some(2));
         assert_eq!(index.find_hashed(7, "abc"), None);
-        assert_eq!(index.insert("ab"), 4);
-        assert_eq!(index.insert("ab"), 4);
+        assert_eq!(index.insert("ab"), Some(4));
+        assert_eq!(index.insert("ab"), Some(4));
         assert_eq!(index.len(), 5);
         // Growing keeps every string findable, colliding or not.
         for i in 0..1000 {
-            assert_eq!(index.insert(&format!("id-{i}")), 5 + i);
+            assert_eq!(index.insert(&format!("id-{i}")), Some(5 + i));
         }
         for i in 0..1000 {
-            assert_eq!(index.insert(&format!("id-{i}")), 5 + i);
+            assert_eq!(index.insert(&format!("id-{i}")), Some(5 + i));
         }
         assert_eq!(index.find_hashed(7, "a"), Some(0));
         assert_eq!(index.find_hashed(7, "ab"), Some(3));
-        assert_eq!(index.insert("ab"), 4);
+        assert_eq!(index.insert("ab"), Some(4));
         assert_eq!(index.text(2), Some(""));
         assert_eq!(index.len(), 1005);
     }

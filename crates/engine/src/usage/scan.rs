@@ -399,10 +399,10 @@ mod tests {
             }
             // A line cut anywhere: still never a different answer.
             let end = cut.index(line.len() + 1);
-            if let Some(prefix) = line.get(..end) {
-                if let Some(event) = scanned(prefix) {
-                    prop_assert_eq!(Ok(event), by_serde(prefix.as_bytes()), "{}", prefix);
-                }
+            if let Some(prefix) = line.get(..end)
+                && let Some(event) = scanned(prefix)
+            {
+                prop_assert_eq!(Ok(event), by_serde(prefix.as_bytes()), "{}", prefix);
             }
         }
 

@@ -10,6 +10,7 @@
 //! *their* calendar that contains the `--period` date, and a described customer without events
 //! still gets an invoice (their flat fees are due).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::hash::Hasher;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -254,6 +255,8 @@ impl<'p> Accounts<'p> {
 struct Grouping {
     /// The account of each event, as a number local to the chunk.
     local_of_event: Vec<u32>,
+    /// A piece's customer number → local number + 1 (0: not seen yet in the piece).
+    local_of_customer: Vec<u32>,
     /// Local number → account number.
     accounts: Vec<usize>,
     /// Account number → local number + 1 in the current chunk (0: not seen in it).
@@ -266,10 +269,11 @@ struct Grouping {
 }
 
 impl Grouping {
-    /// Groups the events of `pieces` (given by their customers).
+    /// Groups the events of `pieces`, given by their customer numbers in their piece's
+    /// `customers` (so a piece's customer is looked up once, not once per event).
     fn group<'e>(
         &mut self,
-        pieces: impl Iterator<Item = impl Iterator<Item = &'e str>> + Clone,
+        pieces: impl Iterator<Item = (&'e [Cow<'e, str>], impl Iterator<Item = u32>)> + Clone,
         mut account_of: impl FnMut(&str) -> usize,
     ) {
         for &account in &self.accounts {
@@ -277,12 +281,13 @@ impl Grouping {
         }
         self.accounts.clear();
         self.local_of_event.clear();
-        let mut last: Option<(&str, u32)> = None;
-        for customer in pieces.clone().flatten() {
-            let local = match last {
-                Some((previous, local)) if previous == customer => local,
-                _ => {
-                    let account = account_of(customer);
+        for (customers, numbers) in pieces.clone() {
+            self.local_of_customer.clear();
+            self.local_of_customer.resize(customers.len(), 0);
+            for number in numbers {
+                let number = number as usize;
+                if self.local_of_customer[number] == 0 {
+                    let account = account_of(&customers[number]);
                     if self.local_of_account.len() <= account {
                         self.local_of_account.resize(account + 1, 0);
                     }
@@ -290,11 +295,10 @@ impl Grouping {
                         self.accounts.push(account);
                         self.local_of_account[account] = self.accounts.len() as u32;
                     }
-                    self.local_of_account[account] - 1
+                    self.local_of_customer[number] = self.local_of_account[account];
                 }
-            };
-            last = Some((customer, local));
-            self.local_of_event.push(local);
+                self.local_of_event.push(self.local_of_customer[number] - 1);
+            }
         }
         self.starts.clear();
         self.starts.resize(self.accounts.len() + 1, 0);
@@ -308,8 +312,8 @@ impl Grouping {
         self.order.resize(self.local_of_event.len(), (0, 0));
         let mut next = self.starts.clone();
         let mut locals = self.local_of_event.iter();
-        for (piece, customers) in pieces.enumerate() {
-            for (idx, _) in customers.enumerate() {
+        for (piece, (_, numbers)) in pieces.enumerate() {
+            for (idx, _) in numbers.enumerate() {
                 let Some(&local) = locals.next() else { break };
                 let at = &mut next[local as usize];
                 self.order[*at] = (piece as u32, idx as u32);
@@ -332,14 +336,23 @@ impl Grouping {
 /// A line of a chunk: where it starts and ends (without its line break), and its 1-based number.
 type Span = (usize, usize, u64);
 
-/// A parsed event: its line number, its routing and itself.
-type Item<'c> = (u64, Routing, Event<'c>);
+/// A parsed event.
+struct Item<'c> {
+    line: u64,
+    /// The number of its customer in its part's [`Parsed::customers`].
+    customer: u32,
+    routing: Routing,
+    event: Event<'c>,
+}
 
 /// The events of one part of a chunk, parsed and split by shard.
 #[derive(Default)]
 struct Parsed<'c> {
     /// Per shard, in file order.
     by_shard: Vec<Vec<Item<'c>>>,
+    /// The part's customers, in order of appearance: each is compared while its line is still
+    /// in cache, and the shards then look it up once per part instead of once per event.
+    customers: Vec<Cow<'c, str>>,
     errors: Vec<LineError>,
 }
 
@@ -353,8 +366,10 @@ fn parse_lines<'c>(
         by_shard: (0..n_shards)
             .map(|_| Vec::with_capacity(spans.len() / n_shards + spans.len() / 8))
             .collect(),
+        customers: Vec::new(),
         errors: Vec::new(),
     };
+    let mut numbers: FxHashMap<Cow<'c, str>, u32> = FxHashMap::default();
     for &(start, end, line) in spans {
         match Event::from_json_line(&chunk[start..end]) {
             Ok(event) if event.customer.is_empty() => {
@@ -366,7 +381,21 @@ fn parse_lines<'c>(
             Ok(event) => {
                 let shard = shard_of(&event.customer, n_shards);
                 let routing = router.route(&event);
-                parsed.by_shard[shard].push((line, routing, event));
+                let customer = match numbers.get(event.customer.as_ref()) {
+                    Some(&number) => number,
+                    None => {
+                        let number = parsed.customers.len() as u32;
+                        parsed.customers.push(event.customer.clone());
+                        numbers.insert(event.customer.clone(), number);
+                        number
+                    }
+                };
+                parsed.by_shard[shard].push(Item {
+                    line,
+                    customer,
+                    routing,
+                    event,
+                });
             }
             Err(error) => parsed.errors.push(LineError {
                 line,
@@ -399,15 +428,21 @@ struct Shard<'p> {
 }
 
 impl<'p> Shard<'p> {
-    /// Pushes this shard's events of a chunk, given in file order in one or more pieces.
-    fn push(&mut self, pieces: Vec<Vec<Item<'_>>>, open: impl Fn(&str) -> Slot<'p>) {
+    /// Pushes this shard's events of a chunk, given in file order in one or more pieces, one
+    /// per part of the chunk (`customers`: each part's customers).
+    fn push(
+        &mut self,
+        pieces: Vec<Vec<Item<'_>>>,
+        customers: &[Vec<Cow<'_, str>>],
+        open: impl Fn(&str) -> Slot<'p>,
+    ) {
         let Shard {
             accounts, grouping, ..
         } = self;
         grouping.group(
-            pieces
-                .iter()
-                .map(|piece| piece.iter().map(|(_, _, event)| event.customer.as_ref())),
+            pieces.iter().zip(customers).map(|(piece, customers)| {
+                (customers.as_slice(), piece.iter().map(|item| item.customer))
+            }),
             |customer| accounts.find_or_open(customer, || open(customer)),
         );
         let item = |&(piece, idx): &(u32, u32)| &pieces[piece as usize][idx as usize];
@@ -418,10 +453,16 @@ impl<'p> Shard<'p> {
                 continue;
             };
             // First touch what each push will need, so that the cache misses overlap.
-            for (_, routing, event) in run.iter().map(item) {
-                account.aggregator.warm(event, routing);
+            for item in run.iter().map(item) {
+                account.aggregator.warm(&item.event, &item.routing);
             }
-            for (line, routing, event) in run.iter().map(item) {
+            for Item {
+                line,
+                routing,
+                event,
+                ..
+            } in run.iter().map(item)
+            {
                 match account.aggregator.push_routed(event, routing) {
                     Ok(Outcome::Counted) => self.n_counted += 1,
                     Ok(outcome) => {
@@ -494,23 +535,28 @@ type ParseTask<'c> = (usize, &'c [u8], &'c [Span]);
 /// The events of one chunk, parsed in parts (in file order), with the chunk's parse errors.
 type ParsedChunk<'c> = Vec<Parsed<'c>>;
 
-/// Takes a parsed chunk apart: its parse errors, and each shard's events, part by part (so in
-/// file order).
-fn split_by_shard<'c>(
-    mut parts: ParsedChunk<'c>,
-    n_shards: usize,
-) -> (Vec<LineError>, Vec<Vec<Vec<Item<'c>>>>) {
-    let errors = parts
-        .iter_mut()
-        .flat_map(|part| std::mem::take(&mut part.errors))
-        .collect();
-    let mut per_shard: Vec<Vec<Vec<Item<'c>>>> = (0..n_shards).map(|_| Vec::new()).collect();
+/// A parsed chunk taken apart: its parse errors, each shard's events part by part (so in file
+/// order), and each part's customers.
+struct SplitChunk<'c> {
+    errors: Vec<LineError>,
+    per_shard: Vec<Vec<Vec<Item<'c>>>>,
+    customers: Vec<Vec<Cow<'c, str>>>,
+}
+
+fn split_by_shard(parts: ParsedChunk<'_>, n_shards: usize) -> SplitChunk<'_> {
+    let mut split = SplitChunk {
+        errors: Vec::new(),
+        per_shard: (0..n_shards).map(|_| Vec::new()).collect(),
+        customers: Vec::with_capacity(parts.len()),
+    };
     for part in parts {
-        for (mine, theirs) in per_shard.iter_mut().zip(part.by_shard) {
+        split.errors.extend(part.errors);
+        split.customers.push(part.customers);
+        for (mine, theirs) in split.per_shard.iter_mut().zip(part.by_shard) {
             mine.push(theirs);
         }
     }
-    (errors, per_shard)
+    split
 }
 
 /// A chunk's errors: its parse errors and the shards' push errors, in line order.
@@ -542,9 +588,17 @@ fn sequential<'p, R: BufRead>(
         }
         lines.report(progress);
         let parsed = vec![parse_lines(&chunk, &spans, router, 1)];
-        let (errors, mut per_shard) = split_by_shard(parsed, 1);
+        let SplitChunk {
+            errors,
+            mut per_shard,
+            customers,
+        } = split_by_shard(parsed, 1);
         if !strict || errors.is_empty() {
-            shard.push(per_shard.pop().unwrap_or_default(), open_account);
+            shard.push(
+                per_shard.pop().unwrap_or_default(),
+                &customers,
+                open_account,
+            );
         }
         let mut errors = chunk_errors(errors, std::slice::from_mut(shard));
         if strict && !errors.is_empty() {
@@ -628,7 +682,11 @@ fn step<'p, 'n, R: BufRead>(
     open_account: impl Fn(&str) -> Slot<'p> + Copy + Send + Sync,
 ) -> Result<(ParsedChunk<'n>, Vec<LineError>), StreamError> {
     let n_shards = shards.len();
-    let (errors, per_shard) = split_by_shard(current, n_shards);
+    let SplitChunk {
+        errors,
+        per_shard,
+        customers,
+    } = split_by_shard(current, n_shards);
     let pushes = Mutex::new(shards.iter_mut().zip(per_shard).collect::<Vec<_>>());
     // Parts of the next chunk to parse, with their index; posted once the chunk is read.
     let parses: Mutex<Vec<ParseTask<'n>>> = Mutex::new(Vec::new());
@@ -638,7 +696,7 @@ fn step<'p, 'n, R: BufRead>(
         loop {
             let push = pushes.lock().unwrap_or_else(PoisonError::into_inner).pop();
             if let Some((shard, items)) = push {
-                shard.push(items, open_account);
+                shard.push(items, &customers, open_account);
                 continue;
             }
             let is_posted = posted.load(Ordering::Acquire);

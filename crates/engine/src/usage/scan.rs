@@ -39,20 +39,20 @@ pub(super) fn scan_event(line: &[u8]) -> Option<Event<'_>> {
     if s.peek()? != b'}' {
         loop {
             s.skip_ws();
-            let key = s.string()?;
+            let field = s.field()?;
             s.skip_ws();
             s.eat(b':')?;
             s.skip_ws();
             // A repeated field is an error for serde_json: leave it to it.
-            match key {
-                "id" if id.is_none() => id = Some(s.string()?),
-                "customer" if customer.is_none() => customer = Some(s.string()?),
-                "timestamp" if timestamp.is_none() => {
+            match field {
+                Field::Id if id.is_none() => id = Some(s.string()?),
+                Field::Customer if customer.is_none() => customer = Some(s.string()?),
+                Field::Timestamp if timestamp.is_none() => {
                     let text = s.string()?;
                     timestamp = Some(Timestamp::parse_rfc3339(text).ok()?);
                 }
-                "code" | "meter" if code.is_none() => code = Some(s.string()?),
-                "properties" if properties.is_none() => properties = Some(s.properties()?),
+                Field::Code if code.is_none() => code = Some(s.string()?),
+                Field::Properties if properties.is_none() => properties = Some(s.properties()?),
                 _ => return None,
             }
             s.skip_ws();
@@ -76,6 +76,16 @@ pub(super) fn scan_event(line: &[u8]) -> Option<Event<'_>> {
         code: Cow::Borrowed(code?),
         properties: properties.unwrap_or_default(),
     })
+}
+
+/// An event field, as its key is written without escapes (`meter` is `code`'s alias).
+#[derive(Clone, Copy)]
+enum Field {
+    Id,
+    Customer,
+    Timestamp,
+    Code,
+    Properties,
 }
 
 struct Scanner<'a> {
@@ -133,6 +143,25 @@ impl<'a> Scanner<'a> {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.at += 1;
         }
+    }
+
+    /// An event field's key, quotes included (any other key: `None`).
+    fn field(&mut self) -> Option<Field> {
+        let rest = &self.bytes[self.at..];
+        let (key, field): (&[u8], Field) = match rest.get(1)? {
+            b'i' => (b"\"id\"", Field::Id),
+            b'c' if rest.get(2) == Some(&b'u') => (b"\"customer\"", Field::Customer),
+            b'c' => (b"\"code\"", Field::Code),
+            b't' => (b"\"timestamp\"", Field::Timestamp),
+            b'm' => (b"\"meter\"", Field::Code),
+            b'p' => (b"\"properties\"", Field::Properties),
+            _ => return None,
+        };
+        if !rest.starts_with(key) {
+            return None;
+        }
+        self.at += key.len();
+        Some(field)
     }
 
     /// A string without escapes or control characters, borrowed.

@@ -148,19 +148,21 @@ impl<'a> Scanner<'a> {
     /// An event field's key, quotes included (any other key: `None`).
     fn field(&mut self) -> Option<Field> {
         let rest = &self.bytes[self.at..];
-        let (key, field): (&[u8], Field) = match rest.get(1)? {
-            b'i' => (b"\"id\"", Field::Id),
-            b'c' if rest.get(2) == Some(&b'u') => (b"\"customer\"", Field::Customer),
-            b'c' => (b"\"code\"", Field::Code),
-            b't' => (b"\"timestamp\"", Field::Timestamp),
-            b'm' => (b"\"meter\"", Field::Code),
-            b'p' => (b"\"properties\"", Field::Properties),
+        /// `key`'s length if `rest` starts with it (arrays compare inline, slices call memcmp).
+        fn prefix<const N: usize>(rest: &[u8], key: &[u8; N]) -> Option<usize> {
+            let head: &[u8; N] = rest.get(..N)?.try_into().ok()?;
+            (head == key).then_some(N)
+        }
+        let (len, field) = match rest.get(1)? {
+            b'i' => (prefix(rest, b"\"id\""), Field::Id),
+            b'c' if rest.get(2) == Some(&b'u') => (prefix(rest, b"\"customer\""), Field::Customer),
+            b'c' => (prefix(rest, b"\"code\""), Field::Code),
+            b't' => (prefix(rest, b"\"timestamp\""), Field::Timestamp),
+            b'm' => (prefix(rest, b"\"meter\""), Field::Code),
+            b'p' => (prefix(rest, b"\"properties\""), Field::Properties),
             _ => return None,
         };
-        if !rest.starts_with(key) {
-            return None;
-        }
-        self.at += key.len();
+        self.at += len?;
         Some(field)
     }
 

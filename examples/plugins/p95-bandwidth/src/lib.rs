@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use ratecard_plugin::{Decimal, Event, EventExt, Metric, Result};
+use ratecard_plugin::{Decimal, Events, Metric, Result};
 use serde::{Deserialize, Serialize};
 
 const SLOT_MS: i64 = 5 * 60 * 1000;
@@ -40,12 +40,12 @@ impl Metric for P95 {
         })
     }
 
-    fn update(&mut self, events: &[Event]) -> Result<()> {
+    fn update(&mut self, events: &Events) -> Result<()> {
         for event in events {
             let rate = event.decimal(&self.property)?;
             *self
                 .slots
-                .entry(event.timestamp_ms.div_euclid(SLOT_MS))
+                .entry(event.timestamp_ms().div_euclid(SLOT_MS))
                 .or_default() += rate;
         }
         Ok(())
@@ -75,7 +75,7 @@ ratecard_plugin::export_metric!(P95);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ratecard_plugin::{event, num};
+    use ratecard_plugin::{Batch, Event, event, num};
 
     fn run(samples: &[(i64, &str)]) -> Decimal {
         let events: Vec<Event> = samples
@@ -87,7 +87,7 @@ mod tests {
             property: "mbps".into(),
         })
         .unwrap();
-        metric.update(&events).unwrap();
+        metric.update(&Batch::new(&events).events()).unwrap();
         metric.finish().unwrap()
     }
 

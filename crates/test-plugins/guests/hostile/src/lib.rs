@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 
-use ratecard_plugin::{Decimal, Event, Metric, PluginError, Result, log};
+use ratecard_plugin::{Decimal, Events, Metric, PluginError, Result, log};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
@@ -29,7 +29,7 @@ impl Metric for Hostile {
         })
     }
 
-    fn update(&mut self, events: &[Event]) -> Result<()> {
+    fn update(&mut self, events: &Events) -> Result<()> {
         self.count += events.len() as u64;
         match self.attack.as_str() {
             "none" => {}

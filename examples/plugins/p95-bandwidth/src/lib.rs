@@ -41,13 +41,30 @@ impl Metric for P95 {
     }
 
     fn update(&mut self, events: &Events) -> Result<()> {
+        // Samples come in time order, so consecutive ones mostly share a slot: the map is
+        // touched once per run of samples in one slot, not once per sample. The run starts from
+        // the slot's total and adds the samples one by one, the same `Decimal` additions in the
+        // same order as without runs (so the same result, rounding included).
+        let mut run: Option<(i64, Decimal)> = None;
         for event in events {
-            let rate = event.decimal(&self.property)?;
-            *self
-                .slots
-                .entry(event.timestamp_ms().div_euclid(SLOT_MS))
-                .or_default() += rate;
+            let rate = match event.decimal(&self.property) {
+                Ok(rate) => rate,
+                Err(error) => {
+                    self.end_run(run);
+                    return Err(error);
+                }
+            };
+            let slot = event.timestamp_ms().div_euclid(SLOT_MS);
+            match &mut run {
+                Some((run_slot, total)) if *run_slot == slot => *total += rate,
+                _ => {
+                    self.end_run(run.take());
+                    let total = self.slots.get(&slot).copied().unwrap_or_default();
+                    run = Some((slot, total + rate));
+                }
+            }
         }
+        self.end_run(run);
         Ok(())
     }
 
@@ -67,6 +84,14 @@ impl Metric for P95 {
         // Nearest rank: ceil(0.95 * n), 1-based.
         let rank = (rates.len() * 95).div_ceil(100);
         Ok(rates[rank - 1])
+    }
+}
+
+impl P95 {
+    fn end_run(&mut self, run: Option<(i64, Decimal)>) {
+        if let Some((slot, total)) = run {
+            self.slots.insert(slot, total);
+        }
     }
 }
 
@@ -102,6 +127,23 @@ mod tests {
     #[test]
     fn samples_in_one_slot_add_up() {
         assert_eq!(run(&[(0, "1.5"), (1000, "2.25")]), "3.75".parse().unwrap());
+    }
+
+    #[test]
+    fn samples_out_of_order_and_a_bad_sample_keep_earlier_sums() {
+        let mut metric = P95::new(Config {
+            property: "mbps".into(),
+        })
+        .unwrap();
+        let events = [
+            event("1", SLOT_MS, "bw", &[("mbps", num("2"))]),
+            event("2", 0, "bw", &[("mbps", num("1"))]),
+            event("3", SLOT_MS + 1, "bw", &[("mbps", num("3"))]),
+            event("4", 1, "bw", &[]),
+        ];
+        assert!(metric.update(&Batch::new(&events).events()).is_err());
+        let slots: Vec<(i64, Decimal)> = metric.slots.iter().map(|(k, v)| (*k, *v)).collect();
+        assert_eq!(slots, [(0, Decimal::ONE), (1, Decimal::from(5))]);
     }
 
     #[test]

@@ -190,7 +190,8 @@ fn check_ends(ends: U32s<'_>, text: &str) -> Result<()> {
 
 /// How many recently looked-up property names a batch remembers.
 const NAME_CACHE: usize = 4;
-const NO_NAME: u32 = u32::MAX;
+/// An empty entry of the recent names: matches no name (its range is never in the text).
+const NO_NAME: (u32, u32, u32) = (u32::MAX, u32::MAX, u32::MAX);
 
 /// The events of one batch, as the host passed them: iterate (`for event in events`), index
 /// ([`Events::get`]) or count them. Each [`EventRef`] reads its fields from the batch on access.
@@ -214,9 +215,10 @@ pub struct Events<'a> {
     strings: &'a str,
     /// Per property: the index of its value in the number or string columns.
     value_slots: &'a [u32],
-    /// Name indexes of recently looked-up property names (a plugin asks for the same few names
-    /// for every event; a hit costs one comparison of the name, a miss a scan of the names).
-    recent_names: Cell<[u32; NAME_CACHE]>,
+    /// Recently looked-up property names: (name index, start, end in `names`). A plugin asks
+    /// for the same few names for every event; a hit costs one comparison of the name, a miss a
+    /// scan of the names.
+    recent_names: Cell<[(u32, u32, u32); NAME_CACHE]>,
     next_recent: Cell<usize>,
 }
 
@@ -367,18 +369,39 @@ impl<'a> Events<'a> {
     #[inline]
     fn name_index(&self, name: &str) -> Option<u32> {
         let recent = self.recent_names.get();
-        for i in recent {
-            if i != NO_NAME && self.name(i) == name {
+        for (i, start, end) in recent {
+            if self.names.as_bytes().get(start as usize..end as usize) == Some(name.as_bytes()) {
                 return Some(i);
             }
         }
+        self.find_name(name)
+    }
+
+    /// `name_index` past the recently looked-up names: a scan, remembered.
+    #[cold]
+    fn find_name(&self, name: &str) -> Option<u32> {
         let i = (0..self.name_ends.len() as u32).find(|i| self.name(*i) == name)?;
-        let mut recent = recent;
+        let (start, end) = self.name_ends.range(i as usize);
+        let mut recent = self.recent_names.get();
         let next = self.next_recent.get();
-        recent[next] = i;
+        recent[next] = (i, start as u32, end as u32);
         self.recent_names.set(recent);
         self.next_recent.set((next + 1) % NAME_CACHE);
         Some(i)
+    }
+
+    /// Number `slot` of the number columns.
+    #[inline]
+    fn number(&self, slot: usize, negative: bool) -> Decimal {
+        let lo = u64_at(self.number_los, slot);
+        let scale = self.number_scales.get(slot).copied().unwrap_or_default();
+        Decimal::from_parts(
+            lo as u32,
+            (lo >> 32) as u32,
+            self.number_his.at(slot),
+            negative,
+            scale.into(),
+        )
     }
 
     /// The text of property `p` of the batch, if it is a string.
@@ -401,17 +424,8 @@ impl<'a> Events<'a> {
                     self.strings.get(start..end).unwrap_or_default(),
                 ))
             }
-            value_kind @ (kind::NUM | kind::NEG_NUM) => {
-                let lo = u64_at(self.number_los, slot);
-                let scale = self.number_scales.get(slot).copied().unwrap_or_default();
-                Value::Num(Decimal::from_parts(
-                    lo as u32,
-                    (lo >> 32) as u32,
-                    self.number_his.at(slot),
-                    value_kind == kind::NEG_NUM,
-                    scale.into(),
-                ))
-            }
+            kind::NUM => Value::Num(self.number(slot, false)),
+            kind::NEG_NUM => Value::Num(self.number(slot, true)),
             kind::FALSE => Value::Boolean(false),
             kind::TRUE => Value::Boolean(true),
             kind::NULL => Value::Null,
@@ -535,21 +549,32 @@ impl<'e> EventRef<'e> {
     }
 
     /// A numeric property (a JSON number or a string holding a decimal).
+    #[inline]
     pub fn decimal(&self, name: &str) -> Result<Decimal> {
-        match self.property(name) {
-            Some(Value::Num(n)) => Ok(n),
-            Some(Value::Str(text)) => parse_decimal(&text).map_err(|_| {
-                PluginError::InvalidInput(format!(
-                    "event `{}`: property `{name}` is not a number: `{text}`",
-                    self.id()
-                ))
-            }),
-            Some(_) => Err(PluginError::InvalidInput(format!(
+        let p = self.find(name).ok_or_else(|| self.missing(name))?;
+        let events = self.events;
+        let slot = events.value_slots.get(p).copied().unwrap_or_default() as usize;
+        match events.property_kinds.get(p).copied() {
+            Some(kind::NUM) => Ok(events.number(slot, false)),
+            Some(kind::NEG_NUM) => Ok(events.number(slot, true)),
+            _ => self.decimal_in_text(name, p),
+        }
+    }
+
+    /// `decimal` of a property that is not a number: a string holding one, or an error.
+    fn decimal_in_text(&self, name: &str, p: usize) -> Result<Decimal> {
+        let Some(text) = self.events.str_value(p) else {
+            return Err(PluginError::InvalidInput(format!(
                 "event `{}`: property `{name}` is not a number",
                 self.id()
-            ))),
-            None => Err(self.missing(name)),
-        }
+            )));
+        };
+        parse_decimal(text).map_err(|_| {
+            PluginError::InvalidInput(format!(
+                "event `{}`: property `{name}` is not a number: `{text}`",
+                self.id()
+            ))
+        })
     }
 
     /// A string property.
@@ -563,6 +588,7 @@ impl<'e> EventRef<'e> {
         })
     }
 
+    #[cold]
     fn missing(&self, name: &str) -> PluginError {
         PluginError::InvalidInput(format!("event `{}` has no property `{name}`", self.id()))
     }

@@ -43,6 +43,14 @@
 //! (which runs cargo and `wit-component` in-process); `ratecard plugin new NAME` scaffolds a crate.
 //! The plugin's name, version and description are its package's (`Cargo.toml`).
 //!
+//! # Events
+//!
+//! `update` gets the host's batch as [`Events`]: iterate it (`for event in events`), and read what
+//! the metric needs from each [`EventRef`] (`timestamp_ms()`, `decimal("mbps")`, `string(..)`,
+//! `code()`, `id()`, `property(..)`). Fields are read from the batch on access, so asking for
+//! one property of each event costs one property, not the whole event. In native tests, build
+//! events with [`event`] and pass `&Batch::new(&events).events()`: the same reading code runs.
+//!
 //! # State
 //!
 //! The host keeps one accumulator alive per aggregation (a WIT resource in one store), so `update`

@@ -630,7 +630,12 @@ mod tests {
         let second = view.get(1).unwrap();
         assert_eq!(format_decimal(second.decimal("mbps").unwrap()), "12.5");
         assert_eq!(
-            (second.id(), second.customer(), second.code(), second.timestamp_ms()),
+            (
+                second.id(),
+                second.customer(),
+                second.code(),
+                second.timestamp_ms()
+            ),
             ("2", "", "bw", 7)
         );
         assert_eq!(view.get(0).unwrap().customer(), "cus_1");

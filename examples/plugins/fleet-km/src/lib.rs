@@ -80,12 +80,15 @@ mod tests {
     fn distance_is_max_minus_min_per_vehicle() {
         let mut metric = FleetKm::new(None).unwrap();
         metric
-            .update(&Batch::new(&[
-                reading("1", "v1", "100"),
-                reading("2", "v2", "50.5"),
-                reading("3", "v1", "130"),
-                reading("4", "v2", "60"),
-            ]).events())
+            .update(
+                &Batch::new(&[
+                    reading("1", "v1", "100"),
+                    reading("2", "v2", "50.5"),
+                    reading("3", "v1", "130"),
+                    reading("4", "v2", "60"),
+                ])
+                .events(),
+            )
             .unwrap();
         assert_eq!(metric.finish().unwrap(), "39.5".parse().unwrap());
     }
@@ -93,7 +96,9 @@ mod tests {
     #[test]
     fn one_reading_is_zero_km() {
         let mut metric = FleetKm::new(None).unwrap();
-        metric.update(&Batch::new(&[reading("1", "v1", "100")]).events()).unwrap();
+        metric
+            .update(&Batch::new(&[reading("1", "v1", "100")]).events())
+            .unwrap();
         assert_eq!(metric.finish().unwrap(), Decimal::ZERO);
     }
 }

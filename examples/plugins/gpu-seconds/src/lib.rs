@@ -116,11 +116,14 @@ mod tests {
     fn seconds_are_weighted_by_type() {
         let mut metric = GpuSeconds::new(config(None)).unwrap();
         metric
-            .update(&Batch::new(&[
-                gpu("1", "a100", "10"),
-                gpu("2", "h100", "1.5"),
-                gpu("3", "a100", "2"),
-            ]).events())
+            .update(
+                &Batch::new(&[
+                    gpu("1", "a100", "10"),
+                    gpu("2", "h100", "1.5"),
+                    gpu("3", "a100", "2"),
+                ])
+                .events(),
+            )
             .unwrap();
         assert_eq!(metric.finish().unwrap(), Decimal::from(36));
     }
@@ -128,7 +131,9 @@ mod tests {
     #[test]
     fn unknown_type_uses_the_default_or_fails() {
         let mut metric = GpuSeconds::new(config(Some("1"))).unwrap();
-        metric.update(&Batch::new(&[gpu("1", "t4", "7")]).events()).unwrap();
+        metric
+            .update(&Batch::new(&[gpu("1", "t4", "7")]).events())
+            .unwrap();
         assert_eq!(metric.finish().unwrap(), Decimal::from(7));
         let mut strict = GpuSeconds::new(config(None)).unwrap();
         assert!(matches!(

@@ -285,7 +285,8 @@ impl<'a> Events<'a> {
         check_ends(self.string_ends, self.strings)?;
         let n_names = self.name_ends.len() as u32;
         for column in [self.customers, self.codes, self.property_names] {
-            if column.iter().any(|i| i >= n_names) {
+            // The largest index, without a branch per item.
+            if column.iter().max().is_some_and(|i| i >= n_names) {
                 return Err(malformed("a name index is out of range"));
             }
         }
@@ -301,12 +302,20 @@ impl<'a> Events<'a> {
         if start != n_properties {
             return Err(malformed("properties are left over"));
         }
+        if self
+            .number_scales
+            .iter()
+            .max()
+            .is_some_and(|scale| *scale > 28)
+        {
+            return Err(malformed("a number is out of range"));
+        }
         let (n_strings, n_numbers) = (self.string_ends.len(), self.number_scales.len());
         let (mut strings, mut numbers) = (0usize, 0usize);
         value_slots.clear();
-        value_slots.reserve(n_properties);
-        for value_kind in self.property_kinds {
-            let slot = match *value_kind {
+        value_slots.resize(n_properties, 0);
+        for (value_kind, value_slot) in self.property_kinds.iter().zip(value_slots.iter_mut()) {
+            *value_slot = match *value_kind {
                 kind::STR => {
                     if strings == n_strings {
                         return Err(malformed("a string property has no string"));
@@ -318,16 +327,12 @@ impl<'a> Events<'a> {
                     if numbers == n_numbers {
                         return Err(malformed("a number property has no number"));
                     }
-                    if self.number_scales[numbers] > 28 {
-                        return Err(malformed("a number is out of range"));
-                    }
                     numbers += 1;
                     numbers - 1
                 }
                 kind::FALSE | kind::TRUE | kind::NULL | kind::OTHER => 0,
                 _ => return Err(malformed("unknown property kind")),
-            };
-            value_slots.push(slot as u32);
+            } as u32;
         }
         if strings != n_strings || numbers != n_numbers {
             return Err(malformed("values are left over"));

@@ -111,6 +111,13 @@ fn main() {
     write_if_changed(&path, &big_table);
     write_constant(&mut constants, "BIG_TABLE", &path);
 
+    // A plugin whose `table` attack grows its function table at run time (`table.grow` in a
+    // loop), with no maximum declared: only the host's table limit stops it.
+    let table_grow = componentize_bytes(&table_grow_bomb(&hostile_core, TABLE_GROW_MARK));
+    let path = out_dir.join("table-grow.wasm");
+    write_if_changed(&path, &table_grow);
+    write_constant(&mut constants, "TABLE_GROW", &path);
+
     // A valid plugin carrying 16 MiB of custom section: rejected on size alone.
     let mut huge = fs::read(out_dir.join("ratecard-guest-hostile.wasm")).unwrap();
     append_custom_section(&mut huge, "ballast", &vec![0x5a; 16 << 20]);
@@ -169,6 +176,75 @@ fn grow_tables(core: &[u8], minimum: u64) -> Vec<u8> {
     BigTables(minimum)
         .parse_core_module(&mut module, wasmparser::Parser::new(0), core)
         .expect("cannot rewrite the hostile module");
+    module.finish()
+}
+
+/// `TABLE_GROW_MARK` in `guests/hostile/src/lib.rs`.
+const TABLE_GROW_MARK: i32 = 4_099;
+
+/// Rewrites the hostile core module so that `i32.const mark; memory.grow 0` (its `table` attack)
+/// becomes `ref.null func; i32.const mark; table.grow 0`, and drops every table's maximum.
+/// Panics unless exactly one such `memory.grow` is found.
+fn table_grow_bomb(core: &[u8], mark: i32) -> Vec<u8> {
+    use wasm_encoder::reencode::{Reencode, RoundtripReencoder, utils};
+    use wasm_encoder::{Instruction, RefType};
+
+    struct TableGrow {
+        mark: i32,
+        rewritten: usize,
+    }
+    impl Reencode for TableGrow {
+        type Error = std::convert::Infallible;
+        fn table_type(
+            &mut self,
+            table_ty: wasmparser::TableType,
+        ) -> Result<wasm_encoder::TableType, wasm_encoder::reencode::Error<Self::Error>> {
+            let mut table = RoundtripReencoder.table_type(table_ty)?;
+            table.maximum = None;
+            Ok(table)
+        }
+        fn parse_function_body(
+            &mut self,
+            code: &mut wasm_encoder::CodeSection,
+            func: wasmparser::FunctionBody<'_>,
+        ) -> Result<(), wasm_encoder::reencode::Error<Self::Error>> {
+            let mut function = self.new_function_with_parsed_locals(&func)?;
+            let mut reader = func.get_operators_reader()?;
+            let mut instructions = Vec::new();
+            while !reader.eof() {
+                instructions.push(utils::parse_instruction(self, &mut reader)?);
+            }
+            let mut i = 0;
+            while i < instructions.len() {
+                match (&instructions[i], instructions.get(i + 1)) {
+                    (Instruction::I32Const(n), Some(Instruction::MemoryGrow(0)))
+                        if *n == self.mark =>
+                    {
+                        function.instruction(&Instruction::RefNull(RefType::FUNCREF.heap_type));
+                        function.instruction(&Instruction::I32Const(*n));
+                        function.instruction(&Instruction::TableGrow(0));
+                        self.rewritten += 1;
+                        i += 2;
+                    }
+                    (instruction, _) => {
+                        function.instruction(instruction);
+                        i += 1;
+                    }
+                }
+            }
+            code.function(&function);
+            Ok(())
+        }
+    }
+    let mut module = wasm_encoder::Module::new();
+    let mut rewrite = TableGrow { mark, rewritten: 0 };
+    rewrite
+        .parse_core_module(&mut module, wasmparser::Parser::new(0), core)
+        .expect("cannot rewrite the hostile module");
+    assert_eq!(
+        rewrite.rewritten, 1,
+        "expected one `i32.const {mark}; memory.grow 0` in the hostile module"
+    );
     module.finish()
 }
 

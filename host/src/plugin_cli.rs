@@ -468,7 +468,7 @@ strip = true
 
 const METRIC_TEMPLATE: &str = r#"//! A custom metric: the sum of a numeric property.
 
-use ratecard_plugin::{Decimal, Event, EventExt, Metric, Result};
+use ratecard_plugin::{Decimal, Events, Metric, Result};
 use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]
@@ -489,7 +489,8 @@ impl Metric for Sum {
         Ok(Sum { property: config.property, total: Decimal::ZERO })
     }
 
-    fn update(&mut self, events: &[Event]) -> Result<()> {
+    fn update(&mut self, events: &Events) -> Result<()> {
+        // Each event is read from the batch on access: ask only for what you need.
         for event in events {
             self.total += event.decimal(&self.property)?;
         }
@@ -511,13 +512,16 @@ ratecard_plugin::export_metric!(Sum);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ratecard_plugin::{event, num};
+    use ratecard_plugin::{Batch, event, num};
 
     #[test]
     fn sums_the_property() {
         let mut sum = Sum::new(Config { property: "bytes".into() }).unwrap();
-        sum.update(&[event("1", 0, "x", &[("bytes", num("1.5"))]), event("2", 0, "x", &[("bytes", num("2"))])])
-            .unwrap();
+        let events = [
+            event("1", 0, "x", &[("bytes", num("1.5"))]),
+            event("2", 0, "x", &[("bytes", num("2"))]),
+        ];
+        sum.update(&Batch::new(&events).events()).unwrap();
         assert_eq!(sum.finish().unwrap(), "3.5".parse().unwrap());
     }
 }

@@ -8,7 +8,7 @@
 //! A metric is a type implementing [`Metric`], exported with [`export_metric!`]:
 //!
 //! ```
-//! use ratecard_plugin::{Decimal, Event, EventExt, Metric, Result};
+//! use ratecard_plugin::{Decimal, Events, Metric, Result};
 //!
 //! #[derive(serde::Serialize, serde::Deserialize)]
 //! pub struct TotalBytes { property: String, total: Decimal }
@@ -21,7 +21,7 @@
 //!     fn new(config: Config) -> Result<Self> {
 //!         Ok(TotalBytes { property: config.property, total: Decimal::ZERO })
 //!     }
-//!     fn update(&mut self, events: &[Event]) -> Result<()> {
+//!     fn update(&mut self, events: &Events) -> Result<()> {
 //!         for event in events {
 //!             self.total += event.decimal(&self.property)?;
 //!         }
@@ -42,6 +42,14 @@
 //! Build it for `wasm32-unknown-unknown` and turn it into a component with `ratecard plugin build`
 //! (which runs cargo and `wit-component` in-process); `ratecard plugin new NAME` scaffolds a crate.
 //! The plugin's name, version and description are its package's (`Cargo.toml`).
+//!
+//! # Events
+//!
+//! `update` gets the host's batch as [`Events`]: iterate it (`for event in events`), and read what
+//! the metric needs from each [`EventRef`] (`timestamp_ms()`, `decimal("mbps")`, `string(..)`,
+//! `code()`, `id()`, `property(..)`). Fields are read from the batch on access, so asking for
+//! one property of each event costs one property, not the whole event. In native tests, build
+//! events with [`event`] and pass `&Batch::new(&events).events()`: the same reading code runs.
 //!
 //! # State
 //!
@@ -80,7 +88,10 @@ pub use bindings::ratecard::plugin::types::{
     BreakdownRow, GroupQuantity, Metadata, PluginError, PluginKind, PriceRequest, PricedLine,
 };
 
-use std::borrow::Cow;
+mod events;
+pub use events::{Batch, Event, EventIter, EventRef, Events, Property, Value, event, num, string};
+#[doc(hidden)]
+pub use events::{Columns as __Columns, kind};
 
 #[cfg(all(target_arch = "wasm32", feature = "first-arena"))]
 mod first_arena {
@@ -212,7 +223,7 @@ pub trait Metric: Serialize + DeserializeOwned + 'static {
     const CONFIG_SCHEMA: &'static str = r#"{"type":"object"}"#;
 
     fn new(config: Self::Config) -> Result<Self>;
-    fn update(&mut self, events: &[Event<'_>]) -> Result<()>;
+    fn update(&mut self, events: &Events<'_>) -> Result<()>;
     fn merge(&mut self, other: Self) -> Result<()>;
     fn finish(&self) -> Result<Decimal>;
 }
@@ -246,337 +257,6 @@ pub fn format_decimal(value: Decimal) -> String {
     value.normalize().to_string()
 }
 
-/// A property value of a usage event.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Value<'a> {
-    Str(Cow<'a, str>),
-    /// A JSON number, exact.
-    Num(Decimal),
-    Boolean(bool),
-    Null,
-    /// An array or object (not passed on), or a number out of range.
-    Other,
-}
-
-impl Value<'_> {
-    pub fn into_owned(self) -> Value<'static> {
-        match self {
-            Value::Str(text) => Value::Str(Cow::Owned(text.into_owned())),
-            Value::Num(n) => Value::Num(n),
-            Value::Boolean(b) => Value::Boolean(b),
-            Value::Null => Value::Null,
-            Value::Other => Value::Other,
-        }
-    }
-}
-
-/// A named property of a usage event.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Property<'a> {
-    pub name: Cow<'a, str>,
-    pub value: Value<'a>,
-}
-
-/// A raw usage event. In a plugin, every field borrows from the batch the host passed in (no
-/// allocation per event); [`event`] builds owned ones for native tests.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Event<'a> {
-    pub id: Cow<'a, str>,
-    pub customer: Cow<'a, str>,
-    /// Unix milliseconds, UTC.
-    pub timestamp_ms: i64,
-    pub code: Cow<'a, str>,
-    /// Sorted by name, names unique.
-    pub properties: Cow<'a, [Property<'a>]>,
-}
-
-/// Convenient access to an event's properties.
-pub trait EventExt {
-    fn property(&self, name: &str) -> Option<&Value<'_>>;
-    /// A numeric property (a JSON number or a string holding a decimal).
-    fn decimal(&self, name: &str) -> Result<Decimal>;
-    /// A string property.
-    fn string(&self, name: &str) -> Result<&str>;
-}
-
-impl EventExt for Event<'_> {
-    fn property(&self, name: &str) -> Option<&Value<'_>> {
-        self.properties
-            .binary_search_by(|p| p.name.as_ref().cmp(name))
-            .ok()
-            .map(|i| &self.properties[i].value)
-    }
-
-    fn decimal(&self, name: &str) -> Result<Decimal> {
-        match self.property(name) {
-            Some(Value::Num(n)) => Ok(*n),
-            Some(Value::Str(text)) => parse_decimal(text).map_err(|_| {
-                PluginError::InvalidInput(format!(
-                    "event `{}`: property `{name}` is not a number: `{text}`",
-                    self.id
-                ))
-            }),
-            Some(_) => Err(PluginError::InvalidInput(format!(
-                "event `{}`: property `{name}` is not a number",
-                self.id
-            ))),
-            None => Err(PluginError::InvalidInput(format!(
-                "event `{}` has no property `{name}`",
-                self.id
-            ))),
-        }
-    }
-
-    fn string(&self, name: &str) -> Result<&str> {
-        match self.property(name) {
-            Some(Value::Str(text)) => Ok(text),
-            Some(_) => Err(PluginError::InvalidInput(format!(
-                "event `{}`: property `{name}` is not a string",
-                self.id
-            ))),
-            None => Err(PluginError::InvalidInput(format!(
-                "event `{}` has no property `{name}`",
-                self.id
-            ))),
-        }
-    }
-}
-
-/// Builds events in native unit tests of plugins.
-pub fn event(
-    id: &str,
-    timestamp_ms: i64,
-    code: &str,
-    properties: &[(&str, Value<'_>)],
-) -> Event<'static> {
-    let mut properties: Vec<Property<'static>> = properties
-        .iter()
-        .map(|(name, value)| Property {
-            name: Cow::Owned((*name).to_owned()),
-            value: value.clone().into_owned(),
-        })
-        .collect();
-    properties.sort_by(|a, b| a.name.cmp(&b.name));
-    Event {
-        id: Cow::Owned(id.to_owned()),
-        customer: Cow::Borrowed(""),
-        timestamp_ms,
-        code: Cow::Owned(code.to_owned()),
-        properties: Cow::Owned(properties),
-    }
-}
-
-/// A numeric property value, for tests. Panics if `text` is not a decimal.
-pub fn num(text: &str) -> Value<'static> {
-    match text.parse::<Decimal>() {
-        Ok(n) => Value::Num(n),
-        Err(e) => panic!("`{text}` is not a decimal: {e}"),
-    }
-}
-
-/// A string property value.
-pub fn string(text: &str) -> Value<'static> {
-    Value::Str(Cow::Owned(text.to_owned()))
-}
-
-/// The kinds of property values in an `event-batch` (see `wit/plugin.wit`).
-#[doc(hidden)]
-pub mod kind {
-    pub const STR: u8 = 0;
-    pub const NUM: u8 = 1;
-    pub const NEG_NUM: u8 = 2;
-    pub const FALSE: u8 = 3;
-    pub const TRUE: u8 = 4;
-    pub const NULL: u8 = 5;
-    pub const OTHER: u8 = 6;
-}
-
-fn malformed(what: &str) -> PluginError {
-    PluginError::InvalidInput(format!("malformed event batch: {what}"))
-}
-
-/// The next item of a text column: `text[*start .. end]`, on character boundaries.
-fn item<'a>(text: &'a str, start: &mut usize, end: u32) -> Result<&'a str> {
-    let end = end as usize;
-    let item = text
-        .get(*start..end)
-        .ok_or_else(|| malformed("a text item is out of its column"))?;
-    *start = end;
-    Ok(item)
-}
-
-/// Reads the columns of an `event-batch` one after the other.
-struct Columns<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Columns<'a> {
-    fn take(&mut self, n: usize, width: usize) -> Result<&'a [u8]> {
-        let len = n
-            .checked_mul(width)
-            .filter(|len| *len <= self.bytes.len())
-            .ok_or_else(|| malformed("the buffer is shorter than its counts"))?;
-        let (column, rest) = self.bytes.split_at(len);
-        self.bytes = rest;
-        Ok(column)
-    }
-
-    fn u32s(&mut self, n: usize) -> Result<impl ExactSizeIterator<Item = u32> + Clone + 'a> {
-        Ok(self
-            .take(n, 4)?
-            .chunks_exact(4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
-    }
-
-    fn u64s(&mut self, n: usize) -> Result<&'a [u8]> {
-        self.take(n, 8)
-    }
-
-    fn text(&mut self, n: usize) -> Result<&'a str> {
-        std::str::from_utf8(self.take(n, 1)?).map_err(|_| malformed("text is not UTF-8"))
-    }
-}
-
-fn u64_at(column: &[u8], i: usize) -> Option<u64> {
-    let b = column.get(i * 8..i * 8 + 8)?;
-    Some(u64::from_le_bytes([
-        b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
-    ]))
-}
-
-fn u32_at(column: &[u8], i: usize) -> Option<u32> {
-    let b = column.get(i * 4..i * 4 + 4)?;
-    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-/// Views an `event-batch` of the contract as [`Event`]s borrowing from it, and hands them to
-/// `f`. Costs three allocations per batch (names, properties, events), none per event.
-fn with_events<R>(batch: &[u8], f: impl FnOnce(&[Event<'_>]) -> Result<R>) -> Result<R> {
-    let mut columns = Columns { bytes: batch };
-    let mut counts = [0usize; 8];
-    for (count, n) in counts.iter_mut().zip(columns.u32s(8)?) {
-        *count = n as usize;
-    }
-    let [
-        n_events,
-        n_properties,
-        n_names,
-        n_strings,
-        n_numbers,
-        names_bytes,
-        ids_bytes,
-        strings_bytes,
-    ] = counts;
-    let timestamps_ms = columns.u64s(n_events)?;
-    let number_los = columns.u64s(n_numbers)?;
-    let number_his = columns.take(n_numbers, 4)?;
-    let name_ends = columns.u32s(n_names)?;
-    let id_ends = columns.u32s(n_events)?;
-    let customers = columns.u32s(n_events)?;
-    let codes = columns.u32s(n_events)?;
-    let property_ends = columns.u32s(n_events)?;
-    let property_names = columns.u32s(n_properties)?;
-    let mut string_ends = columns.u32s(n_strings)?;
-    let property_kinds = columns.take(n_properties, 1)?;
-    let number_scales = columns.take(n_numbers, 1)?;
-    let names_text = columns.text(names_bytes)?;
-    let ids = columns.text(ids_bytes)?;
-    let strings = columns.text(strings_bytes)?;
-    if !columns.bytes.is_empty() {
-        return Err(malformed("bytes are left over"));
-    }
-
-    let mut start = 0;
-    let names = name_ends
-        .map(|end| item(names_text, &mut start, end))
-        .collect::<Result<Vec<&str>>>()?;
-    let name = |i: u32| {
-        names
-            .get(i as usize)
-            .map(|name| Cow::Borrowed(*name))
-            .ok_or_else(|| malformed("a name index is out of range"))
-    };
-    let mut string_start = 0;
-    let mut n_numbers_read = 0;
-    let properties = property_names
-        .zip(property_kinds)
-        .map(|(name_index, value_kind)| {
-            let value = match *value_kind {
-                kind::STR => {
-                    let end = string_ends
-                        .next()
-                        .ok_or_else(|| malformed("a string property has no string"))?;
-                    Value::Str(Cow::Borrowed(item(strings, &mut string_start, end)?))
-                }
-                kind::NUM | kind::NEG_NUM => {
-                    let k = n_numbers_read;
-                    n_numbers_read += 1;
-                    let (Some(lo), Some(hi), Some(scale)) = (
-                        u64_at(number_los, k),
-                        u32_at(number_his, k),
-                        number_scales.get(k),
-                    ) else {
-                        return Err(malformed("a number property has no number"));
-                    };
-                    if *scale > 28 {
-                        return Err(malformed("a number is out of range"));
-                    }
-                    let negative = *value_kind == kind::NEG_NUM;
-                    Value::Num(Decimal::from_parts(
-                        lo as u32,
-                        (lo >> 32) as u32,
-                        hi,
-                        negative,
-                        (*scale).into(),
-                    ))
-                }
-                kind::FALSE => Value::Boolean(false),
-                kind::TRUE => Value::Boolean(true),
-                kind::NULL => Value::Null,
-                kind::OTHER => Value::Other,
-                _ => return Err(malformed("unknown property kind")),
-            };
-            Ok(Property {
-                name: name(name_index)?,
-                value,
-            })
-        })
-        .collect::<Result<Vec<Property<'_>>>>()?;
-    if string_ends.next().is_some() || n_numbers_read != n_numbers {
-        return Err(malformed("values are left over"));
-    }
-    let (mut id_start, mut property_start) = (0, 0);
-    let events = id_ends
-        .zip(customers)
-        .zip(timestamps_ms.chunks_exact(8))
-        .zip(codes)
-        .zip(property_ends)
-        .map(
-            |((((id_end, customer), timestamp_ms), code), property_end)| {
-                let property_end = property_end as usize;
-                let properties = properties
-                    .get(property_start..property_end)
-                    .ok_or_else(|| malformed("a property range is out of the batch"))?;
-                property_start = property_end;
-                let t = timestamp_ms;
-                Ok(Event {
-                    id: Cow::Borrowed(item(ids, &mut id_start, id_end)?),
-                    customer: name(customer)?,
-                    timestamp_ms: i64::from_le_bytes([
-                        t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7],
-                    ]),
-                    code: name(code)?,
-                    properties: Cow::Borrowed(properties),
-                })
-            },
-        )
-        .collect::<Result<Vec<Event<'_>>>>()?;
-    if property_start != properties.len() {
-        return Err(malformed("properties are left over"));
-    }
-    f(&events)
-}
-
 /// Log a message through the host (which may drop it). Only works inside a component.
 pub mod log {
     use crate::bindings::ratecard::plugin::log::{Level, log};
@@ -600,6 +280,8 @@ pub mod log {
 #[derive(Debug)]
 pub struct Accumulator<M> {
     state: std::cell::RefCell<M>,
+    /// Scratch for reading batches, reused across calls.
+    value_slots: std::cell::RefCell<Vec<u32>>,
 }
 
 impl<M: Metric> Accumulator<M> {
@@ -607,16 +289,19 @@ impl<M: Metric> Accumulator<M> {
         let config = parse_config::<M::Config>(config)?;
         Ok(Accumulator {
             state: std::cell::RefCell::new(M::new(config)?),
+            value_slots: Default::default(),
         })
     }
 
-    pub fn update(&self, events: &[Event<'_>]) -> Result<()> {
+    pub fn update(&self, events: &Events<'_>) -> Result<()> {
         self.state.borrow_mut().update(events)
     }
 
     /// `update` with a batch of the contract (`event-batch`).
     pub fn update_batch(&self, batch: &[u8]) -> Result<()> {
-        with_events(batch, |events| self.update(events))
+        let mut value_slots = self.value_slots.borrow_mut();
+        let events = Events::parse(batch, &mut value_slots)?;
+        self.update(&events)
     }
 
     pub fn save(&self) -> Result<Vec<u8>> {
@@ -801,6 +486,7 @@ fn unreachable_state<T>() -> Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Columns;
 
     #[derive(Debug, serde::Serialize, serde::Deserialize)]
     struct Total {
@@ -821,7 +507,7 @@ mod tests {
                 total: Decimal::ZERO,
             })
         }
-        fn update(&mut self, events: &[Event]) -> Result<()> {
+        fn update(&mut self, events: &Events) -> Result<()> {
             for event in events {
                 self.total += event.decimal(&self.property)?;
             }
@@ -840,13 +526,16 @@ mod tests {
         event(id, 0, "x", &[("bytes", value), ("a", string("first"))])
     }
 
+    fn update(a: &Accumulator<Total>, events: &[Event<'_>]) -> Result<()> {
+        a.update_batch(Batch::new(events).as_bytes())
+    }
+
     #[test]
     fn saved_state_merges_into_another_accumulator() {
         let a = Accumulator::<Total>::create(r#"{"property":"bytes"}"#).unwrap();
         let b = Accumulator::<Total>::create(r#"{"property":"bytes"}"#).unwrap();
-        a.update(&[bytes("1", num("1.25"))]).unwrap();
-        b.update(&[bytes("2", string("2.50")), bytes("3", num("0.25"))])
-            .unwrap();
+        update(&a, &[bytes("1", num("1.25"))]).unwrap();
+        update(&b, &[bytes("2", string("2.50")), bytes("3", num("0.25"))]).unwrap();
         a.merge(&b.save().unwrap()).unwrap();
         assert_eq!(a.finish().unwrap(), "4");
     }
@@ -860,196 +549,110 @@ mod tests {
             a.merge(b"not json"),
             Err(PluginError::InvalidState(_))
         ));
-        let error = a.update(&[bytes("7", Value::Boolean(true))]).unwrap_err();
+        let error = update(&a, &[bytes("7", Value::Boolean(true))]).unwrap_err();
         assert_eq!(
             error,
             PluginError::InvalidInput("event `7`: property `bytes` is not a number".into())
         );
-        let error = a.update(&[event("8", 0, "x", &[])]).unwrap_err();
+        let error = update(&a, &[event("8", 0, "x", &[])]).unwrap_err();
         assert_eq!(
             error,
             PluginError::InvalidInput("event `8` has no property `bytes`".into())
+        );
+        let error = update(&a, &[bytes("9", string("1.2.3"))]).unwrap_err();
+        assert_eq!(
+            error,
+            PluginError::InvalidInput(
+                "event `9`: property `bytes` is not a number: `1.2.3`".into()
+            )
         );
     }
 
     #[test]
     fn properties_are_found_whatever_the_order_given() {
-        let e = event(
-            "1",
-            0,
-            "x",
-            &[("z", num("1")), ("b", string("s")), ("m", Value::Null)],
+        let batch = Batch::new(&[
+            event(
+                "1",
+                0,
+                "x",
+                &[("z", num("1")), ("b", string("s")), ("m", Value::Null)],
+            ),
+            event("2", 0, "x", &[("b", num("2"))]),
+        ]);
+        let events = batch.events();
+        let (first, second) = (events.get(0).unwrap(), events.get(1).unwrap());
+        // More names than the batch remembers, asked for in turn.
+        for _ in 0..3 {
+            assert_eq!(first.string("b").unwrap(), "s");
+            assert_eq!(first.decimal("z").unwrap(), Decimal::ONE);
+            assert_eq!(first.property("m"), Some(Value::Null));
+            assert_eq!(first.property("x"), None);
+            assert_eq!(first.property("nothing"), None);
+            assert_eq!(second.decimal("b").unwrap(), Decimal::TWO);
+            assert_eq!(second.property("z"), None);
+        }
+        assert_eq!(
+            second.string("b").unwrap_err(),
+            PluginError::InvalidInput("event `2`: property `b` is not a string".into())
         );
-        assert_eq!(e.string("b").unwrap(), "s");
-        assert_eq!(e.decimal("z").unwrap(), Decimal::ONE);
-        assert_eq!(e.property("m"), Some(&Value::Null));
+        assert!(events.get(2).is_none());
         assert_eq!(format_decimal("1.500".parse().unwrap()), "1.5");
-    }
-
-    /// The columns of an `event-batch`, as a host writes them.
-    #[derive(Clone, Default)]
-    struct Batch {
-        names: String,
-        name_ends: Vec<u32>,
-        ids: String,
-        id_ends: Vec<u32>,
-        customers: Vec<u32>,
-        timestamps_ms: Vec<i64>,
-        codes: Vec<u32>,
-        property_ends: Vec<u32>,
-        property_names: Vec<u32>,
-        property_kinds: Vec<u8>,
-        strings: String,
-        string_ends: Vec<u32>,
-        number_los: Vec<u64>,
-        number_his: Vec<u32>,
-        number_scales: Vec<u8>,
-    }
-
-    impl Batch {
-        fn bytes(&self) -> Vec<u8> {
-            let mut out = Vec::new();
-            let u32s = |out: &mut Vec<u8>, column: &[u32]| {
-                column
-                    .iter()
-                    .for_each(|n| out.extend_from_slice(&n.to_le_bytes()))
-            };
-            u32s(
-                &mut out,
-                &[
-                    self.id_ends.len() as u32,
-                    self.property_names.len() as u32,
-                    self.name_ends.len() as u32,
-                    self.string_ends.len() as u32,
-                    self.number_los.len() as u32,
-                    self.names.len() as u32,
-                    self.ids.len() as u32,
-                    self.strings.len() as u32,
-                ],
-            );
-            self.timestamps_ms
-                .iter()
-                .for_each(|n| out.extend_from_slice(&n.to_le_bytes()));
-            self.number_los
-                .iter()
-                .for_each(|n| out.extend_from_slice(&n.to_le_bytes()));
-            for column in [
-                &self.number_his,
-                &self.name_ends,
-                &self.id_ends,
-                &self.customers,
-                &self.codes,
-                &self.property_ends,
-                &self.property_names,
-                &self.string_ends,
-            ] {
-                u32s(&mut out, column);
-            }
-            out.extend_from_slice(&self.property_kinds);
-            out.extend_from_slice(&self.number_scales);
-            out.extend_from_slice(self.names.as_bytes());
-            out.extend_from_slice(self.ids.as_bytes());
-            out.extend_from_slice(self.strings.as_bytes());
-            out
-        }
-    }
-
-    /// Writes events the way a host does: names once, text and numbers in columns.
-    fn batch(events: &[Event<'_>]) -> Batch {
-        let mut b = Batch::default();
-        let mut names: Vec<String> = Vec::new();
-        let mut name = |b: &mut Batch, s: &str| match names.iter().position(|n| n == s) {
-            Some(i) => i as u32,
-            None => {
-                names.push(s.to_owned());
-                b.names.push_str(s);
-                b.name_ends.push(b.names.len() as u32);
-                (names.len() - 1) as u32
-            }
-        };
-        for e in events {
-            for p in e.properties.iter() {
-                let value_kind = match &p.value {
-                    Value::Str(s) => {
-                        b.strings.push_str(s);
-                        b.string_ends.push(b.strings.len() as u32);
-                        kind::STR
-                    }
-                    Value::Num(n) => {
-                        let m = n.mantissa().unsigned_abs();
-                        b.number_los.push(m as u64);
-                        b.number_his.push((m >> 64) as u32);
-                        b.number_scales.push(n.scale() as u8);
-                        if n.is_sign_negative() {
-                            kind::NEG_NUM
-                        } else {
-                            kind::NUM
-                        }
-                    }
-                    Value::Boolean(false) => kind::FALSE,
-                    Value::Boolean(true) => kind::TRUE,
-                    Value::Null => kind::NULL,
-                    Value::Other => kind::OTHER,
-                };
-                let i = name(&mut b, &p.name);
-                b.property_names.push(i);
-                b.property_kinds.push(value_kind);
-            }
-            b.ids.push_str(&e.id);
-            b.id_ends.push(b.ids.len() as u32);
-            let (customer, code) = (name(&mut b, &e.customer), name(&mut b, &e.code));
-            b.customers.push(customer);
-            b.codes.push(code);
-            b.timestamps_ms.push(e.timestamp_ms);
-            b.property_ends.push(b.property_names.len() as u32);
-        }
-        b
     }
 
     #[test]
     fn a_batch_reads_back_as_the_events_it_was_written_from() {
+        let mut first = event(
+            "é1",
+            -5,
+            "bw",
+            &[
+                ("mbps", num("-79228162514264337593543950335")),
+                ("tiny", num("0.0000000000000000000000000001")),
+                ("region", string("eu-west")),
+                ("on", Value::Boolean(true)),
+                ("nothing", Value::Null),
+                ("nested", Value::Other),
+            ],
+        );
+        first.customer = "cus_1".into();
         let events = [
-            event(
-                "é1",
-                -5,
-                "bw",
-                &[
-                    ("mbps", num("-79228162514264337593543950335")),
-                    ("tiny", num("0.0000000000000000000000000001")),
-                    ("region", string("eu-west")),
-                    ("on", Value::Boolean(true)),
-                    ("nothing", Value::Null),
-                    ("nested", Value::Other),
-                ],
-            ),
+            first,
             event("2", 7, "bw", &[("mbps", num("12.50"))]),
             event("3", 9, "other", &[]),
         ];
-        let seen = std::cell::RefCell::new(Vec::new());
-        with_events(&batch(&events).bytes(), |read| {
-            seen.borrow_mut()
-                .extend(read.iter().map(|e| format!("{e:?}")));
-            Ok(())
-        })
-        .unwrap();
-        let expected: Vec<String> = events.iter().map(|e| format!("{e:?}")).collect();
-        assert_eq!(seen.into_inner(), expected);
+        let batch = Batch::new(&events);
+        let read: Vec<Event> = batch.events().iter().map(|e| e.to_event()).collect();
+        assert_eq!(read, events);
+        let backwards: Vec<Event> = batch.events().iter().rev().map(|e| e.to_event()).collect();
+        assert_eq!(backwards.len(), 3);
+        assert_eq!(backwards[0], events[2]);
+        let view = batch.events();
+        let second = view.get(1).unwrap();
+        assert_eq!(format_decimal(second.decimal("mbps").unwrap()), "12.5");
         assert_eq!(
-            format_decimal(match events[1].property("mbps") {
-                Some(Value::Num(n)) => *n,
-                other => panic!("{other:?}"),
-            }),
-            "12.5"
+            (
+                second.id(),
+                second.customer(),
+                second.code(),
+                second.timestamp_ms()
+            ),
+            ("2", "", "bw", 7)
         );
+        assert_eq!(view.get(0).unwrap().customer(), "cus_1");
+        assert!(Batch::new(&[]).events().is_empty());
     }
 
     #[test]
     fn a_malformed_batch_is_invalid_input_not_a_panic() {
-        let good = batch(&[event("1", 0, "x", &[("a", num("1")), ("b", string("s"))])]);
-        let check = |batch: Batch, what: &str| {
-            let error = with_events(&batch.bytes(), |_| Ok(())).unwrap_err();
+        let parse = |bytes: &[u8]| {
+            let mut value_slots = Vec::new();
+            Events::parse(bytes, &mut value_slots).map(|events| events.len())
+        };
+        let good = Columns::write(&[event("1", 0, "x", &[("a", num("1")), ("b", string("s"))])]);
+        assert_eq!(parse(&good.bytes()), Ok(1));
+        let check = |columns: Columns, what: &str| {
             assert_eq!(
-                error,
+                parse(&columns.bytes()).unwrap_err(),
                 PluginError::InvalidInput(format!("malformed event batch: {what}"))
             );
         };
@@ -1078,6 +681,13 @@ mod tests {
         bad.property_kinds[1] = kind::NUM;
         check(bad, "a number property has no number");
         let mut bad = good.clone();
+        bad.property_kinds[0] = kind::STR;
+        check(bad, "a string property has no string");
+        let mut bad = good.clone();
+        bad.name_ends[0] = 2;
+        bad.name_ends[1] = 1;
+        check(bad, "a text item is out of its column");
+        let mut bad = good.clone();
         bad.ids = "é".to_owned();
         bad.id_ends[0] = 1;
         check(bad, "a text item is out of its column");
@@ -1087,23 +697,22 @@ mod tests {
         let at = bytes.len() - 1 - bad.strings.len();
         bytes[at - 1] = 0xff;
         assert_eq!(
-            with_events(&bytes, |_| Ok(())).unwrap_err(),
+            parse(&bytes).unwrap_err(),
             PluginError::InvalidInput("malformed event batch: text is not UTF-8".into())
         );
         let bytes = good.bytes();
-        for (cut, what) in [
-            (bytes.len() - 1, "the buffer is shorter than its counts"),
-            (3, "the buffer is shorter than its counts"),
-        ] {
+        for cut in [bytes.len() - 1, 3] {
             assert_eq!(
-                with_events(&bytes[..cut], |_| Ok(())).unwrap_err(),
-                PluginError::InvalidInput(format!("malformed event batch: {what}"))
+                parse(&bytes[..cut]).unwrap_err(),
+                PluginError::InvalidInput(
+                    "malformed event batch: the buffer is shorter than its counts".into()
+                )
             );
         }
         let mut longer = bytes;
         longer.push(0);
         assert_eq!(
-            with_events(&longer, |_| Ok(())).unwrap_err(),
+            parse(&longer).unwrap_err(),
             PluginError::InvalidInput("malformed event batch: bytes are left over".into())
         );
     }

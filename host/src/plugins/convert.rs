@@ -146,6 +146,31 @@ impl Names {
     }
 }
 
+impl Names {
+    /// `index`, trying first `hint` (the name the previous event had in the same place:
+    /// consecutive events mostly share their customer, code and property names).
+    #[inline]
+    fn index_hinted(
+        &mut self,
+        name: &str,
+        hint: Option<u32>,
+        names: &mut String,
+        name_ends: &mut Vec<u32>,
+    ) -> u32 {
+        if let Some(i) = hint {
+            let i_usize = i as usize;
+            let start = match i_usize {
+                0 => 0,
+                _ => name_ends[i_usize - 1] as usize,
+            };
+            if names.as_bytes().get(start..name_ends[i_usize] as usize) == Some(name.as_bytes()) {
+                return i;
+            }
+        }
+        self.index(name, names, name_ends)
+    }
+}
+
 impl BatchWriter {
     /// The `event-batch` of `events`, or an error if it does not fit the contract's 32-bit
     /// counts and offsets.
@@ -172,8 +197,11 @@ impl BatchWriter {
         c.number_scales.clear();
         let names = &mut self.names;
         names.clear();
+        let (mut customer, mut code) = (None, None);
+        let mut previous_properties = 0..0;
         for event in events {
-            for (name, value) in event.properties.iter() {
+            let first_property = c.property_names.len();
+            for (k, (name, value)) in event.properties.iter().enumerate() {
                 let value_kind = match value {
                     PropValue::Str(s) => {
                         c.strings.push_str(s);
@@ -197,16 +225,24 @@ impl BatchWriter {
                     PropValue::Bool(true) => kind::TRUE,
                     PropValue::Null => kind::NULL,
                 };
-                let name = names.index(name, &mut c.names, &mut c.name_ends);
+                let hint = previous_properties
+                    .clone()
+                    .nth(k)
+                    .map(|p| c.property_names[p]);
+                let name = names.index_hinted(name, hint, &mut c.names, &mut c.name_ends);
                 c.property_names.push(name);
                 c.property_kinds.push(value_kind);
             }
             c.ids.push_str(&event.id);
             c.id_ends.push(c.ids.len() as u32);
-            let customer = names.index(&event.customer, &mut c.names, &mut c.name_ends);
-            c.customers.push(customer);
-            let code = names.index(&event.code, &mut c.names, &mut c.name_ends);
-            c.codes.push(code);
+            previous_properties = first_property..c.property_names.len();
+            let customer_index =
+                names.index_hinted(&event.customer, customer, &mut c.names, &mut c.name_ends);
+            customer = Some(customer_index);
+            c.customers.push(customer_index);
+            let code_index = names.index_hinted(&event.code, code, &mut c.names, &mut c.name_ends);
+            code = Some(code_index);
+            c.codes.push(code_index);
             c.timestamps_ms.push(event.timestamp.0);
             c.property_ends.push(c.property_names.len() as u32);
         }

@@ -185,6 +185,7 @@ impl PluginRuntime {
             sha256,
             size: bytes.len(),
             metadata: convert::Metadata::default(),
+            reference: Arc::from(""),
             load_time,
         };
         // Dry run: every export has the contract's type (all are looked up and type-checked),
@@ -198,6 +199,10 @@ impl PluginRuntime {
             })
             .map_err(|e| LoadError::DryRun(e.to_string()))?;
         plugin.metadata = convert::metadata(metadata).map_err(LoadError::DryRun)?;
+        plugin.reference = Arc::from(format!(
+            "{}@{}",
+            plugin.metadata.name, plugin.metadata.version
+        ));
         Ok(plugin)
     }
 }
@@ -231,6 +236,8 @@ pub struct LoadedPlugin {
     sha256: String,
     size: usize,
     metadata: convert::Metadata,
+    /// `name@version`, written once: every call names the plugin in its errors.
+    reference: Arc<str>,
     load_time: Duration,
 }
 
@@ -259,7 +266,7 @@ impl LoadedPlugin {
 
     /// `name@version`.
     pub fn reference(&self) -> String {
-        format!("{}@{}", self.metadata.name, self.metadata.version)
+        self.reference.to_string()
     }
 
     /// Time to validate, compile (or read from the cache) and pre-instantiate.
@@ -309,16 +316,20 @@ impl LoadedPlugin {
 
     /// A fresh accumulator (its own store) for a metric.
     pub fn metric(&self, config: &serde_json::Value) -> Result<PluginMetric, PluginError> {
-        let reference = self.reference();
+        let reference = Arc::clone(&self.reference);
         if !self.metadata.kinds.iter().any(|k| k == "metric") {
             return Err(PluginError::InvalidConfig {
-                plugin: reference,
+                plugin: reference.to_string(),
                 message: "this plugin is not a metric plugin".to_owned(),
             });
         }
         let mut session =
             self.session_with(|plugin, store, instance| plugin.metric.load(store, instance))?;
-        let config = config.to_string();
+        // `Value::to_string` goes through `fmt`, several times slower than `serde_json::to_string`.
+        let config = serde_json::to_string(config).map_err(|e| PluginError::InvalidConfig {
+            plugin: reference.to_string(),
+            message: e.to_string(),
+        })?;
         let handle = session.call(&reference, 0, |metric, store| {
             metric.accumulator().call_create(store, &config)
         })?;
@@ -597,7 +608,7 @@ fn failed(plugin: &str, error: wasmtime::Error) -> PluginError {
 /// A metric accumulator living in its own store.
 #[derive(Debug)]
 pub struct PluginMetric {
-    reference: String,
+    reference: Arc<str>,
     session: Session<metric::Guest>,
     handle: ResourceAny,
     events_held: u64,
@@ -650,7 +661,7 @@ impl MetricAccumulator for PluginMetric {
                 .writer
                 .write(chunk)
                 .map_err(|message| PluginError::Failed {
-                    plugin: self.reference.clone(),
+                    plugin: self.reference.to_string(),
                     message,
                 })?;
             let handle = self.handle;
@@ -696,7 +707,7 @@ impl MetricAccumulator for PluginMetric {
             })?;
         self.session.check_output(&self.reference, text.len())?;
         convert::decimal(&text).map_err(|message| PluginError::InvalidOutput {
-            plugin: self.reference.clone(),
+            plugin: self.reference.to_string(),
             message,
         })
     }

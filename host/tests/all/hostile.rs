@@ -92,6 +92,25 @@ fn deep_recursion_hits_the_stack_limit() {
     good_call_succeeds(runtime());
 }
 
+/// `table.grow` in a loop at run time, on a table with no declared maximum (the load-time check
+/// cannot see it coming): the resource limiter refuses past `table_elements`. Ending in
+/// `table-elements` and not `wall-time` means it ended within the wall-time limit (100 ms).
+#[test]
+fn table_grow_bomb_at_run_time_hits_the_table_limit() {
+    let bomb = plugin(guests::TABLE_GROW);
+    let mut metric = bomb.metric(&json!({ "attack": "table" })).unwrap();
+    let started = Instant::now();
+    let error = metric.update(&[event(1, 0, "x", &[], &[])]).unwrap_err();
+    eprintln!("attack `table`: {error} after {:?}", started.elapsed());
+    assert_eq!(error, limit(Limit::TableElements));
+    assert_eq!(metric.finish().unwrap_err(), error);
+    // The same component without the attack is a good plugin.
+    let mut good = bomb.metric(&json!({ "attack": "none" })).unwrap();
+    good.update(&[event(1, 0, "x", &[], &[])]).unwrap();
+    assert_eq!(good.finish().unwrap(), Decimal::ONE);
+    good_call_succeeds(runtime());
+}
+
 #[test]
 fn panic_is_a_failed_call_not_a_crash() {
     let error = attack(runtime(), "panic");

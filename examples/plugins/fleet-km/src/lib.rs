@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use ratecard_plugin::{Decimal, Event, EventExt, Metric, Result};
+use ratecard_plugin::{Decimal, Events, Metric, Result};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Default, Deserialize)]
@@ -25,7 +25,7 @@ impl Metric for FleetKm {
         })
     }
 
-    fn update(&mut self, events: &[Event]) -> Result<()> {
+    fn update(&mut self, events: &Events) -> Result<()> {
         for event in events {
             let vehicle = event.string("vehicle_id")?;
             let km = event.decimal("odometer_km")?;
@@ -65,7 +65,7 @@ ratecard_plugin::export_metric!(FleetKm);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ratecard_plugin::{event, num, string};
+    use ratecard_plugin::{Batch, Event, event, num, string};
 
     fn reading(id: &str, vehicle: &str, km: &str) -> Event<'static> {
         event(
@@ -80,12 +80,15 @@ mod tests {
     fn distance_is_max_minus_min_per_vehicle() {
         let mut metric = FleetKm::new(None).unwrap();
         metric
-            .update(&[
-                reading("1", "v1", "100"),
-                reading("2", "v2", "50.5"),
-                reading("3", "v1", "130"),
-                reading("4", "v2", "60"),
-            ])
+            .update(
+                &Batch::new(&[
+                    reading("1", "v1", "100"),
+                    reading("2", "v2", "50.5"),
+                    reading("3", "v1", "130"),
+                    reading("4", "v2", "60"),
+                ])
+                .events(),
+            )
             .unwrap();
         assert_eq!(metric.finish().unwrap(), "39.5".parse().unwrap());
     }
@@ -93,7 +96,9 @@ mod tests {
     #[test]
     fn one_reading_is_zero_km() {
         let mut metric = FleetKm::new(None).unwrap();
-        metric.update(&[reading("1", "v1", "100")]).unwrap();
+        metric
+            .update(&Batch::new(&[reading("1", "v1", "100")]).events())
+            .unwrap();
         assert_eq!(metric.finish().unwrap(), Decimal::ZERO);
     }
 }

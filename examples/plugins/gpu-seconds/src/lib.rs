@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use ratecard_plugin::{Decimal, Event, EventExt, Metric, PluginError, Result};
+use ratecard_plugin::{Decimal, Events, Metric, PluginError, Result};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
@@ -46,13 +46,13 @@ impl Metric for GpuSeconds {
         })
     }
 
-    fn update(&mut self, events: &[Event]) -> Result<()> {
+    fn update(&mut self, events: &Events) -> Result<()> {
         for event in events {
             let gpu_type = event.string("gpu_type")?;
             if !self.multipliers.contains_key(gpu_type) && self.default_multiplier.is_none() {
                 return Err(PluginError::InvalidInput(format!(
                     "event `{}`: no multiplier for GPU type `{gpu_type}`",
-                    event.id
+                    event.id()
                 )));
             }
             let seconds = event.decimal("seconds")?;
@@ -90,7 +90,7 @@ ratecard_plugin::export_metric!(GpuSeconds);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ratecard_plugin::{event, num, string};
+    use ratecard_plugin::{Batch, Event, event, num, string};
 
     fn config(default_multiplier: Option<&str>) -> Config {
         Config {
@@ -116,11 +116,14 @@ mod tests {
     fn seconds_are_weighted_by_type() {
         let mut metric = GpuSeconds::new(config(None)).unwrap();
         metric
-            .update(&[
-                gpu("1", "a100", "10"),
-                gpu("2", "h100", "1.5"),
-                gpu("3", "a100", "2"),
-            ])
+            .update(
+                &Batch::new(&[
+                    gpu("1", "a100", "10"),
+                    gpu("2", "h100", "1.5"),
+                    gpu("3", "a100", "2"),
+                ])
+                .events(),
+            )
             .unwrap();
         assert_eq!(metric.finish().unwrap(), Decimal::from(36));
     }
@@ -128,11 +131,13 @@ mod tests {
     #[test]
     fn unknown_type_uses_the_default_or_fails() {
         let mut metric = GpuSeconds::new(config(Some("1"))).unwrap();
-        metric.update(&[gpu("1", "t4", "7")]).unwrap();
+        metric
+            .update(&Batch::new(&[gpu("1", "t4", "7")]).events())
+            .unwrap();
         assert_eq!(metric.finish().unwrap(), Decimal::from(7));
         let mut strict = GpuSeconds::new(config(None)).unwrap();
         assert!(matches!(
-            strict.update(&[gpu("1", "t4", "7")]),
+            strict.update(&Batch::new(&[gpu("1", "t4", "7")]).events()),
             Err(PluginError::InvalidInput(_))
         ));
     }

@@ -4,7 +4,7 @@
 //! At equal timestamps ends count before starts, so back-to-back sessions do not overlap. The
 //! count starts at zero and an end without a start never takes it below zero.
 
-use ratecard_plugin::{Decimal, Event, Metric, PluginError, Result};
+use ratecard_plugin::{Decimal, Events, Metric, PluginError, Result};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
@@ -49,12 +49,12 @@ impl Metric for PeakSessions {
         })
     }
 
-    fn update(&mut self, events: &[Event]) -> Result<()> {
+    fn update(&mut self, events: &Events) -> Result<()> {
         for event in events {
-            if event.code == self.start_code {
-                self.changes.push((event.timestamp_ms, 1));
-            } else if event.code == self.end_code {
-                self.changes.push((event.timestamp_ms, -1));
+            if event.code() == self.start_code {
+                self.changes.push((event.timestamp_ms(), 1));
+            } else if event.code() == self.end_code {
+                self.changes.push((event.timestamp_ms(), -1));
             }
         }
         Ok(())
@@ -83,7 +83,7 @@ ratecard_plugin::export_metric!(PeakSessions);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ratecard_plugin::event;
+    use ratecard_plugin::{Batch, Event, event};
 
     fn peak(changes: &[(i64, &str)]) -> Decimal {
         let events: Vec<Event> = changes
@@ -96,7 +96,7 @@ mod tests {
             end_code: default_end(),
         })
         .unwrap();
-        metric.update(&events).unwrap();
+        metric.update(&Batch::new(&events).events()).unwrap();
         metric.finish().unwrap()
     }
 

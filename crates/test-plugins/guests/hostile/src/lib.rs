@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 
-use ratecard_plugin::{Decimal, Event, Metric, PluginError, Result, log};
+use ratecard_plugin::{Decimal, Events, Metric, PluginError, Result, log};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
@@ -29,7 +29,7 @@ impl Metric for Hostile {
         })
     }
 
-    fn update(&mut self, events: &[Event]) -> Result<()> {
+    fn update(&mut self, events: &Events) -> Result<()> {
         self.count += events.len() as u64;
         match self.attack.as_str() {
             "none" => {}
@@ -40,6 +40,7 @@ impl Metric for Hostile {
                 // 8 MiB at a time, never touched: memory.grow as fast as the guest can ask.
                 std::mem::forget(black_box(Vec::<u8>::with_capacity(8 << 20)));
             },
+            "table" => table_grow_bomb()?,
             "recursion" => {
                 self.count = recurse(black_box(u64::MAX));
             }
@@ -68,6 +69,25 @@ impl Metric for Hostile {
     fn finish(&self) -> Result<Decimal> {
         Ok(Decimal::from(self.count))
     }
+}
+
+/// Elements asked for per `table.grow` by the `table` attack. The build script finds this
+/// constant in front of a `memory.grow` and turns that instruction into a `table.grow` of the
+/// function table (safe Rust cannot write `table.grow`): see `TABLE_GROW` in
+/// `crates/test-plugins/build.rs`. In the plain hostile plugin it is a memory bomb.
+pub const TABLE_GROW_MARK: usize = 4_099;
+
+/// Grows the function table as fast as the guest can ask, until the host stops it.
+#[cfg(target_arch = "wasm32")]
+fn table_grow_bomb() -> Result<()> {
+    loop {
+        black_box(core::arch::wasm32::memory_grow(0, TABLE_GROW_MARK));
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn table_grow_bomb() -> Result<()> {
+    Err(PluginError::Failed("the table attack needs wasm".into()))
 }
 
 fn recurse(depth: u64) -> u64 {

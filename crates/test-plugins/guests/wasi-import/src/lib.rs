@@ -1,7 +1,7 @@
 //! A plugin that also imports a WASI interface (`wasi:random/random@0.2.0`): the host must refuse
 //! to load it, since plugins have no capability surface.
 
-use ratecard_plugin::{Decimal, Event, Metric, Result};
+use ratecard_plugin::{Decimal, Events, Metric, Result};
 use serde::{Deserialize, Serialize};
 
 wit_bindgen::generate!({
@@ -29,7 +29,7 @@ impl Metric for Random {
         Ok(Random { total: 0 })
     }
 
-    fn update(&mut self, events: &[Event]) -> Result<()> {
+    fn update(&mut self, events: &Events) -> Result<()> {
         for _ in events {
             #[cfg(target_arch = "wasm32")]
             {

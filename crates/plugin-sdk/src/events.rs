@@ -1,0 +1,772 @@
+//! Usage events as a plugin sees them: views into the columnar `event-batch` the host passed in,
+//! read on access.
+//!
+//! [`Events`] checks a batch once, in one pass over its columns (every offset, name index, kind
+//! and scale), without allocating per event; after that every accessor of an [`EventRef`] is a
+//! few loads from the batch and cannot fail. Nothing is decoded that the plugin does not read: a
+//! metric that reads one number property of each event pays for one number per event, not for
+//! the event's id, customer, code and every property. A malformed batch is an `invalid-input`
+//! error, never a panic.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+
+use crate::{Decimal, PluginError, Result, parse_decimal};
+
+/// The kinds of property values in an `event-batch` (see `wit/plugin.wit`).
+#[doc(hidden)]
+pub mod kind {
+    pub const STR: u8 = 0;
+    pub const NUM: u8 = 1;
+    pub const NEG_NUM: u8 = 2;
+    pub const FALSE: u8 = 3;
+    pub const TRUE: u8 = 4;
+    pub const NULL: u8 = 5;
+    pub const OTHER: u8 = 6;
+}
+
+/// A property value of a usage event.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value<'a> {
+    Str(Cow<'a, str>),
+    /// A JSON number, exact.
+    Num(Decimal),
+    Boolean(bool),
+    Null,
+    /// An array or object (not passed on), or a number out of range.
+    Other,
+}
+
+impl Value<'_> {
+    pub fn into_owned(self) -> Value<'static> {
+        match self {
+            Value::Str(text) => Value::Str(Cow::Owned(text.into_owned())),
+            Value::Num(n) => Value::Num(n),
+            Value::Boolean(b) => Value::Boolean(b),
+            Value::Null => Value::Null,
+            Value::Other => Value::Other,
+        }
+    }
+}
+
+/// A named property of an [`Event`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Property<'a> {
+    pub name: Cow<'a, str>,
+    pub value: Value<'a>,
+}
+
+/// A usage event as data, to build a [`Batch`] in native tests (see [`event`]). Plugins read
+/// events through [`Events`] and [`EventRef`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event<'a> {
+    pub id: Cow<'a, str>,
+    pub customer: Cow<'a, str>,
+    /// Unix milliseconds, UTC.
+    pub timestamp_ms: i64,
+    pub code: Cow<'a, str>,
+    /// Sorted by name, names unique.
+    pub properties: Cow<'a, [Property<'a>]>,
+}
+
+/// Builds an event for native tests of plugins (customer `""`).
+pub fn event(
+    id: &str,
+    timestamp_ms: i64,
+    code: &str,
+    properties: &[(&str, Value<'_>)],
+) -> Event<'static> {
+    let mut properties: Vec<Property<'static>> = properties
+        .iter()
+        .map(|(name, value)| Property {
+            name: Cow::Owned((*name).to_owned()),
+            value: value.clone().into_owned(),
+        })
+        .collect();
+    properties.sort_by(|a, b| a.name.cmp(&b.name));
+    Event {
+        id: Cow::Owned(id.to_owned()),
+        customer: Cow::Borrowed(""),
+        timestamp_ms,
+        code: Cow::Owned(code.to_owned()),
+        properties: Cow::Owned(properties),
+    }
+}
+
+/// A numeric property value, for tests. Panics if `text` is not a decimal.
+pub fn num(text: &str) -> Value<'static> {
+    match text.parse::<Decimal>() {
+        Ok(n) => Value::Num(n),
+        Err(e) => panic!("`{text}` is not a decimal: {e}"),
+    }
+}
+
+/// A string property value.
+pub fn string(text: &str) -> Value<'static> {
+    Value::Str(Cow::Owned(text.to_owned()))
+}
+
+fn malformed(what: &str) -> PluginError {
+    PluginError::InvalidInput(format!("malformed event batch: {what}"))
+}
+
+/// A column of little-endian `u32`s.
+#[derive(Clone, Copy, Debug, Default)]
+struct U32s<'a>(&'a [u8]);
+
+impl U32s<'_> {
+    fn len(self) -> usize {
+        self.0.len() / 4
+    }
+
+    /// Item `i`, 0 past the end (callers index within checked bounds).
+    #[inline]
+    fn at(self, i: usize) -> u32 {
+        match self.0.get(i * 4..i * 4 + 4) {
+            Some(b) => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            None => 0,
+        }
+    }
+
+    /// `(start, end)` of item `i` of a column of ends: items are back to back from 0.
+    #[inline]
+    fn range(self, i: usize) -> (usize, usize) {
+        let start = if i == 0 { 0 } else { self.at(i - 1) };
+        (start as usize, self.at(i) as usize)
+    }
+
+    fn iter(self) -> impl Iterator<Item = u32> {
+        self.0
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+#[inline]
+fn u64_at(column: &[u8], i: usize) -> u64 {
+    match column.get(i * 8..i * 8 + 8) {
+        Some(b) => u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+        None => 0,
+    }
+}
+
+/// Splits the buffer into its columns (see `wit/plugin.wit`), in order.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, width: usize) -> Result<&'a [u8]> {
+        let len = n
+            .checked_mul(width)
+            .filter(|len| *len <= self.bytes.len())
+            .ok_or_else(|| malformed("the buffer is shorter than its counts"))?;
+        let (column, rest) = self.bytes.split_at(len);
+        self.bytes = rest;
+        Ok(column)
+    }
+
+    fn u32s(&mut self, n: usize) -> Result<U32s<'a>> {
+        self.take(n, 4).map(U32s)
+    }
+
+    fn text(&mut self, n: usize) -> Result<&'a str> {
+        std::str::from_utf8(self.take(n, 1)?).map_err(|_| malformed("text is not UTF-8"))
+    }
+}
+
+/// Checks a column of text ends: non-decreasing, inside `text`, on character boundaries.
+fn check_ends(ends: U32s<'_>, text: &str) -> Result<()> {
+    let mut start = 0;
+    for end in ends.iter() {
+        let end = end as usize;
+        if end < start || !text.is_char_boundary(end) {
+            return Err(malformed("a text item is out of its column"));
+        }
+        start = end;
+    }
+    Ok(())
+}
+
+/// How many recently looked-up property names a batch remembers.
+const NAME_CACHE: usize = 4;
+/// An empty entry of the recent names: matches no name (its range is never in the text).
+const NO_NAME: (u32, u32, u32) = (u32::MAX, u32::MAX, u32::MAX);
+
+/// The events of one batch, as the host passed them: iterate (`for event in events`), index
+/// ([`Events::get`]) or count them. Each [`EventRef`] reads its fields from the batch on access.
+#[derive(Debug)]
+pub struct Events<'a> {
+    n_events: usize,
+    timestamps_ms: &'a [u8],
+    number_los: &'a [u8],
+    number_his: U32s<'a>,
+    name_ends: U32s<'a>,
+    id_ends: U32s<'a>,
+    customers: U32s<'a>,
+    codes: U32s<'a>,
+    property_ends: U32s<'a>,
+    property_names: U32s<'a>,
+    string_ends: U32s<'a>,
+    property_kinds: &'a [u8],
+    number_scales: &'a [u8],
+    names: &'a str,
+    ids: &'a str,
+    strings: &'a str,
+    /// Per property: the index of its value in the number or string columns.
+    value_slots: &'a [u32],
+    /// Recently looked-up property names: (name index, start, end in `names`). A plugin asks
+    /// for the same few names for every event; a hit costs one comparison of the name, a miss a
+    /// scan of the names.
+    recent_names: Cell<[(u32, u32, u32); NAME_CACHE]>,
+    next_recent: Cell<usize>,
+}
+
+impl<'a> Events<'a> {
+    /// Reads the columns of an `event-batch` and checks every offset, index, kind and scale,
+    /// filling `value_slots` (kept by the caller so it is reused across batches).
+    pub(crate) fn parse(bytes: &'a [u8], value_slots: &'a mut Vec<u32>) -> Result<Events<'a>> {
+        let events = Self::columns(bytes, &[])?;
+        events.check(value_slots)?;
+        let value_slots: &'a Vec<u32> = value_slots;
+        Ok(Events {
+            value_slots,
+            ..events
+        })
+    }
+
+    fn columns(bytes: &'a [u8], value_slots: &'a [u32]) -> Result<Events<'a>> {
+        let mut reader = Reader { bytes };
+        let mut counts = [0usize; 8];
+        for (count, n) in counts.iter_mut().zip(reader.u32s(8)?.iter()) {
+            *count = n as usize;
+        }
+        let [
+            n_events,
+            n_properties,
+            n_names,
+            n_strings,
+            n_numbers,
+            names_bytes,
+            ids_bytes,
+            strings_bytes,
+        ] = counts;
+        let events = Events {
+            n_events,
+            timestamps_ms: reader.take(n_events, 8)?,
+            number_los: reader.take(n_numbers, 8)?,
+            number_his: reader.u32s(n_numbers)?,
+            name_ends: reader.u32s(n_names)?,
+            id_ends: reader.u32s(n_events)?,
+            customers: reader.u32s(n_events)?,
+            codes: reader.u32s(n_events)?,
+            property_ends: reader.u32s(n_events)?,
+            property_names: reader.u32s(n_properties)?,
+            string_ends: reader.u32s(n_strings)?,
+            property_kinds: reader.take(n_properties, 1)?,
+            number_scales: reader.take(n_numbers, 1)?,
+            names: reader.text(names_bytes)?,
+            ids: reader.text(ids_bytes)?,
+            strings: reader.text(strings_bytes)?,
+            value_slots,
+            recent_names: Cell::new([NO_NAME; NAME_CACHE]),
+            next_recent: Cell::new(0),
+        };
+        if !reader.bytes.is_empty() {
+            return Err(malformed("bytes are left over"));
+        }
+        Ok(events)
+    }
+
+    /// The one pass that makes every accessor infallible.
+    fn check(&self, value_slots: &mut Vec<u32>) -> Result<()> {
+        check_ends(self.name_ends, self.names)?;
+        check_ends(self.id_ends, self.ids)?;
+        check_ends(self.string_ends, self.strings)?;
+        let n_names = self.name_ends.len() as u32;
+        for column in [self.customers, self.codes, self.property_names] {
+            // The largest index, without a branch per item.
+            if column.iter().max().is_some_and(|i| i >= n_names) {
+                return Err(malformed("a name index is out of range"));
+            }
+        }
+        let n_properties = self.property_kinds.len();
+        let mut start = 0;
+        for end in self.property_ends.iter() {
+            let end = end as usize;
+            if end < start || end > n_properties {
+                return Err(malformed("a property range is out of the batch"));
+            }
+            start = end;
+        }
+        if start != n_properties {
+            return Err(malformed("properties are left over"));
+        }
+        if self
+            .number_scales
+            .iter()
+            .max()
+            .is_some_and(|scale| *scale > 28)
+        {
+            return Err(malformed("a number is out of range"));
+        }
+        let (n_strings, n_numbers) = (self.string_ends.len(), self.number_scales.len());
+        let (mut strings, mut numbers) = (0usize, 0usize);
+        value_slots.clear();
+        value_slots.resize(n_properties, 0);
+        for (value_kind, value_slot) in self.property_kinds.iter().zip(value_slots.iter_mut()) {
+            *value_slot = match *value_kind {
+                kind::STR => {
+                    if strings == n_strings {
+                        return Err(malformed("a string property has no string"));
+                    }
+                    strings += 1;
+                    strings - 1
+                }
+                kind::NUM | kind::NEG_NUM => {
+                    if numbers == n_numbers {
+                        return Err(malformed("a number property has no number"));
+                    }
+                    numbers += 1;
+                    numbers - 1
+                }
+                kind::FALSE | kind::TRUE | kind::NULL | kind::OTHER => 0,
+                _ => return Err(malformed("unknown property kind")),
+            } as u32;
+        }
+        if strings != n_strings || numbers != n_numbers {
+            return Err(malformed("values are left over"));
+        }
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.n_events
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n_events == 0
+    }
+
+    /// Event `index`, if there is one.
+    pub fn get(&self, index: usize) -> Option<EventRef<'_>> {
+        (index < self.n_events).then_some(EventRef {
+            events: self,
+            index,
+        })
+    }
+
+    pub fn iter(&self) -> EventIter<'_> {
+        EventIter {
+            events: self,
+            range: 0..self.n_events,
+        }
+    }
+
+    /// Name `i` of the batch's names (customers, codes, property names).
+    #[inline]
+    fn name(&self, i: u32) -> &'a str {
+        let (start, end) = self.name_ends.range(i as usize);
+        self.names.get(start..end).unwrap_or_default()
+    }
+
+    /// The index of `name` among the batch's names.
+    #[inline]
+    fn name_index(&self, name: &str) -> Option<u32> {
+        let recent = self.recent_names.get();
+        for (i, start, end) in recent {
+            if self.names.as_bytes().get(start as usize..end as usize) == Some(name.as_bytes()) {
+                return Some(i);
+            }
+        }
+        self.find_name(name)
+    }
+
+    /// `name_index` past the recently looked-up names: a scan, remembered.
+    #[cold]
+    fn find_name(&self, name: &str) -> Option<u32> {
+        let i = (0..self.name_ends.len() as u32).find(|i| self.name(*i) == name)?;
+        let (start, end) = self.name_ends.range(i as usize);
+        let mut recent = self.recent_names.get();
+        let next = self.next_recent.get();
+        recent[next] = (i, start as u32, end as u32);
+        self.recent_names.set(recent);
+        self.next_recent.set((next + 1) % NAME_CACHE);
+        Some(i)
+    }
+
+    /// Number `slot` of the number columns.
+    #[inline]
+    fn number(&self, slot: usize, negative: bool) -> Decimal {
+        let lo = u64_at(self.number_los, slot);
+        let scale = self.number_scales.get(slot).copied().unwrap_or_default();
+        Decimal::from_parts(
+            lo as u32,
+            (lo >> 32) as u32,
+            self.number_his.at(slot),
+            negative,
+            scale.into(),
+        )
+    }
+
+    /// The text of property `p` of the batch, if it is a string.
+    fn str_value(&self, p: usize) -> Option<&'a str> {
+        if self.property_kinds.get(p) != Some(&kind::STR) {
+            return None;
+        }
+        let slot = self.value_slots.get(p).copied().unwrap_or_default() as usize;
+        let (start, end) = self.string_ends.range(slot);
+        self.strings.get(start..end)
+    }
+
+    /// The value of property `p` of the batch.
+    fn value(&self, p: usize) -> Value<'a> {
+        let slot = self.value_slots.get(p).copied().unwrap_or_default() as usize;
+        match self.property_kinds.get(p).copied().unwrap_or(kind::OTHER) {
+            kind::STR => {
+                let (start, end) = self.string_ends.range(slot);
+                Value::Str(Cow::Borrowed(
+                    self.strings.get(start..end).unwrap_or_default(),
+                ))
+            }
+            kind::NUM => Value::Num(self.number(slot, false)),
+            kind::NEG_NUM => Value::Num(self.number(slot, true)),
+            kind::FALSE => Value::Boolean(false),
+            kind::TRUE => Value::Boolean(true),
+            kind::NULL => Value::Null,
+            _ => Value::Other,
+        }
+    }
+}
+
+impl<'e> IntoIterator for &'e Events<'_> {
+    type Item = EventRef<'e>;
+    type IntoIter = EventIter<'e>;
+
+    fn into_iter(self) -> EventIter<'e> {
+        self.iter()
+    }
+}
+
+/// The events of a batch, in order.
+#[derive(Clone, Debug)]
+pub struct EventIter<'e> {
+    events: &'e Events<'e>,
+    range: std::ops::Range<usize>,
+}
+
+impl<'e> Iterator for EventIter<'e> {
+    type Item = EventRef<'e>;
+
+    #[inline]
+    fn next(&mut self) -> Option<EventRef<'e>> {
+        let index = self.range.next()?;
+        Some(EventRef {
+            events: self.events,
+            index,
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.range.size_hint()
+    }
+}
+
+impl ExactSizeIterator for EventIter<'_> {}
+
+impl<'e> DoubleEndedIterator for EventIter<'e> {
+    fn next_back(&mut self) -> Option<EventRef<'e>> {
+        let index = self.range.next_back()?;
+        Some(EventRef {
+            events: self.events,
+            index,
+        })
+    }
+}
+
+/// One usage event of a batch; every field is read from the batch when asked for.
+#[derive(Clone, Copy)]
+pub struct EventRef<'e> {
+    events: &'e Events<'e>,
+    index: usize,
+}
+
+impl std::fmt::Debug for EventRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventRef")
+            .field("id", &self.id())
+            .field("customer", &self.customer())
+            .field("timestamp_ms", &self.timestamp_ms())
+            .field("code", &self.code())
+            .field("properties", &self.properties().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl<'e> EventRef<'e> {
+    pub fn id(&self) -> &'e str {
+        let (start, end) = self.events.id_ends.range(self.index);
+        self.events.ids.get(start..end).unwrap_or_default()
+    }
+
+    pub fn customer(&self) -> &'e str {
+        self.events.name(self.events.customers.at(self.index))
+    }
+
+    /// Unix milliseconds, UTC.
+    #[inline]
+    pub fn timestamp_ms(&self) -> i64 {
+        u64_at(self.events.timestamps_ms, self.index) as i64
+    }
+
+    pub fn code(&self) -> &'e str {
+        self.events.name(self.events.codes.at(self.index))
+    }
+
+    /// The range of this event's properties in the batch.
+    #[inline]
+    fn property_range(&self) -> std::ops::Range<usize> {
+        let (start, end) = self.events.property_ends.range(self.index);
+        start..end
+    }
+
+    /// The properties, sorted by name.
+    pub fn properties(&self) -> impl Iterator<Item = Property<'e>> + 'e {
+        let events = self.events;
+        self.property_range().map(move |p| Property {
+            name: Cow::Borrowed(events.name(events.property_names.at(p))),
+            value: events.value(p),
+        })
+    }
+
+    /// The index in the batch of property `name` of this event.
+    #[inline]
+    fn find(&self, name: &str) -> Option<usize> {
+        let name_index = self.events.name_index(name)?;
+        self.property_range()
+            .find(|p| self.events.property_names.at(*p) == name_index)
+    }
+
+    /// Property `name`, if the event has it.
+    #[inline]
+    pub fn property(&self, name: &str) -> Option<Value<'e>> {
+        self.find(name).map(|p| self.events.value(p))
+    }
+
+    /// A numeric property (a JSON number or a string holding a decimal).
+    #[inline]
+    pub fn decimal(&self, name: &str) -> Result<Decimal> {
+        let p = self.find(name).ok_or_else(|| self.missing(name))?;
+        let events = self.events;
+        let slot = events.value_slots.get(p).copied().unwrap_or_default() as usize;
+        match events.property_kinds.get(p).copied() {
+            Some(kind::NUM) => Ok(events.number(slot, false)),
+            Some(kind::NEG_NUM) => Ok(events.number(slot, true)),
+            _ => self.decimal_in_text(name, p),
+        }
+    }
+
+    /// `decimal` of a property that is not a number: a string holding one, or an error.
+    fn decimal_in_text(&self, name: &str, p: usize) -> Result<Decimal> {
+        let Some(text) = self.events.str_value(p) else {
+            return Err(PluginError::InvalidInput(format!(
+                "event `{}`: property `{name}` is not a number",
+                self.id()
+            )));
+        };
+        parse_decimal(text).map_err(|_| {
+            PluginError::InvalidInput(format!(
+                "event `{}`: property `{name}` is not a number: `{text}`",
+                self.id()
+            ))
+        })
+    }
+
+    /// A string property.
+    pub fn string(&self, name: &str) -> Result<&'e str> {
+        let p = self.find(name).ok_or_else(|| self.missing(name))?;
+        self.events.str_value(p).ok_or_else(|| {
+            PluginError::InvalidInput(format!(
+                "event `{}`: property `{name}` is not a string",
+                self.id()
+            ))
+        })
+    }
+
+    #[cold]
+    fn missing(&self, name: &str) -> PluginError {
+        PluginError::InvalidInput(format!("event `{}` has no property `{name}`", self.id()))
+    }
+
+    /// This event as data (allocates: for tests and diagnostics).
+    pub fn to_event(&self) -> Event<'static> {
+        Event {
+            id: Cow::Owned(self.id().to_owned()),
+            customer: Cow::Owned(self.customer().to_owned()),
+            timestamp_ms: self.timestamp_ms(),
+            code: Cow::Owned(self.code().to_owned()),
+            properties: Cow::Owned(
+                self.properties()
+                    .map(|p| Property {
+                        name: Cow::Owned(p.name.into_owned()),
+                        value: p.value.into_owned(),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// An `event-batch` written from [`Event`]s the way the host writes one: for native tests of
+/// plugins (`metric.update(&Batch::new(&events).events())`).
+#[derive(Clone, Debug)]
+pub struct Batch {
+    bytes: Vec<u8>,
+    value_slots: Vec<u32>,
+}
+
+impl Batch {
+    pub fn new(events: &[Event<'_>]) -> Batch {
+        let bytes = Columns::write(events).bytes();
+        let mut value_slots = Vec::new();
+        if let Err(error) = Events::parse(&bytes, &mut value_slots) {
+            panic!("the SDK wrote a malformed batch: {error:?}");
+        }
+        Batch { bytes, value_slots }
+    }
+
+    /// The batch's bytes, as they cross into a plugin.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn events(&self) -> Events<'_> {
+        match Events::columns(&self.bytes, &self.value_slots) {
+            Ok(events) => events,
+            Err(error) => panic!("the SDK wrote a malformed batch: {error:?}"),
+        }
+    }
+}
+
+/// The columns of an `event-batch` before they are laid out in one buffer.
+#[doc(hidden)]
+#[derive(Clone, Debug, Default)]
+pub struct Columns {
+    pub names: String,
+    pub name_ends: Vec<u32>,
+    pub ids: String,
+    pub id_ends: Vec<u32>,
+    pub customers: Vec<u32>,
+    pub timestamps_ms: Vec<i64>,
+    pub codes: Vec<u32>,
+    pub property_ends: Vec<u32>,
+    pub property_names: Vec<u32>,
+    pub property_kinds: Vec<u8>,
+    pub strings: String,
+    pub string_ends: Vec<u32>,
+    pub number_los: Vec<u64>,
+    pub number_his: Vec<u32>,
+    pub number_scales: Vec<u8>,
+}
+
+impl Columns {
+    /// Writes events the way a host does: names once, text and numbers in columns.
+    pub fn write(events: &[Event<'_>]) -> Columns {
+        let mut c = Columns::default();
+        let mut names: std::collections::HashMap<String, u32> = Default::default();
+        let mut name = |c: &mut Columns, s: &str| {
+            if let Some(i) = names.get(s) {
+                return *i;
+            }
+            let i = names.len() as u32;
+            names.insert(s.to_owned(), i);
+            c.names.push_str(s);
+            c.name_ends.push(c.names.len() as u32);
+            i
+        };
+        for e in events {
+            for p in e.properties.iter() {
+                let value_kind = match &p.value {
+                    Value::Str(s) => {
+                        c.strings.push_str(s);
+                        c.string_ends.push(c.strings.len() as u32);
+                        kind::STR
+                    }
+                    Value::Num(n) => {
+                        let m = n.mantissa().unsigned_abs();
+                        c.number_los.push(m as u64);
+                        c.number_his.push((m >> 64) as u32);
+                        c.number_scales.push(n.scale() as u8);
+                        if n.is_sign_negative() {
+                            kind::NEG_NUM
+                        } else {
+                            kind::NUM
+                        }
+                    }
+                    Value::Boolean(false) => kind::FALSE,
+                    Value::Boolean(true) => kind::TRUE,
+                    Value::Null => kind::NULL,
+                    Value::Other => kind::OTHER,
+                };
+                let i = name(&mut c, &p.name);
+                c.property_names.push(i);
+                c.property_kinds.push(value_kind);
+            }
+            c.ids.push_str(&e.id);
+            c.id_ends.push(c.ids.len() as u32);
+            let (customer, code) = (name(&mut c, &e.customer), name(&mut c, &e.code));
+            c.customers.push(customer);
+            c.codes.push(code);
+            c.timestamps_ms.push(e.timestamp_ms);
+            c.property_ends.push(c.property_names.len() as u32);
+        }
+        c
+    }
+
+    /// The buffer of the contract's `event-batch`.
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let u32s = |out: &mut Vec<u8>, column: &[u32]| {
+            column
+                .iter()
+                .for_each(|n| out.extend_from_slice(&n.to_le_bytes()))
+        };
+        u32s(
+            &mut out,
+            &[
+                self.id_ends.len() as u32,
+                self.property_names.len() as u32,
+                self.name_ends.len() as u32,
+                self.string_ends.len() as u32,
+                self.number_los.len() as u32,
+                self.names.len() as u32,
+                self.ids.len() as u32,
+                self.strings.len() as u32,
+            ],
+        );
+        self.timestamps_ms
+            .iter()
+            .for_each(|n| out.extend_from_slice(&n.to_le_bytes()));
+        self.number_los
+            .iter()
+            .for_each(|n| out.extend_from_slice(&n.to_le_bytes()));
+        for column in [
+            &self.number_his,
+            &self.name_ends,
+            &self.id_ends,
+            &self.customers,
+            &self.codes,
+            &self.property_ends,
+            &self.property_names,
+            &self.string_ends,
+        ] {
+            u32s(&mut out, column);
+        }
+        out.extend_from_slice(&self.property_kinds);
+        out.extend_from_slice(&self.number_scales);
+        out.extend_from_slice(self.names.as_bytes());
+        out.extend_from_slice(self.ids.as_bytes());
+        out.extend_from_slice(self.strings.as_bytes());
+        out
+    }
+}

@@ -24,10 +24,15 @@ pub fn invoice(invoice: &Invoice) -> String {
         invoice.period.start, invoice.period.end, invoice.period.timezone, invoice.period.index
     );
     let _ = writeln!(out);
+    // Breakdown rows are indented by 6 and have no quantity or unit price column: 26 more.
     let width = invoice
         .lines
         .iter()
-        .map(|l| l.description.chars().count())
+        .flat_map(|l| {
+            let rows = l.breakdown.iter();
+            std::iter::once(l.description.chars().count())
+                .chain(rows.map(|r| r.description.chars().count().saturating_sub(26)))
+        })
         .max()
         .unwrap_or(10)
         .clamp(20, 60);
@@ -57,7 +62,7 @@ pub fn invoice(invoice: &Invoice) -> String {
             let _ = writeln!(
                 out,
                 "    · {:<w2$}  {:>14}",
-                truncate(&row.description, width + 14),
+                truncate(&row.description, width + 26),
                 row.amount.0.normalize().to_string(),
                 w2 = width + 26
             );

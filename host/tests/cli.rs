@@ -44,6 +44,11 @@ fn demo_runs_on_the_embedded_default() {
     assert!(text.contains("plan api-pro-2026"), "{text}");
     assert!(text.contains("Total USD"), "{text}");
     assert!(text.contains("185.48"), "{text}");
+    // Breakdown rows are shown whole when they fit the row: the tier's unit price is readable.
+    assert!(
+        text.contains("tier 2 (1000000, 10000000]: 1250000 × 0.000015"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -259,8 +259,6 @@ impl BatchWriter {
                 events.len()
             ));
         }
-        let out = &mut self.bytes;
-        out.clear();
         let header = [
             c.id_ends.len(),
             c.property_names.len(),
@@ -270,30 +268,10 @@ impl BatchWriter {
             c.names.len(),
             c.ids.len(),
             c.strings.len(),
-        ];
-        out.reserve(
-            32 + 8 * (c.timestamps_ms.len() + c.number_los.len())
-                + 4 * (c.number_his.len()
-                    + c.name_ends.len()
-                    + 4 * c.id_ends.len()
-                    + c.property_names.len()
-                    + c.string_ends.len())
-                + c.property_kinds.len()
-                + c.number_scales.len()
-                + c.names.len()
-                + c.ids.len()
-                + c.strings.len(),
-        );
-        for n in header {
-            out.extend_from_slice(&(n as u32).to_le_bytes());
-        }
-        for n in &c.timestamps_ms {
-            out.extend_from_slice(&n.to_le_bytes());
-        }
-        for n in &c.number_los {
-            out.extend_from_slice(&n.to_le_bytes());
-        }
-        for column in [
+        ]
+        .map(|n| n as u32);
+        let words: [&[u32]; 9] = [
+            &header,
             &c.number_his,
             &c.name_ends,
             &c.id_ends,
@@ -302,16 +280,48 @@ impl BatchWriter {
             &c.property_ends,
             &c.property_names,
             &c.string_ends,
-        ] {
-            for n in column {
-                out.extend_from_slice(&n.to_le_bytes());
+        ];
+        let (header, words) = words.split_at(1);
+        let bytes: [&[u8]; 5] = [
+            &c.property_kinds,
+            &c.number_scales,
+            c.names.as_bytes(),
+            c.ids.as_bytes(),
+            c.strings.as_bytes(),
+        ];
+        let len = 4 * header[0].len()
+            + 8 * (c.timestamps_ms.len() + c.number_los.len())
+            + 4 * words.iter().map(|w| w.len()).sum::<usize>()
+            + bytes.iter().map(|b| b.len()).sum::<usize>();
+        // Sized once, then each column copied into its place (a loop the compiler vectorizes,
+        // where pushing value by value checks the capacity each time).
+        let out = &mut self.bytes;
+        out.clear();
+        out.resize(len, 0);
+        let mut rest = out.as_mut_slice();
+        fn put<const N: usize, T: Copy>(
+            rest: &mut &mut [u8],
+            column: &[T],
+            to_bytes: impl Fn(T) -> [u8; N],
+        ) {
+            let (head, tail) = std::mem::take(rest).split_at_mut(N * column.len());
+            for (place, &value) in head.chunks_exact_mut(N).zip(column) {
+                place.copy_from_slice(&to_bytes(value));
             }
+            *rest = tail;
         }
-        out.extend_from_slice(&c.property_kinds);
-        out.extend_from_slice(&c.number_scales);
-        out.extend_from_slice(c.names.as_bytes());
-        out.extend_from_slice(c.ids.as_bytes());
-        out.extend_from_slice(c.strings.as_bytes());
+        put(&mut rest, header[0], u32::to_le_bytes);
+        put(&mut rest, &c.timestamps_ms, i64::to_le_bytes);
+        put(&mut rest, &c.number_los, u64::to_le_bytes);
+        for column in words {
+            put(&mut rest, column, u32::to_le_bytes);
+        }
+        for column in bytes {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(column.len());
+            head.copy_from_slice(column);
+            rest = tail;
+        }
+        debug_assert!(rest.is_empty());
         Ok(&self.bytes)
     }
 }

@@ -178,7 +178,10 @@ pub enum AggregateError {
     #[error("metric `{metric}`: the aggregated value overflows the decimal range")]
     Overflow { metric: String },
     /// An index of distinct groups or unique values is full (see [`StrIndex::MAX_STRINGS`]).
-    #[error("metric `{metric}`: more than 4294967294 distinct {what} in one aggregation")]
+    #[error(
+        "metric `{metric}`: more than {} distinct {what} in one aggregation",
+        StrIndex::MAX_STRINGS
+    )]
     TooMany { metric: String, what: &'static str },
     /// `carry_in` names a metric that is not aggregated.
     #[error("carry-in given for unknown metric `{0}`")]

@@ -26,11 +26,7 @@ use super::{Event, PropValue, Properties, Timestamp};
 /// `serde_json` then says why).
 pub(super) fn scan_event(line: &[u8]) -> Option<Event<'_>> {
     let text = std::str::from_utf8(line).ok()?;
-    let mut s = Scanner {
-        text,
-        bytes: line,
-        at: 0,
-    };
+    let mut s = Scanner { text, at: 0 };
     s.skip_ws();
     s.eat(b'{')?;
     let (mut id, mut customer, mut timestamp, mut code, mut properties) =
@@ -89,8 +85,8 @@ enum Field {
 }
 
 struct Scanner<'a> {
+    /// The line, checked to be UTF-8 once, so strings are sliced from it without checks.
     text: &'a str,
-    bytes: &'a [u8],
     at: usize,
 }
 
@@ -125,8 +121,12 @@ fn string_len(rest: &[u8]) -> Option<usize> {
 }
 
 impl<'a> Scanner<'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
     fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.at).copied()
+        self.bytes().get(self.at).copied()
     }
 
     fn next(&mut self) -> Option<u8> {
@@ -147,7 +147,7 @@ impl<'a> Scanner<'a> {
 
     /// An event field's key, quotes included (any other key: `None`).
     fn field(&mut self) -> Option<Field> {
-        let rest = &self.bytes[self.at..];
+        let rest = &self.bytes()[self.at..];
         /// `key`'s length if `rest` starts with it (arrays compare inline, slices call memcmp).
         fn prefix<const N: usize>(rest: &[u8], key: &[u8; N]) -> Option<usize> {
             let head: &[u8; N] = rest.get(..N)?.try_into().ok()?;
@@ -170,7 +170,7 @@ impl<'a> Scanner<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.at;
-        let len = string_len(&self.bytes[start..])?;
+        let len = string_len(&self.bytes()[start..])?;
         self.at = start + len + 1;
         // Quotes are ASCII, so they are character boundaries of the (valid UTF-8) line.
         self.text.get(start..start + len)
@@ -210,7 +210,7 @@ impl<'a> Scanner<'a> {
     }
 
     fn word(&mut self, word: &[u8], value: PropValue<'a>) -> Option<PropValue<'a>> {
-        if !self.bytes[self.at..].starts_with(word) {
+        if !self.bytes()[self.at..].starts_with(word) {
             return None;
         }
         self.at += word.len();
@@ -226,10 +226,10 @@ impl<'a> Scanner<'a> {
         }
         let int_start = self.at;
         let n_int = self.digits();
-        if n_int == 0 || (n_int > 1 && self.bytes[int_start] == b'0') {
+        if n_int == 0 || (n_int > 1 && self.bytes()[int_start] == b'0') {
             return None;
         }
-        let mut digits = &self.bytes[int_start..self.at];
+        let mut digits = &self.bytes()[int_start..self.at];
         let mut n_frac = 0;
         if self.peek() == Some(b'.') {
             self.at += 1;
@@ -237,7 +237,7 @@ impl<'a> Scanner<'a> {
             if n_frac == 0 || n_frac > 22 {
                 return None;
             }
-            digits = &self.bytes[int_start..self.at];
+            digits = &self.bytes()[int_start..self.at];
         }
         if matches!(self.peek(), Some(b'e' | b'E' | b'.')) {
             return None;

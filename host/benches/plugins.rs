@@ -297,16 +297,20 @@ fn native_p95(events: &[Event<'_>]) -> Decimal {
 /// slot, the rank selected in linear time.
 fn native_p95_by_runs(events: &[Event<'_>]) -> Decimal {
     let mut slots: BTreeMap<i64, Decimal> = BTreeMap::new();
-    let mut run: Option<(i64, &mut Decimal)> = None;
+    let mut run: Option<(std::ops::Range<i64>, &mut Decimal)> = None;
     for event in events {
         let rate = event.properties["mbps"].as_decimal().unwrap();
-        let slot = event.timestamp.0.div_euclid(300_000);
+        let t = event.timestamp.0;
         match &mut run {
-            Some((run_slot, total)) if *run_slot == slot => **total += rate,
+            Some((run_ms, total)) if run_ms.contains(&t) => **total += rate,
             _ => {
-                let total = slots.entry(slot).or_default();
+                let total = slots.entry(t.div_euclid(300_000)).or_default();
                 *total += rate;
-                run = Some((slot, total));
+                let into_slot = t.rem_euclid(300_000);
+                run = Some((
+                    t.saturating_sub(into_slot)..t.saturating_add(300_000 - into_slot),
+                    total,
+                ));
             }
         }
     }

@@ -89,7 +89,9 @@ pub use bindings::ratecard::plugin::types::{
 };
 
 mod events;
-pub use events::{Batch, Event, EventIter, EventRef, Events, Property, Value, event, num, string};
+pub use events::{
+    Batch, Decimals, Event, EventIter, EventRef, Events, Property, Value, event, num, string,
+};
 #[doc(hidden)]
 pub use events::{Columns as __Columns, kind};
 
@@ -640,6 +642,23 @@ mod tests {
         );
         assert_eq!(view.get(0).unwrap().customer(), "cus_1");
         assert!(Batch::new(&[]).events().is_empty());
+    }
+
+    #[test]
+    fn same_text_is_byte_equality_at_every_length() {
+        for n in 0..40 {
+            let a: Vec<u8> = (0..n as u8).collect();
+            assert!(events::same_text(&a, &a.clone()), "length {n}");
+            assert!(
+                !events::same_text(&a, &[a.as_slice(), b"x"].concat()),
+                "length {n}"
+            );
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] ^= 0x80;
+                assert!(!events::same_text(&a, &b), "length {n}, byte {i} differs");
+            }
+        }
     }
 
     #[test]

@@ -118,9 +118,12 @@ impl Names {
 
     fn index(&mut self, name: &str, names: &mut String, name_ends: &mut Vec<u32>) -> u32 {
         let found = if self.seen.len() < NAMES_SCANNED {
-            self.seen
-                .iter()
-                .position(|(start, end)| &names[*start as usize..*end as usize] == name)
+            self.seen.iter().position(|(start, end)| {
+                same_text(
+                    &names.as_bytes()[*start as usize..*end as usize],
+                    name.as_bytes(),
+                )
+            })
         } else {
             self.map.get(name).map(|i| *i as usize)
         };
@@ -149,7 +152,7 @@ impl Names {
 impl Names {
     /// `index`, trying first `hint` (the name the previous event had in the same place:
     /// consecutive events mostly share their customer, code and property names).
-    #[inline]
+    #[inline(always)]
     fn index_hinted(
         &mut self,
         name: &str,
@@ -163,11 +166,37 @@ impl Names {
                 0 => 0,
                 _ => name_ends[i_usize - 1] as usize,
             };
-            if names.as_bytes().get(start..name_ends[i_usize] as usize) == Some(name.as_bytes()) {
+            let end = name_ends[i_usize] as usize;
+            if names
+                .as_bytes()
+                .get(start..end)
+                .is_some_and(|hinted| same_text(hinted, name.as_bytes()))
+            {
                 return i;
             }
         }
         self.index(name, names, name_ends)
+    }
+}
+
+/// `a == b` for the short texts of events (names, codes, customers) without a call to `memcmp`:
+/// a text of 4 to 16 bytes is two overlapping loads from each side.
+#[inline]
+fn same_text(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    fn word<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
+        let mut word = [0; N];
+        word.copy_from_slice(&bytes[at..at + N]);
+        word
+    }
+    match n {
+        0..4 => a.iter().zip(b).all(|(x, y)| x == y),
+        4..8 => word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4),
+        8..=16 => word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, n - 8) == word::<8>(b, n - 8),
+        _ => a == b,
     }
 }
 
@@ -199,7 +228,23 @@ impl BatchWriter {
         names.clear();
         let (mut customer, mut code) = (None, None);
         let mut previous_properties = 0..0;
-        for event in events {
+        // The columns of one value per event are sized once and written in place.
+        let n = events.len();
+        c.id_ends.resize(n, 0);
+        c.customers.resize(n, 0);
+        c.codes.resize(n, 0);
+        c.timestamps_ms.resize(n, 0);
+        c.property_ends.resize(n, 0);
+        let per_event = c
+            .id_ends
+            .iter_mut()
+            .zip(c.customers.iter_mut())
+            .zip(c.codes.iter_mut())
+            .zip(c.timestamps_ms.iter_mut())
+            .zip(c.property_ends.iter_mut());
+        for (event, ((((id_end, customer_at), code_at), timestamp_ms), property_end)) in
+            events.iter().zip(per_event)
+        {
             let first_property = c.property_names.len();
             for (k, (name, value)) in event.properties.iter().enumerate() {
                 let value_kind = match value {
@@ -234,17 +279,17 @@ impl BatchWriter {
                 c.property_kinds.push(value_kind);
             }
             c.ids.push_str(&event.id);
-            c.id_ends.push(c.ids.len() as u32);
+            *id_end = c.ids.len() as u32;
             previous_properties = first_property..c.property_names.len();
             let customer_index =
                 names.index_hinted(&event.customer, customer, &mut c.names, &mut c.name_ends);
             customer = Some(customer_index);
-            c.customers.push(customer_index);
+            *customer_at = customer_index;
             let code_index = names.index_hinted(&event.code, code, &mut c.names, &mut c.name_ends);
             code = Some(code_index);
-            c.codes.push(code_index);
-            c.timestamps_ms.push(event.timestamp.0);
-            c.property_ends.push(c.property_names.len() as u32);
+            *code_at = code_index;
+            *timestamp_ms = event.timestamp.0;
+            *property_end = c.property_names.len() as u32;
         }
         // Offsets were computed in 32 bits: valid as long as the totals fit.
         let largest = c
@@ -420,6 +465,20 @@ mod tests {
 
     fn u32_at(bytes: &[u8], i: usize) -> u32 {
         u32::from_le_bytes(bytes[i * 4..i * 4 + 4].try_into().unwrap())
+    }
+
+    #[test]
+    fn same_text_is_byte_equality_at_every_length() {
+        for n in 0..40 {
+            let a: Vec<u8> = (0..n as u8).collect();
+            assert!(same_text(&a, &a.clone()), "length {n}");
+            assert!(!same_text(&a, &[a.as_slice(), b"x"].concat()), "length {n}");
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] ^= 0x80;
+                assert!(!same_text(&a, &b), "length {n}, byte {i} differs");
+            }
+        }
     }
 
     #[test]

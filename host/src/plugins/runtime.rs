@@ -72,6 +72,10 @@ impl PluginRuntime {
             // Plugins are deterministic: no relaxed-SIMD or NaN nondeterminism either.
             .cranelift_nan_canonicalization(true)
             .wasm_relaxed_simd(false);
+        // `perf` names plugin functions from `/tmp/perf-PID.map` (see docs/plugins.md).
+        if std::env::var_os("RATECARD_PLUGIN_PERFMAP").is_some() {
+            wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let slots = config.max_live_instances.unwrap_or(64);
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(slots)

@@ -5,6 +5,7 @@
 //! the slot totals: sort ascending, drop the top 5 %, take the highest remaining.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use ratecard_plugin::{Decimal, Events, Metric, Result};
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,13 @@ pub struct P95 {
     slots: BTreeMap<i64, Decimal>,
 }
 
+/// The times of `t`'s slot, `[start, start + 5 min)`, cut to what an `i64` holds (every
+/// timestamp in the cut range is still in the slot).
+fn slot_range(t: i64) -> Range<i64> {
+    let into_slot = t.rem_euclid(SLOT_MS);
+    t.saturating_sub(into_slot)..t.saturating_add(SLOT_MS - into_slot)
+}
+
 impl Metric for P95 {
     type Config = Config;
     const CONFIG_SCHEMA: &'static str = r#"{"type":"object","properties":{"property":{"type":"string","default":"mbps"}},"additionalProperties":false}"#;
@@ -43,19 +51,20 @@ impl Metric for P95 {
     fn update(&mut self, events: &Events) -> Result<()> {
         let P95 { property, slots } = self;
         // Samples come in time order, so consecutive ones mostly share a slot: the map is
-        // searched once per run of samples in one slot, not once per sample. The samples are
+        // searched once per run of samples in one slot, not once per sample, and a sample
+        // inside the run's time range needs no division to find its slot. The property's name is
+        // looked up once for the batch (`decimals`). The samples are
         // still added one by one, the same `Decimal` additions in the same order as without
         // runs (so the same result, rounding included).
-        let mut run: Option<(i64, &mut Decimal)> = None;
-        for event in events {
-            let rate = event.decimal(property)?;
-            let slot = event.timestamp_ms().div_euclid(SLOT_MS);
+        let mut run: Option<(Range<i64>, &mut Decimal)> = None;
+        for (t, rate) in events.timestamps_ms().zip(events.decimals(property)) {
+            let rate = rate?;
             match &mut run {
-                Some((run_slot, total)) if *run_slot == slot => **total += rate,
+                Some((run_ms, total)) if run_ms.contains(&t) => **total += rate,
                 _ => {
-                    let total = slots.entry(slot).or_default();
+                    let total = slots.entry(t.div_euclid(SLOT_MS)).or_default();
                     *total += rate;
-                    run = Some((slot, total));
+                    run = Some((slot_range(t), total));
                 }
             }
         }
@@ -129,6 +138,24 @@ mod tests {
         assert!(metric.update(&Batch::new(&events).events()).is_err());
         let slots: Vec<(i64, Decimal)> = metric.slots.iter().map(|(k, v)| (*k, *v)).collect();
         assert_eq!(slots, [(0, Decimal::ONE), (1, Decimal::from(5))]);
+    }
+
+    #[test]
+    fn a_slot_range_holds_exactly_its_slot() {
+        for t in [0, 1, SLOT_MS - 1, SLOT_MS, -1, -SLOT_MS, 7 * SLOT_MS + 3] {
+            let range = slot_range(t);
+            assert_eq!(range.start.div_euclid(SLOT_MS), t.div_euclid(SLOT_MS));
+            assert_eq!(range.end - range.start, SLOT_MS);
+            assert_eq!(range.end.div_euclid(SLOT_MS), t.div_euclid(SLOT_MS) + 1);
+        }
+        // At the ends of `i64`, the range is cut but holds only timestamps of the slot.
+        for t in [i64::MIN, i64::MIN + 1, i64::MAX, i64::MAX - 1] {
+            let range = slot_range(t);
+            assert!(range.contains(&t) || range.end == i64::MAX);
+            for edge in [range.start, range.end - 1] {
+                assert_eq!(edge.div_euclid(SLOT_MS), t.div_euclid(SLOT_MS));
+            }
+        }
     }
 
     #[test]

@@ -48,7 +48,10 @@
 //! `update` gets the host's batch as [`Events`]: iterate it (`for event in events`), and read what
 //! the metric needs from each [`EventRef`] (`timestamp_ms()`, `decimal("mbps")`, `string(..)`,
 //! `code()`, `id()`, `property(..)`). Fields are read from the batch on access, so asking for
-//! one property of each event costs one property, not the whole event. In native tests, build
+//! one property of each event costs one property, not the whole event. A metric that reads the
+//! same number from every event goes fastest through the column readers,
+//! `events.timestamps_ms().zip(events.decimals("mbps"))`, which look the name up once per batch
+//! (see [`Events::decimals`]). In native tests, build
 //! events with [`event`] and pass `&Batch::new(&events).events()`: the same reading code runs.
 //!
 //! # State

@@ -72,7 +72,7 @@ impl PluginRuntime {
             // Plugins are deterministic: no relaxed-SIMD or NaN nondeterminism either.
             .cranelift_nan_canonicalization(true)
             .wasm_relaxed_simd(false);
-        // `perf` names plugin functions from `/tmp/perf-PID.map` (see docs/plugins.md).
+        // `perf` names plugin functions from `/tmp/perf-PID.map` (see docs/benchmarks.md).
         if std::env::var_os("RATECARD_PLUGIN_PERFMAP").is_some() {
             wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }

@@ -196,7 +196,7 @@ impl<'a> Reader<'a> {
 fn ends_are_well_formed(ends: U32s<'_>, text: &str) -> bool {
     let (mut bad, mut start) = (false, 0u32);
     for end in ends.iter() {
-        // A byte `text` does not have reads as 0, a boundary: an end past the text is caught
+        // A byte past the end of `text` reads as 0, a boundary: an end past the text is caught
         // by the ends being non-decreasing up to the last, which must be inside the text.
         let next = text.as_bytes().get(end as usize).copied().unwrap_or(0);
         bad |= (end < start) | ((next as i8) < -0x40);
@@ -994,6 +994,40 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use proptest::sample::Index;
+
+    #[test]
+    fn the_column_readers_read_what_each_event_reads() {
+        let events = [
+            event("1", 10, "x", &[("a", num("1.5")), ("b", string("2.25"))]),
+            event("2", -20, "y", &[("b", num("-3")), ("c", Value::Null)]),
+            event(
+                "3",
+                30,
+                "x",
+                &[("a", string("not a number")), ("b", num("0"))],
+            ),
+            event("4", 40, "x", &[]),
+            event(
+                "5",
+                50,
+                "z",
+                &[("a", num("-0.0001")), ("c", Value::Boolean(true))],
+            ),
+        ];
+        let batch = Batch::new(&events);
+        let view = batch.events();
+        let timestamps: Vec<i64> = view.iter().map(|e| e.timestamp_ms()).collect();
+        assert_eq!(view.timestamps_ms().collect::<Vec<_>>(), timestamps);
+        for name in ["a", "b", "c", "absent"] {
+            let one_by_one: Vec<Result<Decimal>> = view.iter().map(|e| e.decimal(name)).collect();
+            assert_eq!(view.decimals(name).len(), events.len());
+            assert_eq!(
+                view.decimals(name).collect::<Vec<_>>(),
+                one_by_one,
+                "{name}"
+            );
+        }
+    }
 
     proptest! {
         /// The fused check accepts exactly the batches the detailed check accepts, and fills

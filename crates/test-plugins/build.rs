@@ -62,11 +62,11 @@ fn main() {
         .args(["--config", "profile.release.lto=true"])
         .args(["--config", "profile.release.codegen-units=1"])
         .args(["--config", "profile.release.panic=\"abort\""])
-        // A 128 KiB shadow stack instead of rustc's 1 MiB: a smaller initial memory is less for
-        // the host to scan and reset per fresh instance (see `ratecard plugin build`).
+        // A 128 KiB shadow stack instead of rustc's 1 MiB, and 128-bit SIMD: the flags of
+        // `ratecard plugin build` (`GUEST_RUSTFLAGS` in `host/src/plugin_cli.rs`).
         .args([
             "--config",
-            "target.wasm32-unknown-unknown.rustflags=[\"-C\", \"link-arg=-zstack-size=131072\"]",
+            "target.wasm32-unknown-unknown.rustflags=[\"-C\", \"link-arg=-zstack-size=131072\", \"-C\", \"target-feature=+simd128\"]",
         ]);
     for (_, package) in GUESTS {
         command.args(["-p", package]);

@@ -127,6 +127,29 @@ fn number_at((los, his, scales): NumberColumns<'_>, slot: usize, negative: bool)
     )
 }
 
+/// What reading a property's value needs: each property's kind and the index of its value in
+/// the number or string columns, and the number columns. A loop that holds it by value keeps
+/// these columns in registers.
+#[derive(Clone, Copy, Debug)]
+struct Values<'a> {
+    kinds: &'a [u8],
+    slots: &'a [u32],
+    numbers: NumberColumns<'a>,
+}
+
+impl Values<'_> {
+    /// Property `p` (of `event`, called `name`) as a decimal: a number, or text holding one.
+    #[inline]
+    fn decimal(self, event: EventRef<'_>, name: &str, p: usize) -> Result<Decimal> {
+        let slot = self.slots.get(p).copied().unwrap_or_default() as usize;
+        match self.kinds.get(p).copied() {
+            Some(kind::NUM) => Ok(number_at(self.numbers, slot, false)),
+            Some(kind::NEG_NUM) => Ok(number_at(self.numbers, slot, true)),
+            _ => event.decimal_in_text(name, p),
+        }
+    }
+}
+
 /// A column of little-endian `u32`s.
 #[derive(Clone, Copy, Debug, Default)]
 struct U32s<'a>(&'a [u8]);
@@ -513,14 +536,19 @@ impl<'a> Events<'a> {
         Some(i)
     }
 
+    #[inline]
+    fn values(&self) -> Values<'a> {
+        Values {
+            kinds: self.property_kinds,
+            slots: self.value_slots,
+            numbers: (self.number_los, self.number_his, self.number_scales),
+        }
+    }
+
     /// Number `slot` of the number columns.
     #[inline]
     fn number(&self, slot: usize, negative: bool) -> Decimal {
-        number_at(
-            (self.number_los, self.number_his, self.number_scales),
-            slot,
-            negative,
-        )
+        number_at(self.values().numbers, slot, negative)
     }
 
     /// The text of property `p` of the batch, if it is a string.
@@ -592,9 +620,7 @@ impl<'a> Events<'a> {
             first_property: 0,
             property_ends: self.property_ends,
             property_names: self.property_names,
-            property_kinds: self.property_kinds,
-            value_slots: self.value_slots,
-            numbers: (self.number_los, self.number_his, self.number_scales),
+            values: self.values(),
         }
     }
 }
@@ -613,9 +639,7 @@ pub struct Decimals<'e> {
     first_property: usize,
     property_ends: U32s<'e>,
     property_names: U32s<'e>,
-    property_kinds: &'e [u8],
-    value_slots: &'e [u32],
-    numbers: NumberColumns<'e>,
+    values: Values<'e>,
 }
 
 impl Iterator for Decimals<'_> {
@@ -640,12 +664,7 @@ impl Iterator for Decimals<'_> {
         let Some(p) = found else {
             return Some(Err(event.missing(self.name)));
         };
-        let slot = self.value_slots.get(p).copied().unwrap_or_default() as usize;
-        Some(match self.property_kinds.get(p).copied() {
-            Some(kind::NUM) => Ok(number_at(self.numbers, slot, false)),
-            Some(kind::NEG_NUM) => Ok(number_at(self.numbers, slot, true)),
-            _ => event.decimal_in_text(self.name, p),
-        })
+        Some(self.values.decimal(event, self.name, p))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -774,13 +793,7 @@ impl<'e> EventRef<'e> {
     #[inline]
     pub fn decimal(&self, name: &str) -> Result<Decimal> {
         let p = self.find(name).ok_or_else(|| self.missing(name))?;
-        let events = self.events;
-        let slot = events.value_slots.get(p).copied().unwrap_or_default() as usize;
-        match events.property_kinds.get(p).copied() {
-            Some(kind::NUM) => Ok(events.number(slot, false)),
-            Some(kind::NEG_NUM) => Ok(events.number(slot, true)),
-            _ => self.decimal_in_text(name, p),
-        }
+        self.events.values().decimal(*self, name, p)
     }
 
     /// `decimal` of a property that is not a number: a string holding one, or an error.

@@ -52,10 +52,10 @@ impl Metric for P95 {
         let P95 { property, slots } = self;
         // Samples come in time order, so consecutive ones mostly share a slot: the map is
         // searched once per run of samples in one slot, not once per sample, and a sample
-        // inside the run's time range needs no division to find its slot. The property's name is
-        // looked up once for the batch (`decimals`). The samples are
-        // still added one by one, the same `Decimal` additions in the same order as without
-        // runs (so the same result, rounding included).
+        // inside the run's time range needs no division to find its slot. The property's name
+        // is looked up once for the batch (`decimals`). The samples are still added one by
+        // one, the same `Decimal` additions in the same order as without runs (so the same
+        // result, rounding included).
         let mut run: Option<(Range<i64>, &mut Decimal)> = None;
         for (t, rate) in events.timestamps_ms().zip(events.decimals(property)) {
             let rate = rate?;

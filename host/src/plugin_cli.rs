@@ -475,7 +475,7 @@ strip = true
 
 const METRIC_TEMPLATE: &str = r#"//! A custom metric: the sum of a numeric property.
 
-use ratecard_plugin::{Decimal, Events, Metric, Result};
+use ratecard_plugin::{Decimal, Events, Metric, Reads, Result};
 use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]
@@ -496,8 +496,12 @@ impl Metric for Sum {
         Ok(Sum { property: config.property, total: Decimal::ZERO })
     }
 
+    // The host passes only what the metric reads of each event: here, one property.
+    fn reads(&self) -> Reads {
+        Reads::timestamps().property(&self.property)
+    }
+
     fn update(&mut self, events: &Events) -> Result<()> {
-        // Each event is read from the batch on access: ask only for what you need.
         for event in events {
             self.total += event.decimal(&self.property)?;
         }
@@ -528,7 +532,8 @@ mod tests {
             event("1", 0, "x", &[("bytes", num("1.5"))]),
             event("2", 0, "x", &[("bytes", num("2"))]),
         ];
-        sum.update(&Batch::new(&events).events()).unwrap();
+        // The batch the host would pass: only what `reads` asks for.
+        sum.update(&Batch::with_reads(&events, &sum.reads()).events()).unwrap();
         assert_eq!(sum.finish().unwrap(), "3.5".parse().unwrap());
     }
 }

@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::cell::Cell;
 
-use crate::{Decimal, PluginError, Result, parse_decimal};
+use crate::{Decimal, EventError, EventFields, PluginError, Result, parse_decimal};
 
 /// The kinds of property values in an `event-batch` (see `wit/plugin.wit`).
 #[doc(hidden)]
@@ -23,6 +23,138 @@ pub mod kind {
     pub const TRUE: u8 = 4;
     pub const NULL: u8 = 5;
     pub const OTHER: u8 = 6;
+}
+
+/// The bits of an `event-batch`'s `fields` word: which parts a metric may leave out it holds.
+#[doc(hidden)]
+pub mod field {
+    pub const IDS: u32 = 1;
+    pub const CUSTOMERS: u32 = 2;
+    pub const CODES: u32 = 4;
+    pub const ALL: u32 = IDS | CUSTOMERS | CODES;
+}
+
+/// What of each event a metric reads ([`crate::Metric::reads`]): the host passes that and
+/// nothing else, so a metric neither pays for nor sees what it does not use. Timestamps are
+/// always passed.
+///
+/// ```
+/// use ratecard_plugin::Reads;
+///
+/// // A metric that sums `bytes` per customer:
+/// let reads = Reads::timestamps().customers().property("bytes");
+/// assert!(reads.reads_property("bytes") && !reads.reads_property("region"));
+/// ```
+///
+/// What is not read looks empty: [`EventRef::id`], [`EventRef::customer`] and
+/// [`EventRef::code`] are `""`, and a property not read is missing. Test a metric on
+/// `Batch::with_reads(&events, &metric.reads())`, which leaves out what the host leaves out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reads {
+    ids: bool,
+    customers: bool,
+    codes: bool,
+    /// `None`: every property.
+    properties: Option<Vec<String>>,
+}
+
+impl Default for Reads {
+    fn default() -> Reads {
+        Reads::everything()
+    }
+}
+
+impl Reads {
+    /// Every part of every event: ids, customers, codes and all properties.
+    pub fn everything() -> Reads {
+        Reads {
+            ids: true,
+            customers: true,
+            codes: true,
+            properties: None,
+        }
+    }
+
+    /// Timestamps only; add what the metric reads.
+    pub fn timestamps() -> Reads {
+        Reads {
+            ids: false,
+            customers: false,
+            codes: false,
+            properties: Some(Vec::new()),
+        }
+    }
+
+    pub fn ids(self) -> Reads {
+        Reads { ids: true, ..self }
+    }
+
+    pub fn customers(self) -> Reads {
+        Reads {
+            customers: true,
+            ..self
+        }
+    }
+
+    pub fn codes(self) -> Reads {
+        Reads {
+            codes: true,
+            ..self
+        }
+    }
+
+    /// Property `name` as well.
+    pub fn property(mut self, name: &str) -> Reads {
+        if let Some(names) = &mut self.properties
+            && !names.iter().any(|n| n == name)
+        {
+            names.push(name.to_owned());
+        }
+        self
+    }
+
+    /// Every property.
+    pub fn all_properties(self) -> Reads {
+        Reads {
+            properties: None,
+            ..self
+        }
+    }
+
+    pub fn reads_property(&self, name: &str) -> bool {
+        self.properties
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n == name))
+    }
+
+    /// The `fields` word of a batch written for these reads.
+    fn fields(&self) -> u32 {
+        (self.ids as u32 * field::IDS)
+            | (self.customers as u32 * field::CUSTOMERS)
+            | (self.codes as u32 * field::CODES)
+    }
+}
+
+impl From<Reads> for EventFields {
+    fn from(reads: Reads) -> EventFields {
+        EventFields {
+            ids: reads.ids,
+            customers: reads.customers,
+            codes: reads.codes,
+            properties: reads.properties,
+        }
+    }
+}
+
+impl From<EventFields> for Reads {
+    fn from(fields: EventFields) -> Reads {
+        Reads {
+            ids: fields.ids,
+            customers: fields.customers,
+            codes: fields.codes,
+            properties: fields.properties,
+        }
+    }
 }
 
 /// A property value of a usage event.
@@ -272,6 +404,8 @@ const NO_NAME: (u32, u32, u32) = (u32::MAX, u32::MAX, u32::MAX);
 #[derive(Debug)]
 pub struct Events<'a> {
     n_events: usize,
+    /// Which parts of the events the batch holds ([`field`] bits).
+    fields: u32,
     timestamps_ms: &'a [u8],
     number_los: &'a [u8],
     number_his: U32s<'a>,
@@ -318,6 +452,10 @@ impl<'a> Events<'a> {
         for (count, n) in counts.iter_mut().zip(reader.u32s(8)?.iter()) {
             *count = n as usize;
         }
+        let fields = reader.u32s(1)?.at(0);
+        if fields & !field::ALL != 0 {
+            return Err(malformed("unknown fields"));
+        }
         let [
             n_events,
             n_properties,
@@ -328,15 +466,18 @@ impl<'a> Events<'a> {
             ids_bytes,
             strings_bytes,
         ] = counts;
+        // A part left out has an empty column.
+        let n_if = |bit: u32| if fields & bit != 0 { n_events } else { 0 };
         let events = Events {
             n_events,
+            fields,
             timestamps_ms: reader.take(n_events, 8)?,
             number_los: reader.take(n_numbers, 8)?,
             number_his: reader.u32s(n_numbers)?,
             name_ends: reader.u32s(n_names)?,
-            id_ends: reader.u32s(n_events)?,
-            customers: reader.u32s(n_events)?,
-            codes: reader.u32s(n_events)?,
+            id_ends: reader.u32s(n_if(field::IDS))?,
+            customers: reader.u32s(n_if(field::CUSTOMERS))?,
+            codes: reader.u32s(n_if(field::CODES))?,
             property_ends: reader.u32s(n_events)?,
             property_names: reader.u32s(n_properties)?,
             string_ends: reader.u32s(n_strings)?,
@@ -366,18 +507,16 @@ impl<'a> Events<'a> {
             ends_are_well_formed(self.string_ends, self.strings),
         );
         let n_properties = self.property_kinds.len();
-        // Per event: its customer and code name, the end of its properties.
-        let (mut bad, mut previous_end, mut largest_name) = (false, 0u32, 0u32);
-        for ((customer, code), end) in self
-            .customers
-            .iter()
-            .zip(self.codes.iter())
-            .zip(self.property_ends.iter())
-        {
-            largest_name = largest_name.max(customer).max(code);
+        // Per event: the end of its properties, its customer and code names (if passed).
+        let (mut bad, mut previous_end) = (false, 0u32);
+        for end in self.property_ends.iter() {
             bad |= end < previous_end;
             previous_end = end;
         }
+        let mut largest_name = [self.customers, self.codes]
+            .map(|column| column.iter().fold(0, u32::max))
+            .into_iter()
+            .fold(0, u32::max);
         bad |= previous_end as usize != n_properties;
         // Per property: its name, its kind, the index of its value in its column.
         let (mut strings, mut numbers) = (0u32, 0u32);
@@ -408,7 +547,8 @@ impl<'a> Events<'a> {
             && ids_ok
             && strings_ok
             && !bad
-            && (largest_name < n_names || self.n_events + n_properties == 0)
+            && (largest_name < n_names
+                || self.customers.len() + self.codes.len() + n_properties == 0)
             && strings as usize == self.string_ends.len()
             && numbers as usize == self.number_scales.len()
             && largest_scale <= 28
@@ -740,13 +880,26 @@ impl std::fmt::Debug for EventRef<'_> {
 }
 
 impl<'e> EventRef<'e> {
+    /// The event's id; `""` if the metric does not read ids ([`Reads`]).
     pub fn id(&self) -> &'e str {
+        if self.events.fields & field::IDS == 0 {
+            return "";
+        }
         let (start, end) = self.events.id_ends.range(self.index);
         self.events.ids.get(start..end).unwrap_or_default()
     }
 
+    /// The event's customer; `""` if the metric does not read customers ([`Reads`]).
     pub fn customer(&self) -> &'e str {
+        if self.events.fields & field::CUSTOMERS == 0 {
+            return "";
+        }
         self.events.name(self.events.customers.at(self.index))
+    }
+
+    /// The event's position in its batch, from 0.
+    pub fn index(&self) -> usize {
+        self.index
     }
 
     /// Unix milliseconds, UTC.
@@ -755,7 +908,11 @@ impl<'e> EventRef<'e> {
         u64_at(self.events.timestamps_ms, self.index) as i64
     }
 
+    /// The event's code; `""` if the metric does not read codes ([`Reads`]).
     pub fn code(&self) -> &'e str {
+        if self.events.fields & field::CODES == 0 {
+            return "";
+        }
         self.events.name(self.events.codes.at(self.index))
     }
 
@@ -800,33 +957,34 @@ impl<'e> EventRef<'e> {
     #[cold]
     fn decimal_in_text(&self, name: &str, p: usize) -> Result<Decimal> {
         let Some(text) = self.events.str_value(p) else {
-            return Err(PluginError::InvalidInput(format!(
-                "event `{}`: property `{name}` is not a number",
-                self.id()
-            )));
+            return Err(self.invalid(format!("property `{name}` is not a number")));
         };
-        parse_decimal(text).map_err(|_| {
-            PluginError::InvalidInput(format!(
-                "event `{}`: property `{name}` is not a number: `{text}`",
-                self.id()
-            ))
-        })
+        parse_decimal(text)
+            .map_err(|_| self.invalid(format!("property `{name}` is not a number: `{text}`")))
     }
 
     /// A string property.
     pub fn string(&self, name: &str) -> Result<&'e str> {
         let p = self.find(name).ok_or_else(|| self.missing(name))?;
-        self.events.str_value(p).ok_or_else(|| {
-            PluginError::InvalidInput(format!(
-                "event `{}`: property `{name}` is not a string",
-                self.id()
-            ))
-        })
+        self.events
+            .str_value(p)
+            .ok_or_else(|| self.invalid(format!("property `{name}` is not a string")))
     }
 
     #[cold]
     fn missing(&self, name: &str) -> PluginError {
-        PluginError::InvalidInput(format!("event `{}` has no property `{name}`", self.id()))
+        self.invalid(format!("no property `{name}`"))
+    }
+
+    /// The error for this event: `message` says what is wrong with it, and the host names the
+    /// event by its id (`event `evt_42`: no property `mbps``), whether or not the metric reads
+    /// ids.
+    #[cold]
+    pub fn invalid(&self, message: impl Into<String>) -> PluginError {
+        PluginError::InvalidEvent(EventError {
+            index: u32::try_from(self.index).unwrap_or(u32::MAX),
+            message: message.into(),
+        })
     }
 
     /// This event as data (allocates: for tests and diagnostics).
@@ -849,7 +1007,7 @@ impl<'e> EventRef<'e> {
 }
 
 /// An `event-batch` written from [`Event`]s the way the host writes one: for native tests of
-/// plugins (`metric.update(&Batch::new(&events).events())`).
+/// plugins (`metric.update(&Batch::with_reads(&events, &metric.reads()).events())`).
 #[derive(Clone, Debug)]
 pub struct Batch {
     bytes: Vec<u8>,
@@ -857,8 +1015,15 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// A batch with every part of every event.
     pub fn new(events: &[Event<'_>]) -> Batch {
-        let bytes = Columns::write(events).bytes();
+        Batch::with_reads(events, &Reads::everything())
+    }
+
+    /// A batch with only what `reads` asks for, as the host passes it to a metric whose
+    /// [`crate::Metric::reads`] is `reads`.
+    pub fn with_reads(events: &[Event<'_>], reads: &Reads) -> Batch {
+        let bytes = Columns::write_reads(events, reads).bytes();
         let mut value_slots = Vec::new();
         if let Err(error) = Events::parse(&bytes, &mut value_slots) {
             panic!("the SDK wrote a malformed batch: {error:?}");
@@ -883,6 +1048,8 @@ impl Batch {
 #[doc(hidden)]
 #[derive(Clone, Debug, Default)]
 pub struct Columns {
+    /// Which parts of the events the columns hold ([`field`] bits).
+    pub fields: u32,
     pub names: String,
     pub name_ends: Vec<u32>,
     pub ids: String,
@@ -903,7 +1070,15 @@ pub struct Columns {
 impl Columns {
     /// Writes events the way a host does: names once, text and numbers in columns.
     pub fn write(events: &[Event<'_>]) -> Columns {
-        let mut c = Columns::default();
+        Columns::write_reads(events, &Reads::everything())
+    }
+
+    /// `write`, with only what `reads` asks for.
+    pub fn write_reads(events: &[Event<'_>], reads: &Reads) -> Columns {
+        let mut c = Columns {
+            fields: reads.fields(),
+            ..Columns::default()
+        };
         let mut names: std::collections::HashMap<String, u32> = Default::default();
         let mut name = |c: &mut Columns, s: &str| {
             if let Some(i) = names.get(s) {
@@ -916,7 +1091,11 @@ impl Columns {
             i
         };
         for e in events {
-            for p in e.properties.iter() {
+            for p in e
+                .properties
+                .iter()
+                .filter(|p| reads.reads_property(&p.name))
+            {
                 let value_kind = match &p.value {
                     Value::Str(s) => {
                         c.strings.push_str(s);
@@ -943,11 +1122,18 @@ impl Columns {
                 c.property_names.push(i);
                 c.property_kinds.push(value_kind);
             }
-            c.ids.push_str(&e.id);
-            c.id_ends.push(c.ids.len() as u32);
-            let (customer, code) = (name(&mut c, &e.customer), name(&mut c, &e.code));
-            c.customers.push(customer);
-            c.codes.push(code);
+            if reads.ids {
+                c.ids.push_str(&e.id);
+                c.id_ends.push(c.ids.len() as u32);
+            }
+            if reads.customers {
+                let customer = name(&mut c, &e.customer);
+                c.customers.push(customer);
+            }
+            if reads.codes {
+                let code = name(&mut c, &e.code);
+                c.codes.push(code);
+            }
             c.timestamps_ms.push(e.timestamp_ms);
             c.property_ends.push(c.property_names.len() as u32);
         }
@@ -965,7 +1151,7 @@ impl Columns {
         u32s(
             &mut out,
             &[
-                self.id_ends.len() as u32,
+                self.timestamps_ms.len() as u32,
                 self.property_names.len() as u32,
                 self.name_ends.len() as u32,
                 self.string_ends.len() as u32,
@@ -973,6 +1159,7 @@ impl Columns {
                 self.names.len() as u32,
                 self.ids.len() as u32,
                 self.strings.len() as u32,
+                self.fields,
             ],
         );
         self.timestamps_ms
@@ -1044,16 +1231,22 @@ mod tests {
 
     proptest! {
         /// The fused check accepts exactly the batches the detailed check accepts, and fills
-        /// the same value slots: a good batch with a few bytes changed at random.
+        /// the same value slots: a good batch (with every part, or some) with a few bytes
+        /// changed at random.
         #[test]
         fn fused_and_detailed_checks_agree(
             changes in proptest::collection::vec((any::<Index>(), any::<u8>()), 0..4),
+            everything in any::<bool>(),
         ) {
-            let good = Columns::write(&[
+            let reads = match everything {
+                true => Reads::everything(),
+                false => Reads::timestamps().customers().property("a"),
+            };
+            let good = Columns::write_reads(&[
                 event("1", 0, "x", &[("a", num("1")), ("b", string("s"))]),
                 event("é2", 5, "y", &[("a", num("-2.5")), ("c", Value::Null)]),
                 event("3", 9, "x", &[]),
-            ]);
+            ], &reads);
             let mut bytes = good.bytes();
             for (at, byte) in &changes {
                 let at = at.index(bytes.len());

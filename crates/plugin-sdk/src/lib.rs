@@ -8,7 +8,7 @@
 //! A metric is a type implementing [`Metric`], exported with [`export_metric!`]:
 //!
 //! ```
-//! use ratecard_plugin::{Decimal, Events, Metric, Result};
+//! use ratecard_plugin::{Decimal, Events, Metric, Reads, Result};
 //!
 //! #[derive(serde::Serialize, serde::Deserialize)]
 //! pub struct TotalBytes { property: String, total: Decimal }
@@ -20,6 +20,9 @@
 //!     type Config = Config;
 //!     fn new(config: Config) -> Result<Self> {
 //!         Ok(TotalBytes { property: config.property, total: Decimal::ZERO })
+//!     }
+//!     fn reads(&self) -> Reads {
+//!         Reads::timestamps().property(&self.property)
 //!     }
 //!     fn update(&mut self, events: &Events) -> Result<()> {
 //!         for event in events {
@@ -51,8 +54,15 @@
 //! one property of each event costs one property, not the whole event. A metric that reads the
 //! same number from every event goes fastest through the column readers,
 //! `events.timestamps_ms().zip(events.decimals("mbps"))`, which look the name up once per batch
-//! (see [`Events::decimals`]). In native tests, build
-//! events with [`event`] and pass `&Batch::new(&events).events()`: the same reading code runs.
+//! (see [`Events::decimals`]).
+//!
+//! A metric says what of each event it reads ([`Metric::reads`], by default everything): the
+//! host then passes only that, which is faster and shows a third-party plugin nothing it does
+//! not need. In native tests, build events with [`event`] and pass
+//! `&Batch::with_reads(&events, &metric.reads()).events()`: the same reading code runs on the
+//! same parts of the events as in the host.
+//!
+//! An error about one event is [`EventRef::invalid`]: the host names the event by its id.
 //!
 //! # State
 //!
@@ -88,15 +98,16 @@ pub use serde_json as __serde_json;
 pub use wit_bindgen::rt as __rt;
 
 pub use bindings::ratecard::plugin::types::{
-    BreakdownRow, GroupQuantity, Metadata, PluginError, PluginKind, PriceRequest, PricedLine,
+    BreakdownRow, EventError, EventFields, GroupQuantity, Metadata, PluginError, PluginKind,
+    PriceRequest, PricedLine,
 };
 
 mod events;
 pub use events::{
-    Batch, Decimals, Event, EventIter, EventRef, Events, Property, Value, event, num, string,
+    Batch, Decimals, Event, EventIter, EventRef, Events, Property, Reads, Value, event, num, string,
 };
 #[doc(hidden)]
-pub use events::{Columns as __Columns, kind};
+pub use events::{Columns as __Columns, field, kind};
 
 #[cfg(all(target_arch = "wasm32", feature = "first-arena"))]
 mod first_arena {
@@ -228,6 +239,14 @@ pub trait Metric: Serialize + DeserializeOwned + 'static {
     const CONFIG_SCHEMA: &'static str = r#"{"type":"object"}"#;
 
     fn new(config: Self::Config) -> Result<Self>;
+
+    /// What of each event [`Metric::update`] reads: the host passes only that (the default:
+    /// everything). A metric that reads a property or two of each event goes markedly faster
+    /// when it says so, and sees nothing it does not need (`Reads::timestamps().property("mbps")`).
+    fn reads(&self) -> Reads {
+        Reads::everything()
+    }
+
     fn update(&mut self, events: &Events<'_>) -> Result<()>;
     fn merge(&mut self, other: Self) -> Result<()>;
     fn finish(&self) -> Result<Decimal>;
@@ -296,6 +315,10 @@ impl<M: Metric> Accumulator<M> {
             state: std::cell::RefCell::new(M::new(config)?),
             value_slots: Default::default(),
         })
+    }
+
+    pub fn reads(&self) -> Reads {
+        self.state.borrow().reads()
     }
 
     pub fn update(&self, events: &Events<'_>) -> Result<()> {
@@ -443,6 +466,9 @@ impl<M: Metric> GuestAccumulator for __MetricResource<M> {
             Accumulator::<M>::create(&config)?,
         )))
     }
+    fn reads(&self) -> EventFields {
+        self.0.reads().into()
+    }
     fn update(&self, events: Vec<u8>) -> Result<()> {
         self.0.update_batch(&events)
     }
@@ -467,6 +493,9 @@ impl GuestAccumulator for __NoMetric {
         Err(PluginError::Failed(
             "this plugin is not a metric plugin".into(),
         ))
+    }
+    fn reads(&self) -> EventFields {
+        Reads::everything().into()
     }
     fn update(&self, _events: Vec<u8>) -> Result<()> {
         unreachable_state()
@@ -554,22 +583,27 @@ mod tests {
             a.merge(b"not json"),
             Err(PluginError::InvalidState(_))
         ));
-        let error = update(&a, &[bytes("7", Value::Boolean(true))]).unwrap_err();
+        // An event's error gives its place in the batch: the host names it by its id.
+        let invalid = |index: u32, message: &str| {
+            PluginError::InvalidEvent(EventError {
+                index,
+                message: message.into(),
+            })
+        };
+        let error = update(
+            &a,
+            &[bytes("7", num("1")), bytes("8", Value::Boolean(true))],
+        );
         assert_eq!(
-            error,
-            PluginError::InvalidInput("event `7`: property `bytes` is not a number".into())
+            error.unwrap_err(),
+            invalid(1, "property `bytes` is not a number")
         );
         let error = update(&a, &[event("8", 0, "x", &[])]).unwrap_err();
-        assert_eq!(
-            error,
-            PluginError::InvalidInput("event `8` has no property `bytes`".into())
-        );
+        assert_eq!(error, invalid(0, "no property `bytes`"));
         let error = update(&a, &[bytes("9", string("1.2.3"))]).unwrap_err();
         assert_eq!(
             error,
-            PluginError::InvalidInput(
-                "event `9`: property `bytes` is not a number: `1.2.3`".into()
-            )
+            invalid(0, "property `bytes` is not a number: `1.2.3`")
         );
     }
 
@@ -598,7 +632,10 @@ mod tests {
         }
         assert_eq!(
             second.string("b").unwrap_err(),
-            PluginError::InvalidInput("event `2`: property `b` is not a string".into())
+            PluginError::InvalidEvent(EventError {
+                index: 1,
+                message: "property `b` is not a string".into()
+            })
         );
         assert!(events.get(2).is_none());
         assert_eq!(format_decimal("1.500".parse().unwrap()), "1.5");
@@ -645,6 +682,84 @@ mod tests {
         );
         assert_eq!(view.get(0).unwrap().customer(), "cus_1");
         assert!(Batch::new(&[]).events().is_empty());
+    }
+
+    #[test]
+    fn a_batch_with_reads_holds_only_what_is_read() {
+        let mut first = event(
+            "1",
+            5,
+            "bw",
+            &[
+                ("mbps", num("1.5")),
+                ("region", string("eu")),
+                ("z", num("9")),
+            ],
+        );
+        first.customer = "cus_1".into();
+        let events = [first, event("2", 7, "bw", &[("region", string("us"))])];
+        let everything = Batch::new(&events);
+        let reads = Reads::timestamps().property("mbps").property("z");
+        let projected = Batch::with_reads(&events, &reads);
+        assert!(projected.as_bytes().len() < everything.as_bytes().len());
+        let view = projected.events();
+        let (first, second) = (view.get(0).unwrap(), view.get(1).unwrap());
+        assert_eq!(
+            (
+                first.id(),
+                first.customer(),
+                first.code(),
+                first.timestamp_ms()
+            ),
+            ("", "", "", 5)
+        );
+        let names: Vec<String> = first.properties().map(|p| p.name.into_owned()).collect();
+        assert_eq!(names, ["mbps", "z"]);
+        assert_eq!(first.decimal("mbps").unwrap(), "1.5".parse().unwrap());
+        assert_eq!(first.property("region"), None);
+        assert_eq!(second.properties().count(), 0);
+        assert_eq!(
+            view.decimals("mbps").nth(1).unwrap().unwrap_err(),
+            second.invalid("no property `mbps`")
+        );
+        // Each part on its own reads back as written.
+        for reads in [
+            Reads::timestamps().ids(),
+            Reads::timestamps().customers(),
+            Reads::timestamps().codes().all_properties(),
+        ] {
+            let batch = Batch::with_reads(&events, &reads);
+            let first = batch.events().get(0).unwrap().to_event();
+            assert_eq!(
+                first.id,
+                if reads == Reads::timestamps().ids() {
+                    "1"
+                } else {
+                    ""
+                }
+            );
+            assert_eq!(
+                first.customer,
+                if reads == Reads::timestamps().customers() {
+                    "cus_1"
+                } else {
+                    ""
+                }
+            );
+            assert_eq!(
+                first.code,
+                if first.properties.is_empty() {
+                    ""
+                } else {
+                    "bw"
+                }
+            );
+        }
+        assert_eq!(
+            Reads::from(EventFields::from(reads.clone())),
+            reads,
+            "reads cross the contract unchanged"
+        );
     }
 
     #[test]
@@ -696,6 +811,13 @@ mod tests {
         let mut bad = good.clone();
         bad.property_kinds[0] = 7;
         check(bad, "unknown property kind");
+        let mut bad = good.clone();
+        bad.fields |= 8;
+        check(bad, "unknown fields");
+        // Without ids, an id column is bytes left over.
+        let mut bad = good.clone();
+        bad.fields &= !field::IDS;
+        check(bad, "bytes are left over");
         let mut bad = good.clone();
         bad.property_kinds[1] = kind::NULL;
         check(bad, "values are left over");

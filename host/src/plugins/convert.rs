@@ -70,11 +70,79 @@ mod kind {
     pub const OTHER: u8 = 6;
 }
 
+/// The bits of an `event-batch`'s `fields` word (see the contract's WIT).
+mod field {
+    pub const IDS: u32 = 1;
+    pub const CUSTOMERS: u32 = 2;
+    pub const CODES: u32 = 4;
+}
+
+/// What of each event a metric reads (its `reads`, the contract's `event-fields`): what the
+/// host writes into its batches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reads {
+    pub ids: bool,
+    pub customers: bool,
+    pub codes: bool,
+    /// The properties read; `None`: all of them.
+    pub properties: Option<Vec<String>>,
+}
+
+impl Default for Reads {
+    fn default() -> Reads {
+        Reads {
+            ids: true,
+            customers: true,
+            codes: true,
+            properties: None,
+        }
+    }
+}
+
+impl From<types::EventFields> for Reads {
+    fn from(fields: types::EventFields) -> Reads {
+        Reads {
+            ids: fields.ids,
+            customers: fields.customers,
+            codes: fields.codes,
+            properties: fields.properties,
+        }
+    }
+}
+
+impl Reads {
+    fn fields(&self) -> u32 {
+        (self.ids as u32 * field::IDS)
+            | (self.customers as u32 * field::CUSTOMERS)
+            | (self.codes as u32 * field::CODES)
+    }
+
+    #[inline]
+    fn reads_property(&self, name: &str) -> bool {
+        match &self.properties {
+            None => true,
+            Some(names) => names
+                .iter()
+                .any(|read| same_text(read.as_bytes(), name.as_bytes())),
+        }
+    }
+
+    /// The bytes of what a metric says it reads, for the output limit.
+    pub(crate) fn size(&self) -> usize {
+        self.properties
+            .iter()
+            .flatten()
+            .map(|name| name.len() + 4)
+            .sum()
+    }
+}
+
 /// Writes engine events as one `event-batch` of the contract (columns in one byte buffer, see
-/// the WIT). Keeps its buffers between batches, so a live accumulator allocates nothing per
-/// `update` once warm.
+/// the WIT), with only what the metric reads. Keeps its buffers between batches, so a live
+/// accumulator allocates nothing per `update` once warm.
 #[derive(Debug, Default)]
 pub struct BatchWriter {
+    reads: Reads,
     columns: Columns,
     names: Names,
     bytes: Vec<u8>,
@@ -201,9 +269,22 @@ fn same_text(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl BatchWriter {
+    /// A writer of batches holding what `reads` asks for.
+    pub fn new(reads: Reads) -> BatchWriter {
+        BatchWriter {
+            reads,
+            ..BatchWriter::default()
+        }
+    }
+
+    pub fn reads(&self) -> &Reads {
+        &self.reads
+    }
+
     /// The `event-batch` of `events`, or an error if it does not fit the contract's 32-bit
     /// counts and offsets.
     pub fn write(&mut self, events: &[Event<'_>]) -> Result<&types::EventBatch, String> {
+        let reads = &self.reads;
         let c = &mut self.columns;
         for text in [&mut c.names, &mut c.ids, &mut c.strings] {
             text.clear();
@@ -228,25 +309,23 @@ impl BatchWriter {
         names.clear();
         let (mut customer, mut code) = (None, None);
         let mut previous_properties = 0..0;
-        // The columns of one value per event are sized once and written in place.
+        // The columns of one value per event are sized once and written in place; those of
+        // parts the metric does not read stay empty.
         let n = events.len();
-        c.id_ends.resize(n, 0);
-        c.customers.resize(n, 0);
-        c.codes.resize(n, 0);
+        let n_if = |read: bool| if read { n } else { 0 };
+        c.id_ends.resize(n_if(reads.ids), 0);
+        c.customers.resize(n_if(reads.customers), 0);
+        c.codes.resize(n_if(reads.codes), 0);
         c.timestamps_ms.resize(n, 0);
         c.property_ends.resize(n, 0);
-        let per_event = c
-            .id_ends
-            .iter_mut()
-            .zip(c.customers.iter_mut())
-            .zip(c.codes.iter_mut())
-            .zip(c.timestamps_ms.iter_mut())
-            .zip(c.property_ends.iter_mut());
-        for (event, ((((id_end, customer_at), code_at), timestamp_ms), property_end)) in
-            events.iter().zip(per_event)
-        {
+        let per_event = c.timestamps_ms.iter_mut().zip(c.property_ends.iter_mut());
+        for (i, (event, (timestamp_ms, property_end))) in events.iter().zip(per_event).enumerate() {
             let first_property = c.property_names.len();
-            for (k, (name, value)) in event.properties.iter().enumerate() {
+            let read = event
+                .properties
+                .iter()
+                .filter(|(name, _)| reads.reads_property(name));
+            for (k, (name, value)) in read.enumerate() {
                 let value_kind = match value {
                     PropValue::Str(s) => {
                         c.strings.push_str(s);
@@ -278,16 +357,22 @@ impl BatchWriter {
                 c.property_names.push(name);
                 c.property_kinds.push(value_kind);
             }
-            c.ids.push_str(&event.id);
-            *id_end = c.ids.len() as u32;
             previous_properties = first_property..c.property_names.len();
-            let customer_index =
-                names.index_hinted(&event.customer, customer, &mut c.names, &mut c.name_ends);
-            customer = Some(customer_index);
-            *customer_at = customer_index;
-            let code_index = names.index_hinted(&event.code, code, &mut c.names, &mut c.name_ends);
-            code = Some(code_index);
-            *code_at = code_index;
+            if let Some(id_end) = c.id_ends.get_mut(i) {
+                c.ids.push_str(&event.id);
+                *id_end = c.ids.len() as u32;
+            }
+            if let Some(customer_at) = c.customers.get_mut(i) {
+                let index =
+                    names.index_hinted(&event.customer, customer, &mut c.names, &mut c.name_ends);
+                customer = Some(index);
+                *customer_at = index;
+            }
+            if let Some(code_at) = c.codes.get_mut(i) {
+                let index = names.index_hinted(&event.code, code, &mut c.names, &mut c.name_ends);
+                code = Some(index);
+                *code_at = index;
+            }
             *timestamp_ms = event.timestamp.0;
             *property_end = c.property_names.len() as u32;
         }
@@ -305,16 +390,16 @@ impl BatchWriter {
             ));
         }
         let header = [
-            c.id_ends.len(),
-            c.property_names.len(),
-            c.name_ends.len(),
-            c.string_ends.len(),
-            c.number_los.len(),
-            c.names.len(),
-            c.ids.len(),
-            c.strings.len(),
-        ]
-        .map(|n| n as u32);
+            c.timestamps_ms.len() as u32,
+            c.property_names.len() as u32,
+            c.name_ends.len() as u32,
+            c.string_ends.len() as u32,
+            c.number_los.len() as u32,
+            c.names.len() as u32,
+            c.ids.len() as u32,
+            c.strings.len() as u32,
+            reads.fields(),
+        ];
         let words: [&[u32]; 9] = [
             &header,
             &c.number_his,
@@ -441,9 +526,30 @@ pub(crate) fn priced_line(line: types::PricedLine) -> Result<PricedLine, String>
     })
 }
 
+/// `error`, with an event it names by its place in `events` named by its id instead.
+pub(crate) fn name_event(error: types::PluginError, events: &[Event<'_>]) -> types::PluginError {
+    match error {
+        types::PluginError::InvalidEvent(types::EventError { index, message }) => {
+            match events.get(index as usize) {
+                Some(event) => {
+                    types::PluginError::InvalidInput(format!("event `{}`: {message}", event.id))
+                }
+                None => types::PluginError::InvalidEvent(types::EventError { index, message }),
+            }
+        }
+        other => other,
+    }
+}
+
 pub(crate) fn plugin_error(plugin: &str, error: types::PluginError) -> PluginError {
     let plugin = plugin.to_owned();
     match error {
+        types::PluginError::InvalidEvent(types::EventError { index, message }) => {
+            PluginError::Failed {
+                plugin,
+                message: format!("invalid input: event #{index} of the batch: {message}"),
+            }
+        }
         types::PluginError::InvalidConfig(message) => {
             PluginError::InvalidConfig { plugin, message }
         }
@@ -512,9 +618,9 @@ mod tests {
         event.properties = [("n".into(), PropValue::Num(Ok(n)))].into();
         let mut writer = BatchWriter::default();
         let bytes = writer.write(&[event]).unwrap();
-        // After the header (32 bytes) and one timestamp (8): lo, then hi, of the one number.
-        let lo = u64::from_le_bytes(bytes[40..48].try_into().unwrap());
-        let hi = u32::from_le_bytes(bytes[48..52].try_into().unwrap());
+        // After the header (36 bytes) and one timestamp (8): lo, then hi, of the one number.
+        let lo = u64::from_le_bytes(bytes[44..52].try_into().unwrap());
+        let hi = u32::from_le_bytes(bytes[52..56].try_into().unwrap());
         assert_eq!(
             (u128::from(hi) << 64) | u128::from(lo),
             n.mantissa().unsigned_abs()
@@ -523,5 +629,43 @@ mod tests {
         let text_bytes: usize = (5..8).map(|i| u32_at(bytes, i) as usize).sum();
         let kind_and_scale = &bytes[bytes.len() - text_bytes - 2..bytes.len() - text_bytes];
         assert_eq!(kind_and_scale, [kind::NEG_NUM, 3]);
+    }
+
+    #[test]
+    fn a_batch_holds_only_what_the_metric_reads() {
+        let line = r#"{"id": "evt_1", "customer": "cus_1", "timestamp": 0, "code": "x",
+            "properties": {"a": "text", "mbps": 1.5, "z": 2}}"#;
+        let event: Event<'_> = serde_json::from_str(line).unwrap();
+        let events = [event.clone(), event];
+        let header = |writer: &mut BatchWriter| {
+            let bytes = writer.write(&events).unwrap().clone();
+            (
+                (0..9).map(|i| u32_at(&bytes, i)).collect::<Vec<_>>(),
+                bytes.len(),
+            )
+        };
+        // events, properties, names, strings, numbers, names-bytes, ids-bytes, strings-bytes,
+        // fields.
+        let (everything, all_bytes) = header(&mut BatchWriter::default());
+        assert_eq!(everything, [2, 6, 5, 2, 4, 14, 10, 8, 7]);
+        let mut writer = BatchWriter::new(Reads {
+            ids: false,
+            customers: false,
+            codes: false,
+            properties: Some(vec!["mbps".to_owned()]),
+        });
+        let (projected, bytes) = header(&mut writer);
+        assert_eq!(projected, [2, 2, 1, 0, 2, 4, 0, 0, 0]);
+        // The header, two timestamps, two numbers (12 bytes and a scale each), two property
+        // ends, names and kinds, one name end, and the name `mbps`.
+        assert_eq!(bytes, 36 + 2 * 8 + 2 * 13 + 2 * 4 + 2 * (4 + 1) + 4 + 4);
+        assert!(bytes < all_bytes / 2);
+        let (ids_only, _) = header(&mut BatchWriter::new(Reads {
+            ids: true,
+            customers: false,
+            codes: false,
+            properties: Some(Vec::new()),
+        }));
+        assert_eq!(ids_only, [2, 0, 0, 0, 0, 0, 10, 0, 1]);
     }
 }

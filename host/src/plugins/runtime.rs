@@ -342,7 +342,7 @@ impl LoadedPlugin {
             session,
             handle,
             events_held: 0,
-            writer: convert::BatchWriter::default(),
+            writer: None,
         })
     }
 
@@ -616,7 +616,9 @@ pub struct PluginMetric {
     session: Session<metric::Guest>,
     handle: ResourceAny,
     events_held: u64,
-    writer: convert::BatchWriter,
+    /// Writes batches with what the metric reads; asked for at the first `update`, so creating
+    /// an accumulator costs one call.
+    writer: Option<convert::BatchWriter>,
 }
 
 impl PluginMetric {
@@ -631,6 +633,24 @@ impl PluginMetric {
     /// Log messages dropped past the cap.
     pub fn log_dropped(&self) -> u64 {
         self.session.store.data().log_dropped
+    }
+
+    /// What the metric reads of each event (its `reads`, asked for once).
+    pub fn reads(&mut self) -> Result<&convert::Reads, PluginError> {
+        Ok(self.writer()?.reads())
+    }
+
+    fn writer(&mut self) -> Result<&mut convert::BatchWriter, PluginError> {
+        if self.writer.is_none() {
+            let handle = self.handle;
+            let fields = self.session.call(&self.reference, 0, |bindings, store| {
+                Ok(Ok(bindings.accumulator().call_reads(store, handle)?))
+            })?;
+            let reads = convert::Reads::from(fields);
+            self.session.check_output(&self.reference, reads.size())?;
+            self.writer = Some(convert::BatchWriter::new(reads));
+        }
+        Ok(self.writer.as_mut().expect("the writer was just made"))
     }
 
     /// `update` with a batch already in the contract's shape (no conversion).
@@ -660,20 +680,21 @@ impl MetricAccumulator for PluginMetric {
         let mut chunks = events.chunks(EVENTS_PER_CALL);
         // An empty batch is still one call: the plugin is told, and can refuse it.
         let first = chunks.next().unwrap_or(&[]);
+        self.writer()?;
+        let writer = self.writer.as_mut().expect("the writer was made");
         for chunk in std::iter::once(first).chain(chunks) {
-            let batch = self
-                .writer
-                .write(chunk)
-                .map_err(|message| PluginError::Failed {
-                    plugin: self.reference.to_string(),
-                    message,
-                })?;
+            let batch = writer.write(chunk).map_err(|message| PluginError::Failed {
+                plugin: self.reference.to_string(),
+                message,
+            })?;
             let handle = self.handle;
             let n_events = chunk.len() as u64;
             self.events_held += n_events;
             self.session
                 .call(&self.reference, n_events, |bindings, store| {
-                    bindings.accumulator().call_update(store, handle, batch)
+                    let result = bindings.accumulator().call_update(store, handle, batch)?;
+                    // The plugin names a bad event by its place in the batch; the host by its id.
+                    Ok(result.map_err(|error| convert::name_event(error, chunk)))
                 })?;
         }
         Ok(())

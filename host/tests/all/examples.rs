@@ -9,6 +9,8 @@ use ratecard_engine::Decimal;
 use ratecard_engine::plugin::{GroupedQuantity, MetricAccumulator, PriceRequest};
 use ratecard_engine::usage::Event;
 use ratecard_host::plugins::LoadedPlugin;
+use ratecard_host::plugins::convert::Reads;
+use ratecard_host::plugins::runtime::EVENTS_PER_CALL;
 use ratecard_test_plugins as guests;
 use serde_json::json;
 
@@ -284,20 +286,71 @@ fn plugins_describe_themselves() {
 
 #[test]
 fn bad_event_is_an_input_error_naming_the_event() {
-    let mut metric = plugin(guests::GPU_SECONDS)
-        .metric(&json!({ "multipliers": { "a100": "2" } }))
-        .unwrap();
-    let error = metric
-        .update(&[event(
-            7,
+    // The plugin does not read ids: it names the event by its place in the batch, the host by
+    // its id, past the first call's events as well.
+    let gpu = |id: usize, gpu_type: &str| {
+        event(
+            id,
             0,
             "gpu",
             &[("seconds", Decimal::ONE)],
-            &[("gpu_type", "t4")],
-        )])
+            &[("gpu_type", gpu_type)],
+        )
+    };
+    for bad_at in [0, 7, EVENTS_PER_CALL + 3] {
+        let mut metric = plugin(guests::GPU_SECONDS)
+            .metric(&json!({ "multipliers": { "a100": "2" } }))
+            .unwrap();
+        let events: Vec<Event<'static>> = (0..EVENTS_PER_CALL + 10)
+            .map(|i| gpu(1_000 + i, if i == bad_at { "t4" } else { "a100" }))
+            .collect();
+        let error = metric.update(&events).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "plugin `gpu-seconds@1.0.0` failed: invalid input: event `{}`: no multiplier for GPU type `t4`",
+                1_000 + bad_at
+            )
+        );
+    }
+}
+
+#[test]
+fn metrics_are_passed_only_what_they_read() {
+    let mut p95 = plugin(guests::P95_BANDWIDTH)
+        .metric(&json!({ "property": "rate" }))
+        .unwrap();
+    assert_eq!(
+        *p95.reads().unwrap(),
+        Reads {
+            ids: false,
+            customers: false,
+            codes: false,
+            properties: Some(vec!["rate".to_owned()]),
+        }
+    );
+    // Other properties are not passed: the rate is found among them, and its absence named.
+    let sample = |id: usize, rate: Option<i64>| {
+        let mut numbers = vec![("a", Decimal::ONE), ("zz", Decimal::TWO)];
+        numbers.extend(rate.map(|rate| ("rate", Decimal::from(rate))));
+        event(id, 0, "bw", &numbers, &[("router", "r1")])
+    };
+    p95.update(&[sample(1, Some(3)), sample(2, Some(4))])
+        .unwrap();
+    assert_eq!(p95.finish().unwrap(), Decimal::from(7));
+    let mut p95 = plugin(guests::P95_BANDWIDTH)
+        .metric(&json!({ "property": "rate" }))
+        .unwrap();
+    let error = p95
+        .update(&[sample(1, Some(3)), sample(2, None)])
         .unwrap_err();
     assert_eq!(
         error.to_string(),
-        "plugin `gpu-seconds@1.0.0` failed: invalid input: event `7`: no multiplier for GPU type `t4`"
+        "plugin `p95-bandwidth@1.0.0` failed: invalid input: event `2`: no property `rate`"
     );
+    // A metric that says nothing reads everything.
+    let mut counter = plugin(guests::HOSTILE)
+        .metric(&json!({ "attack": "none" }))
+        .unwrap();
+    assert_eq!(*counter.reads().unwrap(), Reads::default());
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use ratecard_plugin::{Decimal, Events, Metric, Result};
+use ratecard_plugin::{Decimal, Events, Metric, Reads, Result};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Default, Deserialize)]
@@ -23,6 +23,12 @@ impl Metric for FleetKm {
         Ok(FleetKm {
             readings: BTreeMap::new(),
         })
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::timestamps()
+            .property("vehicle_id")
+            .property("odometer_km")
     }
 
     fn update(&mut self, events: &Events) -> Result<()> {
@@ -79,16 +85,14 @@ mod tests {
     #[test]
     fn distance_is_max_minus_min_per_vehicle() {
         let mut metric = FleetKm::new(None).unwrap();
+        let events = [
+            reading("1", "v1", "100"),
+            reading("2", "v2", "50.5"),
+            reading("3", "v1", "130"),
+            reading("4", "v2", "60"),
+        ];
         metric
-            .update(
-                &Batch::new(&[
-                    reading("1", "v1", "100"),
-                    reading("2", "v2", "50.5"),
-                    reading("3", "v1", "130"),
-                    reading("4", "v2", "60"),
-                ])
-                .events(),
-            )
+            .update(&Batch::with_reads(&events, &metric.reads()).events())
             .unwrap();
         assert_eq!(metric.finish().unwrap(), "39.5".parse().unwrap());
     }
@@ -97,7 +101,7 @@ mod tests {
     fn one_reading_is_zero_km() {
         let mut metric = FleetKm::new(None).unwrap();
         metric
-            .update(&Batch::new(&[reading("1", "v1", "100")]).events())
+            .update(&Batch::with_reads(&[reading("1", "v1", "100")], &metric.reads()).events())
             .unwrap();
         assert_eq!(metric.finish().unwrap(), Decimal::ZERO);
     }

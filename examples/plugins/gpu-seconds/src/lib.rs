@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use ratecard_plugin::{Decimal, Events, Metric, PluginError, Result};
+use ratecard_plugin::{Decimal, Events, Metric, PluginError, Reads, Result};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
@@ -46,14 +46,15 @@ impl Metric for GpuSeconds {
         })
     }
 
+    fn reads(&self) -> Reads {
+        Reads::timestamps().property("gpu_type").property("seconds")
+    }
+
     fn update(&mut self, events: &Events) -> Result<()> {
         for event in events {
             let gpu_type = event.string("gpu_type")?;
             if !self.multipliers.contains_key(gpu_type) && self.default_multiplier.is_none() {
-                return Err(PluginError::InvalidInput(format!(
-                    "event `{}`: no multiplier for GPU type `{gpu_type}`",
-                    event.id()
-                )));
+                return Err(event.invalid(format!("no multiplier for GPU type `{gpu_type}`")));
             }
             let seconds = event.decimal("seconds")?;
             *self.seconds.entry(gpu_type.to_owned()).or_default() += seconds;
@@ -115,15 +116,13 @@ mod tests {
     #[test]
     fn seconds_are_weighted_by_type() {
         let mut metric = GpuSeconds::new(config(None)).unwrap();
+        let events = [
+            gpu("1", "a100", "10"),
+            gpu("2", "h100", "1.5"),
+            gpu("3", "a100", "2"),
+        ];
         metric
-            .update(
-                &Batch::new(&[
-                    gpu("1", "a100", "10"),
-                    gpu("2", "h100", "1.5"),
-                    gpu("3", "a100", "2"),
-                ])
-                .events(),
-            )
+            .update(&Batch::with_reads(&events, &metric.reads()).events())
             .unwrap();
         assert_eq!(metric.finish().unwrap(), Decimal::from(36));
     }
@@ -131,14 +130,18 @@ mod tests {
     #[test]
     fn unknown_type_uses_the_default_or_fails() {
         let mut metric = GpuSeconds::new(config(Some("1"))).unwrap();
-        metric
-            .update(&Batch::new(&[gpu("1", "t4", "7")]).events())
-            .unwrap();
-        assert_eq!(metric.finish().unwrap(), Decimal::from(7));
+        let events = [gpu("1", "a100", "1"), gpu("2", "t4", "7")];
+        let batch = Batch::with_reads(&events, &metric.reads());
+        metric.update(&batch.events()).unwrap();
+        assert_eq!(metric.finish().unwrap(), "9.5".parse().unwrap());
         let mut strict = GpuSeconds::new(config(None)).unwrap();
-        assert!(matches!(
-            strict.update(&Batch::new(&[gpu("1", "t4", "7")]).events()),
-            Err(PluginError::InvalidInput(_))
-        ));
+        assert_eq!(
+            strict.update(&batch.events()).unwrap_err(),
+            batch
+                .events()
+                .get(1)
+                .unwrap()
+                .invalid("no multiplier for GPU type `t4`")
+        );
     }
 }

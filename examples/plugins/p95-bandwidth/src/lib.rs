@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use ratecard_plugin::{Decimal, Events, Metric, Result};
+use ratecard_plugin::{Decimal, Events, Metric, Reads, Result};
 use serde::{Deserialize, Serialize};
 
 const SLOT_MS: i64 = 5 * 60 * 1000;
@@ -46,6 +46,11 @@ impl Metric for P95 {
             property: config.property,
             slots: BTreeMap::new(),
         })
+    }
+
+    /// The timestamp and the rate of each event, nothing else.
+    fn reads(&self) -> Reads {
+        Reads::timestamps().property(&self.property)
     }
 
     fn update(&mut self, events: &Events) -> Result<()> {
@@ -106,7 +111,9 @@ mod tests {
             property: "mbps".into(),
         })
         .unwrap();
-        metric.update(&Batch::new(&events).events()).unwrap();
+        metric
+            .update(&Batch::with_reads(&events, &metric.reads()).events())
+            .unwrap();
         metric.finish().unwrap()
     }
 
@@ -135,7 +142,11 @@ mod tests {
             event("3", SLOT_MS + 1, "bw", &[("mbps", num("3"))]),
             event("4", 1, "bw", &[]),
         ];
-        assert!(metric.update(&Batch::new(&events).events()).is_err());
+        let batch = Batch::with_reads(&events, &metric.reads());
+        assert_eq!(
+            metric.update(&batch.events()).unwrap_err(),
+            batch.events().get(3).unwrap().invalid("no property `mbps`")
+        );
         let slots: Vec<(i64, Decimal)> = metric.slots.iter().map(|(k, v)| (*k, *v)).collect();
         assert_eq!(slots, [(0, Decimal::ONE), (1, Decimal::from(5))]);
     }

@@ -4,7 +4,7 @@
 //! At equal timestamps ends count before starts, so back-to-back sessions do not overlap. The
 //! count starts at zero and an end without a start never takes it below zero.
 
-use ratecard_plugin::{Decimal, Events, Metric, PluginError, Result};
+use ratecard_plugin::{Decimal, Events, Metric, PluginError, Reads, Result};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
@@ -47,6 +47,11 @@ impl Metric for PeakSessions {
             end_code: config.end_code,
             changes: Vec::new(),
         })
+    }
+
+    /// The code and timestamp of each event, nothing else.
+    fn reads(&self) -> Reads {
+        Reads::timestamps().codes()
     }
 
     fn update(&mut self, events: &Events) -> Result<()> {
@@ -96,7 +101,9 @@ mod tests {
             end_code: default_end(),
         })
         .unwrap();
-        metric.update(&Batch::new(&events).events()).unwrap();
+        metric
+            .update(&Batch::with_reads(&events, &metric.reads()).events())
+            .unwrap();
         metric.finish().unwrap()
     }
 

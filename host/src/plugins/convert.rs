@@ -647,7 +647,7 @@ mod tests {
         // events, properties, names, strings, numbers, names-bytes, ids-bytes, strings-bytes,
         // fields.
         let (everything, all_bytes) = header(&mut BatchWriter::default());
-        assert_eq!(everything, [2, 6, 5, 2, 4, 14, 10, 8, 7]);
+        assert_eq!(everything, [2, 6, 5, 2, 4, 12, 10, 8, 7]);
         let mut writer = BatchWriter::new(Reads {
             ids: false,
             customers: false,

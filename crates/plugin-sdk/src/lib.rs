@@ -53,8 +53,9 @@
 //! `code()`, `id()`, `property(..)`). Fields are read from the batch on access, so asking for
 //! one property of each event costs one property, not the whole event. A metric that reads the
 //! same number from every event goes fastest through the column readers,
-//! `events.timestamps_ms().zip(events.decimals("mbps"))`, which look the name up once per batch
-//! (see [`Events::decimals`]).
+//! `events.timestamps_ms().zip(events.decimal_column("mbps")?)`, which read the numbers of the
+//! whole batch at once, or refuse it naming its first bad event (see [`Events::decimal_column`];
+//! [`Events::decimals`] gives each event's result instead).
 //!
 //! A metric says what of each event it reads ([`Metric::reads`], by default everything): the
 //! host then passes only that, which is faster and shows a third-party plugin nothing it does

@@ -57,13 +57,12 @@ impl Metric for P95 {
         let P95 { property, slots } = self;
         // Samples come in time order, so consecutive ones mostly share a slot: the map is
         // searched once per run of samples in one slot, not once per sample, and a sample
-        // inside the run's time range needs no division to find its slot. The property's name
-        // is looked up once for the batch (`decimals`). The samples are still added one by
-        // one, the same `Decimal` additions in the same order as without runs (so the same
-        // result, rounding included).
+        // inside the run's time range needs no division to find its slot. The rates are read
+        // for the whole batch first (`decimal_column`: a batch with a bad sample is refused
+        // whole). The samples are still added one by one, the same `Decimal` additions in the
+        // same order as without runs (so the same result, rounding included).
         let mut run: Option<(Range<i64>, &mut Decimal)> = None;
-        for (t, rate) in events.timestamps_ms().zip(events.decimals(property)) {
-            let rate = rate?;
+        for (t, rate) in events.timestamps_ms().zip(events.decimal_column(property)?) {
             match &mut run {
                 Some((run_ms, total)) if run_ms.contains(&t) => **total += rate,
                 _ => {
@@ -131,7 +130,7 @@ mod tests {
     }
 
     #[test]
-    fn samples_out_of_order_and_a_bad_sample_keep_the_sums_before_it() {
+    fn samples_out_of_order_add_up_and_a_bad_sample_refuses_its_batch() {
         let mut metric = P95::new(Config {
             property: "mbps".into(),
         })
@@ -140,15 +139,23 @@ mod tests {
             event("1", SLOT_MS, "bw", &[("mbps", num("2"))]),
             event("2", 0, "bw", &[("mbps", num("1"))]),
             event("3", SLOT_MS + 1, "bw", &[("mbps", num("3"))]),
-            event("4", 1, "bw", &[]),
         ];
         let batch = Batch::with_reads(&events, &metric.reads());
+        metric.update(&batch.events()).unwrap();
+        let slots = |metric: &P95| -> Vec<(i64, Decimal)> {
+            metric.slots.iter().map(|(k, v)| (*k, *v)).collect()
+        };
+        assert_eq!(slots(&metric), [(0, Decimal::ONE), (1, Decimal::from(5))]);
+        let bad = [
+            event("4", 2, "bw", &[("mbps", num("10"))]),
+            event("5", 1, "bw", &[]),
+        ];
+        let batch = Batch::with_reads(&bad, &metric.reads());
         assert_eq!(
             metric.update(&batch.events()).unwrap_err(),
-            batch.events().get(3).unwrap().invalid("no property `mbps`")
+            batch.events().get(1).unwrap().invalid("no property `mbps`")
         );
-        let slots: Vec<(i64, Decimal)> = metric.slots.iter().map(|(k, v)| (*k, *v)).collect();
-        assert_eq!(slots, [(0, Decimal::ONE), (1, Decimal::from(5))]);
+        assert_eq!(slots(&metric), [(0, Decimal::ONE), (1, Decimal::from(5))]);
     }
 
     #[test]

@@ -99,6 +99,27 @@ impl Default for Reads {
     }
 }
 
+/// `timestamps, codes, properties mbps, region`: what an operator is shown a plugin reads.
+impl std::fmt::Display for Reads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("timestamps")?;
+        for (read, part) in [
+            (self.ids, "ids"),
+            (self.customers, "customers"),
+            (self.codes, "codes"),
+        ] {
+            if read {
+                write!(f, ", {part}")?;
+            }
+        }
+        match &self.properties {
+            None => f.write_str(", every property"),
+            Some(names) if names.is_empty() => Ok(()),
+            Some(names) => write!(f, ", properties {}", names.join(", ")),
+        }
+    }
+}
+
 impl From<types::EventFields> for Reads {
     fn from(fields: types::EventFields) -> Reads {
         Reads {

@@ -20,7 +20,23 @@ fn check_reports_the_contract_and_a_dry_run() {
     assert!(ok, "{text}");
     assert!(text.contains("plugin       p95-bandwidth@1.0.0"), "{text}");
     assert!(
+        text.contains("reads        timestamps, properties mbps\n"),
+        "{text}"
+    );
+    assert!(
         text.contains("dry run      metric on no events = 0"),
+        "{text}"
+    );
+    let (ok, text) = ratecard(&[
+        "plugin",
+        "check",
+        guests::HOSTILE,
+        "--config",
+        r#"{"attack": "none"}"#,
+    ]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("reads        timestamps, ids, customers, codes, every property\n"),
         "{text}"
     );
 }

@@ -39,12 +39,24 @@ fn main() {
     assert_eq!(config.to_string().len(), 100);
     let mut fresh = None;
     if run("fresh") {
-        let samples = samples(20_000, || {
+        let created = samples(20_000, || {
             let metric = p95.metric(&config).unwrap();
             black_box(metric);
         });
-        report("fresh instance + call (create, 100-byte input)", &samples);
-        fresh = Some(percentile(&samples, 50));
+        report("fresh instance + call (create, 100-byte input)", &created);
+        fresh = Some(percentile(&created, 50));
+        // A whole aggregation of one event in a fresh instance: what a customer with little
+        // usage costs.
+        let one_event = [event(0, 0, &property, Decimal::new(12_345, 2))];
+        let aggregation = samples(20_000, || {
+            let mut metric = p95.metric(&config).unwrap();
+            metric.update(&one_event).unwrap();
+            black_box(metric.finish().unwrap());
+        });
+        report(
+            "fresh aggregation of one event (create, update, finish)",
+            &aggregation,
+        );
     }
 
     let mut live_call = None;
@@ -146,7 +158,7 @@ fn main() {
             })
         };
         let writer_runs = write(Reads::default());
-        let p95_writer_runs = write(check.reads().unwrap().clone());
+        let p95_writer_runs = write(check.reads().clone());
         let mut counting = counter.metric(&json!({"attack": "none"})).unwrap();
         counting.update(&batch).unwrap();
         let counted = counting.stats();

@@ -334,15 +334,17 @@ impl LoadedPlugin {
             plugin: reference.to_string(),
             message: e.to_string(),
         })?;
-        let handle = session.call(&reference, 0, |metric, store| {
+        let (handle, fields) = session.call(&reference, 0, |metric, store| {
             metric.accumulator().call_create(store, &config)
         })?;
+        let reads = convert::Reads::from(fields);
+        session.check_output(&reference, reads.size())?;
         Ok(PluginMetric {
             reference,
             session,
             handle,
             events_held: 0,
-            writer: None,
+            writer: convert::BatchWriter::new(reads),
         })
     }
 
@@ -616,9 +618,8 @@ pub struct PluginMetric {
     session: Session<metric::Guest>,
     handle: ResourceAny,
     events_held: u64,
-    /// Writes batches with what the metric reads; asked for at the first `update`, so creating
-    /// an accumulator costs one call.
-    writer: Option<convert::BatchWriter>,
+    /// Writes batches with what the metric reads (as `create` said).
+    writer: convert::BatchWriter,
 }
 
 impl PluginMetric {
@@ -635,22 +636,9 @@ impl PluginMetric {
         self.session.store.data().log_dropped
     }
 
-    /// What the metric reads of each event (its `reads`, asked for once).
-    pub fn reads(&mut self) -> Result<&convert::Reads, PluginError> {
-        Ok(self.writer()?.reads())
-    }
-
-    fn writer(&mut self) -> Result<&mut convert::BatchWriter, PluginError> {
-        if self.writer.is_none() {
-            let handle = self.handle;
-            let fields = self.session.call(&self.reference, 0, |bindings, store| {
-                Ok(Ok(bindings.accumulator().call_reads(store, handle)?))
-            })?;
-            let reads = convert::Reads::from(fields);
-            self.session.check_output(&self.reference, reads.size())?;
-            self.writer = Some(convert::BatchWriter::new(reads));
-        }
-        Ok(self.writer.as_mut().expect("the writer was just made"))
+    /// What the metric reads of each event (as its `create` said).
+    pub fn reads(&self) -> &convert::Reads {
+        self.writer.reads()
     }
 
     /// `update` with a batch already in the contract's shape (no conversion).
@@ -680,13 +668,14 @@ impl MetricAccumulator for PluginMetric {
         let mut chunks = events.chunks(EVENTS_PER_CALL);
         // An empty batch is still one call: the plugin is told, and can refuse it.
         let first = chunks.next().unwrap_or(&[]);
-        self.writer()?;
-        let writer = self.writer.as_mut().expect("the writer was made");
         for chunk in std::iter::once(first).chain(chunks) {
-            let batch = writer.write(chunk).map_err(|message| PluginError::Failed {
-                plugin: self.reference.to_string(),
-                message,
-            })?;
+            let batch = self
+                .writer
+                .write(chunk)
+                .map_err(|message| PluginError::Failed {
+                    plugin: self.reference.to_string(),
+                    message,
+                })?;
             let handle = self.handle;
             let n_events = chunk.len() as u64;
             self.events_held += n_events;

@@ -349,7 +349,7 @@ fn metrics_are_passed_only_what_they_read() {
         "plugin `p95-bandwidth@1.0.0` failed: invalid input: event `2`: no property `rate`"
     );
     // A metric that says nothing reads everything.
-    let mut counter = plugin(guests::HOSTILE)
+    let counter = plugin(guests::HOSTILE)
         .metric(&json!({ "attack": "none" }))
         .unwrap();
     assert_eq!(*counter.reads(), Reads::default());

@@ -158,7 +158,7 @@ fn main() {
             })
         };
         let writer_runs = write(Reads::default());
-        let p95_writer_runs = write(check.reads().clone());
+        let p95_writer_runs = write(check.reads().unwrap().clone());
         let mut counting = counter.metric(&json!({"attack": "none"})).unwrap();
         counting.update(&batch).unwrap();
         let counted = counting.stats();

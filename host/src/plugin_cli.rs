@@ -187,7 +187,10 @@ fn check(file: &Path, config: Option<&str>, limits: &LimitArgs) -> Result<()> {
         serde_json::from_str(config.unwrap_or("{}")).context("--config is not JSON")?;
     if metadata.kinds.iter().any(|k| k == "metric") {
         let mut metric = plugin.metric(&config).context("dry run: create")?;
-        println!("  reads        {}", metric.reads());
+        println!(
+            "  reads        {}",
+            metric.reads().context("dry run: reads")?
+        );
         metric.update(&[]).context("dry run: update")?;
         let state = metric.save().context("dry run: save")?;
         metric.merge(&state).context("dry run: merge")?;

@@ -462,10 +462,13 @@ use bindings::exports::ratecard::plugin::metric::{
 pub struct __MetricResource<M>(Accumulator<M>);
 
 impl<M: Metric> GuestAccumulator for __MetricResource<M> {
-    fn create(config: String) -> Result<(AccumulatorHandle, EventFields)> {
-        let accumulator = Accumulator::<M>::create(&config)?;
-        let reads = accumulator.reads().into();
-        Ok((AccumulatorHandle::new(__MetricResource(accumulator)), reads))
+    fn create(config: String) -> Result<AccumulatorHandle> {
+        Ok(AccumulatorHandle::new(__MetricResource(
+            Accumulator::<M>::create(&config)?,
+        )))
+    }
+    fn reads(&self) -> EventFields {
+        self.0.reads().into()
     }
     fn update(&self, events: Vec<u8>) -> Result<()> {
         self.0.update_batch(&events)
@@ -487,10 +490,13 @@ impl<M: Metric> GuestAccumulator for __MetricResource<M> {
 pub struct __NoMetric;
 
 impl GuestAccumulator for __NoMetric {
-    fn create(_config: String) -> Result<(AccumulatorHandle, EventFields)> {
+    fn create(_config: String) -> Result<AccumulatorHandle> {
         Err(PluginError::Failed(
             "this plugin is not a metric plugin".into(),
         ))
+    }
+    fn reads(&self) -> EventFields {
+        Reads::everything().into()
     }
     fn update(&self, _events: Vec<u8>) -> Result<()> {
         unreachable_state()

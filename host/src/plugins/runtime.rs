@@ -2,6 +2,7 @@
 //! [`LoadedPlugin`]s (compiled, pre-instantiated, validated); every call or aggregation runs in a
 //! fresh [`Store`] under the [`Limits`].
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -186,6 +187,7 @@ impl PluginRuntime {
             pre,
             metric: Arc::new(metric),
             price: Arc::new(price),
+            reads: Arc::default(),
             sha256,
             size: bytes.len(),
             metadata: convert::Metadata::default(),
@@ -237,6 +239,7 @@ pub struct LoadedPlugin {
     /// interface it calls.
     metric: Arc<metric::GuestIndices>,
     price: Arc<price::GuestIndices>,
+    reads: Arc<ReadsByConfig>,
     sha256: String,
     size: usize,
     metadata: convert::Metadata,
@@ -334,17 +337,17 @@ impl LoadedPlugin {
             plugin: reference.to_string(),
             message: e.to_string(),
         })?;
-        let (handle, fields) = session.call(&reference, 0, |metric, store| {
+        let handle = session.call(&reference, 0, |metric, store| {
             metric.accumulator().call_create(store, &config)
         })?;
-        let reads = convert::Reads::from(fields);
-        session.check_output(&reference, reads.size())?;
         Ok(PluginMetric {
             reference,
             session,
             handle,
             events_held: 0,
-            writer: convert::BatchWriter::new(reads),
+            writer: None,
+            config,
+            reads: Arc::clone(&self.reads),
         })
     }
 
@@ -618,8 +621,43 @@ pub struct PluginMetric {
     session: Session<metric::Guest>,
     handle: ResourceAny,
     events_held: u64,
-    /// Writes batches with what the metric reads (as `create` said).
-    writer: convert::BatchWriter,
+    /// Writes batches with what the metric reads; made at the first `update`, so creating an
+    /// accumulator costs one call.
+    writer: Option<convert::BatchWriter>,
+    /// The config, JSON text: what the metric reads depends on it alone.
+    config: String,
+    /// What the plugin's metrics read, per config (shared by the plugin's accumulators).
+    reads: Arc<ReadsByConfig>,
+}
+
+/// What a plugin's metrics read of each event, per config. A metric's `reads` depends only on
+/// its config (plugins are deterministic and `reads` comes before any `update`), so it is asked
+/// of the first accumulator made with a config, and every later one reuses the answer instead of
+/// a component call per aggregation.
+#[derive(Debug, Default)]
+pub(crate) struct ReadsByConfig(std::sync::RwLock<HashMap<String, convert::Reads>>);
+
+/// Configs remembered per plugin: plans have a few each; past this, `reads` is asked again.
+const READS_CONFIGS: usize = 4096;
+
+impl ReadsByConfig {
+    fn get(&self, config: &str) -> Option<convert::Reads> {
+        let known = self
+            .0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        known.get(config).cloned()
+    }
+
+    fn insert(&self, config: &str, reads: &convert::Reads) {
+        let mut known = self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if known.len() < READS_CONFIGS {
+            known.insert(config.to_owned(), reads.clone());
+        }
+    }
 }
 
 impl PluginMetric {
@@ -636,9 +674,29 @@ impl PluginMetric {
         self.session.store.data().log_dropped
     }
 
-    /// What the metric reads of each event (as its `create` said).
-    pub fn reads(&self) -> &convert::Reads {
-        self.writer.reads()
+    /// What the metric reads of each event (its `reads`, asked for once).
+    pub fn reads(&mut self) -> Result<&convert::Reads, PluginError> {
+        Ok(self.writer()?.reads())
+    }
+
+    fn writer(&mut self) -> Result<&mut convert::BatchWriter, PluginError> {
+        if self.writer.is_none() {
+            let reads = match self.reads.get(&self.config) {
+                Some(reads) => reads,
+                None => {
+                    let handle = self.handle;
+                    let fields = self.session.call(&self.reference, 0, |bindings, store| {
+                        Ok(Ok(bindings.accumulator().call_reads(store, handle)?))
+                    })?;
+                    let reads = convert::Reads::from(fields);
+                    self.session.check_output(&self.reference, reads.size())?;
+                    self.reads.insert(&self.config, &reads);
+                    reads
+                }
+            };
+            self.writer = Some(convert::BatchWriter::new(reads));
+        }
+        Ok(self.writer.as_mut().expect("the writer was just made"))
     }
 
     /// `update` with a batch already in the contract's shape (no conversion).
@@ -668,14 +726,13 @@ impl MetricAccumulator for PluginMetric {
         let mut chunks = events.chunks(EVENTS_PER_CALL);
         // An empty batch is still one call: the plugin is told, and can refuse it.
         let first = chunks.next().unwrap_or(&[]);
+        self.writer()?;
+        let writer = self.writer.as_mut().expect("the writer was made");
         for chunk in std::iter::once(first).chain(chunks) {
-            let batch = self
-                .writer
-                .write(chunk)
-                .map_err(|message| PluginError::Failed {
-                    plugin: self.reference.to_string(),
-                    message,
-                })?;
+            let batch = writer.write(chunk).map_err(|message| PluginError::Failed {
+                plugin: self.reference.to_string(),
+                message,
+            })?;
             let handle = self.handle;
             let n_events = chunk.len() as u64;
             self.events_held += n_events;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use ratecard_engine::Decimal;
 use ratecard_engine::plugin::{GroupedQuantity, MetricAccumulator, PriceRequest};
-use ratecard_engine::usage::Event;
+use ratecard_engine::usage::{Event, PropValue};
 use ratecard_host::plugins::LoadedPlugin;
 use ratecard_host::plugins::convert::Reads;
 use ratecard_host::plugins::runtime::EVENTS_PER_CALL;
@@ -321,7 +321,7 @@ fn metrics_are_passed_only_what_they_read() {
         .metric(&json!({ "property": "rate" }))
         .unwrap();
     assert_eq!(
-        *p95.reads(),
+        *p95.reads().unwrap(),
         Reads {
             ids: false,
             customers: false,
@@ -348,9 +348,29 @@ fn metrics_are_passed_only_what_they_read() {
         error.to_string(),
         "plugin `p95-bandwidth@1.0.0` failed: invalid input: event `2`: no property `rate`"
     );
+    // Asked once per config: a second accumulator with the same config makes no call for it.
+    // (The loaded plugin is shared by the tests: these configs are this test's alone.)
+    let calls = |property: &str| {
+        let mut metric = plugin(guests::P95_BANDWIDTH)
+            .metric(&json!({ "property": property }))
+            .unwrap();
+        let mut event = sample(1, None);
+        event.properties = [(property.to_owned().into(), PropValue::Num(Ok(Decimal::ONE)))].into();
+        metric.update(&[event]).unwrap();
+        (metric.stats().calls, metric.reads().unwrap().clone())
+    };
+    let (first_calls, first_reads) = calls("rate_asked_once");
+    assert_eq!(first_calls, 3, "create, reads, update");
+    assert_eq!(calls("rate_asked_once"), (2, first_reads));
+    let (other_calls, other_reads) = calls("other_asked_once");
+    assert_eq!(other_calls, 3);
+    assert_eq!(
+        other_reads.properties,
+        Some(vec!["other_asked_once".to_owned()])
+    );
     // A metric that says nothing reads everything.
-    let counter = plugin(guests::HOSTILE)
+    let mut counter = plugin(guests::HOSTILE)
         .metric(&json!({ "attack": "none" }))
         .unwrap();
-    assert_eq!(*counter.reads(), Reads::default());
+    assert_eq!(*counter.reads().unwrap(), Reads::default());
 }

@@ -1,7 +1,7 @@
 //! Conversions between the engine's types and the contract's. Results, prices and amounts cross
 //! as decimal strings; event numbers as exact fixed-point `number`s in a flat `event-batch`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ratecard_engine::Decimal;
 use ratecard_engine::decimal::Dec;
@@ -138,11 +138,14 @@ impl Reads {
             | (self.codes as u32 * field::CODES)
     }
 
+    /// Whether property `name` is read; `many` is the set of the names when there are many of
+    /// them (the list is the plugin's: its length must not set the host's cost per property).
     #[inline]
-    fn reads_property(&self, name: &str) -> bool {
-        match &self.properties {
-            None => true,
-            Some(names) => names
+    fn reads_property(&self, name: &str, many: Option<&HashSet<String>>) -> bool {
+        match (&self.properties, many) {
+            (None, _) => true,
+            (Some(_), Some(many)) => many.contains(name),
+            (Some(names), None) => names
                 .iter()
                 .any(|read| same_text(read.as_bytes(), name.as_bytes())),
         }
@@ -164,6 +167,8 @@ impl Reads {
 #[derive(Debug, Default)]
 pub struct BatchWriter {
     reads: Reads,
+    /// The names of the properties read, past a few: looked up in a set, not scanned.
+    many_properties: Option<HashSet<String>>,
     columns: Columns,
     names: Names,
     bytes: Vec<u8>,
@@ -198,6 +203,9 @@ struct Names {
 }
 
 const NAMES_SCANNED: usize = 16;
+
+/// How many property names a metric reads before the writer looks them up in a set.
+const PROPERTIES_SCANNED: usize = 8;
 
 impl Names {
     fn clear(&mut self) {
@@ -292,8 +300,14 @@ fn same_text(a: &[u8], b: &[u8]) -> bool {
 impl BatchWriter {
     /// A writer of batches holding what `reads` asks for.
     pub fn new(reads: Reads) -> BatchWriter {
+        let many_properties = reads
+            .properties
+            .as_ref()
+            .filter(|names| names.len() > PROPERTIES_SCANNED)
+            .map(|names| names.iter().cloned().collect());
         BatchWriter {
             reads,
+            many_properties,
             ..BatchWriter::default()
         }
     }
@@ -305,7 +319,7 @@ impl BatchWriter {
     /// The `event-batch` of `events`, or an error if it does not fit the contract's 32-bit
     /// counts and offsets.
     pub fn write(&mut self, events: &[Event<'_>]) -> Result<&types::EventBatch, String> {
-        let reads = &self.reads;
+        let (reads, many) = (&self.reads, self.many_properties.as_ref());
         let c = &mut self.columns;
         for text in [&mut c.names, &mut c.ids, &mut c.strings] {
             text.clear();
@@ -345,7 +359,7 @@ impl BatchWriter {
             let read = event
                 .properties
                 .iter()
-                .filter(|(name, _)| reads.reads_property(name));
+                .filter(|(name, _)| reads.reads_property(name, many));
             for (k, (name, value)) in read.enumerate() {
                 let value_kind = match value {
                     PropValue::Str(s) => {
@@ -688,5 +702,13 @@ mod tests {
             properties: Some(Vec::new()),
         }));
         assert_eq!(ids_only, [2, 0, 0, 0, 0, 0, 10, 0, 1]);
+        // Many names read (past the scanned few): the same batch as the few that are there.
+        let mut many: Vec<String> = (0..100).map(|i| format!("p{i}")).collect();
+        many.push("mbps".to_owned());
+        let (many_read, many_bytes) = header(&mut BatchWriter::new(Reads {
+            properties: Some(many),
+            ..writer.reads().clone()
+        }));
+        assert_eq!((many_read, many_bytes), (projected, bytes));
     }
 }

@@ -798,18 +798,7 @@ impl<'a> Events<'a> {
     pub fn decimal_column(&self, name: &str) -> Result<std::vec::IntoIter<Decimal>> {
         let name_index = self.name_index(name);
         let values: Vec<Decimal> = match name_index.and_then(|name| self.dense_numbers(name)) {
-            Some(dense) => dense
-                .map(|((lo, hi), (scale, kind))| {
-                    let (lo, hi) = (u64::from_le_bytes(*lo), u32::from_le_bytes(*hi));
-                    Decimal::from_parts(
-                        lo as u32,
-                        (lo >> 32) as u32,
-                        hi,
-                        *kind == kind::NEG_NUM,
-                        (*scale).into(),
-                    )
-                })
-                .collect(),
+            Some(dense) => dense.map(dense_decimal).collect(),
             None => self.decimals(name).collect::<Result<_>>()?,
         };
         Ok(values.into_iter())
@@ -852,6 +841,22 @@ type DenseNumbers<'e> = std::iter::Zip<
     std::iter::Zip<std::slice::Iter<'e, u8>, std::slice::Iter<'e, u8>>,
 >;
 
+/// One item of [`DenseNumbers`].
+type DenseNumber<'e> = <DenseNumbers<'e> as Iterator>::Item;
+
+/// The decimal of one item of [`DenseNumbers`].
+#[inline]
+fn dense_decimal(((lo, hi), (scale, kind)): DenseNumber<'_>) -> Decimal {
+    let (lo, hi) = (u64::from_le_bytes(*lo), u32::from_le_bytes(*hi));
+    Decimal::from_parts(
+        lo as u32,
+        (lo >> 32) as u32,
+        hi,
+        *kind == kind::NEG_NUM,
+        (*scale).into(),
+    )
+}
+
 /// Property `name` of each event of a batch as a decimal (see [`Events::decimals`]). The
 /// columns it reads are copied into the iterator, so a loop over it keeps them in registers.
 #[derive(Clone, Debug)]
@@ -878,15 +883,7 @@ impl Iterator for Decimals<'_> {
     #[inline]
     fn next(&mut self) -> Option<Result<Decimal>> {
         if let Some(dense) = &mut self.dense {
-            let ((lo, hi), (scale, kind)) = dense.next()?;
-            let (lo, hi) = (u64::from_le_bytes(*lo), u32::from_le_bytes(*hi));
-            return Some(Ok(Decimal::from_parts(
-                lo as u32,
-                (lo >> 32) as u32,
-                hi,
-                *kind == kind::NEG_NUM,
-                (*scale).into(),
-            )));
+            return dense.next().map(|number| Ok(dense_decimal(number)));
         }
         let index = self.next;
         if index >= self.end {

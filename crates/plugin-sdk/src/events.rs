@@ -248,15 +248,15 @@ type NumberColumns<'a> = (&'a [u8], U32s<'a>, &'a [u8]);
 /// Number `slot` of the number columns.
 #[inline]
 fn number_at((los, his, scales): NumberColumns<'_>, slot: usize, negative: bool) -> Decimal {
-    let lo = u64_at(los, slot);
     let scale = scales.get(slot).copied().unwrap_or_default();
-    Decimal::from_parts(
-        lo as u32,
-        (lo >> 32) as u32,
-        his.at(slot),
-        negative,
-        scale.into(),
-    )
+    number(u64_at(los, slot), his.at(slot), scale, negative)
+}
+
+/// The number of the contract: ±(`hi` × 2^64 + `lo`) / 10^`scale` (`scale` ≤ 28, checked with
+/// the batch).
+#[inline]
+fn number(lo: u64, hi: u32, scale: u8, negative: bool) -> Decimal {
+    Decimal::from_parts(lo as u32, (lo >> 32) as u32, hi, negative, scale.into())
 }
 
 /// What reading a property's value needs: each property's kind and the index of its value in
@@ -848,13 +848,7 @@ type DenseNumber<'e> = <DenseNumbers<'e> as Iterator>::Item;
 #[inline]
 fn dense_decimal(((lo, hi), (scale, kind)): DenseNumber<'_>) -> Decimal {
     let (lo, hi) = (u64::from_le_bytes(*lo), u32::from_le_bytes(*hi));
-    Decimal::from_parts(
-        lo as u32,
-        (lo >> 32) as u32,
-        hi,
-        *kind == kind::NEG_NUM,
-        (*scale).into(),
-    )
+    number(lo, hi, *scale, *kind == kind::NEG_NUM)
 }
 
 /// Property `name` of each event of a batch as a decimal (see [`Events::decimals`]). The

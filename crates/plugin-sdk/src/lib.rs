@@ -723,38 +723,24 @@ mod tests {
             view.decimals("mbps").nth(1).unwrap().unwrap_err(),
             second.invalid("no property `mbps`")
         );
-        // Each part on its own reads back as written.
-        for reads in [
-            Reads::timestamps().ids(),
-            Reads::timestamps().customers(),
-            Reads::timestamps().codes().all_properties(),
+        // Each part on its own reads back as written, and only it.
+        for (reads, expected) in [
+            (Reads::timestamps().ids(), ("1", "", "", 0)),
+            (Reads::timestamps().customers(), ("", "cus_1", "", 0)),
+            (
+                Reads::timestamps().codes().all_properties(),
+                ("", "", "bw", 3),
+            ),
         ] {
             let batch = Batch::with_reads(&events, &reads);
             let first = batch.events().get(0).unwrap().to_event();
-            assert_eq!(
-                first.id,
-                if reads == Reads::timestamps().ids() {
-                    "1"
-                } else {
-                    ""
-                }
+            let read = (
+                &*first.id,
+                &*first.customer,
+                &*first.code,
+                first.properties.len(),
             );
-            assert_eq!(
-                first.customer,
-                if reads == Reads::timestamps().customers() {
-                    "cus_1"
-                } else {
-                    ""
-                }
-            );
-            assert_eq!(
-                first.code,
-                if first.properties.is_empty() {
-                    ""
-                } else {
-                    "bw"
-                }
-            );
+            assert_eq!(read, expected, "{reads:?}");
         }
         assert_eq!(
             Reads::from(EventFields::from(reads.clone())),

@@ -4,7 +4,7 @@
 //!   ~100-byte input), and a call on a live instance, p50 / p99;
 //! - events/s through the `p95-bandwidth` plugin vs the same metric in native Rust, on batches
 //!   of 10,000 events;
-//! - the state model: a live accumulator resource vs state passed as bytes per batch;
+//! - the state model: a live instance (the accumulator) vs state passed as bytes per batch;
 //! - loading from the on-disk cache vs compiling from scratch.
 //!
 //! `cargo bench -p ratecard-host --bench plugins` (with `CARGO_TARGET_DIR` as you like); add
@@ -177,7 +177,7 @@ fn main() {
     if run("state") {
         // State model: 10 batches of 1,000 events.
         let batches: Vec<&[Event<'static>]> = batch.chunks(1_000).collect();
-        let resource = samples(40, || {
+        let live = samples(40, || {
             let mut metric = p95.metric(&json!({})).unwrap();
             for b in &batches {
                 metric.update(b).unwrap();
@@ -199,10 +199,10 @@ fn main() {
             black_box(metric.finish().unwrap());
         });
         println!(
-            "state model, 10 x 1,000 events: live resource {:?} (p50) | bytes per batch {:?} (p50) | bytes/resource {:.2}",
-            percentile(&resource, 50),
+            "state model, 10 x 1,000 events: live instance {:?} (p50) | bytes per batch {:?} (p50) | bytes/live {:.2}",
+            percentile(&live, 50),
             percentile(&bytes, 50),
-            percentile(&bytes, 50).as_secs_f64() / percentile(&resource, 50).as_secs_f64()
+            percentile(&bytes, 50).as_secs_f64() / percentile(&live, 50).as_secs_f64()
         );
     }
 

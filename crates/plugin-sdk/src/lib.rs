@@ -67,8 +67,8 @@
 //!
 //! # State
 //!
-//! The host keeps one accumulator alive per aggregation (a WIT resource in one store), so `update`
-//! never re-reads state. `save` serializes the accumulator with `serde_json` so partial aggregates
+//! The host keeps one accumulator alive per aggregation (a plugin instance, in its own store, holds
+//! exactly one), so `update` never re-reads state. `save` serializes the accumulator with `serde_json` so partial aggregates
 //! survive a restart and merge across workers; `merge` reads another partial's saved state and
 //! calls [`Metric::merge`]. `merge` must be commutative and associative: the host merges partials
 //! in any order.
@@ -300,7 +300,8 @@ pub mod log {
     }
 }
 
-/// The resource the host sees for a [`Metric`]. Used by [`export_metric!`].
+/// A [`Metric`] with its config and scratch space: the accumulator of one plugin instance. Used
+/// by [`export_metric!`].
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct Accumulator<M> {
@@ -372,16 +373,6 @@ pub fn __price<P: Price>(request: PriceRequest) -> Result<Vec<PricedLine>> {
     P::price(config, &request)
 }
 
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __export_metric_impl {
-    ($plugin:ident, $metric:ty) => {
-        impl $crate::bindings::exports::ratecard::plugin::metric::Guest for $plugin {
-            type Accumulator = $crate::__MetricResource<$metric>;
-        }
-    };
-}
-
 /// Exports a [`Metric`] as the plugin of this crate (name, version and description from Cargo).
 #[macro_export]
 macro_rules! export_metric {
@@ -400,7 +391,31 @@ macro_rules! export_metric {
                 )
             }
         }
-        $crate::__export_metric_impl!(__RatecardPlugin, $metric);
+        thread_local! {
+            // The instance's one accumulator (a component instance is single-threaded).
+            static __RATECARD_ACCUMULATOR: $crate::__Slot<$metric> =
+                const { $crate::__Slot::new() };
+        }
+        impl $crate::bindings::exports::ratecard::plugin::metric::Guest for __RatecardPlugin {
+            fn create(config: String) -> $crate::Result<()> {
+                __RATECARD_ACCUMULATOR.with(|slot| slot.create(&config))
+            }
+            fn reads() -> $crate::EventFields {
+                __RATECARD_ACCUMULATOR.with(|slot| slot.reads())
+            }
+            fn update(events: Vec<u8>) -> $crate::Result<()> {
+                __RATECARD_ACCUMULATOR.with(|slot| slot.update(&events))
+            }
+            fn save() -> $crate::Result<Vec<u8>> {
+                __RATECARD_ACCUMULATOR.with(|slot| slot.save())
+            }
+            fn merge(state: Vec<u8>) -> $crate::Result<()> {
+                __RATECARD_ACCUMULATOR.with(|slot| slot.merge(&state))
+            }
+            fn finish() -> $crate::Result<String> {
+                __RATECARD_ACCUMULATOR.with(|slot| slot.finish())
+            }
+        }
         impl $crate::bindings::exports::ratecard::plugin::price::Guest for __RatecardPlugin {
             fn price(
                 _request: $crate::PriceRequest,
@@ -435,7 +450,24 @@ macro_rules! export_price {
             }
         }
         impl $crate::bindings::exports::ratecard::plugin::metric::Guest for __RatecardPlugin {
-            type Accumulator = $crate::__NoMetric;
+            fn create(_config: String) -> $crate::Result<()> {
+                Err($crate::__not_a_metric())
+            }
+            fn reads() -> $crate::EventFields {
+                $crate::Reads::everything().into()
+            }
+            fn update(_events: Vec<u8>) -> $crate::Result<()> {
+                Err($crate::__not_a_metric())
+            }
+            fn save() -> $crate::Result<Vec<u8>> {
+                Err($crate::__not_a_metric())
+            }
+            fn merge(_state: Vec<u8>) -> $crate::Result<()> {
+                Err($crate::__not_a_metric())
+            }
+            fn finish() -> $crate::Result<String> {
+                Err($crate::__not_a_metric())
+            }
         }
         impl $crate::bindings::exports::ratecard::plugin::price::Guest for __RatecardPlugin {
             fn price(
@@ -452,70 +484,63 @@ macro_rules! export_price {
     };
 }
 
-use bindings::exports::ratecard::plugin::metric::{
-    Accumulator as AccumulatorHandle, GuestAccumulator,
-};
-
-/// The WIT resource wrapping an [`Accumulator`].
+/// A plugin instance's one accumulator (the contract's `metric`: an instance is an accumulator),
+/// empty until `create`. Used by [`export_metric!`].
 #[doc(hidden)]
 #[derive(Debug)]
-pub struct __MetricResource<M>(Accumulator<M>);
+pub struct __Slot<M>(std::cell::RefCell<Option<Accumulator<M>>>);
 
-impl<M: Metric> GuestAccumulator for __MetricResource<M> {
-    fn create(config: String) -> Result<AccumulatorHandle> {
-        Ok(AccumulatorHandle::new(__MetricResource(
-            Accumulator::<M>::create(&config)?,
-        )))
-    }
-    fn reads(&self) -> EventFields {
-        self.0.reads().into()
-    }
-    fn update(&self, events: Vec<u8>) -> Result<()> {
-        self.0.update_batch(&events)
-    }
-    fn save(&self) -> Result<Vec<u8>> {
-        self.0.save()
-    }
-    fn merge(&self, state: Vec<u8>) -> Result<()> {
-        self.0.merge(&state)
-    }
-    fn finish(&self) -> Result<String> {
-        self.0.finish()
+impl<M> __Slot<M> {
+    pub const fn new() -> Self {
+        __Slot(std::cell::RefCell::new(None))
     }
 }
 
-/// The accumulator of a plugin that is not a metric: refuses to be created.
-#[doc(hidden)]
-#[derive(Debug)]
-pub struct __NoMetric;
+impl<M: Metric> __Slot<M> {
+    /// Starts the accumulator (over one `create` made before, if any).
+    pub fn create(&self, config: &str) -> Result<()> {
+        let accumulator = Accumulator::<M>::create(config)?;
+        *self.0.borrow_mut() = Some(accumulator);
+        Ok(())
+    }
 
-impl GuestAccumulator for __NoMetric {
-    fn create(_config: String) -> Result<AccumulatorHandle> {
-        Err(PluginError::Failed(
-            "this plugin is not a metric plugin".into(),
-        ))
+    pub fn reads(&self) -> EventFields {
+        match &*self.0.borrow() {
+            Some(accumulator) => accumulator.reads().into(),
+            None => Reads::everything().into(),
+        }
     }
-    fn reads(&self) -> EventFields {
-        Reads::everything().into()
+
+    pub fn update(&self, batch: &[u8]) -> Result<()> {
+        self.with(|accumulator| accumulator.update_batch(batch))
     }
-    fn update(&self, _events: Vec<u8>) -> Result<()> {
-        unreachable_state()
+
+    pub fn save(&self) -> Result<Vec<u8>> {
+        self.with(Accumulator::save)
     }
-    fn save(&self) -> Result<Vec<u8>> {
-        unreachable_state()
+
+    pub fn merge(&self, state: &[u8]) -> Result<()> {
+        self.with(|accumulator| accumulator.merge(state))
     }
-    fn merge(&self, _state: Vec<u8>) -> Result<()> {
-        unreachable_state()
+
+    pub fn finish(&self) -> Result<String> {
+        self.with(Accumulator::finish)
     }
-    fn finish(&self) -> Result<String> {
-        unreachable_state()
+
+    fn with<T>(&self, f: impl FnOnce(&Accumulator<M>) -> Result<T>) -> Result<T> {
+        match &*self.0.borrow() {
+            Some(accumulator) => f(accumulator),
+            None => Err(PluginError::Failed(
+                "`create` was not called in this instance".into(),
+            )),
+        }
     }
 }
 
-fn unreachable_state<T>() -> Result<T> {
-    Err(PluginError::Failed(
-        "this plugin is not a metric plugin".into(),
-    ))
+/// What a price plugin's `metric` functions answer.
+#[doc(hidden)]
+pub fn __not_a_metric() -> PluginError {
+    PluginError::Failed("this plugin is not a metric plugin".into())
 }
 
 #[cfg(test)]
@@ -573,6 +598,34 @@ mod tests {
         update(&b, &[bytes("2", string("2.50")), bytes("3", num("0.25"))]).unwrap();
         a.merge(&b.save().unwrap()).unwrap();
         assert_eq!(a.finish().unwrap(), "4");
+    }
+
+    #[test]
+    fn an_instance_holds_one_accumulator_from_create_on() {
+        let slot = __Slot::<Total>::new();
+        let not_created = PluginError::Failed("`create` was not called in this instance".into());
+        assert_eq!(
+            slot.update(Batch::new(&[]).as_bytes()),
+            Err(not_created.clone())
+        );
+        assert_eq!(slot.save(), Err(not_created.clone()));
+        assert_eq!(slot.merge(b"{}"), Err(not_created.clone()));
+        assert_eq!(slot.finish(), Err(not_created));
+        assert_eq!(slot.reads(), Reads::everything().into());
+
+        // A refused config leaves the slot as it was.
+        assert!(matches!(
+            slot.create("{}"),
+            Err(PluginError::InvalidConfig(_))
+        ));
+        assert!(slot.finish().is_err());
+        slot.create(r#"{"property":"bytes"}"#).unwrap();
+        slot.update(Batch::new(&[bytes("1", num("2.5"))]).as_bytes())
+            .unwrap();
+        assert_eq!(slot.finish().unwrap(), "2.5");
+        // `create` again starts over.
+        slot.create(r#"{"property":"bytes"}"#).unwrap();
+        assert_eq!(slot.finish().unwrap(), "0");
     }
 
     #[test]

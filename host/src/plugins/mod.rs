@@ -31,6 +31,7 @@ pub mod bindings {
 pub mod convert;
 pub mod error;
 pub mod limits;
+mod metric_funcs;
 pub mod registry;
 pub mod runtime;
 mod validate;

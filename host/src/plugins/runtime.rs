@@ -11,18 +11,19 @@ use ratecard_engine::Decimal;
 use ratecard_engine::plugin::{MetricAccumulator, PluginError, PriceRequest, PricedLine};
 use ratecard_engine::usage::Event;
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Instance, Linker, ResourceAny};
+use wasmtime::component::{Component, HasSelf, Instance, Linker};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
     Trap,
 };
 
-use crate::plugins::bindings::exports::ratecard::plugin::{metric, price};
+use crate::plugins::bindings::exports::ratecard::plugin::price;
 use crate::plugins::bindings::ratecard::plugin::{log, types};
 use crate::plugins::bindings::{Plugin as PluginBindings, PluginPre};
 use crate::plugins::convert;
 use crate::plugins::error::LoadError;
 use crate::plugins::limits::{EPOCH_TICK, Limit, Limits};
+use crate::plugins::metric_funcs::{MetricExports, MetricFuncs};
 
 /// The interfaces of contract 0.1.0 a component must export, and the one it may import.
 pub const CONTRACT_EXPORTS: [&str; 3] = [
@@ -178,7 +179,7 @@ impl PluginRuntime {
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Contract(format!("{e:#}")))?;
         let contract = |e: wasmtime::Error| LoadError::Contract(format!("{e:#}"));
-        let metric = metric::GuestIndices::new(&instance_pre).map_err(contract)?;
+        let metric = MetricExports::new(&instance_pre).map_err(contract)?;
         let price = price::GuestIndices::new(&instance_pre).map_err(contract)?;
         let pre = PluginPre::new(instance_pre).map_err(contract)?;
         let load_time = started.elapsed();
@@ -236,8 +237,8 @@ pub struct LoadedPlugin {
     runtime: PluginRuntime,
     pre: PluginPre<StoreState>,
     /// The metric's and the price's exports, so a session looks up and type-checks only the
-    /// interface it calls.
-    metric: Arc<metric::GuestIndices>,
+    /// interface it calls (and of `metric`, only the functions it calls).
+    metric: Arc<MetricExports>,
     price: Arc<price::GuestIndices>,
     reads: Arc<ReadsByConfig>,
     sha256: String,
@@ -330,20 +331,18 @@ impl LoadedPlugin {
                 message: "this plugin is not a metric plugin".to_owned(),
             });
         }
-        let mut session =
-            self.session_with(|plugin, store, instance| plugin.metric.load(store, instance))?;
+        let mut session = self.session_with(|plugin, _, instance| {
+            Ok(MetricFuncs::new(*instance, Arc::clone(&plugin.metric)))
+        })?;
         // `Value::to_string` goes through `fmt`, several times slower than `serde_json::to_string`.
         let config = serde_json::to_string(config).map_err(|e| PluginError::InvalidConfig {
             plugin: reference.to_string(),
             message: e.to_string(),
         })?;
-        let handle = session.call(&reference, 0, |metric, store| {
-            metric.accumulator().call_create(store, &config)
-        })?;
+        session.call(&reference, 0, |metric, store| metric.create(store, &config))?;
         Ok(PluginMetric {
             reference,
             session,
-            handle,
             events_held: 0,
             writer: None,
             config,
@@ -542,7 +541,10 @@ impl<B> Session<B> {
         &mut self,
         plugin: &str,
         n_events: u64,
-        f: impl FnOnce(&B, &mut Store<StoreState>) -> wasmtime::Result<Result<T, types::PluginError>>,
+        f: impl FnOnce(
+            &mut B,
+            &mut Store<StoreState>,
+        ) -> wasmtime::Result<Result<T, types::PluginError>>,
     ) -> Result<T, PluginError> {
         if let Some(error) = &self.poisoned {
             return Err(error.clone());
@@ -553,7 +555,7 @@ impl<B> Session<B> {
             .saturating_add(self.limits.fuel_per_event.saturating_mul(n_events));
         self.store.set_fuel(fuel).map_err(|e| failed(plugin, e))?;
         self.store.set_epoch_deadline(self.limits.epoch_ticks());
-        let bindings = self.bindings.as_ref().expect("a session has bindings");
+        let bindings = self.bindings.as_mut().expect("a session has bindings");
         let started = Instant::now();
         let result = f(bindings, &mut self.store);
         self.stats.call_time += started.elapsed();
@@ -618,8 +620,7 @@ fn failed(plugin: &str, error: wasmtime::Error) -> PluginError {
 #[derive(Debug)]
 pub struct PluginMetric {
     reference: Arc<str>,
-    session: Session<metric::Guest>,
-    handle: ResourceAny,
+    session: Session<MetricFuncs>,
     events_held: u64,
     /// Writes batches with what the metric reads; made at the first `update`, so creating an
     /// accumulator costs one call.
@@ -684,9 +685,8 @@ impl PluginMetric {
             let reads = match self.reads.get(&self.config) {
                 Some(reads) => reads,
                 None => {
-                    let handle = self.handle;
                     let fields = self.session.call(&self.reference, 0, |bindings, store| {
-                        Ok(Ok(bindings.accumulator().call_reads(store, handle)?))
+                        Ok(Ok(bindings.reads(store)?))
                     })?;
                     let reads = convert::Reads::from(fields);
                     self.session.check_output(&self.reference, reads.size())?;
@@ -706,11 +706,10 @@ impl PluginMetric {
         batch: &types::EventBatch,
         n_events: u64,
     ) -> Result<(), PluginError> {
-        let handle = self.handle;
         self.events_held += n_events;
         self.session
             .call(&self.reference, n_events, |bindings, store| {
-                bindings.accumulator().call_update(store, handle, batch)
+                bindings.update(store, batch)
             })
     }
 }
@@ -733,12 +732,11 @@ impl MetricAccumulator for PluginMetric {
                 plugin: self.reference.to_string(),
                 message,
             })?;
-            let handle = self.handle;
             let n_events = chunk.len() as u64;
             self.events_held += n_events;
             self.session
                 .call(&self.reference, n_events, |bindings, store| {
-                    let result = bindings.accumulator().call_update(store, handle, batch)?;
+                    let result = bindings.update(store, batch)?;
                     // The plugin names a bad event by its place in the batch; the host by its id.
                     Ok(result.map_err(|error| convert::name_event(error, chunk)))
                 })?;
@@ -747,34 +745,29 @@ impl MetricAccumulator for PluginMetric {
     }
 
     fn save(&mut self) -> Result<Vec<u8>, PluginError> {
-        let handle = self.handle;
         let state = self
             .session
             .call(&self.reference, self.events_held, |bindings, store| {
-                bindings.accumulator().call_save(store, handle)
+                bindings.save(store)
             })?;
         self.session.check_output(&self.reference, state.len())?;
         Ok(state)
     }
 
     fn merge(&mut self, other_state: &[u8]) -> Result<(), PluginError> {
-        let handle = self.handle;
         // A saved state stands for up to as many events as it has bytes.
         self.events_held += other_state.len() as u64 / 8;
         self.session
             .call(&self.reference, self.events_held, |bindings, store| {
-                bindings
-                    .accumulator()
-                    .call_merge(store, handle, other_state)
+                bindings.merge(store, other_state)
             })
     }
 
     fn finish(&mut self) -> Result<Decimal, PluginError> {
-        let handle = self.handle;
         let text = self
             .session
             .call(&self.reference, self.events_held, |bindings, store| {
-                bindings.accumulator().call_finish(store, handle)
+                bindings.finish(store)
             })?;
         self.session.check_output(&self.reference, text.len())?;
         convert::decimal(&text).map_err(|message| PluginError::InvalidOutput {

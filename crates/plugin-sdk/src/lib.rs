@@ -496,6 +496,12 @@ impl<M> __Slot<M> {
     }
 }
 
+impl<M> Default for __Slot<M> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<M: Metric> __Slot<M> {
     /// Starts the accumulator (over one `create` made before, if any).
     pub fn create(&self, config: &str) -> Result<()> {

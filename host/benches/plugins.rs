@@ -1,7 +1,8 @@
 //! Plugin runtime benchmarks, all measured in one run so the ratios compare like with like:
 //!
 //! - fresh instance + call (a fresh `Store`, instantiate from `InstancePre`, one call with a
-//!   ~100-byte input), and a call on a live instance, p50 / p99;
+//!   ~100-byte input), also for a plugin that imports `log`, and a call on a live instance,
+//!   p50 / p99;
 //! - events/s through the `p95-bandwidth` plugin vs the same metric in native Rust, on batches
 //!   of 10,000 events;
 //! - the state model: a live instance (the accumulator) vs state passed as bytes per batch;
@@ -39,12 +40,32 @@ fn main() {
     assert_eq!(config.to_string().len(), 100);
     let mut fresh = None;
     if run("fresh") {
-        let created = samples(20_000, || {
-            let metric = p95.metric(&config).unwrap();
-            black_box(metric);
-        });
+        // Beside it, alternating, a plugin that imports `log` (the counting guest): lowering the
+        // import needs the guest's memory, so wit-component adds a shim and a fixup module, and
+        // every fresh instance has five core instances instead of one.
+        let logging = runtime.load_file(guests::HOSTILE.as_ref()).unwrap();
+        let none = json!({"attack": "none"});
+        let [created, created_logging] = paired_samples(
+            20_000,
+            [
+                &mut || {
+                    black_box(p95.metric(&config).unwrap());
+                },
+                &mut || {
+                    black_box(logging.metric(&none).unwrap());
+                },
+            ],
+        );
         report("fresh instance + call (create, 100-byte input)", &created);
         fresh = Some(percentile(&created, 50));
+        report(
+            "fresh instance + call (create) of a plugin importing `log`",
+            &created_logging,
+        );
+        println!(
+            "  importing log / not, alternating: {:.2} (p50)",
+            percentile(&created_logging, 50).as_secs_f64() / percentile(&created, 50).as_secs_f64()
+        );
         // A whole aggregation of one event in a fresh instance: what a customer with little
         // usage costs.
         let one_event = [event(0, 0, &property, Decimal::new(12_345, 2))];

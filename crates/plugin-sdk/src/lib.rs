@@ -283,6 +283,12 @@ pub fn format_decimal(value: Decimal) -> String {
 }
 
 /// Log a message through the host (which may drop it). Only works inside a component.
+///
+/// A plugin that calls any of these imports the contract's `log`, and each of its fresh
+/// instances then costs more: lowering the import needs the plugin's own memory, so
+/// wit-component adds a shim and a fixup module, five core instances instead of one (measured:
+/// ~1.2× the fresh instance + `create` of a plugin that does not log, ~1.4 µs). A plugin that
+/// never logs does not import it.
 pub mod log {
     use crate::bindings::ratecard::plugin::log::{Level, log};
 

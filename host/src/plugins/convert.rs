@@ -2,6 +2,7 @@
 //! as decimal strings; event numbers as exact fixed-point `number`s in a flat `event-batch`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use ratecard_engine::Decimal;
 use ratecard_engine::decimal::Dec;
@@ -166,7 +167,8 @@ impl Reads {
 /// accumulator allocates nothing per `update` once warm.
 #[derive(Debug, Default)]
 pub struct BatchWriter {
-    reads: Reads,
+    /// Shared with the plugin's other metrics of the same config.
+    reads: Arc<Reads>,
     /// The names of the properties read, past a few: looked up in a set, not scanned.
     many_properties: Option<HashSet<String>>,
     columns: Columns,
@@ -299,7 +301,8 @@ fn same_text(a: &[u8], b: &[u8]) -> bool {
 
 impl BatchWriter {
     /// A writer of batches holding what `reads` asks for.
-    pub fn new(reads: Reads) -> BatchWriter {
+    pub fn new(reads: impl Into<Arc<Reads>>) -> BatchWriter {
+        let reads = reads.into();
         let many_properties = reads
             .properties
             .as_ref()

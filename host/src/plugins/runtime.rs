@@ -636,13 +636,13 @@ pub struct PluginMetric {
 /// of the first accumulator made with a config, and every later one reuses the answer instead of
 /// a component call per aggregation.
 #[derive(Debug, Default)]
-pub(crate) struct ReadsByConfig(std::sync::RwLock<HashMap<String, convert::Reads>>);
+pub(crate) struct ReadsByConfig(std::sync::RwLock<HashMap<String, Arc<convert::Reads>>>);
 
 /// Configs remembered per plugin: plans have a few each; past this, `reads` is asked again.
 const READS_CONFIGS: usize = 4096;
 
 impl ReadsByConfig {
-    fn get(&self, config: &str) -> Option<convert::Reads> {
+    fn get(&self, config: &str) -> Option<Arc<convert::Reads>> {
         let known = self
             .0
             .read()
@@ -650,13 +650,13 @@ impl ReadsByConfig {
         known.get(config).cloned()
     }
 
-    fn insert(&self, config: &str, reads: &convert::Reads) {
+    fn insert(&self, config: &str, reads: &Arc<convert::Reads>) {
         let mut known = self
             .0
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if known.len() < READS_CONFIGS {
-            known.insert(config.to_owned(), reads.clone());
+            known.insert(config.to_owned(), Arc::clone(reads));
         }
     }
 }
@@ -688,7 +688,7 @@ impl PluginMetric {
                     let fields = self.session.call(&self.reference, 0, |bindings, store| {
                         Ok(Ok(bindings.reads(store)?))
                     })?;
-                    let reads = convert::Reads::from(fields);
+                    let reads = Arc::new(convert::Reads::from(fields));
                     self.session.check_output(&self.reference, reads.size())?;
                     self.reads.insert(&self.config, &reads);
                     reads

@@ -67,11 +67,11 @@
 //!
 //! # State
 //!
-//! The host keeps one accumulator alive per aggregation (a plugin instance, in its own store, holds
-//! exactly one), so `update` never re-reads state. `save` serializes the accumulator with `serde_json` so partial aggregates
-//! survive a restart and merge across workers; `merge` reads another partial's saved state and
-//! calls [`Metric::merge`]. `merge` must be commutative and associative: the host merges partials
-//! in any order.
+//! The host keeps one accumulator alive per aggregation (a plugin instance, in its own store,
+//! holds exactly one), so `update` never re-reads state. `save` serializes the accumulator with
+//! `serde_json` so partial aggregates survive a restart and merge across workers; `merge` reads
+//! another partial's saved state and calls [`Metric::merge`]. `merge` must be commutative and
+//! associative: the host merges partials in any order.
 
 // The generated bindings name this crate by its public path.
 extern crate self as ratecard_plugin;

@@ -167,51 +167,120 @@ fn load(file: &Path, limits: &LimitArgs) -> Result<LoadedPlugin> {
         .with_context(|| format!("{} is refused", file.display()))
 }
 
+/// Loads a plugin and dry-runs it, then prints the report: "ok" comes only once every step of
+/// the dry run has passed.
 fn check(file: &Path, config: Option<&str>, limits: &LimitArgs) -> Result<()> {
     let plugin = load(file, limits)?;
     let metadata = plugin.metadata();
-    println!("{}: ok", file.display());
-    println!("  plugin       {}", plugin.reference());
-    println!("  description  {}", metadata.description);
-    println!("  kinds        {}", metadata.kinds.join(", "));
-    println!("  contract     ratecard:plugin@0.1.0 (imports: log only)");
-    println!(
-        "  size         {} bytes (limit {})",
-        plugin.size(),
-        limits.runtime()?.limits().component_bytes
-    );
-    println!("  sha256       {}", plugin.sha256());
-    println!("  load time    {:?}", plugin.load_time());
-    println!("  config       {}", metadata.config_schema);
+    let mut report = vec![
+        format!("  plugin       {}", plugin.reference()),
+        format!("  description  {}", metadata.description),
+        format!("  kinds        {}", metadata.kinds.join(", ")),
+        "  contract     ratecard:plugin@0.1.0 (imports: log only)".to_owned(),
+        format!(
+            "  size         {} bytes (limit {})",
+            plugin.size(),
+            limits.runtime()?.limits().component_bytes
+        ),
+        format!("  sha256       {}", plugin.sha256()),
+        format!("  load time    {:?}", plugin.load_time()),
+        format!("  config       {}", metadata.config_schema),
+    ];
     let config: serde_json::Value =
         serde_json::from_str(config.unwrap_or("{}")).context("--config is not JSON")?;
     if metadata.kinds.iter().any(|k| k == "metric") {
         let mut metric = plugin.metric(&config).context("dry run: create")?;
-        println!(
-            "  reads        {}",
-            metric.reads().context("dry run: reads")?
-        );
+        let reads = metric.reads().context("dry run: reads")?.clone();
+        report.push(format!("  reads        {reads}"));
         metric.update(&[]).context("dry run: update")?;
         let state = metric.save().context("dry run: save")?;
         metric.merge(&state).context("dry run: merge")?;
         let quantity = metric.finish().context("dry run: finish")?;
-        println!(
+        report.push(format!(
             "  dry run      metric on no events = {quantity} ({} fuel)",
             metric.stats().fuel_used
-        );
+        ));
+        report.push(check_merge(&plugin, &config, &reads)?);
     }
     if metadata.kinds.iter().any(|k| k == "price") {
         let request = sample_request(config);
         let (lines, stats) = plugin
             .price_with_stats(&request)
             .context("dry run: price")?;
-        println!(
+        report.push(format!(
             "  dry run      price of no quantities = {} lines ({} fuel)",
             lines.len(),
             stats.fuel_used
-        );
+        ));
+    }
+    println!("{}: ok", file.display());
+    for line in report {
+        println!("{line}");
     }
     Ok(())
+}
+
+/// The dry run of `save` and `merge`: one accumulator over sample events against two
+/// accumulators over the two halves, the second saved and merged into the first, split at
+/// every point. A metric whose merge is not the aggregation of the events together gives
+/// different quantities depending on how events were batched and workers split, so it is
+/// refused. Sample events carry the properties the metric reads, with small numbers.
+fn check_merge(
+    plugin: &LoadedPlugin,
+    config: &serde_json::Value,
+    reads: &ratecard_host::plugins::convert::Reads,
+) -> Result<String> {
+    const VALUES: [u32; 8] = [3, 1, 4, 1, 5, 9, 2, 6];
+    let properties = reads.properties.clone().unwrap_or_default();
+    let texts: Vec<String> = VALUES
+        .iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let props: serde_json::Map<String, serde_json::Value> = properties
+                .iter()
+                .map(|name| (name.clone(), serde_json::Value::from(*value)))
+                .collect();
+            serde_json::json!({
+                "id": format!("dry-run-{i}"),
+                "customer": "dry-run",
+                "timestamp": format!("2026-01-01T00:{i:02}:00Z"),
+                "code": "dry-run",
+                "properties": props,
+            })
+            .to_string()
+        })
+        .collect();
+    let events: Vec<Event<'static>> = texts
+        .iter()
+        .map(|text| serde_json::from_str::<Event<'_>>(text).map(Event::into_owned))
+        .collect::<Result<_, _>>()
+        .context("dry run: sample events")?;
+    let mut whole = plugin.metric(config).context("dry run: create")?;
+    if let Err(error) = whole.update(&events) {
+        return Ok(format!(
+            "  merge        not checked: the plugin refuses the sample events ({error})"
+        ));
+    }
+    let expected = whole.finish().context("dry run: finish")?;
+    for split in 1..events.len() {
+        let mut first = plugin.metric(config).context("dry run: create")?;
+        let mut second = plugin.metric(config).context("dry run: create")?;
+        first.update(&events[..split]).context("dry run: update")?;
+        second.update(&events[split..]).context("dry run: update")?;
+        let state = second.save().context("dry run: save")?;
+        first.merge(&state).context("dry run: merge")?;
+        let merged = first.finish().context("dry run: finish")?;
+        if merged != expected {
+            bail!(
+                "dry run: merge is not the aggregation of the events together: {} sample events in one accumulator give {expected}, split after event {split} and merged they give {merged}",
+                events.len()
+            );
+        }
+    }
+    Ok(format!(
+        "  merge        {} sample events: one accumulator = every split merged = {expected}",
+        events.len()
+    ))
 }
 
 fn sample_request(config: serde_json::Value) -> PriceRequest {

@@ -27,6 +27,44 @@ pub fn parse_decimal(text: &str) -> Result<Decimal, String> {
     parsed.map_err(|_| format!("`{trimmed}` is not a decimal number"))
 }
 
+/// Parses a decimal written in plain notation, exactly, or says why it cannot:
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?`, at most 28 decimal places, no negative zero. Nothing is
+/// rounded: a value a [`Decimal`] cannot hold digit for digit is refused. This is the grammar
+/// of every decimal a plugin returns (the contract's `decimal`).
+pub fn parse_plain_decimal(text: &str) -> Result<Decimal, &'static str> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let (int, frac) = match digits.split_once('.') {
+        Some((int, frac)) => (int, Some(frac)),
+        None => (digits, None),
+    };
+    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("not plain decimal notation (digits, an optional `-` and `.`)");
+    }
+    if int.len() > 1 && int.starts_with('0') {
+        return Err("a leading zero");
+    }
+    if let Some(frac) = frac {
+        if frac.is_empty() || !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("not plain decimal notation (digits, an optional `-` and `.`)");
+        }
+        if frac.len() > MAX_SCALE {
+            return Err("more than 28 decimal places");
+        }
+    }
+    let value = Decimal::from_str(text).map_err(|_| "out of the range of a decimal")?;
+    // `from_str` rounds what does not fit 96 bits: the scale tells.
+    if value.scale() as usize != frac.map_or(0, str::len) {
+        return Err("more significant digits than a decimal holds exactly");
+    }
+    if value.is_zero() && text.starts_with('-') {
+        return Err("a negative zero");
+    }
+    Ok(value)
+}
+
+/// The most decimal places a [`Decimal`] holds.
+const MAX_SCALE: usize = 28;
+
 pub(crate) fn from_f64_text(value: f64) -> Result<Decimal, String> {
     if !value.is_finite() {
         return Err("expected a decimal, found a non-finite number".to_owned());
@@ -254,6 +292,38 @@ pub fn format_fixed(value: Decimal, scale: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_decimals_are_read_exactly_or_refused() {
+        let ok = |text: &str| parse_plain_decimal(text).unwrap().to_string();
+        assert_eq!(ok("0"), "0");
+        assert_eq!(ok("12.50"), "12.50");
+        assert_eq!(ok("-3"), "-3");
+        assert_eq!(ok("0.000125"), "0.000125");
+        assert_eq!(ok("0.0000000000000000000000000001"), "0.0000000000000000000000000001");
+        assert_eq!(
+            ok("79228162514264337593543950335"),
+            Decimal::MAX.to_string()
+        );
+        let refused = |text: &str| parse_plain_decimal(text).unwrap_err();
+        for text in ["1e2", "1E-3", "+5", ".5", "5.", "-0", "-0.00", "1__0._5_", "1_0", "", "-"] {
+            assert!(parse_plain_decimal(text).is_err(), "`{text}` was accepted");
+        }
+        assert_eq!(refused("007"), "a leading zero");
+        assert_eq!(refused(" 5"), refused("x"));
+        assert_eq!(
+            refused("0.0049999999999999999999999999999999999999"),
+            "more than 28 decimal places"
+        );
+        assert_eq!(
+            refused("79228162514264337593543950336"),
+            "out of the range of a decimal"
+        );
+        assert_eq!(
+            refused("7922816251426433759354395033.51"),
+            "more significant digits than a decimal holds exactly"
+        );
+    }
 
     #[test]
     fn floats_are_read_from_their_shortest_text_short_or_long() {

@@ -572,10 +572,7 @@ impl<'p> Aggregator<'p> {
                             metric: metric.code.clone(),
                             source,
                         };
-                        if !batch.is_empty() {
-                            acc.update(&batch).map_err(plugin_error)?;
-                        }
-                        acc.finish().map_err(plugin_error)?
+                        acc.finish_with(&batch).map_err(plugin_error)?
                     }
                 };
                 groups.push(GroupUsage {

@@ -43,6 +43,14 @@ pub trait MetricAccumulator: Send {
     fn save(&mut self) -> Result<Vec<u8>, PluginError>;
     fn merge(&mut self, other_state: &[u8]) -> Result<(), PluginError>;
     fn finish(&mut self) -> Result<Decimal, PluginError>;
+    /// `update` with the last batch (when not empty), then `finish`: an accumulator that saves
+    /// its state after every `update` need not save it before finishing.
+    fn finish_with(&mut self, last: &[Event<'_>]) -> Result<Decimal, PluginError> {
+        if !last.is_empty() {
+            self.update(last)?;
+        }
+        self.finish()
+    }
 }
 
 /// What a custom price plugin is asked to price.

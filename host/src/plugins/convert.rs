@@ -1,6 +1,7 @@
 //! Conversions between the engine's types and the contract's. Results, prices and amounts cross
 //! as decimal strings; event numbers as exact fixed-point `number`s in a flat `event-batch`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -54,10 +55,28 @@ pub fn decimal_text(value: Decimal) -> String {
     value.normalize().to_string()
 }
 
-/// Reads a decimal a plugin returned.
-pub fn decimal(text: &str) -> Result<Decimal, String> {
-    text.parse::<Decimal>()
-        .map_err(|e| format!("`{text}` is not a decimal: {e}"))
+/// Reads a decimal a plugin returned from `what` (`finish`, `price: line 2 amount`), with the
+/// contract's strict grammar: plain notation, exact, at most 28 decimal places (see
+/// [`ratecard_engine::decimal::parse_plain_decimal`]).
+pub fn decimal(what: &str, text: &str) -> Result<Decimal, String> {
+    ratecard_engine::decimal::parse_plain_decimal(text)
+        .map_err(|why| format!("{what}: `{}` is refused: {why}", guest_text(text, 64)))
+}
+
+/// Bytes of guest-controlled text an error message repeats.
+pub const GUEST_TEXT_BYTES: usize = 256;
+
+/// `text`, cut to at most `max` bytes (on a character boundary) with how much was cut: a
+/// plugin's strings reach error messages and logs, and a plugin controls their length.
+pub fn guest_text(text: &str, max: usize) -> Cow<'_, str> {
+    if text.len() <= max {
+        return Cow::Borrowed(text);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}… ({} bytes in all)", &text[..end], text.len()))
 }
 
 /// The kinds of property values in an `event-batch` (see the contract's WIT).
@@ -541,27 +560,106 @@ pub(crate) fn priced_line_size(line: &types::PricedLine) -> usize {
             .sum::<usize>()
 }
 
-pub(crate) fn priced_line(line: types::PricedLine) -> Result<PricedLine, String> {
-    let group: BTreeMap<String, String> = line.group.into_iter().collect();
-    let breakdown = line
-        .breakdown
-        .into_iter()
-        .map(|row| {
-            Ok(BreakdownRow {
-                description: row.description,
-                quantity: row.quantity.as_deref().map(decimal).transpose()?.map(Dec),
-                unit_price: row.unit_price.as_deref().map(decimal).transpose()?.map(Dec),
-                amount: Dec(decimal(&row.amount)?),
-            })
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    Ok(PricedLine {
-        description: line.description,
-        group,
-        quantity: decimal(&line.quantity)?,
-        amount: decimal(&line.amount)?,
-        breakdown,
-    })
+/// Reads and checks what a price plugin returned for `request` (the contract's invariants of a
+/// price result, `crates/plugin-sdk/wit/plugin.wit`, `price`):
+///
+/// - every amount, quantity and unit price is a plain decimal (see [`decimal`]) and none is
+///   negative;
+/// - a line is for a group of the request and carries exactly that group's quantity, or, when
+///   the request has no ungrouped quantity, for the empty group: one line for the charge as a
+///   whole (a standing charge), of any quantity;
+/// - at most one line per group;
+/// - a line with a breakdown is the exact sum of its rows.
+pub(crate) fn priced_lines(
+    request: &PriceRequest,
+    lines: Vec<types::PricedLine>,
+) -> Result<Vec<PricedLine>, String> {
+    let mut seen: HashSet<BTreeMap<String, String>> = HashSet::with_capacity(lines.len());
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, line) in lines.into_iter().enumerate() {
+        let at = |field: &str| format!("line {i} {field}");
+        let non_negative = |field: &str, text: &str| {
+            let value = decimal(&at(field), text)?;
+            if value.is_sign_negative() {
+                return Err(format!("{}: `{value}` is negative", at(field)));
+            }
+            Ok(value)
+        };
+        let group: BTreeMap<String, String> = line.group.into_iter().collect();
+        let quantity = non_negative("quantity", &line.quantity)?;
+        let amount = non_negative("amount", &line.amount)?;
+        let asked = request.quantities.iter().find(|q| q.group == group);
+        match asked {
+            Some(asked) if asked.quantity != quantity => {
+                return Err(format!(
+                    "{}: {quantity}, but the group was asked to be priced at {}",
+                    at("quantity"),
+                    asked.quantity
+                ));
+            }
+            Some(_) => {}
+            None if group.is_empty() => {}
+            None => {
+                return Err(format!(
+                    "line {i} is for group {}, which the request does not have",
+                    group_text(&group)
+                ));
+            }
+        }
+        if !seen.insert(group.clone()) {
+            return Err(format!(
+                "line {i} repeats group {}: at most one line per group",
+                group_text(&group)
+            ));
+        }
+        let mut breakdown = Vec::with_capacity(line.breakdown.len());
+        let mut sum = Decimal::ZERO;
+        for (j, row) in line.breakdown.into_iter().enumerate() {
+            let row_field = |field: &str| format!("breakdown {j} {field}");
+            let quantity = row
+                .quantity
+                .as_deref()
+                .map(|text| non_negative(&row_field("quantity"), text))
+                .transpose()?;
+            let unit_price = row
+                .unit_price
+                .as_deref()
+                .map(|text| non_negative(&row_field("unit price"), text))
+                .transpose()?;
+            let row_amount = non_negative(&row_field("amount"), &row.amount)?;
+            sum = sum
+                .checked_add(row_amount)
+                .ok_or_else(|| format!("line {i}: its breakdown overflows a decimal"))?;
+            breakdown.push(BreakdownRow {
+                description: guest_text(&row.description, GUEST_TEXT_BYTES).into_owned(),
+                quantity: quantity.map(Dec),
+                unit_price: unit_price.map(Dec),
+                amount: Dec(row_amount),
+            });
+        }
+        if !breakdown.is_empty() && sum != amount {
+            return Err(format!(
+                "line {i}: its breakdown adds up to {sum}, not its amount {amount}"
+            ));
+        }
+        out.push(PricedLine {
+            description: guest_text(&line.description, GUEST_TEXT_BYTES).into_owned(),
+            group,
+            quantity,
+            amount,
+            breakdown,
+        });
+    }
+    Ok(out)
+}
+
+/// A group as a message shows it: `{tou: peak}`, `{}`.
+fn group_text(group: &BTreeMap<String, String>) -> String {
+    let pairs: Vec<String> = group
+        .iter()
+        .map(|(k, v)| format!("{}: {}", guest_text(k, 64), guest_text(v, 64)))
+        .collect();
+    format!("{{{}}}", pairs.join(", "))
 }
 
 /// `error`, with an event it names by its place in `events` named by its id instead.
@@ -581,25 +679,30 @@ pub(crate) fn name_event(error: types::PluginError, events: &[Event<'_>]) -> typ
 
 pub(crate) fn plugin_error(plugin: &str, error: types::PluginError) -> PluginError {
     let plugin = plugin.to_owned();
+    let text = |message: &str| guest_text(message, GUEST_TEXT_BYTES).into_owned();
     match error {
         types::PluginError::InvalidEvent(types::EventError { index, message }) => {
             PluginError::Failed {
                 plugin,
-                message: format!("invalid input: event #{index} of the batch: {message}"),
+                message: format!("invalid input: event #{index} of the batch: {}", text(&message)),
             }
         }
-        types::PluginError::InvalidConfig(message) => {
-            PluginError::InvalidConfig { plugin, message }
-        }
+        types::PluginError::InvalidConfig(message) => PluginError::InvalidConfig {
+            plugin,
+            message: text(&message),
+        },
         types::PluginError::InvalidInput(message) => PluginError::Failed {
             plugin,
-            message: format!("invalid input: {message}"),
+            message: format!("invalid input: {}", text(&message)),
         },
         types::PluginError::InvalidState(message) => PluginError::Failed {
             plugin,
-            message: format!("invalid state: {message}"),
+            message: format!("invalid state: {}", text(&message)),
         },
-        types::PluginError::Failed(message) => PluginError::Failed { plugin, message },
+        types::PluginError::Failed(message) => PluginError::Failed {
+            plugin,
+            message: text(&message),
+        },
     }
 }
 

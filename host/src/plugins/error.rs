@@ -25,7 +25,9 @@ pub enum LoadError {
     #[error("the plugin failed to describe itself: {0}")]
     DryRun(String),
     /// A pinned hash does not match the component.
-    #[error("plugin `{reference}` has sha256 {actual}, expected {expected}")]
+    #[error(
+        "plugin `{reference}`: the file's sha256 {actual} differs from the pinned {expected} (refused before running any of it)"
+    )]
     HashMismatch {
         reference: String,
         expected: String,

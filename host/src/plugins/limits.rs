@@ -30,6 +30,12 @@ pub struct Limits {
     /// Log messages kept per store (later ones are counted and dropped), and bytes per message.
     pub log_messages: usize,
     pub log_message_bytes: usize,
+    /// Saved state of all open accumulators of a runtime together, in bytes: what thousands of
+    /// customers' metrics hold between batches, bounded as a whole, not only per instance.
+    pub total_state_bytes: usize,
+    /// Linear memory of the instances kept live between calls (so the next batch needs no
+    /// restore), all together. Past it, an accumulator is saved and its instance dropped.
+    pub idle_memory_bytes: usize,
 }
 
 impl Default for Limits {
@@ -48,6 +54,8 @@ impl Default for Limits {
             output_bytes: 1 << 20,
             log_messages: 100,
             log_message_bytes: 1024,
+            total_state_bytes: 1 << 30,
+            idle_memory_bytes: 256 << 20,
         }
     }
 }
@@ -81,6 +89,8 @@ pub enum Limit {
     ComponentSize,
     /// `output_bytes`.
     OutputSize,
+    /// `total_state_bytes`.
+    TotalState,
 }
 
 impl Limit {
@@ -94,6 +104,7 @@ impl Limit {
             Limit::Stack => "stack",
             Limit::ComponentSize => "component-size",
             Limit::OutputSize => "output-size",
+            Limit::TotalState => "total-state",
         }
     }
 }

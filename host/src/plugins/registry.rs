@@ -10,7 +10,10 @@ use ratecard_engine::plugin::{
 use serde::{Deserialize, Serialize};
 
 use crate::plugins::error::LoadError;
-use crate::plugins::runtime::{LoadedPlugin, PluginRuntime};
+use crate::plugins::runtime::{LoadedPlugin, PluginRuntime, read_component, sha256_hex};
+
+/// Largest manifest read, in bytes.
+const MANIFEST_BYTES: usize = 1 << 20;
 
 /// `plugins.json`: the plugins a host may run, each pinned by hash.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,31 +48,26 @@ impl PluginRegistry {
         }
     }
 
-    /// Loads every plugin of a manifest file, checking each hash and reference.
+    /// Loads every plugin of a manifest file, checking each hash (before any of the component
+    /// is compiled or run) and reference.
     pub fn from_manifest(runtime: PluginRuntime, path: &Path) -> Result<PluginRegistry, LoadError> {
-        let io = |e: std::io::Error| LoadError::Io {
+        let bytes = read_component(path, MANIFEST_BYTES)?;
+        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| LoadError::Io {
             path: path.display().to_string(),
             message: e.to_string(),
-        };
-        let manifest: Manifest = serde_json::from_slice(&std::fs::read(path).map_err(io)?)
-            .map_err(|e| LoadError::Io {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut registry = PluginRegistry::new(runtime);
         for entry in manifest.plugins {
             let file = base.join(&entry.path);
-            let bytes = std::fs::read(&file).map_err(|e| LoadError::Io {
-                path: file.display().to_string(),
-                message: e.to_string(),
-            })?;
+            let bytes = read_component(&file, registry.runtime.limits().component_bytes)?;
             registry.add(&entry.reference, &bytes, Some(&entry.sha256))?;
         }
         Ok(registry)
     }
 
-    /// Loads a component under a reference, checking its hash when pinned and that it
+    /// Loads a component under a reference, checking its hash when pinned (first: a component
+    /// that is not the one pinned is never compiled, and none of its code runs) and that it
     /// describes itself as that reference. Returns the component's sha256.
     pub fn add(
         &mut self,
@@ -77,25 +75,25 @@ impl PluginRegistry {
         bytes: &[u8],
         sha256: Option<&str>,
     ) -> Result<String, LoadError> {
-        let plugin = self.runtime.load(bytes)?;
+        let actual = sha256_hex(bytes);
         if let Some(expected) = sha256
-            && !expected.eq_ignore_ascii_case(plugin.sha256())
+            && !expected.eq_ignore_ascii_case(&actual)
         {
             return Err(LoadError::HashMismatch {
                 reference: reference.to_owned(),
                 expected: expected.to_owned(),
-                actual: plugin.sha256().to_owned(),
+                actual,
             });
         }
+        let plugin = self.runtime.load(bytes)?;
         if plugin.reference() != reference {
             return Err(LoadError::NameMismatch {
                 expected: reference.to_owned(),
                 actual: plugin.reference(),
             });
         }
-        let sha256 = plugin.sha256().to_owned();
         self.plugins.insert(reference.to_owned(), plugin);
-        Ok(sha256)
+        Ok(actual)
     }
 
     pub fn get(&self, reference: &str) -> Option<&LoadedPlugin> {

@@ -4,14 +4,15 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use ratecard_engine::Decimal;
 use ratecard_engine::plugin::{MetricAccumulator, PluginError, PriceRequest, PricedLine};
 use ratecard_engine::usage::Event;
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Instance, Linker};
+use wasmtime::component::{Component, HasSelf, Instance, InstancePre, Linker};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
     Trap,
@@ -52,6 +53,7 @@ pub struct PluginRuntime {
     engine: Engine,
     linker: Arc<Linker<StoreState>>,
     limits: Limits,
+    gate: Arc<Gate>,
 }
 
 impl std::fmt::Debug for PluginRuntime {
@@ -78,7 +80,7 @@ impl PluginRuntime {
         if std::env::var_os("RATECARD_PLUGIN_PERFMAP").is_some() {
             wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
-        let slots = config.max_live_instances.unwrap_or(64);
+        let slots = config.max_live_instances.unwrap_or(64).max(2);
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(slots)
             .total_core_instances(slots * limits.instances as u32)
@@ -111,10 +113,12 @@ impl PluginRuntime {
         PluginBindings::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
             .map_err(|e| LoadError::Engine(e.to_string()))?;
         start_epoch_ticker(&engine);
+        let gate = Arc::new(Gate::new(slots, &limits));
         Ok(PluginRuntime {
             engine,
             linker: Arc::new(linker),
             limits,
+            gate,
         })
     }
 
@@ -126,30 +130,23 @@ impl PluginRuntime {
         &self.engine
     }
 
-    /// Reads, validates, compiles (or loads from cache) and pre-instantiates a component.
+    /// Reads a component file (its length checked first, the read itself bounded by the size
+    /// limit, so neither a huge file nor an endless one like `/dev/zero` is read whole), then
+    /// [`load`](Self::load)s it.
     pub fn load_file(&self, path: &Path) -> Result<LoadedPlugin, LoadError> {
-        let bytes = std::fs::read(path).map_err(|e| LoadError::Io {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let bytes = read_component(path, self.limits.component_bytes)?;
         self.load(&bytes)
     }
 
-    /// Validates, compiles (or loads from cache) and pre-instantiates a component.
+    /// Validates, compiles (or loads from cache) and pre-instantiates a component, then runs its
+    /// dry run: every export is type-checked against the contract and `describe` is called.
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedPlugin, LoadError> {
         let started = Instant::now();
         if bytes.len() > self.limits.component_bytes {
-            return Err(LoadError::LimitExceeded {
-                limit: Limit::ComponentSize,
-                message: format!(
-                    "{} bytes, limit {} bytes",
-                    bytes.len(),
-                    self.limits.component_bytes
-                ),
-            });
+            return Err(component_too_large(bytes.len() as u64, &self.limits));
         }
         crate::plugins::validate::check_shape(bytes, &self.limits)?;
-        let sha256 = hex::encode(Sha256::digest(bytes));
+        let sha256 = sha256_hex(bytes);
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| LoadError::InvalidComponent(format!("{e:#}")))?;
         let ty = component.component_type();
@@ -179,39 +176,104 @@ impl PluginRuntime {
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Contract(format!("{e:#}")))?;
         let contract = |e: wasmtime::Error| LoadError::Contract(format!("{e:#}"));
-        let metric = MetricExports::new(&instance_pre).map_err(contract)?;
-        let price = price::GuestIndices::new(&instance_pre).map_err(contract)?;
-        let pre = PluginPre::new(instance_pre).map_err(contract)?;
-        let load_time = started.elapsed();
-        let mut plugin = LoadedPlugin {
-            runtime: self.clone(),
-            pre,
-            metric: Arc::new(metric),
-            price: Arc::new(price),
-            reads: Arc::default(),
-            sha256,
-            size: bytes.len(),
-            metadata: convert::Metadata::default(),
-            reference: Arc::from(""),
-            load_time,
-        };
-        // Dry run: every export has the contract's type (all are looked up and type-checked),
-        // and the plugin describes itself within the limits.
-        let mut session = plugin
-            .session()
-            .map_err(|e| LoadError::DryRun(e.to_string()))?;
-        let metadata = session
-            .call(&plugin.metadata.name, 0, |bindings, store| {
+        let metric = Arc::new(MetricExports::new(&instance_pre).map_err(contract)?);
+        let price = Arc::new(price::GuestIndices::new(&instance_pre).map_err(contract)?);
+        let pre = PluginPre::new(instance_pre.clone()).map_err(contract)?;
+        // Dry run. Until it has described itself the plugin is named by its hash.
+        let unnamed = format!("(sha256 {})", &sha256[..12]);
+        let dry_run = |e: PluginError| LoadError::DryRun(e.to_string());
+        let session = open_session(self, &instance_pre, &unnamed, |_, instance| Ok(*instance))
+            .map_err(dry_run)?;
+        // Every export has the contract's type: each is looked up and type-checked, and a
+        // mismatch names the function.
+        let (mut session, instance) = session.take_bindings();
+        let store = &mut session.store;
+        MetricFuncs::new(instance, Arc::clone(&metric))
+            .check_types(store)
+            .map_err(contract)?;
+        let named = |e: wasmtime::Error, what: &str| contract(e.context(what.to_owned()));
+        price
+            .load(&mut *store, &instance)
+            .map_err(|e| named(e, "export `price` of `ratecard:plugin/price@0.1.0`"))?;
+        let bindings = PluginBindings::new(&mut *store, &instance)
+            .map_err(|e| named(e, "export `describe` of `ratecard:plugin/meta@0.1.0`"))?;
+        let mut session = session.with_bindings(bindings);
+        let described = session
+            .call(&unnamed, 0, |bindings, store| {
                 bindings.ratecard_plugin_meta().call_describe(store).map(Ok)
             })
-            .map_err(|e| LoadError::DryRun(e.to_string()))?;
-        plugin.metadata = convert::metadata(metadata).map_err(LoadError::DryRun)?;
-        plugin.reference = Arc::from(format!(
-            "{}@{}",
-            plugin.metadata.name, plugin.metadata.version
-        ));
-        Ok(plugin)
+            .map_err(dry_run)?;
+        let metadata = convert::metadata(described).map_err(LoadError::DryRun)?;
+        let reference: Arc<str> = Arc::from(format!("{}@{}", metadata.name, metadata.version));
+        let is_metric = metadata.kinds.iter().any(|k| k == "metric");
+        Ok(LoadedPlugin {
+            runtime: self.clone(),
+            pre,
+            metric: Arc::new(MetricShared {
+                runtime: self.clone(),
+                pre: instance_pre,
+                exports: metric,
+                configs: Configs::default(),
+                reference: Arc::clone(&reference),
+                is_metric,
+            }),
+            price,
+            sha256,
+            size: bytes.len(),
+            metadata,
+            reference,
+            load_time: started.elapsed(),
+        })
     }
+}
+
+/// Hex sha256 of a component, as manifests pin it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn component_too_large(size: u64, limits: &Limits) -> LoadError {
+    LoadError::LimitExceeded {
+        limit: Limit::ComponentSize,
+        message: format!("{size} bytes, limit {} bytes", limits.component_bytes),
+    }
+}
+
+/// Reads a component file of at most `limit` bytes: the length in its metadata is checked
+/// before anything is read, and the read stops past the limit (a device or a file that grows
+/// has no trustworthy length).
+pub fn read_component(path: &Path, limit: usize) -> Result<Vec<u8>, LoadError> {
+    use std::io::Read;
+    let io = |e: std::io::Error| LoadError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    let limits = Limits {
+        component_bytes: limit,
+        ..Limits::default()
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let metadata = file.metadata().map_err(io)?;
+    if metadata.is_dir() {
+        return Err(LoadError::Io {
+            path: path.display().to_string(),
+            message: "is a directory".to_owned(),
+        });
+    }
+    if metadata.is_file() && metadata.len() > limit as u64 {
+        return Err(component_too_large(metadata.len(), &limits));
+    }
+    let mut bytes = Vec::with_capacity((metadata.len() as usize).min(limit));
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() > limit {
+        return Err(LoadError::LimitExceeded {
+            limit: Limit::ComponentSize,
+            message: format!("more than {limit} bytes (limit {limit} bytes)"),
+        });
+    }
+    Ok(bytes)
 }
 
 /// Increments the engine's epoch every tick while the engine lives.
@@ -231,16 +293,220 @@ fn start_epoch_ticker(engine: &Engine) {
         .expect("cannot start the plugin epoch thread");
 }
 
+/// Live instances, so the pooling allocator's slots are never exhausted: half of them may be
+/// kept live between calls ("idle", up to `idle_memory_bytes` of linear memory together), the
+/// other half serve calls, and a call that finds no free slot waits for one (every call ends,
+/// within its fuel and wall-time limits) instead of failing. It also holds the total of the
+/// accumulators' saved states, bounded by `total_state_bytes`.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    free_active: Mutex<u32>,
+    freed: Condvar,
+    free_idle: AtomicU32,
+    free_idle_memory: AtomicUsize,
+    state_bytes: AtomicUsize,
+    total_state_bytes: usize,
+}
+
+impl Gate {
+    fn new(slots: u32, limits: &Limits) -> Gate {
+        let idle = slots / 2;
+        Gate {
+            free_active: Mutex::new(slots - idle),
+            freed: Condvar::new(),
+            free_idle: AtomicU32::new(idle),
+            free_idle_memory: AtomicUsize::new(limits.idle_memory_bytes),
+            state_bytes: AtomicUsize::new(0),
+            total_state_bytes: limits.total_state_bytes,
+        }
+    }
+
+    /// A slot for a call, waiting for one if all are taken.
+    fn acquire(self: &Arc<Self>) -> Permit {
+        let mut free = self
+            .free_active
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while *free == 0 {
+            free = self
+                .freed
+                .wait(free)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *free -= 1;
+        Permit {
+            gate: Arc::clone(self),
+            held: Held::Active,
+        }
+    }
+
+    fn release_active(&self) {
+        let mut free = self
+            .free_active
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *free += 1;
+        drop(free);
+        self.freed.notify_one();
+    }
+
+    fn try_idle(&self, memory: usize) -> bool {
+        let take = |n: u32| n.checked_sub(1);
+        if self
+            .free_idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, take)
+            .is_err()
+        {
+            return false;
+        }
+        let take_memory = |free: usize| free.checked_sub(memory);
+        if self
+            .free_idle_memory
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, take_memory)
+            .is_err()
+        {
+            self.free_idle.fetch_add(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    fn release_idle(&self, memory: usize) {
+        self.free_idle_memory.fetch_add(memory, Ordering::AcqRel);
+        self.free_idle.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Moves a reservation of saved-state bytes from `old` to `new`; false (and `old` kept)
+    /// when the total would pass the limit.
+    fn resize_state(&self, old: usize, new: usize) -> bool {
+        let total = self.total_state_bytes;
+        self.state_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |bytes| {
+                (bytes - old).checked_add(new).filter(|t| *t <= total)
+            })
+            .is_ok()
+    }
+
+    /// Bytes of saved state held by open accumulators.
+    pub(crate) fn state_bytes(&self) -> usize {
+        self.state_bytes.load(Ordering::Acquire)
+    }
+}
+
+/// What a live instance holds of the [`Gate`], given back when dropped.
+#[derive(Debug)]
+struct Permit {
+    gate: Arc<Gate>,
+    held: Held,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Held {
+    /// A slot for a call.
+    Active,
+    /// An idle slot and this much idle memory.
+    Idle(usize),
+    Nothing,
+}
+
+impl Permit {
+    /// Keeps the instance live between calls with `memory` bytes of linear memory, if the idle
+    /// slots and memory allow; otherwise gives everything back (the instance is then dropped).
+    fn to_idle(&mut self, memory: usize) -> bool {
+        if let Held::Idle(held) = self.held {
+            self.gate.release_idle(held);
+            self.held = Held::Nothing;
+        }
+        if !self.gate.try_idle(memory) {
+            self.release();
+            return false;
+        }
+        if self.held == Held::Active {
+            self.gate.release_active();
+        }
+        self.held = Held::Idle(memory);
+        true
+    }
+
+    fn release(&mut self) {
+        match std::mem::replace(&mut self.held, Held::Nothing) {
+            Held::Active => self.gate.release_active(),
+            Held::Idle(memory) => self.gate.release_idle(memory),
+            Held::Nothing => {}
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// What a plugin's `metric` needs to make accumulators, shared by all of them.
+pub(crate) struct MetricShared {
+    runtime: PluginRuntime,
+    pre: InstancePre<StoreState>,
+    exports: Arc<MetricExports>,
+    configs: Configs,
+    reference: Arc<str>,
+    is_metric: bool,
+}
+
+impl std::fmt::Debug for MetricShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricShared")
+            .field("reference", &self.reference)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A fresh store and instance of `pre` (waiting for a free slot), loaded with `load`.
+fn open_session<B>(
+    runtime: &PluginRuntime,
+    pre: &InstancePre<StoreState>,
+    plugin: &str,
+    load: impl FnOnce(&mut Store<StoreState>, &Instance) -> wasmtime::Result<B>,
+) -> Result<Session<B>, PluginError> {
+    let limits = &runtime.limits;
+    let permit = runtime.gate.acquire();
+    let mut store = Store::new(&runtime.engine, StoreState::new(limits));
+    store.limiter(|state| state);
+    store
+        .set_fuel(limits.fuel_per_call)
+        .map_err(|e| failed(plugin, e))?;
+    store.set_epoch_deadline(limits.epoch_ticks());
+    let started = Instant::now();
+    let result = pre
+        .instantiate(&mut store)
+        .and_then(|instance| load(&mut store, &instance));
+    let mut session = Session {
+        store,
+        bindings: None,
+        limits: limits.clone(),
+        stats: Stats::default(),
+        poisoned: None,
+        permit,
+    };
+    session.stats.instantiate_time = started.elapsed();
+    match result {
+        Ok(bindings) => {
+            session.bindings = Some(bindings);
+            Ok(session)
+        }
+        Err(error) => Err(session.classify(plugin, error)),
+    }
+}
+
 /// A validated, compiled, pre-instantiated plugin.
 #[derive(Clone)]
 pub struct LoadedPlugin {
     runtime: PluginRuntime,
     pre: PluginPre<StoreState>,
-    /// The metric's and the price's exports, so a session looks up and type-checks only the
-    /// interface it calls (and of `metric`, only the functions it calls).
-    metric: Arc<MetricExports>,
+    /// The metric's exports (so an accumulator looks up and type-checks only the functions it
+    /// calls) and what its accumulators share.
+    metric: Arc<MetricShared>,
     price: Arc<price::GuestIndices>,
-    reads: Arc<ReadsByConfig>,
     sha256: String,
     size: usize,
     metadata: convert::Metadata,
@@ -277,77 +543,62 @@ impl LoadedPlugin {
         self.reference.to_string()
     }
 
-    /// Time to validate, compile (or read from the cache) and pre-instantiate.
+    /// Time to validate, compile (or read from the cache), pre-instantiate and dry-run.
     pub fn load_time(&self) -> Duration {
         self.load_time
     }
 
+    /// Bytes of saved state the runtime's open accumulators hold (bounded by
+    /// `total_state_bytes`).
+    pub fn state_bytes(&self) -> usize {
+        self.runtime.gate.state_bytes()
+    }
+
     /// A fresh store and instance, with every export looked up and type-checked.
     pub fn session(&self) -> Result<Session, PluginError> {
-        self.session_with(|_, store, instance| PluginBindings::new(store, instance))
+        open_session(
+            &self.runtime,
+            self.pre.instance_pre(),
+            &self.reference,
+            |store, instance| PluginBindings::new(store, instance),
+        )
     }
 
-    /// A fresh store and instance, with the exports `load` looks up.
-    fn session_with<B>(
-        &self,
-        load: impl FnOnce(&Self, &mut Store<StoreState>, &Instance) -> wasmtime::Result<B>,
-    ) -> Result<Session<B>, PluginError> {
-        let limits = &self.runtime.limits;
-        let mut store = Store::new(&self.runtime.engine, StoreState::new(limits));
-        store.limiter(|state| state);
-        store
-            .set_fuel(limits.fuel_per_call)
-            .map_err(|e| failed(&self.metadata.name, e))?;
-        store.set_epoch_deadline(limits.epoch_ticks());
-        let started = Instant::now();
-        let result = self
-            .pre
-            .instance_pre()
-            .instantiate(&mut store)
-            .and_then(|instance| load(self, &mut store, &instance));
-        let mut session = Session {
-            store,
-            bindings: None,
-            limits: limits.clone(),
-            stats: Stats::default(),
-            poisoned: None,
-        };
-        session.stats.instantiate_time = started.elapsed();
-        match result {
-            Ok(bindings) => {
-                session.bindings = Some(bindings);
-                Ok(session)
-            }
-            Err(error) => Err(session.classify(&self.metadata.name, error)),
-        }
-    }
-
-    /// A fresh accumulator (its own store) for a metric.
+    /// A fresh accumulator for a metric. Its config is checked by `create` in an instance of
+    /// its own the first time it is seen (plugins are deterministic: a config `create` took
+    /// once, it takes again); the accumulator's instance is made at its first call.
     pub fn metric(&self, config: &serde_json::Value) -> Result<PluginMetric, PluginError> {
-        let reference = Arc::clone(&self.reference);
-        if !self.metadata.kinds.iter().any(|k| k == "metric") {
+        let shared = &self.metric;
+        if !shared.is_metric {
             return Err(PluginError::InvalidConfig {
-                plugin: reference.to_string(),
+                plugin: self.reference(),
                 message: "this plugin is not a metric plugin".to_owned(),
             });
         }
-        let mut session = self.session_with(|plugin, _, instance| {
-            Ok(MetricFuncs::new(*instance, Arc::clone(&plugin.metric)))
-        })?;
         // `Value::to_string` goes through `fmt`, several times slower than `serde_json::to_string`.
         let config = serde_json::to_string(config).map_err(|e| PluginError::InvalidConfig {
-            plugin: reference.to_string(),
+            plugin: self.reference(),
             message: e.to_string(),
         })?;
-        session.call(&reference, 0, |metric, store| metric.create(store, &config))?;
-        Ok(PluginMetric {
-            reference,
-            session,
+        let mut metric = PluginMetric {
+            shared: Arc::clone(shared),
+            config,
+            live: Live::Fresh,
             events_held: 0,
             writer: None,
-            config,
-            reads: Arc::clone(&self.reads),
-        })
+            state_reserved: 0,
+            stats: Stats::default(),
+            log: Vec::new(),
+            log_dropped: 0,
+            failure: None,
+        };
+        if !shared.configs.created(&metric.config) {
+            metric.open()?;
+            shared.configs.insert(&metric.config, None);
+            // The instance is the accumulator's own: it stays live if there is room.
+            metric.settle(false)?;
+        }
+        Ok(metric)
     }
 
     /// Prices a custom charge in a fresh store.
@@ -355,6 +606,8 @@ impl LoadedPlugin {
         Ok(self.price_with_stats(request)?.0)
     }
 
+    /// Prices a custom charge in a fresh store, checking the result against the contract's
+    /// invariants (see `convert::priced_lines`).
     pub fn price_with_stats(
         &self,
         request: &PriceRequest,
@@ -366,8 +619,13 @@ impl LoadedPlugin {
                 message: "this plugin is not a price plugin".to_owned(),
             });
         }
-        let mut session =
-            self.session_with(|plugin, store, instance| plugin.price.load(store, instance))?;
+        let price = Arc::clone(&self.price);
+        let mut session = open_session(
+            &self.runtime,
+            self.pre.instance_pre(),
+            &reference,
+            |store, instance| price.load(store, instance),
+        )?;
         let wit_request = convert::price_request(request);
         let n_quantities = request.quantities.len() as u64;
         let lines = session.call(&reference, n_quantities, |price, store| {
@@ -375,14 +633,12 @@ impl LoadedPlugin {
         })?;
         let size: usize = lines.iter().map(convert::priced_line_size).sum();
         session.check_output(&reference, size)?;
-        let lines = lines
-            .into_iter()
-            .map(convert::priced_line)
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(|message| PluginError::InvalidOutput {
+        let lines = convert::priced_lines(request, lines).map_err(|message| {
+            PluginError::InvalidOutput {
                 plugin: reference.clone(),
-                message,
-            })?;
+                message: format!("`price`: {message}"),
+            }
+        })?;
         Ok((lines, session.stats()))
     }
 }
@@ -394,8 +650,21 @@ pub struct Stats {
     pub fuel_used: u64,
     /// Largest linear memory, in bytes.
     pub peak_memory_bytes: usize,
+    /// Instances made (an accumulator whose instance was dropped between batches makes another).
+    pub instances: u64,
     pub instantiate_time: Duration,
     pub call_time: Duration,
+}
+
+impl Stats {
+    fn add(&mut self, other: &Stats) {
+        self.calls += other.calls;
+        self.fuel_used += other.fuel_used;
+        self.peak_memory_bytes = self.peak_memory_bytes.max(other.peak_memory_bytes);
+        self.instances += other.instances;
+        self.instantiate_time += other.instantiate_time;
+        self.call_time += other.call_time;
+    }
 }
 
 /// A log line written by a plugin.
@@ -514,6 +783,8 @@ pub struct Session<B = PluginBindings> {
     stats: Stats,
     /// Set once a call trapped: the instance is not used again.
     poisoned: Option<PluginError>,
+    /// The pool slot the instance takes (after `store`: the instance goes first).
+    permit: Permit,
 }
 
 impl<B> std::fmt::Debug for Session<B> {
@@ -528,11 +799,28 @@ impl<B> Session<B> {
     pub fn stats(&self) -> Stats {
         let mut stats = self.stats.clone();
         stats.peak_memory_bytes = self.store.data().peak_memory_bytes;
+        stats.instances = 1;
         stats
     }
 
     pub fn log(&self) -> &[LogLine] {
         &self.store.data().log
+    }
+
+    fn take_bindings(mut self) -> (Session<()>, B) {
+        let bindings = self.bindings.take().expect("a session has bindings");
+        (self.with_bindings(()), bindings)
+    }
+
+    fn with_bindings<C>(self, bindings: C) -> Session<C> {
+        Session {
+            store: self.store,
+            bindings: Some(bindings),
+            limits: self.limits,
+            stats: self.stats,
+            poisoned: self.poisoned,
+            permit: self.permit,
+        }
     }
 
     /// Calls into the guest with fuel for `n_events` and a fresh wall-time deadline; maps traps
@@ -555,7 +843,12 @@ impl<B> Session<B> {
             .saturating_add(self.limits.fuel_per_event.saturating_mul(n_events));
         self.store.set_fuel(fuel).map_err(|e| failed(plugin, e))?;
         self.store.set_epoch_deadline(self.limits.epoch_ticks());
-        let bindings = self.bindings.as_mut().expect("a session has bindings");
+        let Some(bindings) = self.bindings.as_mut() else {
+            return Err(PluginError::Failed {
+                plugin: plugin.to_owned(),
+                message: "the instance has no bindings".to_owned(),
+            });
+        };
         let started = Instant::now();
         let result = f(bindings, &mut self.store);
         self.stats.call_time += started.elapsed();
@@ -582,6 +875,14 @@ impl<B> Session<B> {
                 Some(Trap::Interrupt) => Some(Limit::WallTime),
                 Some(Trap::StackOverflow) => Some(Limit::Stack),
                 _ => None,
+            })
+            .or_else(|| {
+                // The pool's slots are gated, so this is a component asking for more core
+                // instances, memories or tables than its share.
+                error
+                    .chain()
+                    .any(|e| e.is::<wasmtime::PoolConcurrencyLimitError>())
+                    .then_some(Limit::Instances)
             });
         match limit {
             Some(limit) => PluginError::LimitExceeded {
@@ -612,105 +913,315 @@ fn failed(plugin: &str, error: wasmtime::Error) -> PluginError {
     };
     PluginError::Failed {
         plugin: plugin.to_owned(),
-        message,
+        message: convert::guest_text(&message, 4 * convert::GUEST_TEXT_BYTES).into_owned(),
     }
 }
 
-/// A metric accumulator living in its own store.
-#[derive(Debug)]
-pub struct PluginMetric {
-    reference: Arc<str>,
-    session: Session<MetricFuncs>,
-    events_held: u64,
-    /// Writes batches with what the metric reads; made at the first `update`, so creating an
-    /// accumulator costs one call.
-    writer: Option<convert::BatchWriter>,
-    /// The config, JSON text: what the metric reads depends on it alone.
-    config: String,
-    /// What the plugin's metrics read, per config (shared by the plugin's accumulators).
-    reads: Arc<ReadsByConfig>,
-}
-
-/// What a plugin's metrics read of each event, per config. A metric's `reads` depends only on
-/// its config (plugins are deterministic and `reads` comes before any `update`), so it is asked
-/// of the first accumulator made with a config, and every later one reuses the answer instead of
-/// a component call per aggregation.
+/// What a plugin's metrics are known to do with each config: `create` took it, and what the
+/// metric reads of each event (`None` until asked). Both depend only on the config (plugins
+/// are deterministic, `reads` comes before any `update`), so they are asked of the first
+/// accumulator made with a config, and every later one skips those calls.
 #[derive(Debug, Default)]
-pub(crate) struct ReadsByConfig(std::sync::RwLock<HashMap<String, Arc<convert::Reads>>>);
+pub(crate) struct Configs(RwLock<HashMap<String, Option<Arc<convert::Reads>>>>);
 
-/// Configs remembered per plugin: plans have a few each; past this, `reads` is asked again.
-const READS_CONFIGS: usize = 4096;
+/// Configs remembered per plugin: plans have a few each; past this, they are asked again.
+const CONFIGS: usize = 4096;
 
-impl ReadsByConfig {
-    fn get(&self, config: &str) -> Option<Arc<convert::Reads>> {
-        let known = self
-            .0
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        known.get(config).cloned()
+impl Configs {
+    fn created(&self, config: &str) -> bool {
+        self.read().contains_key(config)
     }
 
-    fn insert(&self, config: &str, reads: &Arc<convert::Reads>) {
-        let mut known = self
-            .0
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if known.len() < READS_CONFIGS {
-            known.insert(config.to_owned(), Arc::clone(reads));
+    fn reads(&self, config: &str) -> Option<Arc<convert::Reads>> {
+        self.read().get(config).cloned().flatten()
+    }
+
+    fn insert(&self, config: &str, reads: Option<&Arc<convert::Reads>>) {
+        let mut known = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        if known.len() < CONFIGS || known.contains_key(config) {
+            known.insert(config.to_owned(), reads.cloned());
         }
     }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Option<Arc<convert::Reads>>>> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A metric accumulator: one aggregation's state, in an instance of its own while it is live.
+///
+/// Between batches the accumulator's instance stays live only while the runtime has idle room
+/// (slots and memory, see `Gate`); otherwise it is dropped and the accumulator keeps the bytes
+/// its `save` returned, restoring them (`create`, then `merge` of the saved state) at its next
+/// call. The state is saved after every `update` and `merge` whatever happens next, so what a
+/// metric holds is checked against `output_bytes` and `total_state_bytes` the same way on every
+/// run and any number of threads; a plugin that keeps the contract (`save` then `merge` into a
+/// fresh accumulator gives the same accumulator) gives the same quantity live or restored.
+/// Any number of accumulators can be open at once.
+#[derive(Debug)]
+pub struct PluginMetric {
+    shared: Arc<MetricShared>,
+    /// The config, JSON text.
+    config: String,
+    live: Live,
+    events_held: u64,
+    /// Writes batches with what the metric reads; made at the first `update`.
+    writer: Option<convert::BatchWriter>,
+    /// Bytes of the last saved state, counted in the runtime's `total_state_bytes`.
+    state_reserved: usize,
+    /// Of instances already dropped.
+    stats: Stats,
+    log: Vec<LogLine>,
+    log_dropped: u64,
+    /// The error that ended the accumulator: every later call repeats it.
+    failure: Option<PluginError>,
+}
+
+#[derive(Debug)]
+enum Live {
+    /// Nothing since `create`: no instance, no state.
+    Fresh,
+    Open(Box<Session<MetricFuncs>>),
+    /// Saved state, instance dropped.
+    Parked(Vec<u8>),
 }
 
 impl PluginMetric {
     pub fn stats(&self) -> Stats {
-        self.session.stats()
+        let mut stats = self.stats.clone();
+        if let Live::Open(session) = &self.live {
+            stats.add(&session.stats());
+        }
+        stats
     }
 
-    pub fn log(&self) -> &[LogLine] {
-        self.session.log()
+    /// What the plugin logged, up to `log_messages` lines.
+    pub fn log(&self) -> Vec<LogLine> {
+        let mut log = self.log.clone();
+        if let Live::Open(session) = &self.live {
+            let room = self.shared.runtime.limits.log_messages - log.len().min(self.shared.runtime.limits.log_messages);
+            log.extend(session.log().iter().take(room).cloned());
+        }
+        log
     }
 
     /// Log messages dropped past the cap.
     pub fn log_dropped(&self) -> u64 {
-        self.session.store.data().log_dropped
-    }
-
-    /// What the metric reads of each event (its `reads`, asked for once).
-    pub fn reads(&mut self) -> Result<&convert::Reads, PluginError> {
-        Ok(self.writer()?.reads())
-    }
-
-    fn writer(&mut self) -> Result<&mut convert::BatchWriter, PluginError> {
-        if self.writer.is_none() {
-            let reads = match self.reads.get(&self.config) {
-                Some(reads) => reads,
-                None => {
-                    let fields = self.session.call(&self.reference, 0, |bindings, store| {
-                        Ok(Ok(bindings.reads(store)?))
-                    })?;
-                    let reads = Arc::new(convert::Reads::from(fields));
-                    self.session.check_output(&self.reference, reads.size())?;
-                    self.reads.insert(&self.config, &reads);
-                    reads
-                }
-            };
-            self.writer = Some(convert::BatchWriter::new(reads));
+        let kept = self.log().len() as u64;
+        let mut total = self.log_dropped + self.log.len() as u64;
+        if let Live::Open(session) = &self.live {
+            let data = session.store.data();
+            total += data.log_dropped + data.log.len() as u64;
         }
-        Ok(self.writer.as_mut().expect("the writer was just made"))
+        total - kept
     }
 
-    /// `update` with a batch already in the contract's shape (no conversion).
+    /// What the metric reads of each event (its `reads`, asked for once per config).
+    pub fn reads(&mut self) -> Result<&convert::Reads, PluginError> {
+        self.writer()?;
+        match &self.writer {
+            Some(writer) => Ok(writer.reads()),
+            None => Err(self.fail("no batch writer")),
+        }
+    }
+
+    fn fail(&self, message: &str) -> PluginError {
+        PluginError::Failed {
+            plugin: self.shared.reference.to_string(),
+            message: message.to_owned(),
+        }
+    }
+
+    fn writer(&mut self) -> Result<(), PluginError> {
+        if self.writer.is_some() {
+            return Ok(());
+        }
+        let reads = match self.shared.configs.reads(&self.config) {
+            Some(reads) => reads,
+            None => {
+                let shared = Arc::clone(&self.shared);
+                let session = self.open()?;
+                let fields = session.call(&shared.reference, 0, |bindings, store| {
+                    Ok(Ok(bindings.reads(store)?))
+                })?;
+                let reads = Arc::new(convert::Reads::from(fields));
+                session.check_output(&shared.reference, reads.size())?;
+                shared.configs.insert(&self.config, Some(&reads));
+                reads
+            }
+        };
+        self.writer = Some(convert::BatchWriter::new(reads));
+        Ok(())
+    }
+
+    /// The live instance, made (and restored from the saved state) if there is none.
+    fn open(&mut self) -> Result<&mut Session<MetricFuncs>, PluginError> {
+        if let Some(failure) = &self.failure {
+            return Err(failure.clone());
+        }
+        if !matches!(self.live, Live::Open(_)) {
+            let shared = &self.shared;
+            let reference = &shared.reference;
+            let mut session = open_session(&shared.runtime, &shared.pre, reference, |_, instance| {
+                Ok(MetricFuncs::new(*instance, Arc::clone(&shared.exports)))
+            })
+            .inspect_err(|e| self.failure = Some(e.clone()))?;
+            let config = &self.config;
+            session.call(reference, 0, |metric, store| metric.create(store, config))?;
+            if let Live::Parked(state) = &self.live {
+                session.call(reference, self.events_held, |metric, store| {
+                    metric.merge(store, state)
+                })?;
+            }
+            self.live = Live::Open(Box::new(session));
+        }
+        match &mut self.live {
+            Live::Open(session) => Ok(session),
+            _ => Err(PluginError::Failed {
+                plugin: self.shared.reference.to_string(),
+                message: "the instance was just made".to_owned(),
+            }),
+        }
+    }
+
+    /// After a call that changed the state: saves it (when `save`), then keeps the instance live if there is idle room, or drops it and keeps the bytes.
+    /// Returns the saved state.
+    fn settle(&mut self, save: bool) -> Result<Option<Vec<u8>>, PluginError> {
+        let reference = Arc::clone(&self.shared.reference);
+        let events_held = self.events_held;
+        let Live::Open(session) = &mut self.live else {
+            return Ok(None);
+        };
+        let state = if save {
+            let state = session.call(&reference, events_held, |bindings, store| {
+                bindings.save(store)
+            })?;
+            session.check_output(&reference, state.len())?;
+            if !self.shared.runtime.gate.resize_state(self.state_reserved, state.len()) {
+                return Err(PluginError::LimitExceeded {
+                    plugin: reference.to_string(),
+                    limit: Limit::TotalState.name().to_owned(),
+                });
+            }
+            self.state_reserved = state.len();
+            Some(state)
+        } else {
+            None
+        };
+        let memory = session.store.data().peak_memory_bytes;
+        if session.permit.to_idle(memory) {
+            return Ok(state);
+        }
+        let Live::Open(session) = std::mem::replace(&mut self.live, Live::Fresh) else {
+            return Ok(state);
+        };
+        self.absorb(*session);
+        if let Some(state) = &state {
+            self.live = Live::Parked(state.clone());
+        }
+        Ok(state)
+    }
+
+    /// Keeps what a dropped instance cost and logged.
+    fn absorb(&mut self, session: Session<MetricFuncs>) {
+        self.stats.add(&session.stats());
+        let limit = self.shared.runtime.limits.log_messages;
+        let data = session.store.data();
+        let room = limit.saturating_sub(self.log.len());
+        self.log.extend(data.log.iter().take(room).cloned());
+        self.log_dropped += data.log_dropped + data.log.len().saturating_sub(room) as u64;
+    }
+
+    /// Runs `f`. After an error the plugin returned as a value the accumulator stays usable
+    /// (settled like after any call, so it holds no call slot); a trap, a limit or a failed
+    /// restore ends it: later calls repeat the error and its instance is dropped at once.
+    fn with_open<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, PluginError>,
+    ) -> Result<T, PluginError> {
+        let result = f(self);
+        if let Err(error) = &result {
+            let usable = self.failure.is_none()
+                && matches!(&self.live, Live::Open(session) if session.poisoned.is_none());
+            if !usable || self.settle(true).is_err() {
+                self.failure.get_or_insert_with(|| error.clone());
+                self.close();
+            }
+        }
+        result
+    }
+
+    /// Drops the instance, keeping what it cost and logged.
+    fn close(&mut self) {
+        if let Live::Open(session) = std::mem::replace(&mut self.live, Live::Fresh) {
+            self.absorb(*session);
+        }
+    }
+
+    /// `update` with a batch already in the contract's shape (no conversion), on the live
+    /// instance, without saving after it: the call alone (benchmarks measure it).
     /// `n_events` is the number of events in the batch (it sets the fuel allowance).
     pub fn update_batch(
         &mut self,
         batch: &types::EventBatch,
         n_events: u64,
     ) -> Result<(), PluginError> {
-        self.events_held += n_events;
-        self.session
-            .call(&self.reference, n_events, |bindings, store| {
+        self.with_open(|metric| {
+            metric.events_held += n_events;
+            let reference = Arc::clone(&metric.shared.reference);
+            metric.open()?.call(&reference, n_events, |bindings, store| {
                 bindings.update(store, batch)
             })
+        })
+    }
+
+    fn update_chunks(&mut self, events: &[Event<'_>]) -> Result<(), PluginError> {
+        self.writer()?;
+        let reference = Arc::clone(&self.shared.reference);
+        let mut chunks = events.chunks(EVENTS_PER_CALL);
+        // An empty batch is still one call: the plugin is told, and can refuse it.
+        let first = chunks.next().unwrap_or(&[]);
+        for chunk in std::iter::once(first).chain(chunks) {
+            let Some(writer) = self.writer.as_mut() else {
+                return Err(self.fail("no batch writer"));
+            };
+            let batch = writer.write(chunk).map_err(|message| PluginError::Failed {
+                plugin: reference.to_string(),
+                message,
+            })?;
+            let n_events = chunk.len() as u64;
+            self.events_held += n_events;
+            // The writer's buffer is borrowed by the call: the session is reached by field.
+            let session = match &mut self.live {
+                Live::Open(session) => session,
+                _ => {
+                    let batch = batch.to_vec();
+                    self.open()?;
+                    let Live::Open(session) = &mut self.live else {
+                        return Err(self.fail("the instance was just made"));
+                    };
+                    session.call(&reference, n_events, |bindings, store| {
+                        let result = bindings.update(store, &batch)?;
+                        Ok(result.map_err(|error| convert::name_event(error, chunk)))
+                    })?;
+                    continue;
+                }
+            };
+            session.call(&reference, n_events, |bindings, store| {
+                let result = bindings.update(store, batch)?;
+                // The plugin names a bad event by its place in the batch; the host by its id.
+                Ok(result.map_err(|error| convert::name_event(error, chunk)))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PluginMetric {
+    fn drop(&mut self) {
+        if self.state_reserved > 0 {
+            self.shared.runtime.gate.resize_state(self.state_reserved, 0);
+        }
     }
 }
 
@@ -722,56 +1233,66 @@ pub const EVENTS_PER_CALL: usize = 1024;
 
 impl MetricAccumulator for PluginMetric {
     fn update(&mut self, events: &[Event<'_>]) -> Result<(), PluginError> {
-        let mut chunks = events.chunks(EVENTS_PER_CALL);
-        // An empty batch is still one call: the plugin is told, and can refuse it.
-        let first = chunks.next().unwrap_or(&[]);
-        self.writer()?;
-        let writer = self.writer.as_mut().expect("the writer was made");
-        for chunk in std::iter::once(first).chain(chunks) {
-            let batch = writer.write(chunk).map_err(|message| PluginError::Failed {
-                plugin: self.reference.to_string(),
-                message,
-            })?;
-            let n_events = chunk.len() as u64;
-            self.events_held += n_events;
-            self.session
-                .call(&self.reference, n_events, |bindings, store| {
-                    let result = bindings.update(store, batch)?;
-                    // The plugin names a bad event by its place in the batch; the host by its id.
-                    Ok(result.map_err(|error| convert::name_event(error, chunk)))
-                })?;
-        }
-        Ok(())
+        self.with_open(|metric| {
+            metric.open()?;
+            metric.update_chunks(events)?;
+            metric.settle(true).map(drop)
+        })
     }
 
     fn save(&mut self) -> Result<Vec<u8>, PluginError> {
-        let state = self
-            .session
-            .call(&self.reference, self.events_held, |bindings, store| {
-                bindings.save(store)
-            })?;
-        self.session.check_output(&self.reference, state.len())?;
-        Ok(state)
+        if let Some(failure) = &self.failure {
+            return Err(failure.clone());
+        }
+        if let Live::Parked(state) = &self.live {
+            return Ok(state.clone());
+        }
+        self.with_open(|metric| {
+            metric.open()?;
+            match metric.settle(true)? {
+                Some(state) => Ok(state),
+                None => Err(metric.fail("no state was saved")),
+            }
+        })
     }
 
     fn merge(&mut self, other_state: &[u8]) -> Result<(), PluginError> {
-        // A saved state stands for up to as many events as it has bytes.
-        self.events_held += other_state.len() as u64 / 8;
-        self.session
-            .call(&self.reference, self.events_held, |bindings, store| {
-                bindings.merge(store, other_state)
-            })
+        self.with_open(|metric| {
+            // A saved state stands for up to as many events as it has bytes.
+            metric.events_held += other_state.len() as u64 / 8;
+            let reference = Arc::clone(&metric.shared.reference);
+            let held = metric.events_held;
+            metric
+                .open()?
+                .call(&reference, held, |bindings, store| {
+                    bindings.merge(store, other_state)
+                })?;
+            metric.settle(true).map(drop)
+        })
     }
 
     fn finish(&mut self) -> Result<Decimal, PluginError> {
-        let text = self
-            .session
-            .call(&self.reference, self.events_held, |bindings, store| {
-                bindings.finish(store)
-            })?;
-        self.session.check_output(&self.reference, text.len())?;
-        convert::decimal(&text).map_err(|message| PluginError::InvalidOutput {
-            plugin: self.reference.to_string(),
+        self.finish_with(&[])
+    }
+
+    /// The last batch and `finish`, with no save between them.
+    fn finish_with(&mut self, last: &[Event<'_>]) -> Result<Decimal, PluginError> {
+        let text = self.with_open(|metric| {
+            metric.open()?;
+            if !last.is_empty() {
+                metric.update_chunks(last)?;
+            }
+            let reference = Arc::clone(&metric.shared.reference);
+            let held = metric.events_held;
+            let session = metric.open()?;
+            let text = session.call(&reference, held, |bindings, store| bindings.finish(store))?;
+            session.check_output(&reference, text.len())?;
+            metric.close();
+            metric.failure = Some(metric.fail("`finish` was already called"));
+            Ok(text)
+        })?;
+        convert::decimal("`finish`", &text).map_err(|message| PluginError::InvalidOutput {
+            plugin: self.shared.reference.to_string(),
             message,
         })
     }

@@ -300,13 +300,18 @@ mod tests {
         assert_eq!(ok("12.50"), "12.50");
         assert_eq!(ok("-3"), "-3");
         assert_eq!(ok("0.000125"), "0.000125");
-        assert_eq!(ok("0.0000000000000000000000000001"), "0.0000000000000000000000000001");
+        assert_eq!(
+            ok("0.0000000000000000000000000001"),
+            "0.0000000000000000000000000001"
+        );
         assert_eq!(
             ok("79228162514264337593543950335"),
             Decimal::MAX.to_string()
         );
         let refused = |text: &str| parse_plain_decimal(text).unwrap_err();
-        for text in ["1e2", "1E-3", "+5", ".5", "5.", "-0", "-0.00", "1__0._5_", "1_0", "", "-"] {
+        for text in [
+            "1e2", "1E-3", "+5", ".5", "5.", "-0", "-0.00", "1__0._5_", "1_0", "", "-",
+        ] {
             assert!(parse_plain_decimal(text).is_err(), "`{text}` was accepted");
         }
         assert_eq!(refused("007"), "a leading zero");

@@ -684,7 +684,10 @@ pub(crate) fn plugin_error(plugin: &str, error: types::PluginError) -> PluginErr
         types::PluginError::InvalidEvent(types::EventError { index, message }) => {
             PluginError::Failed {
                 plugin,
-                message: format!("invalid input: event #{index} of the batch: {}", text(&message)),
+                message: format!(
+                    "invalid input: event #{index} of the batch: {}",
+                    text(&message)
+                ),
             }
         }
         types::PluginError::InvalidConfig(message) => PluginError::InvalidConfig {

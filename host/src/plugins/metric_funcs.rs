@@ -113,12 +113,18 @@ impl MetricFuncs {
         let named = |name: &str| format!("export `{name}` of `{METRIC_INTERFACE}`");
         let exports = std::sync::Arc::clone(&self.exports);
         let instance = self.instance;
-        typed(&mut self.create, &instance, store, &exports.create).map_err(|e| e.context(named("create")))?;
-        typed(&mut self.reads, &instance, store, &exports.reads).map_err(|e| e.context(named("reads")))?;
-        typed(&mut self.update, &instance, store, &exports.update).map_err(|e| e.context(named("update")))?;
-        typed(&mut self.save, &instance, store, &exports.save).map_err(|e| e.context(named("save")))?;
-        typed(&mut self.merge, &instance, store, &exports.merge).map_err(|e| e.context(named("merge")))?;
-        typed(&mut self.finish, &instance, store, &exports.finish).map_err(|e| e.context(named("finish")))?;
+        typed(&mut self.create, &instance, store, &exports.create)
+            .map_err(|e| e.context(named("create")))?;
+        typed(&mut self.reads, &instance, store, &exports.reads)
+            .map_err(|e| e.context(named("reads")))?;
+        typed(&mut self.update, &instance, store, &exports.update)
+            .map_err(|e| e.context(named("update")))?;
+        typed(&mut self.save, &instance, store, &exports.save)
+            .map_err(|e| e.context(named("save")))?;
+        typed(&mut self.merge, &instance, store, &exports.merge)
+            .map_err(|e| e.context(named("merge")))?;
+        typed(&mut self.finish, &instance, store, &exports.finish)
+            .map_err(|e| e.context(named("finish")))?;
         Ok(())
     }
 

@@ -350,22 +350,28 @@ impl Gate {
         self.freed.notify_one();
     }
 
-    fn try_idle(&self, memory: usize) -> bool {
+    /// An idle slot with `memory` bytes, or `held` bytes more or less for an instance already
+    /// holding an idle slot.
+    fn try_idle(&self, held: Option<usize>, memory: usize) -> bool {
         let take = |n: u32| n.checked_sub(1);
-        if self
-            .free_idle
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, take)
-            .is_err()
+        if held.is_none()
+            && self
+                .free_idle
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, take)
+                .is_err()
         {
             return false;
         }
-        let take_memory = |free: usize| free.checked_sub(memory);
+        let old = held.unwrap_or(0);
+        let take_memory = |free: usize| (free + old).checked_sub(memory);
         if self
             .free_idle_memory
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, take_memory)
             .is_err()
         {
-            self.free_idle.fetch_add(1, Ordering::AcqRel);
+            if held.is_none() {
+                self.free_idle.fetch_add(1, Ordering::AcqRel);
+            }
             return false;
         }
         true
@@ -411,17 +417,19 @@ enum Held {
 
 impl Permit {
     /// Keeps the instance live between calls with `memory` bytes of linear memory, if the idle
-    /// slots and memory allow; otherwise gives everything back (the instance is then dropped).
+    /// slots and memory allow. When they do not, the permit is kept as it is: the caller drops
+    /// the instance, and the permit with it, after the store (a slot is given back only once
+    /// its instance is gone, or another thread could find the pool full).
     fn to_idle(&mut self, memory: usize) -> bool {
-        if let Held::Idle(held) = self.held {
-            self.gate.release_idle(held);
-            self.held = Held::Nothing;
-        }
-        if !self.gate.try_idle(memory) {
-            self.release();
+        let held = match self.held {
+            Held::Idle(held) => Some(held),
+            Held::Active => None,
+            Held::Nothing => return false,
+        };
+        if !self.gate.try_idle(held, memory) {
             return false;
         }
-        if self.held == Held::Active {
+        if held.is_none() {
             self.gate.release_active();
         }
         self.held = Held::Idle(memory);
@@ -999,7 +1007,8 @@ impl PluginMetric {
     pub fn log(&self) -> Vec<LogLine> {
         let mut log = self.log.clone();
         if let Live::Open(session) = &self.live {
-            let room = self.shared.runtime.limits.log_messages - log.len().min(self.shared.runtime.limits.log_messages);
+            let room = self.shared.runtime.limits.log_messages
+                - log.len().min(self.shared.runtime.limits.log_messages);
             log.extend(session.log().iter().take(room).cloned());
         }
         log
@@ -1062,10 +1071,11 @@ impl PluginMetric {
         if !matches!(self.live, Live::Open(_)) {
             let shared = &self.shared;
             let reference = &shared.reference;
-            let mut session = open_session(&shared.runtime, &shared.pre, reference, |_, instance| {
-                Ok(MetricFuncs::new(*instance, Arc::clone(&shared.exports)))
-            })
-            .inspect_err(|e| self.failure = Some(e.clone()))?;
+            let mut session =
+                open_session(&shared.runtime, &shared.pre, reference, |_, instance| {
+                    Ok(MetricFuncs::new(*instance, Arc::clone(&shared.exports)))
+                })
+                .inspect_err(|e| self.failure = Some(e.clone()))?;
             let config = &self.config;
             session.call(reference, 0, |metric, store| metric.create(store, config))?;
             if let Live::Parked(state) = &self.live {
@@ -1097,7 +1107,12 @@ impl PluginMetric {
                 bindings.save(store)
             })?;
             session.check_output(&reference, state.len())?;
-            if !self.shared.runtime.gate.resize_state(self.state_reserved, state.len()) {
+            if !self
+                .shared
+                .runtime
+                .gate
+                .resize_state(self.state_reserved, state.len())
+            {
                 return Err(PluginError::LimitExceeded {
                     plugin: reference.to_string(),
                     limit: Limit::TotalState.name().to_owned(),
@@ -1169,9 +1184,11 @@ impl PluginMetric {
         self.with_open(|metric| {
             metric.events_held += n_events;
             let reference = Arc::clone(&metric.shared.reference);
-            metric.open()?.call(&reference, n_events, |bindings, store| {
-                bindings.update(store, batch)
-            })
+            metric
+                .open()?
+                .call(&reference, n_events, |bindings, store| {
+                    bindings.update(store, batch)
+                })
         })
     }
 
@@ -1220,7 +1237,10 @@ impl PluginMetric {
 impl Drop for PluginMetric {
     fn drop(&mut self) {
         if self.state_reserved > 0 {
-            self.shared.runtime.gate.resize_state(self.state_reserved, 0);
+            self.shared
+                .runtime
+                .gate
+                .resize_state(self.state_reserved, 0);
         }
     }
 }
@@ -1262,11 +1282,9 @@ impl MetricAccumulator for PluginMetric {
             metric.events_held += other_state.len() as u64 / 8;
             let reference = Arc::clone(&metric.shared.reference);
             let held = metric.events_held;
-            metric
-                .open()?
-                .call(&reference, held, |bindings, store| {
-                    bindings.merge(store, other_state)
-                })?;
+            metric.open()?.call(&reference, held, |bindings, store| {
+                bindings.merge(store, other_state)
+            })?;
             metric.settle(true).map(drop)
         })
     }

@@ -365,7 +365,11 @@ fn metrics_are_passed_only_what_they_read() {
     };
     let (first_calls, first_reads) = calls("rate_asked_once");
     assert_eq!(first_calls, 4, "create, reads, update, save");
-    assert_eq!(calls("rate_asked_once"), (3, first_reads), "create, update, save");
+    assert_eq!(
+        calls("rate_asked_once"),
+        (3, first_reads),
+        "create, update, save"
+    );
     let (other_calls, other_reads) = calls("other_asked_once");
     assert_eq!(other_calls, 4);
     assert_eq!(

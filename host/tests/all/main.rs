@@ -2,6 +2,7 @@
 //! built by `ratecard-test-plugins`'s build script; no `.wasm` file is committed.
 
 mod cli;
+mod customers;
 mod examples;
 mod hostile;
 mod registry;

@@ -420,7 +420,7 @@ impl Permit {
     /// slots and memory allow. When they do not, the permit is kept as it is: the caller drops
     /// the instance, and the permit with it, after the store (a slot is given back only once
     /// its instance is gone, or another thread could find the pool full).
-    fn to_idle(&mut self, memory: usize) -> bool {
+    fn keep_idle(&mut self, memory: usize) -> bool {
         let held = match self.held {
             Held::Idle(held) => Some(held),
             Held::Active => None,
@@ -1124,7 +1124,7 @@ impl PluginMetric {
             None
         };
         let memory = session.store.data().peak_memory_bytes;
-        if session.permit.to_idle(memory) {
+        if session.permit.keep_idle(memory) {
             return Ok(state);
         }
         let Live::Open(session) = std::mem::replace(&mut self.live, Live::Fresh) else {

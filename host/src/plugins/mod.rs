@@ -6,7 +6,8 @@
 //!   offering plugins exactly one import, `ratecard:plugin/log`.
 //! - [`LoadedPlugin`]: a component validated at load (size, shape, imports, exports, a dry-run
 //!   `describe`), compiled and pre-instantiated (`InstancePre`).
-//! - [`PluginMetric`]: an accumulator in its own fresh `Store`; [`LoadedPlugin::price`] prices in
+//! - [`PluginMetric`]: an accumulator in a `Store` of its own while live, its saved state while
+//!   parked (see `runtime::Gate`); [`LoadedPlugin::price`] prices in
 //!   a fresh `Store` per call. Stores are never shared between calls of different aggregations,
 //!   customers or plugins.
 //! - [`PluginRegistry`]: plugins by `name@version`, pinned by sha256; implements the engine's

@@ -10,7 +10,9 @@ use ratecard_engine::plugin::{
 use serde::{Deserialize, Serialize};
 
 use crate::plugins::error::LoadError;
-use crate::plugins::runtime::{LoadedPlugin, PluginRuntime, read_component, sha256_hex};
+use crate::plugins::runtime::{
+    LoadedPlugin, PluginRuntime, read_bounded, read_component, sha256_hex,
+};
 
 /// Largest manifest read, in bytes.
 const MANIFEST_BYTES: usize = 1 << 20;
@@ -51,7 +53,10 @@ impl PluginRegistry {
     /// Loads every plugin of a manifest file, checking each hash (before any of the component
     /// is compiled or run) and reference.
     pub fn from_manifest(runtime: PluginRuntime, path: &Path) -> Result<PluginRegistry, LoadError> {
-        let bytes = read_component(path, MANIFEST_BYTES)?;
+        let bytes = read_bounded(path, MANIFEST_BYTES, |size| LoadError::Io {
+            path: path.display().to_string(),
+            message: format!("{size}: a manifest is at most {MANIFEST_BYTES} bytes"),
+        })?;
         let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| LoadError::Io {
             path: path.display().to_string(),
             message: e.to_string(),

@@ -143,7 +143,8 @@ impl PluginRuntime {
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedPlugin, LoadError> {
         let started = Instant::now();
         if bytes.len() > self.limits.component_bytes {
-            return Err(component_too_large(bytes.len() as u64, &self.limits));
+            let size = format!("{} bytes", bytes.len());
+            return Err(component_too_large(&size, self.limits.component_bytes));
         }
         crate::plugins::validate::check_shape(bytes, &self.limits)?;
         let sha256 = sha256_hex(bytes);
@@ -178,12 +179,14 @@ impl PluginRuntime {
         let contract = |e: wasmtime::Error| LoadError::Contract(format!("{e:#}"));
         let metric = Arc::new(MetricExports::new(&instance_pre).map_err(contract)?);
         let price = Arc::new(price::GuestIndices::new(&instance_pre).map_err(contract)?);
-        let pre = PluginPre::new(instance_pre.clone()).map_err(contract)?;
+        let pre = PluginPre::new(instance_pre).map_err(contract)?;
         // Dry run. Until it has described itself the plugin is named by its hash.
         let unnamed = format!("(sha256 {})", &sha256[..12]);
         let dry_run = |e: PluginError| LoadError::DryRun(e.to_string());
-        let session = open_session(self, &instance_pre, &unnamed, |_, instance| Ok(*instance))
-            .map_err(dry_run)?;
+        let session = open_session(self, pre.instance_pre(), &unnamed, |_, instance| {
+            Ok(*instance)
+        })
+        .map_err(dry_run)?;
         // Every export has the contract's type: each is looked up and type-checked, and a
         // mismatch names the function.
         let (mut session, instance) = session.take_bindings();
@@ -205,23 +208,18 @@ impl PluginRuntime {
             .map_err(dry_run)?;
         let metadata = convert::metadata(described).map_err(LoadError::DryRun)?;
         let reference: Arc<str> = Arc::from(format!("{}@{}", metadata.name, metadata.version));
-        let is_metric = metadata.kinds.iter().any(|k| k == "metric");
         Ok(LoadedPlugin {
-            runtime: self.clone(),
-            pre,
-            metric: Arc::new(MetricShared {
+            shared: Arc::new(Shared {
                 runtime: self.clone(),
-                pre: instance_pre,
-                exports: metric,
+                pre,
+                metric,
                 configs: Configs::default(),
-                reference: Arc::clone(&reference),
-                is_metric,
+                reference,
             }),
             price,
             sha256,
             size: bytes.len(),
             metadata,
-            reference,
             load_time: started.elapsed(),
         })
     }
@@ -232,46 +230,45 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn component_too_large(size: u64, limits: &Limits) -> LoadError {
+fn component_too_large(size: &str, limit: usize) -> LoadError {
     LoadError::LimitExceeded {
         limit: Limit::ComponentSize,
-        message: format!("{size} bytes, limit {} bytes", limits.component_bytes),
+        message: format!("{size}, limit {limit} bytes"),
     }
 }
 
-/// Reads a component file of at most `limit` bytes: the length in its metadata is checked
-/// before anything is read, and the read stops past the limit (a device or a file that grows
-/// has no trustworthy length).
+/// Reads a component file of at most `limit` bytes (see [`read_bounded`]).
 pub fn read_component(path: &Path, limit: usize) -> Result<Vec<u8>, LoadError> {
+    read_bounded(path, limit, |size| component_too_large(&size, limit))
+}
+
+/// Reads a file of at most `limit` bytes: the length in its metadata is checked before
+/// anything is read, and the read stops past the limit (a device or a file that grows has no
+/// trustworthy length). `too_large` gets what is known of the size (`"3000000000 bytes"`).
+pub(crate) fn read_bounded(
+    path: &Path,
+    limit: usize,
+    too_large: impl FnOnce(String) -> LoadError,
+) -> Result<Vec<u8>, LoadError> {
     use std::io::Read;
-    let io = |e: std::io::Error| LoadError::Io {
+    let io = |message: String| LoadError::Io {
         path: path.display().to_string(),
-        message: e.to_string(),
+        message,
     };
-    let limits = Limits {
-        component_bytes: limit,
-        ..Limits::default()
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let metadata = file.metadata().map_err(io)?;
+    let file = std::fs::File::open(path).map_err(|e| io(e.to_string()))?;
+    let metadata = file.metadata().map_err(|e| io(e.to_string()))?;
     if metadata.is_dir() {
-        return Err(LoadError::Io {
-            path: path.display().to_string(),
-            message: "is a directory".to_owned(),
-        });
+        return Err(io("is a directory".to_owned()));
     }
     if metadata.is_file() && metadata.len() > limit as u64 {
-        return Err(component_too_large(metadata.len(), &limits));
+        return Err(too_large(format!("{} bytes", metadata.len())));
     }
     let mut bytes = Vec::with_capacity((metadata.len() as usize).min(limit));
     file.take(limit as u64 + 1)
         .read_to_end(&mut bytes)
-        .map_err(io)?;
+        .map_err(|e| io(e.to_string()))?;
     if bytes.len() > limit {
-        return Err(LoadError::LimitExceeded {
-            limit: Limit::ComponentSize,
-            message: format!("more than {limit} bytes (limit {limit} bytes)"),
-        });
+        return Err(too_large(format!("more than {limit} bytes")));
     }
     Ok(bytes)
 }
@@ -451,19 +448,21 @@ impl Drop for Permit {
     }
 }
 
-/// What a plugin's `metric` needs to make accumulators, shared by all of them.
-pub(crate) struct MetricShared {
+/// What a plugin's calls and accumulators share.
+pub(crate) struct Shared {
     runtime: PluginRuntime,
-    pre: InstancePre<StoreState>,
-    exports: Arc<MetricExports>,
+    pre: PluginPre<StoreState>,
+    /// The metric's exports, so an accumulator looks up and type-checks only the functions it
+    /// calls.
+    metric: Arc<MetricExports>,
     configs: Configs,
+    /// `name@version`, written once: every call names the plugin in its errors.
     reference: Arc<str>,
-    is_metric: bool,
 }
 
-impl std::fmt::Debug for MetricShared {
+impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MetricShared")
+        f.debug_struct("Shared")
             .field("reference", &self.reference)
             .finish_non_exhaustive()
     }
@@ -509,17 +508,11 @@ fn open_session<B>(
 /// A validated, compiled, pre-instantiated plugin.
 #[derive(Clone)]
 pub struct LoadedPlugin {
-    runtime: PluginRuntime,
-    pre: PluginPre<StoreState>,
-    /// The metric's exports (so an accumulator looks up and type-checks only the functions it
-    /// calls) and what its accumulators share.
-    metric: Arc<MetricShared>,
+    shared: Arc<Shared>,
     price: Arc<price::GuestIndices>,
     sha256: String,
     size: usize,
     metadata: convert::Metadata,
-    /// `name@version`, written once: every call names the plugin in its errors.
-    reference: Arc<str>,
     load_time: Duration,
 }
 
@@ -548,7 +541,7 @@ impl LoadedPlugin {
 
     /// `name@version`.
     pub fn reference(&self) -> String {
-        self.reference.to_string()
+        self.shared.reference.to_string()
     }
 
     /// Time to validate, compile (or read from the cache), pre-instantiate and dry-run.
@@ -559,15 +552,16 @@ impl LoadedPlugin {
     /// Bytes of saved state the runtime's open accumulators hold (bounded by
     /// `total_state_bytes`).
     pub fn state_bytes(&self) -> usize {
-        self.runtime.gate.state_bytes()
+        self.shared.runtime.gate.state_bytes()
     }
 
     /// A fresh store and instance, with every export looked up and type-checked.
     pub fn session(&self) -> Result<Session, PluginError> {
+        let shared = &self.shared;
         open_session(
-            &self.runtime,
-            self.pre.instance_pre(),
-            &self.reference,
+            &shared.runtime,
+            shared.pre.instance_pre(),
+            &shared.reference,
             |store, instance| PluginBindings::new(store, instance),
         )
     }
@@ -576,8 +570,8 @@ impl LoadedPlugin {
     /// its own the first time it is seen (plugins are deterministic: a config `create` took
     /// once, it takes again); the accumulator's instance is made at its first call.
     pub fn metric(&self, config: &serde_json::Value) -> Result<PluginMetric, PluginError> {
-        let shared = &self.metric;
-        if !shared.is_metric {
+        let shared = &self.shared;
+        if !self.metadata.kinds.iter().any(|k| k == "metric") {
             return Err(PluginError::InvalidConfig {
                 plugin: self.reference(),
                 message: "this plugin is not a metric plugin".to_owned(),
@@ -629,8 +623,8 @@ impl LoadedPlugin {
         }
         let price = Arc::clone(&self.price);
         let mut session = open_session(
-            &self.runtime,
-            self.pre.instance_pre(),
+            &self.shared.runtime,
+            self.shared.pre.instance_pre(),
             &reference,
             |store, instance| price.load(store, instance),
         )?;
@@ -968,7 +962,7 @@ impl Configs {
 /// Any number of accumulators can be open at once.
 #[derive(Debug)]
 pub struct PluginMetric {
-    shared: Arc<MetricShared>,
+    shared: Arc<Shared>,
     /// The config, JSON text.
     config: String,
     live: Live,
@@ -1071,11 +1065,13 @@ impl PluginMetric {
         if !matches!(self.live, Live::Open(_)) {
             let shared = &self.shared;
             let reference = &shared.reference;
-            let mut session =
-                open_session(&shared.runtime, &shared.pre, reference, |_, instance| {
-                    Ok(MetricFuncs::new(*instance, Arc::clone(&shared.exports)))
-                })
-                .inspect_err(|e| self.failure = Some(e.clone()))?;
+            let mut session = open_session(
+                &shared.runtime,
+                shared.pre.instance_pre(),
+                reference,
+                |_, instance| Ok(MetricFuncs::new(*instance, Arc::clone(&shared.metric))),
+            )
+            .inspect_err(|e| self.failure = Some(e.clone()))?;
             let config = &self.config;
             session.call(reference, 0, |metric, store| metric.create(store, config))?;
             if let Live::Parked(state) = &self.live {
@@ -1131,10 +1127,11 @@ impl PluginMetric {
             return Ok(state);
         };
         self.absorb(*session);
-        if let Some(state) = &state {
-            self.live = Live::Parked(state.clone());
+        // The bytes move into the parked accumulator; `save` reads them from there.
+        if let Some(state) = state {
+            self.live = Live::Parked(state);
         }
-        Ok(state)
+        Ok(None)
     }
 
     /// Keeps what a dropped instance cost and logged.
@@ -1192,7 +1189,9 @@ impl PluginMetric {
         })
     }
 
+    /// `update` in calls of [`EVENTS_PER_CALL`] events, on the live instance.
     fn update_chunks(&mut self, events: &[Event<'_>]) -> Result<(), PluginError> {
+        self.open()?;
         self.writer()?;
         let reference = Arc::clone(&self.shared.reference);
         let mut chunks = events.chunks(EVENTS_PER_CALL);
@@ -1208,21 +1207,13 @@ impl PluginMetric {
             })?;
             let n_events = chunk.len() as u64;
             self.events_held += n_events;
-            // The writer's buffer is borrowed by the call: the session is reached by field.
-            let session = match &mut self.live {
-                Live::Open(session) => session,
-                _ => {
-                    let batch = batch.to_vec();
-                    self.open()?;
-                    let Live::Open(session) = &mut self.live else {
-                        return Err(self.fail("the instance was just made"));
-                    };
-                    session.call(&reference, n_events, |bindings, store| {
-                        let result = bindings.update(store, &batch)?;
-                        Ok(result.map_err(|error| convert::name_event(error, chunk)))
-                    })?;
-                    continue;
-                }
+            // Opened above, and a call that fails ends the loop. (The writer's buffer is
+            // borrowed by the call: the session is reached by field, not by `open`.)
+            let Live::Open(session) = &mut self.live else {
+                return Err(PluginError::Failed {
+                    plugin: reference.to_string(),
+                    message: "the accumulator has no live instance".to_owned(),
+                });
             };
             session.call(&reference, n_events, |bindings, store| {
                 let result = bindings.update(store, batch)?;
@@ -1254,7 +1245,6 @@ pub const EVENTS_PER_CALL: usize = 1024;
 impl MetricAccumulator for PluginMetric {
     fn update(&mut self, events: &[Event<'_>]) -> Result<(), PluginError> {
         self.with_open(|metric| {
-            metric.open()?;
             metric.update_chunks(events)?;
             metric.settle(true).map(drop)
         })
@@ -1269,9 +1259,10 @@ impl MetricAccumulator for PluginMetric {
         }
         self.with_open(|metric| {
             metric.open()?;
-            match metric.settle(true)? {
-                Some(state) => Ok(state),
-                None => Err(metric.fail("no state was saved")),
+            match (metric.settle(true)?, &metric.live) {
+                (Some(state), _) => Ok(state),
+                (None, Live::Parked(state)) => Ok(state.clone()),
+                (None, _) => Err(metric.fail("no state was saved")),
             }
         })
     }

@@ -20,6 +20,8 @@ const GUESTS: &[(&str, &str)] = &[
     ("HOSTILE", "ratecard-guest-hostile"),
     ("WASI_IMPORT", "ratecard-guest-wasi-import"),
     ("WRONG_EXPORTS", "ratecard-guest-wrong-exports"),
+    ("RAW", "ratecard-guest-raw"),
+    ("MISTYPED", "ratecard-guest-mistyped"),
 ];
 
 fn main() {

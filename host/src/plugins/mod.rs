@@ -42,5 +42,5 @@ pub use error::LoadError;
 pub use limits::{Limit, Limits};
 pub use registry::{Manifest, ManifestEntry, PluginRegistry};
 pub use runtime::{
-    LoadedPlugin, LogLine, PluginMetric, PluginRuntime, RuntimeConfig, Session, Stats,
+    LoadedPlugin, LogLine, PluginMetric, PluginRuntime, RuntimeConfig, Session, Stats, sha256_hex,
 };

@@ -1170,6 +1170,18 @@ impl PluginMetric {
         }
     }
 
+    /// Gives the saved state's share of `total_state_bytes` back (once finished, nothing is
+    /// restored again).
+    fn release_state(&mut self) {
+        if self.state_reserved > 0 {
+            self.shared
+                .runtime
+                .gate
+                .resize_state(self.state_reserved, 0);
+            self.state_reserved = 0;
+        }
+    }
+
     /// `update` with a batch already in the contract's shape (no conversion), on the live
     /// instance, without saving after it: the call alone (benchmarks measure it).
     /// `n_events` is the number of events in the batch (it sets the fuel allowance).
@@ -1227,12 +1239,7 @@ impl PluginMetric {
 
 impl Drop for PluginMetric {
     fn drop(&mut self) {
-        if self.state_reserved > 0 {
-            self.shared
-                .runtime
-                .gate
-                .resize_state(self.state_reserved, 0);
-        }
+        self.release_state();
     }
 }
 
@@ -1297,6 +1304,7 @@ impl MetricAccumulator for PluginMetric {
             let text = session.call(&reference, held, |bindings, store| bindings.finish(store))?;
             session.check_output(&reference, text.len())?;
             metric.close();
+            metric.release_state();
             metric.failure = Some(metric.fail("`finish` was already called"));
             Ok(text)
         })?;

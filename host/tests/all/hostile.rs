@@ -290,3 +290,340 @@ fn same_input_gives_identical_result_and_fuel() {
     }
     assert!(first.2 > 0);
 }
+
+// Output checks: what a plugin returns is checked against the contract, whatever it is. These
+// use `ratecard-guest-raw`, which returns what its config says, bypassing the SDK.
+
+const RAW: &str = "ratecard-guest-raw@0.0.1";
+
+/// The `finish` of a raw metric returning `text` after one event.
+fn raw_finish(text: &str) -> Result<Decimal, PluginError> {
+    let raw = plugin(guests::RAW);
+    let mut metric = raw.metric(&json!({ "finish": text })).unwrap();
+    metric.update(&[event(1, 0, "x", &[], &[])]).unwrap();
+    metric.finish()
+}
+
+#[test]
+fn decimals_outside_the_plain_grammar_are_refused() {
+    let refused = [
+        "1e2",
+        "1E-3",
+        "+5",
+        ".5",
+        "5.",
+        "-0",
+        "-0.00",
+        "1__0._5_",
+        "1_000",
+        "00.5",
+        " 1",
+        "1 ",
+        "1,5",
+        "0x10",
+        "NaN",
+        "inf",
+        "",
+        "-",
+        "١",
+        // 29 decimal places: not held exactly, never rounded.
+        "0.00499999999999999999999999999",
+        "0.0049999999999999999999999999999999999999",
+        // Past the 96-bit mantissa.
+        "79228162514264337593543950336",
+    ];
+    for text in refused {
+        let error = raw_finish(text).unwrap_err();
+        let PluginError::InvalidOutput { plugin, message } = &error else {
+            panic!("`{text}`: unexpected {error:?}")
+        };
+        assert_eq!(plugin, RAW);
+        assert!(message.starts_with("`finish`: `"), "`{text}`: {message}");
+        assert!(
+            message.contains(&format!("`{text}` is refused")),
+            "{message}"
+        );
+    }
+    // A long value is named, cut.
+    let long = format!("1{}", "0".repeat(10_000));
+    let PluginError::InvalidOutput { message, .. } = raw_finish(&long).unwrap_err() else {
+        panic!("accepted")
+    };
+    assert!(
+        message.len() < 300,
+        "{} bytes: {message:.300}",
+        message.len()
+    );
+    assert!(message.contains("(10001 bytes in all)"), "{message}");
+    // The grammar's edges that are plain decimals.
+    for (text, value) in [
+        ("0", Decimal::ZERO),
+        ("-3", Decimal::from(-3)),
+        ("12.50", Decimal::new(1250, 2)),
+        ("0.0000000000000000000000000001", Decimal::new(1, 28)),
+        ("79228162514264337593543950335", Decimal::MAX),
+    ] {
+        let got = raw_finish(text).unwrap();
+        assert_eq!(got, value, "{text}");
+        assert_eq!(got.to_string(), text, "kept as written: {text}");
+    }
+}
+
+fn raw_price(
+    lines: serde_json::Value,
+) -> Result<Vec<ratecard_engine::plugin::PricedLine>, PluginError> {
+    use ratecard_engine::plugin::{GroupedQuantity, PriceRequest};
+    let request = PriceRequest {
+        plan_id: "plan".into(),
+        charge_id: "energy".into(),
+        currency: "EUR".into(),
+        config: json!({ "lines": lines }),
+        customer_id: "c1".into(),
+        customer_attributes: serde_json::Map::new(),
+        period_start: "2026-11-01T00:00:00Z".into(),
+        period_end: "2026-12-01T00:00:00Z".into(),
+        quantities: ["peak", "off-peak"]
+            .iter()
+            .zip([Decimal::new(105, 1), Decimal::from(3)])
+            .map(|(window, quantity)| GroupedQuantity {
+                group: [("tou".to_owned(), (*window).to_owned())].into(),
+                quantity,
+            })
+            .collect(),
+    };
+    plugin(guests::RAW).price(&request)
+}
+
+fn invalid_price(lines: serde_json::Value) -> String {
+    match raw_price(lines).unwrap_err() {
+        PluginError::InvalidOutput { plugin, message } => {
+            assert_eq!(plugin, RAW);
+            message
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn price_results_must_keep_the_contract() {
+    let peak = json!([["tou", "peak"]]);
+    let line = |quantity: &str, amount: &str| json!({ "group": peak, "quantity": quantity, "amount": amount });
+    // Valid: the asked group at its quantity, a charge-wide line, a breakdown that adds up.
+    let lines = raw_price(json!([
+        { "group": peak, "quantity": "10.5", "amount": "3.36",
+          "breakdown": [
+              { "quantity": "10", "unit_price": "0.32", "amount": "3.2" },
+              { "quantity": "0.5", "unit_price": "0.32", "amount": "0.16" } ] },
+        { "description": "standing charge", "quantity": "1", "amount": "9.5" },
+    ]))
+    .unwrap();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0].amount, Decimal::new(336, 2));
+    assert!(lines[1].group.is_empty());
+
+    let message = invalid_price(json!([line("10.5", "-3.36")]));
+    assert_eq!(
+        message, "`price`: line 0 amount: `-3.36` is negative",
+        "{message}"
+    );
+    let message = invalid_price(json!([line("-10.5", "3.36")]));
+    assert!(
+        message.contains("line 0 quantity: `-10.5` is negative"),
+        "{message}"
+    );
+    let message = invalid_price(json!([line("11", "3.36")]));
+    assert!(
+        message.contains("line 0 quantity: 11, but the group was asked to be priced at 10.5"),
+        "{message}"
+    );
+    let message = invalid_price(json!([
+        { "group": [["tou", "shoulder"]], "quantity": "1", "amount": "1" }
+    ]));
+    assert!(
+        message.contains("line 0 is for group {tou: shoulder}, which the request does not have"),
+        "{message}"
+    );
+    let message = invalid_price(json!(vec![line("10.5", "3.36"); 1000]));
+    assert!(
+        message.contains("line 1 repeats group {tou: peak}"),
+        "{message}"
+    );
+    let message = invalid_price(json!([
+        { "group": peak, "quantity": "10.5", "amount": "3.36",
+          "breakdown": [ { "amount": "3.2" }, { "amount": "0.15" } ] }
+    ]));
+    assert!(message.contains("line 0"), "{message}");
+    assert!(
+        message.contains("3.35") && message.contains("3.36"),
+        "{message}"
+    );
+    let message = invalid_price(json!([
+        { "group": peak, "quantity": "10.5", "amount": "3.36",
+          "breakdown": [ { "amount": "79228162514264337593543950335" },
+                         { "amount": "79228162514264337593543950335" } ] }
+    ]));
+    assert!(message.contains("overflows"), "{message}");
+    let message = invalid_price(json!([line("10.5", "3.36e0")]));
+    assert!(
+        message.contains("line 0 amount: `3.36e0` is refused"),
+        "{message}"
+    );
+    let message = invalid_price(json!([
+        { "group": peak, "quantity": "10.5", "amount": "1",
+          "breakdown": [ { "unit_price": "-1", "amount": "1" } ] }
+    ]));
+    assert!(
+        message.contains("breakdown 0 unit price: `-1` is negative"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_merge_that_is_not_the_aggregation_fails_plugin_check() {
+    let check = |config: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ratecard"))
+            .args(["plugin", "check", guests::RAW, "--config", config])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        (output.status.success(), text)
+    };
+    let (ok, text) = check("{}");
+    assert!(ok, "{text}");
+    assert!(text.contains("ratecard-guest-raw.wasm: ok\n"), "{text}");
+    assert!(
+        text.contains("merge        8 sample events: one accumulator = every split merged = 8"),
+        "{text}"
+    );
+    let (ok, text) = check(r#"{"merge": "replace"}"#);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("merge is not the aggregation of the events together: 8 sample events in one accumulator give 8, split after event 1 and merged they give 7"),
+        "{text}"
+    );
+    assert!(!text.contains(": ok"), "{text}");
+}
+
+#[test]
+fn saved_state_is_bounded_for_all_accumulators_together() {
+    let runtime = PluginRuntime::new(RuntimeConfig {
+        limits: Limits {
+            total_state_bytes: 1 << 20,
+            ..Limits::default()
+        },
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let raw = runtime.load_file(guests::RAW.as_ref()).unwrap();
+    let config = json!({ "state_bytes": 300 << 10 });
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut metric = raw.metric(&config).unwrap();
+        metric.update(&[event(1, 0, "x", &[], &[])]).unwrap();
+        open.push(metric);
+    }
+    assert_eq!(raw.state_bytes(), 3 * (300 << 10));
+    let mut fourth = raw.metric(&config).unwrap();
+    let error = fourth.update(&[event(1, 0, "x", &[], &[])]).unwrap_err();
+    assert_eq!(
+        error,
+        PluginError::LimitExceeded {
+            plugin: RAW.into(),
+            limit: Limit::TotalState.name().into()
+        }
+    );
+    // Finishing gives the bytes back: the next accumulator fits.
+    assert_eq!(open.pop().unwrap().finish().unwrap(), Decimal::ONE);
+    drop(fourth);
+    let mut fifth = raw.metric(&config).unwrap();
+    fifth.update(&[event(1, 0, "x", &[], &[])]).unwrap();
+    assert_eq!(fifth.finish().unwrap(), Decimal::ONE);
+    assert_eq!(
+        raw.state_bytes(),
+        2 * (300 << 10),
+        "finished, not yet dropped"
+    );
+    drop(open);
+    assert_eq!(raw.state_bytes(), 0);
+}
+
+#[test]
+fn guest_text_in_errors_is_cut() {
+    let raw = plugin(guests::RAW);
+    let mut metric = raw.metric(&json!({ "error_bytes": 1 << 20 })).unwrap();
+    let error = metric.update(&[event(1, 0, "x", &[], &[])]).unwrap_err();
+    let text = error.to_string();
+    assert!(text.len() < 400, "{} bytes", text.len());
+    assert!(
+        text.contains(&format!("({} bytes in all)", 1 << 20)),
+        "{text:.400}"
+    );
+}
+
+#[test]
+fn a_mistyped_export_is_a_contract_error_naming_the_function() {
+    let error = load_error(guests::MISTYPED);
+    let LoadError::Contract(message) = &error else {
+        panic!("unexpected {error:?}")
+    };
+    assert!(
+        message.starts_with("export `update` of `ratecard:plugin/metric@0.1.0`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn huge_files_are_refused_by_their_size_before_reading() {
+    let dir = std::env::temp_dir().join(format!("ratecard-huge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sparse = dir.join("sparse.wasm");
+    // 3 GB, sparse: no disk, and reading it would take seconds and gigabytes.
+    std::fs::File::create(&sparse)
+        .unwrap()
+        .set_len(3_000_000_000)
+        .unwrap();
+    for path in [sparse.as_path(), "/dev/zero".as_ref()] {
+        let started = Instant::now();
+        let error = runtime().load_file(path).unwrap_err();
+        eprintln!("{}: {error} after {:?}", path.display(), started.elapsed());
+        assert!(
+            matches!(
+                error,
+                LoadError::LimitExceeded {
+                    limit: Limit::ComponentSize,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_wrong_pin_is_refused_before_compiling() {
+    use ratecard_host::plugins::PluginRegistry;
+    let mut registry = PluginRegistry::new(runtime().clone());
+    // Garbage under a wrong pin: the hashes differ, so it is never compiled (not "invalid").
+    let garbage = vec![0xa5_u8; 4096];
+    let error = registry
+        .add("p95-bandwidth@1.0.0", &garbage, Some(&"0".repeat(64)))
+        .unwrap_err();
+    let LoadError::HashMismatch { actual, .. } = &error else {
+        panic!("unexpected {error:?}")
+    };
+    assert_eq!(actual, &ratecard_host::plugins::sha256_hex(&garbage));
+    let text = error.to_string();
+    assert!(text.contains("differs from the pinned"), "{text}");
+    assert!(text.contains("refused before running any of it"), "{text}");
+    // A hostile component under a wrong pin: nothing of it runs (its describe would).
+    let error = registry
+        .add(
+            "ratecard-guest-hostile@0.0.1",
+            &std::fs::read(guests::HOSTILE).unwrap(),
+            Some(&"f".repeat(64)),
+        )
+        .unwrap_err();
+    assert!(matches!(error, LoadError::HashMismatch { .. }), "{error:?}");
+}

@@ -23,6 +23,45 @@ use ratecard_host::plugins::{PluginRuntime, RuntimeConfig};
 use ratecard_test_plugins as guests;
 use serde_json::json;
 
+/// Set in a child run of the `live` part: it prints its p50 and nothing else.
+const CHILD: &str = "RATECARD_BENCH_LIVE_CHILD";
+
+/// The live call with `RUST_BACKTRACE` unset and set to 1, in child processes (the standard
+/// library reads it once per process), alternating, three each: nothing on a successful call's
+/// path may capture a backtrace, so the ratio must be ~1.
+fn backtrace_ratio() {
+    let exe = std::env::current_exe().unwrap();
+    let child = |backtrace: bool| -> f64 {
+        let mut command = std::process::Command::new(&exe);
+        command.arg("live").env(CHILD, "1");
+        command.env_remove("RUST_LIB_BACKTRACE");
+        if backtrace {
+            command.env("RUST_BACKTRACE", "1");
+        } else {
+            command.env_remove("RUST_BACKTRACE");
+        }
+        let output = command.output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        text.lines()
+            .find_map(|line| line.strip_prefix(CHILD)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no p50 from the child run: {text}"))
+    };
+    let (mut unset, mut set) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        unset.push(child(false));
+        set.push(child(true));
+    }
+    let median = |runs: &mut Vec<f64>| {
+        runs.sort_by(f64::total_cmp);
+        runs[runs.len() / 2]
+    };
+    let (unset, set) = (median(&mut unset), median(&mut set));
+    println!(
+        "live call p50, RUST_BACKTRACE unset {unset:.0} ns | RUST_BACKTRACE=1 {set:.0} ns | set/unset {:.2} (3 child runs each, medians)",
+        set / unset
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; any other argument selects one part.
     let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
@@ -45,21 +84,42 @@ fn main() {
         // every fresh instance has five core instances instead of one.
         let logging = runtime.load_file(guests::HOSTILE.as_ref()).unwrap();
         let none = json!({"attack": "none"});
+        // An accumulator gets its instance at its first batch (`create` of a known config is
+        // not asked again until then), so a fresh instance + call is `metric` + one raw
+        // `update_batch` of one event, already in the contract's shape.
+        let one_event = [event(0, 0, &property, Decimal::new(12_345, 2))];
+        let first_batch = |plugin: &ratecard_host::plugins::LoadedPlugin,
+                           config: &serde_json::Value| {
+            let mut metric = plugin.metric(config).unwrap();
+            let batch = BatchWriter::new(metric.reads().unwrap().clone())
+                .write(&one_event)
+                .unwrap()
+                .clone();
+            batch
+        };
+        let (p95_batch, logging_batch) = (first_batch(&p95, &config), first_batch(&logging, &none));
         let [created, created_logging] = paired_samples(
             20_000,
             [
                 &mut || {
-                    black_box(p95.metric(&config).unwrap());
+                    let mut metric = p95.metric(&config).unwrap();
+                    metric.update_batch(&p95_batch, 1).unwrap();
+                    black_box(metric);
                 },
                 &mut || {
-                    black_box(logging.metric(&none).unwrap());
+                    let mut metric = logging.metric(&none).unwrap();
+                    metric.update_batch(&logging_batch, 1).unwrap();
+                    black_box(metric);
                 },
             ],
         );
-        report("fresh instance + call (create, 100-byte input)", &created);
+        report(
+            "fresh instance + call (create, one-event update, 100-byte config)",
+            &created,
+        );
         fresh = Some(percentile(&created, 50));
         report(
-            "fresh instance + call (create) of a plugin importing `log`",
+            "fresh instance + call of a plugin importing `log`",
             &created_logging,
         );
         println!(
@@ -68,7 +128,6 @@ fn main() {
         );
         // A whole aggregation of one event in a fresh instance: what a customer with little
         // usage costs.
-        let one_event = [event(0, 0, &property, Decimal::new(12_345, 2))];
         let aggregation = samples(20_000, || {
             let mut metric = p95.metric(&config).unwrap();
             metric.update(&one_event).unwrap();
@@ -84,11 +143,28 @@ fn main() {
     if run("live") {
         let one_event = [event(0, 0, &property, Decimal::new(12_345, 2))];
         let mut live = p95.metric(&config).unwrap();
-        let samples = samples(50_000, || {
-            live.update(black_box(&one_event)).unwrap();
+        // The raw call: one event, already in the contract's shape, on the live instance.
+        let mut writer = BatchWriter::new(live.reads().unwrap().clone());
+        let batch = writer.write(&one_event).unwrap().clone();
+        let calls = samples(50_000, || {
+            live.update_batch(black_box(&batch), 1).unwrap();
         });
-        report("live call (update, one ~100-byte event)", &samples);
-        live_call = Some(percentile(&samples, 50));
+        let mut accumulator = p95.metric(&config).unwrap();
+        let updates = samples(50_000, || {
+            accumulator.update(black_box(&one_event)).unwrap();
+        });
+        if std::env::var_os(CHILD).is_some() {
+            // A run under another environment, for the parent's comparison.
+            println!("{CHILD} {}", percentile(&calls, 50).as_nanos());
+            return;
+        }
+        report("live call (update_batch, one ~100-byte event)", &calls);
+        report(
+            "live update (convert, update, save: what `update` does per batch)",
+            &updates,
+        );
+        live_call = Some(percentile(&calls, 50));
+        backtrace_ratio();
     }
 
     // Throughput on 10,000-event batches: create, update, finish.
@@ -219,11 +295,46 @@ fn main() {
             metric.merge(state.as_ref().unwrap()).unwrap();
             black_box(metric.finish().unwrap());
         });
+        // What the runtime does when no slot is idle: every accumulator parks its saved state
+        // after each batch and restores it (`create` + `merge`) at the next.
+        let parking = PluginRuntime::new(RuntimeConfig {
+            limits: ratecard_host::plugins::Limits {
+                idle_memory_bytes: 0,
+                ..Default::default()
+            },
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        let parked_p95 = parking.load_file(guests::P95_BANDWIDTH.as_ref()).unwrap();
+        let parked = samples(40, || {
+            let mut metric = parked_p95.metric(&json!({})).unwrap();
+            for b in &batches {
+                metric.update(b).unwrap();
+            }
+            black_box(metric.finish().unwrap());
+        });
+        let one_event = [event(0, 0, "mbps", Decimal::new(12_345, 2))];
+        let mut kept = p95.metric(&json!({})).unwrap();
+        let kept_one = samples(20_000, || kept.update(black_box(&one_event)).unwrap());
+        let mut parked_metric = parked_p95.metric(&json!({})).unwrap();
+        let parked_one = samples(20_000, || {
+            parked_metric.update(black_box(&one_event)).unwrap()
+        });
+        let p50 = |runs: &[Duration]| percentile(runs, 50);
+        let ratio = |a: &[Duration], b: &[Duration]| p50(a).as_secs_f64() / p50(b).as_secs_f64();
         println!(
-            "state model, 10 x 1,000 events: live instance {:?} (p50) | bytes per batch {:?} (p50) | bytes/live {:.2}",
-            percentile(&live, 50),
-            percentile(&bytes, 50),
-            percentile(&bytes, 50).as_secs_f64() / percentile(&live, 50).as_secs_f64()
+            "state model, 10 x 1,000 events: live instance {:?} | parked between batches (no idle slot) {:?} | bytes per batch by hand {:?} | parked/live {:.2} | by hand/live {:.2} (p50s)",
+            p50(&live),
+            p50(&parked),
+            p50(&bytes),
+            ratio(&parked, &live),
+            ratio(&bytes, &live),
+        );
+        println!(
+            "  one-event batches on a growing state: kept live {:?} | parked (restore, update, save, drop) {:?} | parked/live {:.2} (p50s)",
+            p50(&kept_one),
+            p50(&parked_one),
+            ratio(&parked_one, &kept_one),
         );
     }
 

@@ -1015,18 +1015,36 @@ fn charge_lines(
                 charge: charge.id.clone(),
                 source,
             })?;
-        return Ok(priced
+        // Any `PluginHost` may answer, so the sums are checked here too: a breakdown past the
+        // decimal range is the plugin's invalid output, never a panic.
+        let overflow = |i: usize| RateError::Plugin {
+            charge: charge.id.clone(),
+            source: PluginError::InvalidOutput {
+                plugin: plugin.clone(),
+                message: format!("`price`: line {i}: its breakdown overflows a decimal"),
+            },
+        };
+        return priced
             .into_iter()
-            .map(|line| {
-                let breakdown_sum: Decimal = line.breakdown.iter().map(|r| r.amount.0).sum();
+            .enumerate()
+            .map(|(i, line)| {
+                let breakdown_sum = line
+                    .breakdown
+                    .iter()
+                    .try_fold(Decimal::ZERO, |sum, row| sum.checked_add(row.amount.0))
+                    .ok_or_else(|| overflow(i))?;
                 let mut breakdown = line.breakdown;
                 if breakdown.is_empty() || breakdown_sum != line.amount {
+                    let rest = line
+                        .amount
+                        .checked_sub(breakdown_sum)
+                        .ok_or_else(|| overflow(i))?;
                     breakdown.push(BreakdownRow::fee(
                         format!("computed by plugin {plugin}"),
-                        line.amount - breakdown_sum,
+                        rest,
                     ));
                 }
-                RawLine {
+                Ok(RawLine {
                     charge_id: charge.id.clone(),
                     description: if line.description.is_empty() {
                         description.clone()
@@ -1041,9 +1059,9 @@ fn charge_lines(
                         amount: line.amount,
                         breakdown,
                     },
-                }
+                })
             })
-            .collect());
+            .collect();
     }
     let mut lines = Vec::with_capacity(groups.len());
     for (group, (used, quantity)) in groups.into_iter().zip(billable) {
@@ -1241,7 +1259,89 @@ fn apply_charge_bounds(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::NoPlugins;
+    use crate::plugin::{MetricAccumulator, NoPlugins, PricedLine};
+
+    /// A price plugin that answers with fixed lines (amounts near the decimal range's edge).
+    struct FixedPrice(Vec<PricedLine>);
+
+    impl PluginHost for FixedPrice {
+        fn metric(
+            &self,
+            plugin: &str,
+            _config: &serde_json::Value,
+        ) -> Result<Box<dyn MetricAccumulator>, PluginError> {
+            Err(PluginError::NotFound(plugin.to_owned()))
+        }
+
+        fn price(
+            &self,
+            _plugin: &str,
+            _request: &PriceRequest,
+        ) -> Result<Vec<PricedLine>, PluginError> {
+            Ok(self.0.clone())
+        }
+    }
+
+    fn priced_line(amount: Decimal, rows: &[Decimal]) -> PricedLine {
+        PricedLine {
+            description: String::new(),
+            group: BTreeMap::new(),
+            quantity: Decimal::ONE,
+            amount,
+            breakdown: rows
+                .iter()
+                .map(|a| BreakdownRow::fee("row".into(), *a))
+                .collect(),
+        }
+    }
+
+    fn quote_fixed(lines: Vec<PricedLine>) -> Result<Invoice, RateError> {
+        let plan: Plan = serde_json::from_value(serde_json::json!({
+            "id": "p", "currency": "USD",
+            "metrics": [{"code": "kwh", "event": "kwh", "aggregation": {"type": "sum", "property": "kwh"}}],
+            "charges": [{"id": "energy", "metric": "kwh",
+                         "model": {"type": "custom", "plugin": "fixed@1.0.0", "config": {}}}]
+        }))
+        .unwrap();
+        let usage: Usage = serde_json::from_value(serde_json::json!({
+            "period": {"containing": "2026-11-15"}, "quantities": {"kwh": "1"}
+        }))
+        .unwrap();
+        quote(&plan, &usage, &FixedPrice(lines))
+    }
+
+    /// Any `PluginHost` may answer: a breakdown past the decimal range is the plugin's invalid
+    /// output, not a panic, and a remainder row is added only when it can be held.
+    #[test]
+    fn plugin_breakdowns_near_the_decimal_range_are_checked_not_panicking() {
+        let max = Decimal::MAX;
+        for (amount, rows) in [(max, vec![max, max]), (max, vec![-max]), (-max, vec![max])] {
+            let error = quote_fixed(vec![priced_line(amount, &rows)]).unwrap_err();
+            let RateError::Plugin { charge, source } = &error else {
+                panic!("unexpected {error:?}")
+            };
+            assert_eq!(charge, "energy");
+            assert_eq!(
+                source,
+                &PluginError::InvalidOutput {
+                    plugin: "fixed@1.0.0".into(),
+                    message: "`price`: line 0: its breakdown overflows a decimal".into(),
+                }
+            );
+        }
+        // A breakdown short of its amount gets the rest as a row, at the edge too.
+        let invoice = quote_fixed(vec![priced_line(max, &[Decimal::ONE])]).unwrap();
+        let rows = &invoice.lines[0].breakdown;
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1].amount.0, max - Decimal::ONE);
+        assert_eq!(invoice.total.0, max);
+        // Two lines whose sum the invoice cannot hold: an error, not a panic.
+        let error = quote_fixed(vec![priced_line(max, &[]), priced_line(max, &[])]).unwrap_err();
+        assert!(
+            matches!(&error, RateError::Overflow { context } if context == "charge `energy`"),
+            "{error:?}"
+        );
+    }
 
     fn quote_json(plan: serde_json::Value, usage: serde_json::Value) -> Invoice {
         let plan: Plan = serde_json::from_value(plan).unwrap();

@@ -91,11 +91,10 @@ fn main() {
         let first_batch = |plugin: &ratecard_host::plugins::LoadedPlugin,
                            config: &serde_json::Value| {
             let mut metric = plugin.metric(config).unwrap();
-            let batch = BatchWriter::new(metric.reads().unwrap().clone())
+            BatchWriter::new(metric.reads().unwrap().clone())
                 .write(&one_event)
                 .unwrap()
-                .clone();
-            batch
+                .clone()
         };
         let (p95_batch, logging_batch) = (first_batch(&p95, &config), first_batch(&logging, &none));
         let [created, created_logging] = paired_samples(

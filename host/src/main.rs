@@ -21,6 +21,29 @@ use ratecard_host::plugins::{PluginRegistry, PluginRuntime, RuntimeConfig};
 use ratecard_host::rating::{RateOptions, rate_stream};
 use ratecard_host::table;
 
+/// Writes a line to standard output, returning an error (never panicking) when it is closed:
+/// `main` ends quietly on a broken pipe, as ripgrep does (`ratecard … | head -2`).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        std::io::Write::write_fmt(&mut std::io::stdout().lock(), format_args!("{}\n", format_args!($($arg)*)))?
+    };
+}
+
+/// [`outln!`] without the newline.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        std::io::Write::write_fmt(&mut std::io::stdout().lock(), format_args!($($arg)*))?
+    };
+}
+
+/// Writes a line to standard error; a closed standard error is ignored (there is nowhere left
+/// to say anything), never a panic.
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        drop(std::io::Write::write_fmt(&mut std::io::stderr().lock(), format_args!("{}\n", format_args!($($arg)*))))
+    };
+}
+
 mod plugin_cli;
 
 /// Ratecard: usage-based billing, rated exactly.
@@ -210,11 +233,24 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // The reader went away (`| head`): what it wanted is written, nothing is wrong.
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            errln!("error: {error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether an error comes from writing into a closed pipe.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        let kind = match cause.downcast_ref::<serde_json::Error>() {
+            Some(json) => json.io_error_kind(),
+            None => cause.downcast_ref::<std::io::Error>().map(|e| e.kind()),
+        };
+        kind == Some(std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
@@ -273,8 +309,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let usage: Usage = read_json(&usage)?;
             let invoice = quote(&plan, &usage, plugins())?;
             match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&invoice)?),
-                Format::Table => print!("{}", table::invoice(&invoice)),
+                Format::Json => outln!("{}", serde_json::to_string_pretty(&invoice)?),
+                Format::Table => out!("{}", table::invoice(&invoice)),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -282,8 +318,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let plan: Plan = read_json(&plan)?;
             let report = validate_plan(&plan);
             match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                Format::Table => print!("{}", table::report(&report)),
+                Format::Json => outln!("{}", serde_json::to_string_pretty(&report)?),
+                Format::Table => out!("{}", table::report(&report)),
             }
             Ok(if report.is_ok() {
                 ExitCode::SUCCESS
@@ -352,21 +388,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             sink.flush()?;
             for error in summary.errors.iter().take(50) {
-                eprintln!("{error}");
+                errln!("{error}");
             }
             if summary.errors.len() > 50 {
-                eprintln!("… and {} more bad lines", summary.errors.len() - 50);
+                errln!("… and {} more bad lines", summary.errors.len() - 50);
             }
             if !summary.not_started.is_empty() {
-                eprintln!(
+                errln!(
                     "not invoiced, subscribed after this period: {}",
                     summary.not_started.join(", ")
                 );
             }
             for (customer, error) in &summary.failed {
-                eprintln!("customer {customer}: {error}");
+                errln!("customer {customer}: {error}");
             }
-            eprintln!(
+            errln!(
                 "{} lines, {} events counted, {} skipped, {} bad; {} invoices ({} failed); {:.2}s, {:.0} lines/s",
                 summary.n_lines,
                 summary.n_counted,
@@ -392,7 +428,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 SchemaOf::Usage => schemars::schema_for!(Usage),
                 SchemaOf::Invoice => schemars::schema_for!(ratecard_engine::invoice::Invoice),
             };
-            println!("{}", serde_json::to_string_pretty(&schema)?);
+            outln!("{}", serde_json::to_string_pretty(&schema)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Estimate { what } => estimate_command(what, plugins()),
@@ -405,9 +441,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let plan = ratecard_engine::import::stripe_prices(&export, &id)?;
             let report = validate_plan(&plan);
             for issue in report.errors.iter().chain(&report.warnings) {
-                eprintln!("{:?}: {issue}", issue.severity);
+                errln!("{:?}: {issue}", issue.severity);
             }
-            println!("{}", serde_json::to_string_pretty(&plan)?);
+            outln!("{}", serde_json::to_string_pretty(&plan)?);
             Ok(if report.is_ok() {
                 ExitCode::SUCCESS
             } else {
@@ -425,16 +461,16 @@ fn demo() -> Result<ExitCode> {
     let plan: Plan = parse_json(DEMO_PLAN)?;
     let usage: Usage = parse_json(DEMO_USAGE)?;
     let invoice = quote(&plan, &usage, &NoPlugins)?;
-    print!("{}", table::invoice(&invoice));
-    println!();
-    println!(
+    out!("{}", table::invoice(&invoice));
+    outln!("");
+    outln!(
         "This is the embedded example (examples/plans/saas-api.json with examples/usage/saas-api.json)."
     );
-    println!(
+    outln!(
         "Try: ratecard quote --plan examples/plans/cloud-storage.json --usage examples/usage/cloud-storage.json"
     );
-    println!("     ratecard validate examples/plans/utility-tiers.json");
-    println!(
+    outln!("     ratecard validate examples/plans/utility-tiers.json");
+    outln!(
         "     ratecard estimate curve --plan examples/plans/saas-api.json --metric api_calls --to 5000000"
     );
     Ok(ExitCode::SUCCESS)
@@ -446,7 +482,7 @@ fn estimate_command(what: EstimateCommand, plugins: &dyn PluginHost) -> Result<E
         EstimateCommand::At { plan, usage } => {
             let plan: Plan = read_json(&plan)?;
             let invoice = quote(&plan, &estimate::typical_usage(&to_map(usage)), plugins)?;
-            print!("{}", table::invoice(&invoice));
+            out!("{}", table::invoice(&invoice));
         }
         EstimateCommand::Curve {
             plan,
@@ -459,7 +495,7 @@ fn estimate_command(what: EstimateCommand, plugins: &dyn PluginHost) -> Result<E
             let plan: Plan = read_json(&plan)?;
             let curve =
                 estimate::cost_curve(&plan, &metric, from, to, samples, &to_map(usage), plugins)?;
-            println!("{}", serde_json::to_string_pretty(&curve)?);
+            outln!("{}", serde_json::to_string_pretty(&curve)?);
         }
         EstimateCommand::BreakEven {
             plan,
@@ -471,8 +507,8 @@ fn estimate_command(what: EstimateCommand, plugins: &dyn PluginHost) -> Result<E
         } => {
             let (a, b): (Plan, Plan) = (read_json(&plan)?, read_json(&other)?);
             match estimate::break_even(&a, &b, &metric, from, to, &to_map(usage), plugins)? {
-                Some(found) => println!("{}", serde_json::to_string_pretty(&found)?),
-                None => println!(
+                Some(found) => outln!("{}", serde_json::to_string_pretty(&found)?),
+                None => outln!(
                     "no break-even between {from} and {to}: one plan is cheaper (or equal) throughout"
                 ),
             }
@@ -483,7 +519,7 @@ fn estimate_command(what: EstimateCommand, plugins: &dyn PluginHost) -> Result<E
                 .into_iter()
                 .enumerate()
             {
-                println!(
+                outln!(
                     "{}. {} ({}): {} {}",
                     rank + 1,
                     plan.id,
@@ -508,8 +544,8 @@ fn estimate_command(what: EstimateCommand, plugins: &dyn PluginHost) -> Result<E
                 &to_map(usage),
                 plugins,
             )? {
-                Some(quantity) => println!("{quantity}"),
-                None => println!("even zero usage exceeds the budget of {budget}"),
+                Some(quantity) => outln!("{quantity}"),
+                None => outln!("even zero usage exceeds the budget of {budget}"),
             }
         }
     }

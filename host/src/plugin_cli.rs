@@ -130,9 +130,9 @@ pub fn run(command: PluginCommand) -> Result<()> {
             let plugin = PluginRuntime::new(runtime)?
                 .load(&bytes)
                 .context("the built component is not a valid plugin")?;
-            println!("built {} ({})", path.display(), plugin.reference());
-            println!("  size    {} bytes", bytes.len());
-            println!("  sha256  {}", plugin.sha256());
+            outln!("built {} ({})", path.display(), plugin.reference());
+            outln!("  size    {} bytes", bytes.len());
+            outln!("  sha256  {}", plugin.sha256());
             Ok(())
         }
         PluginCommand::Check {
@@ -213,9 +213,9 @@ fn check(file: &Path, config: Option<&str>, limits: &LimitArgs) -> Result<()> {
             stats.fuel_used
         ));
     }
-    println!("{}: ok", file.display());
+    outln!("{}: ok", file.display());
     for line in report {
-        println!("{line}");
+        outln!("{line}");
     }
     Ok(())
 }
@@ -360,24 +360,27 @@ fn run_plugin(
         }
     };
     let wall = started.elapsed();
-    println!("{}: {result}", plugin.reference());
-    print_stats(&plugin, &stats, wall);
+    outln!("{}: {result}", plugin.reference());
+    print_stats(&plugin, &stats, wall)?;
     for line in log {
-        println!("  log {:5} {}", line.level, line.message);
+        outln!("  log {:5} {}", line.level, line.message);
     }
     Ok(())
 }
 
-fn print_stats(plugin: &LoadedPlugin, stats: &Stats, wall: Duration) {
-    println!("  fuel used       {}", stats.fuel_used);
-    println!("  peak memory     {} bytes", stats.peak_memory_bytes);
-    println!(
+fn print_stats(plugin: &LoadedPlugin, stats: &Stats, wall: Duration) -> Result<()> {
+    outln!("  fuel used       {}", stats.fuel_used);
+    outln!("  peak memory     {} bytes", stats.peak_memory_bytes);
+    outln!(
         "  wall time       {wall:?} (instantiate {:?}, in guest {:?}, {} calls)",
-        stats.instantiate_time, stats.call_time, stats.calls
+        stats.instantiate_time,
+        stats.call_time,
+        stats.calls
     );
-    println!("  component size  {} bytes", plugin.size());
-    println!("  load time       {:?}", plugin.load_time());
-    println!("  sha256          {}", plugin.sha256());
+    outln!("  component size  {} bytes", plugin.size());
+    outln!("  load time       {:?}", plugin.load_time());
+    outln!("  sha256          {}", plugin.sha256());
+    Ok(())
 }
 
 fn read_events(path: &Path) -> Result<Vec<Event<'static>>> {
@@ -506,9 +509,9 @@ fn new(name: &str, dir: Option<PathBuf>, kind: Kind, sdk: Option<PathBuf>) -> Re
         Kind::Price => PRICE_TEMPLATE,
     };
     std::fs::write(dir.join("src/lib.rs"), source)?;
-    println!("created {} ({:?} plugin)", dir.display(), kind);
-    println!("  build it:  ratecard plugin build {}", dir.display());
-    println!(
+    outln!("created {} ({:?} plugin)", dir.display(), kind);
+    outln!("  build it:  ratecard plugin build {}", dir.display());
+    outln!(
         "  unit tests: cargo test --manifest-path {}/Cargo.toml",
         dir.display()
     );

@@ -282,3 +282,150 @@ fn rate_uses_each_customers_setup_and_invoices_customers_without_events() {
             .is_some_and(|d| d.starts_with("1 units included"))
     );
 }
+
+/// Every command ends quietly, with success, when the reader of its output goes away
+/// (`ratecard … | head -2`), as ripgrep does: no panic, no "Broken pipe" message.
+#[test]
+fn every_command_ends_quietly_when_stdout_closes() {
+    let events: String = (0..3_000)
+        .map(|i| {
+            format!(
+                "{{\"id\":\"e{i}\",\"customer\":\"c{}\",\"timestamp\":\"2026-11-02T10:00:00Z\",\"code\":\"api.request\",\"properties\":{{}}}}\n",
+                i % 1_500
+            )
+        })
+        .collect();
+    let events = temp_file("pipe-events.ndjson", &events);
+    let stripe = temp_file(
+        "pipe-stripe.json",
+        r#"[{"id":"price_api","currency":"usd","billing_scheme":"per_unit","unit_amount_decimal":"2",
+            "recurring":{"interval":"month","usage_type":"metered","meter":"calls"}}]"#,
+    );
+    let new_plugin = std::env::temp_dir().join(format!("ratecard-pipe-new-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&new_plugin);
+    let (saas, cloud) = (
+        "examples/plans/saas-api.json",
+        "examples/plans/cloud-storage.json",
+    );
+    let commands: Vec<Vec<&str>> = vec![
+        vec![],
+        vec!["demo"],
+        vec![
+            "quote",
+            "--plan",
+            saas,
+            "--usage",
+            "examples/usage/saas-api.json",
+        ],
+        vec![
+            "quote",
+            "--plan",
+            saas,
+            "--usage",
+            "examples/usage/saas-api.json",
+            "--format",
+            "json",
+        ],
+        vec!["validate", saas],
+        vec!["validate", saas, "--format", "json"],
+        vec![
+            "rate",
+            "--plan",
+            saas,
+            "--events",
+            events.to_str().unwrap(),
+            "--period",
+            "2026-11",
+        ],
+        vec![
+            "rate",
+            "--plan",
+            saas,
+            "--events",
+            events.to_str().unwrap(),
+            "--period",
+            "2026-11",
+            "--format",
+            "table",
+        ],
+        vec!["schema", "plan"],
+        vec!["schema", "usage"],
+        vec!["schema", "invoice"],
+        vec![
+            "estimate",
+            "at",
+            "--plan",
+            saas,
+            "--usage",
+            "api_calls=120000",
+        ],
+        vec![
+            "estimate",
+            "curve",
+            "--plan",
+            saas,
+            "--metric",
+            "api_calls",
+            "--to",
+            "5000000",
+            "--samples",
+            "20000",
+        ],
+        vec![
+            "estimate",
+            "break-even",
+            "--plan",
+            saas,
+            "--other",
+            saas,
+            "--metric",
+            "api_calls",
+            "--to",
+            "1000",
+        ],
+        vec!["estimate", "cheapest", "--plan", saas, "--plan", cloud],
+        vec![
+            "estimate",
+            "budget",
+            "--plan",
+            saas,
+            "--metric",
+            "api_calls",
+            "--budget",
+            "100",
+        ],
+        vec![
+            "import",
+            "stripe",
+            stripe.to_str().unwrap(),
+            "--id",
+            "piped",
+        ],
+        vec!["plugin", "check", ratecard_test_plugins::P95_BANDWIDTH],
+        vec!["plugin", "new", "piped-metric", "--dir", new_plugin.to_str().unwrap()],
+        vec!["--help"],
+    ];
+    for args in commands {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ratecard"))
+            .args(&args)
+            .current_dir(repo())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("ratecard runs");
+        // Close the reading end at once: every write the command makes fails with EPIPE.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().expect("ratecard ends");
+        let err = stderr(&output);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            output.status.success(),
+            "{args:?}: {:?} {err}",
+            output.status
+        );
+    }
+    let _ = std::fs::remove_dir_all(&new_plugin);
+}

@@ -46,7 +46,7 @@ fn demo_runs_on_the_embedded_default() {
     assert!(text.contains("185.48"), "{text}");
     // Breakdown rows are shown whole when they fit the row: the tier's unit price is readable.
     assert!(
-        text.contains("tier 2 (1000000, 10000000]: 1250000 × 0.000015"),
+        text.contains("tier 2 (1,000,000, 10,000,000]: 1,250,000 × 0.000015"),
         "{text}"
     );
 }
@@ -402,7 +402,13 @@ fn every_command_ends_quietly_when_stdout_closes() {
             "piped",
         ],
         vec!["plugin", "check", ratecard_test_plugins::P95_BANDWIDTH],
-        vec!["plugin", "new", "piped-metric", "--dir", new_plugin.to_str().unwrap()],
+        vec![
+            "plugin",
+            "new",
+            "piped-metric",
+            "--dir",
+            new_plugin.to_str().unwrap(),
+        ],
         vec!["--help"],
     ];
     for args in commands {

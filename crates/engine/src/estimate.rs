@@ -124,8 +124,11 @@ pub fn breakpoints(plan: &Plan, metric: &str) -> Vec<Decimal> {
     points
 }
 
-/// Samples of the total against one metric's quantity: `n_samples` evenly spaced points from
-/// `from` to `to`, plus every breakpoint in the range and the quantity just above it (so jumps show).
+/// Samples of the total against one metric's quantity, at points a person reads: `from`, the
+/// multiples of a round step (1, 2, 2.5 or 5 × 10^k, the smallest giving at most `n_samples`
+/// points) up to `to`, `to`, and every breakpoint in the range with the quantity one unit above it
+/// (so a jump shows on both sides). The unit is the finest decimal place of the range, the step
+/// and the breakpoint: 1 for whole quantities, 0.1 for a boundary at 0.5 GB.
 pub fn cost_curve(
     plan: &Plan,
     metric: &str,
@@ -142,15 +145,22 @@ pub fn cost_curve(
         )));
     }
     let n_samples = n_samples.clamp(2, 10_000);
-    let step = (to - from) / Decimal::from(n_samples - 1);
-    let mut quantities: Vec<Decimal> = (0..n_samples)
-        .map(|i| from + step * Decimal::from(i))
-        .collect();
-    quantities.push(to);
+    let step = round_step((to - from) / Decimal::from(n_samples - 1));
+    let mut quantities = vec![from, to];
+    let mut k = (from / step).ceil();
+    while let Some(point) = step.checked_mul(k).filter(|p| *p < to) {
+        quantities.push(point);
+        k += Decimal::ONE;
+    }
+    let scale = |d: Decimal| d.normalize().scale();
+    let range_scale = scale(from).max(scale(to)).max(scale(step));
     for point in breakpoints(plan, metric) {
         if point > from && point < to {
             quantities.push(point);
-            quantities.push(point + SEARCH_PRECISION);
+            let unit = Decimal::new(1, range_scale.max(scale(point)));
+            if let Some(above) = point.checked_add(unit).filter(|a| *a < to) {
+                quantities.push(above);
+            }
         }
     }
     quantities.iter_mut().for_each(|q| *q = q.normalize());
@@ -168,6 +178,30 @@ pub fn cost_curve(
             })
         })
         .collect()
+}
+
+/// The smallest of 1, 2, 2.5 and 5 × 10^k that is at least `raw` (> 0): a step a person reads.
+fn round_step(raw: Decimal) -> Decimal {
+    let ten = Decimal::TEN;
+    let mut power = Decimal::ONE;
+    while power > raw && power.scale() < 20 {
+        power /= ten;
+    }
+    while let Some(next) = power.checked_mul(ten).filter(|next| *next <= raw) {
+        power = next;
+    }
+    [
+        Decimal::ONE,
+        Decimal::TWO,
+        Decimal::new(25, 1),
+        Decimal::new(5, 0),
+        ten,
+    ]
+    .into_iter()
+    .filter_map(|m| power.checked_mul(m))
+    .find(|step| *step >= raw)
+    .unwrap_or(raw)
+    .normalize()
 }
 
 /// Where two plans cost the same.
@@ -430,9 +464,49 @@ mod tests {
                 .map(|pt| pt.total.0)
         };
         assert_eq!(at("100"), Some(d("100.00")));
-        assert_eq!(at("100.000001"), Some(d("50.00"))); // the cliff is visible
+        assert_eq!(at("101"), Some(d("50.50"))); // the cliff is visible, one call above
         assert_eq!(at("1000"), Some(d("500.00")));
         assert!(curve.windows(2).all(|w| w[0].quantity < w[1].quantity));
+    }
+
+    /// Points a person reads: round steps, each boundary and one unit above it, no
+    /// `102040.81632653061224489795918` or `100000.000001`.
+    #[test]
+    fn cost_curve_points_are_round_and_boundaries_exact() {
+        let p = plan(
+            "g",
+            r#"[{"id":"g","metric":"calls","model":{"type":"graduated","tiers":[{"up_to":"100000","unit_price":"0.001"},{"up_to":"1100000","unit_price":"0.0005"},{"up_to":null,"unit_price":"0.0001"}]}}]"#,
+        );
+        let quantities = |from: &str, to: &str, n: u32| -> Vec<String> {
+            cost_curve(&p, "calls", d(from), d(to), n, &none(), &NoPlugins)
+                .unwrap()
+                .iter()
+                .map(|pt| pt.quantity.0.to_string())
+                .collect()
+        };
+        assert_eq!(
+            quantities("0", "5000000", 5),
+            [
+                "0", "100000", "100001", "1100000", "1100001", "2000000", "4000000", "5000000"
+            ]
+        );
+        // 50 samples over 5 M: a step of 102,040.8… becomes 200,000.
+        let curve = quantities("0", "5000000", 50);
+        assert!(curve.len() <= 50 + 5, "{curve:?}");
+        assert!(curve.contains(&"200000".to_owned()), "{curve:?}");
+        assert!(curve.iter().all(|q| !q.contains('.')), "{curve:?}");
+        // Fractional ranges keep the precision they need, and no more.
+        assert_eq!(quantities("0", "1", 5), ["0", "0.25", "0.5", "0.75", "1"]);
+        assert_eq!(quantities("0.5", "2", 4), ["0.5", "1", "1.5", "2"]);
+        for (raw, step) in [
+            ("102040.8163", "200000"),
+            ("0.3", "0.5"),
+            ("1", "1"),
+            ("2.4", "2.5"),
+            ("7", "10"),
+        ] {
+            assert_eq!(round_step(d(raw)).to_string(), step, "{raw}");
+        }
     }
 
     #[test]

@@ -105,10 +105,17 @@ pub struct RateSummary {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StreamError {
+    /// (Not a `source`: the message says it, and `{:#}` would say it twice.)
     #[error("reading the events: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("{0}")]
+    Io(std::io::Error),
+    #[error(transparent)]
     Rate(#[from] RateError),
+}
+
+impl From<std::io::Error> for StreamError {
+    fn from(error: std::io::Error) -> Self {
+        StreamError::Io(error)
+    }
 }
 
 /// Normalizes `--period` text: a month `2026-11` means its first day.
@@ -176,7 +183,7 @@ fn open<'p>(
         // A subscription that starts inside the nominal cycle holding the date is rated for its
         // (shorter) first period; one that starts later has nothing to bill in this period.
         Err(RateError::Period {
-            source: PeriodError::BeforeStart { .. },
+            error: PeriodError::BeforeStart { .. },
             ..
         }) => {
             let mut first = usage.clone();
@@ -190,7 +197,7 @@ fn open<'p>(
                     Ok(_) => return Slot::NotStarted,
                     Err(source) => Err(RateError::Period {
                         path: "--period".to_owned(),
-                        source,
+                        error: source,
                     }),
                 },
                 Err(error) => Err(error),

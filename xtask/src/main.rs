@@ -21,6 +21,7 @@ fn main() -> Result<()> {
             &[("UPDATE_EXPECT", "1")],
         ),
         Some("setup") => setup(),
+        Some("bench-duckdb") => bench_duckdb(&args[1..]),
         _ => {
             eprintln!("usage: cargo xtask <test|bench|schemas|setup>");
             bail!("unknown task {:?}", args.first())
@@ -119,4 +120,21 @@ fn bench() -> Result<()> {
         &[],
     )?;
     Ok(())
+}
+
+/// `cargo xtask bench-duckdb [args]`: `ratecard rate` vs DuckDB on the same events (issue 13).
+/// Builds `ratecard` in release, then runs `benches/duckdb/bench.py` with `args` (`--events N`,
+/// `--rounds R`, `--help`); the script installs the `duckdb` Python package if it is missing.
+fn bench_duckdb(args: &[String]) -> Result<()> {
+    run("cargo", &["build", "--release", "-p", "ratecard-host"], &[])?;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("the workspace root")?;
+    let script = root.join("benches/duckdb/bench.py");
+    let script = script
+        .to_str()
+        .context("a UTF-8 path to benches/duckdb/bench.py")?;
+    let mut python_args = vec![script];
+    python_args.extend(args.iter().map(String::as_str));
+    run("python3", &python_args, &[])
 }

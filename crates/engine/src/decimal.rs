@@ -127,7 +127,7 @@ impl fmt::Write for StackText {
     }
 }
 
-struct DecimalVisitor;
+pub(crate) struct DecimalVisitor;
 
 impl Visitor<'_> for DecimalVisitor {
     type Value = Decimal;

@@ -68,7 +68,7 @@ pub struct CurvePoint {
 #[non_exhaustive]
 pub enum EstimateError {
     /// Rating failed at some usage.
-    #[error("{0}")]
+    #[error(transparent)]
     Rate(#[from] RateError),
     /// The metric is not in the plan.
     #[error("no metric `{metric}` in plan `{plan}`")]

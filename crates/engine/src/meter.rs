@@ -172,8 +172,8 @@ fn location(metric: &Option<String>, property: &Option<String>) -> String {
 #[non_exhaustive]
 pub enum AggregateError {
     /// A custom metric's plugin could not be loaded or failed.
-    #[error("metric `{metric}`: {source}")]
-    Plugin { metric: String, source: PluginError },
+    #[error("metric `{metric}`: {error}")]
+    Plugin { metric: String, error: PluginError },
     /// A total or a conversion left the decimal range.
     #[error("metric `{metric}`: the aggregated value overflows the decimal range")]
     Overflow { metric: String },
@@ -570,7 +570,7 @@ impl<'p> Aggregator<'p> {
                     Acc::Custom { mut acc, batch } => {
                         let plugin_error = |source| AggregateError::Plugin {
                             metric: metric.code.clone(),
-                            source,
+                            error: source,
                         };
                         acc.finish_with(&batch).map_err(plugin_error)?
                     }
@@ -719,7 +719,7 @@ impl<'p> Slot<'p> {
                     .metric(plugin, config)
                     .map_err(|source| AggregateError::Plugin {
                         metric: metric.code.clone(),
-                        source,
+                        error: source,
                     })?,
             ),
             _ => None,
@@ -750,7 +750,7 @@ impl<'p> Slot<'p> {
                         None => plugins.metric(plugin, config).map_err(|source| {
                             AggregateError::Plugin {
                                 metric: self.metric.code.clone(),
-                                source,
+                                error: source,
                             }
                         })?,
                     };
@@ -869,7 +869,7 @@ impl<'p> Slot<'p> {
                     batch.clear();
                     result.map_err(|source| AggregateError::Plugin {
                         metric: code.clone(),
-                        source,
+                        error: source,
                     })?;
                 }
             }

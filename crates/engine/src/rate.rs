@@ -42,18 +42,19 @@ pub enum RateError {
     /// The usage document is wrong at a JSON path.
     #[error("{path}: {message}")]
     InvalidUsage { path: String, message: String },
-    /// The billing period could not be computed.
-    #[error("{path}: {source}")]
-    Period { path: String, source: PeriodError },
+    /// The billing period could not be computed. (Its fields are not named `source`: the
+    /// message already says it, and a `source` would make `{:#}` say it twice.)
+    #[error("{path}: {error}")]
+    Period { path: String, error: PeriodError },
     /// Aggregating usage failed as a whole (a plugin metric, an overflowing total).
-    #[error("{0}")]
+    #[error(transparent)]
     Aggregate(#[from] crate::meter::AggregateError),
     /// A charge cannot be priced with the usage given.
     #[error("charge `{charge}`: {message}")]
     Charge { charge: String, message: String },
     /// A custom price plugin failed.
-    #[error("charge `{charge}`: {source}")]
-    Plugin { charge: String, source: PluginError },
+    #[error("charge `{charge}`: {error}")]
+    Plugin { charge: String, error: PluginError },
     /// An amount does not fit in a decimal.
     #[error("{context}: amount overflow")]
     Overflow { context: String },
@@ -112,7 +113,7 @@ pub fn context(plan: &Plan, usage: &Usage) -> Result<QuoteContext, RateError> {
         };
         RateError::Period {
             path: path.to_owned(),
-            source,
+            error: source,
         }
     })?;
     let period = match (&usage.period, &usage.subscription) {
@@ -125,13 +126,21 @@ pub fn context(plan: &Plan, usage: &Usage) -> Result<QuoteContext, RateError> {
             return Err(usage_error("$.period", "give a `period` (`{\"containing\": \"2026-11-15\"}` or `{\"index\": 0}`) or a `subscription`"));
         }
     }
-    .map_err(|source| RateError::Period { path: "$.period".to_owned(), source })?;
+    .map_err(|source| RateError::Period { path: "$.period".to_owned(), error: source })?;
+    // Without a subscription, periods are counted from nowhere in particular: the quote is of
+    // one period of a subscription starting then (index 0, what a prospect would start with),
+    // not the 322nd since `DEFAULT_ANCHOR`.
+    let period = if usage.subscription.is_none() {
+        BillingPeriod { index: 0, ..period }
+    } else {
+        period
+    };
     let billable_from = if plan.trial_days > 0 && usage.subscription.is_some() {
         calendar
             .add_days(calendar.start(), plan.trial_days)
             .map_err(|source| RateError::Period {
                 path: "$.subscription.start".to_owned(),
-                source,
+                error: source,
             })?
     } else {
         period.start
@@ -176,7 +185,7 @@ pub fn quote(plan: &Plan, usage: &Usage, plugins: &dyn PluginHost) -> Result<Inv
                     .parse_instant(&change.at)
                     .map_err(|source| RateError::Period {
                         path: "$.plan_change.at".to_owned(),
-                        source,
+                        error: source,
                     })?;
             if at <= ctx.period.start || at >= ctx.period.end {
                 return Err(usage_error(
@@ -1013,13 +1022,13 @@ fn charge_lines(
             .price(plugin, &request)
             .map_err(|source| RateError::Plugin {
                 charge: charge.id.clone(),
-                source,
+                error: source,
             })?;
         // Any `PluginHost` may answer, so the sums are checked here too: a breakdown past the
         // decimal range is the plugin's invalid output, never a panic.
         let overflow = |i: usize| RateError::Plugin {
             charge: charge.id.clone(),
-            source: PluginError::InvalidOutput {
+            error: PluginError::InvalidOutput {
                 plugin: plugin.clone(),
                 message: format!("`price`: line {i}: its breakdown overflows a decimal"),
             },
@@ -1310,6 +1319,70 @@ mod tests {
         quote(&plan, &usage, &FixedPrice(lines))
     }
 
+    /// Every cause in an error's chain, as `{:#}` prints them.
+    fn chain(error: &dyn std::error::Error) -> String {
+        let mut text = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+
+    /// Regressions: messages that said their text twice (`{:#}` of an error whose `source` it
+    /// already displayed), hid a decimal's reason behind "did not match any variant of untagged
+    /// enum QuantityInput", or numbered a quote without subscription as period 322.
+    #[test]
+    fn usage_messages_say_it_once_and_say_why() {
+        let plan: Plan = serde_json::from_value(serde_json::json!({
+            "id": "p", "currency": "USD",
+            "metrics": [{"code": "calls", "event": "api", "aggregation": {"type": "count"}}],
+            "charges": [{"id": "c", "metric": "calls", "model": {"type": "per_unit", "unit_price": "0.01"}}]
+        }))
+        .unwrap();
+        let usage: Usage = serde_json::from_value(serde_json::json!({
+            "period": {"containing": "2026-11-02"}, "carry_in": {"calls": "5"},
+            "events": [{"id": "a", "timestamp": "2026-11-02T00:00:00Z", "code": "api"}]
+        }))
+        .unwrap();
+        let error = quote(&plan, &usage, &NoPlugins).unwrap_err();
+        assert_eq!(
+            chain(&error),
+            "metric `calls`: carry-in applies only to time-weighted metrics"
+        );
+        let usage: Usage = serde_json::from_value(serde_json::json!({
+            "subscription": {"start": "2026-12-05"}, "period": {"containing": "2026-11-02"}
+        }))
+        .unwrap();
+        let error = quote(&plan, &usage, &NoPlugins).unwrap_err();
+        let text = chain(&error);
+        assert!(text.starts_with("$.period: "), "{text}");
+        assert_eq!(text.matches("before").count(), 1, "{text}");
+
+        let error =
+            serde_json::from_str::<Usage>(r#"{"quantities": {"calls": 1234567890.1234567}}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(
+            error.starts_with("the JSON number 1234567890.1234567 has more digits than a float holds exactly: write it as a string"),
+            "{error}"
+        );
+        let error =
+            serde_json::from_str::<Usage>(r#"{"quantities": {"calls": [{"quantity": "x"}]}}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(error.starts_with("`x` is not a decimal number"), "{error}");
+
+        let usage: Usage =
+            serde_json::from_value(serde_json::json!({"period": {"containing": "2026-11-02"}}))
+                .unwrap();
+        let invoice = quote(&plan, &usage, &NoPlugins).unwrap();
+        assert_eq!(invoice.period.index, 0);
+        assert_eq!(invoice.period.start, "2026-11-01T00:00:00+00:00");
+    }
+
     /// Any `PluginHost` may answer: a breakdown past the decimal range is the plugin's invalid
     /// output, not a panic, and a remainder row is added only when it can be held.
     #[test]
@@ -1317,7 +1390,11 @@ mod tests {
         let max = Decimal::MAX;
         for (amount, rows) in [(max, vec![max, max]), (max, vec![-max]), (-max, vec![max])] {
             let error = quote_fixed(vec![priced_line(amount, &rows)]).unwrap_err();
-            let RateError::Plugin { charge, source } = &error else {
+            let RateError::Plugin {
+                charge,
+                error: source,
+            } = &error
+            else {
                 panic!("unexpected {error:?}")
             };
             assert_eq!(charge, "energy");

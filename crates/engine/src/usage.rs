@@ -100,11 +100,57 @@ pub enum PeriodSelector {
 }
 
 /// An aggregated quantity: `"1200"`, or per-group quantities.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum QuantityInput {
     Total(Dec),
     Groups(Vec<GroupQuantity>),
+}
+
+/// By the JSON type (not `untagged`, which would hide why a decimal is refused behind "data did
+/// not match any variant"): a string or number is a total, with the decimal's own error; an
+/// array is per-group quantities.
+impl<'de> Deserialize<'de> for QuantityInput {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct QuantityVisitor;
+
+        impl<'de> Visitor<'de> for QuantityVisitor {
+            type Value = QuantityInput;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a quantity: a decimal string (\"1200\"), a short JSON number, or a list of `{group, quantity}`",
+                )
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<QuantityInput, E> {
+                crate::decimal::DecimalVisitor
+                    .visit_str(v)
+                    .map(|d| QuantityInput::Total(Dec(d)))
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<QuantityInput, E> {
+                Ok(QuantityInput::Total(Dec(Decimal::from(v))))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<QuantityInput, E> {
+                Ok(QuantityInput::Total(Dec(Decimal::from(v))))
+            }
+
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<QuantityInput, E> {
+                crate::decimal::DecimalVisitor
+                    .visit_f64(v)
+                    .map(|d| QuantityInput::Total(Dec(d)))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<QuantityInput, A::Error> {
+                Vec::<GroupQuantity>::deserialize(de::value::SeqAccessDeserializer::new(seq))
+                    .map(QuantityInput::Groups)
+            }
+        }
+
+        deserializer.deserialize_any(QuantityVisitor)
+    }
 }
 
 /// A quantity for one group of dimension values.

@@ -85,7 +85,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// Rates an NDJSON event file: one invoice per customer for one period.
+    /// Rates an NDJSON event file: one invoice per customer for one period. Exits 0 when every
+    /// line was rated, 2 when bad lines were reported and skipped, 1 when a customer could not
+    /// be invoiced (or with `--strict`, at the first bad line).
     Rate {
         #[arg(long)]
         plan: PathBuf,
@@ -254,19 +256,45 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = read_text(path)?;
     parse_json(&text).with_context(|| format!("in {}", path.display()))
 }
 
-/// Parses JSON, naming the JSON path and line of an error.
-fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner();
-        anyhow::anyhow!("$.{path}: {inner}").context("invalid JSON document")
+/// A file's text; bytes that are not UTF-8 are an error naming the line.
+fn read_text(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    String::from_utf8(bytes).map_err(|error| {
+        let at = error.utf8_error().valid_up_to();
+        let line = error.as_bytes()[..at]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1;
+        anyhow::anyhow!(
+            "{}: line {line}: not UTF-8 text (byte {at})",
+            path.display()
+        )
     })
+}
+
+/// Parses JSON, naming the JSON path (and line) of every error.
+fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    ratecard_engine::json::parse(text).map_err(|errors| {
+        let mut message = format!("invalid JSON document ({}):", count(errors.len(), "error"));
+        for error in &errors {
+            message.push_str("\n  ");
+            message.push_str(&error.to_string());
+        }
+        anyhow::anyhow!(message)
+    })
+}
+
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 /// The plugin host of this run: the manifest's plugins, sandboxed, or none.
@@ -315,8 +343,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { plan, format } => {
-            let plan: Plan = read_json(&plan)?;
-            let report = validate_plan(&plan);
+            // Every error the document has, also those that keep it from being read as a plan.
+            let text = read_text(&plan)?;
+            let report = match ratecard_engine::json::parse::<Plan>(&text) {
+                Ok(plan) => validate_plan(&plan),
+                Err(errors) => ratecard_engine::validate::Report {
+                    errors: errors
+                        .into_iter()
+                        .map(|error| ratecard_engine::validate::Issue {
+                            severity: ratecard_engine::validate::Severity::Error,
+                            code: "invalid_json".to_owned(),
+                            message: match (error.line, error.column) {
+                                (Some(line), Some(column)) => {
+                                    format!("{} (line {line}, column {column})", error.message)
+                                }
+                                _ => error.message,
+                            },
+                            path: error.path,
+                        })
+                        .collect(),
+                    warnings: Vec::new(),
+                },
+            };
             match format {
                 Format::Json => outln!("{}", serde_json::to_string_pretty(&report)?),
                 Format::Table => out!("{}", table::report(&report)),
@@ -416,10 +464,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if summary.stopped {
                 bail!("stopped at the first bad line (--strict)");
             }
-            Ok(if summary.failed.is_empty() {
-                ExitCode::SUCCESS
-            } else {
+            // 1: a customer could not be invoiced; 2: every customer was, and bad lines were
+            // reported (and skipped); 0: everything was rated.
+            Ok(if !summary.failed.is_empty() {
                 ExitCode::FAILURE
+            } else if !summary.errors.is_empty() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
             })
         }
         Command::Schema { of } => {

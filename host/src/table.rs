@@ -186,11 +186,18 @@ pub fn report(report: &Report) -> String {
             issue.code, issue.path, issue.message
         );
     }
+    let plural = |n: usize, what: &str| {
+        if n == 1 {
+            format!("1 {what}")
+        } else {
+            format!("{n} {what}s")
+        }
+    };
     let _ = writeln!(
         out,
-        "{} errors, {} warnings",
-        report.errors.len(),
-        report.warnings.len()
+        "{}, {}",
+        plural(report.errors.len(), "error"),
+        plural(report.warnings.len(), "warning")
     );
     out
 }

@@ -100,9 +100,71 @@ fn malformed_json_names_the_path() {
     );
     let output = ratecard(&["validate", path.to_str().expect("utf-8")]);
     assert!(!output.status.success());
+    let text = stdout(&output);
+    assert!(
+        text.contains("error[invalid_json]: $.charges[0].model: `abc` is not a decimal"),
+        "{text}"
+    );
+    let output = ratecard(&[
+        "quote",
+        "--plan",
+        path.to_str().expect("utf-8"),
+        "--usage",
+        "examples/usage/saas-api.json",
+    ]);
+    assert!(!output.status.success());
     let text = stderr(&output);
-    assert!(text.contains("charges[0].model"), "{text}");
-    assert!(text.contains("`abc` is not a decimal"), "{text}");
+    assert!(
+        text.contains("$.charges[0].model: `abc` is not a decimal"),
+        "{text}"
+    );
+}
+
+/// `validate` lists every error of a document that does not read as a plan, in one run.
+#[test]
+fn validate_lists_every_parse_error_in_one_run() {
+    let path = temp_file(
+        "many-typos.json",
+        r#"{"id": "p", "currency": "USD", "trial_days": -3,
+            "charges": [
+                {"id": "a", "model": {"type": "per_unit", "unit_price": "abc"}},
+                {"id": "b", "model": {"type": "per_unit", "unit_price": "1"}},
+                {"id": "c", "model": {"type": "flat", "amount": "1.2.3"}},
+                {"model": {"type": "flat", "amount": "1"}}
+            ],
+            "minimum_commitment": "ten"}"#,
+    );
+    let output = ratecard(&[
+        "validate",
+        path.to_str().expect("utf-8"),
+        "--format",
+        "json",
+    ]);
+    assert!(!output.status.success());
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("json");
+    let paths: Vec<&str> = report["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["path"].as_str().expect("path"))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "$.trial_days",
+            "$.charges[0].model",
+            "$.charges[2].model",
+            "$.charges[3]",
+            "$.minimum_commitment"
+        ]
+    );
+    assert!(
+        report["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["code"] == "invalid_json")
+    );
 }
 
 #[test]
@@ -126,7 +188,8 @@ fn rate_reports_bad_lines_and_keeps_the_good_ones() {
         "--period",
         "2026-11",
     ]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    // Rated, with bad lines reported: exit 2.
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     let err = stderr(&output);
     assert!(err.contains("line 3: not a valid event"), "{err}");
     assert!(
@@ -434,4 +497,108 @@ fn every_command_ends_quietly_when_stdout_closes() {
         );
     }
     let _ = std::fs::remove_dir_all(&new_plugin);
+}
+
+/// Every command that reads a file, over malformed files: a clear error naming a JSON path or a
+/// line, a non-zero exit, never a panic.
+#[test]
+fn malformed_files_give_clear_errors_never_a_panic() {
+    let good_plan = std::fs::read_to_string(repo().join("examples/plans/saas-api.json")).unwrap();
+    let mut not_utf8 = good_plan.clone().into_bytes();
+    not_utf8.splice(40..40, [0xff, 0xfe]);
+    let documents: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", Vec::new()),
+        ("truncated", good_plan.as_bytes()[..good_plan.len() / 2].to_vec()),
+        ("wrong types", br#"{"id": 5, "currency": [], "charges": {}}"#.to_vec()),
+        ("not an object", b"[1, 2, 3]".to_vec()),
+        ("null", b"null".to_vec()),
+        ("huge number", br#"{"id": "p", "currency": "USD", "trial_days": 1e400}"#.to_vec()),
+        ("long integer", br#"{"id": "p", "currency": "USD", "trial_days": 123456789012345678901234567890}"#.to_vec()),
+        ("huge decimal", br#"{"id": "p", "currency": "USD", "charges": [{"id": "f", "model": {"type": "flat", "amount": "1e40"}}]}"#.to_vec()),
+        ("deep nesting", format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)).into_bytes()),
+        ("not UTF-8", not_utf8),
+    ];
+    let dir = std::env::temp_dir().join(format!("ratecard-malformed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let saas = repo().join("examples/plans/saas-api.json");
+    let saas_usage = repo().join("examples/usage/saas-api.json");
+    let events = temp_file("malformed-good-events.ndjson", "");
+    for (name, bytes) in &documents {
+        let file = dir.join(format!("{}.json", name.replace(' ', "-")));
+        std::fs::write(&file, bytes).unwrap();
+        let f = file.to_str().unwrap();
+        let (saas, saas_usage, events) =
+            (saas.to_str().unwrap(), saas_usage.to_str().unwrap(), events.to_str().unwrap());
+        let commands: Vec<Vec<&str>> = vec![
+            vec!["validate", f],
+            vec!["quote", "--plan", f, "--usage", saas_usage],
+            vec!["quote", "--plan", saas, "--usage", f],
+            vec!["rate", "--plan", f, "--events", events, "--period", "2026-11"],
+            vec!["rate", "--plan", saas, "--events", events, "--period", "2026-11", "--customers", f],
+            vec!["estimate", "at", "--plan", f],
+            vec!["estimate", "curve", "--plan", f, "--metric", "api_calls", "--to", "10"],
+            vec!["estimate", "break-even", "--plan", saas, "--other", f, "--metric", "api_calls", "--to", "10"],
+            vec!["estimate", "cheapest", "--plan", saas, "--plan", f],
+            vec!["estimate", "budget", "--plan", f, "--metric", "api_calls", "--budget", "10"],
+            vec!["import", "stripe", f, "--id", "x"],
+            vec!["--plugins", f, "quote", "--plan", saas, "--usage", saas_usage],
+            vec!["plugin", "check", f],
+        ];
+        for args in commands {
+            let output = ratecard(&args);
+            let (out, err) = (stdout(&output), stderr(&output));
+            let said = format!("{out}{err}");
+            assert!(!said.contains("panicked"), "{name}: {args:?}: {said}");
+            assert!(!output.status.success(), "{name}: {args:?} succeeded: {said}");
+            // Where: a JSON path, a line, or the file (for what is not JSON at all).
+            assert!(
+                said.contains("$") || said.contains("line ") || said.contains(f),
+                "{name}: {args:?}: says not where: {said}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Malformed event lines are named by line, the good ones are rated, and the run says so with
+/// exit code 2.
+#[test]
+fn malformed_event_lines_are_named_by_line() {
+    let good = r#"{"id":"e1","customer":"c1","timestamp":"2026-11-02T10:00:00Z","code":"api.request","properties":{}}"#;
+    let mut bytes = Vec::new();
+    for line in [
+        good.as_bytes(),
+        &good.as_bytes()[..good.len() / 2],
+        br#"{"id": 5, "customer": [], "timestamp": {}, "code": null}"#,
+        br#"{"id":"e4","customer":"c1","timestamp":"2026-11-02T10:00:00Z","code":"api.request","properties":{"value": 1e400}}"#,
+        b"\xff\xfe not text",
+        b"[]",
+    ] {
+        bytes.extend_from_slice(line);
+        bytes.push(b'\n');
+    }
+    let path = std::env::temp_dir().join(format!("ratecard-bad-lines-{}.ndjson", std::process::id()));
+    std::fs::write(&path, &bytes).unwrap();
+    let output = ratecard(&[
+        "rate",
+        "--plan",
+        "examples/plans/saas-api.json",
+        "--events",
+        path.to_str().unwrap(),
+        "--period",
+        "2026-11",
+    ]);
+    let err = stderr(&output);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    for line in 2..=6 {
+        assert!(err.contains(&format!("line {line}: ")), "line {line} not named: {err}");
+    }
+    assert!(!err.contains("line 1: "), "{err}");
+    let invoices: Vec<serde_json::Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(invoices.len(), 1);
+    std::fs::remove_file(&path).unwrap();
 }

@@ -9,6 +9,7 @@ pub mod decimal;
 pub mod estimate;
 pub mod import;
 pub mod invoice;
+pub mod json;
 pub mod meter;
 pub mod money;
 pub mod period;

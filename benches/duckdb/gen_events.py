@@ -7,7 +7,7 @@ Writes N events in `ratecard rate`'s NDJSON shape, one object a line:
      "code":"api.request","properties":{"value":187}}
 
 - 1,000 customers, Zipf-distributed (s = 1.1): the busiest customer has ~18 % of the events,
-  the quietest ~0.001 %, so the graduated API tiers are crossed (at 10 M events the busiest
+  the quietest ~0.008 %, so the graduated API tiers are crossed (at 10 M events the busiest
   customers go past 100,000 and 1,000,000 calls) and the long tail stays small.
 - three codes: `api.request` 60 % (value: a latency in ms, integer, not billed),
   `storage.write` 20 % (value: MB written, integer 1..10000),

@@ -77,6 +77,7 @@ def generate(path, n_events, dup_permille=5, seed=20261113, progress=True):
     partial = path + ".partial"
     started = time.monotonic()
     buf = []
+    live = progress and sys.stderr.isatty()
     with open(partial, "w", encoding="ascii", newline="\n", buffering=1 << 20) as out:
         write = out.write
         for i in range(n_events):
@@ -115,14 +116,14 @@ def generate(path, n_events, dup_permille=5, seed=20261113, progress=True):
             if len(buf) >= 8192:
                 write("".join(buf))
                 buf.clear()
-                if progress and i % (1 << 20) < 8192:
+                if live and i % (1 << 20) < 8192:
                     pct = 100.0 * i / n_events
                     print(f"\r  generating: {pct:5.1f} %", end="", file=sys.stderr, flush=True)
         write("".join(buf))
     os.replace(partial, path)
     if progress:
         print(
-            f"\r  generated {n_events} events ({n_dup} duplicates) in "
+            f"{chr(13) if live else ''}  generated {n_events} events ({n_dup} duplicates) in "
             f"{time.monotonic() - started:.1f} s",
             file=sys.stderr,
         )

@@ -527,21 +527,73 @@ fn malformed_files_give_clear_errors_never_a_panic() {
         let file = dir.join(format!("{}.json", name.replace(' ', "-")));
         std::fs::write(&file, bytes).unwrap();
         let f = file.to_str().unwrap();
-        let (saas, saas_usage, events) =
-            (saas.to_str().unwrap(), saas_usage.to_str().unwrap(), events.to_str().unwrap());
+        let (saas, saas_usage, events) = (
+            saas.to_str().unwrap(),
+            saas_usage.to_str().unwrap(),
+            events.to_str().unwrap(),
+        );
         let commands: Vec<Vec<&str>> = vec![
             vec!["validate", f],
             vec!["quote", "--plan", f, "--usage", saas_usage],
             vec!["quote", "--plan", saas, "--usage", f],
-            vec!["rate", "--plan", f, "--events", events, "--period", "2026-11"],
-            vec!["rate", "--plan", saas, "--events", events, "--period", "2026-11", "--customers", f],
+            vec![
+                "rate", "--plan", f, "--events", events, "--period", "2026-11",
+            ],
+            vec![
+                "rate",
+                "--plan",
+                saas,
+                "--events",
+                events,
+                "--period",
+                "2026-11",
+                "--customers",
+                f,
+            ],
             vec!["estimate", "at", "--plan", f],
-            vec!["estimate", "curve", "--plan", f, "--metric", "api_calls", "--to", "10"],
-            vec!["estimate", "break-even", "--plan", saas, "--other", f, "--metric", "api_calls", "--to", "10"],
+            vec![
+                "estimate",
+                "curve",
+                "--plan",
+                f,
+                "--metric",
+                "api_calls",
+                "--to",
+                "10",
+            ],
+            vec![
+                "estimate",
+                "break-even",
+                "--plan",
+                saas,
+                "--other",
+                f,
+                "--metric",
+                "api_calls",
+                "--to",
+                "10",
+            ],
             vec!["estimate", "cheapest", "--plan", saas, "--plan", f],
-            vec!["estimate", "budget", "--plan", f, "--metric", "api_calls", "--budget", "10"],
+            vec![
+                "estimate",
+                "budget",
+                "--plan",
+                f,
+                "--metric",
+                "api_calls",
+                "--budget",
+                "10",
+            ],
             vec!["import", "stripe", f, "--id", "x"],
-            vec!["--plugins", f, "quote", "--plan", saas, "--usage", saas_usage],
+            vec![
+                "--plugins",
+                f,
+                "quote",
+                "--plan",
+                saas,
+                "--usage",
+                saas_usage,
+            ],
             vec!["plugin", "check", f],
         ];
         for args in commands {
@@ -549,7 +601,10 @@ fn malformed_files_give_clear_errors_never_a_panic() {
             let (out, err) = (stdout(&output), stderr(&output));
             let said = format!("{out}{err}");
             assert!(!said.contains("panicked"), "{name}: {args:?}: {said}");
-            assert!(!output.status.success(), "{name}: {args:?} succeeded: {said}");
+            assert!(
+                !output.status.success(),
+                "{name}: {args:?} succeeded: {said}"
+            );
             // Where: a JSON path, a line, or the file (for what is not JSON at all).
             assert!(
                 said.contains("$") || said.contains("line ") || said.contains(f),
@@ -577,7 +632,8 @@ fn malformed_event_lines_are_named_by_line() {
         bytes.extend_from_slice(line);
         bytes.push(b'\n');
     }
-    let path = std::env::temp_dir().join(format!("ratecard-bad-lines-{}.ndjson", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("ratecard-bad-lines-{}.ndjson", std::process::id()));
     std::fs::write(&path, &bytes).unwrap();
     let output = ratecard(&[
         "rate",
@@ -592,7 +648,10 @@ fn malformed_event_lines_are_named_by_line() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(output.status.code(), Some(2), "{err}");
     for line in 2..=6 {
-        assert!(err.contains(&format!("line {line}: ")), "line {line} not named: {err}");
+        assert!(
+            err.contains(&format!("line {line}: ")),
+            "line {line} not named: {err}"
+        );
     }
     assert!(!err.contains("line 1: "), "{err}");
     let invoices: Vec<serde_json::Value> = stdout(&output)

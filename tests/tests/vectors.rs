@@ -2,7 +2,7 @@
 
 use ratecard_engine::plan::Plan;
 use ratecard_engine::plugin::NoPlugins;
-use ratecard_engine::rate::quote;
+use ratecard_engine::rate::{PreparedPlan, quote};
 use ratecard_engine::usage::Usage;
 use ratecard_tests::{Outcome, compare, load_vectors, update, updating};
 
@@ -17,7 +17,20 @@ fn run(plan: &str, usage: &str) -> Outcome {
         Ok(usage) => usage,
         Err(error) => return Outcome::Error(format!("usage: {error}")),
     };
-    match quote(&plan, &usage, &NoPlugins) {
+    let quoted = quote(&plan, &usage, &NoPlugins);
+    // A prepared plan quotes the same invoice, byte for byte, or fails the same way.
+    let prepared = PreparedPlan::of(&plan).and_then(|prepared| prepared.quote(&usage, &NoPlugins));
+    match (&quoted, &prepared) {
+        (Ok(a), Ok(b)) => assert_eq!(
+            serde_json::to_string(a).expect("invoices serialize"),
+            serde_json::to_string(b).expect("invoices serialize"),
+            "prepared plan {}",
+            plan.id
+        ),
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "prepared plan {}", plan.id),
+        _ => panic!("prepared plan {}: {quoted:?} vs {prepared:?}", plan.id),
+    }
+    match quoted {
         Ok(invoice) => {
             Outcome::Invoice(serde_json::to_value(&invoice).expect("invoices serialize"))
         }

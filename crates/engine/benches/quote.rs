@@ -13,7 +13,7 @@ use ratecard_engine::Decimal;
 use ratecard_engine::money::RoundingMode;
 use ratecard_engine::plan::{Plan, PriceModel};
 use ratecard_engine::plugin::NoPlugins;
-use ratecard_engine::rate::{input_hash, quote};
+use ratecard_engine::rate::{PreparedPlan, input_hash, quote};
 use ratecard_engine::usage::Usage;
 use ratecard_engine::validate::validate_plan;
 use rust_decimal::RoundingStrategy;
@@ -159,8 +159,14 @@ fn main() {
         .unwrap_or(41)
         .max(1);
     let (quote_batch, baseline_batch) = (200, 20_000);
-    let (mut quote_t, mut baseline_t, mut validate_t, mut hash_t, mut json_t) =
-        (vec![], vec![], vec![], vec![], vec![]);
+    let prepared = PreparedPlan::of(&plan).expect("valid");
+    assert_eq!(
+        serde_json::to_string(&prepared.quote(&usage, &NoPlugins).expect("quote")).unwrap(),
+        serde_json::to_string(&invoice).unwrap(),
+        "a prepared plan quotes the same invoice"
+    );
+    let (mut quote_t, mut baseline_t, mut validate_t, mut hash_t, mut json_t, mut prepared_t) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     // Warm-up.
     for _ in 0..200 {
         black_box(quote(black_box(&plan), black_box(&usage), &NoPlugins).expect("quote"));
@@ -172,6 +178,13 @@ fn main() {
         });
         per_call(&mut baseline_t, baseline_batch, || {
             black_box(baseline(black_box(&schedule)));
+        });
+        per_call(&mut prepared_t, quote_batch, || {
+            black_box(
+                black_box(&prepared)
+                    .quote(black_box(&usage), &NoPlugins)
+                    .expect("quote"),
+            );
         });
         per_call(&mut validate_t, quote_batch, || {
             black_box(validate_plan(black_box(&plan)));
@@ -199,6 +212,13 @@ fn main() {
         "  ratio engine/baseline: {:.1}× (the tier arithmetic itself is {:.1} % of a quote)",
         quote_m.as_secs_f64() / baseline_m.as_secs_f64(),
         100.0 * baseline_m.as_secs_f64() / quote_m.as_secs_f64()
+    );
+    let prepared_m = median(prepared_t);
+    println!(
+        "  prepared plan (validated and plan hashed once), per quote: {:>9.2} µs/quote: quote/prepared {:.2}×, prepared/baseline {:.1}×",
+        micros(prepared_m),
+        quote_m.as_secs_f64() / prepared_m.as_secs_f64(),
+        prepared_m.as_secs_f64() / baseline_m.as_secs_f64()
     );
     println!(
         "  inside a quote: validate_plan {:.2} µs, input_hash (JSON + SHA-256) {:.2} µs; serializing the invoice to JSON: {:.2} µs",

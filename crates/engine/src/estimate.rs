@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::decimal::{Amount, Dec};
 use crate::plan::{Plan, PriceModel};
 use crate::plugin::PluginHost;
-use crate::rate::{DEFAULT_ANCHOR, RateError, quote};
+use crate::rate::{DEFAULT_ANCHOR, PreparedPlan, RateError};
 use crate::usage::{Customer, QuantityInput, Subscription, Usage};
 
 /// Bisection stops when the interval is this narrow.
@@ -53,7 +53,16 @@ pub fn total_at(
     quantities: &BTreeMap<String, Decimal>,
     plugins: &dyn PluginHost,
 ) -> Result<Decimal, RateError> {
-    Ok(quote(plan, &typical_usage(quantities), plugins)?.total.0)
+    prepared_total(&PreparedPlan::of(plan)?, quantities, plugins)
+}
+
+/// [`total_at`] of a prepared plan: what the searches and curves call, many times per plan.
+pub fn prepared_total(
+    plan: &PreparedPlan<'_>,
+    quantities: &BTreeMap<String, Decimal>,
+    plugins: &dyn PluginHost,
+) -> Result<Decimal, RateError> {
+    Ok(plan.quote(&typical_usage(quantities), plugins)?.total.0)
 }
 
 /// One point of a cost curve.
@@ -166,12 +175,13 @@ pub fn cost_curve(
     quantities.iter_mut().for_each(|q| *q = q.normalize());
     quantities.sort();
     quantities.dedup();
+    let prepared = PreparedPlan::of(plan)?;
     let mut usage = base.clone();
     quantities
         .into_iter()
         .map(|quantity| {
             usage.insert(metric.to_owned(), quantity);
-            let total = total_at(plan, &usage, plugins)?;
+            let total = prepared_total(&prepared, &usage, plugins)?;
             Ok(CurvePoint {
                 quantity: Dec(quantity),
                 total: Amount(total),
@@ -231,10 +241,12 @@ pub fn break_even(
             "from {from} to {to}: need 0 <= from < to"
         )));
     }
+    let (prepared_a, prepared_b) = (PreparedPlan::of(plan_a)?, PreparedPlan::of(plan_b)?);
     let mut usage = base.clone();
     let mut diff = |q: Decimal| -> Result<Decimal, EstimateError> {
         usage.insert(metric.to_owned(), q);
-        Ok(total_at(plan_a, &usage, plugins)? - total_at(plan_b, &usage, plugins)?)
+        Ok(prepared_total(&prepared_a, &usage, plugins)?
+            - prepared_total(&prepared_b, &usage, plugins)?)
     };
     let mut points: Vec<Decimal> = breakpoints(plan_a, metric)
         .into_iter()
@@ -337,10 +349,11 @@ pub fn max_usage_within_budget(
 ) -> Result<Option<Decimal>, EstimateError> {
     check_metric(plan, metric)?;
     let max = max.unwrap_or(MAX_SEARCH_QUANTITY);
+    let prepared = PreparedPlan::of(plan)?;
     let mut usage = base.clone();
     let mut over = |q: Decimal| -> Result<Decimal, EstimateError> {
         usage.insert(metric.to_owned(), q);
-        Ok(total_at(plan, &usage, plugins)? - budget)
+        Ok(prepared_total(&prepared, &usage, plugins)? - budget)
     };
     if over(Decimal::ZERO)? > Decimal::ZERO {
         return Ok(None);

@@ -154,11 +154,93 @@ pub fn context(plan: &Plan, usage: &Usage) -> Result<QuoteContext, RateError> {
 }
 
 /// Rates a usage document against a plan: validates both, aggregates raw events, prices.
+///
+/// To quote one plan many times, prepare it once ([`PreparedPlan`]): the same invoice, without
+/// validating and hashing the plan again.
 pub fn quote(plan: &Plan, usage: &Usage, plugins: &dyn PluginHost) -> Result<Invoice, RateError> {
     let report = validate_plan(plan);
     if !report.is_ok() {
         return Err(RateError::InvalidPlan(report.errors));
     }
+    quote_valid(plan, usage, plugins, |usage| input_hash(plan, usage))
+}
+
+/// A plan validated once, with the hash of its JSON taken once, and quoted many times: a pricing page re-quoting on every slider move, a cost
+/// curve of thousands of samples, a server invoicing thousands of customers on one plan. A
+/// quote of a prepared plan is the invoice [`quote`] gives, byte for byte.
+#[derive(Clone, Debug)]
+pub struct PreparedPlan<'p> {
+    plan: std::borrow::Cow<'p, Plan>,
+    warnings: Vec<Issue>,
+    /// SHA-256 after `[<plan JSON>,`: an input hash then hashes only the usage (see
+    /// [`input_hash`], the JSON of the pair).
+    hash_prefix: Sha256,
+}
+
+impl PreparedPlan<'static> {
+    /// Validates `plan`: every error, or the prepared plan (with its lint warnings), owning it.
+    pub fn new(plan: Plan) -> Result<Self, RateError> {
+        PreparedPlan::prepare(std::borrow::Cow::Owned(plan))
+    }
+}
+
+impl<'p> PreparedPlan<'p> {
+    /// [`PreparedPlan::new`] of a plan it borrows.
+    pub fn of(plan: &'p Plan) -> Result<Self, RateError> {
+        PreparedPlan::prepare(std::borrow::Cow::Borrowed(plan))
+    }
+
+    fn prepare(plan: std::borrow::Cow<'p, Plan>) -> Result<Self, RateError> {
+        let report = validate_plan(&plan);
+        if !report.is_ok() {
+            return Err(RateError::InvalidPlan(report.errors));
+        }
+        let mut hash_prefix = Sha256::new();
+        hash_prefix.update(b"[");
+        // Serializing a plan cannot fail: every map key is a string.
+        if let Ok(bytes) = serde_json::to_vec(plan.as_ref()) {
+            hash_prefix.update(&bytes);
+        }
+        hash_prefix.update(b",");
+        Ok(PreparedPlan {
+            plan,
+            warnings: report.warnings,
+            hash_prefix,
+        })
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The plan's lint warnings (it has no errors).
+    pub fn warnings(&self) -> &[Issue] {
+        &self.warnings
+    }
+
+    /// The invoice for `usage`; [`quote`] of the plan.
+    pub fn quote(&self, usage: &Usage, plugins: &dyn PluginHost) -> Result<Invoice, RateError> {
+        quote_valid(&self.plan, usage, plugins, |usage| self.input_hash(usage))
+    }
+
+    /// [`input_hash`] of the plan and `usage`.
+    pub fn input_hash(&self, usage: &Usage) -> String {
+        let mut hasher = self.hash_prefix.clone();
+        if let Ok(bytes) = serde_json::to_vec(usage) {
+            hasher.update(&bytes);
+        }
+        hasher.update(b"]");
+        format!("sha256:{}", hex::encode(hasher.finalize()))
+    }
+}
+
+/// [`quote`] of a plan known to be valid; `hash` gives the invoice's input hash.
+fn quote_valid(
+    plan: &Plan,
+    usage: &Usage,
+    plugins: &dyn PluginHost,
+    hash: impl FnOnce(&Usage) -> String,
+) -> Result<Invoice, RateError> {
     if let Some(change) = &usage.plan_change {
         let report = validate_plan(&change.previous_plan);
         if !report.is_ok() {
@@ -213,7 +295,7 @@ pub fn quote(plan: &Plan, usage: &Usage, plugins: &dyn PluginHost) -> Result<Inv
         let old_metered = aggregate_events(old_plan, usage, &ctx, old_window, plugins, &mut notes)?;
         previous = Some((old_plan.as_ref(), old_metered, at));
     }
-    let input_hash = input_hash(plan, usage);
+    let input_hash = hash(usage);
     price_usage(
         plan, usage, &ctx, metered, previous, notes, plugins, input_hash,
     )

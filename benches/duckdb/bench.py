@@ -413,6 +413,8 @@ def bench(args):
     duck = figures["duckdb"]
     for key in ("r1", "rN"):
         figures[key]["ratio_vs_duckdb"] = figures[key]["events_per_s"] / duck["events_per_s"]
+        # Fastest round against fastest round: the least disturbed runs of a shared machine.
+        figures[key]["best_ratio_vs_duckdb"] = duck["min_s"] / figures[key]["min_s"]
     duck_query = statistics.median(i["query_s"] for i in duckdb_info)
 
     size = f"{args.events / 1e6:g} M" if args.events >= 1_000_000 else f"{args.events:,}"
@@ -425,11 +427,18 @@ def bench(args):
     )
     print(f"machine: {machine_note()}; ratecard: {source_note()}")
     print()
-    print("| events | runner | time (median, min–max) | events/s | peak RSS | ratio vs DuckDB |")
-    print("|-------:|--------|-----------------------:|---------:|---------:|----------------:|")
+    print(
+        "| events | runner | time (median, min–max) | events/s | peak RSS "
+        "| ratio vs DuckDB (median; best rounds) |"
+    )
+    print("|-------:|--------|-----------------------:|---------:|---------:|------:|")
     for name, key, _ in runners:
         f = figures[key]
-        ratio = f"**{f['ratio_vs_duckdb']:.2f}×**" if "ratio_vs_duckdb" in f else "1"
+        ratio = (
+            f"**{f['ratio_vs_duckdb']:.2f}×**; {f['best_ratio_vs_duckdb']:.2f}×"
+            if "ratio_vs_duckdb" in f
+            else "1"
+        )
         print(
             f"| {size} | {name} | {f['median_s']:.2f} s ({f['min_s']:.2f}–{f['max_s']:.2f}) | "
             f"{fmt_rate(f['events_per_s'])} | {mib(f['peak_rss_bytes']):.0f} MiB | {ratio} |"

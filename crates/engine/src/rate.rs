@@ -753,7 +753,7 @@ pub fn price_usage(
         }
         .min(base)
         .max(Decimal::ZERO);
-        remaining -= off;
+        remaining = price::sub(remaining, off).map_err(overflow("discount"))?;
         discounts.push(AppliedDiscount {
             id: discount.id.clone(),
             description: if discount.description.is_empty() {
@@ -790,11 +790,13 @@ pub fn price_usage(
         let rate = percent_rate(tax.percent)?;
         let amount = if tax.inclusive {
             let amount = if Some(tax_idx) == last_inclusive {
-                gross - net - extracted
+                price::sub(gross, net)
+                    .and_then(|rest| price::sub(rest, extracted))
+                    .map_err(overflow("tax"))?
             } else {
                 round(price::mul(net, rate).map_err(overflow("tax"))?)
             };
-            extracted += amount;
+            extracted = price::add(extracted, amount).map_err(overflow("tax"))?;
             amount
         } else {
             let amount = round(price::mul(net, rate).map_err(overflow("tax"))?);
@@ -1312,11 +1314,11 @@ fn apply_charge_bounds(
         .map_err(overflow(format!("charge `{}`", charge.id)))?;
     let adjustment = match (charge.minimum, charge.maximum) {
         (Some(min), _) if total < min => Some((
-            min - total,
+            price::sub(min, total).map_err(overflow(format!("charge `{}`", charge.id)))?,
             format!("raised to the charge minimum {}", min.normalize()),
         )),
         (_, Some(max)) if total > max => Some((
-            max - total,
+            price::sub(max, total).map_err(overflow(format!("charge `{}`", charge.id)))?,
             format!("capped at the charge maximum {}", max.normalize()),
         )),
         _ => None,
@@ -1387,13 +1389,24 @@ mod tests {
     }
 
     fn quote_fixed(lines: Vec<PricedLine>) -> Result<Invoice, RateError> {
-        let plan: Plan = serde_json::from_value(serde_json::json!({
+        quote_fixed_with(lines, serde_json::json!({}))
+    }
+
+    /// `charge` fields are merged into the custom charge (`minimum`, `maximum`).
+    fn quote_fixed_with(
+        lines: Vec<PricedLine>,
+        charge: serde_json::Value,
+    ) -> Result<Invoice, RateError> {
+        let mut plan = serde_json::json!({
             "id": "p", "currency": "USD",
             "metrics": [{"code": "kwh", "event": "kwh", "aggregation": {"type": "sum", "property": "kwh"}}],
             "charges": [{"id": "energy", "metric": "kwh",
                          "model": {"type": "custom", "plugin": "fixed@1.0.0", "config": {}}}]
-        }))
-        .unwrap();
+        });
+        for (key, value) in charge.as_object().unwrap() {
+            plan["charges"][0][key] = value.clone();
+        }
+        let plan: Plan = serde_json::from_value(plan).unwrap();
         let usage: Usage = serde_json::from_value(serde_json::json!({
             "period": {"containing": "2026-11-15"}, "quantities": {"kwh": "1"}
         }))
@@ -1496,6 +1509,16 @@ mod tests {
         assert_eq!(invoice.total.0, max);
         // Two lines whose sum the invoice cannot hold: an error, not a panic.
         let error = quote_fixed(vec![priced_line(max, &[]), priced_line(max, &[])]).unwrap_err();
+        assert!(
+            matches!(&error, RateError::Overflow { context } if context == "charge `energy`"),
+            "{error:?}"
+        );
+        // A charge minimum far above a negative total: the raise does not fit, an error.
+        let error = quote_fixed_with(
+            vec![priced_line(-max, &[])],
+            serde_json::json!({"minimum": max.to_string()}),
+        )
+        .unwrap_err();
         assert!(
             matches!(&error, RateError::Overflow { context } if context == "charge `energy`"),
             "{error:?}"

@@ -4,6 +4,8 @@
 //!   builds for `wasm32-unknown-unknown`, checks formatting and clippy (warnings are errors),
 //!   then runs every test of the workspace.
 //! - `cargo xtask bench`: the benchmarks (release), printing figures and ratios.
+//! - `cargo xtask bench-duckdb [--events N]`: `ratecard rate` against DuckDB on the same events
+//!   (installs the `duckdb` Python package itself; see `benches/duckdb/README.md`).
 //! - `cargo xtask schemas`: regenerates `docs/schema/*.schema.json` from the engine's types.
 
 use std::process::Command;
@@ -23,7 +25,7 @@ fn main() -> Result<()> {
         Some("setup") => setup(),
         Some("bench-duckdb") => bench_duckdb(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <test|bench|schemas|setup>");
+            eprintln!("usage: cargo xtask <test|bench|bench-duckdb|schemas|setup>");
             bail!("unknown task {:?}", args.first())
         }
     }

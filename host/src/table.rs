@@ -153,7 +153,7 @@ pub fn group_digits(text: &str) -> String {
             continue;
         }
         for (k, digit) in run.iter().enumerate() {
-            if k > 0 && (run.len() - k) % 3 == 0 {
+            if k > 0 && (run.len() - k).is_multiple_of(3) {
                 out.push(',');
             }
             out.push(*digit);

@@ -500,7 +500,12 @@ struct Lines<R> {
     max_lines: usize,
     /// Bytes read at the last progress report.
     reported: u64,
+    /// The start of a line read with the previous chunk, whose end was not read yet.
+    carry: Vec<u8>,
 }
+
+/// Bytes read per chunk (when not `--strict`): about 16,000 typical event lines.
+const CHUNK_BYTES: usize = 2 << 20;
 
 impl<R: BufRead> Lines<R> {
     /// Calls `progress` with the bytes read, every 64 KiB or so.
@@ -514,6 +519,9 @@ impl<R: BufRead> Lines<R> {
     /// Replaces `chunk` with the next lines (at most `max_lines`) and `spans` with where each
     /// non-blank one is, without its line break, and its 1-based number.
     fn read(&mut self, chunk: &mut Vec<u8>, spans: &mut Vec<Span>) -> std::io::Result<()> {
+        if self.max_lines >= CHUNK_LINES {
+            return self.read_block(chunk, spans);
+        }
         chunk.clear();
         spans.clear();
         let mut n_read_lines = 0;
@@ -531,6 +539,64 @@ impl<R: BufRead> Lines<R> {
             if end > start {
                 spans.push((start, end, self.n_lines));
             }
+        }
+        Ok(())
+    }
+}
+
+impl<R: BufRead> Lines<R> {
+    /// [`Lines::read`] a block at a time: about [`CHUNK_BYTES`] read straight into `chunk`
+    /// (no copy through the reader's buffer, no call per line), cut after its last line break;
+    /// the rest starts the next chunk.
+    fn read_block(&mut self, chunk: &mut Vec<u8>, spans: &mut Vec<Span>) -> std::io::Result<()> {
+        chunk.clear();
+        spans.clear();
+        if self.at_end {
+            return Ok(());
+        }
+        chunk.append(&mut self.carry);
+        // Until the chunk holds a line break past the target size, or the stream ends.
+        let mut searched = 0;
+        let cut = loop {
+            if chunk.len() >= CHUNK_BYTES
+                && let Some(at) = memchr::memrchr(b'\n', &chunk[searched..])
+            {
+                break Some(searched + at + 1);
+            }
+            searched = chunk.len();
+            let start = chunk.len();
+            let want = CHUNK_BYTES.max(start / 2) + (1 << 16);
+            chunk.resize(start + want, 0);
+            let n_read = loop {
+                match self.reader.read(&mut chunk[start..]) {
+                    Ok(n) => break n,
+                    Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(error) => {
+                        chunk.truncate(start);
+                        return Err(error);
+                    }
+                }
+            };
+            chunk.truncate(start + n_read);
+            self.n_bytes += n_read as u64;
+            if n_read == 0 {
+                self.at_end = true;
+                break None;
+            }
+        };
+        if let Some(cut) = cut {
+            self.carry.extend_from_slice(&chunk[cut..]);
+            chunk.truncate(cut);
+        }
+        let mut start = 0;
+        while start < chunk.len() {
+            let end = memchr::memchr(b'\n', &chunk[start..]).map_or(chunk.len(), |at| start + at);
+            self.n_lines += 1;
+            let line_end = start + chunk[start..end].trim_ascii_end().len();
+            if line_end > start {
+                spans.push((start, line_end, self.n_lines));
+            }
+            start = end + 1;
         }
         Ok(())
     }
@@ -811,6 +877,7 @@ pub fn rate_stream<'p>(
         at_end: false,
         max_lines: if options.strict { 1 } else { CHUNK_LINES },
         reported: 0,
+        carry: Vec::new(),
     };
     // Lines are read as bytes, not text: a line that is not UTF-8 is one bad line (serde_json
     // checks the text of each line as it parses it), not the end of the run.

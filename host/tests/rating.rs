@@ -244,3 +244,47 @@ fn a_chunk_of_blank_lines_does_not_end_the_run() {
         );
     }
 }
+
+/// Chunks are read as blocks of bytes cut after their last line break; `--strict` reads line by
+/// line. Both see the same lines, numbered the same, across block boundaries, CRLF line ends
+/// and a last line without a line break.
+#[test]
+fn block_reading_sees_the_lines_line_reading_sees() {
+    let plan: Plan = serde_json::from_str(PLAN).expect("plan");
+    let mut text = events(40_000, 300, false).replace("}}\n", "}}\r\n");
+    text.push_str(r#"{"id":"last","customer":"c1","timestamp":"2026-11-30T23:00:00Z","code":"api.request","properties":{"value":1,"region":"eu"}}"#);
+    assert!(
+        text.len() > 5 << 20,
+        "{} bytes: more than two blocks",
+        text.len()
+    );
+    let run = |strict: bool| {
+        let options = RateOptions {
+            period: "2026-11".to_owned(),
+            threads: 1,
+            strict,
+            ..RateOptions::default()
+        };
+        rate_stream(
+            &plan,
+            Cursor::new(text.as_bytes()),
+            &options,
+            &NoPlugins,
+            |_| {},
+        )
+        .expect("rate_stream")
+    };
+    let (blocks, lines) = (run(false), run(true));
+    assert!(
+        lines.errors.is_empty() && !lines.stopped,
+        "{:?}",
+        lines.errors.first()
+    );
+    assert_eq!(blocks.errors, lines.errors);
+    assert_eq!(invoices_json(&blocks), invoices_json(&lines));
+    assert_eq!(
+        (blocks.n_lines, blocks.n_counted, blocks.n_skipped),
+        (lines.n_lines, lines.n_counted, lines.n_skipped)
+    );
+    assert_eq!(blocks.n_lines, text.lines().count() as u64);
+}

@@ -19,15 +19,13 @@ use std::sync::{Mutex, PoisonError};
 use rustc_hash::FxHashMap;
 use std::io::BufRead;
 
-use ratecard_engine::decimal::Dec;
 use ratecard_engine::meter::{Aggregator, Outcome, Router, Routing, Window};
 use ratecard_engine::period::PeriodError;
-use ratecard_engine::plan::{Credit, Plan};
+use ratecard_engine::plan::Plan;
 use ratecard_engine::plugin::PluginHost;
 use ratecard_engine::rate::{NotBilled, QuoteContext, RateError, context, input_hash, price_usage};
-use ratecard_engine::usage::{Customer, Event, PeriodSelector, Subscription, Usage};
+use ratecard_engine::usage::{Customer, Event, PeriodSelector, Usage};
 use ratecard_engine::{Decimal, invoice::Invoice};
-use serde::Deserialize;
 
 /// Lines read and parsed before their events are pushed, customer by customer.
 const CHUNK_LINES: usize = 16_384;
@@ -38,21 +36,7 @@ const MAX_THREADS: usize = 8;
 /// Customer shards per worker thread.
 const SHARDS_PER_THREAD: usize = 4;
 
-/// What is known of one customer beyond their events.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CustomerSetup {
-    #[serde(default)]
-    pub timezone: Option<String>,
-    #[serde(default)]
-    pub subscription: Option<Subscription>,
-    #[serde(default)]
-    pub credits: Vec<Credit>,
-    #[serde(default)]
-    pub attributes: serde_json::Map<String, serde_json::Value>,
-    #[serde(default)]
-    pub carry_in: BTreeMap<String, Dec>,
-}
+pub use ratecard_engine::usage::CustomerSetup;
 
 /// How to rate a stream.
 #[derive(Clone, Debug, Default)]

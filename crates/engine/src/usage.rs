@@ -99,6 +99,24 @@ pub enum PeriodSelector {
     Containing { containing: String },
 }
 
+/// What is known of one customer beyond their events: what a server stores per customer and
+/// `ratecard rate --customers` reads (customer id → setup). A customer's period is the one of
+/// *their* calendar that contains the rated date.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerSetup {
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub subscription: Option<Subscription>,
+    #[serde(default)]
+    pub credits: Vec<Credit>,
+    #[serde(default)]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub carry_in: BTreeMap<String, Dec>,
+}
+
 /// An aggregated quantity: `"1200"`, or per-group quantities.
 #[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(untagged)]

@@ -1036,8 +1036,8 @@ struct IdSet {
     max_ids: usize,
     n_ids: usize,
     arena: Vec<u8>,
-    /// A power of two long (or empty); kept at most 3/4 full. `entry` is the arena offset + 1.
-    table: Vec<Bucket>,
+    /// Entries are arena offsets + 1.
+    table: Buckets,
 }
 
 impl Default for IdSet {
@@ -1046,7 +1046,7 @@ impl Default for IdSet {
             max_ids: Self::MAX_IDS,
             n_ids: 0,
             arena: Vec::new(),
-            table: Vec::new(),
+            table: Buckets::default(),
         }
     }
 }
@@ -1074,28 +1074,13 @@ impl IdSet {
 
     /// The bucket holding `id`, or the empty bucket where it would go.
     fn probe(&self, hash: u32, id: &[u8]) -> Result<usize, usize> {
-        let mask = self.table.len().wrapping_sub(1);
-        let mut at = (hash as usize) & mask;
-        loop {
-            let Some(bucket) = self.table.get(at) else {
-                return Err(at);
-            };
-            if bucket.entry == 0 {
-                return Err(at);
-            }
-            if bucket.hash == hash && self.id_at(bucket.entry as usize - 1) == Some(id) {
-                return Ok(at);
-            }
-            at = (at + 1) & mask;
-        }
+        self.table
+            .probe(hash, |entry| self.id_at(entry as usize - 1) == Some(id))
     }
 
     /// Reads the bucket where a probe for `hash` starts (see [`Aggregator::warm`]).
     fn warm(&self, hash: u32) -> u32 {
-        let mask = self.table.len().wrapping_sub(1);
-        self.table
-            .get((hash as usize) & mask)
-            .map_or(0, |bucket| bucket.entry)
+        self.table.warm(hash)
     }
 
     fn contains_hashed(&self, hash: u32, id: &str) -> bool {
@@ -1112,9 +1097,7 @@ impl IdSet {
         if !self.has_room_for(id) {
             return false;
         }
-        if (self.n_ids + 1) * 4 > self.table.len() * 3 {
-            self.grow();
-        }
+        self.table.reserve_for(self.n_ids + 1);
         let offset = self.arena.len();
         let needed = id.len() + 5;
         if self.arena.capacity() - offset < needed {
@@ -1134,26 +1117,10 @@ impl IdSet {
         let at = match self.probe(hash, id.as_bytes()) {
             Ok(at) | Err(at) => at,
         };
-        self.table[at] = Bucket {
-            hash,
-            // Below MAX_ARENA: fits.
-            entry: (offset + 1) as u32,
-        };
+        // Below MAX_ARENA: fits.
+        self.table.set(at, hash, (offset + 1) as u32);
         self.n_ids += 1;
         true
-    }
-
-    fn grow(&mut self) {
-        let capacity = (self.table.len() * 2).max(16);
-        let old = std::mem::replace(&mut self.table, vec![Bucket::default(); capacity]);
-        let mask = capacity - 1;
-        for bucket in old.into_iter().filter(|b| b.entry != 0) {
-            let mut at = (bucket.hash as usize) & mask;
-            while self.table[at].entry != 0 {
-                at = (at + 1) & mask;
-            }
-            self.table[at] = bucket;
-        }
     }
 }
 
@@ -1171,8 +1138,8 @@ struct StrIndex {
     /// End of each string in `arena`; string `i` starts where string `i - 1` ends. (32 bits: the
     /// index is full when the arena would pass 4 GiB.)
     ends: Vec<u32>,
-    /// A power of two long (or empty); kept at most 3/4 full.
-    table: Vec<Bucket>,
+    /// Entries are string numbers + 1.
+    table: Buckets,
 }
 
 impl Default for StrIndex {
@@ -1181,7 +1148,7 @@ impl Default for StrIndex {
             max_strings: Self::MAX_STRINGS,
             arena: String::new(),
             ends: Vec::new(),
-            table: Vec::new(),
+            table: Buckets::default(),
         }
     }
 }
@@ -1189,8 +1156,72 @@ impl Default for StrIndex {
 #[derive(Clone, Copy, Default)]
 struct Bucket {
     hash: u32,
-    /// String number + 1; 0 for an empty bucket.
+    /// What the bucket points at + 1 (a string's number, an id's arena offset); 0: empty.
     entry: u32,
+}
+
+/// The open-addressing table of [`StrIndex`] and [`IdSet`]: (hash, entry) buckets, linear
+/// probing, a power of two long (or empty), kept at most 3/4 full.
+#[derive(Default)]
+struct Buckets(Vec<Bucket>);
+
+impl Buckets {
+    /// The bucket whose entry `is_it` accepts among those of `hash`, or the empty bucket where
+    /// it would go. (Empty table: `Err(0)`, to be grown before use.)
+    fn probe(&self, hash: u32, is_it: impl Fn(u32) -> bool) -> Result<usize, usize> {
+        let mask = self.0.len().wrapping_sub(1);
+        let mut at = (hash as usize) & mask;
+        loop {
+            let Some(bucket) = self.0.get(at) else {
+                return Err(at);
+            };
+            if bucket.entry == 0 {
+                return Err(at);
+            }
+            if bucket.hash == hash && is_it(bucket.entry) {
+                return Ok(at);
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// Reads the bucket where a probe for `hash` starts (see [`Aggregator::warm`]).
+    fn warm(&self, hash: u32) -> u32 {
+        let mask = self.0.len().wrapping_sub(1);
+        self.0
+            .get((hash as usize) & mask)
+            .map_or(0, |bucket| bucket.entry)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn entry(&self, at: usize) -> u32 {
+        self.0[at].entry
+    }
+
+    /// Makes room for the `n`-th entry (doubling past 3/4 full).
+    fn reserve_for(&mut self, n: usize) {
+        if n * 4 <= self.0.len() * 3 {
+            return;
+        }
+        let capacity = (self.0.len() * 2).max(16);
+        let old = std::mem::replace(&mut self.0, vec![Bucket::default(); capacity]);
+        let mask = capacity - 1;
+        for bucket in old.into_iter().filter(|b| b.entry != 0) {
+            let mut at = (bucket.hash as usize) & mask;
+            while self.0[at].entry != 0 {
+                at = (at + 1) & mask;
+            }
+            self.0[at] = bucket;
+        }
+    }
+
+    /// Puts `entry` in the empty bucket `at` that a probe for `hash` returned.
+    fn set(&mut self, at: usize, hash: u32, entry: u32) {
+        self.0[at] = Bucket { hash, entry };
+    }
 }
 
 impl StrIndex {
@@ -1219,20 +1250,8 @@ impl StrIndex {
 
     /// The bucket holding `text`, or the empty bucket where it would go.
     fn probe(&self, hash: u32, text: &str) -> Result<usize, usize> {
-        let mask = self.table.len().wrapping_sub(1);
-        let mut at = (hash as usize) & mask;
-        loop {
-            let Some(bucket) = self.table.get(at) else {
-                return Err(at);
-            };
-            if bucket.entry == 0 {
-                return Err(at);
-            }
-            if bucket.hash == hash && self.text(bucket.entry as usize - 1) == Some(text) {
-                return Ok(at);
-            }
-            at = (at + 1) & mask;
-        }
+        self.table
+            .probe(hash, |entry| self.text(entry as usize - 1) == Some(text))
     }
 
     fn find_hashed(&self, hash: u32, text: &str) -> Option<usize> {
@@ -1241,7 +1260,7 @@ impl StrIndex {
         }
         self.probe(hash, text)
             .ok()
-            .map(|at| self.table[at].entry as usize - 1)
+            .map(|at| self.table.entry(at) as usize - 1)
     }
 
     /// The index of `text`, inserted if new; `None` if new and the index is full.
@@ -1271,9 +1290,7 @@ impl StrIndex {
         if !self.has_room_for(text) {
             return None;
         }
-        if (self.ends.len() + 1) * 4 > self.table.len() * 3 {
-            self.grow();
-        }
+        self.table.reserve_for(self.ends.len() + 1);
         let idx = self.ends.len();
         if self.arena.capacity() - self.arena.len() < text.len() {
             self.arena
@@ -1288,25 +1305,9 @@ impl StrIndex {
         let at = match self.probe(hash, text) {
             Ok(at) | Err(at) => at,
         };
-        self.table[at] = Bucket {
-            hash,
-            // At most MAX_STRINGS: fits.
-            entry: (idx + 1) as u32,
-        };
+        // At most MAX_STRINGS: fits.
+        self.table.set(at, hash, (idx + 1) as u32);
         Some(idx)
-    }
-
-    fn grow(&mut self) {
-        let capacity = (self.table.len() * 2).max(16);
-        let old = std::mem::replace(&mut self.table, vec![Bucket::default(); capacity]);
-        let mask = capacity - 1;
-        for bucket in old.into_iter().filter(|b| b.entry != 0) {
-            let mut at = (bucket.hash as usize) & mask;
-            while self.table[at].entry != 0 {
-                at = (at + 1) & mask;
-            }
-            self.table[at] = bucket;
-        }
     }
 }
 

@@ -1126,7 +1126,7 @@ impl IdSet {
 
 /// A set of strings numbered in insertion order, stored exactly in one arena (no allocation per
 /// string), indexed by an open-addressing table of (hash, number) with linear probing. A string
-/// costs its text, 4 bytes of end offset and 13–26 bytes of table; the text is compared only
+/// costs its text, 4 bytes of end offset and 10–21 bytes of table; the text is compared only
 /// when the 32-bit hashes are equal. The arena and the offsets grow by a quarter, not double:
 /// with tens of millions of event ids they are most of a rating's memory, and doubling leaves
 /// on average 44 % of them unused against 12 % (measured at 10 M events: see

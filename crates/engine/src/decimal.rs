@@ -214,16 +214,6 @@ impl<'de> serde::Deserialize<'de> for Dec {
     }
 }
 
-impl schemars::JsonSchema for Dec {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Decimal".into()
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        decimal_schema()
-    }
-}
-
 /// An amount of money at a fixed scale: serialized with exactly its scale (`"12.50"`, `"1200"`
 /// for JPY, `"0.125"` for BHD). The engine rescales every amount to the currency's minor units
 /// before wrapping it, so the text shows the precision that was billed.
@@ -242,42 +232,61 @@ impl<'de> serde::Deserialize<'de> for Amount {
     }
 }
 
-impl schemars::JsonSchema for Amount {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Amount".into()
+/// JSON Schema of the decimal types (the `schema` feature; the browser build leaves it out).
+#[cfg(feature = "schema")]
+mod json_schema {
+    use super::{Amount, Dec};
+
+    impl schemars::JsonSchema for Dec {
+        fn schema_name() -> std::borrow::Cow<'static, str> {
+            "Decimal".into()
+        }
+
+        fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+            decimal_schema()
+        }
     }
 
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    impl schemars::JsonSchema for Amount {
+        fn schema_name() -> std::borrow::Cow<'static, str> {
+            "Amount".into()
+        }
+
+        fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+            schemars::json_schema!({
+                "description": "An amount of money as a decimal string with the scale it was billed at (\"12.50\").",
+                "type": "string",
+                "pattern": "^-?[0-9]+(\\.[0-9]+)?$"
+            })
+        }
+    }
+
+    /// The JSON Schema of a decimal: a string of digits (numbers accepted on input).
+    pub fn decimal_schema() -> schemars::Schema {
         schemars::json_schema!({
-            "description": "An amount of money as a decimal string with the scale it was billed at (\"12.50\").",
-            "type": "string",
-            "pattern": "^-?[0-9]+(\\.[0-9]+)?$"
+            "description": "An exact decimal. Written as a string (\"0.00002\"); a JSON number with at most 15 significant digits is accepted on input.",
+            "anyOf": [
+                {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?$"},
+                {"type": "number"}
+            ]
+        })
+    }
+
+    /// Schema function for `#[schemars(schema_with = "crate::decimal::schema")]`.
+    pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        decimal_schema()
+    }
+
+    /// Schema function for optional decimals.
+    pub fn schema_opt(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [decimal_schema(), {"type": "null"}]
         })
     }
 }
 
-/// The JSON Schema of a decimal: a string of digits (numbers accepted on input).
-pub fn decimal_schema() -> schemars::Schema {
-    schemars::json_schema!({
-        "description": "An exact decimal. Written as a string (\"0.00002\"); a JSON number with at most 15 significant digits is accepted on input.",
-        "anyOf": [
-            {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?$"},
-            {"type": "number"}
-        ]
-    })
-}
-
-/// Schema function for `#[schemars(schema_with = "crate::decimal::schema")]`.
-pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    decimal_schema()
-}
-
-/// Schema function for optional decimals.
-pub fn schema_opt(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "anyOf": [decimal_schema(), {"type": "null"}]
-    })
-}
+#[cfg(feature = "schema")]
+pub use json_schema::{decimal_schema, schema, schema_opt};
 
 /// Formats an amount with exactly `scale` decimal places (`12.5` at scale 2 → `"12.50"`).
 /// The amount must already be rounded to that scale.

@@ -8,13 +8,13 @@
 use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::decimal::{Amount, Dec};
 
 /// An invoice preview (a quote) for one customer and one billing period.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Invoice {
     pub plan_id: String,
     pub customer_id: String,
@@ -38,7 +38,8 @@ pub struct Invoice {
 }
 
 /// The billing period an invoice covers, as instants (RFC 3339 in the customer's timezone).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PeriodInfo {
     pub index: u32,
     pub start: String,
@@ -47,7 +48,8 @@ pub struct PeriodInfo {
 }
 
 /// One invoice line.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Line {
     /// The charge this line comes from (`"minimum_commitment"` and `"plan_change"` lines have
     /// synthetic ids).
@@ -77,7 +79,8 @@ pub struct Line {
 }
 
 /// A step of a line's computation: units at a price, a flat fee, an adjustment.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct BreakdownRow {
     pub description: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,7 +115,8 @@ impl BreakdownRow {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AppliedDiscount {
     pub id: String,
     pub description: String,
@@ -120,7 +124,8 @@ pub struct AppliedDiscount {
     pub amount: Amount,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AppliedTax {
     pub id: String,
     pub name: String,
@@ -131,7 +136,8 @@ pub struct AppliedTax {
     pub amount: Amount,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AppliedCredit {
     pub id: String,
     pub description: String,

@@ -6,7 +6,6 @@
 //! strategy, and the plan's [`RoundingPolicy`] names *where* rounding happens.
 
 use rust_decimal::{Decimal, RoundingStrategy};
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// ISO 4217 currencies with their minor units. Codes not listed here default to nothing: an unknown
@@ -219,7 +218,8 @@ impl Currency {
 }
 
 /// A unit that is not an ISO currency (prepaid "credits", "tokens"), with its declared scale.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CustomUnit {
     /// The code used as the plan's `currency` (e.g. `"credits"`).
@@ -229,7 +229,8 @@ pub struct CustomUnit {
 }
 
 /// How an amount is rounded to minor units. Always named: never a library default.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RoundingMode {
     /// Half away from zero: 0.125 → 0.13, -0.125 → -0.13.
@@ -268,7 +269,8 @@ impl RoundingMode {
 }
 
 /// Where amounts are rounded to minor units.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RoundingLevel {
     /// Each invoice line is rounded; subtotal and total are sums of rounded lines (the default,
@@ -280,7 +282,8 @@ pub enum RoundingLevel {
 }
 
 /// The plan's rounding policy: a level and a mode.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RoundingPolicy {
     #[serde(default)]

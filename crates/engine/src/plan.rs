@@ -8,13 +8,13 @@
 use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::money::{CustomUnit, RoundingPolicy};
 
 /// A rate card.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
     /// Stable identifier, e.g. `"api-pro-2026"`.
@@ -56,7 +56,10 @@ pub struct Plan {
         with = "crate::decimal::exact_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "crate::decimal::schema_opt")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::decimal::schema_opt")
+    )]
     pub minimum_commitment: Option<Decimal>,
     /// Discounts, applied to the subtotal in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -70,7 +73,8 @@ pub struct Plan {
 }
 
 /// A billing interval: `{"unit": "month", "count": 1}`, or just `"month"`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(from = "IntervalRepr")]
 pub struct Interval {
     pub unit: IntervalUnit,
@@ -87,7 +91,8 @@ impl Default for Interval {
     }
 }
 
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 enum IntervalRepr {
     Unit(IntervalUnit),
@@ -111,7 +116,8 @@ impl From<IntervalRepr> for Interval {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum IntervalUnit {
     Day,
@@ -125,7 +131,8 @@ pub enum IntervalUnit {
 ///
 /// Tiers are written with `up_to` bounds. Quantities are continuous: 5.5 units is never "between"
 /// tiers. The two conventions differ only for a quantity *exactly* on a bound `b`:
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TierConvention {
     /// Tier i covers `(up_to[i-1], up_to[i]]`: `b` belongs to the lower tier. This is Stripe's
@@ -141,7 +148,8 @@ pub enum TierConvention {
 }
 
 /// How flat fees are prorated when only part of a period is billed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ProrationMode {
     /// By local calendar days: the fraction is days used / days in the period, with a partial
@@ -153,7 +161,8 @@ pub enum ProrationMode {
 }
 
 /// A metric: what is counted from usage events.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Metric {
     /// Identifier used by charges and aggregated usage (`"api_calls"`).
@@ -187,7 +196,8 @@ impl Metric {
 }
 
 /// An aggregation over the events of one customer, metric and group in one period.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Aggregation {
     /// Number of events.
@@ -229,7 +239,8 @@ pub enum Aggregation {
 }
 
 /// How the values of a time-weighted metric's events are read.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LevelValues {
     /// Each event states the new level (a gauge reading: "42 seats now").
@@ -239,7 +250,8 @@ pub enum LevelValues {
     Increment,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TimeUnit {
     Second,
@@ -263,7 +275,8 @@ impl TimeUnit {
 /// A filter on an event property: `{"property": "region", "equals": "eu"}` or
 /// `{"property": "region", "in": ["eu", "us"]}`. Values compare as strings (numbers by their
 /// JSON text); an event without the property fails the filter.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
     pub property: String,
@@ -278,7 +291,8 @@ pub struct Filter {
 
 /// Converts an aggregated value into the billed quantity: `value * multiply_by / divide_by`, then
 /// rounded.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Conversion {
     #[serde(
@@ -286,21 +300,28 @@ pub struct Conversion {
         with = "crate::decimal::exact_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "crate::decimal::schema_opt")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::decimal::schema_opt")
+    )]
     pub multiply_by: Option<Decimal>,
     #[serde(
         default,
         with = "crate::decimal::exact_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "crate::decimal::schema_opt")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::decimal::schema_opt")
+    )]
     pub divide_by: Option<Decimal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub round: Option<QuantityRounding>,
 }
 
 /// Rounding of a quantity (not money): `{"mode": "ceil", "precision": 0}` bills whole GB.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct QuantityRounding {
     pub mode: QuantityRoundingMode,
@@ -309,7 +330,8 @@ pub struct QuantityRounding {
     pub precision: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum QuantityRoundingMode {
     /// Half away from zero.
@@ -319,7 +341,8 @@ pub enum QuantityRoundingMode {
 }
 
 /// A charge: a price model applied to a metric's quantity (or, for flat fees, to nothing).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Charge {
     /// Identifier, unique in the plan.
@@ -338,7 +361,10 @@ pub struct Charge {
         with = "crate::decimal::exact_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "crate::decimal::schema_opt")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::decimal::schema_opt")
+    )]
     pub included: Option<Decimal>,
     /// Minimum spend for this charge per period (the line is raised to it).
     #[serde(
@@ -346,7 +372,10 @@ pub struct Charge {
         with = "crate::decimal::exact_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "crate::decimal::schema_opt")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::decimal::schema_opt")
+    )]
     pub minimum: Option<Decimal>,
     /// Maximum for this charge per period (the line is capped at it).
     #[serde(
@@ -354,18 +383,22 @@ pub struct Charge {
         with = "crate::decimal::exact_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "crate::decimal::schema_opt")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::decimal::schema_opt")
+    )]
     pub maximum: Option<Decimal>,
 }
 
 /// A price model.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PriceModel {
     /// A recurring fee, independent of usage.
     Flat {
         #[serde(with = "crate::decimal::exact")]
-        #[schemars(schema_with = "crate::decimal::schema")]
+        #[cfg_attr(feature = "schema", schemars(schema_with = "crate::decimal::schema"))]
         amount: Decimal,
         /// Billed at the start of the period (`advance`) or at its end (`arrears`).
         #[serde(default)]
@@ -377,7 +410,7 @@ pub enum PriceModel {
     /// Every unit at one price.
     PerUnit {
         #[serde(with = "crate::decimal::exact")]
-        #[schemars(schema_with = "crate::decimal::schema")]
+        #[cfg_attr(feature = "schema", schemars(schema_with = "crate::decimal::schema"))]
         unit_price: Decimal,
     },
     /// Each tier prices the units that fall in it ("first 50 at 0.10, next 50 at 0.08"), plus
@@ -391,17 +424,20 @@ pub enum PriceModel {
     /// `package_price`.
     Package {
         #[serde(with = "crate::decimal::exact")]
-        #[schemars(schema_with = "crate::decimal::schema")]
+        #[cfg_attr(feature = "schema", schemars(schema_with = "crate::decimal::schema"))]
         package_size: Decimal,
         #[serde(with = "crate::decimal::exact")]
-        #[schemars(schema_with = "crate::decimal::schema")]
+        #[cfg_attr(feature = "schema", schemars(schema_with = "crate::decimal::schema"))]
         package_price: Decimal,
         #[serde(
             default,
             with = "crate::decimal::exact_opt",
             skip_serializing_if = "Option::is_none"
         )]
-        #[schemars(schema_with = "crate::decimal::schema_opt")]
+        #[cfg_attr(
+            feature = "schema",
+            schemars(schema_with = "crate::decimal::schema_opt")
+        )]
         free_units: Option<Decimal>,
         #[serde(default)]
         rounding: PackageRounding,
@@ -415,7 +451,10 @@ pub enum PriceModel {
             with = "crate::decimal::exact_opt",
             skip_serializing_if = "Option::is_none"
         )]
-        #[schemars(schema_with = "crate::decimal::schema_opt")]
+        #[cfg_attr(
+            feature = "schema",
+            schemars(schema_with = "crate::decimal::schema_opt")
+        )]
         percent: Option<Decimal>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         tiers: Vec<Tier>,
@@ -424,21 +463,30 @@ pub enum PriceModel {
             with = "crate::decimal::exact_opt",
             skip_serializing_if = "Option::is_none"
         )]
-        #[schemars(schema_with = "crate::decimal::schema_opt")]
+        #[cfg_attr(
+            feature = "schema",
+            schemars(schema_with = "crate::decimal::schema_opt")
+        )]
         fixed_fee: Option<Decimal>,
         #[serde(
             default,
             with = "crate::decimal::exact_opt",
             skip_serializing_if = "Option::is_none"
         )]
-        #[schemars(schema_with = "crate::decimal::schema_opt")]
+        #[cfg_attr(
+            feature = "schema",
+            schemars(schema_with = "crate::decimal::schema_opt")
+        )]
         min_per_transaction: Option<Decimal>,
         #[serde(
             default,
             with = "crate::decimal::exact_opt",
             skip_serializing_if = "Option::is_none"
         )]
-        #[schemars(schema_with = "crate::decimal::schema_opt")]
+        #[cfg_attr(
+            feature = "schema",
+            schemars(schema_with = "crate::decimal::schema_opt")
+        )]
         max_per_transaction: Option<Decimal>,
     },
     /// A unit price per combination of dimension values (region × instance type). The metric
@@ -452,7 +500,10 @@ pub enum PriceModel {
             with = "crate::decimal::exact_opt",
             skip_serializing_if = "Option::is_none"
         )]
-        #[schemars(schema_with = "crate::decimal::schema_opt")]
+        #[cfg_attr(
+            feature = "schema",
+            schemars(schema_with = "crate::decimal::schema_opt")
+        )]
         default_unit_price: Option<Decimal>,
     },
     /// Priced by a plugin (`"tou@1.0.0"`) with its config.
@@ -467,7 +518,8 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FeeTiming {
     #[default]
@@ -475,7 +527,8 @@ pub enum FeeTiming {
     Arrears,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PackageRounding {
     #[default]
@@ -484,7 +537,8 @@ pub enum PackageRounding {
 }
 
 /// A tier of a graduated, volume or percentage model. The last tier has no `up_to` (or `null`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Tier {
     /// Optional lower bound, for ranges copied from platforms that write both ends: it must
@@ -495,25 +549,32 @@ pub struct Tier {
         with = "crate::decimal::exact_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "crate::decimal::schema_opt")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::decimal::schema_opt")
+    )]
     pub from: Option<Decimal>,
     #[serde(default, with = "crate::decimal::exact_opt")]
-    #[schemars(schema_with = "crate::decimal::schema_opt")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::decimal::schema_opt")
+    )]
     pub up_to: Option<Decimal>,
     #[serde(default, with = "crate::decimal::exact")]
-    #[schemars(schema_with = "crate::decimal::schema")]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::decimal::schema"))]
     pub unit_price: Decimal,
     #[serde(
         default,
         with = "crate::decimal::exact",
         skip_serializing_if = "Decimal::is_zero"
     )]
-    #[schemars(schema_with = "crate::decimal::schema")]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::decimal::schema"))]
     pub flat_fee: Decimal,
 }
 
 /// A band of a stairstep model: one price for any quantity in it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     /// Optional lower bound, checked like [`Tier::from`].
@@ -522,28 +583,36 @@ pub struct Step {
         with = "crate::decimal::exact_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "crate::decimal::schema_opt")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::decimal::schema_opt")
+    )]
     pub from: Option<Decimal>,
     #[serde(default, with = "crate::decimal::exact_opt")]
-    #[schemars(schema_with = "crate::decimal::schema_opt")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::decimal::schema_opt")
+    )]
     pub up_to: Option<Decimal>,
     #[serde(with = "crate::decimal::exact")]
-    #[schemars(schema_with = "crate::decimal::schema")]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::decimal::schema"))]
     pub price: Decimal,
 }
 
 /// One cell of a matrix: the dimension values, in `dimensions` order, and the unit price.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MatrixPrice {
     pub values: Vec<String>,
     #[serde(with = "crate::decimal::exact")]
-    #[schemars(schema_with = "crate::decimal::schema")]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::decimal::schema"))]
     pub unit_price: Decimal,
 }
 
 /// A discount on the subtotal: a percentage or a fixed amount, for a number of periods.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Discount {
     pub id: String,
@@ -555,7 +624,10 @@ pub struct Discount {
         with = "crate::decimal::exact_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "crate::decimal::schema_opt")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::decimal::schema_opt")
+    )]
     pub percent: Option<Decimal>,
     /// Amount off, in the plan currency.
     #[serde(
@@ -563,7 +635,10 @@ pub struct Discount {
         with = "crate::decimal::exact_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "crate::decimal::schema_opt")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::decimal::schema_opt")
+    )]
     pub amount: Option<Decimal>,
     /// Applies to the first N periods of the subscription (period index 0..N); absent = forever.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -574,7 +649,8 @@ pub struct Discount {
 }
 
 /// A tax rate.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TaxRate {
     pub id: String,
@@ -582,7 +658,7 @@ pub struct TaxRate {
     pub name: String,
     /// Percent (`"20"` = 20 %).
     #[serde(with = "crate::decimal::exact")]
-    #[schemars(schema_with = "crate::decimal::schema")]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::decimal::schema"))]
     pub percent: Decimal,
     /// Prices already include this tax (EU consumer prices): the tax is extracted, not added.
     #[serde(default)]
@@ -590,14 +666,15 @@ pub struct TaxRate {
 }
 
 /// A prepaid credit: an amount that pays the total, applied last.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Credit {
     pub id: String,
     #[serde(default)]
     pub description: String,
     #[serde(with = "crate::decimal::exact")]
-    #[schemars(schema_with = "crate::decimal::schema")]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::decimal::schema"))]
     pub amount: Decimal,
 }
 

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use rust_decimal::Decimal;
-use schemars::JsonSchema;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
@@ -20,7 +19,8 @@ use crate::plan::{Credit, Plan};
 mod scan;
 
 /// The input of a quote or invoice preview.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Usage {
     #[serde(default)]
@@ -43,7 +43,7 @@ pub struct Usage {
     pub events: Vec<Event<'static>>,
     /// Level at period start of time-weighted metrics, by metric code.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(with = "BTreeMap<String, Dec>")]
+    #[cfg_attr(feature = "schema", schemars(with = "BTreeMap<String, Dec>"))]
     pub carry_in: BTreeMap<String, Dec>,
     /// Prepaid credits held by the customer (beside the plan's), applied last.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -61,7 +61,8 @@ fn deserialize_owned_events<'de, D: Deserializer<'de>>(
 }
 
 /// The customer being rated.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Customer {
     #[serde(default)]
@@ -76,7 +77,8 @@ pub struct Customer {
 }
 
 /// A subscription to the plan.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Subscription {
     /// Start: a local date (`"2026-01-31"`, midnight in the customer's timezone), a local
@@ -90,7 +92,8 @@ pub struct Subscription {
 }
 
 /// Which period to rate.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum PeriodSelector {
     /// The n-th period of the subscription, from 0.
@@ -102,7 +105,8 @@ pub enum PeriodSelector {
 /// What is known of one customer beyond their events: what a server stores per customer and
 /// `ratecard rate --customers` reads (customer id → setup). A customer's period is the one of
 /// *their* calendar that contains the rated date.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CustomerSetup {
     #[serde(default)]
@@ -118,7 +122,8 @@ pub struct CustomerSetup {
 }
 
 /// An aggregated quantity: `"1200"`, or per-group quantities.
-#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum QuantityInput {
     Total(Dec),
@@ -172,7 +177,8 @@ impl<'de> Deserialize<'de> for QuantityInput {
 }
 
 /// A quantity for one group of dimension values.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GroupQuantity {
     #[serde(default)]
@@ -187,7 +193,8 @@ pub struct GroupQuantity {
 /// flat fees of the previous plan are credited for the unused part, the new plan's are charged
 /// for the rest. Usage events before `at` are rated with the previous plan's usage charges;
 /// aggregated quantities are rated with the new plan.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PlanChange {
     pub at: String,
@@ -197,7 +204,8 @@ pub struct PlanChange {
 /// A raw usage event: `{"id", "customer", "timestamp", "code", "properties"}`.
 ///
 /// Strings borrow from the input where they can, so the NDJSON path allocates little.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Event<'a> {
     /// Unique id (idempotency key): a repeated id in one aggregation is counted once.
@@ -239,8 +247,12 @@ impl<'a> Event<'a> {
 /// An event's properties: a small map kept as a vector sorted by name (names unique; with
 /// repeated JSON keys the last wins). Events have a handful of properties, so this costs one
 /// small allocation where a `BTreeMap` costs a large node, and lookups scan a few entries.
-#[derive(Clone, Debug, Default, PartialEq, JsonSchema)]
-#[schemars(with = "BTreeMap<String, serde_json::Value>")]
+#[derive(Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schema",
+    schemars(with = "BTreeMap<String, serde_json::Value>")
+)]
 pub struct Properties<'a>(SmallVec<[(Cow<'a, str>, PropValue<'a>); 2]>);
 
 impl<'a> Properties<'a> {
@@ -366,8 +378,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for BorrowedStr<'a> {
 }
 
 /// An event instant in Unix milliseconds (UTC).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
-#[schemars(with = "String")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(with = "String"))]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
@@ -510,8 +523,9 @@ impl<'de> Deserialize<'de> for Timestamp {
 
 /// A property value: a scalar. Nested objects and arrays are kept as `Other` and cannot be
 /// aggregated, filtered or grouped on.
-#[derive(Clone, Debug, PartialEq, JsonSchema)]
-#[schemars(with = "serde_json::Value")]
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(with = "serde_json::Value"))]
 pub enum PropValue<'a> {
     Str(Cow<'a, str>),
     /// A JSON number, exact (see [`crate::decimal`]); `Err` holds why it could not be read.

@@ -1,0 +1,434 @@
+//! The binding's conversions that do not touch JavaScript values: JSON text and decimal strings in,
+//! JSON text and decimal strings out, engine errors to [`Failure`]. Compiled and tested natively
+//! too; `lib.rs` only moves values across the JS boundary.
+
+use std::collections::BTreeMap;
+
+use ratecard_engine::Decimal;
+use ratecard_engine::decimal::parse_decimal;
+use ratecard_engine::estimate::{self, EstimateError};
+use ratecard_engine::json::ParseError;
+use ratecard_engine::plan::Plan;
+use ratecard_engine::plugin::NoPlugins;
+use ratecard_engine::rate::{PreparedPlan, RateError};
+use ratecard_engine::usage::Usage;
+use ratecard_engine::validate::{Issue, Report, Severity, validate_plan};
+use serde::Serialize;
+
+/// An error on its way to JavaScript: a message, a stable code, the JSON path it is about (if
+/// one) and, for an invalid document or plan, every issue with its own path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub message: String,
+    /// `invalid_json`, `invalid_plan`, `invalid_usage`, `period`, `charge`, `plugin`, `overflow`,
+    /// `aggregate`, `unknown_metric`, `grouped_metric`, `bad_range`, `invalid_argument`, `rate`.
+    pub code: &'static str,
+    pub path: Option<String>,
+    pub issues: Vec<Issue>,
+}
+
+impl Failure {
+    /// A call made with a wrong argument (not a document problem).
+    pub fn argument(message: String) -> Failure {
+        Failure {
+            message,
+            code: "invalid_argument",
+            path: None,
+            issues: Vec::new(),
+        }
+    }
+
+    fn at(code: &'static str, path: Option<String>, message: String) -> Failure {
+        Failure {
+            message,
+            code,
+            path,
+            issues: Vec::new(),
+        }
+    }
+
+    /// Every parse error of a document named `what` (`plan`, `usage`).
+    fn json(what: &str, errors: Vec<ParseError>) -> Failure {
+        let issues: Vec<Issue> = errors.into_iter().map(json_issue).collect();
+        let mut message = format!("{what}: invalid JSON document");
+        for issue in &issues {
+            message.push_str("\n  ");
+            message.push_str(&issue.to_string());
+        }
+        Failure {
+            message,
+            code: "invalid_json",
+            path: issues.first().map(|issue| issue.path.clone()),
+            issues,
+        }
+    }
+
+    /// A rating error of `plan`; a charge's error points at that charge.
+    fn rate(error: RateError, plan: &Plan) -> Failure {
+        let message = error.to_string();
+        match error {
+            RateError::InvalidPlan(issues) => Failure {
+                message,
+                code: "invalid_plan",
+                path: issues.first().map(|issue| issue.path.clone()),
+                issues,
+            },
+            RateError::InvalidUsage { path, .. } => {
+                Failure::at("invalid_usage", Some(path), message)
+            }
+            RateError::Period { path, .. } => Failure::at("period", Some(path), message),
+            RateError::Charge { charge, .. } => {
+                Failure::at("charge", charge_path(plan, &charge), message)
+            }
+            RateError::Plugin { charge, .. } => {
+                Failure::at("plugin", charge_path(plan, &charge), message)
+            }
+            RateError::Overflow { .. } => Failure::at("overflow", None, message),
+            RateError::Aggregate(_) => Failure::at("aggregate", None, message),
+            _ => Failure::at("rate", None, message),
+        }
+    }
+
+    fn estimate(error: EstimateError, plan: &Plan) -> Failure {
+        match error {
+            EstimateError::Rate(error) => Failure::rate(error, plan),
+            EstimateError::UnknownMetric { .. } => {
+                Failure::at("unknown_metric", None, error.to_string())
+            }
+            EstimateError::GroupedMetric(ref metric) => {
+                let path = plan
+                    .metrics
+                    .iter()
+                    .position(|m| &m.code == metric)
+                    .map(|idx| format!("$.metrics[{idx}]"));
+                Failure::at("grouped_metric", path, error.to_string())
+            }
+            EstimateError::BadRange(_) => Failure::at("bad_range", None, error.to_string()),
+            _ => Failure::at("rate", None, error.to_string()),
+        }
+    }
+}
+
+fn charge_path(plan: &Plan, charge: &str) -> Option<String> {
+    plan.charges
+        .iter()
+        .position(|c| c.id == charge)
+        .map(|idx| format!("$.charges[{idx}]"))
+}
+
+/// A parse error as a validation issue (`invalid_json`), as `ratecard validate` reports it.
+fn json_issue(error: ParseError) -> Issue {
+    Issue {
+        severity: Severity::Error,
+        code: "invalid_json".to_owned(),
+        message: match (error.line, error.column) {
+            (Some(line), Some(column)) => {
+                format!("{} (line {line}, column {column})", error.message)
+            }
+            _ => error.message,
+        },
+        path: error.path,
+    }
+}
+
+/// The engine's JSON of a value (compact).
+pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, Failure> {
+    serde_json::to_string(value)
+        .map_err(|error| Failure::argument(format!("serializing the result: {error}")))
+}
+
+pub fn parse_plan(text: &str) -> Result<Plan, Failure> {
+    ratecard_engine::json::parse(text).map_err(|errors| Failure::json("plan", errors))
+}
+
+pub fn parse_usage(text: &str) -> Result<Usage, Failure> {
+    ratecard_engine::json::parse(text).map_err(|errors| Failure::json("usage", errors))
+}
+
+/// Parses and validates a plan once.
+pub fn prepare(plan: &str) -> Result<PreparedPlan<'static>, Failure> {
+    let plan = parse_plan(plan)?;
+    // Kept for error paths: `new` takes the plan by value.
+    let charges_and_metrics = plan.clone();
+    PreparedPlan::new(plan).map_err(|error| Failure::rate(error, &charges_and_metrics))
+}
+
+/// The invoice JSON of `plan` and `usage` texts.
+pub fn quote(plan: &str, usage: &str) -> Result<String, Failure> {
+    let plan = parse_plan(plan)?;
+    let usage = parse_usage(usage)?;
+    let invoice = ratecard_engine::rate::quote(&plan, &usage, &NoPlugins)
+        .map_err(|error| Failure::rate(error, &plan))?;
+    to_json(&invoice)
+}
+
+pub fn quote_prepared(plan: &PreparedPlan<'_>, usage: &str) -> Result<String, Failure> {
+    let usage = parse_usage(usage)?;
+    let invoice = plan
+        .quote(&usage, &NoPlugins)
+        .map_err(|error| Failure::rate(error, plan.plan()))?;
+    to_json(&invoice)
+}
+
+/// `{"metric": "decimal"}` JSON text as metric → decimal text; a number is refused.
+pub fn quantity_texts(json: &str, what: &str) -> Result<BTreeMap<String, String>, Failure> {
+    let value: serde_json::Value = serde_json::from_str(json)
+        .map_err(|error| Failure::argument(format!("{what}: {error}")))?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(Failure::argument(format!(
+            "{what}: expected an object of metric → decimal string"
+        )));
+    };
+    map.into_iter()
+        .map(|(metric, value)| match value {
+            serde_json::Value::String(text) => Ok((metric, text)),
+            other => Err(Failure::at(
+                "invalid_argument",
+                Some(format!("$.{metric}")),
+                format!(
+                    "{what}.{metric}: expected a decimal string such as \"1200\", found {other}"
+                ),
+            )),
+        })
+        .collect()
+}
+
+fn decimal(text: &str, what: &str) -> Result<Decimal, Failure> {
+    parse_decimal(text).map_err(|message| Failure::argument(format!("{what}: {message}")))
+}
+
+fn decimals(quantities: &BTreeMap<String, String>) -> Result<BTreeMap<String, Decimal>, Failure> {
+    quantities
+        .iter()
+        .map(|(metric, text)| Ok((metric.clone(), decimal(text, metric)?)))
+        .collect()
+}
+
+/// The invoice total of a typical full period at `quantities`, at its billed scale (`"12.50"`).
+pub fn total(
+    plan: &PreparedPlan<'_>,
+    quantities: &BTreeMap<String, String>,
+) -> Result<String, Failure> {
+    let usage = estimate::typical_usage(&decimals(quantities)?);
+    let invoice = plan
+        .quote(&usage, &NoPlugins)
+        .map_err(|error| Failure::rate(error, plan.plan()))?;
+    Ok(invoice.total.0.to_string())
+}
+
+/// The validation report of plan JSON text: parse errors (each at its path) or the plan's
+/// errors and lint warnings.
+pub fn validate(plan: &str) -> Result<String, Failure> {
+    let report = match ratecard_engine::json::parse::<Plan>(plan) {
+        Ok(plan) => validate_plan(&plan),
+        Err(errors) => Report {
+            errors: errors.into_iter().map(json_issue).collect(),
+            warnings: Vec::new(),
+        },
+    };
+    to_json(&report)
+}
+
+pub fn cost_curve(
+    plan: &Plan,
+    metric: &str,
+    from: &str,
+    to: &str,
+    samples: u32,
+    base: &BTreeMap<String, String>,
+) -> Result<String, Failure> {
+    let curve = estimate::cost_curve(
+        plan,
+        metric,
+        decimal(from, "from")?,
+        decimal(to, "to")?,
+        samples,
+        &decimals(base)?,
+        &NoPlugins,
+    )
+    .map_err(|error| Failure::estimate(error, plan))?;
+    to_json(&curve)
+}
+
+pub fn break_even(
+    plan: &str,
+    other: &str,
+    metric: &str,
+    from: &str,
+    to: &str,
+    base: &BTreeMap<String, String>,
+) -> Result<String, Failure> {
+    let (plan, other) = (parse_plan(plan)?, parse_plan(other)?);
+    let found = estimate::break_even(
+        &plan,
+        &other,
+        metric,
+        decimal(from, "from")?,
+        decimal(to, "to")?,
+        &decimals(base)?,
+        &NoPlugins,
+    )
+    .map_err(|error| Failure::estimate(error, &plan))?;
+    to_json(&found)
+}
+
+/// One plan of [`cheapest_plan`]'s ranking.
+#[derive(Debug, Serialize)]
+struct Ranked<'p> {
+    plan_id: &'p str,
+    name: &'p str,
+    currency: &'p str,
+    total: String,
+}
+
+pub fn cheapest_plan(
+    plans: &[String],
+    quantities: &BTreeMap<String, String>,
+) -> Result<String, Failure> {
+    let plans = plans
+        .iter()
+        .map(|text| parse_plan(text))
+        .collect::<Result<Vec<_>, _>>()?;
+    let quantities = decimals(quantities)?;
+    let ranked = estimate::cheapest_plan(&plans, &quantities, &NoPlugins).map_err(|error| {
+        // The ranking does not say which plan failed: name the first that does.
+        let failing = plans
+            .iter()
+            .find(|plan| estimate::total_at(plan, &BTreeMap::new(), &NoPlugins).is_err())
+            .unwrap_or(&plans[0]);
+        Failure::estimate(error, failing)
+    })?;
+    let ranked: Vec<Ranked<'_>> = ranked
+        .into_iter()
+        .map(|(plan, total)| Ranked {
+            plan_id: &plan.id,
+            name: &plan.name,
+            currency: &plan.currency,
+            total: total.to_string(),
+        })
+        .collect();
+    to_json(&ranked)
+}
+
+pub fn max_usage_for_budget(
+    plan: &Plan,
+    metric: &str,
+    budget: &str,
+    max: Option<&str>,
+    base: &BTreeMap<String, String>,
+) -> Result<Option<String>, Failure> {
+    let max = max.map(|max| decimal(max, "max")).transpose()?;
+    let found = estimate::max_usage_within_budget(
+        plan,
+        metric,
+        decimal(budget, "budget")?,
+        max,
+        &decimals(base)?,
+        &NoPlugins,
+    )
+    .map_err(|error| Failure::estimate(error, plan))?;
+    Ok(found.map(|quantity| quantity.normalize().to_string()))
+}
+
+pub fn breakpoints(plan: &Plan, metric: &str) -> Vec<String> {
+    estimate::breakpoints(plan, metric)
+        .into_iter()
+        .map(|point| point.normalize().to_string())
+        .collect()
+}
+
+/// Every timezone compiled in (all of IANA natively; the browser build's filtered set).
+pub fn timezones() -> Vec<String> {
+    chrono_tz::TZ_VARIANTS
+        .iter()
+        .map(|tz| tz.name().to_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PLAN: &str = r#"{"id":"p","currency":"USD","interval":"month",
+        "metrics":[{"code":"calls","aggregation":{"type":"count"}}],
+        "charges":[{"id":"calls","metric":"calls","model":{"type":"graduated","tiers":[
+            {"up_to":"100","unit_price":"0.10"},{"up_to":null,"unit_price":"0.05"}]}}]}"#;
+
+    fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn total_is_the_quote_total_at_its_scale() {
+        let plan = prepare(PLAN).unwrap();
+        assert_eq!(
+            total(&plan, &quantities(&[("calls", "150")])).unwrap(),
+            "12.50"
+        );
+    }
+
+    #[test]
+    fn parse_errors_carry_every_path() {
+        let failure = prepare(
+            r#"{"id":"p","currency":7,"interval":"month","metrics":[],"charges":[{"id":1}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(failure.code, "invalid_json");
+        assert_eq!(failure.path.as_deref(), Some("$.currency"));
+        assert!(failure.issues.len() >= 2, "{failure:?}");
+    }
+
+    #[test]
+    fn invalid_plan_points_at_the_tier() {
+        let bad = PLAN.replace(r#""up_to":"100""#, r#""up_to":"-5""#);
+        let failure = prepare(&bad).unwrap_err();
+        assert_eq!(failure.code, "invalid_plan");
+        assert!(
+            failure
+                .path
+                .as_deref()
+                .unwrap()
+                .starts_with("$.charges[0].model.tiers[0]"),
+            "{failure:?}"
+        );
+    }
+
+    #[test]
+    fn a_quantity_as_a_number_is_refused() {
+        let failure = quantity_texts(r#"{"calls":150}"#, "quantities").unwrap_err();
+        assert_eq!(failure.path.as_deref(), Some("$.calls"));
+        assert!(failure.message.contains("decimal string"));
+    }
+
+    #[test]
+    fn usage_errors_keep_their_path() {
+        let failure = quote(PLAN, r#"{"quantities":{"calls":"-1"}}"#).unwrap_err();
+        assert_eq!(failure.code, "invalid_usage");
+        assert_eq!(failure.path.as_deref(), Some("$.quantities.calls"));
+    }
+
+    #[test]
+    fn validate_reports_parse_errors_as_issues() {
+        let report: serde_json::Value = serde_json::from_str(&validate("{").unwrap()).unwrap();
+        assert_eq!(report["errors"][0]["code"], "invalid_json");
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for text in [
+            "",
+            "null",
+            "[]",
+            "{\"id\":",
+            "\u{0}",
+            "{\"charges\":[[[[[]]]]]}",
+        ] {
+            assert!(prepare(text).is_err());
+            assert!(quote(PLAN, text).is_err());
+            assert!(validate(text).is_ok());
+        }
+    }
+}

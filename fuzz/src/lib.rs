@@ -9,11 +9,12 @@
 
 use std::sync::OnceLock;
 
-use ratecard_engine::meter::{Aggregator, Window};
+use ratecard_engine::meter::Outcome;
 use ratecard_engine::plan::Plan;
 use ratecard_engine::plugin::NoPlugins;
-use ratecard_engine::rate::{self, QuoteContext};
-use ratecard_engine::usage::{Event, PeriodSelector, Usage};
+use ratecard_engine::rate::{self, PreparedPlan};
+use ratecard_engine::rater::{Opened, PeriodRater};
+use ratecard_engine::usage::{CustomerSetup, Event, PeriodSelector, Usage};
 use ratecard_engine::validate::validate_plan;
 
 /// How far an input got.
@@ -104,43 +105,33 @@ const EVENT_PLAN: &str = r#"{
 /// The period every event is aggregated in: November 2026, UTC.
 const EVENT_PERIOD: &str = "2026-11-15";
 
-fn event_setup() -> &'static (Plan, Usage, QuoteContext) {
-    static SETUP: OnceLock<(Plan, Usage, QuoteContext)> = OnceLock::new();
-    SETUP.get_or_init(|| {
+fn event_plan() -> &'static PreparedPlan<'static> {
+    static PLAN: OnceLock<PreparedPlan<'static>> = OnceLock::new();
+    PLAN.get_or_init(|| {
         let plan: Plan = serde_json::from_str(EVENT_PLAN).expect("the event plan parses");
-        assert!(validate_plan(&plan).is_ok(), "the event plan is valid");
-        let usage = Usage {
-            period: Some(PeriodSelector::Containing {
-                containing: EVENT_PERIOD.to_owned(),
-            }),
-            ..empty_usage()
-        };
-        let ctx = rate::context(&plan, &usage).expect("the event period resolves");
-        (plan, usage, ctx)
+        PreparedPlan::new(plan).expect("the event plan is valid")
     })
 }
 
 /// `parse_event`: bytes → NDJSON lines → `serde_json::from_str::<Event>` (and the same through
-/// `Event::from_json_line`'s scanner, which must agree) → `Aggregator::push`,
-/// then `finish` and pricing, as `ratecard rate` does for one customer.
+/// `Event::from_json_line`'s scanner, which must agree) → a customer's `PeriodRater`,
+/// then `finish` (pricing), as `ratecard rate` does for one customer.
 pub fn parse_event(data: &[u8]) -> Reached {
-    let (plan, usage, ctx) = event_setup();
-    let window = Window {
-        start: ctx.period.start,
-        end: ctx.period.end,
-    };
-    let carry_in = Default::default();
-    let mut aggregator = Aggregator::new(
-        &plan.metrics,
-        &plan.charges,
-        window,
-        ctx.billable_from,
-        &carry_in,
+    let prepared = event_plan();
+    let opened = PeriodRater::open_containing(
+        prepared,
+        "",
+        &CustomerSetup::default(),
+        EVENT_PERIOD,
+        None,
         &NoPlugins,
-    )
-    .expect("the event plan's aggregator builds");
+    );
+    let Ok(Opened::Rating(mut rater)) = opened else {
+        panic!("the event period opens: {opened:?}");
+    };
     let mut n_parsed = 0u64;
-    for line in data.split(|b| *b == b'\n') {
+    let mut n_counted = 0u64;
+    for (line_idx, line) in data.split(|b| *b == b'\n').enumerate() {
         // `ratecard rate` reads lines as UTF-8 text and reports the others.
         let Ok(text) = std::str::from_utf8(line) else {
             continue;
@@ -161,31 +152,19 @@ pub fn parse_event(data: &[u8]) -> Reached {
             continue;
         };
         n_parsed += 1;
-        let _outcome = aggregator.push(&event);
+        if let Ok(Outcome::Counted) = rater.push(&event, format_args!("line {}", line_idx + 1)) {
+            n_counted += 1;
+        }
         // An event round-trips through its own serialization.
         let _event_json = serde_json::to_vec(&event).expect("an event serializes");
     }
     if n_parsed == 0 {
         return Reached::NotParsed;
     }
-    if aggregator.n_counted() == 0 {
+    if n_counted == 0 {
         return Reached::Refused;
     }
-    let metered = match aggregator.finish() {
-        Ok(metered) => metered,
-        Err(_) => return Reached::RateFailed,
-    };
-    let hash = rate::input_hash(plan, usage);
-    match rate::price_usage(
-        plan,
-        usage,
-        ctx,
-        metered,
-        None,
-        Vec::new(),
-        &NoPlugins,
-        hash,
-    ) {
+    match rater.finish() {
         Ok(invoice) => {
             let _invoice_json = serde_json::to_vec(&invoice).expect("an invoice serializes");
             Reached::Quoted

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use ratecard_engine::Decimal;
 use ratecard_engine::plan::Plan;
 use ratecard_engine::plugin::NoPlugins;
-use ratecard_host::rating::{RateOptions, RateSummary, rate_stream};
+use ratecard_engine::rate::PreparedPlan;
+use ratecard_host::rating::{Collected, RateRequest, RateSummary, rate_stream};
 use serde::Deserialize;
 
 const N_CUSTOMERS: u64 = 1000;
@@ -188,23 +189,25 @@ fn baseline(path: &Path) -> std::io::Result<(u64, HashMap<String, Totals>)> {
 }
 
 /// `threads`: 1, or 0 for one worker per core.
-fn rate(path: &Path, plan: &Plan, threads: usize) -> RateSummary {
-    let options = RateOptions {
+fn rate(path: &Path, plan: &Plan, threads: usize) -> (RateSummary, Collected) {
+    let request = RateRequest {
         period: "2026-11".to_owned(),
-        timezone: None,
-        strict: false,
-        customers: Default::default(),
         threads,
+        ..RateRequest::default()
     };
+    let prepared = PreparedPlan::of(plan).expect("a valid plan");
     let file = File::open(path).expect("open events");
-    rate_stream(
-        plan,
+    let mut collected = Collected::default();
+    let summary = rate_stream(
+        &prepared,
         BufReader::with_capacity(READ_BUFFER, file),
-        &options,
+        &request,
         &NoPlugins,
         |_| {},
+        |rated| collected.push(rated),
     )
-    .expect("rate_stream")
+    .expect("rate_stream");
+    (summary, collected)
 }
 
 fn median(mut times: Vec<Duration>) -> Duration {
@@ -246,8 +249,8 @@ fn bench_size(n_events: u64, rounds: usize, plan: &Plan) -> std::io::Result<()> 
         if !checked {
             check(n_lines, &per_customer, &single);
             assert_eq!(
-                serde_json::to_string(&single.invoices).expect("invoices to JSON"),
-                serde_json::to_string(&parallel.invoices).expect("invoices to JSON"),
+                serde_json::to_string(&single.1.invoices).expect("invoices to JSON"),
+                serde_json::to_string(&parallel.1.invoices).expect("invoices to JSON"),
                 "invoices differ between 1 and {n_cores} threads"
             );
             checked = true;
@@ -285,7 +288,11 @@ fn bench_size(n_events: u64, rounds: usize, plan: &Plan) -> std::io::Result<()> 
 }
 
 /// Both loops saw the same file: same lines, same customers, same counts.
-fn check(n_lines: u64, per_customer: &HashMap<String, Totals>, summary: &RateSummary) {
+fn check(
+    n_lines: u64,
+    per_customer: &HashMap<String, Totals>,
+    (summary, rated): &(RateSummary, Collected),
+) {
     assert_eq!(summary.n_lines, n_lines, "line counts differ");
     assert!(
         summary.errors.is_empty(),
@@ -293,18 +300,18 @@ fn check(n_lines: u64, per_customer: &HashMap<String, Totals>, summary: &RateSum
         &summary.errors[..summary.errors.len().min(3)]
     );
     assert!(
-        summary.failed.is_empty(),
+        rated.failed.is_empty(),
         "invoices failed: {:?}",
-        summary.failed
+        rated.failed
     );
     assert_eq!(summary.n_counted, n_lines, "every event should be counted");
     assert_eq!(
-        summary.invoices.len(),
+        rated.invoices.len(),
         per_customer.len(),
         "customer counts differ"
     );
     let api_calls: u64 = per_customer.values().map(|t| t.count[0]).sum();
-    let api_billed: Decimal = summary
+    let api_billed: Decimal = rated
         .invoices
         .iter()
         .flat_map(|i| &i.lines)

@@ -1,7 +1,9 @@
 //! Ratecard's server-side host: the sandboxed plugin runtime and what the `ratecard` binary
-//! needs beyond the pure engine.
+//! needs beyond the pure engine. Rating (`rating`) does not need the plugin runtime: without
+//! the default `plugins` feature the crate builds without wasmtime.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "plugins")]
 pub mod plugins;
 pub mod rating;
 pub mod table;

@@ -14,11 +14,11 @@ use ratecard_engine::decimal::parse_decimal;
 use ratecard_engine::estimate;
 use ratecard_engine::plan::Plan;
 use ratecard_engine::plugin::{NoPlugins, PluginHost};
-use ratecard_engine::rate::quote;
+use ratecard_engine::rate::{PreparedPlan, RateError, quote};
 use ratecard_engine::usage::Usage;
 use ratecard_engine::validate::validate_plan;
 use ratecard_host::plugins::{PluginRegistry, PluginRuntime, RuntimeConfig};
-use ratecard_host::rating::{RateOptions, rate_stream};
+use ratecard_host::rating::{RateRequest, RatedOutcome, StreamError, rate_stream};
 use ratecard_host::table;
 
 /// Writes a line to standard output, returning an error (never panicking) when it is closed:
@@ -405,49 +405,101 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Some(path) => read_json(&path)?,
                 None => Default::default(),
             };
-            let options = RateOptions {
-                period,
-                timezone,
+            let request = RateRequest {
+                period: period.clone(),
+                default_timezone: timezone,
                 strict,
                 customers,
                 threads,
             };
+            let prepared = PreparedPlan::of(&plan)?;
             let started = std::time::Instant::now();
+            // Invoices are written as each batch of customers is priced; the output file is
+            // created with the first one (or at the end), so a run that cannot start leaves none.
+            let mut output: Option<Box<dyn Write>> = None;
+            let mut write_error = None;
+            let open_output = || -> Result<Box<dyn Write>> {
+                Ok(match &out {
+                    Some(path) => Box::new(std::io::BufWriter::new(
+                        File::create(path)
+                            .with_context(|| format!("creating {}", path.display()))?,
+                    )),
+                    None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+                })
+            };
+            let (mut n_invoices, mut not_started, mut failed) = (0u64, Vec::new(), Vec::new());
             let summary = rate_stream(
-                &plan,
+                &prepared,
                 BufReader::with_capacity(1 << 20, file),
-                &options,
+                &request,
                 plugins(),
                 |n| bar.set_position(n),
-            )?;
-            bar.finish_and_clear();
-            let elapsed = started.elapsed().as_secs_f64();
-            let mut sink: Box<dyn Write> = match &out {
-                Some(path) => Box::new(std::io::BufWriter::new(
-                    File::create(path).with_context(|| format!("creating {}", path.display()))?,
-                )),
-                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-            };
-            for invoice in &summary.invoices {
-                match format {
-                    Format::Json => writeln!(sink, "{}", serde_json::to_string(invoice)?)?,
-                    Format::Table => writeln!(sink, "{}", table::invoice(invoice))?,
+                |rated| match rated.outcome {
+                    RatedOutcome::Invoice(invoice) => {
+                        n_invoices += 1;
+                        if write_error.is_some() {
+                            return;
+                        }
+                        let written = (|| -> Result<()> {
+                            if output.is_none() {
+                                output = Some(open_output()?);
+                            }
+                            if let Some(sink) = output.as_mut() {
+                                match format {
+                                    Format::Json => {
+                                        serde_json::to_writer(&mut *sink, &invoice)?;
+                                        writeln!(sink)?;
+                                    }
+                                    Format::Table => {
+                                        writeln!(sink, "{}", table::invoice(&invoice))?
+                                    }
+                                }
+                            }
+                            Ok(())
+                        })();
+                        if let Err(error) = written {
+                            write_error = Some(error);
+                        }
+                    }
+                    RatedOutcome::NotStarted => not_started.push(rated.customer),
+                    RatedOutcome::Failed(error) => failed.push((rated.customer, error)),
+                },
+            )
+            .map_err(|error| match error {
+                // The request's period and timezone are the command's flags.
+                StreamError::Request(RateError::Period { path, error }) => {
+                    let flag = if path.contains("timezone") {
+                        "--timezone"
+                    } else {
+                        "--period"
+                    };
+                    anyhow::anyhow!("{flag}: {error}")
                 }
+                other => other.into(),
+            })?;
+            bar.finish_and_clear();
+            if let Some(error) = write_error {
+                return Err(error);
             }
+            let mut sink = match output {
+                Some(sink) => sink,
+                None => open_output()?,
+            };
             sink.flush()?;
+            let elapsed = started.elapsed().as_secs_f64();
             for error in summary.errors.iter().take(50) {
                 errln!("{error}");
             }
             if summary.errors.len() > 50 {
                 errln!("… and {} more bad lines", summary.errors.len() - 50);
             }
-            if !summary.not_started.is_empty() {
+            if !not_started.is_empty() {
                 errln!(
                     "not invoiced, subscribed after this period: {}",
-                    summary.not_started.join(", ")
+                    not_started.join(", ")
                 );
             }
-            for (customer, error) in &summary.failed {
+            for (customer, error) in &failed {
                 errln!("customer {customer}: {error}");
             }
             errln!(
@@ -456,8 +508,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 summary.n_counted,
                 summary.n_skipped,
                 summary.errors.len(),
-                summary.invoices.len(),
-                summary.failed.len(),
+                n_invoices,
+                failed.len(),
                 elapsed,
                 summary.n_lines as f64 / elapsed.max(1e-9)
             );
@@ -466,7 +518,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             // 1: a customer could not be invoiced; 2: every customer was, and bad lines were
             // reported (and skipped); 0: everything was rated.
-            Ok(if !summary.failed.is_empty() {
+            Ok(if !failed.is_empty() {
                 ExitCode::FAILURE
             } else if !summary.errors.is_empty() {
                 ExitCode::from(2)

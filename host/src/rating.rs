@@ -19,13 +19,12 @@ use std::sync::{Mutex, PoisonError};
 use rustc_hash::FxHashMap;
 use std::io::BufRead;
 
-use ratecard_engine::meter::{Aggregator, Outcome, Router, Routing, Window};
-use ratecard_engine::period::PeriodError;
-use ratecard_engine::plan::Plan;
+use ratecard_engine::invoice::Invoice;
+use ratecard_engine::meter::{Outcome, Router, Routing};
 use ratecard_engine::plugin::PluginHost;
-use ratecard_engine::rate::{NotBilled, QuoteContext, RateError, context, input_hash, price_usage};
-use ratecard_engine::usage::{Customer, Event, PeriodSelector, Usage};
-use ratecard_engine::{Decimal, invoice::Invoice};
+use ratecard_engine::rate::{PreparedPlan, RateError};
+use ratecard_engine::rater::{Opened, PeriodRater};
+use ratecard_engine::usage::Event;
 
 /// Lines read and parsed before their events are pushed, customer by customer.
 const CHUNK_LINES: usize = 16_384;
@@ -38,13 +37,14 @@ const SHARDS_PER_THREAD: usize = 4;
 
 pub use ratecard_engine::usage::CustomerSetup;
 
-/// How to rate a stream.
+/// What to rate: which period, for whom, how.
 #[derive(Clone, Debug, Default)]
-pub struct RateOptions {
-    /// The period: a date or date-time inside it (`"2026-11-15"`), or a month (`"2026-11"`).
+pub struct RateRequest {
+    /// The period: a date or date-time inside it (`"2026-11-15"`), or a month (`"2026-11"`),
+    /// read in each customer's timezone.
     pub period: String,
     /// IANA timezone of customers without their own (default UTC).
-    pub timezone: Option<String>,
+    pub default_timezone: Option<String>,
     /// Stop at the first bad line instead of reporting it and going on.
     pub strict: bool,
     /// Per-customer setups by customer id.
@@ -67,15 +67,27 @@ impl std::fmt::Display for LineError {
     }
 }
 
-/// The result of rating a stream.
+/// One customer's result, handed to the sink in customer order.
+#[derive(Debug)]
+pub struct Rated {
+    pub customer: String,
+    pub outcome: RatedOutcome,
+}
+
+/// What became of one customer's period.
+#[derive(Debug)]
+pub enum RatedOutcome {
+    Invoice(Box<Invoice>),
+    /// Their subscription starts after the period: nothing to bill (their events are skipped).
+    NotStarted,
+    /// Their invoice could not be computed (a bad timezone or subscription in their setup, a
+    /// plugin failing, an overflow); their events are skipped.
+    Failed(RateError),
+}
+
+/// What a run read, beyond the customers' results.
 #[derive(Debug, Default)]
 pub struct RateSummary {
-    /// One invoice per customer, sorted by customer id.
-    pub invoices: Vec<Invoice>,
-    /// Customers whose invoice could not be computed, with the reason.
-    pub failed: Vec<(String, String)>,
-    /// Customers whose subscription starts after the period (their events are skipped).
-    pub not_started: Vec<String>,
     pub n_lines: u64,
     pub n_counted: u64,
     /// Events outside the period, of no metric, filtered out or duplicates.
@@ -85,6 +97,26 @@ pub struct RateSummary {
     pub stopped: bool,
 }
 
+/// Every customer's result of a run, for callers that want them all at once (tests, small
+/// runs); `ratecard rate` writes each invoice as it comes instead.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// One invoice per customer, sorted by customer id.
+    pub invoices: Vec<Invoice>,
+    pub failed: Vec<(String, RateError)>,
+    pub not_started: Vec<String>,
+}
+
+impl Collected {
+    pub fn push(&mut self, rated: Rated) {
+        match rated.outcome {
+            RatedOutcome::Invoice(invoice) => self.invoices.push(*invoice),
+            RatedOutcome::NotStarted => self.not_started.push(rated.customer),
+            RatedOutcome::Failed(error) => self.failed.push((rated.customer, error)),
+        }
+    }
+}
+
 /// Why a run could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -92,8 +124,10 @@ pub enum StreamError {
     /// (Not a `source`: the message says it, and `{:#}` would say it twice.)
     #[error("reading the events: {0}")]
     Io(std::io::Error),
+    /// The request's period or default timezone is wrong (its path is `$.period` or
+    /// `$.customer.timezone`: the request's `period` and `default_timezone`).
     #[error(transparent)]
-    Rate(#[from] RateError),
+    Request(RateError),
 }
 
 impl From<std::io::Error> for StreamError {
@@ -102,7 +136,7 @@ impl From<std::io::Error> for StreamError {
     }
 }
 
-/// Normalizes `--period` text: a month `2026-11` means its first day.
+/// Normalizes period text: a month `2026-11` means its first day.
 pub fn period_text(period: &str) -> String {
     let is_month = period.len() == 7
         && period.as_bytes()[4] == b'-'
@@ -114,109 +148,36 @@ pub fn period_text(period: &str) -> String {
     }
 }
 
-fn customer_usage(customer_id: &str, options: &RateOptions) -> Usage {
-    let setup = options
-        .customers
-        .get(customer_id)
-        .cloned()
-        .unwrap_or_default();
-    Usage {
-        customer: Customer {
-            id: customer_id.to_owned(),
-            timezone: setup.timezone.or_else(|| options.timezone.clone()),
-            attributes: setup.attributes,
-        },
-        subscription: setup.subscription,
-        period: Some(PeriodSelector::Containing {
-            containing: period_text(&options.period),
-        }),
-        quantities: Default::default(),
-        events: Vec::new(),
-        carry_in: setup.carry_in,
-        credits: setup.credits,
-        plan_change: None,
-    }
-}
-
-/// One customer's rating in progress.
-struct Account<'p> {
-    usage: Usage,
-    ctx: QuoteContext,
-    aggregator: Aggregator<'p>,
-    /// The customer's events not billed, for their invoice's notes.
-    not_billed: NotBilled,
-}
-
-/// A customer whose setup makes rating impossible (bad timezone, subscription starting after
-/// the period): their events are skipped and the reason reported once.
+/// A customer of the run: being rated, or known not to be.
 enum Slot<'p> {
-    Open(Box<Account<'p>>),
-    Failed(String),
+    Open(Box<PeriodRater<'p>>),
+    Failed(RateError),
     /// The subscription starts after the period: nothing to bill.
     NotStarted,
 }
 
+/// Opens `customer_id`'s period (see [`PeriodRater::open_containing`]).
 fn open<'p>(
-    plan: &'p Plan,
+    prepared: &'p PreparedPlan<'p>,
     customer_id: &str,
-    options: &RateOptions,
+    request: &RateRequest,
+    containing: &str,
     plugins: &'p dyn PluginHost,
 ) -> Slot<'p> {
-    let mut usage = customer_usage(customer_id, options);
-    let ctx = match context(plan, &usage) {
-        // A subscription that starts inside the nominal cycle holding the date is rated for its
-        // (shorter) first period; one that starts later has nothing to bill in this period.
-        Err(RateError::Period {
-            error: PeriodError::BeforeStart { .. },
-            ..
-        }) => {
-            let mut first = usage.clone();
-            first.period = Some(PeriodSelector::Index { index: 0 });
-            match context(plan, &first) {
-                Ok(ctx) => match ctx.calendar.parse_instant(&period_text(&options.period)) {
-                    Ok(date) if ctx.period.cycle_start <= date => {
-                        usage = first;
-                        Ok(ctx)
-                    }
-                    Ok(_) => return Slot::NotStarted,
-                    Err(source) => Err(RateError::Period {
-                        path: "--period".to_owned(),
-                        error: source,
-                    }),
-                },
-                Err(error) => Err(error),
-            }
-        }
-        other => other,
-    };
-    let opened = ctx.and_then(|ctx| {
-        let window = Window {
-            start: ctx.period.start,
-            end: ctx.period.end,
-        };
-        let carry_in: BTreeMap<String, Decimal> = usage
-            .carry_in
-            .iter()
-            .map(|(k, v)| (k.clone(), v.0))
-            .collect();
-        let aggregator = Aggregator::new(
-            &plan.metrics,
-            &plan.charges,
-            window,
-            ctx.billable_from,
-            &carry_in,
-            plugins,
-        )?;
-        Ok(Account {
-            usage,
-            ctx,
-            aggregator,
-            not_billed: NotBilled::default(),
-        })
-    });
+    let no_setup = CustomerSetup::default();
+    let setup = request.customers.get(customer_id).unwrap_or(&no_setup);
+    let opened = PeriodRater::open_containing(
+        prepared,
+        customer_id,
+        setup,
+        containing,
+        request.default_timezone.as_deref(),
+        plugins,
+    );
     match opened {
-        Ok(account) => Slot::Open(Box::new(account)),
-        Err(error) => Slot::Failed(error.to_string()),
+        Ok(Opened::Rating(rater)) => Slot::Open(rater),
+        Ok(Opened::NotStarted) => Slot::NotStarted,
+        Err(error) => Slot::Failed(error),
     }
 }
 
@@ -350,7 +311,7 @@ struct Parsed<'c> {
 fn parse_lines<'c>(
     chunk: &'c [u8],
     spans: &[Span],
-    router: &Router<'_>,
+    router: &Router,
     n_shards: usize,
 ) -> Parsed<'c> {
     let mut parsed = Parsed {
@@ -445,7 +406,7 @@ impl<'p> Shard<'p> {
             };
             // First touch what each push will need, so that the cache misses overlap.
             for item in run.iter().map(item) {
-                account.aggregator.warm(&item.event, &item.routing);
+                account.warm(&item.event, &item.routing);
             }
             for Item {
                 line,
@@ -454,16 +415,10 @@ impl<'p> Shard<'p> {
                 ..
             } in run.iter().map(item)
             {
-                match account.aggregator.push_routed(event, routing) {
+                match account.push_routed(event, routing, format_args!("line {line}")) {
                     Ok(Outcome::Counted) => self.n_counted += 1,
-                    Ok(outcome) => {
-                        self.n_skipped += 1;
-                        account.not_billed.record(outcome);
-                    }
+                    Ok(_) => self.n_skipped += 1,
                     Err(error) => {
-                        account
-                            .not_billed
-                            .reject(format_args!("line {line}"), &error);
                         self.errors.push(LineError {
                             line: *line,
                             message: error.to_string(),
@@ -630,7 +585,7 @@ fn chunk_errors(mut errors: Vec<LineError>, shards: &mut [Shard<'_>]) -> Vec<Lin
 fn sequential<'p, R: BufRead>(
     lines: &mut Lines<R>,
     shard: &mut Shard<'p>,
-    router: &Router<'_>,
+    router: &Router,
     strict: bool,
     open_account: impl Fn(&str) -> Slot<'p> + Copy,
     summary: &mut RateSummary,
@@ -675,7 +630,7 @@ fn sequential<'p, R: BufRead>(
 fn pipelined<'p, R: BufRead>(
     lines: &mut Lines<R>,
     shards: &mut [Shard<'p>],
-    router: &Router<'_>,
+    router: &Router,
     n_threads: usize,
     open_account: impl Fn(&str) -> Slot<'p> + Copy + Send + Sync,
     summary: &mut RateSummary,
@@ -734,7 +689,7 @@ fn step<'p, 'n, R: BufRead>(
     shards: &mut [Shard<'p>],
     lines: &mut Lines<R>,
     (next, next_spans): (&'n mut Vec<u8>, &'n mut Vec<Span>),
-    router: &Router<'_>,
+    router: &Router,
     n_threads: usize,
     open_account: impl Fn(&str) -> Slot<'p> + Copy + Send + Sync,
 ) -> Result<(ParsedChunk<'n>, Vec<LineError>), StreamError> {
@@ -803,8 +758,10 @@ fn step<'p, 'n, R: BufRead>(
     Ok((next.into_iter().map(|(_, part)| part).collect(), errors))
 }
 
-/// Rates every customer's events in `reader` (NDJSON) for one period. `progress` is called with
-/// the bytes read so far, every 64 KiB or so.
+/// Rates every customer's events in `reader` (NDJSON) for one period, handing each customer's
+/// result to `sink` in customer order once the stream is read (invoices are priced in batches,
+/// so only a batch of them is held at once). `progress` is called with the bytes read so far,
+/// every 64 KiB or so.
 ///
 /// Lines are read in chunks. Each chunk is parsed in parts on the worker threads; customers are
 /// split into shards (4 per worker) and the workers push a shard's events customer by customer
@@ -815,33 +772,35 @@ fn step<'p, 'n, R: BufRead>(
 /// errors by line. `--strict` reads one line at a time, on one thread, so it stops at the first
 /// bad line.
 pub fn rate_stream<'p>(
-    plan: &'p Plan,
+    prepared: &'p PreparedPlan<'p>,
     reader: impl BufRead,
-    options: &RateOptions,
+    request: &RateRequest,
     plugins: &'p dyn PluginHost,
     mut progress: impl FnMut(u64),
+    mut sink: impl FnMut(Rated),
 ) -> Result<RateSummary, StreamError> {
-    let report = ratecard_engine::validate::validate_plan(plan);
-    if !report.is_ok() {
-        return Err(RateError::InvalidPlan(report.errors).into());
+    let containing = period_text(&request.period);
+    // Check the period and timezone once up front, so a bad one fails the run instead of every
+    // customer.
+    match open(
+        prepared,
+        "",
+        &RateRequest {
+            customers: BTreeMap::new(),
+            ..request.clone()
+        },
+        &containing,
+        plugins,
+    ) {
+        Slot::Failed(error) => return Err(StreamError::Request(error)),
+        Slot::Open(_) | Slot::NotStarted => {}
     }
-    // Check the period once up front, so a bad `--period` fails the run instead of every customer.
-    context(
-        plan,
-        &customer_usage(
-            "",
-            &RateOptions {
-                customers: BTreeMap::new(),
-                ..options.clone()
-            },
-        ),
-    )?;
-    let n_threads = if options.strict {
+    let n_threads = if request.strict {
         1
-    } else if options.threads == 0 {
+    } else if request.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
     } else {
-        options.threads.min(MAX_THREADS)
+        request.threads.min(MAX_THREADS)
     };
     // More shards than threads, taken from a queue, so a thread that finishes its shards early
     // (a shard with fewer busy customers) takes another instead of waiting.
@@ -851,15 +810,15 @@ pub fn rate_stream<'p>(
         n_threads * SHARDS_PER_THREAD
     };
     let mut shards: Vec<Shard<'p>> = (0..n_shards).map(|_| Shard::default()).collect();
-    let open_account = |customer: &str| open(plan, customer, options, plugins);
-    let router = Router::new(&plan.metrics);
+    let open_account = |customer: &str| open(prepared, customer, request, &containing, plugins);
+    let router = prepared.router();
     let mut summary = RateSummary::default();
     let mut lines = Lines {
         reader,
         n_lines: 0,
         n_bytes: 0,
         at_end: false,
-        max_lines: if options.strict { 1 } else { CHUNK_LINES },
+        max_lines: if request.strict { 1 } else { CHUNK_LINES },
         reported: 0,
         carry: Vec::new(),
     };
@@ -869,8 +828,8 @@ pub fn rate_stream<'p>(
         sequential(
             &mut lines,
             &mut shards[0],
-            &router,
-            options.strict,
+            router,
+            request.strict,
             open_account,
             &mut summary,
             &mut progress,
@@ -879,7 +838,7 @@ pub fn rate_stream<'p>(
         pipelined(
             &mut lines,
             &mut shards,
-            &router,
+            router,
             n_threads,
             open_account,
             &mut summary,
@@ -898,85 +857,80 @@ pub fn rate_stream<'p>(
     customers.sort_by(|a, b| a.0.cmp(&b.0));
     // Described customers without events still owe their flat fees.
     let n_seen = customers.len();
-    for customer in options.customers.keys() {
+    for customer in request.customers.keys() {
         let seen = customers[..n_seen].binary_search_by(|(id, _)| id.as_ref().cmp(customer));
         if seen.is_err() {
             customers.push((customer.as_str().into(), open_account(customer)));
         }
     }
-    // Invoices are priced on the workers too (a plan with many charges costs a fraction of a
-    // millisecond per invoice), then reported in customer order.
-    let n_workers = n_threads.min(customers.len()).max(1);
-    let per_worker = customers.len().div_ceil(n_workers).max(1);
-    let mut finished: Vec<(Box<str>, Finished)> = Vec::with_capacity(customers.len());
-    if n_workers == 1 {
-        finished.extend(
-            customers
-                .into_iter()
-                .map(|(customer, slot)| (customer, finish(plan, slot, plugins))),
-        );
-    } else {
-        std::thread::scope(|scope| {
-            let mut handles = Vec::with_capacity(n_workers);
-            while !customers.is_empty() {
-                let batch = customers.split_off(customers.len().saturating_sub(per_worker));
-                handles.push(scope.spawn(move || {
-                    batch
-                        .into_iter()
-                        .map(|(customer, slot)| (customer, finish(plan, slot, plugins)))
-                        .collect::<Vec<_>>()
-                }));
-            }
-            for handle in handles {
-                finished.extend(
-                    handle
-                        .join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                );
-            }
-        });
-    }
-    finished.sort_by(|a, b| a.0.cmp(&b.0));
-    for (customer, result) in finished {
-        match result {
-            Finished::Invoice(invoice) => summary.invoices.push(*invoice),
-            Finished::Failed(reason) => summary.failed.push((customer.into_string(), reason)),
-            Finished::NotStarted => summary.not_started.push(customer.into_string()),
-        }
-    }
+    customers.sort_by(|a, b| a.0.cmp(&b.0));
+    finish_all(customers, n_threads, &mut sink);
     Ok(summary)
 }
 
-/// What became of one customer's rating.
-enum Finished {
-    Invoice(Box<Invoice>),
-    Failed(String),
-    NotStarted,
+/// Invoices per batch of customers: priced in parallel, then handed over in order, so at most
+/// this many invoices are held at once.
+const FINISH_BATCH: usize = 512;
+
+/// Finishes every customer (sorted by id) into the sink, in order. Invoices are priced on the
+/// workers too (a plan with many charges costs a fraction of a millisecond per invoice).
+fn finish_all(
+    customers: Vec<(Box<str>, Slot<'_>)>,
+    n_threads: usize,
+    sink: &mut impl FnMut(Rated),
+) {
+    let mut customers = customers.into_iter();
+    loop {
+        let batch: Vec<_> = customers.by_ref().take(FINISH_BATCH).collect();
+        if batch.is_empty() {
+            return;
+        }
+        let n_workers = n_threads.min(batch.len()).max(1);
+        let finished: Vec<Rated> = if n_workers == 1 {
+            batch.into_iter().map(finish).collect()
+        } else {
+            let per_worker = batch.len().div_ceil(n_workers);
+            let mut parts = Vec::with_capacity(n_workers);
+            let mut batch = batch.into_iter();
+            loop {
+                let part: Vec<_> = batch.by_ref().take(per_worker).collect();
+                if part.is_empty() {
+                    break;
+                }
+                parts.push(part);
+            }
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = parts
+                    .into_iter()
+                    .map(|part| {
+                        scope.spawn(move || part.into_iter().map(finish).collect::<Vec<_>>())
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|handle| {
+                        handle
+                            .join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    })
+                    .collect()
+            })
+        };
+        finished.into_iter().for_each(&mut *sink);
+    }
 }
 
-fn finish(plan: &Plan, slot: Slot<'_>, plugins: &dyn PluginHost) -> Finished {
-    let account = match slot {
-        Slot::Open(account) => account,
-        Slot::Failed(reason) => return Finished::Failed(reason),
-        Slot::NotStarted => return Finished::NotStarted,
+fn finish((customer, slot): (Box<str>, Slot<'_>)) -> Rated {
+    let outcome = match slot {
+        Slot::Open(rater) => match rater.finish() {
+            Ok(invoice) => RatedOutcome::Invoice(Box::new(invoice)),
+            Err(error) => RatedOutcome::Failed(error),
+        },
+        Slot::Failed(error) => RatedOutcome::Failed(error),
+        Slot::NotStarted => RatedOutcome::NotStarted,
     };
-    let Account {
-        usage,
-        ctx,
-        aggregator,
-        not_billed,
-    } = *account;
-    let result = aggregator
-        .finish()
-        .map_err(RateError::from)
-        .and_then(|metered| {
-            let hash = input_hash(plan, &usage);
-            let mut notes = Vec::new();
-            not_billed.write_notes(&mut notes, true);
-            price_usage(plan, &usage, &ctx, metered, None, notes, plugins, hash)
-        });
-    match result {
-        Ok(invoice) => Finished::Invoice(Box::new(invoice)),
-        Err(error) => Finished::Failed(error.to_string()),
+    Rated {
+        customer: customer.into_string(),
+        outcome,
     }
 }

@@ -6,9 +6,10 @@ use std::io::Cursor;
 
 use ratecard_engine::plan::Plan;
 use ratecard_engine::plugin::NoPlugins;
+use ratecard_engine::rate::PreparedPlan;
 use ratecard_engine::rate::quote;
 use ratecard_engine::usage::{Customer, Event, PeriodSelector, Usage};
-use ratecard_host::rating::{RateOptions, RateSummary, rate_stream};
+use ratecard_host::rating::{Collected, RateRequest, RateSummary, rate_stream};
 
 /// A count with an allowance and tiers, a converted sum, a sum grouped by region.
 const PLAN: &str = r#"{
@@ -113,17 +114,33 @@ fn events(n: usize, n_customers: u64, bad_lines: bool) -> String {
     out
 }
 
-fn rate(plan: &Plan, text: &str, threads: usize) -> RateSummary {
-    let options = RateOptions {
-        period: "2026-11".to_owned(),
-        threads,
-        ..RateOptions::default()
-    };
-    rate_stream(plan, Cursor::new(text), &options, &NoPlugins, |_| {}).expect("rate_stream")
+/// `rate_stream` of `input`, with every customer's result collected.
+fn rate_with(plan: &Plan, input: &[u8], request: &RateRequest) -> (RateSummary, Collected) {
+    let prepared = PreparedPlan::of(plan).expect("a valid plan");
+    let mut collected = Collected::default();
+    let summary = rate_stream(
+        &prepared,
+        Cursor::new(input),
+        request,
+        &NoPlugins,
+        |_| {},
+        |rated| collected.push(rated),
+    )
+    .expect("rate_stream");
+    (summary, collected)
 }
 
-fn invoices_json(summary: &RateSummary) -> String {
-    serde_json::to_string(&summary.invoices).expect("invoices to JSON")
+fn rate(plan: &Plan, text: &str, threads: usize) -> (RateSummary, Collected) {
+    let request = RateRequest {
+        period: "2026-11".to_owned(),
+        threads,
+        ..RateRequest::default()
+    };
+    rate_with(plan, text.as_bytes(), &request)
+}
+
+fn invoices_json(collected: &Collected) -> String {
+    serde_json::to_string(&collected.invoices).expect("invoices to JSON")
 }
 
 #[test]
@@ -131,7 +148,7 @@ fn every_thread_count_gives_the_same_invoices_errors_and_counts() {
     let plan: Plan = serde_json::from_str(PLAN).expect("plan");
     // More lines than one chunk, so chunk boundaries are crossed.
     let text = events(40_000, 300, true);
-    let one = rate(&plan, &text, 1);
+    let (one, one_rated) = rate(&plan, &text, 1);
     assert!(one.errors.len() > 1000, "{} errors", one.errors.len());
     assert!(one.errors.windows(2).all(|w| w[0].line < w[1].line));
     assert!(
@@ -142,10 +159,10 @@ fn every_thread_count_gives_the_same_invoices_errors_and_counts() {
     assert!(one.errors.iter().any(|e| e.message.contains("property")));
     assert!(one.n_skipped > 0 && one.n_counted > 30_000);
     for threads in [2, 3, 8] {
-        let many = rate(&plan, &text, threads);
+        let (many, many_rated) = rate(&plan, &text, threads);
         assert_eq!(
-            invoices_json(&one),
-            invoices_json(&many),
+            invoices_json(&one_rated),
+            invoices_json(&many_rated),
             "{threads} threads"
         );
         assert_eq!(one.errors, many.errors, "{threads} threads");
@@ -161,7 +178,7 @@ fn every_thread_count_gives_the_same_invoices_errors_and_counts() {
 fn streaming_gives_each_customer_the_invoice_of_a_plain_quote() {
     let plan: Plan = serde_json::from_str(PLAN).expect("plan");
     let text = events(20_000, 50, false);
-    let summary = rate(&plan, &text, 0);
+    let (summary, rated) = rate(&plan, &text, 0);
     assert!(summary.errors.is_empty(), "{:?}", &summary.errors[..1]);
     let mut by_customer: BTreeMap<String, Vec<Event<'static>>> = BTreeMap::new();
     for line in text.lines() {
@@ -171,8 +188,8 @@ fn streaming_gives_each_customer_the_invoice_of_a_plain_quote() {
             .or_default()
             .push(event.into_owned());
     }
-    assert_eq!(summary.invoices.len(), by_customer.len());
-    for (invoice, (customer, events)) in summary.invoices.iter().zip(by_customer) {
+    assert_eq!(rated.invoices.len(), by_customer.len());
+    for (invoice, (customer, events)) in rated.invoices.iter().zip(by_customer) {
         let usage = Usage {
             customer: Customer {
                 id: customer.clone(),
@@ -212,12 +229,11 @@ fn a_line_that_is_not_utf8_is_one_bad_line() {
     bytes.extend_from_slice(
         b"{\"id\":\"e3\",\"customer\":\"c1\",\"timestamp\":\"2026-11-03T00:00:00Z\",\"code\":\"api.request\"}\n",
     );
-    let options = RateOptions {
+    let request = RateRequest {
         period: "2026-11".to_owned(),
-        ..RateOptions::default()
+        ..RateRequest::default()
     };
-    let summary = rate_stream(&plan, Cursor::new(bytes), &options, &NoPlugins, |_| {})
-        .expect("the run goes on");
+    let (summary, _) = rate_with(&plan, &bytes, &request);
     assert_eq!(summary.n_lines, 3);
     assert_eq!(summary.n_counted, 2);
     assert_eq!(summary.errors.len(), 1);
@@ -234,7 +250,7 @@ fn a_chunk_of_blank_lines_does_not_end_the_run() {
     let plan: Plan = serde_json::from_str(PLAN).expect("plan");
     let text = format!("{}{}", "\n".repeat(40_000), events(500, 20, false));
     for threads in [1, 2] {
-        let summary = rate(&plan, &text, threads);
+        let (summary, _) = rate(&plan, &text, threads);
         assert_eq!(summary.n_lines, 40_500, "{threads} threads");
         assert!(summary.n_counted > 400, "{threads} threads");
         assert_eq!(
@@ -259,32 +275,116 @@ fn block_reading_sees_the_lines_line_reading_sees() {
         text.len()
     );
     let run = |strict: bool| {
-        let options = RateOptions {
+        let request = RateRequest {
             period: "2026-11".to_owned(),
             threads: 1,
             strict,
-            ..RateOptions::default()
+            ..RateRequest::default()
         };
-        rate_stream(
-            &plan,
-            Cursor::new(text.as_bytes()),
-            &options,
-            &NoPlugins,
-            |_| {},
-        )
-        .expect("rate_stream")
+        rate_with(&plan, text.as_bytes(), &request)
     };
-    let (blocks, lines) = (run(false), run(true));
+    let ((blocks, blocks_rated), (lines, lines_rated)) = (run(false), run(true));
     assert!(
         lines.errors.is_empty() && !lines.stopped,
         "{:?}",
         lines.errors.first()
     );
     assert_eq!(blocks.errors, lines.errors);
-    assert_eq!(invoices_json(&blocks), invoices_json(&lines));
+    assert_eq!(invoices_json(&blocks_rated), invoices_json(&lines_rated));
     assert_eq!(
         (blocks.n_lines, blocks.n_counted, blocks.n_skipped),
         (lines.n_lines, lines.n_counted, lines.n_skipped)
     );
     assert_eq!(blocks.n_lines, text.lines().count() as u64);
+}
+
+/// Every customer reaches the sink once, in customer order, across the batches invoices are
+/// priced in; a customer whose setup cannot be rated gets a typed reason, not a string, and a
+/// customer subscribed after the period is not started.
+#[test]
+fn each_customer_reaches_the_sink_once_in_order_with_a_typed_outcome() {
+    use ratecard_engine::period::PeriodError;
+    use ratecard_engine::rate::RateError;
+    use ratecard_engine::usage::{CustomerSetup, Subscription};
+    use ratecard_host::rating::{RatedOutcome, StreamError};
+
+    let plan: Plan = serde_json::from_str(PLAN).expect("plan");
+    let prepared = PreparedPlan::of(&plan).expect("a valid plan");
+    // 1,300 customers with events: more than two batches of invoices.
+    let text = events(6_000, 1_300, false);
+    let mut customers = BTreeMap::new();
+    customers.insert(
+        "c7".to_owned(),
+        CustomerSetup {
+            timezone: Some("Mars/Olympus_Mons".to_owned()),
+            ..CustomerSetup::default()
+        },
+    );
+    let later = CustomerSetup {
+        subscription: Some(Subscription {
+            start: "2027-01-10".to_owned(),
+            billing_anchor: None,
+        }),
+        ..CustomerSetup::default()
+    };
+    customers.insert("c8".to_owned(), later);
+    customers.insert("zz-no-events".to_owned(), CustomerSetup::default());
+    for threads in [1, 2] {
+        let request = RateRequest {
+            period: "2026-11-15".to_owned(),
+            customers: customers.clone(),
+            threads,
+            ..RateRequest::default()
+        };
+        let mut seen = Vec::new();
+        let summary = rate_stream(
+            &prepared,
+            Cursor::new(text.as_bytes()),
+            &request,
+            &NoPlugins,
+            |_| {},
+            |rated| seen.push(rated),
+        )
+        .expect("rate_stream");
+        assert!(summary.errors.is_empty(), "{:?}", summary.errors.first());
+        let ids: Vec<&str> = seen.iter().map(|r| r.customer.as_str()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(ids, sorted, "{threads} threads: in order, each once");
+        assert!(ids.len() > 1_000, "{} customers", ids.len());
+        let outcome = |id: &str| &seen[ids.binary_search(&id).expect(id)].outcome;
+        assert!(
+            matches!(
+                outcome("c7"),
+                RatedOutcome::Failed(RateError::Period { path, error: PeriodError::UnknownTimezone(_) })
+                    if path == "$.customer.timezone"
+            ),
+            "{:?}",
+            outcome("c7")
+        );
+        assert!(matches!(outcome("c8"), RatedOutcome::NotStarted));
+        let RatedOutcome::Invoice(invoice) = outcome("zz-no-events") else {
+            panic!("{:?}", outcome("zz-no-events"));
+        };
+        assert_eq!(invoice.period.start, "2026-11-01T00:00:00+00:00");
+    }
+    // A period that is not a date is the request's error, named by its path, before any line.
+    let request = RateRequest {
+        period: "the 15th".to_owned(),
+        ..RateRequest::default()
+    };
+    let error = rate_stream(
+        &prepared,
+        Cursor::new(text.as_bytes()),
+        &request,
+        &NoPlugins,
+        |_| {},
+        |_| panic!("no customer is rated"),
+    )
+    .expect_err("a bad period");
+    assert!(
+        matches!(&error, StreamError::Request(RateError::Period { path, .. }) if path == "$.period"),
+        "{error:?}"
+    );
 }

@@ -17,6 +17,7 @@ pub mod plan;
 pub mod plugin;
 pub mod price;
 pub mod rate;
+pub mod rater;
 pub mod usage;
 pub mod validate;
 

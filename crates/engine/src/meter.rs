@@ -141,6 +141,9 @@ pub enum Outcome {
     Filtered,
     /// Its id was already taken by this aggregator.
     Duplicate,
+    /// It names another customer (a [`PeriodRater`](crate::rater::PeriodRater)'s answer; an
+    /// aggregator, which does not know whose events it counts, never gives it).
+    OtherCustomer,
 }
 
 /// An event that could not be counted.
@@ -282,17 +285,18 @@ pub struct Routing {
     id_hash: u32,
 }
 
-/// Routes events to metrics by event code; shared by every aggregator of the same metrics.
+/// Routes events to metrics by event code; shared by every aggregator of the same metrics (a
+/// [`PreparedPlan`](crate::rate::PreparedPlan) holds one).
 #[derive(Clone, Debug)]
-pub struct Router<'p> {
+pub struct Router {
     /// Event code → range of `routes` holding the indexes of the slots selecting it.
-    by_code: FxHashMap<&'p str, (usize, usize)>,
+    by_code: FxHashMap<Box<str>, (usize, usize)>,
     routes: Vec<usize>,
 }
 
-impl<'p> Router<'p> {
-    pub fn new(metrics: &'p [Metric]) -> Router<'p> {
-        let mut by_event_code: BTreeMap<&'p str, Vec<usize>> = BTreeMap::new();
+impl Router {
+    pub fn new(metrics: &[Metric]) -> Router {
+        let mut by_event_code: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (idx, metric) in metrics.iter().enumerate() {
             by_event_code
                 .entry(metric.event_code())
@@ -302,7 +306,7 @@ impl<'p> Router<'p> {
         let mut by_code = FxHashMap::default();
         let mut routes = Vec::with_capacity(metrics.len());
         for (code, idxs) in by_event_code {
-            by_code.insert(code, (routes.len(), routes.len() + idxs.len()));
+            by_code.insert(code.into(), (routes.len(), routes.len() + idxs.len()));
             routes.extend(idxs);
         }
         Router { by_code, routes }
@@ -324,7 +328,7 @@ pub struct Aggregator<'p> {
     billable_from: Timestamp,
     plugins: &'p dyn PluginHost,
     slots: Vec<Slot<'p>>,
-    router: Router<'p>,
+    router: Cow<'p, Router>,
     seen_ids: IdSet,
     n_counted: u64,
     /// Reused per push, so validation allocates nothing.
@@ -409,6 +413,28 @@ impl<'p> Aggregator<'p> {
         carry_in: &BTreeMap<String, Decimal>,
         plugins: &'p dyn PluginHost,
     ) -> Result<Aggregator<'p>, AggregateError> {
+        Aggregator::routed(
+            metrics,
+            charges,
+            None,
+            window,
+            billable_from,
+            carry_in,
+            plugins,
+        )
+    }
+
+    /// [`Aggregator::new`] with the router of `metrics` given (`Some`, built by
+    /// [`Router::new`] of the same metrics) instead of built for this aggregator alone.
+    pub(crate) fn routed(
+        metrics: &'p [Metric],
+        charges: &'p [Charge],
+        router: Option<&'p Router>,
+        window: Window,
+        billable_from: Timestamp,
+        carry_in: &BTreeMap<String, Decimal>,
+        plugins: &'p dyn PluginHost,
+    ) -> Result<Aggregator<'p>, AggregateError> {
         if window
             .end
             .0
@@ -454,7 +480,10 @@ impl<'p> Aggregator<'p> {
             billable_from,
             plugins,
             slots,
-            router: Router::new(metrics),
+            router: match router {
+                Some(router) => Cow::Borrowed(router),
+                None => Cow::Owned(Router::new(metrics)),
+            },
             seen_ids: IdSet::default(),
             n_counted: 0,
             prepared: Vec::new(),

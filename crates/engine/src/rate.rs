@@ -23,13 +23,14 @@ use crate::decimal::{Amount, Dec};
 use crate::invoice::{
     AppliedCredit, AppliedDiscount, AppliedTax, BreakdownRow, Invoice, Line, PeriodInfo,
 };
-use crate::meter::{Aggregator, EventError, GroupUsage, MeteredUsage, Outcome, Window};
+use crate::meter::{EventError, GroupUsage, MeteredUsage, Outcome, Router};
 use crate::money::{Currency, RoundingLevel};
 use crate::period::{BillingPeriod, Calendar, PeriodError};
 use crate::plan::{Charge, FeeTiming, GroupKey, Metric, Plan, PriceModel};
 use crate::plugin::{GroupedQuantity, PluginError, PluginHost, PriceRequest};
 use crate::price::{self, Overflow, PercentageTerms, Priced};
-use crate::usage::{PeriodSelector, QuantityInput, Timestamp, Usage};
+use crate::rater::PeriodRater;
+use crate::usage::{Customer, PeriodSelector, QuantityInput, Timestamp, Usage};
 use crate::validate::{Issue, validate_plan};
 
 /// Why a quote could not be computed.
@@ -73,7 +74,7 @@ fn overflow(context: impl Into<String>) -> impl FnOnce(Overflow) -> RateError {
     move |_| RateError::Overflow { context }
 }
 
-fn usage_error(path: impl Into<String>, message: impl Into<String>) -> RateError {
+pub(crate) fn usage_error(path: impl Into<String>, message: impl Into<String>) -> RateError {
     RateError::InvalidUsage {
         path: path.into(),
         message: message.into(),
@@ -82,7 +83,7 @@ fn usage_error(path: impl Into<String>, message: impl Into<String>) -> RateError
 
 /// The calendar and period of a quote, resolved from the plan and usage.
 #[derive(Clone, Debug)]
-pub struct QuoteContext {
+pub(crate) struct QuoteContext {
     pub calendar: Calendar,
     pub period: BillingPeriod,
     /// Usage before this instant is in the trial and not billed.
@@ -94,7 +95,7 @@ pub struct QuoteContext {
 pub const DEFAULT_ANCHOR: &str = "2000-01-01";
 
 /// Resolves the customer's calendar, the period to rate and the trial end.
-pub fn context(plan: &Plan, usage: &Usage) -> Result<QuoteContext, RateError> {
+pub(crate) fn context(plan: &Plan, usage: &Usage) -> Result<QuoteContext, RateError> {
     let currency = Currency::resolve(&plan.currency, &plan.custom_units)
         .ok_or_else(|| RateError::InvalidPlan(validate_plan(plan).errors))?;
     let timezone = usage.customer.timezone.as_deref().unwrap_or("UTC");
@@ -158,11 +159,7 @@ pub fn context(plan: &Plan, usage: &Usage) -> Result<QuoteContext, RateError> {
 /// To quote one plan many times, prepare it once ([`PreparedPlan`]): the same invoice, without
 /// validating and hashing the plan again.
 pub fn quote(plan: &Plan, usage: &Usage, plugins: &dyn PluginHost) -> Result<Invoice, RateError> {
-    let report = validate_plan(plan);
-    if !report.is_ok() {
-        return Err(RateError::InvalidPlan(report.errors));
-    }
-    quote_valid(plan, usage, plugins, |usage| input_hash(plan, usage))
+    PreparedPlan::of(plan)?.quote(usage, plugins)
 }
 
 /// A plan validated once, with the hash of its JSON taken once, and quoted many times: a pricing page re-quoting on every slider move, a cost
@@ -175,6 +172,7 @@ pub struct PreparedPlan<'p> {
     /// SHA-256 after `[<plan JSON>,`: an input hash then hashes only the usage (see
     /// [`input_hash`], the JSON of the pair).
     hash_prefix: Sha256,
+    router: Router,
 }
 
 impl PreparedPlan<'static> {
@@ -202,10 +200,12 @@ impl<'p> PreparedPlan<'p> {
             hash_prefix.update(&bytes);
         }
         hash_prefix.update(b",");
+        let router = Router::new(&plan.metrics);
         Ok(PreparedPlan {
             plan,
             warnings: report.warnings,
             hash_prefix,
+            router,
         })
     }
 
@@ -220,7 +220,18 @@ impl<'p> PreparedPlan<'p> {
 
     /// The invoice for `usage`; [`quote`] of the plan.
     pub fn quote(&self, usage: &Usage, plugins: &dyn PluginHost) -> Result<Invoice, RateError> {
-        quote_valid(&self.plan, usage, plugins, |usage| self.input_hash(usage))
+        let mut rater = PeriodRater::open(self, usage, plugins)?;
+        for (event_idx, event) in usage.events.iter().enumerate() {
+            // An event the rater refuses is noted on the invoice, not an error of the quote.
+            let _outcome = rater.push(event, format_args!("$.events[{event_idx}]"));
+        }
+        rater.finish()
+    }
+
+    /// The router of the plan's events to its metrics, shared by every aggregator of it (route
+    /// events with it ahead of [`PeriodRater::push_routed`]).
+    pub fn router(&self) -> &Router {
+        &self.router
     }
 
     /// [`input_hash`] of the plan and `usage`.
@@ -234,73 +245,6 @@ impl<'p> PreparedPlan<'p> {
     }
 }
 
-/// [`quote`] of a plan known to be valid; `hash` gives the invoice's input hash.
-fn quote_valid(
-    plan: &Plan,
-    usage: &Usage,
-    plugins: &dyn PluginHost,
-    hash: impl FnOnce(&Usage) -> String,
-) -> Result<Invoice, RateError> {
-    if let Some(change) = &usage.plan_change {
-        let report = validate_plan(&change.previous_plan);
-        if !report.is_ok() {
-            let issues = report
-                .errors
-                .into_iter()
-                .map(|mut i| {
-                    // `$.charges[0]` of the previous plan is `$.plan_change.previous_plan.charges[0]`
-                    // of the usage document.
-                    i.path = i.path.replacen('$', "$.plan_change.previous_plan", 1);
-                    i
-                })
-                .collect();
-            return Err(RateError::InvalidPlan(issues));
-        }
-    }
-    check_usage(plan, usage)?;
-    let ctx = context(plan, usage)?;
-    let mut notes = Vec::new();
-    let change_at = match &usage.plan_change {
-        Some(change) => {
-            let at =
-                ctx.calendar
-                    .parse_instant(&change.at)
-                    .map_err(|source| RateError::Period {
-                        path: "$.plan_change.at".to_owned(),
-                        error: source,
-                    })?;
-            if at <= ctx.period.start || at >= ctx.period.end {
-                return Err(usage_error(
-                    "$.plan_change.at",
-                    "the plan change must fall strictly inside the rated period",
-                ));
-            }
-            Some(at)
-        }
-        None => None,
-    };
-    let new_window = Window {
-        start: change_at.unwrap_or(ctx.period.start),
-        end: ctx.period.end,
-    };
-    let mut metered = aggregate_events(plan, usage, &ctx, new_window, plugins, &mut notes)?;
-    apply_quantities(plan, usage, &mut metered)?;
-    let mut previous = None;
-    if let (Some(change), Some(at)) = (&usage.plan_change, change_at) {
-        let old_window = Window {
-            start: ctx.period.start,
-            end: at,
-        };
-        let old_plan = &change.previous_plan;
-        let old_metered = aggregate_events(old_plan, usage, &ctx, old_window, plugins, &mut notes)?;
-        previous = Some((old_plan.as_ref(), old_metered, at));
-    }
-    let input_hash = hash(usage);
-    price_usage(
-        plan, usage, &ctx, metered, previous, notes, plugins, input_hash,
-    )
-}
-
 /// The SHA-256 of the canonical JSON of the plan and usage.
 pub fn input_hash(plan: &Plan, usage: &Usage) -> String {
     let mut hasher = Sha256::new();
@@ -311,7 +255,7 @@ pub fn input_hash(plan: &Plan, usage: &Usage) -> String {
     format!("sha256:{}", hex::encode(hasher.finalize()))
 }
 
-fn check_usage(plan: &Plan, usage: &Usage) -> Result<(), RateError> {
+pub(crate) fn check_usage(plan: &Plan, usage: &Usage) -> Result<(), RateError> {
     for (code, input) in &usage.quantities {
         let path = format!("$.quantities.{code}");
         let metric = plan
@@ -386,54 +330,10 @@ fn check_usage(plan: &Plan, usage: &Usage) -> Result<(), RateError> {
     Ok(())
 }
 
-fn aggregate_events(
-    plan: &Plan,
-    usage: &Usage,
-    ctx: &QuoteContext,
-    window: Window,
-    plugins: &dyn PluginHost,
-    notes: &mut Vec<String>,
-) -> Result<MeteredUsage, RateError> {
-    let carry_in: BTreeMap<String, Decimal> = usage
-        .carry_in
-        .iter()
-        .filter(|(code, _)| plan.metrics.iter().any(|m| &m.code == *code))
-        .map(|(k, v)| (k.clone(), v.0))
-        .collect();
-    let mut aggregator = Aggregator::new(
-        &plan.metrics,
-        &plan.charges,
-        window,
-        ctx.billable_from,
-        &carry_in,
-        plugins,
-    )?;
-    let mut not_billed = NotBilled::default();
-    for (event_idx, event) in usage.events.iter().enumerate() {
-        if !event.customer.is_empty()
-            && !usage.customer.id.is_empty()
-            && event.customer != usage.customer.id
-        {
-            not_billed.skip("of other customers");
-            continue;
-        }
-        match aggregator.push(event) {
-            // With a plan change each plan's window is only part of the period: an event in the
-            // other part is rated by the other plan, so it is not "outside the period".
-            Ok(Outcome::OutsideWindow)
-                if event.timestamp >= ctx.period.start && event.timestamp < ctx.period.end => {}
-            Ok(outcome) => not_billed.record(outcome),
-            Err(error) => not_billed.reject(format_args!("$.events[{event_idx}]"), &error),
-        }
-    }
-    not_billed.write_notes(notes, window.start == ctx.period.start);
-    Ok(aggregator.finish()?)
-}
-
 /// The events of one aggregation that were not billed, and why, for the invoice's notes: counts
 /// per reason, and the first rejected events with their errors.
 #[derive(Clone, Debug, Default)]
-pub struct NotBilled {
+pub(crate) struct NotBilled {
     counts: BTreeMap<&'static str, u64>,
     rejected: Vec<String>,
     n_rejected: u64,
@@ -452,11 +352,8 @@ impl NotBilled {
             Outcome::NoMetric => "matching no metric",
             Outcome::Filtered => "filtered out",
             Outcome::Duplicate => "duplicates",
+            Outcome::OtherCustomer => "of other customers",
         };
-        self.skip(what);
-    }
-
-    fn skip(&mut self, what: &'static str) {
         *self.counts.entry(what).or_default() += 1;
     }
 
@@ -488,12 +385,12 @@ impl NotBilled {
     }
 }
 
-fn apply_quantities(
+pub(crate) fn apply_quantities(
     plan: &Plan,
-    usage: &Usage,
+    quantities: &BTreeMap<String, QuantityInput>,
     metered: &mut MeteredUsage,
 ) -> Result<(), RateError> {
-    for (code, input) in &usage.quantities {
+    for (code, input) in quantities {
         let groups = match input {
             QuantityInput::Total(quantity) => vec![GroupUsage {
                 group: GroupKey::new(),
@@ -537,13 +434,14 @@ struct RawLine {
     priced: Priced,
 }
 
-/// Prices aggregated usage: the back half of [`quote`], used directly by hosts that aggregate
-/// events themselves (the NDJSON `rate` path). `previous` carries the plan a mid-period change
-/// came from, its usage, and the change instant.
+/// Prices aggregated usage: the back half of a [`PeriodRater`](crate::rater::PeriodRater).
+/// `previous` carries the plan a mid-period change came from, its usage, and the change
+/// instant; `credits` are the customer's own (the plan's come first).
 #[allow(clippy::too_many_arguments)]
-pub fn price_usage(
+pub(crate) fn price_usage(
     plan: &Plan,
-    usage: &Usage,
+    customer: &Customer,
+    customer_credits: &[crate::plan::Credit],
     ctx: &QuoteContext,
     metered: MeteredUsage,
     previous: Option<(&Plan, MeteredUsage, Timestamp)>,
@@ -631,7 +529,7 @@ pub fn price_usage(
         if !in_trial_all_period {
             usage_lines(
                 old_plan,
-                usage,
+                customer,
                 ctx,
                 old_metered.clone(),
                 Some("previous plan"),
@@ -642,7 +540,7 @@ pub fn price_usage(
     }
     flat_lines(plan, ctx, new_from, period.end, None, None, &mut raw_lines)?;
     if !in_trial_all_period {
-        usage_lines(plan, usage, ctx, metered, None, plugins, &mut raw_lines)?;
+        usage_lines(plan, customer, ctx, metered, None, plugins, &mut raw_lines)?;
     }
 
     // Rounding of lines.
@@ -819,7 +717,7 @@ pub fn price_usage(
 
     // Credits, applied last.
     let mut credits = Vec::new();
-    for credit in plan.credits.iter().chain(&usage.credits) {
+    for credit in plan.credits.iter().chain(customer_credits) {
         let applied = credit.amount.min(total).max(Decimal::ZERO);
         total -= applied;
         credits.push(AppliedCredit {
@@ -876,7 +774,7 @@ pub fn price_usage(
         .collect();
     Ok(Invoice {
         plan_id: plan.id.clone(),
-        customer_id: usage.customer.id.clone(),
+        customer_id: customer.id.clone(),
         currency: currency.code.clone(),
         period: PeriodInfo {
             index: period.index,
@@ -1020,7 +918,7 @@ fn flat_lines(
 /// Lines of usage-based charges.
 fn usage_lines(
     plan: &Plan,
-    usage: &Usage,
+    customer: &Customer,
     ctx: &QuoteContext,
     mut metered: MeteredUsage,
     suffix: Option<&str>,
@@ -1041,7 +939,7 @@ fn usage_lines(
         let groups = metered.metrics.remove(&metric.code).unwrap_or_default();
         // Several charges may price one metric: put the groups back for the next.
         let groups_for_next = groups.clone();
-        let mut lines = charge_lines(plan, usage, ctx, charge, metric, groups, plugins)?;
+        let mut lines = charge_lines(plan, customer, ctx, charge, metric, groups, plugins)?;
         metered.metrics.insert(metric.code.clone(), groups_for_next);
         apply_charge_bounds(charge, metric, &mut lines)?;
         for line in &mut lines {
@@ -1057,7 +955,7 @@ fn usage_lines(
 
 fn charge_lines(
     plan: &Plan,
-    usage: &Usage,
+    customer: &Customer,
     ctx: &QuoteContext,
     charge: &Charge,
     metric: &Metric,
@@ -1089,8 +987,8 @@ fn charge_lines(
             charge_id: charge.id.clone(),
             currency: ctx.currency.code.clone(),
             config: config.clone(),
-            customer_id: usage.customer.id.clone(),
-            customer_attributes: usage.customer.attributes.clone(),
+            customer_id: customer.id.clone(),
+            customer_attributes: customer.attributes.clone(),
             period_start: ctx.calendar.format(ctx.period.start),
             period_end: ctx.calendar.format(ctx.period.end),
             quantities: groups

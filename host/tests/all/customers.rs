@@ -7,8 +7,9 @@ use std::fmt::Write as _;
 use std::io::Cursor;
 
 use ratecard_engine::plan::Plan;
+use ratecard_engine::rate::PreparedPlan;
 use ratecard_host::plugins::{LoadedPlugin, PluginRegistry, PluginRuntime, RuntimeConfig};
-use ratecard_host::rating::{RateOptions, RateSummary, rate_stream};
+use ratecard_host::rating::{Collected, RateRequest, rate_stream};
 use ratecard_test_plugins as guests;
 
 const PLAN: &str = r#"{
@@ -68,17 +69,28 @@ fn events(n_customers: usize, per_customer: impl Fn(usize) -> usize) -> String {
     out
 }
 
-fn rate(registry: &PluginRegistry, events: &str, threads: usize) -> RateSummary {
+fn rate(registry: &PluginRegistry, events: &str, threads: usize) -> Collected {
     let plan: Plan = serde_json::from_str(PLAN).unwrap();
-    let options = RateOptions {
+    let prepared = PreparedPlan::new(plan).unwrap();
+    let request = RateRequest {
         period: "2026-11".into(),
         threads,
-        ..RateOptions::default()
+        ..RateRequest::default()
     };
-    rate_stream(&plan, Cursor::new(events), &options, registry, |_| {}).unwrap()
+    let mut collected = Collected::default();
+    rate_stream(
+        &prepared,
+        Cursor::new(events),
+        &request,
+        registry,
+        |_| {},
+        |rated| collected.push(rated),
+    )
+    .unwrap();
+    collected
 }
 
-fn invoices(summary: &RateSummary) -> String {
+fn invoices(summary: &Collected) -> String {
     assert!(
         summary.failed.is_empty(),
         "{:?}",

@@ -1,0 +1,376 @@
+//! One customer's billing period being rated: opened for a [`PreparedPlan`] and what is known
+//! of the customer, fed their events one by one, finished into an [`Invoice`].
+//!
+//! Every path to an invoice goes through a [`PeriodRater`]: [`PreparedPlan::quote`] (a usage
+//! document, its events pushed in order), `ratecard rate` (an NDJSON stream, one rater per
+//! customer) and the server (a customer's stored events). So a period's invoice is the same
+//! whichever of them computes it.
+//!
+//! A rater is what a usage document's period needs and nothing more: the calendar and period
+//! ([`QuoteContext`]), the input hash (taken when it opens), the customer and their credits,
+//! and one [`Aggregator`] per plan in force (two across a mid-period plan change, each with its
+//! window of the period). An event the aggregators refuse is noted on the invoice with the
+//! place the caller gives (`$.events[3]`, `line 12`) and changes nothing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use rust_decimal::Decimal;
+
+use crate::invoice::Invoice;
+use crate::meter::{Aggregator, EventError, Outcome, Routing, Window};
+use crate::period::PeriodError;
+use crate::plan::{Credit, Plan};
+use crate::plugin::PluginHost;
+use crate::rate::{
+    NotBilled, PreparedPlan, QuoteContext, RateError, apply_quantities, check_usage, context,
+    price_usage, usage_error,
+};
+use crate::usage::{
+    Customer, CustomerSetup, Event, PeriodSelector, QuantityInput, Timestamp, Usage,
+};
+use crate::validate::validate_plan;
+
+/// One customer's period being rated (see the [module docs](self)).
+pub struct PeriodRater<'a> {
+    prepared: &'a PreparedPlan<'a>,
+    plugins: &'a dyn PluginHost,
+    ctx: QuoteContext,
+    customer: Customer,
+    credits: Vec<Credit>,
+    /// Aggregated quantities given by the usage document, which replace the metered ones.
+    quantities: Option<&'a BTreeMap<String, QuantityInput>>,
+    input_hash: String,
+    /// The plan of the prepared plan, from the plan change (if any) to the period's end.
+    current: Segment<'a>,
+    previous: Option<Previous<'a>>,
+}
+
+impl fmt::Debug for PeriodRater<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeriodRater")
+            .field("plan", &self.prepared.plan().id)
+            .field("customer", &self.customer.id)
+            .field("period", &self.ctx.period)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The aggregation of one plan over its part of the period.
+struct Segment<'a> {
+    aggregator: Aggregator<'a>,
+    /// The events it did not bill, for the invoice's notes.
+    not_billed: NotBilled,
+}
+
+/// The plan a mid-period change came from, in force until `at`.
+struct Previous<'a> {
+    plan: &'a Plan,
+    segment: Segment<'a>,
+    at: Timestamp,
+}
+
+/// What [`PeriodRater::open_containing`] found.
+#[derive(Debug)]
+pub enum Opened<'a> {
+    Rating(Box<PeriodRater<'a>>),
+    /// The customer's subscription starts after the period: nothing is billed in it.
+    NotStarted,
+}
+
+impl<'a> PeriodRater<'a> {
+    /// Opens the period `usage` selects, with its subscription, credits, carry-in, quantities
+    /// and plan change; its events are not pushed (push them, or use [`PreparedPlan::quote`]).
+    pub fn open(
+        prepared: &'a PreparedPlan<'a>,
+        usage: &'a Usage,
+        plugins: &'a dyn PluginHost,
+    ) -> Result<PeriodRater<'a>, RateError> {
+        let previous_plan = match &usage.plan_change {
+            Some(change) => {
+                let report = validate_plan(&change.previous_plan);
+                if !report.is_ok() {
+                    let issues = report
+                        .errors
+                        .into_iter()
+                        .map(|mut issue| {
+                            // `$.charges[0]` of the previous plan is
+                            // `$.plan_change.previous_plan.charges[0]` of the usage document.
+                            issue.path = issue.path.replacen('$', "$.plan_change.previous_plan", 1);
+                            issue
+                        })
+                        .collect();
+                    return Err(RateError::InvalidPlan(issues));
+                }
+                Some(change.previous_plan.as_ref())
+            }
+            None => None,
+        };
+        let mut rater = PeriodRater::open_usage(prepared, usage, previous_plan, plugins)?;
+        rater.quantities = Some(&usage.quantities);
+        Ok(rater)
+    }
+
+    /// Opens the period of `customer`'s own calendar (their timezone, else `default_timezone`,
+    /// else UTC; their subscription's anchor) that contains `containing` (a date or date-time
+    /// in that timezone), as `ratecard rate --period` and the server's period close do. A
+    /// subscription starting inside the calendar period holding the date is rated for its
+    /// first (shorter) period; one starting after it has [`Opened::NotStarted`].
+    pub fn open_containing(
+        prepared: &'a PreparedPlan<'a>,
+        customer_id: &str,
+        setup: &CustomerSetup,
+        containing: &str,
+        default_timezone: Option<&str>,
+        plugins: &'a dyn PluginHost,
+    ) -> Result<Opened<'a>, RateError> {
+        let usage = Usage {
+            customer: Customer {
+                id: customer_id.to_owned(),
+                timezone: setup
+                    .timezone
+                    .clone()
+                    .or_else(|| default_timezone.map(str::to_owned)),
+                attributes: setup.attributes.clone(),
+            },
+            subscription: setup.subscription.clone(),
+            period: Some(PeriodSelector::Containing {
+                containing: containing.to_owned(),
+            }),
+            quantities: BTreeMap::new(),
+            events: Vec::new(),
+            carry_in: setup.carry_in.clone(),
+            credits: setup.credits.clone(),
+            plan_change: None,
+        };
+        let plan = prepared.plan();
+        let usage = match context(plan, &usage) {
+            Err(RateError::Period {
+                error: PeriodError::BeforeStart { .. },
+                ..
+            }) => {
+                let first = Usage {
+                    period: Some(PeriodSelector::Index { index: 0 }),
+                    ..usage
+                };
+                let ctx = context(plan, &first)?;
+                let date =
+                    ctx.calendar
+                        .parse_instant(containing)
+                        .map_err(|error| RateError::Period {
+                            path: "$.period.containing".to_owned(),
+                            error,
+                        })?;
+                if date < ctx.period.cycle_start {
+                    return Ok(Opened::NotStarted);
+                }
+                first
+            }
+            Err(error) => return Err(error),
+            Ok(_) => usage,
+        };
+        PeriodRater::open_usage(prepared, &usage, None, plugins)
+            .map(|rater| Opened::Rating(Box::new(rater)))
+    }
+
+    fn open_usage(
+        prepared: &'a PreparedPlan<'a>,
+        usage: &Usage,
+        previous_plan: Option<&'a Plan>,
+        plugins: &'a dyn PluginHost,
+    ) -> Result<PeriodRater<'a>, RateError> {
+        let plan = prepared.plan();
+        check_usage(plan, usage)?;
+        let ctx = context(plan, usage)?;
+        let change_at = match &usage.plan_change {
+            Some(change) => {
+                let at =
+                    ctx.calendar
+                        .parse_instant(&change.at)
+                        .map_err(|error| RateError::Period {
+                            path: "$.plan_change.at".to_owned(),
+                            error,
+                        })?;
+                if at <= ctx.period.start || at >= ctx.period.end {
+                    return Err(usage_error(
+                        "$.plan_change.at",
+                        "the plan change must fall strictly inside the rated period",
+                    ));
+                }
+                Some(at)
+            }
+            None => None,
+        };
+        let carry_in: BTreeMap<String, Decimal> = usage
+            .carry_in
+            .iter()
+            .map(|(code, level)| (code.clone(), level.0))
+            .collect();
+        let window = Window {
+            start: change_at.unwrap_or(ctx.period.start),
+            end: ctx.period.end,
+        };
+        let aggregator = Aggregator::routed(
+            &plan.metrics,
+            &plan.charges,
+            Some(prepared.router()),
+            window,
+            ctx.billable_from,
+            &carry_in,
+            plugins,
+        )?;
+        let current = Segment::new(aggregator);
+        let previous = match (previous_plan, change_at) {
+            (Some(old_plan), Some(at)) => {
+                // Carry-in levels of metrics the previous plan does not have are not its.
+                let carry_in: BTreeMap<String, Decimal> = carry_in
+                    .into_iter()
+                    .filter(|(code, _)| old_plan.metrics.iter().any(|m| &m.code == code))
+                    .collect();
+                let window = Window {
+                    start: ctx.period.start,
+                    end: at,
+                };
+                let aggregator = Aggregator::new(
+                    &old_plan.metrics,
+                    &old_plan.charges,
+                    window,
+                    ctx.billable_from,
+                    &carry_in,
+                    plugins,
+                )?;
+                Some(Previous {
+                    plan: old_plan,
+                    segment: Segment::new(aggregator),
+                    at,
+                })
+            }
+            _ => None,
+        };
+        Ok(PeriodRater {
+            prepared,
+            plugins,
+            ctx,
+            customer: usage.customer.clone(),
+            credits: usage.credits.clone(),
+            quantities: None,
+            input_hash: prepared.input_hash(usage),
+            current,
+            previous,
+        })
+    }
+
+    /// The customer rated.
+    pub fn customer(&self) -> &Customer {
+        &self.customer
+    }
+
+    /// Pushes one event; `place` says where it came from, for the invoice's note if it is
+    /// refused (a refused event changes nothing). An event naming another customer is not
+    /// counted ([`Outcome::OtherCustomer`]).
+    pub fn push(
+        &mut self,
+        event: &Event<'_>,
+        place: fmt::Arguments<'_>,
+    ) -> Result<Outcome, EventError> {
+        let routing = self.prepared.router().route(event);
+        self.push_routed(event, &routing, place)
+    }
+
+    /// [`PeriodRater::push`] of an event already routed by the prepared plan's router (e.g.
+    /// while it was parsed, on another thread).
+    pub fn push_routed(
+        &mut self,
+        event: &Event<'_>,
+        routing: &Routing,
+        place: fmt::Arguments<'_>,
+    ) -> Result<Outcome, EventError> {
+        if !event.customer.is_empty()
+            && !self.customer.id.is_empty()
+            && event.customer != self.customer.id
+        {
+            self.current.not_billed.record(Outcome::OtherCustomer);
+            if let Some(previous) = &mut self.previous {
+                previous.segment.not_billed.record(Outcome::OtherCustomer);
+            }
+            return Ok(Outcome::OtherCustomer);
+        }
+        let period = self.ctx.period;
+        let result = self.current.aggregator.push_routed(event, routing);
+        self.current.note(event, &result, place, period);
+        if let Some(previous) = &mut self.previous {
+            let old = previous.segment.aggregator.push(event);
+            previous.segment.note(event, &old, place, period);
+            // The event is the previous plan's when its timestamp is in that plan's window.
+            if !matches!(old, Ok(Outcome::OutsideWindow)) && event.timestamp < previous.at {
+                return old;
+            }
+        }
+        result
+    }
+
+    /// Reads what pushing `event` will need (see [`Aggregator::warm`]).
+    pub fn warm(&self, event: &Event<'_>, routing: &Routing) {
+        self.current.aggregator.warm(event, routing);
+    }
+
+    /// Prices what was pushed: the invoice.
+    pub fn finish(self) -> Result<Invoice, RateError> {
+        let plan = self.prepared.plan();
+        // Events outside the period are noted once, by the plan in force at its start.
+        let from_period_start = self.previous.is_none();
+        let mut notes = Vec::new();
+        self.current
+            .not_billed
+            .write_notes(&mut notes, from_period_start);
+        let mut metered = self.current.aggregator.finish()?;
+        if let Some(quantities) = self.quantities {
+            apply_quantities(plan, quantities, &mut metered)?;
+        }
+        let previous = match self.previous {
+            Some(Previous { plan, segment, at }) => {
+                segment.not_billed.write_notes(&mut notes, true);
+                Some((plan, segment.aggregator.finish()?, at))
+            }
+            None => None,
+        };
+        price_usage(
+            plan,
+            &self.customer,
+            &self.credits,
+            &self.ctx,
+            metered,
+            previous,
+            notes,
+            self.plugins,
+            self.input_hash,
+        )
+    }
+}
+
+impl<'a> Segment<'a> {
+    fn new(aggregator: Aggregator<'a>) -> Segment<'a> {
+        Segment {
+            aggregator,
+            not_billed: NotBilled::default(),
+        }
+    }
+
+    /// Notes what became of an event. With a plan change each plan's window is only part of
+    /// the period: an event in the other part is rated by the other plan, so it is not
+    /// "outside the period".
+    fn note(
+        &mut self,
+        event: &Event<'_>,
+        result: &Result<Outcome, EventError>,
+        place: fmt::Arguments<'_>,
+        period: crate::period::BillingPeriod,
+    ) {
+        match result {
+            Ok(Outcome::OutsideWindow)
+                if event.timestamp >= period.start && event.timestamp < period.end => {}
+            Ok(outcome) => self.not_billed.record(*outcome),
+            Err(error) => self.not_billed.reject(place, error),
+        }
+    }
+}

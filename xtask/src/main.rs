@@ -7,10 +7,16 @@
 //! - `cargo xtask bench-duckdb [--events N]`: `ratecard rate` against DuckDB on the same events
 //!   (installs the `duckdb` Python package itself; see `benches/duckdb/README.md`).
 //! - `cargo xtask schemas`: regenerates `docs/schema/*.schema.json` from the engine's types.
+//! - `cargo xtask web-build`: builds the browser package (`crates/wasm` with wasm-pack, wasm-opt
+//!   from npm's binaryen, TypeScript declarations from the schemas) into `web/pkg/`, which is
+//!   committed so the pages run without a wasm toolchain; `test` fails when it is stale.
+//! - `cargo xtask bench-web`: the binding's quote/total latency in Node against decimal.js.
 
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+
+mod web;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -24,8 +30,12 @@ fn main() -> Result<()> {
         ),
         Some("setup") => setup(),
         Some("bench-duckdb") => bench_duckdb(&args[1..]),
+        Some("web-build") => web::build(),
+        Some("bench-web") => web::bench(),
         _ => {
-            eprintln!("usage: cargo xtask <test|bench|bench-duckdb|schemas|setup>");
+            eprintln!(
+                "usage: cargo xtask <test|bench|bench-duckdb|bench-web|schemas|setup|web-build>"
+            );
             bail!("unknown task {:?}", args.first())
         }
     }
@@ -66,7 +76,7 @@ fn setup() -> Result<()> {
             run("rustup", &["component", "add", component], &[])?;
         }
     }
-    Ok(())
+    web::setup()
 }
 
 fn test() -> Result<()> {
@@ -83,6 +93,18 @@ fn test() -> Result<()> {
         ],
         &[],
     )?;
+    // Rating is usable without the plugin runtime (no wasmtime in the build).
+    run(
+        "cargo",
+        &[
+            "check",
+            "-p",
+            "ratecard-host",
+            "--lib",
+            "--no-default-features",
+        ],
+        &[],
+    )?;
     run("cargo", &["fmt", "--all", "--check"], &[])?;
     run(
         "cargo",
@@ -96,9 +118,15 @@ fn test() -> Result<()> {
         ],
         &[],
     )?;
+    // The browser package is built once (into target/), checked against the committed web/pkg,
+    // and its Node and Chromium suites run while the Rust tests do.
+    let web_suites = web::start_tests()?;
     // Libraries, binaries, integration tests and doc tests. Benchmarks are compiled by clippy
     // above and run by `cargo xtask bench`, never as tests.
-    run("cargo", &["test", "--workspace"], &[])?;
+    let rust_tests = run("cargo", &["test", "--workspace"], &[]);
+    let web_result = web_suites.finish();
+    rust_tests?;
+    web_result?;
     if std::path::Path::new("fuzz/Cargo.toml").exists() {
         run(
             "cargo",

@@ -12,7 +12,7 @@ use ratecard_engine::plan::Plan;
 use ratecard_engine::plugin::NoPlugins;
 use ratecard_engine::rate::{PreparedPlan, RateError};
 use ratecard_engine::usage::Usage;
-use ratecard_engine::validate::{Issue, Report, Severity, validate_plan};
+use ratecard_engine::validate::{Issue, validate_plan};
 use serde::Serialize;
 
 /// An error on its way to JavaScript: a message, a stable code, the JSON path it is about (if
@@ -24,7 +24,51 @@ pub struct Failure {
     /// `aggregate`, `unknown_metric`, `grouped_metric`, `bad_range`, `invalid_argument`, `rate`.
     pub code: &'static str,
     pub path: Option<String>,
-    pub issues: Vec<Issue>,
+    pub issues: Vec<Problem>,
+}
+
+/// One problem of a document or plan, as JavaScript sees it (`{path, code, message}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub severity: String,
+    pub code: String,
+    pub path: String,
+    pub message: String,
+}
+
+impl Problem {
+    /// The engine's issue as it serializes (its code as the stable snake-case text).
+    pub fn of(issue: &Issue) -> Problem {
+        let value = serde_json::to_value(issue).unwrap_or_default();
+        let field = |name: &str| value[name].as_str().unwrap_or_default().to_owned();
+        Problem {
+            severity: field("severity"),
+            code: field("code"),
+            path: issue.path.clone(),
+            message: issue.message.clone(),
+        }
+    }
+
+    /// A parse error as a validation finding (`invalid_json`), as `ratecard validate` reports it.
+    fn of_json(error: ParseError) -> Problem {
+        Problem {
+            severity: "error".to_owned(),
+            code: "invalid_json".to_owned(),
+            message: match (error.line, error.column) {
+                (Some(line), Some(column)) => {
+                    format!("{} (line {line}, column {column})", error.message)
+                }
+                _ => error.message,
+            },
+            path: error.path,
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
 }
 
 impl Failure {
@@ -49,7 +93,7 @@ impl Failure {
 
     /// Every parse error of a document named `what` (`plan`, `usage`).
     fn json(what: &str, errors: Vec<ParseError>) -> Failure {
-        let issues: Vec<Issue> = errors.into_iter().map(json_issue).collect();
+        let issues: Vec<Problem> = errors.into_iter().map(Problem::of_json).collect();
         let mut message = format!("{what}: invalid JSON document");
         for issue in &issues {
             message.push_str("\n  ");
@@ -71,7 +115,7 @@ impl Failure {
                 message,
                 code: "invalid_plan",
                 path: issues.first().map(|issue| issue.path.clone()),
-                issues,
+                issues: issues.iter().map(Problem::of).collect(),
             },
             RateError::InvalidUsage { path, .. } => {
                 Failure::at("invalid_usage", Some(path), message)
@@ -114,21 +158,6 @@ fn charge_path(plan: &Plan, charge: &str) -> Option<String> {
         .iter()
         .position(|c| c.id == charge)
         .map(|idx| format!("$.charges[{idx}]"))
-}
-
-/// A parse error as a validation issue (`invalid_json`), as `ratecard validate` reports it.
-fn json_issue(error: ParseError) -> Issue {
-    Issue {
-        severity: Severity::Error,
-        code: "invalid_json".to_owned(),
-        message: match (error.line, error.column) {
-            (Some(line), Some(column)) => {
-                format!("{} (line {line}, column {column})", error.message)
-            }
-            _ => error.message,
-        },
-        path: error.path,
-    }
 }
 
 /// The engine's JSON of a value (compact).
@@ -219,10 +248,22 @@ pub fn total(
 /// The validation report of plan JSON text: parse errors (each at its path) or the plan's
 /// errors and lint warnings.
 pub fn validate(plan: &str) -> Result<String, Failure> {
+    /// The report as JavaScript sees it.
+    #[derive(Serialize)]
+    struct Report {
+        errors: Vec<Problem>,
+        warnings: Vec<Problem>,
+    }
     let report = match ratecard_engine::json::parse::<Plan>(plan) {
-        Ok(plan) => validate_plan(&plan),
+        Ok(plan) => {
+            let report = validate_plan(&plan);
+            Report {
+                errors: report.errors.iter().map(Problem::of).collect(),
+                warnings: report.warnings.iter().map(Problem::of).collect(),
+            }
+        }
         Err(errors) => Report {
-            errors: errors.into_iter().map(json_issue).collect(),
+            errors: errors.into_iter().map(Problem::of_json).collect(),
             warnings: Vec::new(),
         },
     };

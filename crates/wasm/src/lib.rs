@@ -121,7 +121,13 @@ impl JsPreparedPlan {
     /// Lint warnings of the plan: `[{severity, code, path, message}]`.
     #[wasm_bindgen(getter)]
     pub fn warnings(&self) -> Result<JsValue, JsValue> {
-        Ok(parsed(&convert::to_json(&self.prepared.warnings())?)?)
+        let warnings: Vec<convert::Problem> = self
+            .prepared
+            .warnings()
+            .iter()
+            .map(convert::Problem::of)
+            .collect();
+        Ok(parsed(&convert::to_json(&warnings)?)?)
     }
 
     /// The invoice preview for `usage` (JSON text or an object), as an object.

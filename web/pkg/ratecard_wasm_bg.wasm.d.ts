@@ -1,0 +1,33 @@
+/* tslint:disable */
+/* eslint-disable */
+export const memory: WebAssembly.Memory;
+export const __wbg_preparedplan_free: (a: number, b: number) => void;
+export const breakEven: (a: any, b: any, c: number, d: number, e: any, f: any, g: any) => [number, number, number];
+export const breakpoints: (a: any, b: number, c: number) => [number, number, number, number];
+export const cheapestPlan: (a: any, b: any) => [number, number, number];
+export const costCurve: (a: any, b: number, c: number, d: any, e: any, f: number, g: any) => [number, number, number];
+export const engineVersion: () => [number, number];
+export const maxUsageForBudget: (a: any, b: number, c: number, d: any, e: any, f: any) => [number, number, number, number];
+export const preparedplan_breakpoints: (a: number, b: number, c: number) => [number, number];
+export const preparedplan_costCurve: (a: number, b: number, c: number, d: any, e: any, f: number, g: any) => [number, number, number];
+export const preparedplan_maxUsageForBudget: (a: number, b: number, c: number, d: any, e: any, f: any) => [number, number, number, number];
+export const preparedplan_new: (a: any) => [number, number, number];
+export const preparedplan_plan: (a: number) => [number, number, number];
+export const preparedplan_quote: (a: number, b: any) => [number, number, number];
+export const preparedplan_quoteJson: (a: number, b: any) => [number, number, number, number];
+export const preparedplan_total: (a: number, b: any) => [number, number, number, number];
+export const preparedplan_warnings: (a: number) => [number, number, number];
+export const quote: (a: any, b: any) => [number, number, number];
+export const quoteJson: (a: any, b: any) => [number, number, number, number];
+export const timezones: () => [number, number];
+export const total: (a: any, b: any) => [number, number, number, number];
+export const validate: (a: any) => [number, number, number];
+export const __wbindgen_malloc: (a: number, b: number) => number;
+export const __wbindgen_realloc: (a: number, b: number, c: number, d: number) => number;
+export const __wbindgen_exn_store: (a: number) => void;
+export const __externref_table_alloc: () => number;
+export const __wbindgen_externrefs: WebAssembly.Table;
+export const __externref_table_dealloc: (a: number) => void;
+export const __externref_drop_slice: (a: number, b: number) => void;
+export const __wbindgen_free: (a: number, b: number, c: number) => void;
+export const __wbindgen_start: () => void;

@@ -1,0 +1,325 @@
+//! One metric's state in an aggregation ([`Slot`]): its groups, each with the accumulator of
+//! its aggregation kind ([`Acc`]); filters, group keys, and the batching of custom (plugin)
+//! metrics' events.
+
+use std::borrow::Cow;
+
+use rust_decimal::Decimal;
+
+use super::index::StrIndex;
+use super::{AggregateError, CUSTOM_BATCH_SIZE, MISSING_GROUP_VALUE, zero_divisor};
+use crate::plan::{Aggregation, Charge, Filter, GroupKey, Metric, PriceModel};
+use crate::plugin::{MetricAccumulator, PluginHost};
+use crate::usage::{Event, PropValue, Timestamp};
+
+/// One metric's state.
+pub(super) struct Slot<'p> {
+    pub(super) metric: &'p Metric,
+    /// The numeric property every counted event must carry (sum, max, min, latest, time-weighted).
+    pub(super) numeric_property: Option<&'p str>,
+    pub(super) time_weighted: bool,
+    pub(super) record_transactions: bool,
+    pub(super) carry_in: Decimal,
+    pub(super) groups: Vec<Group>,
+    /// Encoded group key → index in `groups` (grouped metrics only).
+    pub(super) group_index: StrIndex,
+    /// An accumulator made by `new` to check a grouped custom metric's plugin, used by its
+    /// first group.
+    pub(super) spare: Option<Box<dyn MetricAccumulator>>,
+    pub(super) failure: Option<AggregateError>,
+}
+
+pub(super) struct Group {
+    pub(super) key: GroupKey,
+    pub(super) n_events: u64,
+    pub(super) acc: Acc,
+    pub(super) transactions: Option<Vec<Decimal>>,
+}
+
+pub(super) enum Acc {
+    Count,
+    Sum(Decimal),
+    Max(Option<Decimal>),
+    Min(Option<Decimal>),
+    Unique(StrIndex),
+    Latest(Option<(Timestamp, Decimal)>),
+    Levels(Vec<(Timestamp, Decimal)>),
+    Custom {
+        acc: Box<dyn MetricAccumulator>,
+        batch: Vec<Event<'static>>,
+    },
+}
+
+impl<'p> Slot<'p> {
+    pub(super) fn new(
+        metric: &'p Metric,
+        charges: &'p [Charge],
+        plugins: &dyn PluginHost,
+    ) -> Result<Slot<'p>, AggregateError> {
+        if let Some(conversion) = &metric.conversion
+            && conversion.divide_by.is_some_and(|d| d.is_zero())
+        {
+            return Err(zero_divisor(metric));
+        }
+        let (numeric_property, time_weighted) = match &metric.aggregation {
+            Aggregation::Sum { property }
+            | Aggregation::Max { property }
+            | Aggregation::Min { property }
+            | Aggregation::Latest { property } => (Some(property.as_str()), false),
+            Aggregation::TimeWeightedSum { property, .. }
+            | Aggregation::TimeWeightedAverage { property, .. } => (Some(property.as_str()), true),
+            Aggregation::Count | Aggregation::UniqueCount { .. } | Aggregation::Custom { .. } => {
+                (None, false)
+            }
+        };
+        let per_transaction_charge = charges.iter().find(|charge| {
+            charge.metric.as_deref() == Some(metric.code.as_str())
+                && matches!(
+                    &charge.model,
+                    PriceModel::Percentage { min_per_transaction, max_per_transaction, .. }
+                        if min_per_transaction.is_some() || max_per_transaction.is_some()
+                )
+        });
+        if let Some(charge) = per_transaction_charge {
+            let aggregation = match metric.aggregation {
+                Aggregation::UniqueCount { .. } => Some("unique_count"),
+                Aggregation::Custom { .. } => Some("custom"),
+                _ => None,
+            };
+            if let Some(aggregation) = aggregation {
+                return Err(AggregateError::NoTransactions {
+                    metric: metric.code.clone(),
+                    charge: charge.id.clone(),
+                    aggregation,
+                });
+            }
+        }
+        let mut slot = Slot {
+            metric,
+            numeric_property,
+            time_weighted,
+            record_transactions: per_transaction_charge.is_some(),
+            carry_in: Decimal::ZERO,
+            groups: Vec::new(),
+            group_index: StrIndex::default(),
+            spare: None,
+            failure: None,
+        };
+        // Loading the plugin now reports a missing plugin or a bad config before any push.
+        let spare = match &metric.aggregation {
+            Aggregation::Custom { plugin, config } => Some(
+                plugins
+                    .metric(plugin, config)
+                    .map_err(|source| AggregateError::Plugin {
+                        metric: metric.code.clone(),
+                        error: source,
+                    })?,
+            ),
+            _ => None,
+        };
+        slot.spare = spare;
+        if metric.group_by.is_empty() {
+            let acc = slot.fresh_acc(plugins)?;
+            slot.groups.push(slot.fresh_group(GroupKey::new(), acc));
+        }
+        Ok(slot)
+    }
+
+    pub(super) fn fresh_acc(&mut self, plugins: &dyn PluginHost) -> Result<Acc, AggregateError> {
+        Ok(match &self.metric.aggregation {
+            Aggregation::Count => Acc::Count,
+            Aggregation::Sum { .. } => Acc::Sum(Decimal::ZERO),
+            Aggregation::Max { .. } => Acc::Max(None),
+            Aggregation::Min { .. } => Acc::Min(None),
+            Aggregation::UniqueCount { .. } => Acc::Unique(StrIndex::default()),
+            Aggregation::Latest { .. } => Acc::Latest(None),
+            Aggregation::TimeWeightedSum { .. } | Aggregation::TimeWeightedAverage { .. } => {
+                Acc::Levels(Vec::new())
+            }
+            Aggregation::Custom { plugin, config } => {
+                let acc =
+                    match self.spare.take() {
+                        Some(acc) => acc,
+                        None => plugins.metric(plugin, config).map_err(|source| {
+                            AggregateError::Plugin {
+                                metric: self.metric.code.clone(),
+                                error: source,
+                            }
+                        })?,
+                    };
+                Acc::Custom {
+                    acc,
+                    batch: Vec::new(),
+                }
+            }
+        })
+    }
+
+    pub(super) fn fresh_group(&self, key: GroupKey, acc: Acc) -> Group {
+        Group {
+            key,
+            n_events: 0,
+            acc,
+            transactions: self.record_transactions.then(Vec::new),
+        }
+    }
+
+    /// The index of the event's group, created if new.
+    pub(super) fn group_of(
+        &mut self,
+        event: &Event<'_>,
+        key_buf: &mut String,
+        plugins: &dyn PluginHost,
+    ) -> Result<usize, AggregateError> {
+        if self.metric.group_by.is_empty() {
+            return Ok(0);
+        }
+        // Length-prefixed values, so no two keys encode alike.
+        key_buf.clear();
+        for property in &self.metric.group_by {
+            let text = group_text(event, property);
+            push_usize(key_buf, text.len());
+            key_buf.push(':');
+            key_buf.push_str(&text);
+        }
+        let key_hash = StrIndex::hash(key_buf);
+        if let Some(idx) = self.group_index.find_hashed(key_hash, key_buf) {
+            return Ok(idx);
+        }
+        let key: GroupKey = self
+            .metric
+            .group_by
+            .iter()
+            .map(|property| (property.clone(), group_text(event, property).into_owned()))
+            .collect();
+        let acc = self.fresh_acc(plugins)?;
+        let group = self.fresh_group(key, acc);
+        // `groups` and `group_index` grow together, so their indexes agree.
+        let idx = self
+            .group_index
+            .insert_new(key_hash, key_buf)
+            .ok_or_else(|| AggregateError::TooMany {
+                metric: self.metric.code.clone(),
+                what: "groups",
+            })?;
+        self.groups.push(group);
+        Ok(idx)
+    }
+
+    /// Adds a validated event to its group.
+    pub(super) fn take(
+        &mut self,
+        event: &Event<'_>,
+        value: Option<Decimal>,
+        counted: bool,
+        key_buf: &mut String,
+        plugins: &dyn PluginHost,
+    ) -> Result<(), AggregateError> {
+        let group_idx = self.group_of(event, key_buf, plugins)?;
+        let metric: &'p Metric = self.metric;
+        let code = &metric.code;
+        let Some(group) = self.groups.get_mut(group_idx) else {
+            return Ok(());
+        };
+        let number = value.unwrap_or(Decimal::ZERO);
+        match &mut group.acc {
+            Acc::Levels(levels) => levels.push((event.timestamp, number)),
+            _ if !counted => return Ok(()),
+            Acc::Count => {}
+            Acc::Sum(sum) => {
+                *sum = sum
+                    .checked_add(number)
+                    .ok_or_else(|| AggregateError::Overflow {
+                        metric: code.clone(),
+                    })?;
+            }
+            Acc::Max(max) => *max = Some(max.map_or(number, |m| m.max(number))),
+            Acc::Min(min) => *min = Some(min.map_or(number, |m| m.min(number))),
+            Acc::Unique(values) => {
+                if let Aggregation::UniqueCount { property } = &metric.aggregation
+                    && let Some(text) = event
+                        .properties
+                        .get(property.as_str())
+                        .and_then(PropValue::as_text)
+                {
+                    values
+                        .insert(&text)
+                        .ok_or_else(|| AggregateError::TooMany {
+                            metric: code.clone(),
+                            what: "unique values",
+                        })?;
+                }
+            }
+            Acc::Latest(latest) => {
+                if latest.is_none_or(|(at, _)| event.timestamp >= at) {
+                    *latest = Some((event.timestamp, number));
+                }
+            }
+            Acc::Custom { acc, batch } => {
+                batch.push(event.clone().into_owned());
+                if batch.len() >= CUSTOM_BATCH_SIZE {
+                    let result = acc.update(batch);
+                    batch.clear();
+                    result.map_err(|source| AggregateError::Plugin {
+                        metric: code.clone(),
+                        error: source,
+                    })?;
+                }
+            }
+        }
+        if counted {
+            group.n_events = group.n_events.saturating_add(1);
+            if let (Some(transactions), Some(value)) = (&mut group.transactions, value) {
+                transactions.push(value);
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn passes(filter: &Filter, event: &Event<'_>) -> bool {
+    let text = event
+        .properties
+        .get(filter.property.as_str())
+        .and_then(PropValue::as_text);
+    let matched = text.is_some_and(|text| {
+        filter.equals.as_deref().is_none_or(|equals| equals == text)
+            && filter
+                .one_of
+                .as_ref()
+                .is_none_or(|one_of| one_of.iter().any(|v| *v == text))
+    });
+    matched != filter.negate
+}
+
+pub(super) fn read_number(event: &Event<'_>, property: &str) -> Result<Decimal, String> {
+    match event.properties.get(property) {
+        Some(value) => value.as_decimal(),
+        None => Err("missing".to_owned()),
+    }
+}
+
+pub(super) fn group_text<'e>(event: &'e Event<'_>, property: &str) -> Cow<'e, str> {
+    event
+        .properties
+        .get(property)
+        .and_then(PropValue::as_text)
+        .unwrap_or(Cow::Borrowed(MISSING_GROUP_VALUE))
+}
+
+/// Appends `n` in decimal without allocating.
+pub(super) fn push_usize(buf: &mut String, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 || len == digits.len() {
+            break;
+        }
+    }
+    for &digit in digits[..len].iter().rev() {
+        buf.push(char::from(digit));
+    }
+}

@@ -277,16 +277,29 @@ fn read_text(path: &Path) -> Result<String> {
     })
 }
 
+/// A document that could not be read: every error with its JSON path.
+#[derive(Debug)]
+struct InvalidJson(Vec<ratecard_engine::json::ParseError>);
+
+impl std::fmt::Display for InvalidJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "invalid JSON document ({}):",
+            count(self.0.len(), "error")
+        )?;
+        for error in &self.0 {
+            write!(f, "\n  {error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for InvalidJson {}
+
 /// Parses JSON, naming the JSON path (and line) of every error.
 fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
-    ratecard_engine::json::parse(text).map_err(|errors| {
-        let mut message = format!("invalid JSON document ({}):", count(errors.len(), "error"));
-        for error in &errors {
-            message.push_str("\n  ");
-            message.push_str(&error.to_string());
-        }
-        anyhow::anyhow!(message)
-    })
+    ratecard_engine::json::parse(text).map_err(|errors| InvalidJson(errors).into())
 }
 
 fn count(n: usize, what: &str) -> String {
@@ -312,6 +325,34 @@ fn load_plugins(manifest: Option<&Path>, cache_dir: Option<&Path>) -> Result<Box
     Ok(Box::new(registry))
 }
 
+/// Fails with `error`; as a JSON line `{"error": {code, document, path, issues, message}}` on
+/// standard error when `as_json` and the error is one the engine reports (a document that
+/// cannot be read, a rating error), else as the usual message.
+fn error_report(
+    error: anyhow::Error,
+    as_json: bool,
+    document: &str,
+    plan: Option<&Plan>,
+) -> Result<ExitCode> {
+    use ratecard_engine::error::ErrorReport;
+    let report = if let Some(InvalidJson(errors)) = error.downcast_ref::<InvalidJson>() {
+        ErrorReport::invalid_json(document, errors)
+    } else if let Some(rate) = error.downcast_ref::<RateError>() {
+        let report = ErrorReport::from(rate);
+        match plan {
+            Some(plan) => report.in_plan(plan, rate),
+            None => report,
+        }
+    } else {
+        return Err(error);
+    };
+    if !as_json {
+        return Err(error);
+    }
+    errln!("{}", serde_json::json!({ "error": report }));
+    Ok(ExitCode::FAILURE)
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     let Some(command) = cli.command else {
         return demo();
@@ -333,9 +374,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             usage,
             format,
         } => {
-            let plan: Plan = read_json(&plan)?;
-            let usage: Usage = read_json(&usage)?;
-            let invoice = quote(&plan, &usage, plugins())?;
+            // With `--format json` an error is also JSON (on standard error): the engine's
+            // report of what it is and where (code, document, JSON path, every finding).
+            let as_json = matches!(format, Format::Json);
+            let plan: Plan = match read_json(&plan) {
+                Ok(plan) => plan,
+                Err(error) => return error_report(error, as_json, "plan", None),
+            };
+            let usage: Usage = match read_json(&usage) {
+                Ok(usage) => usage,
+                Err(error) => return error_report(error, as_json, "usage", Some(&plan)),
+            };
+            let invoice = match quote(&plan, &usage, plugins()) {
+                Ok(invoice) => invoice,
+                Err(error) => return error_report(error.into(), as_json, "usage", Some(&plan)),
+            };
             match format {
                 Format::Json => outln!("{}", serde_json::to_string_pretty(&invoice)?),
                 Format::Table => out!("{}", table::invoice(&invoice)),
@@ -345,26 +398,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Validate { plan, format } => {
             // Every error the document has, also those that keep it from being read as a plan.
             let text = read_text(&plan)?;
-            let report = match ratecard_engine::json::parse::<Plan>(&text) {
-                Ok(plan) => validate_plan(&plan),
-                Err(errors) => ratecard_engine::validate::Report {
-                    errors: errors
-                        .into_iter()
-                        .map(|error| ratecard_engine::validate::Issue {
-                            severity: ratecard_engine::validate::Severity::Error,
-                            code: "invalid_json".to_owned(),
-                            message: match (error.line, error.column) {
-                                (Some(line), Some(column)) => {
-                                    format!("{} (line {line}, column {column})", error.message)
-                                }
-                                _ => error.message,
-                            },
-                            path: error.path,
-                        })
-                        .collect(),
-                    warnings: Vec::new(),
-                },
-            };
+            let report = ratecard_engine::validate::validate_plan_json(&text);
             match format {
                 Format::Json => outln!("{}", serde_json::to_string_pretty(&report)?),
                 Format::Table => out!("{}", table::report(&report)),

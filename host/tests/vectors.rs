@@ -1,8 +1,10 @@
 //! Every golden vector through the `ratecard quote` binary: the host must print exactly the
-//! invoice the engine's native runner pins (same JSON, byte for byte once compacted).
+//! invoice the engine's native runner pins (same JSON, byte for byte once compacted), or fail
+//! with the error it pins (same code, document and paths), parse errors included.
 
 use std::process::Command;
 
+use ratecard_engine::error::ErrorReport;
 use ratecard_tests::{Outcome, compare, load_vectors};
 
 #[test]
@@ -12,7 +14,7 @@ fn golden_vectors_through_the_cli() {
     let vectors = load_vectors();
     assert!(!vectors.is_empty());
     let mut failures = Vec::new();
-    let mut n_invoices = 0;
+    let (mut n_invoices, mut n_errors) = (0, 0);
     for file in &vectors {
         let (plan, usage) = file.inputs();
         let plan_path = dir.join("plan.json");
@@ -27,16 +29,26 @@ fn golden_vectors_through_the_cli() {
             .output()
             .expect("ratecard runs");
         if !output.status.success() {
-            // Error vectors: the CLI fails with the engine's message. (JSON parse errors are
-            // worded by the CLI with a JSON path, so only the failure itself is compared.)
+            // Error vectors: with `--format json` the CLI reports the error as the engine's
+            // `ErrorReport` (code, document, path, findings, message) on standard error, checked
+            // as the native runner's is.
             let stderr = String::from_utf8_lossy(&output.stderr);
-            match &file.vector.error {
-                Some(error) if error.starts_with("plan: ") || error.starts_with("usage: ") => {}
-                Some(error) if stderr.contains(error.as_str()) => {}
-                Some(error) => {
-                    failures.push(format!("{}: expected `{error}` in: {stderr}", file.name))
+            let report = stderr
+                .lines()
+                .last()
+                .and_then(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .and_then(|value| {
+                    serde_json::from_value::<ErrorReport>(value["error"].clone()).ok()
+                });
+            match report {
+                Some(report) => {
+                    n_errors += 1;
+                    let problems = compare(file, &Outcome::Error(report));
+                    if !problems.is_empty() {
+                        failures.push(format!("{}:\n  {}", file.name, problems.join("\n  ")));
+                    }
                 }
-                None => failures.push(format!("{}: the CLI failed: {stderr}", file.name)),
+                None => failures.push(format!("{}: no error report in: {stderr}", file.name)),
             }
             continue;
         }
@@ -62,7 +74,7 @@ fn golden_vectors_through_the_cli() {
             }
         }
     }
-    assert!(n_invoices > 0);
+    assert!(n_invoices > 0 && n_errors > 0);
     assert!(
         failures.is_empty(),
         "{} failures:\n{}",

@@ -8,9 +8,14 @@
 //!   "plan": { ... } | "plan_file": "examples/plans/saas-api.json",
 //!   "usage": { ... } | "usage_file": "examples/usage/saas-api.json",
 //!   "check": { "total": "61.20", "subtotal": "...", "lines": { "api": "45.00" } },
-//!   "expected": { ...the whole invoice... } | "error": "the error message"
+//!   "expected": { ...the whole invoice... }
+//!     | "error": { "code": "invalid_plan", "path": "$.currency", "issues": [...] }
 //! }
 //! ```
+//!
+//! An error is pinned by what it is and where (the engine's `ErrorReport` without its message:
+//! code, document, JSON path, each finding's code and path), so every host compares it the
+//! same way whatever its wording; `check.error_contains` pins the words by hand.
 //!
 //! `check` is written by hand from the arithmetic in `description` and never regenerated;
 //! `expected`/`error` is the engine's whole output, refreshed with `UPDATE_EXPECT=1` and reviewed
@@ -18,6 +23,7 @@
 
 use std::path::{Path, PathBuf};
 
+use ratecard_engine::error::ErrorReport;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -47,7 +53,7 @@ pub struct Vector {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<ErrorReport>,
 }
 
 /// Hand-computed figures a result must show.
@@ -135,11 +141,11 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The outcome of running a vector: the invoice JSON, or the error message.
+/// The outcome of running a vector: the invoice JSON, or the error (with its message).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Invoice(Value),
-    Error(String),
+    Error(ErrorReport),
 }
 
 /// Compares an outcome against a vector's hand checks and golden output. Returns the mismatches.
@@ -157,15 +163,23 @@ pub fn compare(file: &VectorFile, outcome: &Outcome) -> Vec<String> {
                 expected, actual
             ))
         }
-        (Outcome::Error(actual), _, Some(expected)) if actual != expected => problems.push(
-            format!("error differs:\n  expected {expected}\n  actual   {actual}"),
-        ),
+        (Outcome::Error(actual), _, Some(expected))
+            if &actual.clone().without_message() != expected =>
+        {
+            problems.push(format!(
+                "error differs:\n  expected {}\n  actual   {} ({})",
+                json(expected),
+                json(&actual.clone().without_message()),
+                actual.message
+            ))
+        }
         (Outcome::Invoice(_), None, Some(expected)) => {
-            problems.push(format!("expected error `{expected}`, got an invoice"))
+            problems.push(format!("expected error {}, got an invoice", json(expected)))
         }
-        (Outcome::Error(actual), Some(_), None) => {
-            problems.push(format!("expected an invoice, got error `{actual}`"))
-        }
+        (Outcome::Error(actual), Some(_), None) => problems.push(format!(
+            "expected an invoice, got error `{}`",
+            actual.message
+        )),
         (_, None, None) => {
             problems.push("no `expected` or `error` yet (run with UPDATE_EXPECT=1)".to_owned())
         }
@@ -174,10 +188,14 @@ pub fn compare(file: &VectorFile, outcome: &Outcome) -> Vec<String> {
     problems
 }
 
+fn json(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
 fn check_figures(check: &Check, outcome: &Outcome, problems: &mut Vec<String>) {
     let invoice = match outcome {
         Outcome::Invoice(invoice) => invoice,
-        Outcome::Error(message) => {
+        Outcome::Error(ErrorReport { message, .. }) => {
             match &check.error_contains {
                 Some(needle) if message.contains(needle.as_str()) => {}
                 Some(needle) => {
@@ -257,8 +275,8 @@ pub fn update(file: &VectorFile, outcome: &Outcome) {
             vector.expected = Some(invoice.clone());
             vector.error = None;
         }
-        Outcome::Error(message) => {
-            vector.error = Some(message.clone());
+        Outcome::Error(error) => {
+            vector.error = Some(error.clone().without_message());
             vector.expected = None;
         }
     }

@@ -1,5 +1,7 @@
 //! Runs every golden vector through the native engine.
 
+use ratecard_engine::error::ErrorReport;
+use ratecard_engine::json;
 use ratecard_engine::plan::Plan;
 use ratecard_engine::plugin::NoPlugins;
 use ratecard_engine::rate::{PreparedPlan, quote};
@@ -9,13 +11,13 @@ use ratecard_tests::{Outcome, compare, load_vectors, update, updating};
 /// The native runner: parse, quote, serialize. The wasm and host runners do the same through
 /// their own boundary and must match byte for byte.
 fn run(plan: &str, usage: &str) -> Outcome {
-    let plan: Plan = match serde_json::from_str(plan) {
+    let plan: Plan = match json::parse(plan) {
         Ok(plan) => plan,
-        Err(error) => return Outcome::Error(format!("plan: {error}")),
+        Err(errors) => return Outcome::Error(ErrorReport::invalid_json("plan", &errors)),
     };
-    let usage: Usage = match serde_json::from_str(usage) {
+    let usage: Usage = match json::parse(usage) {
         Ok(usage) => usage,
-        Err(error) => return Outcome::Error(format!("usage: {error}")),
+        Err(errors) => return Outcome::Error(ErrorReport::invalid_json("usage", &errors)),
     };
     let quoted = quote(&plan, &usage, &NoPlugins);
     // A prepared plan quotes the same invoice, byte for byte, or fails the same way.
@@ -34,7 +36,7 @@ fn run(plan: &str, usage: &str) -> Outcome {
         Ok(invoice) => {
             Outcome::Invoice(serde_json::to_value(&invoice).expect("invoices serialize"))
         }
-        Err(error) => Outcome::Error(error.to_string()),
+        Err(error) => Outcome::Error(ErrorReport::from(&error).in_plan(&plan, &error)),
     }
 }
 

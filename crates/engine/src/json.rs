@@ -72,7 +72,80 @@ pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, Vec<ParseError>> {
     let Ok(mut tree) = serde_json::from_str::<Value>(text) else {
         return Err(vec![first]);
     };
+    let mut first = first;
+    let refined = refine::<T>(&tree, segments_of(&first.path), &first.message);
+    first.path = render(&refined);
     Err(collect::<T>(&mut tree, first))
+}
+
+/// Serde reads an internally tagged enum (a price model, an aggregation: `{"type": ...}`)
+/// from a buffer, so an error inside one is reported at the enum, not at the value. Narrow
+/// `path` down: the member of the object (or element of the array) there whose removal alone
+/// changes the error is the one at fault; repeat inside it. The tag itself is never blamed
+/// unless it is all there is, nor a member for a missing field (the object is at fault).
+fn refine<T: DeserializeOwned>(tree: &Value, path: Vec<Segment>, message: &str) -> Vec<Segment> {
+    const MAX_DEPTH: usize = 8;
+    if message.starts_with("missing field") {
+        return path;
+    }
+    let reported = path.clone();
+    let mut path = path;
+    for _ in 0..MAX_DEPTH {
+        let Some(value) = value_at(tree, &path) else {
+            break;
+        };
+        let members: Vec<Segment> = match value {
+            Value::Object(map) if map.len() > 1 => map
+                .keys()
+                .filter(|key| key.as_str() != "type")
+                .map(|key| Segment::Key(key.clone()))
+                .collect(),
+            Value::Array(items) if items.len() > 1 => {
+                (0..items.len()).map(Segment::Index).collect()
+            }
+            _ => break,
+        };
+        let at_fault: Vec<&Segment> = members
+            .iter()
+            .filter(|member| {
+                let mut trial = tree.clone();
+                let Some(parent) = value_at_mut(&mut trial, &path) else {
+                    return false;
+                };
+                match (parent, member) {
+                    (Value::Object(map), Segment::Key(key)) => drop(map.remove(key)),
+                    (Value::Array(items), Segment::Index(idx)) => drop(items.remove(*idx)),
+                    _ => return false,
+                }
+                match serde_path_to_error::deserialize::<_, T>(&trial) {
+                    Ok(_) => true,
+                    Err(error) => {
+                        let at: Vec<Segment> = error.path().iter().map(Segment::from).collect();
+                        at != reported || self::message(error.inner()) != message
+                    }
+                }
+            })
+            .collect();
+        match at_fault.as_slice() {
+            [member] => path.push((*member).clone()),
+            _ => break,
+        }
+    }
+    path
+}
+
+fn value_at<'v>(tree: &'v Value, path: &[Segment]) -> Option<&'v Value> {
+    path.iter().try_fold(tree, |value, segment| match segment {
+        Segment::Key(key) => value.get(key.as_str()),
+        Segment::Index(idx) => value.get(*idx),
+    })
+}
+
+fn value_at_mut<'v>(tree: &'v mut Value, path: &[Segment]) -> Option<&'v mut Value> {
+    path.iter().try_fold(tree, |value, segment| match segment {
+        Segment::Key(key) => value.get_mut(key.as_str()),
+        Segment::Index(idx) => value.get_mut(*idx),
+    })
 }
 
 /// Reads the tree again and again, taking out each offending value.
@@ -90,9 +163,10 @@ fn collect<T: DeserializeOwned>(tree: &mut Value, first: ParseError) -> Vec<Pars
             Ok(_) => break,
             Err(error) => error,
         };
-        let current: Vec<Segment> = error.path().iter().map(Segment::from).collect();
-        let original = removed.original(&current);
         let message = message(error.inner());
+        let current: Vec<Segment> = error.path().iter().map(Segment::from).collect();
+        let current = refine::<T>(tree, current, &message);
+        let original = removed.original(&current);
         // A consequence of a value taken out: the same place, or a place holding one.
         let consequence = errors
             .iter()
@@ -318,7 +392,7 @@ mod tests {
             ],
             "minimum_commitment": "ten"}"#;
         let found = errors(text);
-        // (A model is tagged by its `type`, so serde names the model, not its field.)
+        // (A model is tagged by its `type`: serde names the model, and `refine` its field.)
         assert_eq!(found.len(), 5, "{found:#?}");
         assert!(
             found[0].starts_with("$.trial_days: invalid value: integer `-3`"),
@@ -327,13 +401,13 @@ mod tests {
         assert!(
             found
                 .iter()
-                .any(|e| e.starts_with("$.charges[0].model: `abc` is not a decimal")),
+                .any(|e| e.starts_with("$.charges[0].model.unit_price: `abc` is not a decimal")),
             "{found:#?}"
         );
         assert!(
             found
                 .iter()
-                .any(|e| e.starts_with("$.charges[2].model: `1.2.3`")),
+                .any(|e| e.starts_with("$.charges[2].model.amount: `1.2.3`")),
             "{found:#?}"
         );
         assert!(
@@ -347,6 +421,21 @@ mod tests {
                 .iter()
                 .any(|e| e.starts_with("$.minimum_commitment: `ten`")),
             "{found:#?}"
+        );
+        // Inside tiers too, and a lone bad member of a tagged enum is named even when removing
+        // it leaves a required field missing.
+        let nested = errors(
+            r#"{"id": "p", "currency": "USD", "metrics": [{"code": "m", "aggregation": {"type": "sum", "property": 7}}],
+            "charges": [{"id": "g", "metric": "m", "model": {"type": "graduated", "tiers": [
+                {"up_to": "10", "unit_price": "1"}, {"up_to": null, "unit_price": "x"}]}}]}"#,
+        );
+        assert_eq!(
+            nested,
+            [
+                "$.metrics[0].aggregation.property: invalid type: integer `7`, expected a string",
+                "$.charges[0].model.tiers[1].unit_price: `x` is not a decimal number"
+            ],
+            "{nested:#?}"
         );
         // The first carries its place in the text.
         let first = &parse::<Plan>(text).unwrap_err()[0];

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod decimal;
+pub mod error;
 pub mod estimate;
 pub mod import;
 pub mod invoice;

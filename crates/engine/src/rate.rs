@@ -61,6 +61,72 @@ pub enum RateError {
     Overflow { context: String },
 }
 
+/// What kind of error a [`RateError`] is: a stable identifier for tooling (the browser
+/// binding's `Error.code`, the golden vectors' `error.code`), serialized in snake case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// A document could not be read (not a `RateError`: see [`json::parse`](crate::json::parse)).
+    InvalidJson,
+    InvalidPlan,
+    InvalidUsage,
+    Period,
+    Aggregate,
+    Charge,
+    Plugin,
+    Overflow,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::InvalidPlan => "invalid_plan",
+            ErrorCode::InvalidUsage => "invalid_usage",
+            ErrorCode::Period => "period",
+            ErrorCode::Aggregate => "aggregate",
+            ErrorCode::Charge => "charge",
+            ErrorCode::Plugin => "plugin",
+            ErrorCode::Overflow => "overflow",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl RateError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            RateError::InvalidPlan(_) => ErrorCode::InvalidPlan,
+            RateError::InvalidUsage { .. } => ErrorCode::InvalidUsage,
+            RateError::Period { .. } => ErrorCode::Period,
+            RateError::Aggregate(_) => ErrorCode::Aggregate,
+            RateError::Charge { .. } => ErrorCode::Charge,
+            RateError::Plugin { .. } => ErrorCode::Plugin,
+            RateError::Overflow { .. } => ErrorCode::Overflow,
+        }
+    }
+
+    /// The JSON path the error is about, when it is about one value: of the usage document
+    /// (`$.quantities.calls`, `$.subscription.start`) or, for an invalid plan, of its first
+    /// error (every error is in [`RateError::InvalidPlan`]'s list, each with its path).
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            RateError::InvalidPlan(issues) => issues.first().map(|issue| issue.path.as_str()),
+            RateError::InvalidUsage { path, .. } | RateError::Period { path, .. } => Some(path),
+            RateError::Aggregate(_)
+            | RateError::Charge { .. }
+            | RateError::Plugin { .. }
+            | RateError::Overflow { .. } => None,
+        }
+    }
+}
+
 fn join_issues(issues: &[Issue]) -> String {
     issues
         .iter()

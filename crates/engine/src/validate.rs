@@ -23,12 +23,110 @@ pub enum Severity {
     Warning,
 }
 
+/// The rule a finding breaks: a stable identifier for tooling, serialized in snake case
+/// (`"tier_bounds_not_increasing"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum IssueCode {
+    /// The document is not JSON, or a value has the wrong type or form (from
+    /// [`json::parse`](crate::json::parse)); the other codes are [`validate_plan`]'s rules.
+    InvalidJson,
+    AmountFinerThanCurrency,
+    BadDiscount,
+    BadFilter,
+    BadMatrix,
+    BadPercentage,
+    BadPluginRef,
+    DiscountNeverApplies,
+    DuplicateId,
+    EmptyId,
+    EmptyProperty,
+    FlatWithMetric,
+    LastTierBounded,
+    MetricNotCharged,
+    MinimumAboveMaximum,
+    MissingMetric,
+    NegativePrice,
+    NegativeValue,
+    NoTiers,
+    NonPositiveFactor,
+    PercentOutOfRange,
+    PercentageNeedsSum,
+    PrecisionTooLarge,
+    PriceJump,
+    PriceScaleTooLarge,
+    TierBoundsNotIncreasing,
+    TierGap,
+    TierOverlap,
+    UnboundedTierNotLast,
+    UnitScaleTooLarge,
+    UnitShadowsIso,
+    UnknownCharge,
+    UnknownCurrency,
+    UnknownMetric,
+    UnreachableTier,
+    VolumeCliff,
+    ZeroInterval,
+}
+
+impl IssueCode {
+    /// The code as serialized (`"tier_gap"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssueCode::InvalidJson => "invalid_json",
+            IssueCode::AmountFinerThanCurrency => "amount_finer_than_currency",
+            IssueCode::BadDiscount => "bad_discount",
+            IssueCode::BadFilter => "bad_filter",
+            IssueCode::BadMatrix => "bad_matrix",
+            IssueCode::BadPercentage => "bad_percentage",
+            IssueCode::BadPluginRef => "bad_plugin_ref",
+            IssueCode::DiscountNeverApplies => "discount_never_applies",
+            IssueCode::DuplicateId => "duplicate_id",
+            IssueCode::EmptyId => "empty_id",
+            IssueCode::EmptyProperty => "empty_property",
+            IssueCode::FlatWithMetric => "flat_with_metric",
+            IssueCode::LastTierBounded => "last_tier_bounded",
+            IssueCode::MetricNotCharged => "metric_not_charged",
+            IssueCode::MinimumAboveMaximum => "minimum_above_maximum",
+            IssueCode::MissingMetric => "missing_metric",
+            IssueCode::NegativePrice => "negative_price",
+            IssueCode::NegativeValue => "negative_value",
+            IssueCode::NoTiers => "no_tiers",
+            IssueCode::NonPositiveFactor => "non_positive_factor",
+            IssueCode::PercentOutOfRange => "percent_out_of_range",
+            IssueCode::PercentageNeedsSum => "percentage_needs_sum",
+            IssueCode::PrecisionTooLarge => "precision_too_large",
+            IssueCode::PriceJump => "price_jump",
+            IssueCode::PriceScaleTooLarge => "price_scale_too_large",
+            IssueCode::TierBoundsNotIncreasing => "tier_bounds_not_increasing",
+            IssueCode::TierGap => "tier_gap",
+            IssueCode::TierOverlap => "tier_overlap",
+            IssueCode::UnboundedTierNotLast => "unbounded_tier_not_last",
+            IssueCode::UnitScaleTooLarge => "unit_scale_too_large",
+            IssueCode::UnitShadowsIso => "unit_shadows_iso",
+            IssueCode::UnknownCharge => "unknown_charge",
+            IssueCode::UnknownCurrency => "unknown_currency",
+            IssueCode::UnknownMetric => "unknown_metric",
+            IssueCode::UnreachableTier => "unreachable_tier",
+            IssueCode::VolumeCliff => "volume_cliff",
+            IssueCode::ZeroInterval => "zero_interval",
+        }
+    }
+}
+
+impl std::fmt::Display for IssueCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One finding: where, what, and a stable code for tooling.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Issue {
     pub severity: Severity,
-    /// A stable identifier of the rule (`"tier_bounds_not_increasing"`).
-    pub code: String,
+    /// The rule broken (`"tier_bounds_not_increasing"`).
+    pub code: IssueCode,
     /// JSON path of the offending value.
     pub path: String,
     pub message: String,
@@ -37,6 +135,24 @@ pub struct Issue {
 impl std::fmt::Display for Issue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// A document that could not be read, as an error finding (`invalid_json`): its path, and its
+/// line and column when known.
+impl From<crate::json::ParseError> for Issue {
+    fn from(error: crate::json::ParseError) -> Issue {
+        Issue {
+            severity: Severity::Error,
+            code: IssueCode::InvalidJson,
+            message: match (error.line, error.column) {
+                (Some(line), Some(column)) => {
+                    format!("{} (line {line}, column {column})", error.message)
+                }
+                _ => error.message,
+            },
+            path: error.path,
+        }
     }
 }
 
@@ -52,22 +168,34 @@ impl Report {
         self.errors.is_empty()
     }
 
-    fn error(&mut self, code: &str, path: impl Into<String>, message: impl Into<String>) {
+    fn error(&mut self, code: IssueCode, path: impl Into<String>, message: impl Into<String>) {
         self.errors.push(Issue {
             severity: Severity::Error,
-            code: code.to_owned(),
+            code,
             path: path.into(),
             message: message.into(),
         });
     }
 
-    fn warn(&mut self, code: &str, path: impl Into<String>, message: impl Into<String>) {
+    fn warn(&mut self, code: IssueCode, path: impl Into<String>, message: impl Into<String>) {
         self.warnings.push(Issue {
             severity: Severity::Warning,
-            code: code.to_owned(),
+            code,
             path: path.into(),
             message: message.into(),
         });
+    }
+}
+
+/// Validates and lints a plan written as JSON text: every error the document has, also those
+/// that keep it from being read as a plan (then there is no lint), each with its JSON path.
+pub fn validate_plan_json(text: &str) -> Report {
+    match crate::json::parse::<Plan>(text) {
+        Ok(plan) => validate_plan(&plan),
+        Err(errors) => Report {
+            errors: errors.into_iter().map(Issue::from).collect(),
+            warnings: Vec::new(),
+        },
     }
 }
 
@@ -76,14 +204,14 @@ pub fn validate_plan(plan: &Plan) -> Report {
     let mut report = Report::default();
     let r = &mut report;
     if plan.id.trim().is_empty() {
-        r.error("empty_id", "$.id", "the plan id is empty");
+        r.error(IssueCode::EmptyId, "$.id", "the plan id is empty");
     }
     let mut seen_units = BTreeSet::new();
     for (unit_idx, unit) in plan.custom_units.iter().enumerate() {
         let path = format!("$.custom_units[{unit_idx}]");
         if unit.scale > MAX_CUSTOM_SCALE {
             r.error(
-                "unit_scale_too_large",
+                IssueCode::UnitScaleTooLarge,
                 format!("{path}.scale"),
                 format!(
                     "scale {} is above the maximum of {MAX_CUSTOM_SCALE}",
@@ -93,7 +221,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
         }
         if Currency::iso(&unit.code).is_some() {
             r.error(
-                "unit_shadows_iso",
+                IssueCode::UnitShadowsIso,
                 format!("{path}.code"),
                 format!(
                     "`{}` is an ISO 4217 currency and cannot be redeclared",
@@ -102,11 +230,15 @@ pub fn validate_plan(plan: &Plan) -> Report {
             );
         }
         if unit.code.trim().is_empty() {
-            r.error("empty_id", format!("{path}.code"), "the unit code is empty");
+            r.error(
+                IssueCode::EmptyId,
+                format!("{path}.code"),
+                "the unit code is empty",
+            );
         }
         if !seen_units.insert(unit.code.as_str()) {
             r.error(
-                "duplicate_id",
+                IssueCode::DuplicateId,
                 format!("{path}.code"),
                 format!("unit `{}` is declared twice", unit.code),
             );
@@ -115,7 +247,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
     let currency = Currency::resolve(&plan.currency, &plan.custom_units);
     if currency.is_none() {
         r.error(
-            "unknown_currency",
+            IssueCode::UnknownCurrency,
             "$.currency",
             format!(
                 "`{}` is neither an ISO 4217 currency nor a declared custom unit",
@@ -129,7 +261,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
         .unwrap_or(MAX_CUSTOM_SCALE);
     if plan.interval.count == 0 {
         r.error(
-            "zero_interval",
+            IssueCode::ZeroInterval,
             "$.interval.count",
             "the interval count must be at least 1",
         );
@@ -141,13 +273,13 @@ pub fn validate_plan(plan: &Plan) -> Report {
         let path = format!("$.metrics[{metric_idx}]");
         if metric.code.trim().is_empty() {
             r.error(
-                "empty_id",
+                IssueCode::EmptyId,
                 format!("{path}.code"),
                 "the metric code is empty",
             );
         } else if !metric_codes.insert(metric.code.as_str()) {
             r.error(
-                "duplicate_id",
+                IssueCode::DuplicateId,
                 format!("{path}.code"),
                 format!("metric `{}` is defined twice", metric.code),
             );
@@ -164,7 +296,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
         };
         if property.is_some_and(|p| p.trim().is_empty()) {
             r.error(
-                "empty_property",
+                IssueCode::EmptyProperty,
                 format!("{path}.aggregation.property"),
                 "the aggregated property name is empty",
             );
@@ -176,12 +308,12 @@ pub fn validate_plan(plan: &Plan) -> Report {
             let fpath = format!("{path}.filters[{filter_idx}]");
             match (&filter.equals, &filter.one_of) {
                 (Some(_), Some(_)) | (None, None) => r.error(
-                    "bad_filter",
+                    IssueCode::BadFilter,
                     fpath,
                     "a filter needs exactly one of `equals` or `in`",
                 ),
                 (None, Some(values)) if values.is_empty() => r.error(
-                    "bad_filter",
+                    IssueCode::BadFilter,
                     format!("{fpath}.in"),
                     "`in` lists no values: nothing would ever match",
                 ),
@@ -192,7 +324,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
         for (dim_idx, dim) in metric.group_by.iter().enumerate() {
             if !dims.insert(dim) {
                 r.error(
-                    "duplicate_id",
+                    IssueCode::DuplicateId,
                     format!("{path}.group_by[{dim_idx}]"),
                     format!("`{dim}` is listed twice"),
                 );
@@ -205,7 +337,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
             ] {
                 if value.is_some_and(|v| v <= Decimal::ZERO) {
                     r.error(
-                        "non_positive_factor",
+                        IssueCode::NonPositiveFactor,
                         format!("{path}.conversion.{name}"),
                         format!("`{name}` must be greater than 0"),
                     );
@@ -215,7 +347,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
                 && rounding.precision > MAX_PRICE_SCALE
             {
                 r.error(
-                    "precision_too_large",
+                    IssueCode::PrecisionTooLarge,
                     format!("{path}.conversion.round.precision"),
                     format!(
                         "precision {} is above {MAX_PRICE_SCALE}",
@@ -232,10 +364,14 @@ pub fn validate_plan(plan: &Plan) -> Report {
     for (charge_idx, charge) in plan.charges.iter().enumerate() {
         let path = format!("$.charges[{charge_idx}]");
         if charge.id.trim().is_empty() {
-            r.error("empty_id", format!("{path}.id"), "the charge id is empty");
+            r.error(
+                IssueCode::EmptyId,
+                format!("{path}.id"),
+                "the charge id is empty",
+            );
         } else if !charge_ids.insert(charge.id.as_str()) {
             r.error(
-                "duplicate_id",
+                IssueCode::DuplicateId,
                 format!("{path}.id"),
                 format!("charge `{}` is defined twice", charge.id),
             );
@@ -244,7 +380,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
         let metric = match (&charge.metric, is_flat) {
             (Some(_), true) => {
                 r.error(
-                    "flat_with_metric",
+                    IssueCode::FlatWithMetric,
                     format!("{path}.metric"),
                     "a flat charge is not priced on a metric: remove `metric`",
                 );
@@ -252,7 +388,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
             }
             (None, false) => {
                 r.error(
-                    "missing_metric",
+                    IssueCode::MissingMetric,
                     format!("{path}.metric"),
                     "this price model needs a `metric`",
                 );
@@ -263,7 +399,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
                 let found = plan.metrics.iter().find(|m| &m.code == code);
                 if found.is_none() {
                     r.error(
-                        "unknown_metric",
+                        IssueCode::UnknownMetric,
                         format!("{path}.metric"),
                         format!("no metric `{code}` in the plan"),
                     );
@@ -281,7 +417,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
                 && value < Decimal::ZERO
             {
                 r.error(
-                    "negative_value",
+                    IssueCode::NegativeValue,
                     format!("{path}.{name}"),
                     format!("`{name}` is negative ({value})"),
                 );
@@ -302,7 +438,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
             && min > max
         {
             r.error(
-                "minimum_above_maximum",
+                IssueCode::MinimumAboveMaximum,
                 format!("{path}.minimum"),
                 format!("minimum {min} is above maximum {max}"),
             );
@@ -338,7 +474,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
             } => {
                 if *package_size <= Decimal::ZERO {
                     r.error(
-                        "non_positive_factor",
+                        IssueCode::NonPositiveFactor,
                         format!("{mpath}.package_size"),
                         "the package size must be greater than 0",
                     );
@@ -346,7 +482,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
                 check_price(r, &format!("{mpath}.package_price"), *package_price);
                 if free_units.is_some_and(|f| f < Decimal::ZERO) {
                     r.error(
-                        "negative_value",
+                        IssueCode::NegativeValue,
                         format!("{mpath}.free_units"),
                         "free units are negative",
                     );
@@ -361,7 +497,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
             } => {
                 match (percent, tiers.is_empty()) {
                     (Some(_), false) | (None, true) => r.error(
-                        "bad_percentage",
+                        IssueCode::BadPercentage,
                         mpath.clone(),
                         "a percentage charge needs exactly one of `percent` or `tiers`",
                     ),
@@ -371,7 +507,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
                     && (*percent < Decimal::ZERO || *percent > Decimal::ONE_HUNDRED)
                 {
                     r.error(
-                        "percent_out_of_range",
+                        IssueCode::PercentOutOfRange,
                         format!("{mpath}.percent"),
                         format!("{percent}% is outside 0 to 100"),
                     );
@@ -379,7 +515,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
                 if !tiers.is_empty() {
                     check_tiers(r, &mpath, tiers, false, plan);
                     if min_per_transaction.is_some() || max_per_transaction.is_some() {
-                        r.error("bad_percentage", mpath.clone(), "per-transaction minimum and maximum apply to a flat `percent`, not to graduated tiers");
+                        r.error(IssueCode::BadPercentage, mpath.clone(), "per-transaction minimum and maximum apply to a flat `percent`, not to graduated tiers");
                     }
                 }
                 for (name, value) in [
@@ -395,7 +531,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
                     && min > max
                 {
                     r.error(
-                        "minimum_above_maximum",
+                        IssueCode::MinimumAboveMaximum,
                         format!("{mpath}.min_per_transaction"),
                         format!("minimum {min} is above maximum {max}"),
                     );
@@ -403,7 +539,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
                 if let Some(metric) = metric
                     && !matches!(metric.aggregation, Aggregation::Sum { .. })
                 {
-                    r.error("percentage_needs_sum", format!("{path}.metric"), format!("a percentage charge needs a `sum` metric of transaction amounts, and `{}` is not one", metric.code));
+                    r.error(IssueCode::PercentageNeedsSum, format!("{path}.metric"), format!("a percentage charge needs a `sum` metric of transaction amounts, and `{}` is not one", metric.code));
                 }
             }
             PriceModel::Matrix {
@@ -413,7 +549,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
             } => {
                 if dimensions.is_empty() {
                     r.error(
-                        "bad_matrix",
+                        IssueCode::BadMatrix,
                         format!("{mpath}.dimensions"),
                         "a matrix needs at least one dimension",
                     );
@@ -422,7 +558,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
                     let want: BTreeSet<&String> = dimensions.iter().collect();
                     let have: BTreeSet<&String> = metric.group_by.iter().collect();
                     if want != have {
-                        r.error("bad_matrix", format!("{mpath}.dimensions"), format!("metric `{}` groups by {:?} but the matrix prices {:?}: they must be the same", metric.code, metric.group_by, dimensions));
+                        r.error(IssueCode::BadMatrix, format!("{mpath}.dimensions"), format!("metric `{}` groups by {:?} but the matrix prices {:?}: they must be the same", metric.code, metric.group_by, dimensions));
                     }
                 }
                 let mut combos = BTreeSet::new();
@@ -430,7 +566,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
                     let ppath = format!("{mpath}.prices[{price_idx}]");
                     if price.values.len() != dimensions.len() {
                         r.error(
-                            "bad_matrix",
+                            IssueCode::BadMatrix,
                             format!("{ppath}.values"),
                             format!(
                                 "{} values for {} dimensions",
@@ -441,7 +577,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
                     }
                     if !combos.insert(&price.values) {
                         r.error(
-                            "duplicate_id",
+                            IssueCode::DuplicateId,
                             format!("{ppath}.values"),
                             format!("combination {:?} is priced twice", price.values),
                         );
@@ -460,7 +596,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
     for (metric_idx, metric) in plan.metrics.iter().enumerate() {
         if !charged_metrics.contains(metric.code.as_str()) {
             r.warn(
-                "metric_not_charged",
+                IssueCode::MetricNotCharged,
                 format!("$.metrics[{metric_idx}]"),
                 format!("metric `{}` is not priced by any charge", metric.code),
             );
@@ -470,7 +606,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
     if let Some(commitment) = plan.minimum_commitment {
         if commitment < Decimal::ZERO {
             r.error(
-                "negative_value",
+                IssueCode::NegativeValue,
                 "$.minimum_commitment",
                 "the minimum commitment is negative",
             );
@@ -488,26 +624,26 @@ pub fn validate_plan(plan: &Plan) -> Report {
         let path = format!("$.discounts[{discount_idx}]");
         if !discount_ids.insert(discount.id.as_str()) {
             r.error(
-                "duplicate_id",
+                IssueCode::DuplicateId,
                 format!("{path}.id"),
                 format!("discount `{}` is defined twice", discount.id),
             );
         }
         match (discount.percent, discount.amount) {
             (Some(_), Some(_)) | (None, None) => r.error(
-                "bad_discount",
+                IssueCode::BadDiscount,
                 path.clone(),
                 "a discount needs exactly one of `percent` or `amount`",
             ),
             (Some(p), None) if p <= Decimal::ZERO || p > Decimal::ONE_HUNDRED => r.error(
-                "percent_out_of_range",
+                IssueCode::PercentOutOfRange,
                 format!("{path}.percent"),
                 format!("{p}% is outside (0, 100]"),
             ),
             (None, Some(a)) => {
                 if a < Decimal::ZERO {
                     r.error(
-                        "negative_value",
+                        IssueCode::NegativeValue,
                         format!("{path}.amount"),
                         "the discount amount is negative",
                     );
@@ -518,7 +654,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
         }
         if discount.duration_periods == Some(0) {
             r.warn(
-                "discount_never_applies",
+                IssueCode::DiscountNeverApplies,
                 format!("{path}.duration_periods"),
                 "a duration of 0 periods never applies",
             );
@@ -526,7 +662,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
         for (ref_idx, charge_id) in discount.charges.iter().flatten().enumerate() {
             if !plan.charges.iter().any(|c| &c.id == charge_id) {
                 r.error(
-                    "unknown_charge",
+                    IssueCode::UnknownCharge,
                     format!("{path}.charges[{ref_idx}]"),
                     format!("no charge `{charge_id}` in the plan"),
                 );
@@ -538,14 +674,14 @@ pub fn validate_plan(plan: &Plan) -> Report {
         let path = format!("$.taxes[{tax_idx}]");
         if !tax_ids.insert(tax.id.as_str()) {
             r.error(
-                "duplicate_id",
+                IssueCode::DuplicateId,
                 format!("{path}.id"),
                 format!("tax `{}` is defined twice", tax.id),
             );
         }
         if tax.percent < Decimal::ZERO || tax.percent > Decimal::ONE_HUNDRED {
             r.error(
-                "percent_out_of_range",
+                IssueCode::PercentOutOfRange,
                 format!("{path}.percent"),
                 format!("{}% is outside 0 to 100", tax.percent),
             );
@@ -555,7 +691,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
         let path = format!("$.credits[{credit_idx}].amount");
         if credit.amount < Decimal::ZERO {
             r.error(
-                "negative_value",
+                IssueCode::NegativeValue,
                 path.clone(),
                 "a credit amount is negative",
             );
@@ -575,7 +711,7 @@ fn check_plugin_ref(r: &mut Report, path: &str, plugin: &str) {
     });
     if !valid {
         r.error(
-            "bad_plugin_ref",
+            IssueCode::BadPluginRef,
             path,
             format!("`{plugin}` is not a plugin reference of the form `name@version`"),
         );
@@ -585,14 +721,14 @@ fn check_plugin_ref(r: &mut Report, path: &str, plugin: &str) {
 fn check_price(r: &mut Report, path: &str, price: Decimal) {
     if price < Decimal::ZERO {
         r.error(
-            "negative_price",
+            IssueCode::NegativePrice,
             path,
             format!("the price {price} is negative"),
         );
     }
     if price.normalize().scale() > MAX_PRICE_SCALE {
         r.error(
-            "price_scale_too_large",
+            IssueCode::PriceScaleTooLarge,
             path,
             format!("{price} has more than {MAX_PRICE_SCALE} decimal places"),
         );
@@ -608,7 +744,7 @@ fn check_amount_scale(
 ) {
     if amount.normalize().scale() > minor_units {
         r.error(
-            "amount_finer_than_currency",
+            IssueCode::AmountFinerThanCurrency,
             path,
             format!("{amount} has more decimals than {currency}'s {minor_units} minor units"),
         );
@@ -624,7 +760,11 @@ fn check_bounds(
     what: &str,
 ) {
     if bounds.is_empty() {
-        r.error("no_tiers", path, format!("at least one {what} is needed"));
+        r.error(
+            IssueCode::NoTiers,
+            path,
+            format!("at least one {what} is needed"),
+        );
         return;
     }
     let last_idx = bounds.len() - 1;
@@ -634,7 +774,7 @@ fn check_bounds(
         if let Some(from) = from {
             if *from > previous {
                 r.error(
-                    "tier_gap",
+                    IssueCode::TierGap,
                     format!("{tpath}.from"),
                     format!(
                         "gap: {what} {} starts at {from} but the previous one ends at {previous}",
@@ -642,24 +782,24 @@ fn check_bounds(
                     ),
                 );
             } else if *from < previous {
-                r.error("tier_overlap", format!("{tpath}.from"), format!("overlap: {what} {} starts at {from} but the previous one ends at {previous}", idx + 1));
+                r.error(IssueCode::TierOverlap, format!("{tpath}.from"), format!("overlap: {what} {} starts at {from} but the previous one ends at {previous}", idx + 1));
             }
         }
         match up_to {
             None if idx != last_idx => {
                 r.error(
-                    "unbounded_tier_not_last",
+                    IssueCode::UnboundedTierNotLast,
                     format!("{tpath}.up_to"),
                     format!("only the last {what} may be unbounded"),
                 );
             }
             Some(_) if idx == last_idx => {
-                r.error("last_tier_bounded", format!("{tpath}.up_to"), format!("the last {what} must be unbounded (`up_to`: null) so every quantity has a price"));
+                r.error(IssueCode::LastTierBounded, format!("{tpath}.up_to"), format!("the last {what} must be unbounded (`up_to`: null) so every quantity has a price"));
             }
             Some(up_to) => {
                 if *up_to <= previous {
                     r.error(
-                        "tier_bounds_not_increasing",
+                        IssueCode::TierBoundsNotIncreasing,
                         format!("{tpath}.up_to"),
                         format!("`up_to` {up_to} is not above the previous bound {previous}"),
                     );
@@ -701,7 +841,7 @@ fn check_steps(r: &mut Report, path: &str, steps: &[Step], minor_units: u32, cur
     for (step_idx, pair) in steps.windows(2).enumerate() {
         if pair[1].price < pair[0].price {
             r.warn(
-                "volume_cliff",
+                IssueCode::VolumeCliff,
                 format!("{path}.steps[{}].price", step_idx + 1),
                 format!(
                     "band {} costs {} but band {} costs {}: more usage gives a lower bill",
@@ -746,7 +886,7 @@ fn lint_tiers(r: &mut Report, path: &str, tiers: &[Tier], volume: bool, charge: 
                     )
                 });
                 r.warn(
-                    "volume_cliff",
+                    IssueCode::VolumeCliff,
                     upath.clone(),
                     format!("at {} units the bill drops from {} to {}: more usage gives a lower bill{hint}", bound.normalize(), below.normalize(), above.normalize()),
                 );
@@ -763,7 +903,7 @@ fn lint_tiers(r: &mut Report, path: &str, tiers: &[Tier], volume: bool, charge: 
                 .is_some_and(|ten_low| high > ten_low)
             {
                 r.warn(
-                    "price_jump",
+                    IssueCode::PriceJump,
                     format!("{upath}.unit_price"),
                     format!("unit price changes more than 10× from tier {} ({}) to tier {} ({}): a typo?", idx + 1, lower.unit_price.normalize(), idx + 2, upper.unit_price.normalize()),
                 );
@@ -778,7 +918,7 @@ fn lint_tiers(r: &mut Report, path: &str, tiers: &[Tier], volume: bool, charge: 
         for (tier_idx, tier) in tiers.iter().enumerate() {
             if tier_idx > 0 && cost >= maximum {
                 r.warn(
-                    "unreachable_tier",
+                    IssueCode::UnreachableTier,
                     format!("{path}.tiers[{tier_idx}]"),
                     format!("the charge maximum {} is reached before tier {} starts at {}: this tier never applies", maximum.normalize(), tier_idx + 1, lower.normalize()),
                 );

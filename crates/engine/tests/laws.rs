@@ -525,7 +525,10 @@ proptest! {
         let plan: Plan = serde_json::from_value(plan).expect("plan");
         let report = validate_plan(&plan);
         prop_assert!(report.is_ok(), "{:?}", report.errors);
-        let cliff = report.warnings.iter().find(|w| w.code == "volume_cliff");
+        let cliff = report
+            .warnings
+            .iter()
+            .find(|w| w.code == ratecard_engine::validate::IssueCode::VolumeCliff);
         prop_assert!(cliff.is_some(), "no volume_cliff warning: {:?}", report.warnings);
         prop_assert_eq!(&cliff.expect("cliff").path, "$.charges[0].model.tiers[1]");
         // And the bill does drop: just at the bound vs. just above it.

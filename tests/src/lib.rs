@@ -64,7 +64,8 @@ pub struct Check {
     pub total: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subtotal: Option<String>,
-    /// Charge id (with `[k=v]` group suffix for grouped lines) → line amount.
+    /// Charge id (with `[k=v]` group suffix for grouped lines, `previous_plan:` prefix for the
+    /// previous plan's lines) → line amount.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub lines: std::collections::BTreeMap<String, String>,
     /// Charge id → billed quantity.
@@ -234,7 +235,11 @@ fn check_figures(check: &Check, outcome: &Outcome, problems: &mut Vec<String>) {
     }
     let lines = invoice["lines"].as_array().cloned().unwrap_or_default();
     let key = |line: &Value| {
-        let mut key = text(&line["charge_id"]);
+        // A line of the previous plan of a change is `previous_plan:<charge>`.
+        let mut key = match line["origin"].as_str() {
+            Some("previous_plan") => format!("previous_plan:{}", text(&line["charge_id"])),
+            _ => text(&line["charge_id"]),
+        };
         if let Some(group) = line["group"].as_object().filter(|g| !g.is_empty()) {
             let parts: Vec<String> = group
                 .iter()

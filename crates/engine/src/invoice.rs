@@ -47,13 +47,37 @@ pub struct PeriodInfo {
     pub timezone: String,
 }
 
+/// Where an invoice line comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum LineOrigin {
+    /// A charge of the plan (the default, not written).
+    #[default]
+    Charge,
+    /// A charge of the plan in force before a mid-period plan change: its arrears fees and
+    /// usage until the change, and the credit for the unused part of its advance fees.
+    PreviousPlan,
+    /// The true-up to the plan's minimum commitment.
+    MinimumCommitment,
+}
+
+impl LineOrigin {
+    pub fn is_charge(&self) -> bool {
+        *self == LineOrigin::Charge
+    }
+}
+
 /// One invoice line.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Line {
-    /// The charge this line comes from (`"minimum_commitment"` and `"plan_change"` lines have
-    /// synthetic ids).
+    /// The charge this line comes from: the id of a charge of the plan (of the previous plan
+    /// when `origin` says so), or `"minimum_commitment"`.
     pub charge_id: String,
+    /// Where the line comes from, when not from a charge of the plan.
+    #[serde(default, skip_serializing_if = "LineOrigin::is_charge")]
+    pub origin: LineOrigin,
     pub description: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metric: Option<String>,

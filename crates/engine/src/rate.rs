@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::decimal::{Amount, Dec};
 use crate::invoice::{
-    AppliedCredit, AppliedDiscount, AppliedTax, BreakdownRow, Invoice, Line, PeriodInfo,
+    AppliedCredit, AppliedDiscount, AppliedTax, BreakdownRow, Invoice, Line, LineOrigin, PeriodInfo,
 };
 use crate::meter::{EventError, GroupUsage, MeteredUsage, Outcome, Router};
 use crate::money::{Currency, RoundingLevel};
@@ -492,6 +492,7 @@ pub(crate) fn apply_quantities(
 /// A line before rounding.
 struct RawLine {
     charge_id: String,
+    origin: LineOrigin,
     description: String,
     metric: Option<String>,
     group: GroupKey,
@@ -566,7 +567,8 @@ pub(crate) fn price_usage(
                 .map_err(overflow(format!("charge `{}`", charge.id)))?;
                 let credit = -unused;
                 raw_lines.push(RawLine {
-                    charge_id: format!("previous:{}", charge.id),
+                    charge_id: charge.id.clone(),
+                    origin: LineOrigin::PreviousPlan,
                     description: format!(
                         "Unused time on {} after {}",
                         describe(charge, None),
@@ -662,6 +664,7 @@ pub(crate) fn price_usage(
             billed_sum = price::add(billed_sum, billed(true_up)).map_err(overflow("subtotal"))?;
             raw_lines.push(RawLine {
                 charge_id: "minimum_commitment".to_owned(),
+                origin: LineOrigin::MinimumCommitment,
                 description: "Minimum commitment true-up".to_owned(),
                 metric: None,
                 group: GroupKey::new(),
@@ -690,13 +693,10 @@ pub(crate) fn price_usage(
             None => remaining,
             Some(ids) => {
                 let mut base = Decimal::ZERO;
-                // A charge's lines from a previous plan (`previous:<id>`) count as the charge's.
+                // A charge's lines from a previous plan count as the charge's.
                 for line in raw_lines.iter().filter(|l| {
-                    let id = l
-                        .charge_id
-                        .strip_prefix("previous:")
-                        .unwrap_or(&l.charge_id);
-                    ids.iter().any(|wanted| wanted == id)
+                    l.origin != LineOrigin::MinimumCommitment
+                        && ids.iter().any(|wanted| *wanted == l.charge_id)
                 }) {
                     base = price::add(base, billed(line.priced.amount))
                         .map_err(overflow("discount"))?;
@@ -824,6 +824,7 @@ pub(crate) fn price_usage(
             Line {
                 rounding,
                 charge_id: line.charge_id,
+                origin: line.origin,
                 description: line.description,
                 metric: line.metric,
                 group: line.group,
@@ -966,7 +967,12 @@ fn flat_lines(
             )
         };
         out.push(RawLine {
-            charge_id: suffix.map_or(charge.id.clone(), |_| format!("previous:{}", charge.id)),
+            charge_id: charge.id.clone(),
+            origin: if suffix.is_some() {
+                LineOrigin::PreviousPlan
+            } else {
+                LineOrigin::Charge
+            },
             description: suffixed(describe(charge, None), suffix),
             metric: None,
             group: GroupKey::new(),
@@ -1011,7 +1017,7 @@ fn usage_lines(
         for line in &mut lines {
             line.description = suffixed(std::mem::take(&mut line.description), suffix);
             if suffix.is_some() {
-                line.charge_id = format!("previous:{}", line.charge_id);
+                line.origin = LineOrigin::PreviousPlan;
             }
         }
         out.extend(lines);
@@ -1103,6 +1109,7 @@ fn charge_lines(
                 }
                 Ok(RawLine {
                     charge_id: charge.id.clone(),
+                    origin: LineOrigin::Charge,
                     description: if line.description.is_empty() {
                         description.clone()
                     } else {
@@ -1247,6 +1254,7 @@ fn charge_lines(
         let priced = priced.map_err(overflow(context.clone()))?;
         lines.push(RawLine {
             charge_id: charge.id.clone(),
+            origin: LineOrigin::Charge,
             description: group_description(&description, &group.group),
             metric: Some(metric.code.clone()),
             group: group.group,
@@ -1299,6 +1307,7 @@ fn apply_charge_bounds(
     } else {
         lines.push(RawLine {
             charge_id: charge.id.clone(),
+            origin: LineOrigin::Charge,
             description: format!("{}: {description}", describe(charge, Some(metric))),
             metric: Some(metric.code.clone()),
             group: GroupKey::new(),
@@ -1499,7 +1508,13 @@ mod tests {
         invoice
             .lines
             .iter()
-            .map(|l| (l.charge_id.clone(), l.amount.0.to_string()))
+            .map(|l| {
+                let origin = match l.origin {
+                    LineOrigin::PreviousPlan => "previous plan: ",
+                    _ => "",
+                };
+                (format!("{origin}{}", l.charge_id), l.amount.0.to_string())
+            })
             .collect()
     }
 
@@ -1526,9 +1541,9 @@ mod tests {
         let invoice = quote_json(plan, usage);
         let expected = [
             // The previous arrears fee is due for the 10 days it was in force: 3.00 × 10/30.
-            ("previous:support", "1.00"),
+            ("previous plan: support", "1.00"),
             // The previous advance fee: only its unused 20/30 is credited.
-            ("previous:platform", "-20.00"),
+            ("previous plan: platform", "-20.00"),
             ("platform", "40.00"),
             ("support", "4.00"),
         ];

@@ -696,7 +696,7 @@ pub(crate) fn price_usage(
                 // A charge's lines from a previous plan count as the charge's.
                 for line in raw_lines.iter().filter(|l| {
                     l.origin != LineOrigin::MinimumCommitment
-                        && ids.iter().any(|wanted| *wanted == l.charge_id)
+                        && ids.contains(&l.charge_id)
                 }) {
                     base = price::add(base, billed(line.priced.amount))
                         .map_err(overflow("discount"))?;

@@ -503,7 +503,8 @@ struct RawLine {
 
 /// Prices aggregated usage: the back half of a [`PeriodRater`](crate::rater::PeriodRater).
 /// `previous` carries the plan a mid-period change came from, its usage, and the change
-/// instant; `credits` are the customer's own (the plan's come first).
+/// instant; `credits` are the customer's own (the plan's come first). The stages are the
+/// module's list: lines, the commitment true-up, subtotal, discounts, taxes, credits.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn price_usage(
     plan: &Plan,
@@ -519,7 +520,6 @@ pub(crate) fn price_usage(
     let period = ctx.period;
     let cal = &ctx.calendar;
     let billed_from = ctx.billable_from.max(period.start);
-    let mut raw_lines = Vec::new();
     let in_trial_all_period = billed_from >= period.end;
     if in_trial_all_period {
         notes.push("the whole period is in the trial: nothing is billed".to_owned());
@@ -529,164 +529,315 @@ pub(crate) fn price_usage(
             cal.format(billed_from)
         ));
     }
-
+    let mut raw_lines = Vec::new();
+    if let Some((old_plan, old_metered, at)) = &previous {
+        previous_plan_lines(
+            old_plan,
+            old_metered,
+            *at,
+            customer,
+            ctx,
+            billed_from,
+            plugins,
+            &mut raw_lines,
+        )?;
+    }
     let new_from = match &previous {
         Some((_, _, at)) => (*at).max(billed_from),
         None => billed_from,
     };
-    if let Some((old_plan, old_metered, at)) = &previous {
-        let old_from = billed_from.min(*at);
-        // The previous plan's advance fees were billed in full at the start of the period: they
-        // are not charged again (only their unused part is credited below). Its arrears fees are
-        // due for the time it was in force.
-        flat_lines(
-            old_plan,
-            ctx,
-            old_from,
-            *at,
-            Some("previous plan"),
-            Some(FeeTiming::Arrears),
-            &mut raw_lines,
-        )?;
-        // An advance fee of the previous plan was billed for the whole period: credit the rest.
-        for charge in &old_plan.charges {
-            if let PriceModel::Flat {
-                amount,
-                timing: FeeTiming::Advance,
-                prorate: true,
-            } = charge.model
-            {
-                let (fraction, unused) = prorated(
-                    cal,
-                    old_plan.proration,
-                    &period,
-                    (*at).max(billed_from),
-                    period.end,
-                    amount,
-                )
-                .map_err(overflow(format!("charge `{}`", charge.id)))?;
-                let credit = -unused;
-                raw_lines.push(RawLine {
-                    charge_id: charge.id.clone(),
-                    origin: LineOrigin::PreviousPlan,
-                    description: format!(
-                        "Unused time on {} after {}",
-                        describe(charge, None),
-                        cal.format(*at)
-                    ),
-                    metric: None,
-                    group: GroupKey::new(),
-                    quantity: fraction,
-                    unit_price: Some(amount),
-                    priced: Priced {
-                        amount: credit,
-                        breakdown: vec![BreakdownRow::units(
-                            format!(
-                                "credit {} × {} of the period",
-                                amount.normalize(),
-                                fraction.round_dp(6).normalize()
-                            ),
-                            fraction,
-                            -amount,
-                            credit,
-                        )],
-                    },
-                });
-            }
-        }
-        if !in_trial_all_period {
-            usage_lines(
-                old_plan,
-                customer,
-                ctx,
-                old_metered.clone(),
-                Some("previous plan"),
-                plugins,
-                &mut raw_lines,
-            )?;
-        }
-    }
     flat_lines(plan, ctx, new_from, period.end, None, None, &mut raw_lines)?;
     if !in_trial_all_period {
         usage_lines(plan, customer, ctx, metered, None, plugins, &mut raw_lines)?;
     }
 
-    // Rounding of lines.
-    let mode = plan.rounding.mode;
-    let currency = &ctx.currency;
-    let round = |amount: Decimal| currency.round(amount, mode);
-    let billed = |exact: Decimal| match plan.rounding.level {
-        RoundingLevel::Line => round(exact),
-        RoundingLevel::Invoice => exact,
+    let rounding = Rounding {
+        currency: &ctx.currency,
+        mode: plan.rounding.mode,
+        level: plan.rounding.level,
     };
     let mut exact_sum = Decimal::ZERO;
     let mut billed_sum = Decimal::ZERO;
     for line in &raw_lines {
         exact_sum = price::add(exact_sum, line.priced.amount).map_err(overflow("subtotal"))?;
-        billed_sum =
-            price::add(billed_sum, billed(line.priced.amount)).map_err(overflow("subtotal"))?;
+        billed_sum = price::add(billed_sum, rounding.billed(line.priced.amount))
+            .map_err(overflow("subtotal"))?;
     }
-    // Minimum commitment true-up, prorated like a flat fee for a partial period.
-    if let Some(commitment) = plan.minimum_commitment
-        && !in_trial_all_period
+    if !in_trial_all_period
+        && let Some(true_up) =
+            commitment_true_up(plan, ctx, billed_from, exact_sum, billed_sum, rounding)?
     {
-        let (fraction, due) = prorated(
-            cal,
-            plan.proration,
-            &period,
-            billed_from,
-            period.end,
-            commitment,
-        )
-        .map_err(overflow("minimum commitment"))?;
-        let spent = match plan.rounding.level {
-            RoundingLevel::Line => billed_sum,
-            RoundingLevel::Invoice => exact_sum,
-        };
-        if spent < due {
-            let true_up = price::sub(due, spent).map_err(overflow("minimum commitment"))?;
-            let mut breakdown = vec![BreakdownRow::fee(
-                format!("commitment {} for the period", commitment.normalize()),
-                due,
-            )];
-            if fraction != Decimal::ONE {
-                breakdown[0].description = format!(
-                    "commitment {} × {} of the period",
-                    commitment.normalize(),
-                    fraction.round_dp(6).normalize()
-                );
-            }
-            breakdown.push(BreakdownRow::fee(
-                format!("less charges {}", spent.normalize()),
-                -spent,
-            ));
-            exact_sum = price::add(exact_sum, true_up).map_err(overflow("subtotal"))?;
-            billed_sum = price::add(billed_sum, billed(true_up)).map_err(overflow("subtotal"))?;
+        exact_sum = price::add(exact_sum, true_up.priced.amount).map_err(overflow("subtotal"))?;
+        billed_sum = price::add(billed_sum, rounding.billed(true_up.priced.amount))
+            .map_err(overflow("subtotal"))?;
+        raw_lines.push(true_up);
+    }
+    let subtotal = match rounding.level {
+        RoundingLevel::Line => billed_sum,
+        RoundingLevel::Invoice => rounding.round(exact_sum),
+    };
+    let (discounts, discounted) =
+        apply_discounts(plan, period.index, &raw_lines, subtotal, rounding)?;
+    let (taxes, taxed) = apply_taxes(plan, discounted, rounding)?;
+    let (credits, total) = apply_credits(plan, customer_credits, taxed, rounding.currency);
+    if subtotal < Decimal::ZERO {
+        notes.push(format!(
+            "the subtotal is negative: {} is owed to the customer",
+            rounding.currency.format(-subtotal)
+        ));
+    }
+    // Both plans of a change see the same events: say each thing once.
+    let mut seen = std::collections::BTreeSet::new();
+    notes.retain(|note| seen.insert(note.clone()));
+
+    let currency = rounding.currency;
+    let lines = raw_lines
+        .into_iter()
+        .map(|line| rounding.line(line))
+        .collect();
+    Ok(Invoice {
+        plan_id: plan.id.clone(),
+        customer_id: customer.id.clone(),
+        currency: currency.code.clone(),
+        period: PeriodInfo {
+            index: period.index,
+            start: cal.format(period.start),
+            end: cal.format(period.end),
+            timezone: cal.timezone().to_owned(),
+        },
+        lines,
+        subtotal: Amount(currency_scale(subtotal, currency)),
+        discounts,
+        taxes,
+        credits,
+        total: Amount(currency_scale(total.max(Decimal::ZERO), currency)),
+        notes,
+        rounding: format!(
+            "{} {} to {} dp",
+            match rounding.level {
+                RoundingLevel::Line => "line",
+                RoundingLevel::Invoice => "invoice",
+            },
+            rounding.mode.name(),
+            currency.minor_units
+        ),
+        input_hash,
+    })
+}
+
+/// Rounding to the currency's minor units with the plan's mode, at the plan's level.
+#[derive(Clone, Copy)]
+struct Rounding<'a> {
+    currency: &'a Currency,
+    mode: crate::money::RoundingMode,
+    level: RoundingLevel,
+}
+
+impl Rounding<'_> {
+    fn round(self, amount: Decimal) -> Decimal {
+        self.currency.round(amount, self.mode)
+    }
+
+    /// What a line of this exact amount bills: rounded under line rounding, exact under
+    /// invoice rounding.
+    fn billed(self, exact: Decimal) -> Decimal {
+        match self.level {
+            RoundingLevel::Line => self.round(exact),
+            RoundingLevel::Invoice => exact,
+        }
+    }
+
+    /// The invoice line of a raw line, saying how it was rounded when that changed anything.
+    fn line(self, line: RawLine) -> Line {
+        let currency = self.currency;
+        let amount = self.billed(line.priced.amount);
+        let rounding = (amount != line.priced.amount).then(|| {
+            format!(
+                "{} rounded {} to {} dp: {}",
+                line.priced.amount.normalize(),
+                self.mode.name(),
+                currency.minor_units,
+                currency.format(amount)
+            )
+        });
+        Line {
+            rounding,
+            charge_id: line.charge_id,
+            origin: line.origin,
+            description: line.description,
+            metric: line.metric,
+            group: line.group,
+            quantity: Dec(line.quantity),
+            unit_price: line.unit_price.map(Dec),
+            exact_amount: Dec(line.priced.amount),
+            amount: Amount(match self.level {
+                RoundingLevel::Line => currency_scale(amount, currency),
+                RoundingLevel::Invoice => amount.normalize(),
+            }),
+            breakdown: line.priced.breakdown,
+        }
+    }
+}
+
+/// The lines of the plan in force before a mid-period change (`at`): its arrears fees and
+/// usage until then, and a credit for the unused part of its advance fees (billed in full at
+/// the start of the period, so not charged again).
+#[allow(clippy::too_many_arguments)]
+fn previous_plan_lines(
+    old_plan: &Plan,
+    old_metered: &MeteredUsage,
+    at: Timestamp,
+    customer: &Customer,
+    ctx: &QuoteContext,
+    billed_from: Timestamp,
+    plugins: &dyn PluginHost,
+    raw_lines: &mut Vec<RawLine>,
+) -> Result<(), RateError> {
+    let period = ctx.period;
+    let cal = &ctx.calendar;
+    let old_from = billed_from.min(at);
+    flat_lines(
+        old_plan,
+        ctx,
+        old_from,
+        at,
+        Some("previous plan"),
+        Some(FeeTiming::Arrears),
+        raw_lines,
+    )?;
+    for charge in &old_plan.charges {
+        if let PriceModel::Flat {
+            amount,
+            timing: FeeTiming::Advance,
+            prorate: true,
+        } = charge.model
+        {
+            let (fraction, unused) = prorated(
+                cal,
+                old_plan.proration,
+                &period,
+                at.max(billed_from),
+                period.end,
+                amount,
+            )
+            .map_err(overflow(format!("charge `{}`", charge.id)))?;
+            let credit = -unused;
             raw_lines.push(RawLine {
-                charge_id: "minimum_commitment".to_owned(),
-                origin: LineOrigin::MinimumCommitment,
-                description: "Minimum commitment true-up".to_owned(),
+                charge_id: charge.id.clone(),
+                origin: LineOrigin::PreviousPlan,
+                description: format!(
+                    "Unused time on {} after {}",
+                    describe(charge, None),
+                    cal.format(at)
+                ),
                 metric: None,
                 group: GroupKey::new(),
-                quantity: Decimal::ONE,
-                unit_price: None,
+                quantity: fraction,
+                unit_price: Some(amount),
                 priced: Priced {
-                    amount: true_up,
-                    breakdown,
+                    amount: credit,
+                    breakdown: vec![BreakdownRow::units(
+                        format!(
+                            "credit {} × {} of the period",
+                            amount.normalize(),
+                            fraction.round_dp(6).normalize()
+                        ),
+                        fraction,
+                        -amount,
+                        credit,
+                    )],
                 },
             });
         }
     }
-    let subtotal = match plan.rounding.level {
-        RoundingLevel::Line => billed_sum,
-        RoundingLevel::Invoice => round(exact_sum),
-    };
+    if billed_from < period.end {
+        usage_lines(
+            old_plan,
+            customer,
+            ctx,
+            old_metered.clone(),
+            Some("previous plan"),
+            plugins,
+            raw_lines,
+        )?;
+    }
+    Ok(())
+}
 
-    // Discounts.
+/// The plan's minimum commitment true-up line, prorated like a flat fee for a partial period,
+/// when the charges (`exact_sum`, or `billed_sum` under line rounding) fall short of it.
+fn commitment_true_up(
+    plan: &Plan,
+    ctx: &QuoteContext,
+    billed_from: Timestamp,
+    exact_sum: Decimal,
+    billed_sum: Decimal,
+    rounding: Rounding<'_>,
+) -> Result<Option<RawLine>, RateError> {
+    let Some(commitment) = plan.minimum_commitment else {
+        return Ok(None);
+    };
+    let period = ctx.period;
+    let (fraction, due) = prorated(
+        &ctx.calendar,
+        plan.proration,
+        &period,
+        billed_from,
+        period.end,
+        commitment,
+    )
+    .map_err(overflow("minimum commitment"))?;
+    let spent = match rounding.level {
+        RoundingLevel::Line => billed_sum,
+        RoundingLevel::Invoice => exact_sum,
+    };
+    if spent >= due {
+        return Ok(None);
+    }
+    let true_up = price::sub(due, spent).map_err(overflow("minimum commitment"))?;
+    let mut breakdown = vec![BreakdownRow::fee(
+        format!("commitment {} for the period", commitment.normalize()),
+        due,
+    )];
+    if fraction != Decimal::ONE {
+        breakdown[0].description = format!(
+            "commitment {} × {} of the period",
+            commitment.normalize(),
+            fraction.round_dp(6).normalize()
+        );
+    }
+    breakdown.push(BreakdownRow::fee(
+        format!("less charges {}", spent.normalize()),
+        -spent,
+    ));
+    Ok(Some(RawLine {
+        charge_id: "minimum_commitment".to_owned(),
+        origin: LineOrigin::MinimumCommitment,
+        description: "Minimum commitment true-up".to_owned(),
+        metric: None,
+        group: GroupKey::new(),
+        quantity: Decimal::ONE,
+        unit_price: None,
+        priced: Priced {
+            amount: true_up,
+            breakdown,
+        },
+    }))
+}
+
+/// The plan's discounts in order, each limited to what is left (never below zero): the
+/// discounts applied and the discounted subtotal.
+fn apply_discounts(
+    plan: &Plan,
+    period_index: u32,
+    raw_lines: &[RawLine],
+    subtotal: Decimal,
+    rounding: Rounding<'_>,
+) -> Result<(Vec<AppliedDiscount>, Decimal), RateError> {
     let mut discounts = Vec::new();
     let mut remaining = subtotal.max(Decimal::ZERO);
     for discount in &plan.discounts {
-        if discount.duration_periods.is_some_and(|n| period.index >= n) {
+        if discount.duration_periods.is_some_and(|n| period_index >= n) {
             continue;
         }
         let base = match &discount.charges {
@@ -695,17 +846,16 @@ pub(crate) fn price_usage(
                 let mut base = Decimal::ZERO;
                 // A charge's lines from a previous plan count as the charge's.
                 for line in raw_lines.iter().filter(|l| {
-                    l.origin != LineOrigin::MinimumCommitment
-                        && ids.contains(&l.charge_id)
+                    l.origin != LineOrigin::MinimumCommitment && ids.contains(&l.charge_id)
                 }) {
-                    base = price::add(base, billed(line.priced.amount))
+                    base = price::add(base, rounding.billed(line.priced.amount))
                         .map_err(overflow("discount"))?;
                 }
-                round(base).min(remaining)
+                rounding.round(base).min(remaining)
             }
         };
         let off = match (discount.percent, discount.amount) {
-            (Some(percent), _) => round(
+            (Some(percent), _) => rounding.round(
                 price::div(
                     price::mul(base, percent).map_err(overflow("discount"))?,
                     Decimal::ONE_HUNDRED,
@@ -725,15 +875,24 @@ pub(crate) fn price_usage(
             } else {
                 discount.description.clone()
             },
-            amount: Amount(currency_scale(off, currency)),
+            amount: Amount(currency_scale(off, rounding.currency)),
         });
     }
+    Ok((discounts, remaining))
+}
 
-    // Taxes on the discounted subtotal. Inclusive taxes are extracted together: the net amount
-    // is gross / (1 + sum of inclusive rates), each inclusive tax is its rate on the net (the
-    // last one takes the rounding remainder, so they add up to gross − net exactly), and
-    // exclusive taxes are charged on the net, never on another tax.
-    let gross = remaining;
+/// Taxes on the discounted subtotal (`gross`): the taxes applied and the total with the
+/// exclusive ones added. Inclusive taxes are extracted together: the net amount is
+/// gross / (1 + sum of inclusive rates), each inclusive tax is its rate on the net (the last
+/// one takes the rounding remainder, so they add up to gross − net exactly), and exclusive
+/// taxes are charged on the net, never on another tax.
+fn apply_taxes(
+    plan: &Plan,
+    gross: Decimal,
+    rounding: Rounding<'_>,
+) -> Result<(Vec<AppliedTax>, Decimal), RateError> {
+    let currency = rounding.currency;
+    let round = |amount: Decimal| rounding.round(amount);
     let percent_rate =
         |percent: Decimal| price::div(percent, Decimal::ONE_HUNDRED).map_err(overflow("tax"));
     let mut inclusive_rate = Decimal::ZERO;
@@ -780,8 +939,17 @@ pub(crate) fn price_usage(
             amount: Amount(currency_scale(amount, currency)),
         });
     }
+    Ok((taxes, total))
+}
 
-    // Credits, applied last.
+/// Prepaid credits, the plan's then the customer's, each applied until the total is zero:
+/// the credits applied and the total left.
+fn apply_credits(
+    plan: &Plan,
+    customer_credits: &[crate::plan::Credit],
+    mut total: Decimal,
+    currency: &Currency,
+) -> (Vec<AppliedCredit>, Decimal) {
     let mut credits = Vec::new();
     for credit in plan.credits.iter().chain(customer_credits) {
         let applied = credit.amount.min(total).max(Decimal::ZERO);
@@ -797,76 +965,7 @@ pub(crate) fn price_usage(
             remaining: Amount(currency_scale(credit.amount - applied, currency)),
         });
     }
-    if subtotal < Decimal::ZERO {
-        notes.push(format!(
-            "the subtotal is negative: {} is owed to the customer",
-            currency.format(-subtotal)
-        ));
-    }
-
-    // Both plans of a change see the same events: say each thing once.
-    let mut seen = std::collections::BTreeSet::new();
-    notes.retain(|note| seen.insert(note.clone()));
-
-    let lines = raw_lines
-        .into_iter()
-        .map(|line| {
-            let amount = billed(line.priced.amount);
-            let rounding = (amount != line.priced.amount).then(|| {
-                format!(
-                    "{} rounded {} to {} dp: {}",
-                    line.priced.amount.normalize(),
-                    mode.name(),
-                    currency.minor_units,
-                    currency.format(amount)
-                )
-            });
-            Line {
-                rounding,
-                charge_id: line.charge_id,
-                origin: line.origin,
-                description: line.description,
-                metric: line.metric,
-                group: line.group,
-                quantity: Dec(line.quantity),
-                unit_price: line.unit_price.map(Dec),
-                exact_amount: Dec(line.priced.amount),
-                amount: Amount(match plan.rounding.level {
-                    RoundingLevel::Line => currency_scale(amount, currency),
-                    RoundingLevel::Invoice => amount.normalize(),
-                }),
-                breakdown: line.priced.breakdown,
-            }
-        })
-        .collect();
-    Ok(Invoice {
-        plan_id: plan.id.clone(),
-        customer_id: customer.id.clone(),
-        currency: currency.code.clone(),
-        period: PeriodInfo {
-            index: period.index,
-            start: cal.format(period.start),
-            end: cal.format(period.end),
-            timezone: cal.timezone().to_owned(),
-        },
-        lines,
-        subtotal: Amount(currency_scale(subtotal, currency)),
-        discounts,
-        taxes,
-        credits,
-        total: Amount(currency_scale(total.max(Decimal::ZERO), currency)),
-        notes,
-        rounding: format!(
-            "{} {} to {} dp",
-            match plan.rounding.level {
-                RoundingLevel::Line => "line",
-                RoundingLevel::Invoice => "invoice",
-            },
-            mode.name(),
-            currency.minor_units
-        ),
-        input_hash,
-    })
+    (credits, total)
 }
 
 /// An amount already rounded to minor units, written with exactly that scale.

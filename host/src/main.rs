@@ -45,6 +45,7 @@ macro_rules! errln {
 }
 
 mod plugin_cli;
+mod serve;
 
 /// Ratecard: usage-based billing, rated exactly.
 #[derive(Debug, Parser)]
@@ -141,6 +142,9 @@ enum Command {
         #[arg(long)]
         id: String,
     },
+    /// Serves the pricing page, quote builder and plan editor (priced in the browser by the
+    /// engine compiled to WebAssembly) with the example plans; prints the URL.
+    Serve(serve::ServeArgs),
     /// Runs the demo: an invoice preview of the embedded example plan.
     Demo,
 }
@@ -369,6 +373,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let plugins = || plugin_host.as_ref();
     match command {
         Command::Demo => demo(),
+        Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
         Command::Quote {
             plan,
             usage,

@@ -1153,189 +1153,25 @@ fn charge_lines(
         billable.push((used, group.quantity - used));
     }
     if let PriceModel::Custom { plugin, config } = &charge.model {
-        let request = PriceRequest {
-            plan_id: plan.id.clone(),
-            charge_id: charge.id.clone(),
-            currency: ctx.currency.code.clone(),
-            config: config.clone(),
-            customer_id: customer.id.clone(),
-            customer_attributes: customer.attributes.clone(),
-            period_start: ctx.calendar.format(ctx.period.start),
-            period_end: ctx.calendar.format(ctx.period.end),
-            quantities: groups
-                .iter()
-                .zip(&billable)
-                .map(|(g, (_, q))| GroupedQuantity {
-                    group: g.group.clone(),
-                    quantity: *q,
-                })
-                .collect(),
-        };
-        let priced = plugins
-            .price(plugin, &request)
-            .map_err(|source| RateError::Plugin {
-                charge: charge.id.clone(),
-                error: source,
-            })?;
-        // Any `PluginHost` may answer, so the sums are checked here too: a breakdown past the
-        // decimal range is the plugin's invalid output, never a panic.
-        let overflow = |i: usize| RateError::Plugin {
-            charge: charge.id.clone(),
-            error: PluginError::InvalidOutput {
-                plugin: plugin.clone(),
-                message: format!("`price`: line {i}: its breakdown overflows a decimal"),
-            },
-        };
-        return priced
-            .into_iter()
-            .enumerate()
-            .map(|(i, line)| {
-                let breakdown_sum = line
-                    .breakdown
-                    .iter()
-                    .try_fold(Decimal::ZERO, |sum, row| sum.checked_add(row.amount.0))
-                    .ok_or_else(|| overflow(i))?;
-                let mut breakdown = line.breakdown;
-                if breakdown.is_empty() || breakdown_sum != line.amount {
-                    let rest = line
-                        .amount
-                        .checked_sub(breakdown_sum)
-                        .ok_or_else(|| overflow(i))?;
-                    breakdown.push(BreakdownRow::fee(
-                        format!("computed by plugin {plugin}"),
-                        rest,
-                    ));
-                }
-                Ok(RawLine {
-                    charge_id: charge.id.clone(),
-                    origin: LineOrigin::Charge,
-                    description: if line.description.is_empty() {
-                        description.clone()
-                    } else {
-                        line.description
-                    },
-                    metric: Some(metric.code.clone()),
-                    group: line.group,
-                    quantity: line.quantity,
-                    unit_price: None,
-                    priced: Priced {
-                        amount: line.amount,
-                        breakdown,
-                    },
-                })
-            })
-            .collect();
+        return plugin_lines(
+            plan,
+            customer,
+            ctx,
+            charge,
+            metric,
+            (plugin, config),
+            &groups,
+            &billable,
+            &description,
+            plugins,
+        );
     }
     let mut lines = Vec::with_capacity(groups.len());
     for (group, (used, quantity)) in groups.into_iter().zip(billable) {
-        let convention = plan.tier_convention;
-        let (mut priced, unit_price) = match &charge.model {
-            // Priced before this loop.
-            PriceModel::Flat { .. } | PriceModel::Custom { .. } => continue,
-            PriceModel::PerUnit { unit_price } => {
-                (price::per_unit(quantity, *unit_price), Some(*unit_price))
-            }
-            PriceModel::Graduated { tiers } => (
-                price::graduated(tiers, quantity, convention, Decimal::ONE),
-                None,
-            ),
-            PriceModel::Volume { tiers } => {
-                let up_tos: Vec<_> = tiers.iter().map(|t| t.up_to).collect();
-                let unit_price = tiers
-                    .get(price::tier_reached(&up_tos, quantity, convention))
-                    .map(|t| t.unit_price);
-                (price::volume(tiers, quantity, convention), unit_price)
-            }
-            PriceModel::Stairstep { steps } => {
-                (price::stairstep(steps, quantity, convention), None)
-            }
-            PriceModel::Package {
-                package_size,
-                package_price,
-                free_units,
-                rounding,
-            } => (
-                price::package(
-                    quantity,
-                    *package_size,
-                    *package_price,
-                    free_units.unwrap_or_default(),
-                    *rounding,
-                ),
-                None,
-            ),
-            PriceModel::Percentage {
-                percent,
-                tiers,
-                fixed_fee,
-                min_per_transaction,
-                max_per_transaction,
-            } => {
-                let terms = PercentageTerms {
-                    percent: *percent,
-                    tiers,
-                    fixed_fee: *fixed_fee,
-                    min_per_transaction: *min_per_transaction,
-                    max_per_transaction: *max_per_transaction,
-                };
-                if terms.needs_transactions() && group.transactions.is_none() {
-                    return Err(RateError::Charge {
-                        charge: charge.id.clone(),
-                        message: format!(
-                            "per-transaction minimum/maximum need each transaction: send raw events or `transactions` for metric `{}`",
-                            metric.code
-                        ),
-                    });
-                }
-                if !used.is_zero() && terms.needs_transactions() {
-                    return Err(RateError::Charge {
-                        charge: charge.id.clone(),
-                        message: "an allowance (`included`) cannot be combined with per-transaction bounds".to_owned(),
-                    });
-                }
-                if fixed_fee.is_some_and(|f| !f.is_zero())
-                    && group.n_events == 0
-                    && !quantity.is_zero()
-                {
-                    return Err(RateError::Charge {
-                        charge: charge.id.clone(),
-                        message: format!(
-                            "a fixed fee per transaction needs the number of transactions: send raw events or `transactions` for metric `{}`",
-                            metric.code
-                        ),
-                    });
-                }
-                (
-                    price::percentage(
-                        terms,
-                        quantity,
-                        group.n_events,
-                        group.transactions.as_deref(),
-                        convention,
-                    ),
-                    None,
-                )
-            }
-            PriceModel::Matrix {
-                dimensions,
-                prices,
-                default_unit_price,
-            } => {
-                let values: Vec<&str> = dimensions
-                    .iter()
-                    .map(|d| group.group.get(d).map_or("(none)", String::as_str))
-                    .collect();
-                let unit_price = prices
-                    .iter()
-                    .find(|p| p.values.iter().map(String::as_str).eq(values.iter().copied()))
-                    .map(|p| p.unit_price)
-                    .or(*default_unit_price)
-                    .ok_or_else(|| RateError::Charge {
-                        charge: charge.id.clone(),
-                        message: format!("no matrix price for {dimensions:?} = {values:?} and no `default_unit_price`"),
-                    })?;
-                (price::per_unit(quantity, unit_price), Some(unit_price))
-            }
+        let Some((mut priced, unit_price)) =
+            price_group(plan, charge, metric, &group, used, quantity)?
+        else {
+            continue;
         };
         if let Ok(priced) = &mut priced
             && !used.is_zero()
@@ -1363,6 +1199,219 @@ fn charge_lines(
         });
     }
     Ok(lines)
+}
+
+/// The lines a custom price plugin answers for a charge's groups (their billable
+/// quantities), checked: a breakdown is summed with checked arithmetic and completed to the
+/// line's amount.
+#[allow(clippy::too_many_arguments)]
+fn plugin_lines(
+    plan: &Plan,
+    customer: &Customer,
+    ctx: &QuoteContext,
+    charge: &Charge,
+    metric: &Metric,
+    (plugin, config): (&String, &serde_json::Value),
+    groups: &[GroupUsage],
+    billable: &[(Decimal, Decimal)],
+    description: &str,
+    plugins: &dyn PluginHost,
+) -> Result<Vec<RawLine>, RateError> {
+    let request = PriceRequest {
+        plan_id: plan.id.clone(),
+        charge_id: charge.id.clone(),
+        currency: ctx.currency.code.clone(),
+        config: config.clone(),
+        customer_id: customer.id.clone(),
+        customer_attributes: customer.attributes.clone(),
+        period_start: ctx.calendar.format(ctx.period.start),
+        period_end: ctx.calendar.format(ctx.period.end),
+        quantities: groups
+            .iter()
+            .zip(billable)
+            .map(|(g, (_, q))| GroupedQuantity {
+                group: g.group.clone(),
+                quantity: *q,
+            })
+            .collect(),
+    };
+    let priced = plugins
+        .price(plugin, &request)
+        .map_err(|source| RateError::Plugin {
+            charge: charge.id.clone(),
+            error: source,
+        })?;
+    // Any `PluginHost` may answer, so the sums are checked here too: a breakdown past the
+    // decimal range is the plugin's invalid output, never a panic.
+    let overflow = |i: usize| RateError::Plugin {
+        charge: charge.id.clone(),
+        error: PluginError::InvalidOutput {
+            plugin: plugin.clone(),
+            message: format!("`price`: line {i}: its breakdown overflows a decimal"),
+        },
+    };
+    priced
+        .into_iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let breakdown_sum = line
+                .breakdown
+                .iter()
+                .try_fold(Decimal::ZERO, |sum, row| sum.checked_add(row.amount.0))
+                .ok_or_else(|| overflow(i))?;
+            let mut breakdown = line.breakdown;
+            if breakdown.is_empty() || breakdown_sum != line.amount {
+                let rest = line
+                    .amount
+                    .checked_sub(breakdown_sum)
+                    .ok_or_else(|| overflow(i))?;
+                breakdown.push(BreakdownRow::fee(
+                    format!("computed by plugin {plugin}"),
+                    rest,
+                ));
+            }
+            Ok(RawLine {
+                charge_id: charge.id.clone(),
+                origin: LineOrigin::Charge,
+                description: if line.description.is_empty() {
+                    description.to_owned()
+                } else {
+                    line.description
+                },
+                metric: Some(metric.code.clone()),
+                group: line.group,
+                quantity: line.quantity,
+                unit_price: None,
+                priced: Priced {
+                    amount: line.amount,
+                    breakdown,
+                },
+            })
+        })
+        .collect()
+}
+
+/// A group priced by a charge's model: the amount and breakdown (or the overflow that kept it
+/// from being computed), and the unit price when the model has one.
+type GroupPrice = (Result<Priced, Overflow>, Option<Decimal>);
+
+/// Prices one group's billable `quantity` (after `used` units of the allowance) with the
+/// charge's model: the priced amount (or the overflow), and the unit price when there is one.
+fn price_group(
+    plan: &Plan,
+    charge: &Charge,
+    metric: &Metric,
+    group: &GroupUsage,
+    used: Decimal,
+    quantity: Decimal,
+) -> Result<Option<GroupPrice>, RateError> {
+    let convention = plan.tier_convention;
+    Ok(Some(match &charge.model {
+        // Priced before this loop.
+        PriceModel::Flat { .. } | PriceModel::Custom { .. } => return Ok(None),
+        PriceModel::PerUnit { unit_price } => {
+            (price::per_unit(quantity, *unit_price), Some(*unit_price))
+        }
+        PriceModel::Graduated { tiers } => (
+            price::graduated(tiers, quantity, convention, Decimal::ONE),
+            None,
+        ),
+        PriceModel::Volume { tiers } => {
+            let up_tos: Vec<_> = tiers.iter().map(|t| t.up_to).collect();
+            let unit_price = tiers
+                .get(price::tier_reached(&up_tos, quantity, convention))
+                .map(|t| t.unit_price);
+            (price::volume(tiers, quantity, convention), unit_price)
+        }
+        PriceModel::Stairstep { steps } => (price::stairstep(steps, quantity, convention), None),
+        PriceModel::Package {
+            package_size,
+            package_price,
+            free_units,
+            rounding,
+        } => (
+            price::package(
+                quantity,
+                *package_size,
+                *package_price,
+                free_units.unwrap_or_default(),
+                *rounding,
+            ),
+            None,
+        ),
+        PriceModel::Percentage {
+            percent,
+            tiers,
+            fixed_fee,
+            min_per_transaction,
+            max_per_transaction,
+        } => {
+            let terms = PercentageTerms {
+                percent: *percent,
+                tiers,
+                fixed_fee: *fixed_fee,
+                min_per_transaction: *min_per_transaction,
+                max_per_transaction: *max_per_transaction,
+            };
+            if terms.needs_transactions() && group.transactions.is_none() {
+                return Err(RateError::Charge {
+                    charge: charge.id.clone(),
+                    message: format!(
+                        "per-transaction minimum/maximum need each transaction: send raw events or `transactions` for metric `{}`",
+                        metric.code
+                    ),
+                });
+            }
+            if !used.is_zero() && terms.needs_transactions() {
+                return Err(RateError::Charge {
+                    charge: charge.id.clone(),
+                    message:
+                        "an allowance (`included`) cannot be combined with per-transaction bounds"
+                            .to_owned(),
+                });
+            }
+            if fixed_fee.is_some_and(|f| !f.is_zero()) && group.n_events == 0 && !quantity.is_zero()
+            {
+                return Err(RateError::Charge {
+                    charge: charge.id.clone(),
+                    message: format!(
+                        "a fixed fee per transaction needs the number of transactions: send raw events or `transactions` for metric `{}`",
+                        metric.code
+                    ),
+                });
+            }
+            (
+                price::percentage(
+                    terms,
+                    quantity,
+                    group.n_events,
+                    group.transactions.as_deref(),
+                    convention,
+                ),
+                None,
+            )
+        }
+        PriceModel::Matrix {
+            dimensions,
+            prices,
+            default_unit_price,
+        } => {
+            let values: Vec<&str> = dimensions
+                .iter()
+                .map(|d| group.group.get(d).map_or("(none)", String::as_str))
+                .collect();
+            let unit_price = prices
+                .iter()
+                .find(|p| p.values.iter().map(String::as_str).eq(values.iter().copied()))
+                .map(|p| p.unit_price)
+                .or(*default_unit_price)
+                .ok_or_else(|| RateError::Charge {
+                    charge: charge.id.clone(),
+                    message: format!("no matrix price for {dimensions:?} = {values:?} and no `default_unit_price`"),
+                })?;
+            (price::per_unit(quantity, unit_price), Some(unit_price))
+        }
+    }))
 }
 
 fn group_description(description: &str, group: &GroupKey) -> String {

@@ -6,12 +6,13 @@
 //! of more than 10× between adjacent tiers, metrics never charged.
 
 use std::collections::BTreeSet;
+use std::fmt;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::money::{Currency, MAX_CUSTOM_SCALE};
-use crate::plan::{Aggregation, Charge, Plan, PriceModel, Step, Tier};
+use crate::plan::{Aggregation, Charge, Metric, Plan, PriceModel, Step, Tier};
 
 /// The most decimal places a unit price may carry.
 pub const MAX_PRICE_SCALE: u32 = 12;
@@ -168,22 +169,40 @@ impl Report {
         self.errors.is_empty()
     }
 
-    fn error(&mut self, code: IssueCode, path: impl Into<String>, message: impl Into<String>) {
+    fn error(&mut self, code: IssueCode, path: impl fmt::Display, message: impl Into<String>) {
         self.errors.push(Issue {
             severity: Severity::Error,
             code,
-            path: path.into(),
+            path: path.to_string(),
             message: message.into(),
         });
     }
 
-    fn warn(&mut self, code: IssueCode, path: impl Into<String>, message: impl Into<String>) {
+    fn warn(&mut self, code: IssueCode, path: impl fmt::Display, message: impl Into<String>) {
         self.warnings.push(Issue {
             severity: Severity::Warning,
             code,
-            path: path.into(),
+            path: path.to_string(),
             message: message.into(),
         });
+    }
+}
+
+/// A JSON path written out only when a finding needs it: `Sub(&"$.charges", Part::Index(2))`
+/// displays `$.charges[2]`.
+struct Sub<'a>(&'a dyn fmt::Display, Part<'a>);
+
+enum Part<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+impl fmt::Display for Sub<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.1 {
+            Part::Key(key) => write!(f, "{}.{key}", self.0),
+            Part::Index(idx) => write!(f, "{}[{idx}]", self.0),
+        }
     }
 }
 
@@ -203,12 +222,26 @@ pub fn validate_plan_json(text: &str) -> Report {
 pub fn validate_plan(plan: &Plan) -> Report {
     let mut report = Report::default();
     let r = &mut report;
+    let minor_units = check_header(r, plan);
+    check_metrics(r, plan);
+    let charged_metrics = check_charges(r, plan, minor_units);
+    lint_uncharged_metrics(r, plan, &charged_metrics);
+    check_commitment(r, plan, minor_units);
+    check_discounts(r, plan, minor_units);
+    check_taxes(r, plan);
+    check_credits(r, plan, minor_units);
+    report
+}
+
+/// The plan's id, custom units, currency and interval: the minor units of its currency (the
+/// largest custom scale when the currency is unknown, so amounts are not all reported).
+fn check_header(r: &mut Report, plan: &Plan) -> u32 {
     if plan.id.trim().is_empty() {
         r.error(IssueCode::EmptyId, "$.id", "the plan id is empty");
     }
     let mut seen_units = BTreeSet::new();
     for (unit_idx, unit) in plan.custom_units.iter().enumerate() {
-        let path = format!("$.custom_units[{unit_idx}]");
+        let path = Sub(&"$.custom_units", Part::Index(unit_idx));
         if unit.scale > MAX_CUSTOM_SCALE {
             r.error(
                 IssueCode::UnitScaleTooLarge,
@@ -266,11 +299,14 @@ pub fn validate_plan(plan: &Plan) -> Report {
             "the interval count must be at least 1",
         );
     }
+    minor_units
+}
 
-    // Metrics.
+/// `$.metrics`: codes, aggregations, filters, groups, conversions.
+fn check_metrics(r: &mut Report, plan: &Plan) {
     let mut metric_codes = BTreeSet::new();
     for (metric_idx, metric) in plan.metrics.iter().enumerate() {
-        let path = format!("$.metrics[{metric_idx}]");
+        let path = Sub(&"$.metrics", Part::Index(metric_idx));
         if metric.code.trim().is_empty() {
             r.error(
                 IssueCode::EmptyId,
@@ -302,10 +338,11 @@ pub fn validate_plan(plan: &Plan) -> Report {
             );
         }
         if let Aggregation::Custom { plugin, .. } = &metric.aggregation {
-            check_plugin_ref(r, &format!("{path}.aggregation.plugin"), plugin);
+            check_plugin_ref(r, &format_args!("{path}.aggregation.plugin"), plugin);
         }
         for (filter_idx, filter) in metric.filters.iter().enumerate() {
-            let fpath = format!("{path}.filters[{filter_idx}]");
+            let fpath_list = Sub(&path, Part::Key("filters"));
+            let fpath = Sub(&fpath_list, Part::Index(filter_idx));
             match (&filter.equals, &filter.one_of) {
                 (Some(_), Some(_)) | (None, None) => r.error(
                     IssueCode::BadFilter,
@@ -357,12 +394,14 @@ pub fn validate_plan(plan: &Plan) -> Report {
             }
         }
     }
+}
 
-    // Charges.
+/// `$.charges`: ids, metrics, bounds and each price model; the metrics charged.
+fn check_charges<'p>(r: &mut Report, plan: &'p Plan, minor_units: u32) -> BTreeSet<&'p str> {
     let mut charge_ids = BTreeSet::new();
     let mut charged_metrics = BTreeSet::new();
     for (charge_idx, charge) in plan.charges.iter().enumerate() {
-        let path = format!("$.charges[{charge_idx}]");
+        let path = Sub(&"$.charges", Part::Index(charge_idx));
         if charge.id.trim().is_empty() {
             r.error(
                 IssueCode::EmptyId,
@@ -427,7 +466,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
             if let Some(value) = value {
                 check_amount_scale(
                     r,
-                    &format!("{path}.{name}"),
+                    &format_args!("{path}.{name}"),
                     value,
                     minor_units,
                     &plan.currency,
@@ -443,156 +482,175 @@ pub fn validate_plan(plan: &Plan) -> Report {
                 format!("minimum {min} is above maximum {max}"),
             );
         }
-        let mpath = format!("{path}.model");
-        match &charge.model {
-            PriceModel::Flat { amount, .. } => {
-                check_price(r, &format!("{mpath}.amount"), *amount);
-                check_amount_scale(
-                    r,
-                    &format!("{mpath}.amount"),
-                    *amount,
-                    minor_units,
-                    &plan.currency,
+        check_model(r, plan, charge, metric, &path, minor_units);
+    }
+    charged_metrics
+}
+
+/// The checks of the price model of the charge at `path` (`$.charges[i]`), priced on
+/// `metric` when it has a valid one.
+fn check_model(
+    r: &mut Report,
+    plan: &Plan,
+    charge: &Charge,
+    metric: Option<&Metric>,
+    path: &Sub<'_>,
+    minor_units: u32,
+) {
+    let mpath = Sub(path, Part::Key("model"));
+    match &charge.model {
+        PriceModel::Flat { amount, .. } => {
+            check_price(r, &format_args!("{mpath}.amount"), *amount);
+            check_amount_scale(
+                r,
+                &format_args!("{mpath}.amount"),
+                *amount,
+                minor_units,
+                &plan.currency,
+            );
+        }
+        PriceModel::PerUnit { unit_price } => {
+            check_price(r, &format_args!("{mpath}.unit_price"), *unit_price)
+        }
+        PriceModel::Graduated { tiers } | PriceModel::Volume { tiers } => {
+            let volume = matches!(charge.model, PriceModel::Volume { .. });
+            check_tiers(r, &mpath, tiers, volume, plan);
+            lint_tiers(r, &mpath, tiers, volume, charge);
+        }
+        PriceModel::Stairstep { steps } => {
+            check_steps(r, &mpath, steps, minor_units, &plan.currency);
+        }
+        PriceModel::Package {
+            package_size,
+            package_price,
+            free_units,
+            ..
+        } => {
+            if *package_size <= Decimal::ZERO {
+                r.error(
+                    IssueCode::NonPositiveFactor,
+                    format!("{mpath}.package_size"),
+                    "the package size must be greater than 0",
                 );
             }
-            PriceModel::PerUnit { unit_price } => {
-                check_price(r, &format!("{mpath}.unit_price"), *unit_price)
-            }
-            PriceModel::Graduated { tiers } | PriceModel::Volume { tiers } => {
-                let volume = matches!(charge.model, PriceModel::Volume { .. });
-                check_tiers(r, &mpath, tiers, volume, plan);
-                lint_tiers(r, &mpath, tiers, volume, charge);
-            }
-            PriceModel::Stairstep { steps } => {
-                check_steps(r, &mpath, steps, minor_units, &plan.currency);
-            }
-            PriceModel::Package {
-                package_size,
-                package_price,
-                free_units,
-                ..
-            } => {
-                if *package_size <= Decimal::ZERO {
-                    r.error(
-                        IssueCode::NonPositiveFactor,
-                        format!("{mpath}.package_size"),
-                        "the package size must be greater than 0",
-                    );
-                }
-                check_price(r, &format!("{mpath}.package_price"), *package_price);
-                if free_units.is_some_and(|f| f < Decimal::ZERO) {
-                    r.error(
-                        IssueCode::NegativeValue,
-                        format!("{mpath}.free_units"),
-                        "free units are negative",
-                    );
-                }
-            }
-            PriceModel::Percentage {
-                percent,
-                tiers,
-                fixed_fee,
-                min_per_transaction,
-                max_per_transaction,
-            } => {
-                match (percent, tiers.is_empty()) {
-                    (Some(_), false) | (None, true) => r.error(
-                        IssueCode::BadPercentage,
-                        mpath.clone(),
-                        "a percentage charge needs exactly one of `percent` or `tiers`",
-                    ),
-                    _ => {}
-                }
-                if let Some(percent) = percent
-                    && (*percent < Decimal::ZERO || *percent > Decimal::ONE_HUNDRED)
-                {
-                    r.error(
-                        IssueCode::PercentOutOfRange,
-                        format!("{mpath}.percent"),
-                        format!("{percent}% is outside 0 to 100"),
-                    );
-                }
-                if !tiers.is_empty() {
-                    check_tiers(r, &mpath, tiers, false, plan);
-                    if min_per_transaction.is_some() || max_per_transaction.is_some() {
-                        r.error(IssueCode::BadPercentage, mpath.clone(), "per-transaction minimum and maximum apply to a flat `percent`, not to graduated tiers");
-                    }
-                }
-                for (name, value) in [
-                    ("fixed_fee", fixed_fee),
-                    ("min_per_transaction", min_per_transaction),
-                    ("max_per_transaction", max_per_transaction),
-                ] {
-                    if let Some(value) = value {
-                        check_price(r, &format!("{mpath}.{name}"), *value);
-                    }
-                }
-                if let (Some(min), Some(max)) = (min_per_transaction, max_per_transaction)
-                    && min > max
-                {
-                    r.error(
-                        IssueCode::MinimumAboveMaximum,
-                        format!("{mpath}.min_per_transaction"),
-                        format!("minimum {min} is above maximum {max}"),
-                    );
-                }
-                if let Some(metric) = metric
-                    && !matches!(metric.aggregation, Aggregation::Sum { .. })
-                {
-                    r.error(IssueCode::PercentageNeedsSum, format!("{path}.metric"), format!("a percentage charge needs a `sum` metric of transaction amounts, and `{}` is not one", metric.code));
-                }
-            }
-            PriceModel::Matrix {
-                dimensions,
-                prices,
-                default_unit_price,
-            } => {
-                if dimensions.is_empty() {
-                    r.error(
-                        IssueCode::BadMatrix,
-                        format!("{mpath}.dimensions"),
-                        "a matrix needs at least one dimension",
-                    );
-                }
-                if let Some(metric) = metric {
-                    let want: BTreeSet<&String> = dimensions.iter().collect();
-                    let have: BTreeSet<&String> = metric.group_by.iter().collect();
-                    if want != have {
-                        r.error(IssueCode::BadMatrix, format!("{mpath}.dimensions"), format!("metric `{}` groups by {:?} but the matrix prices {:?}: they must be the same", metric.code, metric.group_by, dimensions));
-                    }
-                }
-                let mut combos = BTreeSet::new();
-                for (price_idx, price) in prices.iter().enumerate() {
-                    let ppath = format!("{mpath}.prices[{price_idx}]");
-                    if price.values.len() != dimensions.len() {
-                        r.error(
-                            IssueCode::BadMatrix,
-                            format!("{ppath}.values"),
-                            format!(
-                                "{} values for {} dimensions",
-                                price.values.len(),
-                                dimensions.len()
-                            ),
-                        );
-                    }
-                    if !combos.insert(&price.values) {
-                        r.error(
-                            IssueCode::DuplicateId,
-                            format!("{ppath}.values"),
-                            format!("combination {:?} is priced twice", price.values),
-                        );
-                    }
-                    check_price(r, &format!("{ppath}.unit_price"), price.unit_price);
-                }
-                if let Some(price) = default_unit_price {
-                    check_price(r, &format!("{mpath}.default_unit_price"), *price);
-                }
-            }
-            PriceModel::Custom { plugin, .. } => {
-                check_plugin_ref(r, &format!("{mpath}.plugin"), plugin)
+            check_price(r, &format_args!("{mpath}.package_price"), *package_price);
+            if free_units.is_some_and(|f| f < Decimal::ZERO) {
+                r.error(
+                    IssueCode::NegativeValue,
+                    format!("{mpath}.free_units"),
+                    "free units are negative",
+                );
             }
         }
+        PriceModel::Percentage {
+            percent,
+            tiers,
+            fixed_fee,
+            min_per_transaction,
+            max_per_transaction,
+        } => {
+            match (percent, tiers.is_empty()) {
+                (Some(_), false) | (None, true) => r.error(
+                    IssueCode::BadPercentage,
+                    mpath.to_string(),
+                    "a percentage charge needs exactly one of `percent` or `tiers`",
+                ),
+                _ => {}
+            }
+            if let Some(percent) = percent
+                && (*percent < Decimal::ZERO || *percent > Decimal::ONE_HUNDRED)
+            {
+                r.error(
+                    IssueCode::PercentOutOfRange,
+                    format!("{mpath}.percent"),
+                    format!("{percent}% is outside 0 to 100"),
+                );
+            }
+            if !tiers.is_empty() {
+                check_tiers(r, &mpath, tiers, false, plan);
+                if min_per_transaction.is_some() || max_per_transaction.is_some() {
+                    r.error(IssueCode::BadPercentage, mpath.to_string(), "per-transaction minimum and maximum apply to a flat `percent`, not to graduated tiers");
+                }
+            }
+            for (name, value) in [
+                ("fixed_fee", fixed_fee),
+                ("min_per_transaction", min_per_transaction),
+                ("max_per_transaction", max_per_transaction),
+            ] {
+                if let Some(value) = value {
+                    check_price(r, &format_args!("{mpath}.{name}"), *value);
+                }
+            }
+            if let (Some(min), Some(max)) = (min_per_transaction, max_per_transaction)
+                && min > max
+            {
+                r.error(
+                    IssueCode::MinimumAboveMaximum,
+                    format!("{mpath}.min_per_transaction"),
+                    format!("minimum {min} is above maximum {max}"),
+                );
+            }
+            if let Some(metric) = metric
+                && !matches!(metric.aggregation, Aggregation::Sum { .. })
+            {
+                r.error(IssueCode::PercentageNeedsSum, format!("{path}.metric"), format!("a percentage charge needs a `sum` metric of transaction amounts, and `{}` is not one", metric.code));
+            }
+        }
+        PriceModel::Matrix {
+            dimensions,
+            prices,
+            default_unit_price,
+        } => {
+            if dimensions.is_empty() {
+                r.error(
+                    IssueCode::BadMatrix,
+                    format!("{mpath}.dimensions"),
+                    "a matrix needs at least one dimension",
+                );
+            }
+            if let Some(metric) = metric {
+                let want: BTreeSet<&String> = dimensions.iter().collect();
+                let have: BTreeSet<&String> = metric.group_by.iter().collect();
+                if want != have {
+                    r.error(IssueCode::BadMatrix, format!("{mpath}.dimensions"), format!("metric `{}` groups by {:?} but the matrix prices {:?}: they must be the same", metric.code, metric.group_by, dimensions));
+                }
+            }
+            let mut combos = BTreeSet::new();
+            for (price_idx, price) in prices.iter().enumerate() {
+                let ppath_list = Sub(&mpath, Part::Key("prices"));
+                let ppath = Sub(&ppath_list, Part::Index(price_idx));
+                if price.values.len() != dimensions.len() {
+                    r.error(
+                        IssueCode::BadMatrix,
+                        format!("{ppath}.values"),
+                        format!(
+                            "{} values for {} dimensions",
+                            price.values.len(),
+                            dimensions.len()
+                        ),
+                    );
+                }
+                if !combos.insert(&price.values) {
+                    r.error(
+                        IssueCode::DuplicateId,
+                        format!("{ppath}.values"),
+                        format!("combination {:?} is priced twice", price.values),
+                    );
+                }
+                check_price(r, &format_args!("{ppath}.unit_price"), price.unit_price);
+            }
+            if let Some(price) = default_unit_price {
+                check_price(r, &format_args!("{mpath}.default_unit_price"), *price);
+            }
+        }
+        PriceModel::Custom { plugin, .. } => {
+            check_plugin_ref(r, &format_args!("{mpath}.plugin"), plugin)
+        }
     }
+}
+
+/// Lint: a metric no charge prices.
+fn lint_uncharged_metrics(r: &mut Report, plan: &Plan, charged_metrics: &BTreeSet<&str>) {
     for (metric_idx, metric) in plan.metrics.iter().enumerate() {
         if !charged_metrics.contains(metric.code.as_str()) {
             r.warn(
@@ -602,7 +660,9 @@ pub fn validate_plan(plan: &Plan) -> Report {
             );
         }
     }
+}
 
+fn check_commitment(r: &mut Report, plan: &Plan, minor_units: u32) {
     if let Some(commitment) = plan.minimum_commitment {
         if commitment < Decimal::ZERO {
             r.error(
@@ -613,15 +673,19 @@ pub fn validate_plan(plan: &Plan) -> Report {
         }
         check_amount_scale(
             r,
-            "$.minimum_commitment",
+            &"$.minimum_commitment",
             commitment,
             minor_units,
             &plan.currency,
         );
     }
+}
+
+/// `$.discounts`: one of percent or amount, in range, charges that exist.
+fn check_discounts(r: &mut Report, plan: &Plan, minor_units: u32) {
     let mut discount_ids = BTreeSet::new();
     for (discount_idx, discount) in plan.discounts.iter().enumerate() {
-        let path = format!("$.discounts[{discount_idx}]");
+        let path = Sub(&"$.discounts", Part::Index(discount_idx));
         if !discount_ids.insert(discount.id.as_str()) {
             r.error(
                 IssueCode::DuplicateId,
@@ -632,7 +696,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
         match (discount.percent, discount.amount) {
             (Some(_), Some(_)) | (None, None) => r.error(
                 IssueCode::BadDiscount,
-                path.clone(),
+                path.to_string(),
                 "a discount needs exactly one of `percent` or `amount`",
             ),
             (Some(p), None) if p <= Decimal::ZERO || p > Decimal::ONE_HUNDRED => r.error(
@@ -648,7 +712,13 @@ pub fn validate_plan(plan: &Plan) -> Report {
                         "the discount amount is negative",
                     );
                 }
-                check_amount_scale(r, &format!("{path}.amount"), a, minor_units, &plan.currency);
+                check_amount_scale(
+                    r,
+                    &format_args!("{path}.amount"),
+                    a,
+                    minor_units,
+                    &plan.currency,
+                );
             }
             _ => {}
         }
@@ -669,9 +739,12 @@ pub fn validate_plan(plan: &Plan) -> Report {
             }
         }
     }
+}
+
+fn check_taxes(r: &mut Report, plan: &Plan) {
     let mut tax_ids = BTreeSet::new();
     for (tax_idx, tax) in plan.taxes.iter().enumerate() {
-        let path = format!("$.taxes[{tax_idx}]");
+        let path = Sub(&"$.taxes", Part::Index(tax_idx));
         if !tax_ids.insert(tax.id.as_str()) {
             r.error(
                 IssueCode::DuplicateId,
@@ -687,21 +760,24 @@ pub fn validate_plan(plan: &Plan) -> Report {
             );
         }
     }
+}
+
+fn check_credits(r: &mut Report, plan: &Plan, minor_units: u32) {
     for (credit_idx, credit) in plan.credits.iter().enumerate() {
-        let path = format!("$.credits[{credit_idx}].amount");
+        let credit_path = Sub(&"$.credits", Part::Index(credit_idx));
+        let path = Sub(&credit_path, Part::Key("amount"));
         if credit.amount < Decimal::ZERO {
             r.error(
                 IssueCode::NegativeValue,
-                path.clone(),
+                path.to_string(),
                 "a credit amount is negative",
             );
         }
         check_amount_scale(r, &path, credit.amount, minor_units, &plan.currency);
     }
-    report
 }
 
-fn check_plugin_ref(r: &mut Report, path: &str, plugin: &str) {
+fn check_plugin_ref(r: &mut Report, path: &dyn fmt::Display, plugin: &str) {
     let valid = plugin.split_once('@').is_some_and(|(name, version)| {
         !name.is_empty()
             && !version.is_empty()
@@ -718,7 +794,7 @@ fn check_plugin_ref(r: &mut Report, path: &str, plugin: &str) {
     }
 }
 
-fn check_price(r: &mut Report, path: &str, price: Decimal) {
+fn check_price(r: &mut Report, path: &dyn fmt::Display, price: Decimal) {
     if price < Decimal::ZERO {
         r.error(
             IssueCode::NegativePrice,
@@ -737,7 +813,7 @@ fn check_price(r: &mut Report, path: &str, price: Decimal) {
 
 fn check_amount_scale(
     r: &mut Report,
-    path: &str,
+    path: &dyn fmt::Display,
     amount: Decimal,
     minor_units: u32,
     currency: &str,
@@ -755,7 +831,7 @@ fn check_amount_scale(
 /// unbounded, `from` (when given) equal to the previous bound.
 fn check_bounds(
     r: &mut Report,
-    path: &str,
+    path: &dyn fmt::Display,
     bounds: &[(Option<Decimal>, Option<Decimal>)],
     what: &str,
 ) {
@@ -770,7 +846,7 @@ fn check_bounds(
     let last_idx = bounds.len() - 1;
     let mut previous = Decimal::ZERO;
     for (idx, (from, up_to)) in bounds.iter().enumerate() {
-        let tpath = format!("{path}[{idx}]");
+        let tpath = Sub(&path, Part::Index(idx));
         if let Some(from) = from {
             if *from > previous {
                 r.error(
@@ -811,18 +887,25 @@ fn check_bounds(
     }
 }
 
-fn check_tiers(r: &mut Report, path: &str, tiers: &[Tier], _volume: bool, plan: &Plan) {
+fn check_tiers(
+    r: &mut Report,
+    path: &dyn fmt::Display,
+    tiers: &[Tier],
+    _volume: bool,
+    plan: &Plan,
+) {
     let bounds: Vec<_> = tiers.iter().map(|t| (t.from, t.up_to)).collect();
-    check_bounds(r, &format!("{path}.tiers"), &bounds, "tier");
+    check_bounds(r, &format_args!("{path}.tiers"), &bounds, "tier");
     let minor_units = Currency::resolve(&plan.currency, &plan.custom_units)
         .map_or(MAX_CUSTOM_SCALE, |c| c.minor_units);
     for (tier_idx, tier) in tiers.iter().enumerate() {
-        let tpath = format!("{path}.tiers[{tier_idx}]");
-        check_price(r, &format!("{tpath}.unit_price"), tier.unit_price);
-        check_price(r, &format!("{tpath}.flat_fee"), tier.flat_fee);
+        let tpath_list = Sub(&path, Part::Key("tiers"));
+        let tpath = Sub(&tpath_list, Part::Index(tier_idx));
+        check_price(r, &format_args!("{tpath}.unit_price"), tier.unit_price);
+        check_price(r, &format_args!("{tpath}.flat_fee"), tier.flat_fee);
         check_amount_scale(
             r,
-            &format!("{tpath}.flat_fee"),
+            &format_args!("{tpath}.flat_fee"),
             tier.flat_fee,
             minor_units,
             &plan.currency,
@@ -830,11 +913,19 @@ fn check_tiers(r: &mut Report, path: &str, tiers: &[Tier], _volume: bool, plan: 
     }
 }
 
-fn check_steps(r: &mut Report, path: &str, steps: &[Step], minor_units: u32, currency: &str) {
+fn check_steps(
+    r: &mut Report,
+    path: &dyn fmt::Display,
+    steps: &[Step],
+    minor_units: u32,
+    currency: &str,
+) {
     let bounds: Vec<_> = steps.iter().map(|s| (s.from, s.up_to)).collect();
-    check_bounds(r, &format!("{path}.steps"), &bounds, "band");
+    check_bounds(r, &format_args!("{path}.steps"), &bounds, "band");
     for (step_idx, step) in steps.iter().enumerate() {
-        let spath = format!("{path}.steps[{step_idx}].price");
+        let spath_list = Sub(&path, Part::Key("steps"));
+        let spath_elem = Sub(&spath_list, Part::Index(step_idx));
+        let spath = Sub(&spath_elem, Part::Key("price"));
         check_price(r, &spath, step.price);
         check_amount_scale(r, &spath, step.price, minor_units, currency);
     }
@@ -855,7 +946,13 @@ fn check_steps(r: &mut Report, path: &str, steps: &[Step], minor_units: u32, cur
     }
 }
 
-fn lint_tiers(r: &mut Report, path: &str, tiers: &[Tier], volume: bool, charge: &Charge) {
+fn lint_tiers(
+    r: &mut Report,
+    path: &dyn fmt::Display,
+    tiers: &[Tier],
+    volume: bool,
+    charge: &Charge,
+) {
     for (idx, pair) in tiers.windows(2).enumerate() {
         let (lower, upper) = (&pair[0], &pair[1]);
         let upath = format!("{path}.tiers[{}]", idx + 1);
@@ -887,7 +984,7 @@ fn lint_tiers(r: &mut Report, path: &str, tiers: &[Tier], volume: bool, charge: 
                 });
                 r.warn(
                     IssueCode::VolumeCliff,
-                    upath.clone(),
+                    upath.to_string(),
                     format!("at {} units the bill drops from {} to {}: more usage gives a lower bill{hint}", bound.normalize(), below.normalize(), above.normalize()),
                 );
             }

@@ -94,7 +94,7 @@ fn main() {
             BatchWriter::new(metric.reads().unwrap().clone())
                 .write(&one_event)
                 .unwrap()
-                .clone()
+                .to_vec()
         };
         let (p95_batch, logging_batch) = (first_batch(&p95, &config), first_batch(&logging, &none));
         let [created, created_logging] = paired_samples(
@@ -144,7 +144,7 @@ fn main() {
         let mut live = p95.metric(&config).unwrap();
         // The raw call: one event, already in the contract's shape, on the live instance.
         let mut writer = BatchWriter::new(live.reads().unwrap().clone());
-        let batch = writer.write(&one_event).unwrap().clone();
+        let batch = writer.write(&one_event).unwrap().to_vec();
         let calls = samples(50_000, || {
             live.update_batch(black_box(&batch), 1).unwrap();
         });

@@ -1185,11 +1185,7 @@ impl PluginMetric {
     /// `update` with a batch already in the contract's shape (no conversion), on the live
     /// instance, without saving after it: the call alone (benchmarks measure it).
     /// `n_events` is the number of events in the batch (it sets the fuel allowance).
-    pub fn update_batch(
-        &mut self,
-        batch: &types::EventBatch,
-        n_events: u64,
-    ) -> Result<(), PluginError> {
+    pub fn update_batch(&mut self, batch: &[u8], n_events: u64) -> Result<(), PluginError> {
         self.with_open(|metric| {
             metric.events_held += n_events;
             let reference = Arc::clone(&metric.shared.reference);

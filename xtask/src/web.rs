@@ -349,14 +349,29 @@ impl WebTests {
     }
 }
 
-/// `cargo xtask bench-web`: the binding against decimal.js in Node, same run.
+/// `cargo xtask bench-web`: the binding against decimal.js in Node, same run; then the pricing
+/// page's time to first estimate and the binding's latency inside headless Chromium.
 pub fn bench() -> Result<()> {
     setup()?;
     let built = target_dir().join("web-pkg");
     package(&built)?;
+    check_committed(&built)?;
     run(
         "node",
         &[&text(&root().join("web/bench/quote.mjs"))?],
         &[("RATECARD_WASM_PKG", &text(&built)?)],
+    )?;
+    run(
+        "cargo",
+        &["build", "-p", "ratecard-host", "--bin", "ratecard"],
+        &[],
+    )?;
+    run(
+        "node",
+        &[
+            &text(&root().join("web/bench/page.mjs"))?,
+            &text(&target_dir().join("debug/ratecard"))?,
+        ],
+        &[],
     )
 }

@@ -1,0 +1,160 @@
+// Quote and total latency through the wasm binding (crossing included) against a straightforward
+// JavaScript implementation of the same price models with decimal.js (the library a pricing
+// page would otherwise use; it lives in this benchmark only), same process, interleaved sample
+// by sample. The plan is the engine bench's: 10 metrics, each a 5-tier graduated charge with
+// sub-cent prices, line rounding half up (crates/engine/benches/quote.rs).
+//
+//   cargo xtask bench-web          (builds the package, then runs this)
+//   node web/bench/quote.mjs       (the committed web/pkg; RATECARD_WASM_PKG for another build)
+//
+// RATECARD_BENCH_SAMPLES (default 31) samples of each; the median per-call time is reported.
+import Decimal from 'decimal.js';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { loadWasm } from '../test/load.mjs';
+
+const N_CHARGES = 10;
+const N_TIERS = 5;
+const SAMPLES = Number(process.env.RATECARD_BENCH_SAMPLES || 31);
+
+function decimalText(mantissa, scale) {
+  const digits = String(mantissa).padStart(scale + 1, '0');
+  return `${digits.slice(0, -scale)}.${digits.slice(-scale)}`.replace(/\.?0+$/, '');
+}
+
+export function benchPlan() {
+  const metrics = [];
+  const charges = [];
+  for (let i = 0; i < N_CHARGES; i++) {
+    metrics.push({ code: `m${i}`, aggregation: { type: 'count' } });
+    const tiers = [];
+    for (let t = 0; t < N_TIERS; t++) {
+      tiers.push({ up_to: t + 1 < N_TIERS ? String(1000 * 10 ** t * (i + 1)) : null, unit_price: decimalText(50000 - 9000 * t + i, 6) });
+    }
+    charges.push({ id: `c${i}`, metric: `m${i}`, model: { type: 'graduated', tiers } });
+  }
+  return { id: 'bench-10x5', currency: 'USD', interval: 'month', rounding: { level: 'line', mode: 'half_up' }, metrics, charges };
+}
+
+export function benchQuantities() {
+  return Object.fromEntries(Array.from({ length: N_CHARGES }, (_, i) => [`m${i}`, `${3700000 * (i + 1) + 123}.${i}`]));
+}
+
+export function benchUsage() {
+  return { customer: { id: 'acme', timezone: 'Europe/Paris' }, subscription: { start: '2026-11-01' }, period: { index: 0 }, quantities: benchQuantities() };
+}
+
+// The decimal.js implementation a pricing page would write: graduated tiers (upper-inclusive
+// bounds), each line rounded half up to cents, the lines summed; an invoice with the breakdown.
+Decimal.set({ precision: 40, rounding: Decimal.ROUND_HALF_UP });
+
+function graduated(tiers, quantity) {
+  const rows = [];
+  let exact = new Decimal(0);
+  let lower = new Decimal(0);
+  for (const tier of tiers) {
+    if (quantity.lte(lower)) break;
+    const upper = tier.up_to === null ? quantity : Decimal.min(quantity, new Decimal(tier.up_to));
+    const units = upper.minus(lower);
+    const price = new Decimal(tier.unit_price);
+    const amount = units.times(price);
+    rows.push({ description: `tier ${rows.length + 1}`, quantity: units.toString(), unit_price: price.toString(), amount: amount.toString() });
+    exact = exact.plus(amount);
+    if (tier.up_to === null) break;
+    lower = new Decimal(tier.up_to);
+  }
+  return { exact, rows };
+}
+
+export function decimalJsQuote(plan, usage) {
+  const lines = [];
+  let subtotal = new Decimal(0);
+  for (const charge of plan.charges) {
+    const quantity = new Decimal(usage.quantities[charge.metric] ?? '0');
+    const { exact, rows } = graduated(charge.model.tiers, quantity);
+    const amount = exact.toDecimalPlaces(2, Decimal.ROUND_HALF_UP);
+    subtotal = subtotal.plus(amount);
+    lines.push({ charge_id: charge.id, quantity: quantity.toString(), exact_amount: exact.toString(), amount: amount.toFixed(2), breakdown: rows });
+  }
+  return { plan_id: plan.id, currency: plan.currency, lines, subtotal: subtotal.toFixed(2), total: subtotal.toFixed(2) };
+}
+
+export function decimalJsTotal(plan, quantities) {
+  let total = new Decimal(0);
+  for (const charge of plan.charges) {
+    total = total.plus(graduated(charge.model.tiers, new Decimal(quantities[charge.metric] ?? '0')).exact.toDecimalPlaces(2, Decimal.ROUND_HALF_UP));
+  }
+  return total.toFixed(2);
+}
+
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+/// Median µs per call of each case, samples interleaved so all see the same machine.
+function measure(cases, calls) {
+  const times = Object.fromEntries(Object.keys(cases).map((k) => [k, []]));
+  for (const run of Object.values(cases)) for (let i = 0; i < calls; i++) run(); // warm up
+  for (let s = 0; s < SAMPLES; s++) {
+    for (const [name, run] of Object.entries(cases)) {
+      const start = performance.now();
+      for (let i = 0; i < calls; i++) run();
+      times[name].push(((performance.now() - start) * 1000) / calls);
+    }
+  }
+  return Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));
+}
+
+async function main() {
+  const wasm = await loadWasm();
+  const plan = benchPlan();
+  const planText = JSON.stringify(plan);
+  const usage = benchUsage();
+  const usageText = JSON.stringify(usage);
+  const quantities = benchQuantities();
+  const prepared = new wasm.PreparedPlan(planText);
+  // Both implementations agree on the total before anything is timed.
+  const engineTotal = prepared.quote(usage).total;
+  const jsTotal = decimalJsQuote(plan, usage).total;
+  if (engineTotal !== jsTotal || prepared.total(quantities) !== decimalJsTotal(plan, quantities)) {
+    throw new Error(`the implementations disagree: engine ${engineTotal}, decimal.js ${jsTotal}`);
+  }
+  const sink = [];
+  const result = measure(
+    {
+      'wasm quote (unprepared: plan + usage JSON in, invoice object out)': () => sink.push(wasm.quote(planText, usageText)),
+      'wasm PreparedPlan.quote (usage object in, invoice object out)': () => sink.push(prepared.quote(usage)),
+      'wasm PreparedPlan.quoteJson (usage JSON in, invoice JSON out)': () => sink.push(prepared.quoteJson(usageText)),
+      'wasm PreparedPlan.total (quantities in, total string out)': () => sink.push(prepared.total(quantities)),
+      'decimal.js quote (invoice with breakdown)': () => sink.push(decimalJsQuote(plan, usage)),
+      'decimal.js total': () => sink.push(decimalJsTotal(plan, quantities)),
+    },
+    20,
+  );
+  sink.length = 0;
+  const curveTimes = [];
+  let points = 0;
+  for (let s = 0; s < Math.min(SAMPLES, 11); s++) {
+    const start = performance.now();
+    points = prepared.costCurve('m0', '0', '50000000', 200, {}).length;
+    curveTimes.push(performance.now() - start);
+  }
+  console.log(`Node ${process.version}, ${SAMPLES} samples, median µs per call (total ${engineTotal} USD on both sides)`);
+  for (const [name, us] of Object.entries(result)) console.log(`  ${name.padEnd(70)} ${us.toFixed(2).padStart(9)} µs`);
+  const q = result['wasm PreparedPlan.quote (usage object in, invoice object out)'];
+  const t = result['wasm PreparedPlan.total (quantities in, total string out)'];
+  const jq = result['decimal.js quote (invoice with breakdown)'];
+  const jt = result['decimal.js total'];
+  console.log(`  ratio decimal.js/wasm: quote ${(jq / q).toFixed(2)}× (target ≥ 5×), total ${(jt / t).toFixed(2)}× (target ≥ 20×); unprepared quote ${(jq / result['wasm quote (unprepared: plan + usage JSON in, invoice object out)']).toFixed(2)}×`);
+  console.log(`  cost curve of m0, ${points} points (200 samples + breakpoints): ${median(curveTimes).toFixed(2)} ms`);
+  prepared.free();
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((error) => {
+    console.error(error);
+    process.exit(1);
+  });
+}

@@ -82,7 +82,10 @@ fn schedule(plan: &Plan, usage: &Usage) -> Schedule {
                 ratecard_engine::usage::QuantityInput::Groups(_) => unreachable!("totals only"),
             };
             (
-                tiers.iter().map(|t| (t.up_to, t.unit_price)).collect(),
+                tiers
+                    .iter()
+                    .map(|t| (t.up_to.map(|d| d.0), t.unit_price.0))
+                    .collect(),
                 quantity,
             )
         })

@@ -153,64 +153,78 @@ impl Visitor<'_> for DecimalVisitor {
     }
 }
 
-/// `#[serde(with = "crate::decimal::exact")]` for `Decimal` fields.
-pub mod exact {
-    use super::*;
-
-    pub fn serialize<S: Serializer>(value: &Decimal, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&value.normalize())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
-        d.deserialize_any(DecimalVisitor)
-    }
-}
-
-/// `#[serde(with = "crate::decimal::exact_opt", default)]` for `Option<Decimal>` fields.
-pub mod exact_opt {
-    use super::*;
-
-    pub fn serialize<S: Serializer>(value: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(v) => s.collect_str(&v.normalize()),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
-        struct OptVisitor;
-        impl<'de> Visitor<'de> for OptVisitor {
-            type Value = Option<Decimal>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a decimal string, a short JSON number, or null")
-            }
-            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
-                d.deserialize_any(DecimalVisitor).map(Some)
-            }
-        }
-        d.deserialize_option(OptVisitor)
-    }
-}
-
-/// A `Decimal` newtype usable as a map value or list element with the same rules as [`exact`].
+/// Every decimal of the plan and usage formats (prices, bounds, quantities, percentages): read
+/// as the module doc says (strings, or short JSON numbers from their shortest text), written as
+/// its normalized string (`"0.00002"`), with one JSON Schema (`Decimal`). Reads as the
+/// `Decimal` it holds (`*price`, `.0`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Dec(pub Decimal);
 
+impl Dec {
+    pub const ZERO: Dec = Dec(Decimal::ZERO);
+
+    pub fn is_zero(&self) -> bool {
+        self.0.is_zero()
+    }
+}
+
+/// A `Dec` reads as the decimal it holds (`*tier.unit_price`).
+impl std::ops::Deref for Dec {
+    type Target = Decimal;
+
+    fn deref(&self) -> &Decimal {
+        &self.0
+    }
+}
+
+/// Displayed as the decimal it holds, with its scale (`12.50`).
+impl fmt::Display for Dec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl PartialEq<Decimal> for Dec {
+    fn eq(&self, other: &Decimal) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialOrd<Decimal> for Dec {
+    fn partial_cmp(&self, other: &Decimal) -> Option<std::cmp::Ordering> {
+        self.0.partial_cmp(other)
+    }
+}
+
+impl std::ops::Neg for Dec {
+    type Output = Decimal;
+
+    fn neg(self) -> Decimal {
+        -self.0
+    }
+}
+
+impl From<Decimal> for Dec {
+    fn from(value: Decimal) -> Dec {
+        Dec(value)
+    }
+}
+
+impl From<Dec> for Decimal {
+    fn from(value: Dec) -> Decimal {
+        value.0
+    }
+}
+
 impl serde::Serialize for Dec {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        exact::serialize(&self.0, s)
+        s.collect_str(&self.0.normalize())
     }
 }
 
 impl<'de> serde::Deserialize<'de> for Dec {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        exact::deserialize(d).map(Dec)
+        d.deserialize_any(DecimalVisitor).map(Dec)
     }
 }
 
@@ -228,7 +242,7 @@ impl serde::Serialize for Amount {
 
 impl<'de> serde::Deserialize<'de> for Amount {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        exact::deserialize(d).map(Amount)
+        d.deserialize_any(DecimalVisitor).map(Amount)
     }
 }
 
@@ -271,22 +285,10 @@ mod json_schema {
             ]
         })
     }
-
-    /// Schema function for `#[schemars(schema_with = "crate::decimal::schema")]`.
-    pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        decimal_schema()
-    }
-
-    /// Schema function for optional decimals.
-    pub fn schema_opt(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "anyOf": [decimal_schema(), {"type": "null"}]
-        })
-    }
 }
 
 #[cfg(feature = "schema")]
-pub use json_schema::{decimal_schema, schema, schema_opt};
+pub use json_schema::decimal_schema;
 
 /// Formats an amount with exactly `scale` decimal places (`12.5` at scale 2 → `"12.50"`).
 /// The amount must already be rounded to that scale.

@@ -114,16 +114,22 @@ pub fn breakpoints(plan: &Plan, metric: &str) -> Vec<Decimal> {
         .iter()
         .filter(|c| c.metric.as_deref() == Some(metric))
     {
-        let offset = charge.included.unwrap_or_default();
+        let offset = charge.included.map_or(Decimal::ZERO, Decimal::from);
         points.push(offset);
         let bounds: Vec<Decimal> = match &charge.model {
             PriceModel::Graduated { tiers }
             | PriceModel::Volume { tiers }
-            | PriceModel::Percentage { tiers, .. } => {
-                tiers.iter().filter_map(|t| t.up_to).collect()
+            | PriceModel::Percentage { tiers, .. } => tiers
+                .iter()
+                .filter_map(|t| t.up_to.map(Decimal::from))
+                .collect(),
+            PriceModel::Stairstep { steps } => steps
+                .iter()
+                .filter_map(|s| s.up_to.map(Decimal::from))
+                .collect(),
+            PriceModel::Package { free_units, .. } => {
+                free_units.iter().map(|d| d.0).collect::<Vec<Decimal>>()
             }
-            PriceModel::Stairstep { steps } => steps.iter().filter_map(|s| s.up_to).collect(),
-            PriceModel::Package { free_units, .. } => free_units.iter().copied().collect(),
             _ => Vec::new(),
         };
         points.extend(bounds.into_iter().filter_map(|b| b.checked_add(offset)));

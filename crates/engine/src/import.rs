@@ -21,7 +21,7 @@
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use crate::decimal::parse_decimal;
+use crate::decimal::{Dec, parse_decimal};
 use crate::money::{Currency, RoundingPolicy};
 use crate::plan::{
     Aggregation, Charge, Interval, IntervalUnit, Metric, PackageRounding, Plan, PriceModel,
@@ -174,46 +174,49 @@ pub fn stripe_prices(export: &Value, plan_id: &str) -> Result<Plan, ImportError>
                 conversion: None,
             });
         }
-        let model = match price
-            .get("billing_scheme")
-            .and_then(Value::as_str)
-            .unwrap_or("per_unit")
-        {
-            "per_unit" => {
-                let unit_price =
-                    minor_amount(price, "unit_amount", minor, &path)?.unwrap_or_default();
-                match price.get("transform_quantity").filter(|t| !t.is_null()) {
-                    Some(transform) => {
-                        let tpath = format!("{path}.transform_quantity");
-                        let divide_by = transform
-                            .get("divide_by")
-                            .and_then(Value::as_u64)
-                            .filter(|d| *d > 0)
-                            .ok_or_else(|| {
-                                err(format!("{tpath}.divide_by"), "expected a positive integer")
-                            })?;
-                        let rounding = match transform.get("round").and_then(Value::as_str) {
-                            Some("down") => PackageRounding::Down,
-                            Some("up") | None => PackageRounding::Up,
-                            Some(other) => {
-                                return Err(err(
-                                    format!("{tpath}.round"),
-                                    format!("unknown rounding `{other}`"),
-                                ));
+        let model =
+            match price
+                .get("billing_scheme")
+                .and_then(Value::as_str)
+                .unwrap_or("per_unit")
+            {
+                "per_unit" => {
+                    let unit_price =
+                        minor_amount(price, "unit_amount", minor, &path)?.unwrap_or_default();
+                    match price.get("transform_quantity").filter(|t| !t.is_null()) {
+                        Some(transform) => {
+                            let tpath = format!("{path}.transform_quantity");
+                            let divide_by = transform
+                                .get("divide_by")
+                                .and_then(Value::as_u64)
+                                .filter(|d| *d > 0)
+                                .ok_or_else(|| {
+                                    err(format!("{tpath}.divide_by"), "expected a positive integer")
+                                })?;
+                            let rounding = match transform.get("round").and_then(Value::as_str) {
+                                Some("down") => PackageRounding::Down,
+                                Some("up") | None => PackageRounding::Up,
+                                Some(other) => {
+                                    return Err(err(
+                                        format!("{tpath}.round"),
+                                        format!("unknown rounding `{other}`"),
+                                    ));
+                                }
+                            };
+                            PriceModel::Package {
+                                package_size: Dec(Decimal::from(divide_by)),
+                                package_price: Dec(unit_price),
+                                free_units: None,
+                                rounding,
                             }
-                        };
-                        PriceModel::Package {
-                            package_size: Decimal::from(divide_by),
-                            package_price: unit_price,
-                            free_units: None,
-                            rounding,
                         }
+                        None => PriceModel::PerUnit {
+                            unit_price: Dec(unit_price),
+                        },
                     }
-                    None => PriceModel::PerUnit { unit_price },
                 }
-            }
-            "tiered" => {
-                let tiers_value = price.get("tiers").and_then(Value::as_array).ok_or_else(
+                "tiered" => {
+                    let tiers_value = price.get("tiers").and_then(Value::as_array).ok_or_else(
                     || {
                         err(
                             format!("{path}.tiers"),
@@ -221,50 +224,50 @@ pub fn stripe_prices(export: &Value, plan_id: &str) -> Result<Plan, ImportError>
                         )
                     },
                 )?;
-                let mut tiers = Vec::with_capacity(tiers_value.len());
-                for (tier_idx, tier) in tiers_value.iter().enumerate() {
-                    let tpath = format!("{path}.tiers[{tier_idx}]");
-                    let up_to = match tier.get("up_to") {
-                        None | Some(Value::Null) => None,
-                        Some(Value::String(s)) if s == "inf" => None,
-                        Some(Value::Number(n)) => Some(
-                            parse_decimal(&n.to_string())
-                                .map_err(|m| err(format!("{tpath}.up_to"), m))?,
-                        ),
-                        Some(other) => {
+                    let mut tiers = Vec::with_capacity(tiers_value.len());
+                    for (tier_idx, tier) in tiers_value.iter().enumerate() {
+                        let tpath = format!("{path}.tiers[{tier_idx}]");
+                        let up_to = match tier.get("up_to") {
+                            None | Some(Value::Null) => None,
+                            Some(Value::String(s)) if s == "inf" => None,
+                            Some(Value::Number(n)) => Some(
+                                parse_decimal(&n.to_string())
+                                    .map_err(|m| err(format!("{tpath}.up_to"), m))?,
+                            ),
+                            Some(other) => {
+                                return Err(err(
+                                    format!("{tpath}.up_to"),
+                                    format!("expected an integer or \"inf\", found {other}"),
+                                ));
+                            }
+                        };
+                        tiers.push(Tier {
+                            from: None,
+                            up_to: up_to.map(Dec),
+                            unit_price: Dec(minor_amount(tier, "unit_amount", minor, &tpath)?
+                                .unwrap_or_default()),
+                            flat_fee: Dec(minor_amount(tier, "flat_amount", minor, &tpath)?
+                                .unwrap_or_default()),
+                        });
+                    }
+                    match price.get("tiers_mode").and_then(Value::as_str) {
+                        Some("graduated") => PriceModel::Graduated { tiers },
+                        Some("volume") => PriceModel::Volume { tiers },
+                        other => {
                             return Err(err(
-                                format!("{tpath}.up_to"),
-                                format!("expected an integer or \"inf\", found {other}"),
+                                format!("{path}.tiers_mode"),
+                                format!("expected `graduated` or `volume`, found {other:?}"),
                             ));
                         }
-                    };
-                    tiers.push(Tier {
-                        from: None,
-                        up_to,
-                        unit_price: minor_amount(tier, "unit_amount", minor, &tpath)?
-                            .unwrap_or_default(),
-                        flat_fee: minor_amount(tier, "flat_amount", minor, &tpath)?
-                            .unwrap_or_default(),
-                    });
-                }
-                match price.get("tiers_mode").and_then(Value::as_str) {
-                    Some("graduated") => PriceModel::Graduated { tiers },
-                    Some("volume") => PriceModel::Volume { tiers },
-                    other => {
-                        return Err(err(
-                            format!("{path}.tiers_mode"),
-                            format!("expected `graduated` or `volume`, found {other:?}"),
-                        ));
                     }
                 }
-            }
-            other => {
-                return Err(err(
-                    format!("{path}.billing_scheme"),
-                    format!("unknown billing scheme `{other}`"),
-                ));
-            }
-        };
+                other => {
+                    return Err(err(
+                        format!("{path}.billing_scheme"),
+                        format!("unknown billing scheme `{other}`"),
+                    ));
+                }
+            };
         let description = price
             .get("nickname")
             .and_then(Value::as_str)

@@ -7,9 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::decimal::Dec;
 use crate::money::{CustomUnit, RoundingPolicy};
 
 /// A rate card.
@@ -51,16 +51,8 @@ pub struct Plan {
     pub charges: Vec<Charge>,
     /// A minimum spend per period: if the charges sum to less, a true-up line makes up the
     /// difference.
-    #[serde(
-        default,
-        with = "crate::decimal::exact_opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[cfg_attr(
-        feature = "schema",
-        schemars(schema_with = "crate::decimal::schema_opt")
-    )]
-    pub minimum_commitment: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_commitment: Option<Dec>,
     /// Discounts, applied to the subtotal in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub discounts: Vec<Discount>,
@@ -295,26 +287,10 @@ pub struct Filter {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Conversion {
-    #[serde(
-        default,
-        with = "crate::decimal::exact_opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[cfg_attr(
-        feature = "schema",
-        schemars(schema_with = "crate::decimal::schema_opt")
-    )]
-    pub multiply_by: Option<Decimal>,
-    #[serde(
-        default,
-        with = "crate::decimal::exact_opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[cfg_attr(
-        feature = "schema",
-        schemars(schema_with = "crate::decimal::schema_opt")
-    )]
-    pub divide_by: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multiply_by: Option<Dec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub divide_by: Option<Dec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub round: Option<QuantityRounding>,
 }
@@ -356,38 +332,14 @@ pub struct Charge {
     pub model: PriceModel,
     /// An allowance included in the plan: only usage beyond it is priced (overage). With groups,
     /// the allowance is consumed by groups in their sorted order.
-    #[serde(
-        default,
-        with = "crate::decimal::exact_opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[cfg_attr(
-        feature = "schema",
-        schemars(schema_with = "crate::decimal::schema_opt")
-    )]
-    pub included: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub included: Option<Dec>,
     /// Minimum spend for this charge per period (the line is raised to it).
-    #[serde(
-        default,
-        with = "crate::decimal::exact_opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[cfg_attr(
-        feature = "schema",
-        schemars(schema_with = "crate::decimal::schema_opt")
-    )]
-    pub minimum: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum: Option<Dec>,
     /// Maximum for this charge per period (the line is capped at it).
-    #[serde(
-        default,
-        with = "crate::decimal::exact_opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[cfg_attr(
-        feature = "schema",
-        schemars(schema_with = "crate::decimal::schema_opt")
-    )]
-    pub maximum: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum: Option<Dec>,
 }
 
 /// A price model.
@@ -397,9 +349,7 @@ pub struct Charge {
 pub enum PriceModel {
     /// A recurring fee, independent of usage.
     Flat {
-        #[serde(with = "crate::decimal::exact")]
-        #[cfg_attr(feature = "schema", schemars(schema_with = "crate::decimal::schema"))]
-        amount: Decimal,
+        amount: Dec,
         /// Billed at the start of the period (`advance`) or at its end (`arrears`).
         #[serde(default)]
         timing: FeeTiming,
@@ -408,11 +358,7 @@ pub enum PriceModel {
         prorate: bool,
     },
     /// Every unit at one price.
-    PerUnit {
-        #[serde(with = "crate::decimal::exact")]
-        #[cfg_attr(feature = "schema", schemars(schema_with = "crate::decimal::schema"))]
-        unit_price: Decimal,
-    },
+    PerUnit { unit_price: Dec },
     /// Each tier prices the units that fall in it ("first 50 at 0.10, next 50 at 0.08"), plus
     /// its flat fee once the quantity enters it.
     Graduated { tiers: Vec<Tier> },
@@ -423,22 +369,10 @@ pub enum PriceModel {
     /// Units sold in packages: `ceil` (or `floor`) of (quantity − free units) / size, each at
     /// `package_price`.
     Package {
-        #[serde(with = "crate::decimal::exact")]
-        #[cfg_attr(feature = "schema", schemars(schema_with = "crate::decimal::schema"))]
-        package_size: Decimal,
-        #[serde(with = "crate::decimal::exact")]
-        #[cfg_attr(feature = "schema", schemars(schema_with = "crate::decimal::schema"))]
-        package_price: Decimal,
-        #[serde(
-            default,
-            with = "crate::decimal::exact_opt",
-            skip_serializing_if = "Option::is_none"
-        )]
-        #[cfg_attr(
-            feature = "schema",
-            schemars(schema_with = "crate::decimal::schema_opt")
-        )]
-        free_units: Option<Decimal>,
+        package_size: Dec,
+        package_price: Dec,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        free_units: Option<Dec>,
         #[serde(default)]
         rounding: PackageRounding,
     },
@@ -446,48 +380,16 @@ pub enum PriceModel {
     /// transaction, with optional per-transaction minimum and maximum fees. With `tiers`, the
     /// percentage is graduated on the cumulative amount (each tier's `unit_price` is a percent).
     Percentage {
-        #[serde(
-            default,
-            with = "crate::decimal::exact_opt",
-            skip_serializing_if = "Option::is_none"
-        )]
-        #[cfg_attr(
-            feature = "schema",
-            schemars(schema_with = "crate::decimal::schema_opt")
-        )]
-        percent: Option<Decimal>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        percent: Option<Dec>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         tiers: Vec<Tier>,
-        #[serde(
-            default,
-            with = "crate::decimal::exact_opt",
-            skip_serializing_if = "Option::is_none"
-        )]
-        #[cfg_attr(
-            feature = "schema",
-            schemars(schema_with = "crate::decimal::schema_opt")
-        )]
-        fixed_fee: Option<Decimal>,
-        #[serde(
-            default,
-            with = "crate::decimal::exact_opt",
-            skip_serializing_if = "Option::is_none"
-        )]
-        #[cfg_attr(
-            feature = "schema",
-            schemars(schema_with = "crate::decimal::schema_opt")
-        )]
-        min_per_transaction: Option<Decimal>,
-        #[serde(
-            default,
-            with = "crate::decimal::exact_opt",
-            skip_serializing_if = "Option::is_none"
-        )]
-        #[cfg_attr(
-            feature = "schema",
-            schemars(schema_with = "crate::decimal::schema_opt")
-        )]
-        max_per_transaction: Option<Decimal>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fixed_fee: Option<Dec>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_per_transaction: Option<Dec>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_per_transaction: Option<Dec>,
     },
     /// A unit price per combination of dimension values (region × instance type). The metric
     /// must group by exactly these dimensions.
@@ -495,16 +397,8 @@ pub enum PriceModel {
         dimensions: Vec<String>,
         prices: Vec<MatrixPrice>,
         /// Price for combinations not listed; without it an unlisted combination is an error.
-        #[serde(
-            default,
-            with = "crate::decimal::exact_opt",
-            skip_serializing_if = "Option::is_none"
-        )]
-        #[cfg_attr(
-            feature = "schema",
-            schemars(schema_with = "crate::decimal::schema_opt")
-        )]
-        default_unit_price: Option<Decimal>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        default_unit_price: Option<Dec>,
     },
     /// Priced by a plugin (`"tou@1.0.0"`) with its config.
     Custom {
@@ -544,32 +438,14 @@ pub struct Tier {
     /// Optional lower bound, for ranges copied from platforms that write both ends: it must
     /// equal the previous tier's `up_to` (0 for the first), else the validator reports a gap or
     /// an overlap. Pricing only uses `up_to`.
-    #[serde(
-        default,
-        with = "crate::decimal::exact_opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[cfg_attr(
-        feature = "schema",
-        schemars(schema_with = "crate::decimal::schema_opt")
-    )]
-    pub from: Option<Decimal>,
-    #[serde(default, with = "crate::decimal::exact_opt")]
-    #[cfg_attr(
-        feature = "schema",
-        schemars(schema_with = "crate::decimal::schema_opt")
-    )]
-    pub up_to: Option<Decimal>,
-    #[serde(default, with = "crate::decimal::exact")]
-    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::decimal::schema"))]
-    pub unit_price: Decimal,
-    #[serde(
-        default,
-        with = "crate::decimal::exact",
-        skip_serializing_if = "Decimal::is_zero"
-    )]
-    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::decimal::schema"))]
-    pub flat_fee: Decimal,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Dec>,
+    #[serde(default)]
+    pub up_to: Option<Dec>,
+    #[serde(default)]
+    pub unit_price: Dec,
+    #[serde(default, skip_serializing_if = "Dec::is_zero")]
+    pub flat_fee: Dec,
 }
 
 /// A band of a stairstep model: one price for any quantity in it.
@@ -578,25 +454,11 @@ pub struct Tier {
 #[serde(deny_unknown_fields)]
 pub struct Step {
     /// Optional lower bound, checked like [`Tier::from`].
-    #[serde(
-        default,
-        with = "crate::decimal::exact_opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[cfg_attr(
-        feature = "schema",
-        schemars(schema_with = "crate::decimal::schema_opt")
-    )]
-    pub from: Option<Decimal>,
-    #[serde(default, with = "crate::decimal::exact_opt")]
-    #[cfg_attr(
-        feature = "schema",
-        schemars(schema_with = "crate::decimal::schema_opt")
-    )]
-    pub up_to: Option<Decimal>,
-    #[serde(with = "crate::decimal::exact")]
-    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::decimal::schema"))]
-    pub price: Decimal,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Dec>,
+    #[serde(default)]
+    pub up_to: Option<Dec>,
+    pub price: Dec,
 }
 
 /// One cell of a matrix: the dimension values, in `dimensions` order, and the unit price.
@@ -605,9 +467,7 @@ pub struct Step {
 #[serde(deny_unknown_fields)]
 pub struct MatrixPrice {
     pub values: Vec<String>,
-    #[serde(with = "crate::decimal::exact")]
-    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::decimal::schema"))]
-    pub unit_price: Decimal,
+    pub unit_price: Dec,
 }
 
 /// A discount on the subtotal: a percentage or a fixed amount, for a number of periods.
@@ -619,27 +479,11 @@ pub struct Discount {
     #[serde(default)]
     pub description: String,
     /// Percent off (`"10"` = 10 %).
-    #[serde(
-        default,
-        with = "crate::decimal::exact_opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[cfg_attr(
-        feature = "schema",
-        schemars(schema_with = "crate::decimal::schema_opt")
-    )]
-    pub percent: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<Dec>,
     /// Amount off, in the plan currency.
-    #[serde(
-        default,
-        with = "crate::decimal::exact_opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[cfg_attr(
-        feature = "schema",
-        schemars(schema_with = "crate::decimal::schema_opt")
-    )]
-    pub amount: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Dec>,
     /// Applies to the first N periods of the subscription (period index 0..N); absent = forever.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_periods: Option<u32>,
@@ -657,9 +501,7 @@ pub struct TaxRate {
     #[serde(default)]
     pub name: String,
     /// Percent (`"20"` = 20 %).
-    #[serde(with = "crate::decimal::exact")]
-    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::decimal::schema"))]
-    pub percent: Decimal,
+    pub percent: Dec,
     /// Prices already include this tax (EU consumer prices): the tax is extracted, not added.
     #[serde(default)]
     pub inclusive: bool,
@@ -673,9 +515,7 @@ pub struct Credit {
     pub id: String,
     #[serde(default)]
     pub description: String,
-    #[serde(with = "crate::decimal::exact")]
-    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::decimal::schema"))]
-    pub amount: Decimal,
+    pub amount: Dec,
 }
 
 /// Dimension values of one group, by property name. Empty for an ungrouped metric.

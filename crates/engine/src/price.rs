@@ -130,7 +130,7 @@ pub fn graduated(
     convention: TierConvention,
     price_scale: Decimal,
 ) -> Result<Priced, Overflow> {
-    let up_tos: Vec<Option<Decimal>> = tiers.iter().map(|t| t.up_to).collect();
+    let up_tos: Vec<Option<Decimal>> = tiers.iter().map(|t| t.up_to.map(Decimal::from)).collect();
     let mut priced = Priced::default();
     for (tier_idx, tier) in tiers.iter().enumerate() {
         let (lower, upper) = bounds(&up_tos, tier_idx);
@@ -144,7 +144,7 @@ pub fn graduated(
         let n_units = sub(top, lower)?.max(Decimal::ZERO);
         let range = range_text(lower, upper, convention);
         if !n_units.is_zero() || !tier.unit_price.is_zero() {
-            let unit_price = mul(tier.unit_price, price_scale)?;
+            let unit_price = mul(tier.unit_price.0, price_scale)?;
             let amount = mul(n_units, unit_price)?;
             priced.push(BreakdownRow::units(
                 format!(
@@ -161,7 +161,7 @@ pub fn graduated(
         if !tier.flat_fee.is_zero() {
             priced.push(BreakdownRow::fee(
                 format!("tier {} {range}: flat fee", tier_idx + 1),
-                tier.flat_fee,
+                tier.flat_fee.0,
             ))?;
         }
     }
@@ -178,7 +178,7 @@ pub fn volume(
     if quantity <= Decimal::ZERO || tiers.is_empty() {
         return Ok(priced);
     }
-    let up_tos: Vec<Option<Decimal>> = tiers.iter().map(|t| t.up_to).collect();
+    let up_tos: Vec<Option<Decimal>> = tiers.iter().map(|t| t.up_to.map(Decimal::from)).collect();
     let (tier_idx, range) = reached_with_range(&up_tos, quantity, convention);
     let tier = &tiers[tier_idx];
     priced.push(BreakdownRow::units(
@@ -189,13 +189,13 @@ pub fn volume(
             tier.unit_price.normalize()
         ),
         quantity,
-        tier.unit_price,
-        mul(quantity, tier.unit_price)?,
+        tier.unit_price.0,
+        mul(quantity, tier.unit_price.0)?,
     ))?;
     if !tier.flat_fee.is_zero() {
         priced.push(BreakdownRow::fee(
             format!("tier {} {range}: flat fee", tier_idx + 1),
-            tier.flat_fee,
+            tier.flat_fee.0,
         ))?;
     }
     Ok(priced)
@@ -211,7 +211,7 @@ pub fn stairstep(
     if quantity <= Decimal::ZERO || steps.is_empty() {
         return Ok(priced);
     }
-    let up_tos: Vec<Option<Decimal>> = steps.iter().map(|s| s.up_to).collect();
+    let up_tos: Vec<Option<Decimal>> = steps.iter().map(|s| s.up_to.map(Decimal::from)).collect();
     let (step_idx, range) = reached_with_range(&up_tos, quantity, convention);
     priced.push(BreakdownRow::fee(
         format!(
@@ -219,7 +219,7 @@ pub fn stairstep(
             step_idx + 1,
             quantity.normalize()
         ),
-        steps[step_idx].price,
+        (steps[step_idx].price).0,
     ))?;
     Ok(priced)
 }
@@ -375,6 +375,7 @@ pub fn per_unit(quantity: Decimal, unit_price: Decimal) -> Result<Priced, Overfl
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decimal::Dec;
 
     fn d(s: &str) -> Decimal {
         s.parse().unwrap()
@@ -384,9 +385,9 @@ mod tests {
         spec.iter()
             .map(|(up_to, unit_price, flat_fee)| Tier {
                 from: None,
-                up_to: up_to.map(d),
-                unit_price: d(unit_price),
-                flat_fee: d(flat_fee),
+                up_to: up_to.map(d).map(Dec),
+                unit_price: Dec(d(unit_price)),
+                flat_fee: Dec(d(flat_fee)),
             })
             .collect()
     }
@@ -444,18 +445,18 @@ mod tests {
         let steps = vec![
             Step {
                 from: None,
-                up_to: Some(d("10")),
-                price: d("50"),
+                up_to: Some(Dec(d("10"))),
+                price: Dec(d("50")),
             },
             Step {
                 from: None,
-                up_to: Some(d("50")),
-                price: d("200"),
+                up_to: Some(Dec(d("50"))),
+                price: Dec(d("200")),
             },
             Step {
                 from: None,
                 up_to: None,
-                price: d("500"),
+                price: Dec(d("500")),
             },
         ];
         let cases = [

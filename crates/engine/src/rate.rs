@@ -718,7 +718,7 @@ fn previous_plan_lines(
                 &period,
                 at.max(billed_from),
                 period.end,
-                amount,
+                amount.0,
             )
             .map_err(overflow(format!("charge `{}`", charge.id)))?;
             let credit = -unused;
@@ -733,7 +733,7 @@ fn previous_plan_lines(
                 metric: None,
                 group: GroupKey::new(),
                 quantity: fraction,
-                unit_price: Some(amount),
+                unit_price: Some(amount.0),
                 priced: Priced {
                     amount: credit,
                     breakdown: vec![BreakdownRow::units(
@@ -784,7 +784,7 @@ fn commitment_true_up(
         &period,
         billed_from,
         period.end,
-        commitment,
+        commitment.0,
     )
     .map_err(overflow("minimum commitment"))?;
     let spent = match rounding.level {
@@ -857,12 +857,12 @@ fn apply_discounts(
         let off = match (discount.percent, discount.amount) {
             (Some(percent), _) => rounding.round(
                 price::div(
-                    price::mul(base, percent).map_err(overflow("discount"))?,
+                    price::mul(base, percent.0).map_err(overflow("discount"))?,
                     Decimal::ONE_HUNDRED,
                 )
                 .map_err(overflow("discount"))?,
             ),
-            (None, Some(amount)) => amount,
+            (None, Some(amount)) => amount.0,
             (None, None) => Decimal::ZERO,
         }
         .min(base)
@@ -898,7 +898,7 @@ fn apply_taxes(
     let mut inclusive_rate = Decimal::ZERO;
     for tax in plan.taxes.iter().filter(|t| t.inclusive) {
         inclusive_rate =
-            price::add(inclusive_rate, percent_rate(tax.percent)?).map_err(overflow("tax"))?;
+            price::add(inclusive_rate, percent_rate(tax.percent.0)?).map_err(overflow("tax"))?;
     }
     let net = if inclusive_rate.is_zero() {
         gross
@@ -910,7 +910,7 @@ fn apply_taxes(
     let mut taxes = Vec::new();
     let mut total = gross;
     for (tax_idx, tax) in plan.taxes.iter().enumerate() {
-        let rate = percent_rate(tax.percent)?;
+        let rate = percent_rate(tax.percent.0)?;
         let amount = if tax.inclusive {
             let amount = if Some(tax_idx) == last_inclusive {
                 price::sub(gross, net)
@@ -933,7 +933,7 @@ fn apply_taxes(
             } else {
                 tax.name.clone()
             },
-            percent: Dec(tax.percent),
+            percent: tax.percent,
             inclusive: tax.inclusive,
             taxable: Amount(currency_scale(net, currency)),
             amount: Amount(currency_scale(amount, currency)),
@@ -952,7 +952,7 @@ fn apply_credits(
 ) -> (Vec<AppliedCredit>, Decimal) {
     let mut credits = Vec::new();
     for credit in plan.credits.iter().chain(customer_credits) {
-        let applied = credit.amount.min(total).max(Decimal::ZERO);
+        let applied = credit.amount.0.min(total).max(Decimal::ZERO);
         total -= applied;
         credits.push(AppliedCredit {
             id: credit.id.clone(),
@@ -962,7 +962,7 @@ fn apply_credits(
                 credit.description.clone()
             },
             applied: Amount(currency_scale(applied, currency)),
-            remaining: Amount(currency_scale(credit.amount - applied, currency)),
+            remaining: Amount(currency_scale(credit.amount.0 - applied, currency)),
         });
     }
     (credits, total)
@@ -1041,8 +1041,8 @@ fn flat_lines(
         let covered = from < to;
         let (fraction, exact) = match (covered, prorate) {
             (false, _) => (Decimal::ZERO, Decimal::ZERO),
-            (true, false) => (Decimal::ONE, amount),
-            (true, true) => prorated(&ctx.calendar, plan.proration, period, from, to, amount)
+            (true, false) => (Decimal::ONE, amount.0),
+            (true, true) => prorated(&ctx.calendar, plan.proration, period, from, to, amount.0)
                 .map_err(overflow(format!("charge `{}`", charge.id)))?,
         };
         let row = if fraction == Decimal::ONE {
@@ -1061,7 +1061,7 @@ fn flat_lines(
                     }
                 ),
                 fraction,
-                amount,
+                amount.0,
                 exact,
             )
         };
@@ -1076,7 +1076,7 @@ fn flat_lines(
             metric: None,
             group: GroupKey::new(),
             quantity: fraction,
-            unit_price: Some(amount),
+            unit_price: Some(amount.0),
             priced: Priced {
                 amount: exact,
                 breakdown: vec![row],
@@ -1145,7 +1145,7 @@ fn charge_lines(
     }
     let description = describe(charge, Some(metric));
     // Allowance, consumed by groups in sorted order.
-    let mut allowance = charge.included.unwrap_or_default();
+    let mut allowance = charge.included.map_or(Decimal::ZERO, Decimal::from);
     let mut billable = Vec::with_capacity(groups.len());
     for group in &groups {
         let used = allowance.min(group.quantity).max(Decimal::ZERO);
@@ -1310,18 +1310,21 @@ fn price_group(
         // Priced before this loop.
         PriceModel::Flat { .. } | PriceModel::Custom { .. } => return Ok(None),
         PriceModel::PerUnit { unit_price } => {
-            (price::per_unit(quantity, *unit_price), Some(*unit_price))
+            (price::per_unit(quantity, unit_price.0), Some(unit_price.0))
         }
         PriceModel::Graduated { tiers } => (
             price::graduated(tiers, quantity, convention, Decimal::ONE),
             None,
         ),
         PriceModel::Volume { tiers } => {
-            let up_tos: Vec<_> = tiers.iter().map(|t| t.up_to).collect();
+            let up_tos: Vec<_> = tiers.iter().map(|t| t.up_to.map(Decimal::from)).collect();
             let unit_price = tiers
                 .get(price::tier_reached(&up_tos, quantity, convention))
                 .map(|t| t.unit_price);
-            (price::volume(tiers, quantity, convention), unit_price)
+            (
+                price::volume(tiers, quantity, convention),
+                unit_price.map(Decimal::from),
+            )
         }
         PriceModel::Stairstep { steps } => (price::stairstep(steps, quantity, convention), None),
         PriceModel::Package {
@@ -1332,9 +1335,9 @@ fn price_group(
         } => (
             price::package(
                 quantity,
-                *package_size,
-                *package_price,
-                free_units.unwrap_or_default(),
+                package_size.0,
+                package_price.0,
+                free_units.map_or(Decimal::ZERO, Decimal::from),
                 *rounding,
             ),
             None,
@@ -1347,11 +1350,11 @@ fn price_group(
             max_per_transaction,
         } => {
             let terms = PercentageTerms {
-                percent: *percent,
+                percent: (*percent).map(Decimal::from),
                 tiers,
-                fixed_fee: *fixed_fee,
-                min_per_transaction: *min_per_transaction,
-                max_per_transaction: *max_per_transaction,
+                fixed_fee: (*fixed_fee).map(Decimal::from),
+                min_per_transaction: (*min_per_transaction).map(Decimal::from),
+                max_per_transaction: (*max_per_transaction).map(Decimal::from),
             };
             if terms.needs_transactions() && group.transactions.is_none() {
                 return Err(RateError::Charge {
@@ -1409,7 +1412,7 @@ fn price_group(
                     charge: charge.id.clone(),
                     message: format!("no matrix price for {dimensions:?} = {values:?} and no `default_unit_price`"),
                 })?;
-            (price::per_unit(quantity, unit_price), Some(unit_price))
+            (price::per_unit(quantity, unit_price.0), Some(unit_price.0))
         }
     }))
 }
@@ -1433,12 +1436,12 @@ fn apply_charge_bounds(
         .try_fold(Decimal::ZERO, |acc, l| price::add(acc, l.priced.amount))
         .map_err(overflow(format!("charge `{}`", charge.id)))?;
     let adjustment = match (charge.minimum, charge.maximum) {
-        (Some(min), _) if total < min => Some((
-            price::sub(min, total).map_err(overflow(format!("charge `{}`", charge.id)))?,
+        (Some(min), _) if total < min.0 => Some((
+            price::sub(min.0, total).map_err(overflow(format!("charge `{}`", charge.id)))?,
             format!("raised to the charge minimum {}", min.normalize()),
         )),
-        (_, Some(max)) if total > max => Some((
-            price::sub(max, total).map_err(overflow(format!("charge `{}`", charge.id)))?,
+        (_, Some(max)) if total > max.0 => Some((
+            price::sub(max.0, total).map_err(overflow(format!("charge `{}`", charge.id)))?,
             format!("capped at the charge maximum {}", max.normalize()),
         )),
         _ => None,

@@ -467,7 +467,7 @@ fn check_charges<'p>(r: &mut Report, plan: &'p Plan, minor_units: u32) -> BTreeS
                 check_amount_scale(
                     r,
                     &format_args!("{path}.{name}"),
-                    value,
+                    value.0,
                     minor_units,
                     &plan.currency,
                 );
@@ -500,17 +500,17 @@ fn check_model(
     let mpath = Sub(path, Part::Key("model"));
     match &charge.model {
         PriceModel::Flat { amount, .. } => {
-            check_price(r, &format_args!("{mpath}.amount"), *amount);
+            check_price(r, &format_args!("{mpath}.amount"), amount.0);
             check_amount_scale(
                 r,
                 &format_args!("{mpath}.amount"),
-                *amount,
+                amount.0,
                 minor_units,
                 &plan.currency,
             );
         }
         PriceModel::PerUnit { unit_price } => {
-            check_price(r, &format_args!("{mpath}.unit_price"), *unit_price)
+            check_price(r, &format_args!("{mpath}.unit_price"), unit_price.0)
         }
         PriceModel::Graduated { tiers } | PriceModel::Volume { tiers } => {
             let volume = matches!(charge.model, PriceModel::Volume { .. });
@@ -533,7 +533,7 @@ fn check_model(
                     "the package size must be greater than 0",
                 );
             }
-            check_price(r, &format_args!("{mpath}.package_price"), *package_price);
+            check_price(r, &format_args!("{mpath}.package_price"), package_price.0);
             if free_units.is_some_and(|f| f < Decimal::ZERO) {
                 r.error(
                     IssueCode::NegativeValue,
@@ -578,7 +578,7 @@ fn check_model(
                 ("max_per_transaction", max_per_transaction),
             ] {
                 if let Some(value) = value {
-                    check_price(r, &format_args!("{mpath}.{name}"), *value);
+                    check_price(r, &format_args!("{mpath}.{name}"), value.0);
                 }
             }
             if let (Some(min), Some(max)) = (min_per_transaction, max_per_transaction)
@@ -637,10 +637,10 @@ fn check_model(
                         format!("combination {:?} is priced twice", price.values),
                     );
                 }
-                check_price(r, &format_args!("{ppath}.unit_price"), price.unit_price);
+                check_price(r, &format_args!("{ppath}.unit_price"), price.unit_price.0);
             }
             if let Some(price) = default_unit_price {
-                check_price(r, &format_args!("{mpath}.default_unit_price"), *price);
+                check_price(r, &format_args!("{mpath}.default_unit_price"), price.0);
             }
         }
         PriceModel::Custom { plugin, .. } => {
@@ -674,7 +674,7 @@ fn check_commitment(r: &mut Report, plan: &Plan, minor_units: u32) {
         check_amount_scale(
             r,
             &"$.minimum_commitment",
-            commitment,
+            commitment.0,
             minor_units,
             &plan.currency,
         );
@@ -715,7 +715,7 @@ fn check_discounts(r: &mut Report, plan: &Plan, minor_units: u32) {
                 check_amount_scale(
                     r,
                     &format_args!("{path}.amount"),
-                    a,
+                    a.0,
                     minor_units,
                     &plan.currency,
                 );
@@ -773,7 +773,7 @@ fn check_credits(r: &mut Report, plan: &Plan, minor_units: u32) {
                 "a credit amount is negative",
             );
         }
-        check_amount_scale(r, &path, credit.amount, minor_units, &plan.currency);
+        check_amount_scale(r, &path, credit.amount.0, minor_units, &plan.currency);
     }
 }
 
@@ -894,19 +894,22 @@ fn check_tiers(
     _volume: bool,
     plan: &Plan,
 ) {
-    let bounds: Vec<_> = tiers.iter().map(|t| (t.from, t.up_to)).collect();
+    let bounds: Vec<_> = tiers
+        .iter()
+        .map(|t| (t.from.map(Decimal::from), t.up_to.map(Decimal::from)))
+        .collect();
     check_bounds(r, &format_args!("{path}.tiers"), &bounds, "tier");
     let minor_units = Currency::resolve(&plan.currency, &plan.custom_units)
         .map_or(MAX_CUSTOM_SCALE, |c| c.minor_units);
     for (tier_idx, tier) in tiers.iter().enumerate() {
         let tpath_list = Sub(&path, Part::Key("tiers"));
         let tpath = Sub(&tpath_list, Part::Index(tier_idx));
-        check_price(r, &format_args!("{tpath}.unit_price"), tier.unit_price);
-        check_price(r, &format_args!("{tpath}.flat_fee"), tier.flat_fee);
+        check_price(r, &format_args!("{tpath}.unit_price"), tier.unit_price.0);
+        check_price(r, &format_args!("{tpath}.flat_fee"), tier.flat_fee.0);
         check_amount_scale(
             r,
             &format_args!("{tpath}.flat_fee"),
-            tier.flat_fee,
+            tier.flat_fee.0,
             minor_units,
             &plan.currency,
         );
@@ -920,14 +923,17 @@ fn check_steps(
     minor_units: u32,
     currency: &str,
 ) {
-    let bounds: Vec<_> = steps.iter().map(|s| (s.from, s.up_to)).collect();
+    let bounds: Vec<_> = steps
+        .iter()
+        .map(|s| (s.from.map(Decimal::from), s.up_to.map(Decimal::from)))
+        .collect();
     check_bounds(r, &format_args!("{path}.steps"), &bounds, "band");
     for (step_idx, step) in steps.iter().enumerate() {
         let spath_list = Sub(&path, Part::Key("steps"));
         let spath_elem = Sub(&spath_list, Part::Index(step_idx));
         let spath = Sub(&spath_elem, Part::Key("price"));
-        check_price(r, &spath, step.price);
-        check_amount_scale(r, &spath, step.price, minor_units, currency);
+        check_price(r, &spath, step.price.0);
+        check_amount_scale(r, &spath, step.price.0, minor_units, currency);
     }
     for (step_idx, pair) in steps.windows(2).enumerate() {
         if pair[1].price < pair[0].price {
@@ -959,11 +965,11 @@ fn lint_tiers(
         if volume && let Some(bound) = lower.up_to {
             // The bill just below and just above the bound.
             let below = bound
-                .checked_mul(lower.unit_price)
-                .and_then(|a| a.checked_add(lower.flat_fee));
+                .checked_mul(lower.unit_price.0)
+                .and_then(|a| a.checked_add(lower.flat_fee.0));
             let above = bound
-                .checked_mul(upper.unit_price)
-                .and_then(|a| a.checked_add(upper.flat_fee));
+                .checked_mul(upper.unit_price.0)
+                .and_then(|a| a.checked_add(upper.flat_fee.0));
             if let (Some(below), Some(above)) = (below, above)
                 && above < below
             {
@@ -971,8 +977,8 @@ fn lint_tiers(
                     None
                 } else {
                     below
-                        .checked_sub(upper.flat_fee)
-                        .and_then(|x| x.checked_div(upper.unit_price))
+                        .checked_sub(upper.flat_fee.0)
+                        .and_then(|x| x.checked_div(upper.unit_price.0))
                 };
                 let hint = breakeven.map_or(String::new(), |q| {
                     format!(
@@ -1013,7 +1019,7 @@ fn lint_tiers(
         let mut cost = Decimal::ZERO;
         let mut lower = Decimal::ZERO;
         for (tier_idx, tier) in tiers.iter().enumerate() {
-            if tier_idx > 0 && cost >= maximum {
+            if tier_idx > 0 && cost >= maximum.0 {
                 r.warn(
                     IssueCode::UnreachableTier,
                     format!("{path}.tiers[{tier_idx}]"),
@@ -1024,13 +1030,13 @@ fn lint_tiers(
             let Some(up_to) = tier.up_to else { break };
             let step = up_to
                 .checked_sub(lower)
-                .and_then(|w| w.checked_mul(tier.unit_price))
-                .and_then(|a| a.checked_add(tier.flat_fee));
+                .and_then(|w| w.checked_mul(tier.unit_price.0))
+                .and_then(|a| a.checked_add(tier.flat_fee.0));
             match step.and_then(|s| cost.checked_add(s)) {
                 Some(c) => cost = c,
                 None => break,
             }
-            lower = up_to;
+            lower = up_to.0;
         }
     }
 }

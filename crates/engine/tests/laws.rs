@@ -13,6 +13,7 @@ use std::path::Path;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use ratecard_engine::Decimal;
+use ratecard_engine::decimal::Dec;
 use ratecard_engine::invoice::Invoice;
 use ratecard_engine::money::{Currency, RoundingMode};
 use ratecard_engine::plan::{Plan, Tier, TierConvention};
@@ -101,9 +102,9 @@ fn tiers(minor_units: u32) -> impl Strategy<Value = Vec<Tier>> {
                     bound += dec(step, scale);
                     Tier {
                         from: None,
-                        up_to: (tier_idx != last).then_some(bound),
-                        unit_price,
-                        flat_fee: if has_fee { flat_fee } else { Decimal::ZERO },
+                        up_to: (tier_idx != last).then_some(Dec(bound)),
+                        unit_price: Dec(unit_price),
+                        flat_fee: Dec(if has_fee { flat_fee } else { Decimal::ZERO }),
                     }
                 },
             )
@@ -117,9 +118,9 @@ fn tiers_json(tiers: &[Tier]) -> Value {
             .iter()
             .map(|t| {
                 json!({
-                    "up_to": t.up_to.map(text),
-                    "unit_price": text(t.unit_price),
-                    "flat_fee": text(t.flat_fee),
+                    "up_to": t.up_to.map(|d| text(d.0)),
+                    "unit_price": text(t.unit_price.0),
+                    "flat_fee": text(t.flat_fee.0),
                 })
             })
             .collect(),
@@ -396,7 +397,7 @@ proptest! {
             prop_assert!(tax.amount.0 >= Decimal::ZERO, "tax {} is negative", &tax.id);
         }
         let plan_and_customer_credits: Vec<Decimal> =
-            case.plan.credits.iter().chain(&case.usage.credits).map(|c| c.amount).collect();
+            case.plan.credits.iter().chain(&case.usage.credits).map(|c| c.amount.0).collect();
         prop_assert_eq!(invoice.credits.len(), plan_and_customer_credits.len());
         for (credit, granted) in invoice.credits.iter().zip(plan_and_customer_credits) {
             prop_assert!(credit.applied.0 >= Decimal::ZERO && credit.applied.0 <= granted);

@@ -268,13 +268,13 @@ pub fn convert(metric: &Metric, raw: Decimal) -> Result<Decimal, AggregateError>
     };
     let mut value = raw;
     if let Some(multiply_by) = conversion.multiply_by {
-        value = value.checked_mul(multiply_by).ok_or_else(overflow)?;
+        value = value.checked_mul(multiply_by.0).ok_or_else(overflow)?;
     }
     if let Some(divide_by) = conversion.divide_by {
         if divide_by.is_zero() {
             return Err(zero_divisor(metric));
         }
-        value = value.checked_div(divide_by).ok_or_else(overflow)?;
+        value = value.checked_div(divide_by.0).ok_or_else(overflow)?;
     }
     if let Some(round) = conversion.round {
         let strategy = match round.mode {

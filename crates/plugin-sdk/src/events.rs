@@ -756,9 +756,9 @@ impl WireEvent for &Event<'_> {
         &self.code
     }
 
-    fn properties(&self) -> impl Iterator<Item = (&str, WireValue<'_>)> {
+    fn properties<'s>(&'s self) -> impl Iterator<Item = (&'s str, impl FnOnce() -> WireValue<'s>)> {
         self.properties.iter().map(|p| {
-            let value = match &p.value {
+            let value = move || match &p.value {
                 Value::Str(text) => WireValue::Str(text),
                 Value::Num(n) => WireValue::Num(*n),
                 Value::Boolean(b) => WireValue::Bool(*b),

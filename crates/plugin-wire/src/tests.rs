@@ -41,9 +41,9 @@ impl WireEvent for &TestEvent {
     fn code(&self) -> &str {
         &self.code
     }
-    fn properties(&self) -> impl Iterator<Item = (&str, WireValue<'_>)> {
+    fn properties<'s>(&'s self) -> impl Iterator<Item = (&'s str, impl FnOnce() -> WireValue<'s>)> {
         self.properties.iter().map(|(name, value)| {
-            let value = match value {
+            let value = move || match value {
                 TestValue::Str(text) => WireValue::Str(text),
                 TestValue::Num(n) => WireValue::Num(*n),
                 TestValue::Bool(b) => WireValue::Bool(*b),

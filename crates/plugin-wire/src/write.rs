@@ -27,8 +27,9 @@ pub trait WireEvent {
     /// Unix milliseconds, UTC.
     fn timestamp_ms(&self) -> i64;
     fn code(&self) -> &str;
-    /// Every property, names unique, in the order they are to cross.
-    fn properties(&self) -> impl Iterator<Item = (&str, WireValue<'_>)>;
+    /// Every property, names unique, in the order they are to cross; each value is read only
+    /// if the metric reads its property.
+    fn properties<'s>(&'s self) -> impl Iterator<Item = (&'s str, impl FnOnce() -> WireValue<'s>)>;
 }
 
 /// The columns of a batch before they are laid out in one buffer (see the crate doc for their
@@ -56,6 +57,7 @@ pub struct Columns {
 }
 
 impl Columns {
+    #[inline]
     fn clear(&mut self) {
         for text in [&mut self.names, &mut self.ids, &mut self.strings] {
             text.clear();
@@ -87,6 +89,7 @@ impl Columns {
 
     /// Writes the batch's buffer into `out` (cleared first). Counts are taken as `u32`: the
     /// writer checks they fit before.
+    #[inline]
     pub fn lay_out(&self, out: &mut Vec<u8>) {
         let header = [
             self.timestamps_ms.len() as u32,
@@ -184,6 +187,7 @@ impl Names {
         self.map.clear();
     }
 
+    #[inline]
     fn index(&mut self, name: &str, names: &mut String, name_ends: &mut Vec<u32>) -> u32 {
         let found = if self.seen.len() < NAMES_SCANNED {
             self.seen.iter().position(|(start, end)| {
@@ -314,7 +318,7 @@ impl BatchWriter {
             let properties = event.properties();
             let read = properties.filter(|(name, _)| reads_property(reads, name, many));
             for (k, (name, value)) in read.enumerate() {
-                let value_kind = match value {
+                let value_kind = match value() {
                     WireValue::Str(s) => {
                         c.strings.push_str(s);
                         c.string_ends.push(c.strings.len() as u32);

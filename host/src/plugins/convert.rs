@@ -125,9 +125,9 @@ impl ratecard_plugin_wire::WireEvent for Wire<'_, '_> {
     }
 
     #[inline]
-    fn properties(&self) -> impl Iterator<Item = (&str, WireValue<'_>)> {
+    fn properties<'s>(&'s self) -> impl Iterator<Item = (&'s str, impl FnOnce() -> WireValue<'s>)> {
         self.0.properties.iter().map(|(name, value)| {
-            let value = match value {
+            let value = move || match value {
                 PropValue::Str(s) => WireValue::Str(s),
                 PropValue::Num(Ok(n)) => WireValue::Num(*n),
                 PropValue::Num(Err(_)) | PropValue::Other => WireValue::Other,

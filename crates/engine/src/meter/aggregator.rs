@@ -255,13 +255,7 @@ impl<'p> Aggregator<'p> {
                     .ok_or_else(|| AggregateError::Overflow {
                         metric: metric.code.clone(),
                     })?,
-                    Acc::Custom { mut acc, batch } => {
-                        let plugin_error = |source| AggregateError::Plugin {
-                            metric: metric.code.clone(),
-                            error: source,
-                        };
-                        acc.finish_with(&batch).map_err(plugin_error)?
-                    }
+                    Acc::Custom(custom) => custom.finish(metric)?,
                 };
                 groups.push(GroupUsage {
                     group: group.key,

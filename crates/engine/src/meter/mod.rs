@@ -100,12 +100,15 @@
 //! - `aggregator`: [`Aggregator`]: the checks in order, validation against every selecting
 //!   metric, applying, and finishing into [`MeteredUsage`].
 //! - `slot`: one metric's state: its groups (keys, the group index), the accumulator of each
-//!   aggregation kind, filters, and the batches of custom (plugin) metrics.
+//!   aggregation kind, filters.
+//! - `custom`: a custom (plugin) metric's group: its accumulator and the batch of events not
+//!   yet passed to it.
 //! - `time_weighted`: the level integral of a time-weighted group.
 //! - `index`: `StrIndex` (numbered strings: group keys, unique values) and `IdSet` (event ids),
 //!   both over one `Buckets` open-addressing table and the Fx hasher.
 
 mod aggregator;
+mod custom;
 mod index;
 mod route;
 mod slot;

@@ -1,13 +1,13 @@
 //! One metric's state in an aggregation ([`Slot`]): its groups, each with the accumulator of
-//! its aggregation kind ([`Acc`]); filters, group keys, and the batching of custom (plugin)
-//! metrics' events.
+//! its aggregation kind ([`Acc`]; a custom metric's is in `custom`); filters and group keys.
 
 use std::borrow::Cow;
 
 use rust_decimal::Decimal;
 
+use super::custom::{self, Custom};
 use super::index::StrIndex;
-use super::{AggregateError, CUSTOM_BATCH_SIZE, MISSING_GROUP_VALUE, zero_divisor};
+use super::{AggregateError, MISSING_GROUP_VALUE, zero_divisor};
 use crate::plan::{Aggregation, Charge, Filter, GroupKey, Metric, PriceModel};
 use crate::plugin::{MetricAccumulator, PluginHost};
 use crate::usage::{Event, PropValue, Timestamp};
@@ -44,10 +44,7 @@ pub(super) enum Acc {
     Unique(StrIndex),
     Latest(Option<(Timestamp, Decimal)>),
     Levels(Vec<(Timestamp, Decimal)>),
-    Custom {
-        acc: Box<dyn MetricAccumulator>,
-        batch: Vec<Event<'static>>,
-    },
+    Custom(Custom),
 }
 
 impl<'p> Slot<'p> {
@@ -107,14 +104,9 @@ impl<'p> Slot<'p> {
         };
         // Loading the plugin now reports a missing plugin or a bad config before any push.
         let spare = match &metric.aggregation {
-            Aggregation::Custom { plugin, config } => Some(
-                plugins
-                    .metric(plugin, config)
-                    .map_err(|source| AggregateError::Plugin {
-                        metric: metric.code.clone(),
-                        error: source,
-                    })?,
-            ),
+            Aggregation::Custom { plugin, config } => {
+                Some(custom::accumulator(metric, plugin, config, plugins)?)
+            }
             _ => None,
         };
         slot.spare = spare;
@@ -137,20 +129,11 @@ impl<'p> Slot<'p> {
                 Acc::Levels(Vec::new())
             }
             Aggregation::Custom { plugin, config } => {
-                let acc =
-                    match self.spare.take() {
-                        Some(acc) => acc,
-                        None => plugins.metric(plugin, config).map_err(|source| {
-                            AggregateError::Plugin {
-                                metric: self.metric.code.clone(),
-                                error: source,
-                            }
-                        })?,
-                    };
-                Acc::Custom {
-                    acc,
-                    batch: Vec::new(),
-                }
+                let acc = match self.spare.take() {
+                    Some(acc) => acc,
+                    None => custom::accumulator(self.metric, plugin, config, plugins)?,
+                };
+                Acc::Custom(Custom::new(acc))
             }
         })
     }
@@ -255,17 +238,7 @@ impl<'p> Slot<'p> {
                     *latest = Some((event.timestamp, number));
                 }
             }
-            Acc::Custom { acc, batch } => {
-                batch.push(event.clone().into_owned());
-                if batch.len() >= CUSTOM_BATCH_SIZE {
-                    let result = acc.update(batch);
-                    batch.clear();
-                    result.map_err(|source| AggregateError::Plugin {
-                        metric: code.clone(),
-                        error: source,
-                    })?;
-                }
-            }
+            Acc::Custom(custom) => custom.push(event, metric)?,
         }
         if counted {
             group.n_events = group.n_events.saturating_add(1);

@@ -6,4 +6,6 @@
 #[cfg(feature = "plugins")]
 pub mod plugins;
 pub mod rating;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod table;

@@ -265,6 +265,11 @@ impl<'a> PeriodRater<'a> {
         &self.customer
     }
 
+    /// The period rated.
+    pub fn period(&self) -> crate::period::BillingPeriod {
+        self.ctx.period
+    }
+
     /// Pushes one event; `place` says where it came from, for the invoice's note if it is
     /// refused (a refused event changes nothing). An event naming another customer is not
     /// counted ([`Outcome::OtherCustomer`]).

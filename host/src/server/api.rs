@@ -1,0 +1,361 @@
+//! The HTTP/JSON API of the [`Server`], on axum. Every operator endpoint needs the operator key
+//! (`Authorization: Bearer <key>`; only its SHA-256 is kept). Bodies are read with the engine's
+//! JSON reader, so a malformed body answers 400 with every error's JSON path and stores nothing.
+//!
+//! - `GET /healthz`
+//! - `POST /v1/plans` (a plan: a new version of its id), `GET /v1/plans`
+//! - `PUT /v1/customers/{id}`, `GET /v1/customers/{id}`
+//! - `POST /v1/events`: one event, a JSON array, or NDJSON (`Content-Type: application/x-ndjson`);
+//!   per-event results, good events committed before the answer
+//! - `GET /v1/customers/{id}/invoice?date=2026-11-15`: the preview of the period holding the date
+//! - `POST /v1/close` `{"date": "2026-11-15"}`: finalize that period's invoices
+//! - `GET /v1/invoices`, `GET /v1/invoices/{number}`
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use ratecard_engine::error::ErrorReport;
+use ratecard_engine::plan::Plan;
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::{CustomerRecord, EventOutcome, Server, ServerError};
+
+/// The largest request body: 16 MiB (a batch of about 60,000 typical events).
+pub const MAX_BODY_BYTES: usize = 16 << 20;
+
+/// The SHA-256 of an operator key, as kept.
+pub fn key_hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+#[derive(Clone)]
+struct Api {
+    server: Arc<Server>,
+    /// Hashes of the operator keys accepted.
+    key_hashes: Arc<Vec<String>>,
+}
+
+/// The API's routes, accepting the operator keys whose hashes are given.
+pub fn router(server: Arc<Server>, key_hashes: Vec<String>) -> Router {
+    let api = Api {
+        server,
+        key_hashes: Arc::new(key_hashes),
+    };
+    let operator = Router::new()
+        .route("/v1/plans", post(add_plan).get(list_plans))
+        .route("/v1/customers/{id}", get(get_customer).put(put_customer))
+        .route("/v1/customers/{id}/invoice", get(preview))
+        .route("/v1/events", post(ingest))
+        .route("/v1/close", post(close))
+        .route("/v1/invoices", get(list_invoices))
+        .route("/v1/invoices/{number}", get(get_invoice))
+        .layer(middleware::from_fn_with_state(api.clone(), require_key))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { json_response(StatusCode::OK, &json!({"ok": true})) }),
+        )
+        .merge(operator)
+        .with_state(api)
+}
+
+async fn require_key(State(api): State<Api>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let accepted = given.is_some_and(|key| {
+        let hash = key_hash(key);
+        // Every stored hash is compared, whichever matches.
+        api.key_hashes.iter().fold(false, |found, stored| {
+            found | constant_time_eq(stored, &hash)
+        })
+    });
+    if !accepted {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "an operator key is needed: `Authorization: Bearer <key>` (`ratecard keys create`)",
+        );
+    }
+    next.run(request).await
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn json_response(status: StatusCode, value: &impl Serialize) -> Response {
+    let body = serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned());
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    json_response(
+        status,
+        &json!({"error": {"code": code, "message": message}}),
+    )
+}
+
+fn server_error(failure: ServerError) -> Response {
+    match failure {
+        ServerError::Store(store) => {
+            tracing_free_log(&store);
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage",
+                "the store could not complete the request; nothing was acknowledged: retry",
+            )
+        }
+        ServerError::Rate(rate) => json_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &json!({"error": ErrorReport::from(&rate)}),
+        ),
+        ServerError::NotFound { .. } => {
+            error(StatusCode::NOT_FOUND, "not_found", &failure.to_string())
+        }
+        ServerError::Invalid(message) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", &message)
+        }
+    }
+}
+
+/// Storage errors are logged to standard error (their text may name files, never sent).
+fn tracing_free_log(error: &dyn std::fmt::Display) {
+    eprintln!("ratecard serve: {error}");
+}
+
+/// Reads a JSON body as `T`, or answers 400 with every error's JSON path.
+fn read_body<T: serde::de::DeserializeOwned>(document: &str, body: &Bytes) -> Result<T, Response> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            &format!("the body is not UTF-8: {e}"),
+        )
+    })?;
+    ratecard_engine::json::parse(text).map_err(|errors| {
+        json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": ErrorReport::invalid_json(document, &errors)}),
+        )
+    })
+}
+
+async fn add_plan(State(api): State<Api>, body: Bytes) -> Response {
+    let plan: Plan = match read_body("plan", &body) {
+        Ok(plan) => plan,
+        Err(response) => return response,
+    };
+    match api.server.add_plan(plan).await {
+        Ok(plan) => json_response(StatusCode::CREATED, &plan),
+        Err(failure) => server_error(failure),
+    }
+}
+
+async fn list_plans(State(api): State<Api>) -> Response {
+    let plans: Vec<Value> = api
+        .server
+        .plans()
+        .into_iter()
+        .map(|(r, plan)| json!({"id": r.id, "version": r.version, "plan": plan}))
+        .collect();
+    json_response(StatusCode::OK, &json!({ "plans": plans }))
+}
+
+async fn put_customer(State(api): State<Api>, Path(id): Path<String>, body: Bytes) -> Response {
+    let mut customer: CustomerRecord = match read_body("customer", &body) {
+        Ok(customer) => customer,
+        Err(response) => return response,
+    };
+    if !customer.id.is_empty() && customer.id != id {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            &format!(
+                "$.id: `{}` is not the customer of the URL, `{id}`",
+                customer.id
+            ),
+        );
+    }
+    customer.id = id;
+    match api.server.put_customer(customer.clone()).await {
+        Ok(()) => json_response(StatusCode::OK, &customer),
+        Err(failure) => server_error(failure),
+    }
+}
+
+async fn get_customer(State(api): State<Api>, Path(id): Path<String>) -> Response {
+    match api.server.customer(&id).await {
+        Ok(customer) => json_response(StatusCode::OK, &customer),
+        Err(failure) => server_error(failure),
+    }
+}
+
+/// One event, an array of events, or NDJSON lines. A line or element that is not JSON is a
+/// rejected event with its index; the others are ingested.
+async fn ingest(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+    let ndjson = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-ndjson"));
+    let mut unreadable = Vec::new();
+    let values: Vec<Value> = if ndjson {
+        let mut values = Vec::new();
+        for (line_idx, line) in body.split(|b| *b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice::<Value>(line) {
+                Ok(value) => values.push(value),
+                Err(e) => {
+                    unreadable.push((
+                        values.len(),
+                        format!("line {}: not JSON: {e}", line_idx + 1),
+                    ));
+                    values.push(Value::Null);
+                }
+            }
+        }
+        values
+    } else {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Array(values)) => values,
+            Ok(value @ Value::Object(_)) => vec![value],
+            Ok(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_json",
+                    "$: expected an event or an array of events",
+                );
+            }
+            Err(e) => {
+                return error(StatusCode::BAD_REQUEST, "invalid_json", &format!("$: {e}"));
+            }
+        }
+    };
+    match api.server.ingest(values).await {
+        Ok(mut outcomes) => {
+            for (index, message) in unreadable {
+                if let Some(slot) = outcomes.get_mut(index) {
+                    *slot = EventOutcome::Rejected {
+                        index,
+                        id: None,
+                        error: message,
+                    };
+                }
+            }
+            let accepted = outcomes.iter().filter(|o| o.is_accepted()).count();
+            let rejected = outcomes.len() - accepted;
+            json_response(
+                StatusCode::OK,
+                &json!({"accepted": accepted, "rejected": rejected, "results": outcomes}),
+            )
+        }
+        Err(failure) => server_error(failure),
+    }
+}
+
+fn query_param(query: &Option<String>, name: &str) -> Option<String> {
+    query.as_deref()?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then(|| value.to_owned())
+    })
+}
+
+async fn preview(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let Some(date) = query_param(&query, "date") else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "give the period as `?date=YYYY-MM-DD` (a day inside it)",
+        );
+    };
+    match api.server.preview(&id, &date).await {
+        Ok(Some(invoice)) => json_response(StatusCode::OK, &invoice),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "not_subscribed",
+            &format!("customer `{id}` is not subscribed in the period containing {date}"),
+        ),
+        Err(failure) => server_error(failure),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CloseRequest {
+    date: String,
+}
+
+async fn close(State(api): State<Api>, body: Bytes) -> Response {
+    let request: CloseRequest = match read_body("close", &body) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    match api.server.close(&request.date).await {
+        Ok(invoices) => {
+            let summary: Vec<Value> = invoices
+                .iter()
+                .map(|i| json!({"number": i.number, "customer_id": i.customer_id}))
+                .collect();
+            json_response(StatusCode::OK, &json!({ "invoices": summary }))
+        }
+        Err(failure) => server_error(failure),
+    }
+}
+
+fn invoice_json(stored: &super::store::StoredInvoice) -> Value {
+    json!({
+        "number": stored.number,
+        "customer_id": stored.customer_id,
+        "invoice": serde_json::from_str::<Value>(&stored.body).unwrap_or(Value::Null),
+    })
+}
+
+async fn list_invoices(State(api): State<Api>) -> Response {
+    match api.server.store().invoices().await {
+        Ok(invoices) => json_response(
+            StatusCode::OK,
+            &json!({"invoices": invoices.iter().map(invoice_json).collect::<Vec<_>>()}),
+        ),
+        Err(failure) => server_error(failure.into()),
+    }
+}
+
+async fn get_invoice(State(api): State<Api>, Path(number): Path<String>) -> Response {
+    let Ok(number) = number.parse::<i64>() else {
+        return error(StatusCode::NOT_FOUND, "not_found", "no such invoice");
+    };
+    match api.server.store().invoice(number).await {
+        Ok(Some(invoice)) => json_response(StatusCode::OK, &invoice_json(&invoice)),
+        Ok(None) => error(StatusCode::NOT_FOUND, "not_found", "no such invoice"),
+        Err(failure) => server_error(failure.into()),
+    }
+}

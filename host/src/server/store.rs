@@ -1,0 +1,364 @@
+//! The store: SQLite (WAL) through sqlx, behind the narrow set of operations the server needs,
+//! so a PostgreSQL store can take its place without touching the server or rating.
+//!
+//! Every write that acknowledges something commits before it returns: an acknowledged event or
+//! invoice is on disk (`synchronous = FULL`). Writes that read before they write (ingest checks
+//! that a period is still open, close numbers invoices) run in `BEGIN IMMEDIATE` transactions,
+//! which SQLite serializes, so a check and its write see the same state.
+
+use std::path::Path;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Connection, Row, SqliteConnection};
+
+/// A storage failure: the request it served did not happen (nothing was acknowledged).
+#[derive(Debug, thiserror::Error)]
+#[error("storage: {0}")]
+pub struct StoreError(#[from] sqlx::Error);
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        StoreError(sqlx::Error::Migrate(Box::new(error)))
+    }
+}
+
+/// An event to store: its customer, id, instant and the JSON line it is rated from.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub customer_id: String,
+    pub event_id: String,
+    pub ts: i64,
+    pub body: String,
+}
+
+/// A final invoice as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredInvoice {
+    pub number: i64,
+    pub customer_id: String,
+    pub period_start: i64,
+    pub period_end: i64,
+    pub body: String,
+}
+
+/// A customer as stored: the engine's setup as JSON and the plan version they are on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCustomer {
+    pub id: String,
+    pub setup: String,
+    pub plan: Option<(String, i64)>,
+}
+
+/// The SQLite store of one data directory.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) `ratecard.db` in `data_dir` and runs the migrations.
+    pub async fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(data_dir.join("ratecard.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// Stores plan `id` as a new version (1 for a new plan): its number.
+    pub async fn add_plan_version(
+        &self,
+        id: &str,
+        body: &str,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        immediate(&mut conn, async |conn| {
+            let version: i64 =
+                sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM plans WHERE id = ?")
+                    .bind(id)
+                    .fetch_one(&mut *conn)
+                    .await?;
+            sqlx::query("INSERT INTO plans (id, version, body, created_at) VALUES (?, ?, ?, ?)")
+                .bind(id)
+                .bind(version)
+                .bind(body)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            Ok(version)
+        })
+        .await
+    }
+
+    /// Every plan version, as `(id, version, body)`, by id then version.
+    pub async fn plan_versions(&self) -> Result<Vec<(String, i64, String)>, StoreError> {
+        let rows = sqlx::query("SELECT id, version, body FROM plans ORDER BY id, version")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect())
+    }
+
+    /// Creates or replaces a customer's setup and plan.
+    pub async fn put_customer(
+        &self,
+        customer: &StoredCustomer,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO customers (id, setup, plan_id, plan_version, created_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET setup = excluded.setup, plan_id = excluded.plan_id,
+             plan_version = excluded.plan_version",
+        )
+        .bind(&customer.id)
+        .bind(&customer.setup)
+        .bind(customer.plan.as_ref().map(|p| p.0.as_str()))
+        .bind(customer.plan.as_ref().map(|p| p.1))
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn customers(&self) -> Result<Vec<StoredCustomer>, StoreError> {
+        let rows =
+            sqlx::query("SELECT id, setup, plan_id, plan_version FROM customers ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(customer_of_row).collect())
+    }
+
+    pub async fn customer(&self, id: &str) -> Result<Option<StoredCustomer>, StoreError> {
+        let row =
+            sqlx::query("SELECT id, setup, plan_id, plan_version FROM customers WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(customer_of_row))
+    }
+
+    /// Stores a batch of events in one transaction, committed before it returns. For each
+    /// event, in order: `Ok(true)` stored, `Ok(false)` already stored (a retry: acknowledged,
+    /// counted once), `Err(start)` refused because the period starting at `start` is invoiced
+    /// (`closed_period` gives the start of the event's period, checked inside the transaction).
+    pub async fn insert_events(
+        &self,
+        events: &[(NewEvent, i64)],
+        now: i64,
+    ) -> Result<Vec<Result<bool, i64>>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        immediate(&mut conn, async |conn| {
+            let mut outcomes = Vec::with_capacity(events.len());
+            for (event, period_start) in events {
+                let closed: Option<i64> = sqlx::query_scalar(
+                    "SELECT number FROM invoices WHERE customer_id = ? AND period_start = ?",
+                )
+                .bind(&event.customer_id)
+                .bind(period_start)
+                .fetch_optional(&mut *conn)
+                .await?;
+                if closed.is_some() {
+                    outcomes.push(Err(*period_start));
+                    continue;
+                }
+                let inserted = sqlx::query(
+                    "INSERT INTO events (customer_id, event_id, ts, body, received_at)
+                     VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer_id, event_id) DO NOTHING",
+                )
+                .bind(&event.customer_id)
+                .bind(&event.event_id)
+                .bind(event.ts)
+                .bind(&event.body)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+                outcomes.push(Ok(inserted == 1));
+            }
+            Ok(outcomes)
+        })
+        .await
+    }
+
+    /// A customer's events in `[start, end)`, in order of arrival (their JSON lines).
+    pub async fn events_in(
+        &self,
+        customer_id: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        events_in(&mut conn, customer_id, start, end).await
+    }
+
+    /// Finalizes one invoice: `make` computes it from the period's events, inside the same
+    /// transaction that numbers and stores it, so no event lands in the period between the two.
+    /// An invoice already final for the customer and period is returned as it is (re-running a
+    /// close is safe); numbers are consecutive, without gaps.
+    pub async fn finalize_invoice(
+        &self,
+        customer_id: &str,
+        (period_start, period_end): (i64, i64),
+        (plan_id, plan_version): (&str, i64),
+        now: i64,
+        make: impl FnOnce(Vec<String>) -> Result<(String, String), String>,
+    ) -> Result<Result<StoredInvoice, String>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        immediate(&mut conn, async |conn| {
+            if let Some(existing) = invoice_of(conn, customer_id, period_start).await? {
+                return Ok(Ok(existing));
+            }
+            let events = events_in(conn, customer_id, period_start, period_end).await?;
+            let (body, total) = match make(events) {
+                Ok(made) => made,
+                Err(reason) => return Ok(Err(reason)),
+            };
+            let number: i64 =
+                sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) + 1 FROM invoices")
+                    .fetch_one(&mut *conn)
+                    .await?;
+            sqlx::query(
+                "INSERT INTO invoices (number, customer_id, period_start, period_end, plan_id,
+                 plan_version, total, body, finalized_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(number)
+            .bind(customer_id)
+            .bind(period_start)
+            .bind(period_end)
+            .bind(plan_id)
+            .bind(plan_version)
+            .bind(&total)
+            .bind(&body)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            Ok(Ok(StoredInvoice {
+                number,
+                customer_id: customer_id.to_owned(),
+                period_start,
+                period_end,
+                body,
+            }))
+        })
+        .await
+    }
+
+    /// Every final invoice, by number.
+    pub async fn invoices(&self) -> Result<Vec<StoredInvoice>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT number, customer_id, period_start, period_end, body FROM invoices ORDER BY number",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(invoice_of_row).collect())
+    }
+
+    pub async fn invoice(&self, number: i64) -> Result<Option<StoredInvoice>, StoreError> {
+        let row = sqlx::query(
+            "SELECT number, customer_id, period_start, period_end, body FROM invoices WHERE number = ?",
+        )
+        .bind(number)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(invoice_of_row))
+    }
+
+    /// Number of stored events (all customers).
+    pub async fn n_events(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Runs `work` in a `BEGIN IMMEDIATE` transaction: committed if it returns `Ok`, rolled back
+/// otherwise (also when the future is dropped half-way: the connection's next use rolls back).
+async fn immediate<T>(
+    conn: &mut SqliteConnection,
+    work: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    match work(conn).await {
+        Ok(value) => {
+            sqlx::query("COMMIT").execute(&mut *conn).await?;
+            Ok(value)
+        }
+        Err(error) => {
+            // The error is the one to report; a failed rollback leaves the connection to be
+            // closed by the pool.
+            if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                drop(conn.ping().await);
+            }
+            Err(error)
+        }
+    }
+}
+
+async fn events_in(
+    conn: &mut SqliteConnection,
+    customer_id: &str,
+    start: i64,
+    end: i64,
+) -> Result<Vec<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT body FROM events WHERE customer_id = ? AND ts >= ? AND ts < ? ORDER BY seq",
+    )
+    .bind(customer_id)
+    .bind(start)
+    .bind(end)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+async fn invoice_of(
+    conn: &mut SqliteConnection,
+    customer_id: &str,
+    period_start: i64,
+) -> Result<Option<StoredInvoice>, StoreError> {
+    let row = sqlx::query(
+        "SELECT number, customer_id, period_start, period_end, body FROM invoices
+         WHERE customer_id = ? AND period_start = ?",
+    )
+    .bind(customer_id)
+    .bind(period_start)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(invoice_of_row))
+}
+
+fn invoice_of_row(row: sqlx::sqlite::SqliteRow) -> StoredInvoice {
+    StoredInvoice {
+        number: row.get(0),
+        customer_id: row.get(1),
+        period_start: row.get(2),
+        period_end: row.get(3),
+        body: row.get(4),
+    }
+}
+
+fn customer_of_row(row: sqlx::sqlite::SqliteRow) -> StoredCustomer {
+    let plan_id: Option<String> = row.get(2);
+    let plan_version: Option<i64> = row.get(3);
+    StoredCustomer {
+        id: row.get(0),
+        setup: row.get(1),
+        plan: plan_id.zip(plan_version),
+    }
+}

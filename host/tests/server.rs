@@ -1,0 +1,440 @@
+//! The server's core over a real SQLite store in a temporary directory: plans, customers in
+//! several timezones, idempotent batched ingest with bad events, restart, late events and the
+//! grace window, preview and period close equal to `ratecard rate` on the same events.
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::path::PathBuf;
+
+use ratecard_engine::plan::Plan;
+use ratecard_engine::plugin::NoPlugins;
+use ratecard_engine::rate::PreparedPlan;
+use ratecard_engine::usage::{CustomerSetup, Subscription};
+use ratecard_host::rating::{Collected, RateRequest, rate_stream};
+use ratecard_host::server::{CustomerRecord, EventOutcome, ManualClock, PlanRef, Server};
+use serde_json::{Value, json};
+
+/// A fresh data directory under the system's temporary directory.
+fn data_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ratecard-server-{name}-{}", std::process::id()));
+    drop(std::fs::remove_dir_all(&dir));
+    dir
+}
+
+fn millis(rfc3339: &str) -> i64 {
+    chrono_millis(rfc3339)
+}
+
+fn chrono_millis(text: &str) -> i64 {
+    ratecard_engine::usage::Timestamp::parse_rfc3339(text)
+        .expect("a timestamp")
+        .0
+}
+
+fn plan() -> Plan {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/plans/saas-api.json"),
+    )
+    .expect("the example plan");
+    serde_json::from_str(&text).expect("a plan")
+}
+
+const CUSTOMERS: [(&str, &str); 3] = [
+    ("acme", "UTC"),
+    ("globex", "America/New_York"),
+    ("initech", "Asia/Tokyo"),
+];
+
+fn setup(timezone: &str) -> CustomerSetup {
+    CustomerSetup {
+        timezone: Some(timezone.to_owned()),
+        subscription: Some(Subscription {
+            start: "2026-10-01".to_owned(),
+            billing_anchor: None,
+        }),
+        ..CustomerSetup::default()
+    }
+}
+
+/// November events for the three customers, every customer's ids repeated once (a retry).
+fn november_events() -> Vec<Value> {
+    let mut events = Vec::new();
+    for i in 0..240u32 {
+        let (customer, _) = CUSTOMERS[i as usize % 3];
+        let day = 3 + (i % 24);
+        let event = if i % 10 == 0 {
+            json!({"id": format!("s{i}"), "customer": customer,
+                   "timestamp": format!("2026-11-{day:02}T12:00:00Z"), "code": "seat.count",
+                   "properties": {"seats": 3 + i % 5}})
+        } else {
+            json!({"id": format!("e{i}"), "customer": customer,
+                   "timestamp": format!("2026-11-{day:02}T{:02}:30:00Z", i % 24), "code": "api.request"})
+        };
+        events.push(event);
+    }
+    // A retry of the first ten.
+    events.extend(events[..10].to_vec());
+    events
+}
+
+async fn open(dir: &std::path::Path, now: &str) -> Server {
+    Server::open(dir, Box::new(ManualClock::at(millis(now))), &NoPlugins)
+        .await
+        .expect("the server opens")
+}
+
+async fn subscribe_all(server: &Server, plan: &PlanRef) {
+    for (id, timezone) in CUSTOMERS {
+        server
+            .put_customer(CustomerRecord {
+                id: id.to_owned(),
+                setup: setup(timezone),
+                plan: Some(plan.clone()),
+            })
+            .await
+            .expect("a customer");
+    }
+}
+
+#[tokio::test]
+async fn a_month_ingested_previewed_and_closed_as_ratecard_rate_rates_it() {
+    let dir = data_dir("month");
+    let server = open(&dir, "2026-11-20T00:00:00Z").await;
+    let plan = server.add_plan(plan()).await.expect("the plan");
+    assert_eq!(plan.version, 1);
+    subscribe_all(&server, &plan).await;
+
+    // A batch with good events, a retry of ten of them, and three bad ones.
+    let mut batch = november_events();
+    batch.push(json!({"id": "bad-1", "customer": "acme", "code": "api.request"}));
+    batch.push(json!({"id": "bad-2", "customer": "nobody", "timestamp": "2026-11-05T00:00:00Z", "code": "api.request"}));
+    batch.push(json!({"id": "bad-3", "customer": "acme", "timestamp": "2026-10-05T00:00:00Z", "code": "api.request"}));
+    batch.push(json!({"id": "bad-4", "customer": "acme", "timestamp": "2026-09-05T00:00:00Z", "code": "api.request"}));
+    let outcomes = server.ingest(batch.clone()).await.expect("ingest");
+    assert_eq!(outcomes.len(), batch.len());
+    let stored = outcomes
+        .iter()
+        .filter(|o| matches!(o, EventOutcome::Stored { .. }))
+        .count();
+    let duplicates = outcomes
+        .iter()
+        .filter(|o| matches!(o, EventOutcome::Duplicate { .. }))
+        .count();
+    assert_eq!((stored, duplicates), (240, 10));
+    let rejected: Vec<(usize, Option<String>, String)> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            EventOutcome::Rejected { index, id, error } => {
+                Some((*index, id.clone(), error.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rejected.len(), 4, "{rejected:?}");
+    assert_eq!(rejected[0].0, 250);
+    assert_eq!(rejected[0].1.as_deref(), Some("bad-1"));
+    assert!(rejected[0].2.contains("timestamp"), "{}", rejected[0].2);
+    assert!(
+        rejected[1].2.contains("no subscribed customer `nobody`"),
+        "{}",
+        rejected[1].2
+    );
+    assert!(rejected[2].2.contains("too late"), "{}", rejected[2].2);
+    assert!(
+        rejected[3].2.contains("before the subscription start"),
+        "{}",
+        rejected[3].2
+    );
+    assert_eq!(server.store().n_events().await.unwrap(), 240);
+
+    // The whole batch again, after a restart: every good event is a duplicate, nothing is
+    // counted twice, the bad ones are refused the same way.
+    server.store().close().await;
+    drop(server);
+    let server = open(&dir, "2026-11-21T00:00:00Z").await;
+    let again = server.ingest(batch.clone()).await.expect("ingest");
+    assert!(
+        again
+            .iter()
+            .all(|o| !matches!(o, EventOutcome::Stored { .. }))
+    );
+    assert_eq!(again.iter().filter(|o| o.is_accepted()).count(), 250);
+    assert_eq!(server.store().n_events().await.unwrap(), 240);
+
+    // The preview is `ratecard rate` over the same events, byte for byte.
+    let prepared = PreparedPlan::new(plan_of(&server, &plan)).unwrap();
+    let ndjson: String = november_events()[..240]
+        .iter()
+        .map(|e| format!("{e}\n"))
+        .collect();
+    let customers: BTreeMap<String, CustomerSetup> = CUSTOMERS
+        .iter()
+        .map(|(id, tz)| (id.to_string(), setup(tz)))
+        .collect();
+    let request = RateRequest {
+        period: "2026-11-15".to_owned(),
+        customers,
+        ..RateRequest::default()
+    };
+    let mut rated = Collected::default();
+    rate_stream(
+        &prepared,
+        Cursor::new(ndjson.clone()),
+        &request,
+        &NoPlugins,
+        |_| {},
+        |r| rated.push(r),
+    )
+    .expect("rate_stream");
+    assert_eq!(rated.invoices.len(), 3);
+    for expected in &rated.invoices {
+        let preview = server
+            .preview(&expected.customer_id, "2026-11-15")
+            .await
+            .expect("preview")
+            .expect("subscribed");
+        assert_eq!(
+            serde_json::to_string(&preview).unwrap(),
+            serde_json::to_string(expected).unwrap(),
+            "{}",
+            expected.customer_id
+        );
+    }
+
+    // Closing before the grace window ends is refused; a late event inside it is taken.
+    let error = server.close("2026-11-15").await.expect_err("too early");
+    assert!(error.to_string().contains("still open"), "{error}");
+    drop(server);
+    let server = open(&dir, "2026-12-02T00:00:00Z").await;
+    let late = json!({"id": "late-1", "customer": "acme", "timestamp": "2026-11-30T23:00:00Z", "code": "api.request"});
+    let outcome = server.ingest(vec![late.clone()]).await.unwrap();
+    assert!(
+        matches!(outcome[0], EventOutcome::Stored { .. }),
+        "{outcome:?}"
+    );
+    drop(server);
+
+    // After the grace window: close, numbered in customer order; a re-run changes nothing.
+    let server = open(&dir, "2026-12-05T00:00:00Z").await;
+    let closed = server.close("2026-11-15").await.expect("close");
+    let numbers: Vec<(i64, &str)> = closed
+        .iter()
+        .map(|i| (i.number, i.customer_id.as_str()))
+        .collect();
+    assert_eq!(numbers, [(1, "acme"), (2, "globex"), (3, "initech")]);
+    // Each final invoice is `ratecard rate` over the period's events, the late one included.
+    let mut rated_final = Collected::default();
+    rate_stream(
+        &prepared,
+        Cursor::new(format!("{ndjson}{late}\n")),
+        &request,
+        &NoPlugins,
+        |_| {},
+        |r| rated_final.push(r),
+    )
+    .expect("rate_stream");
+    for (invoice, expected) in closed.iter().zip(&rated_final.invoices) {
+        assert_eq!(invoice.body, serde_json::to_string(expected).unwrap());
+    }
+    assert_ne!(
+        rated_final.invoices[0], rated.invoices[0],
+        "the late event counts"
+    );
+    let rerun = server.close("2026-11-15").await.expect("close again");
+    assert_eq!(rerun, closed);
+    assert_eq!(server.store().invoices().await.unwrap().len(), 3);
+    // The period is closed: a late event for it is refused with the reason.
+    let outcome = server
+        .ingest(vec![json!({"id": "late-2", "customer": "globex", "timestamp": "2026-11-29T00:00:00Z", "code": "api.request"})])
+        .await
+        .unwrap();
+    assert!(
+        matches!(&outcome[0], EventOutcome::Rejected { error, .. } if error.contains("too late") || error.contains("closed")),
+        "{outcome:?}"
+    );
+    drop(std::fs::remove_dir_all(&dir));
+}
+
+fn plan_of(server: &Server, plan: &PlanRef) -> Plan {
+    server
+        .plans()
+        .into_iter()
+        .find(|(r, _)| r == plan)
+        .map(|(_, p)| p)
+        .expect("the plan version")
+}
+
+#[tokio::test]
+async fn plans_are_versioned_and_an_invalid_plan_stores_nothing() {
+    let dir = data_dir("plans");
+    let server = open(&dir, "2026-11-20T00:00:00Z").await;
+    let first = server.add_plan(plan()).await.unwrap();
+    let mut changed = plan();
+    changed.name = "API Pro (2027 prices)".to_owned();
+    let second = server.add_plan(changed).await.unwrap();
+    assert_eq!((first.version, second.version), (1, 2));
+    let mut invalid = plan();
+    invalid.currency = "XYZ".to_owned();
+    let error = server.add_plan(invalid).await.expect_err("invalid");
+    assert!(error.to_string().contains("$.currency"), "{error}");
+    drop(server);
+    let server = open(&dir, "2026-11-20T00:00:00Z").await;
+    let versions: Vec<i64> = server.plans().iter().map(|(r, _)| r.version).collect();
+    assert_eq!(versions, [1, 2]);
+    drop(std::fs::remove_dir_all(&dir));
+}
+
+/// One HTTP/1.1 request over a fresh loopback connection: status and body.
+async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    content_type: &str,
+    body: &str,
+) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let auth = key
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    let text = String::from_utf8(response).expect("UTF-8");
+    let status: u16 = text[9..12].parse().expect("a status");
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_http_api_needs_the_key_names_bad_input_and_ingests_batches() {
+    use ratecard_host::server::api;
+    let dir = data_dir("http");
+    let server = std::sync::Arc::new(open(&dir, "2026-11-20T00:00:00Z").await);
+    let app = api::router(server.clone(), vec![api::key_hash("k-operator")]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let key = Some("k-operator");
+    let json_type = "application/json";
+
+    assert_eq!(
+        http(addr, "GET", "/healthz", None, json_type, "").await.0,
+        200
+    );
+    // Without a key, or with another, every operator endpoint answers 401.
+    for (method, path) in [
+        ("GET", "/v1/plans"),
+        ("POST", "/v1/events"),
+        ("GET", "/v1/invoices"),
+        ("POST", "/v1/close"),
+    ] {
+        assert_eq!(
+            http(addr, method, path, None, json_type, "{}").await.0,
+            401,
+            "{method} {path}"
+        );
+        assert_eq!(
+            http(addr, method, path, Some("guess"), json_type, "{}")
+                .await
+                .0,
+            401,
+            "{method} {path}"
+        );
+    }
+    // A malformed plan: 400 with the path of each error, nothing stored.
+    let (status, body) = http(addr, "POST", "/v1/plans", key, json_type,
+        r#"{"id": "p", "currency": "USD", "charges": [{"id": "c", "model": {"type": "flat", "amount": "ten"}}], "colour": 1}"#).await;
+    assert_eq!(status, 400, "{body}");
+    let paths: Vec<&str> = body["error"]["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["$.charges[0].model.amount", "$.colour"], "{body}");
+    assert!(server.plans().is_empty());
+    // A valid one, and customers.
+    let (status, created) = http(
+        addr,
+        "POST",
+        "/v1/plans",
+        key,
+        json_type,
+        &serde_json::to_string(&plan()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let customer = json!({"timezone": "Europe/Paris", "subscription": {"start": "2026-10-01"}, "plan": {"id": created["id"], "version": 1}});
+    let (status, body) = http(
+        addr,
+        "PUT",
+        "/v1/customers/acme",
+        key,
+        json_type,
+        &customer.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // NDJSON with a line that is not JSON and a retried id: the good events are stored.
+    let ndjson = [
+        r#"{"id": "a1", "customer": "acme", "timestamp": "2026-11-05T10:00:00Z", "code": "api.request"}"#,
+        "{not json",
+        r#"{"id": "a2", "customer": "acme", "timestamp": "2026-11-06T10:00:00Z", "code": "api.request"}"#,
+        r#"{"id": "a1", "customer": "acme", "timestamp": "2026-11-05T10:00:00Z", "code": "api.request"}"#,
+    ].join("\n");
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/v1/events",
+        key,
+        "application/x-ndjson",
+        &ndjson,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["accepted"].as_u64(), body["rejected"].as_u64()),
+        (Some(3), Some(1)),
+        "{body}"
+    );
+    assert_eq!(body["results"][1]["status"], "rejected");
+    assert!(
+        body["results"][1]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("line 2: not JSON"),
+        "{body}"
+    );
+    assert_eq!(body["results"][3]["status"], "duplicate");
+    assert_eq!(server.store().n_events().await.unwrap(), 2);
+    // The preview counts each event once.
+    let (status, invoice) = http(
+        addr,
+        "GET",
+        "/v1/customers/acme/invoice?date=2026-11-15",
+        key,
+        json_type,
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{invoice}");
+    assert_eq!(invoice["customer_id"], "acme");
+    assert_eq!(invoice["period"]["timezone"], "Europe/Paris");
+    let (status, _) = http(
+        addr,
+        "GET",
+        "/v1/customers/nobody/invoice?date=2026-11-15",
+        key,
+        json_type,
+        "",
+    )
+    .await;
+    assert_eq!(status, 404);
+    drop(std::fs::remove_dir_all(&dir));
+}

@@ -102,7 +102,7 @@ fn malformed_json_names_the_path() {
     assert!(!output.status.success());
     let text = stdout(&output);
     assert!(
-        text.contains("error[invalid_json]: $.charges[0].model: `abc` is not a decimal"),
+        text.contains("error[invalid_json]: $.charges[0].model.unit_price: `abc` is not a decimal"),
         "{text}"
     );
     let output = ratecard(&[
@@ -152,8 +152,8 @@ fn validate_lists_every_parse_error_in_one_run() {
         paths,
         [
             "$.trial_days",
-            "$.charges[0].model",
-            "$.charges[2].model",
+            "$.charges[0].model.unit_price",
+            "$.charges[2].model.amount",
             "$.charges[3]",
             "$.minimum_commitment"
         ]

@@ -115,7 +115,7 @@ fn malformed_json_names_the_path() {
     assert!(!output.status.success());
     let text = stderr(&output);
     assert!(
-        text.contains("$.charges[0].model: `abc` is not a decimal"),
+        text.contains("$.charges[0].model.unit_price: `abc` is not a decimal"),
         "{text}"
     );
 }

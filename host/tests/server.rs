@@ -316,7 +316,8 @@ async fn the_http_api_needs_the_key_names_bad_input_and_ingests_batches() {
     use ratecard_host::server::api;
     let dir = data_dir("http");
     let server = std::sync::Arc::new(open(&dir, "2026-11-20T00:00:00Z").await);
-    let app = api::router(server.clone(), vec![api::key_hash("k-operator")]);
+    server.add_key("k-operator", "test").await.unwrap();
+    let app = api::router(server.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -436,5 +437,45 @@ async fn the_http_api_needs_the_key_names_bad_input_and_ingests_batches() {
     )
     .await;
     assert_eq!(status, 404);
+    drop(std::fs::remove_dir_all(&dir));
+}
+
+#[tokio::test]
+async fn the_demo_seeds_every_example_plan_customers_and_a_month_of_events() {
+    use ratecard_host::server::demo;
+    let dir = data_dir("demo");
+    let server = open(&dir, "2026-11-18T15:00:00Z").await;
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/plans");
+    let mut plans = Vec::new();
+    for entry in std::fs::read_dir(examples).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        plans.push(serde_json::from_str::<Plan>(&text).unwrap());
+    }
+    plans.sort_by(|a, b| a.id.cmp(&b.id));
+    let seeded = demo::seed(&server, plans).await.expect("seeded");
+    assert!(seeded.n_plans >= 3 && seeded.n_customers == 6, "{seeded:?}");
+    assert_eq!(
+        server.store().n_events().await.unwrap() as usize,
+        seeded.n_events
+    );
+    for customer in ["acme", "globex", "initech", "umbrella", "hooli", "stark"] {
+        let invoice = server
+            .preview(customer, "2026-11-15")
+            .await
+            .unwrap()
+            .expect("subscribed");
+        assert!(
+            invoice.notes.iter().all(|n| !n.contains("rejected")),
+            "{customer}: {:?}",
+            invoice.notes
+        );
+        assert!(
+            invoice
+                .lines
+                .iter()
+                .any(|l| l.metric.is_some() && !l.quantity.is_zero()),
+            "{customer}"
+        );
+    }
     drop(std::fs::remove_dir_all(&dir));
 }

@@ -39,16 +39,11 @@ pub fn key_hash(key: &str) -> String {
 #[derive(Clone)]
 struct Api {
     server: Arc<Server>,
-    /// Hashes of the operator keys accepted.
-    key_hashes: Arc<Vec<String>>,
 }
 
-/// The API's routes, accepting the operator keys whose hashes are given.
-pub fn router(server: Arc<Server>, key_hashes: Vec<String>) -> Router {
-    let api = Api {
-        server,
-        key_hashes: Arc::new(key_hashes),
-    };
+/// The API's routes (see the module docs), accepting the operator keys of the server's store.
+pub fn router(server: Arc<Server>) -> Router {
+    let api = Api { server };
     let operator = Router::new()
         .route("/v1/plans", post(add_plan).get(list_plans))
         .route("/v1/customers/{id}", get(get_customer).put(put_customer))
@@ -74,13 +69,14 @@ async fn require_key(State(api): State<Api>, request: Request, next: Next) -> Re
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let accepted = given.is_some_and(|key| {
-        let hash = key_hash(key);
-        // Every stored hash is compared, whichever matches.
-        api.key_hashes.iter().fold(false, |found, stored| {
-            found | constant_time_eq(stored, &hash)
-        })
-    });
+    // The key's hash is looked up: what is compared is a SHA-256, not the key.
+    let accepted = match given {
+        Some(key) => match api.server.store().has_key_hash(&key_hash(key)).await {
+            Ok(found) => found,
+            Err(failure) => return server_error(failure.into()),
+        },
+        None => false,
+    };
     if !accepted {
         return error(
             StatusCode::UNAUTHORIZED,
@@ -89,14 +85,6 @@ async fn require_key(State(api): State<Api>, request: Request, next: Next) -> Re
         );
     }
     next.run(request).await
-}
-
-fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }
 
 fn json_response(status: StatusCode, value: &impl Serialize) -> Response {

@@ -9,6 +9,7 @@
 //! `PeriodRater` borrows its plan, and a server rates with any version at any time.
 
 pub mod api;
+pub mod demo;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -180,6 +181,29 @@ impl Server {
 
     pub fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    /// Makes a new operator key (32 random bytes from the OS, hex), keeps its hash and returns
+    /// it: the only time the key itself is seen.
+    pub async fn create_key(&self, label: &str) -> Result<String, ServerError> {
+        let mut bytes = [0u8; 32];
+        std::io::Read::read_exact(
+            &mut std::fs::File::open("/dev/urandom")
+                .map_err(|e| ServerError::Invalid(format!("reading /dev/urandom: {e}")))?,
+            &mut bytes,
+        )
+        .map_err(|e| ServerError::Invalid(format!("reading /dev/urandom: {e}")))?;
+        let key = format!("rk_{}", hex::encode(bytes));
+        self.add_key(&key, label).await?;
+        Ok(key)
+    }
+
+    /// Accepts `key` as an operator key from now on (only its hash is kept).
+    pub async fn add_key(&self, key: &str, label: &str) -> Result<(), ServerError> {
+        self.store
+            .add_key_hash(&api::key_hash(key), label, self.now())
+            .await?;
+        Ok(())
     }
 
     /// Adds a plan: version 1 of a new id, or the next version of an existing one. The plan is

@@ -276,6 +276,26 @@ impl Store {
         Ok(row.map(invoice_of_row))
     }
 
+    /// Keeps an operator key's hash.
+    pub async fn add_key_hash(&self, hash: &str, label: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO api_keys (hash, label, created_at) VALUES (?, ?, ?)")
+            .bind(hash)
+            .bind(label)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether an operator key with this hash exists.
+    pub async fn has_key_hash(&self, hash: &str) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM api_keys WHERE hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
+    }
+
     /// Number of stored events (all customers).
     pub async fn n_events(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM events")

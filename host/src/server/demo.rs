@@ -1,0 +1,218 @@
+//! `ratecard serve --demo`: the example plans, customers in several timezones subscribed to
+//! them, and a month of their events so far, written into an empty store through the same
+//! calls the API makes. Deterministic: the same day gives the same data.
+
+use ratecard_engine::plan::{Aggregation, Plan, PriceModel};
+use ratecard_engine::usage::{CustomerSetup, Subscription};
+use serde_json::{Value, json};
+
+use super::{CustomerRecord, Server, ServerError};
+
+/// The demo customers: id, timezone, and the index of the plan they are on.
+const CUSTOMERS: [(&str, &str, usize); 6] = [
+    ("acme", "UTC", 0),
+    ("globex", "America/New_York", 0),
+    ("initech", "Europe/Paris", 1),
+    ("umbrella", "Asia/Tokyo", 1),
+    ("hooli", "Australia/Sydney", 2),
+    ("stark", "America/Los_Angeles", 2),
+];
+
+/// What the demo wrote.
+#[derive(Debug)]
+pub struct Seeded {
+    pub n_plans: usize,
+    pub n_customers: usize,
+    pub n_events: usize,
+}
+
+/// Seeds `server` with `plans` (those using plugins are skipped: the demo loads none), the demo
+/// customers and their events from the start of the current month (UTC) until now.
+pub async fn seed(server: &Server, plans: Vec<Plan>) -> Result<Seeded, ServerError> {
+    let plans: Vec<Plan> = plans
+        .into_iter()
+        .filter(|p| {
+            !p.charges
+                .iter()
+                .any(|c| matches!(c.model, PriceModel::Custom { .. }))
+                && !p
+                    .metrics
+                    .iter()
+                    .any(|m| matches!(m.aggregation, Aggregation::Custom { .. }))
+        })
+        .collect();
+    if plans.is_empty() {
+        return Err(ServerError::Invalid("no example plan to seed".to_owned()));
+    }
+    let mut refs = Vec::new();
+    for plan in &plans {
+        refs.push(server.add_plan(plan.clone()).await?);
+    }
+    let now = server.now();
+    let day = 86_400_000;
+    let month_start = month_start_utc(now);
+    // Subscribed since the first of the previous month, so the current period is a whole
+    // month in every timezone.
+    let start = format!("{}-01", &chrono_date(month_start - day)[..7]);
+    let mut batch = Vec::new();
+    for (customer_idx, (id, timezone, plan_idx)) in CUSTOMERS.iter().enumerate() {
+        let plan_idx = plan_idx % refs.len();
+        server
+            .put_customer(CustomerRecord {
+                id: (*id).to_owned(),
+                setup: CustomerSetup {
+                    timezone: Some((*timezone).to_owned()),
+                    subscription: Some(Subscription {
+                        start: start.clone(),
+                        billing_anchor: None,
+                    }),
+                    ..CustomerSetup::default()
+                },
+                plan: Some(refs[plan_idx].clone()),
+            })
+            .await?;
+        let plan = &plans[plan_idx];
+        // One event per metric every few hours, sized by the customer.
+        // From the second day (UTC): inside the current month in every timezone.
+        let mut t = month_start + day + 3_600_000;
+        let mut n = 0u64;
+        // One event per event code (with every property its metrics read) every few hours.
+        let mut codes: Vec<(&str, Vec<String>)> = Vec::new();
+        let mut dimensions: Vec<(String, Vec<String>)> = Vec::new();
+        for metric in &plan.metrics {
+            let property = property_of(&metric.aggregation);
+            match codes
+                .iter_mut()
+                .find(|(code, _)| *code == metric.event_code())
+            {
+                Some((_, properties)) => properties.extend(property),
+                None => codes.push((metric.event_code(), property.into_iter().collect())),
+            }
+            for dim in &metric.group_by {
+                dimensions.push((dim.clone(), dimension_values(plan, dim)));
+            }
+        }
+        while t < now {
+            for (code_idx, (code, properties)) in codes.iter().enumerate() {
+                n += 1;
+                let mut event = json!({
+                    "id": format!("demo-{id}-{n}"),
+                    "customer": id,
+                    "timestamp": t / 1000,
+                    "code": code,
+                });
+                if !properties.is_empty() {
+                    let values: serde_json::Map<String, Value> = properties
+                        .iter()
+                        .enumerate()
+                        .map(|(k, p)| {
+                            let value =
+                                1 + (n * 7 + customer_idx as u64 * 13 + (code_idx + k) as u64) % 40;
+                            (p.clone(), json!(value))
+                        })
+                        .collect();
+                    event["properties"] = Value::Object(values);
+                }
+                for (dim, values) in &dimensions {
+                    let value = &values[(n as usize + customer_idx) % values.len()];
+                    event["properties"][dim.as_str()] = json!(value);
+                }
+                batch.push(event);
+            }
+            t += (3 + customer_idx as i64) * 3_600_000;
+        }
+    }
+    let mut n_events = 0;
+    for chunk in batch.chunks(5_000) {
+        for outcome in server.ingest(chunk.to_vec()).await? {
+            match outcome {
+                super::EventOutcome::Rejected { id, error, .. } => {
+                    return Err(ServerError::Invalid(format!(
+                        "demo event {}: {error}",
+                        id.unwrap_or_default()
+                    )));
+                }
+                _ => n_events += 1,
+            }
+        }
+    }
+    Ok(Seeded {
+        n_plans: refs.len(),
+        n_customers: CUSTOMERS.len(),
+        n_events,
+    })
+}
+
+/// The values a group-by dimension takes: those a matrix price lists for it, else two names.
+fn dimension_values(plan: &Plan, dim: &str) -> Vec<String> {
+    let mut values: Vec<String> = plan
+        .charges
+        .iter()
+        .filter_map(|c| match &c.model {
+            PriceModel::Matrix {
+                dimensions, prices, ..
+            } => {
+                let idx = dimensions.iter().position(|d| d == dim)?;
+                Some(
+                    prices
+                        .iter()
+                        .filter_map(move |p| p.values.get(idx).cloned()),
+                )
+            }
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    values.sort();
+    values.dedup();
+    if values.is_empty() {
+        values = vec!["standard".to_owned(), "premium".to_owned()];
+    }
+    values
+}
+
+/// The property a metric's aggregation reads, if any.
+fn property_of(aggregation: &Aggregation) -> Option<String> {
+    serde_json::to_value(aggregation)
+        .ok()
+        .and_then(|v| v.get("property").and_then(Value::as_str).map(str::to_owned))
+}
+
+/// Midnight UTC of the first day of the month holding `millis`.
+fn month_start_utc(millis: i64) -> i64 {
+    let date = chrono_date(millis);
+    let first = format!("{}-01T00:00:00Z", &date[..7]);
+    ratecard_engine::usage::Timestamp::parse_rfc3339(&first).map_or(millis, |t| t.0)
+}
+
+/// `YYYY-MM-DD` (UTC) of an instant.
+fn chrono_date(millis: i64) -> String {
+    let days = millis.div_euclid(86_400_000);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_civil() {
+        assert_eq!(chrono_date(0), "1970-01-01");
+        let t = ratecard_engine::usage::Timestamp::parse_rfc3339("2028-02-29T23:59:59Z")
+            .unwrap()
+            .0;
+        assert_eq!(chrono_date(t), "2028-02-29");
+        assert_eq!(chrono_date(month_start_utc(t)), "2028-02-01");
+    }
+}

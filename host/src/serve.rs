@@ -18,6 +18,20 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use ratecard_engine::plan::Plan;
+use ratecard_engine::plugin::NoPlugins;
+use ratecard_host::server::{Server, SystemClock, api, demo};
+
+/// Prints a line on standard output; a closed standard output (the reader went away) is
+/// ignored: the server keeps serving.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        drop(std::io::Write::write_fmt(
+            &mut std::io::stdout().lock(),
+            format_args!("{}\n", format_args!($($arg)*)),
+        ))
+    };
+}
 
 /// Where the pages and the examples are, and where to listen.
 #[derive(Debug, clap::Args)]
@@ -31,6 +45,13 @@ pub struct ServeArgs {
     /// The example plans and usage (`plans/`, `usage/`; default: `examples/` beside `web/`).
     #[arg(long)]
     examples: Option<PathBuf>,
+    /// Where the store lives (`ratecard.db`, SQLite in WAL mode; created if missing).
+    #[arg(long, default_value = "ratecard-data")]
+    data_dir: PathBuf,
+    /// Seed an empty store with the example plans, customers in six timezones and this month's
+    /// events, and print an operator key for the API.
+    #[arg(long)]
+    demo: bool,
 }
 
 #[derive(Debug)]
@@ -64,19 +85,68 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .build()
         .context("starting the server runtime")?;
     runtime.block_on(async move {
+        let server = Server::open(&args.data_dir, Box::new(SystemClock), &NoPlugins)
+            .await
+            .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+        if args.demo {
+            if server.plans().is_empty() {
+                let seeded = demo::seed(&server, example_plans(&dirs.examples)?)
+                    .await
+                    .context("seeding the demo")?;
+                say!(
+                    "demo: {} plans, {} customers, {} events this month",
+                    seeded.n_plans, seeded.n_customers, seeded.n_events
+                );
+            }
+            let key = server.create_key("demo").await.context("an operator key")?;
+            say!("operator key (demo): {key}");
+        }
+        let server = Arc::new(server);
         let listener = tokio::net::TcpListener::bind(args.addr)
             .await
             .with_context(|| format!("listening on {}", args.addr))?;
         let addr = listener.local_addr().context("the listening address")?;
         // Written at once (tests and scripts wait for this line).
-        println!("Ratecard pages on http://{addr}/ (pricing), /quote.html, /editor.html");
-        println!(
+        say!("Ratecard pages on http://{addr}/ (pricing), /quote.html, /editor.html");
+        say!(
+            "API on http://{addr}/v1/ (operator key: `Authorization: Bearer …`), health /healthz; store {}",
+            shown(&args.data_dir).display()
+        );
+        say!(
             "serving {} and {}",
             shown(&dirs.web).display(),
             shown(&dirs.examples).display()
         );
-        axum::serve(listener, router(dirs)).await.context("serving")
+        let app = router(dirs).merge(api::router(server.clone()));
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                // In-flight requests finish; a second signal is the default (exit).
+                drop(tokio::signal::ctrl_c().await);
+            })
+            .await
+            .context("serving")?;
+        server.store().close().await;
+        Ok(())
     })
+}
+
+/// The example plans (`plans/*.json`), sorted by file name.
+fn example_plans(examples: &Path) -> Result<Vec<Plan>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(examples.join("plans"))
+        .with_context(|| format!("reading {}", examples.join("plans").display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            ratecard_engine::json::parse::<Plan>(&text)
+                .map_err(|errors| anyhow::anyhow!("{}: {}", path.display(), errors[0]))
+        })
+        .collect()
 }
 
 fn router(dirs: Dirs) -> Router {

@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { repoDir, webDir } from '../test/load.mjs';
+import { repoDir, webDir } from '../tools/load.mjs';
 import { benchPlan, benchQuantities, benchUsage } from './quote.mjs';
 
 const bin = process.argv[2] || process.env.RATECARD_BIN || path.join(repoDir, 'target/release/ratecard');

@@ -12,7 +12,7 @@ import Decimal from 'decimal.js';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { loadWasm } from '../test/load.mjs';
+import { loadWasm } from '../tools/load.mjs';
 
 const N_CHARGES = 10;
 const N_TIERS = 5;

@@ -101,11 +101,11 @@ export type Charge = {
    * An allowance included in the plan: only usage beyond it is priced (overage). With groups,
    * the allowance is consumed by groups in their sorted order.
    */
-  included?: string | number | null;
+  included?: Decimal | null;
   /**
    * Maximum for this charge per period (the line is capped at it).
    */
-  maximum?: string | number | null;
+  maximum?: Decimal | null;
   /**
    * The metric priced. Required for every model but `flat`.
    */
@@ -113,7 +113,7 @@ export type Charge = {
   /**
    * Minimum spend for this charge per period (the line is raised to it).
    */
-  minimum?: string | number | null;
+  minimum?: Decimal | null;
   model: PriceModel;
 };
 
@@ -122,8 +122,8 @@ export type Charge = {
  * rounded.
  */
 export type Conversion = {
-  divide_by?: string | number | null;
-  multiply_by?: string | number | null;
+  divide_by?: Decimal | null;
+  multiply_by?: Decimal | null;
   round?: QuantityRounding | null;
 };
 
@@ -131,10 +131,7 @@ export type Conversion = {
  * A prepaid credit: an amount that pays the total, applied last.
  */
 export type Credit = {
-  /**
-   * An exact decimal. Written as a string ("0.00002"); a JSON number with at most 15 significant digits is accepted on input.
-   */
-  amount: string | number;
+  amount: Decimal;
   description?: string;
   id: string;
 };
@@ -183,7 +180,7 @@ export type Discount = {
   /**
    * Amount off, in the plan currency.
    */
-  amount?: string | number | null;
+  amount?: Decimal | null;
   /**
    * Only these charges' lines are discounted; absent = the whole subtotal.
    */
@@ -197,7 +194,7 @@ export type Discount = {
   /**
    * Percent off (`"10"` = 10 %).
    */
-  percent?: string | number | null;
+  percent?: Decimal | null;
 };
 
 /**
@@ -316,8 +313,8 @@ export type Line = {
    */
   breakdown: Array<BreakdownRow>;
   /**
-   * The charge this line comes from (`"minimum_commitment"` and `"plan_change"` lines have
-   * synthetic ids).
+   * The charge this line comes from: the id of a charge of the plan (of the previous plan
+   * when `origin` says so), or `"minimum_commitment"`.
    */
   charge_id: string;
   description: string;
@@ -332,6 +329,10 @@ export type Line = {
     [key: string]: string;
   };
   metric?: string | null;
+  /**
+   * Where the line comes from, when not from a charge of the plan.
+   */
+  origin?: LineOrigin;
   /**
    * Billed quantity (after allowance and conversion).
    */
@@ -348,13 +349,15 @@ export type Line = {
 };
 
 /**
+ * Where an invoice line comes from.
+ */
+export type LineOrigin = "charge" | "previous_plan" | "minimum_commitment";
+
+/**
  * One cell of a matrix: the dimension values, in `dimensions` order, and the unit price.
  */
 export type MatrixPrice = {
-  /**
-   * An exact decimal. Written as a string ("0.00002"); a JSON number with at most 15 significant digits is accepted on input.
-   */
-  unit_price: string | number;
+  unit_price: Decimal;
   values: Array<string>;
 };
 
@@ -454,7 +457,7 @@ export type Plan = {
    * A minimum spend per period: if the charges sum to less, a true-up line makes up the
    * difference.
    */
-  minimum_commitment?: string | number | null;
+  minimum_commitment?: Decimal | null;
   /**
    * Display name.
    */
@@ -497,10 +500,7 @@ export type PlanChange = {
  * A price model.
  */
 export type PriceModel = {
-  /**
-   * An exact decimal. Written as a string ("0.00002"); a JSON number with at most 15 significant digits is accepted on input.
-   */
-  amount: string | number;
+  amount: Decimal;
   /**
    * Prorate for a partial period (trial end, mid-period start or plan change).
    */
@@ -512,10 +512,7 @@ export type PriceModel = {
   type: "flat";
 } | {
   type: "per_unit";
-  /**
-   * An exact decimal. Written as a string ("0.00002"); a JSON number with at most 15 significant digits is accepted on input.
-   */
-  unit_price: string | number;
+  unit_price: Decimal;
 } | {
   tiers: Array<Tier>;
   type: "graduated";
@@ -526,29 +523,23 @@ export type PriceModel = {
   steps: Array<Step>;
   type: "stairstep";
 } | {
-  free_units?: string | number | null;
-  /**
-   * An exact decimal. Written as a string ("0.00002"); a JSON number with at most 15 significant digits is accepted on input.
-   */
-  package_price: string | number;
-  /**
-   * An exact decimal. Written as a string ("0.00002"); a JSON number with at most 15 significant digits is accepted on input.
-   */
-  package_size: string | number;
+  free_units?: Decimal | null;
+  package_price: Decimal;
+  package_size: Decimal;
   rounding?: PackageRounding;
   type: "package";
 } | {
-  fixed_fee?: string | number | null;
-  max_per_transaction?: string | number | null;
-  min_per_transaction?: string | number | null;
-  percent?: string | number | null;
+  fixed_fee?: Decimal | null;
+  max_per_transaction?: Decimal | null;
+  min_per_transaction?: Decimal | null;
+  percent?: Decimal | null;
   tiers?: Array<Tier>;
   type: "percentage";
 } | {
   /**
    * Price for combinations not listed; without it an unlisted combination is an error.
    */
-  default_unit_price?: string | number | null;
+  default_unit_price?: Decimal | null;
   dimensions: Array<string>;
   prices: Array<MatrixPrice>;
   type: "matrix";
@@ -615,12 +606,9 @@ export type Step = {
   /**
    * Optional lower bound, checked like [`Tier::from`].
    */
-  from?: string | number | null;
-  /**
-   * An exact decimal. Written as a string ("0.00002"); a JSON number with at most 15 significant digits is accepted on input.
-   */
-  price: string | number;
-  up_to?: string | number | null;
+  from?: Decimal | null;
+  price: Decimal;
+  up_to?: Decimal | null;
 };
 
 /**
@@ -653,28 +641,22 @@ export type TaxRate = {
   /**
    * Percent (`"20"` = 20 %).
    */
-  percent: string | number;
+  percent: Decimal;
 };
 
 /**
  * A tier of a graduated, volume or percentage model. The last tier has no `up_to` (or `null`).
  */
 export type Tier = {
-  /**
-   * An exact decimal. Written as a string ("0.00002"); a JSON number with at most 15 significant digits is accepted on input.
-   */
-  flat_fee?: string | number;
+  flat_fee?: Decimal;
   /**
    * Optional lower bound, for ranges copied from platforms that write both ends: it must
    * equal the previous tier's `up_to` (0 for the first), else the validator reports a gap or
    * an overlap. Pricing only uses `up_to`.
    */
-  from?: string | number | null;
-  /**
-   * An exact decimal. Written as a string ("0.00002"); a JSON number with at most 15 significant digits is accepted on input.
-   */
-  unit_price?: string | number;
-  up_to?: string | number | null;
+  from?: Decimal | null;
+  unit_price?: Decimal;
+  up_to?: Decimal | null;
 };
 
 /**

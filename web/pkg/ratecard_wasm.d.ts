@@ -1,6 +1,22 @@
 /* tslint:disable */
 /* eslint-disable */
 
+import type { Plan, Usage, Invoice } from "./ratecard_types";
+export type { Plan, Usage, Invoice };
+/** Metric code → quantity as a decimal string ("2350000", "12.5"). */
+export type Quantities = Record<string, string>;
+/** One problem of a document or plan, at its JSON path. */
+export interface Problem { severity: "error" | "warning"; code: string; path: string; message: string; }
+export interface Report { errors: Problem[]; warnings: Problem[]; }
+export interface CurvePoint { quantity: string; total: string; }
+export interface BreakEven { quantity: string; cheaper_below: string; cheaper_above: string; }
+export interface RankedPlan { plan_id: string; name: string; currency: string; total: string; }
+/** What the binding throws: an `Error` with the engine's message, a code and the JSON path. */
+export interface ErrorReport { code: string; document?: string; path?: string; issues?: { code: string; path: string }[]; message: string; }
+export interface RatecardError extends Error { code: string; path: string | null; document?: string; issues?: { code: string; path: string }[]; report?: ErrorReport; }
+
+
+
 /**
  * A plan validated once and quoted many times (a pricing page re-quoting on every slider move).
  */
@@ -14,7 +30,7 @@ export class PreparedPlan {
     /**
      * Total per metric quantity, from `from` to `to` at round steps and every breakpoint.
      */
-    costCurve(metric: string, from: any, to: any, samples: number, base: any): any;
+    costCurve(metric: string, from: any, to: any, samples: number, base: any): CurvePoint[];
     /**
      * The largest quantity of `metric` within `budget` (a string), or `null`.
      */
@@ -30,7 +46,7 @@ export class PreparedPlan {
     /**
      * The invoice preview for `usage` (JSON text or an object), as an object.
      */
-    quote(usage: any): any;
+    quote(usage: any): Invoice;
     /**
      * The total of a typical full period at `quantities` (`{metric: "decimal"}`), a string.
      */
@@ -38,34 +54,34 @@ export class PreparedPlan {
     /**
      * The plan as an object (as the engine reads it).
      */
-    readonly plan: any;
+    readonly plan: Plan;
     /**
      * Lint warnings of the plan: `[{severity, code, path, message}]`.
      */
-    readonly warnings: any;
+    readonly warnings: Problem[];
 }
 
 /**
  * The first usage of `metric` in `[from, to]` at which the cheaper plan changes:
  * `{quantity, cheaper_below, cheaper_above}` or `null`.
  */
-export function breakEven(plan: any, other: any, metric: string, from: any, to: any, base: any): any;
+export function breakEven(plan: Plan | string, other: Plan | string, metric: string, from: string, to: string, base: Quantities | undefined): BreakEven | null;
 
 /**
  * See [`JsPreparedPlan::breakpoints`] (the plan is only parsed, not validated).
  */
-export function breakpoints(plan: any, metric: string): string[];
+export function breakpoints(plan: Plan | string, metric: string): string[];
 
 /**
  * Plans (an array of JSON texts or objects) ranked by total at `quantities`, cheapest first:
  * `[{plan_id, name, currency, total}]`.
  */
-export function cheapestPlan(plans: any, quantities: any): any;
+export function cheapestPlan(plans: Array<Plan | string>, quantities: Quantities): RankedPlan[];
 
 /**
  * See [`JsPreparedPlan::cost_curve`].
  */
-export function costCurve(plan: any, metric: string, from: any, to: any, samples: number, base: any): any;
+export function costCurve(plan: Plan | string, metric: string, from: string, to: string, samples: number, base: Quantities | undefined): CurvePoint[];
 
 /**
  * The version of the engine compiled into this package.
@@ -75,17 +91,17 @@ export function engineVersion(): string;
 /**
  * See [`JsPreparedPlan::max_usage_for_budget`].
  */
-export function maxUsageForBudget(plan: any, metric: string, budget: any, base: any, max: any): string | undefined;
+export function maxUsageForBudget(plan: Plan | string, metric: string, budget: string, base: Quantities | undefined, max: string | undefined): string | undefined;
 
 /**
  * The invoice preview of `plan` for `usage` (JSON text or objects), as an object.
  */
-export function quote(plan: any, usage: any): any;
+export function quote(plan: Plan | string, usage: Usage | string): Invoice;
 
 /**
  * The invoice preview as the engine's JSON text (byte-identical to the native engine's).
  */
-export function quoteJson(plan: any, usage: any): string;
+export function quoteJson(plan: Plan | string, usage: Usage | string): string;
 
 /**
  * The IANA timezones this build knows (the browser build keeps a chosen set; see `docs/web.md`).
@@ -95,13 +111,13 @@ export function timezones(): string[];
 /**
  * The total of a typical full period of `plan` at `quantities`, a decimal string.
  */
-export function total(plan: any, quantities: any): string;
+export function total(plan: Plan | string, quantities: Quantities): string;
 
 /**
  * Every error (JSON and plan) with its path, and lint warnings: `{errors, warnings}`. Never throws
  * for a bad plan: the report is the answer.
  */
-export function validate(plan: any): any;
+export function validate(plan: Plan | string): Report;
 
 export type InitInput = RequestInfo | URL | Response | BufferSource | WebAssembly.Module;
 

@@ -34,7 +34,7 @@ export class PreparedPlan {
      * @param {any} to
      * @param {number} samples
      * @param {any} base
-     * @returns {any}
+     * @returns {CurvePoint[]}
      */
     costCurve(metric, from, to, samples, base) {
         const ptr0 = passStringToWasm0(metric, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
@@ -82,7 +82,7 @@ export class PreparedPlan {
     }
     /**
      * The plan as an object (as the engine reads it).
-     * @returns {any}
+     * @returns {Plan}
      */
     get plan() {
         const ret = wasm.preparedplan_plan(this.__wbg_ptr);
@@ -117,7 +117,7 @@ export class PreparedPlan {
     /**
      * The invoice preview for `usage` (JSON text or an object), as an object.
      * @param {any} usage
-     * @returns {any}
+     * @returns {Invoice}
      */
     quote(usage) {
         const ret = wasm.preparedplan_quote(this.__wbg_ptr, usage);
@@ -151,7 +151,7 @@ export class PreparedPlan {
     }
     /**
      * Lint warnings of the plan: `[{severity, code, path, message}]`.
-     * @returns {any}
+     * @returns {Problem[]}
      */
     get warnings() {
         const ret = wasm.preparedplan_warnings(this.__wbg_ptr);
@@ -166,13 +166,13 @@ if (Symbol.dispose) PreparedPlan.prototype[Symbol.dispose] = PreparedPlan.protot
 /**
  * The first usage of `metric` in `[from, to]` at which the cheaper plan changes:
  * `{quantity, cheaper_below, cheaper_above}` or `null`.
- * @param {any} plan
- * @param {any} other
+ * @param {Plan | string} plan
+ * @param {Plan | string} other
  * @param {string} metric
- * @param {any} from
- * @param {any} to
- * @param {any} base
- * @returns {any}
+ * @param {string} from
+ * @param {string} to
+ * @param {Quantities | undefined} base
+ * @returns {BreakEven | null}
  */
 export function breakEven(plan, other, metric, from, to, base) {
     const ptr0 = passStringToWasm0(metric, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
@@ -186,7 +186,7 @@ export function breakEven(plan, other, metric, from, to, base) {
 
 /**
  * See [`JsPreparedPlan::breakpoints`] (the plan is only parsed, not validated).
- * @param {any} plan
+ * @param {Plan | string} plan
  * @param {string} metric
  * @returns {string[]}
  */
@@ -205,9 +205,9 @@ export function breakpoints(plan, metric) {
 /**
  * Plans (an array of JSON texts or objects) ranked by total at `quantities`, cheapest first:
  * `[{plan_id, name, currency, total}]`.
- * @param {any} plans
- * @param {any} quantities
- * @returns {any}
+ * @param {Array<Plan | string>} plans
+ * @param {Quantities} quantities
+ * @returns {RankedPlan[]}
  */
 export function cheapestPlan(plans, quantities) {
     const ret = wasm.cheapestPlan(plans, quantities);
@@ -219,13 +219,13 @@ export function cheapestPlan(plans, quantities) {
 
 /**
  * See [`JsPreparedPlan::cost_curve`].
- * @param {any} plan
+ * @param {Plan | string} plan
  * @param {string} metric
- * @param {any} from
- * @param {any} to
+ * @param {string} from
+ * @param {string} to
  * @param {number} samples
- * @param {any} base
- * @returns {any}
+ * @param {Quantities | undefined} base
+ * @returns {CurvePoint[]}
  */
 export function costCurve(plan, metric, from, to, samples, base) {
     const ptr0 = passStringToWasm0(metric, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
@@ -256,11 +256,11 @@ export function engineVersion() {
 
 /**
  * See [`JsPreparedPlan::max_usage_for_budget`].
- * @param {any} plan
+ * @param {Plan | string} plan
  * @param {string} metric
- * @param {any} budget
- * @param {any} base
- * @param {any} max
+ * @param {string} budget
+ * @param {Quantities | undefined} base
+ * @param {string | undefined} max
  * @returns {string | undefined}
  */
 export function maxUsageForBudget(plan, metric, budget, base, max) {
@@ -280,9 +280,9 @@ export function maxUsageForBudget(plan, metric, budget, base, max) {
 
 /**
  * The invoice preview of `plan` for `usage` (JSON text or objects), as an object.
- * @param {any} plan
- * @param {any} usage
- * @returns {any}
+ * @param {Plan | string} plan
+ * @param {Usage | string} usage
+ * @returns {Invoice}
  */
 export function quote(plan, usage) {
     const ret = wasm.quote(plan, usage);
@@ -294,8 +294,8 @@ export function quote(plan, usage) {
 
 /**
  * The invoice preview as the engine's JSON text (byte-identical to the native engine's).
- * @param {any} plan
- * @param {any} usage
+ * @param {Plan | string} plan
+ * @param {Usage | string} usage
  * @returns {string}
  */
 export function quoteJson(plan, usage) {
@@ -330,8 +330,8 @@ export function timezones() {
 
 /**
  * The total of a typical full period of `plan` at `quantities`, a decimal string.
- * @param {any} plan
- * @param {any} quantities
+ * @param {Plan | string} plan
+ * @param {Quantities} quantities
  * @returns {string}
  */
 export function total(plan, quantities) {
@@ -356,8 +356,8 @@ export function total(plan, quantities) {
 /**
  * Every error (JSON and plan) with its path, and lint warnings: `{errors, warnings}`. Never throws
  * for a bad plan: the report is the answer.
- * @param {any} plan
- * @returns {any}
+ * @param {Plan | string} plan
+ * @returns {Report}
  */
 export function validate(plan) {
     const ret = wasm.validate(plan);
@@ -392,6 +392,10 @@ function __wbg_get_imports() {
             const ret = Array.from(arg0);
             return ret;
         },
+        __wbg_get_31af05bd4842a84f: function() { return handleError(function (arg0, arg1) {
+            const ret = Reflect.get(arg0, arg1);
+            return ret;
+        }, arguments); },
         __wbg_get_unchecked_288889d017702237: function(arg0, arg1) {
             const ret = arg0[arg1 >>> 0];
             return ret;
@@ -404,22 +408,10 @@ function __wbg_get_imports() {
             const ret = new Error(getStringFromWasm0(arg0, arg1));
             return ret;
         },
-        __wbg_new_617a8cdb8bb1130e: function() {
-            const ret = new Object();
-            return ret;
-        },
-        __wbg_new_ee2291f50781bf1d: function() {
-            const ret = new Array();
-            return ret;
-        },
         __wbg_parse_0fc53dead14b3b42: function() { return handleError(function (arg0, arg1) {
             const ret = JSON.parse(getStringFromWasm0(arg0, arg1));
             return ret;
         }, arguments); },
-        __wbg_push_2baf45db356cf468: function(arg0, arg1) {
-            const ret = arg0.push(arg1);
-            return ret;
-        },
         __wbg_set_145a351398b48c65: function() { return handleError(function (arg0, arg1, arg2) {
             const ret = Reflect.set(arg0, arg1, arg2);
             return ret;

@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFil
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { repoDir, webDir } from './load.mjs';
+import { nativeVectors, repoDir, webDir } from '../tools/load.mjs';
 
 const BIN = process.env.RATECARD_BIN || path.join(repoDir, 'target/debug/ratecard');
 const SHOTS = process.env.RATECARD_SCREENSHOTS || path.join(repoDir, 'target/web-screenshots');
@@ -167,6 +167,30 @@ test('the plan editor shows an invalid plan\'s errors at their paths', async () 
   // Fixed again: the preview comes back.
   await page.click('.examples button >> nth=0');
   await page.waitForSelector('[data-testid="preview-from"]');
+  await page.context().close();
+});
+
+test('every golden vector quotes in Chromium byte-identically to the native engine', async () => {
+  const { vectors } = nativeVectors();
+  const page = await open('/editor.html');
+  const mismatches = await page.evaluate(async (cases) => {
+    const wasm = await import('./pkg/ratecard_wasm.js');
+    await wasm.default();
+    const wrong = [];
+    for (const vector of cases) {
+      let output;
+      let error;
+      try {
+        output = wasm.quoteJson(vector.plan, vector.usage);
+      } catch (problem) {
+        error = JSON.stringify(problem.report);
+      }
+      if (output !== vector.output || error !== vector.error) wrong.push(vector.name);
+    }
+    return wrong;
+  }, vectors);
+  assert.ok(vectors.length >= 30);
+  assert.deepEqual(mismatches, []);
   await page.context().close();
 });
 

@@ -6,10 +6,10 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import path from 'node:path';
-import { pkgDir } from './load.mjs';
+import { pkgDir } from '../tools/load.mjs';
 import { BUDGET_GZ, sections } from '../tools/size.mjs';
 
-const CEILING_GZ = 375 * 1024;
+const CEILING_GZ = 400 * 1024;
 
 test('the optimized wasm stays within its size ceiling', (t) => {
   const bytes = readFileSync(path.join(pkgDir, 'ratecard_wasm_bg.wasm'));

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { loadWasm, nativeVectors, repoDir } from './load.mjs';
+import { loadWasm, nativeVectors, repoDir } from '../tools/load.mjs';
 
 const wasm = await loadWasm();
 const native = nativeVectors();
@@ -17,8 +17,13 @@ function check(vector) {
     output = wasm.quoteJson(vector.plan, vector.usage);
   } catch (error) {
     assert.ok(error instanceof Error, 'engine errors are Error objects');
-    assert.equal(error.message, vector.error, `wasm failed where native gave ${vector.output}`);
-    assert.ok('path' in error && 'code' in error, 'errors carry path and code properties');
+    assert.ok(vector.error, `wasm failed (${error.message}) where native gave ${vector.output}`);
+    // The engine's report, byte for byte, and its parts on the Error.
+    assert.equal(JSON.stringify(error.report), vector.error);
+    const report = JSON.parse(vector.error);
+    assert.equal(error.message, report.message);
+    assert.equal(error.code, report.code);
+    assert.equal(error.path, report.path ?? null);
     return;
   }
   assert.equal(vector.error, undefined, 'native failed where wasm quoted');

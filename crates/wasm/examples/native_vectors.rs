@@ -11,28 +11,33 @@
 
 use std::io::Write;
 
+use ratecard_engine::error::ErrorReport;
+use ratecard_engine::json;
 use ratecard_engine::plan::Plan;
 use ratecard_engine::plugin::NoPlugins;
 use ratecard_engine::rate::quote;
 use ratecard_engine::usage::Usage;
 use serde_json::{Value, json};
 
-/// The native runner of `tests/tests/vectors.rs`: parse, quote, serialize.
+/// The native runner of `tests/tests/vectors.rs`: parse, quote, serialize; an error is the
+/// engine's `ErrorReport` as JSON.
 fn native(plan: &str, usage: &str) -> (&'static str, String) {
-    let plan: Plan = match serde_json::from_str(plan) {
+    let report =
+        |report: ErrorReport| ("error", serde_json::to_string(&report).unwrap_or_default());
+    let plan: Plan = match json::parse(plan) {
         Ok(plan) => plan,
-        Err(error) => return ("error", format!("plan: {error}")),
+        Err(errors) => return report(ErrorReport::invalid_json("plan", &errors)),
     };
-    let usage: Usage = match serde_json::from_str(usage) {
+    let usage: Usage = match json::parse(usage) {
         Ok(usage) => usage,
-        Err(error) => return ("error", format!("usage: {error}")),
+        Err(errors) => return report(ErrorReport::invalid_json("usage", &errors)),
     };
     match quote(&plan, &usage, &NoPlugins) {
         Ok(invoice) => match serde_json::to_string(&invoice) {
             Ok(text) => ("output", text),
-            Err(error) => ("error", format!("serializing: {error}")),
+            Err(error) => ("output", format!("serializing: {error}")),
         },
-        Err(error) => ("error", error.to_string()),
+        Err(error) => report(ErrorReport::from(&error).in_plan(&plan, &error)),
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use ratecard_engine::Decimal;
 use ratecard_engine::decimal::parse_decimal;
+use ratecard_engine::error::ErrorReport;
 use ratecard_engine::estimate::{self, EstimateError};
 use ratecard_engine::json::ParseError;
 use ratecard_engine::plan::Plan;
@@ -16,15 +17,72 @@ use ratecard_engine::validate::{Issue, validate_plan};
 use serde::Serialize;
 
 /// An error on its way to JavaScript: a message, a stable code, the JSON path it is about (if
-/// one) and, for an invalid document or plan, every issue with its own path.
+/// one) and, for a document, plan or rating error, the engine's `ErrorReport` (its JSON: code,
+/// document, path, every issue with its path, message), exactly as the native engine reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
     pub message: String,
-    /// `invalid_json`, `invalid_plan`, `invalid_usage`, `period`, `charge`, `plugin`, `overflow`,
-    /// `aggregate`, `unknown_metric`, `grouped_metric`, `bad_range`, `invalid_argument`, `rate`.
-    pub code: &'static str,
+    /// The report's code (`invalid_json`, `invalid_plan`, `invalid_usage`, `period`, `charge`,
+    /// …) or the estimate's (`unknown_metric`, `grouped_metric`, `bad_range`) or
+    /// `invalid_argument` for a call made wrong.
+    pub code: String,
     pub path: Option<String>,
-    pub issues: Vec<Problem>,
+    /// `ErrorReport` JSON, for errors the engine reports.
+    pub report: Option<String>,
+}
+
+impl Failure {
+    /// A call made with a wrong argument (not a document problem).
+    pub fn argument(message: String) -> Failure {
+        Failure::at("invalid_argument", None, message)
+    }
+
+    fn at(code: &str, path: Option<String>, message: String) -> Failure {
+        Failure {
+            message,
+            code: code.to_owned(),
+            path,
+            report: None,
+        }
+    }
+
+    fn report(report: ErrorReport) -> Failure {
+        Failure {
+            message: report.message.clone(),
+            code: report.code.as_str().to_owned(),
+            path: report.path.clone(),
+            report: serde_json::to_string(&report).ok(),
+        }
+    }
+
+    /// Every parse error of a document named `what` (`plan`, `usage`).
+    fn json(what: &str, errors: Vec<ParseError>) -> Failure {
+        Failure::report(ErrorReport::invalid_json(what, &errors))
+    }
+
+    /// A rating error of `plan`; a charge's error points at that charge.
+    fn rate(error: RateError, plan: &Plan) -> Failure {
+        Failure::report(ErrorReport::from(&error).in_plan(plan, &error))
+    }
+
+    fn estimate(error: EstimateError, plan: &Plan) -> Failure {
+        match error {
+            EstimateError::Rate(error) => Failure::rate(error, plan),
+            EstimateError::UnknownMetric { .. } => {
+                Failure::at("unknown_metric", None, error.to_string())
+            }
+            EstimateError::GroupedMetric(ref metric) => {
+                let path = plan
+                    .metrics
+                    .iter()
+                    .position(|m| &m.code == metric)
+                    .map(|idx| format!("$.metrics[{idx}]"));
+                Failure::at("grouped_metric", path, error.to_string())
+            }
+            EstimateError::BadRange(_) => Failure::at("bad_range", None, error.to_string()),
+            _ => Failure::at("estimate", None, error.to_string()),
+        }
+    }
 }
 
 /// One problem of a document or plan, as JavaScript sees it (`{path, code, message}`).
@@ -69,95 +127,6 @@ impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.path, self.message)
     }
-}
-
-impl Failure {
-    /// A call made with a wrong argument (not a document problem).
-    pub fn argument(message: String) -> Failure {
-        Failure {
-            message,
-            code: "invalid_argument",
-            path: None,
-            issues: Vec::new(),
-        }
-    }
-
-    fn at(code: &'static str, path: Option<String>, message: String) -> Failure {
-        Failure {
-            message,
-            code,
-            path,
-            issues: Vec::new(),
-        }
-    }
-
-    /// Every parse error of a document named `what` (`plan`, `usage`).
-    fn json(what: &str, errors: Vec<ParseError>) -> Failure {
-        let issues: Vec<Problem> = errors.into_iter().map(Problem::of_json).collect();
-        let mut message = format!("{what}: invalid JSON document");
-        for issue in &issues {
-            message.push_str("\n  ");
-            message.push_str(&issue.to_string());
-        }
-        Failure {
-            message,
-            code: "invalid_json",
-            path: issues.first().map(|issue| issue.path.clone()),
-            issues,
-        }
-    }
-
-    /// A rating error of `plan`; a charge's error points at that charge.
-    fn rate(error: RateError, plan: &Plan) -> Failure {
-        let message = error.to_string();
-        match error {
-            RateError::InvalidPlan(issues) => Failure {
-                message,
-                code: "invalid_plan",
-                path: issues.first().map(|issue| issue.path.clone()),
-                issues: issues.iter().map(Problem::of).collect(),
-            },
-            RateError::InvalidUsage { path, .. } => {
-                Failure::at("invalid_usage", Some(path), message)
-            }
-            RateError::Period { path, .. } => Failure::at("period", Some(path), message),
-            RateError::Charge { charge, .. } => {
-                Failure::at("charge", charge_path(plan, &charge), message)
-            }
-            RateError::Plugin { charge, .. } => {
-                Failure::at("plugin", charge_path(plan, &charge), message)
-            }
-            RateError::Overflow { .. } => Failure::at("overflow", None, message),
-            RateError::Aggregate(_) => Failure::at("aggregate", None, message),
-            _ => Failure::at("rate", None, message),
-        }
-    }
-
-    fn estimate(error: EstimateError, plan: &Plan) -> Failure {
-        match error {
-            EstimateError::Rate(error) => Failure::rate(error, plan),
-            EstimateError::UnknownMetric { .. } => {
-                Failure::at("unknown_metric", None, error.to_string())
-            }
-            EstimateError::GroupedMetric(ref metric) => {
-                let path = plan
-                    .metrics
-                    .iter()
-                    .position(|m| &m.code == metric)
-                    .map(|idx| format!("$.metrics[{idx}]"));
-                Failure::at("grouped_metric", path, error.to_string())
-            }
-            EstimateError::BadRange(_) => Failure::at("bad_range", None, error.to_string()),
-            _ => Failure::at("rate", None, error.to_string()),
-        }
-    }
-}
-
-fn charge_path(plan: &Plan, charge: &str) -> Option<String> {
-    plan.charges
-        .iter()
-        .position(|c| c.id == charge)
-        .map(|idx| format!("$.charges[{idx}]"))
 }
 
 /// The engine's JSON of a value (compact).
@@ -419,7 +388,13 @@ mod tests {
         .unwrap_err();
         assert_eq!(failure.code, "invalid_json");
         assert_eq!(failure.path.as_deref(), Some("$.currency"));
-        assert!(failure.issues.len() >= 2, "{failure:?}");
+        let report: serde_json::Value =
+            serde_json::from_str(failure.report.as_deref().unwrap()).unwrap();
+        assert_eq!(report["document"], "plan");
+        assert!(
+            report["issues"].as_array().unwrap().len() >= 2,
+            "{failure:?}"
+        );
     }
 
     #[test]

@@ -12,15 +12,17 @@
 //! - **Amounts are decimal strings**, in and out. A quantity or budget given as a JS number is
 //!   refused: a number has already lost the decimal a person typed.
 //! - **Errors are `Error` objects** with `message` and properties `path` (a JSON path such as
-//!   `$.charges[1].model.tiers[0].unit_price`, or `null`), `code` and, for an invalid plan or
-//!   document, `issues` (every problem, each with its own path).
+//!   `$.charges[1].model.tiers[0].unit_price`, or `null`), `code` and, for what the engine
+//!   reports, `report` (its `ErrorReport`, as the native engine serializes it), `document`
+//!   (`plan` or `usage` for a document that cannot be read) and `issues` (every problem with its
+//!   path and code).
 //!
 //! [`convert`] holds the conversions that do not touch JavaScript values, so they are tested
 //! natively; the `#[wasm_bindgen]` functions below only move values across.
 
 use std::collections::BTreeMap;
 
-use js_sys::{Array, JSON, Object, Reflect};
+use js_sys::{Array, JSON, Reflect};
 use ratecard_engine::rate::PreparedPlan;
 use wasm_bindgen::prelude::*;
 
@@ -31,32 +33,45 @@ use convert::Failure;
 impl From<Failure> for JsValue {
     fn from(failure: Failure) -> JsValue {
         let error = js_sys::Error::new(&failure.message);
-        // Setting a property of a fresh plain object cannot fail.
+        // Setting a property of a fresh object cannot fail.
         let set = |key: &str, value: &JsValue| drop(Reflect::set(&error, &key.into(), value));
         set("name", &"RatecardError".into());
-        set("code", &failure.code.into());
+        set("code", &failure.code.as_str().into());
         set(
             "path",
             &failure.path.as_deref().map_or(JsValue::NULL, JsValue::from),
         );
-        if !failure.issues.is_empty() {
-            let issues = Array::new();
-            for issue in failure.issues {
-                let item = Object::new();
-                drop(Reflect::set(&item, &"path".into(), &issue.path.into()));
-                drop(Reflect::set(&item, &"code".into(), &issue.code.into()));
-                drop(Reflect::set(
-                    &item,
-                    &"message".into(),
-                    &issue.message.into(),
-                ));
-                issues.push(&item);
+        // The engine's report as an object: `{code, document?, path?, issues?, message}`.
+        if let Some(report) = failure.report.as_deref().and_then(|r| JSON::parse(r).ok()) {
+            for key in ["document", "issues"] {
+                if let Ok(value) = Reflect::get(&report, &key.into()) {
+                    if !value.is_undefined() {
+                        set(key, &value);
+                    }
+                }
             }
-            set("issues", &issues);
+            set("report", &report);
         }
         error.into()
     }
 }
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &'static str = r#"
+import type { Plan, Usage, Invoice } from "./ratecard_types";
+export type { Plan, Usage, Invoice };
+/** Metric code → quantity as a decimal string ("2350000", "12.5"). */
+export type Quantities = Record<string, string>;
+/** One problem of a document or plan, at its JSON path. */
+export interface Problem { severity: "error" | "warning"; code: string; path: string; message: string; }
+export interface Report { errors: Problem[]; warnings: Problem[]; }
+export interface CurvePoint { quantity: string; total: string; }
+export interface BreakEven { quantity: string; cheaper_below: string; cheaper_above: string; }
+export interface RankedPlan { plan_id: string; name: string; currency: string; total: string; }
+/** What the binding throws: an `Error` with the engine's message, a code and the JSON path. */
+export interface ErrorReport { code: string; document?: string; path?: string; issues?: { code: string; path: string }[]; message: string; }
+export interface RatecardError extends Error { code: string; path: string | null; document?: string; issues?: { code: string; path: string }[]; report?: ErrorReport; }
+"#;
 
 /// JSON text of a JS value: a string as it is, anything else through `JSON.stringify`.
 fn text_of(value: &JsValue, what: &str) -> Result<String, Failure> {
@@ -113,13 +128,13 @@ impl JsPreparedPlan {
     }
 
     /// The plan as an object (as the engine reads it).
-    #[wasm_bindgen(getter)]
+    #[wasm_bindgen(getter, unchecked_return_type = "Plan")]
     pub fn plan(&self) -> Result<JsValue, JsValue> {
         Ok(parsed(&convert::to_json(self.prepared.plan())?)?)
     }
 
     /// Lint warnings of the plan: `[{severity, code, path, message}]`.
-    #[wasm_bindgen(getter)]
+    #[wasm_bindgen(getter, unchecked_return_type = "Problem[]")]
     pub fn warnings(&self) -> Result<JsValue, JsValue> {
         let warnings: Vec<convert::Problem> = self
             .prepared
@@ -131,6 +146,7 @@ impl JsPreparedPlan {
     }
 
     /// The invoice preview for `usage` (JSON text or an object), as an object.
+    #[wasm_bindgen(unchecked_return_type = "Invoice")]
     pub fn quote(&self, usage: &JsValue) -> Result<JsValue, JsValue> {
         Ok(parsed(&self.quote_json(usage)?)?)
     }
@@ -153,7 +169,7 @@ impl JsPreparedPlan {
     }
 
     /// Total per metric quantity, from `from` to `to` at round steps and every breakpoint.
-    #[wasm_bindgen(js_name = costCurve)]
+    #[wasm_bindgen(js_name = costCurve, unchecked_return_type = "CurvePoint[]")]
     pub fn cost_curve(
         &self,
         metric: &str,
@@ -198,14 +214,20 @@ impl JsPreparedPlan {
 }
 
 /// The invoice preview of `plan` for `usage` (JSON text or objects), as an object.
-#[wasm_bindgen]
-pub fn quote(plan: &JsValue, usage: &JsValue) -> Result<JsValue, JsValue> {
+#[wasm_bindgen(unchecked_return_type = "Invoice")]
+pub fn quote(
+    #[wasm_bindgen(unchecked_param_type = "Plan | string")] plan: &JsValue,
+    #[wasm_bindgen(unchecked_param_type = "Usage | string")] usage: &JsValue,
+) -> Result<JsValue, JsValue> {
     Ok(parsed(&quote_json(plan, usage)?)?)
 }
 
 /// The invoice preview as the engine's JSON text (byte-identical to the native engine's).
 #[wasm_bindgen(js_name = quoteJson)]
-pub fn quote_json(plan: &JsValue, usage: &JsValue) -> Result<String, JsValue> {
+pub fn quote_json(
+    #[wasm_bindgen(unchecked_param_type = "Plan | string")] plan: &JsValue,
+    #[wasm_bindgen(unchecked_param_type = "Usage | string")] usage: &JsValue,
+) -> Result<String, JsValue> {
     Ok(convert::quote(
         &text_of(plan, "plan")?,
         &text_of(usage, "usage")?,
@@ -214,7 +236,10 @@ pub fn quote_json(plan: &JsValue, usage: &JsValue) -> Result<String, JsValue> {
 
 /// The total of a typical full period of `plan` at `quantities`, a decimal string.
 #[wasm_bindgen]
-pub fn total(plan: &JsValue, quantities: &JsValue) -> Result<String, JsValue> {
+pub fn total(
+    #[wasm_bindgen(unchecked_param_type = "Plan | string")] plan: &JsValue,
+    #[wasm_bindgen(unchecked_param_type = "Quantities")] quantities: &JsValue,
+) -> Result<String, JsValue> {
     let prepared = convert::prepare(&text_of(plan, "plan")?)?;
     Ok(convert::total(
         &prepared,
@@ -224,34 +249,36 @@ pub fn total(plan: &JsValue, quantities: &JsValue) -> Result<String, JsValue> {
 
 /// Every error (JSON and plan) with its path, and lint warnings: `{errors, warnings}`. Never throws
 /// for a bad plan: the report is the answer.
-#[wasm_bindgen]
-pub fn validate(plan: &JsValue) -> Result<JsValue, JsValue> {
+#[wasm_bindgen(unchecked_return_type = "Report")]
+pub fn validate(
+    #[wasm_bindgen(unchecked_param_type = "Plan | string")] plan: &JsValue,
+) -> Result<JsValue, JsValue> {
     Ok(parsed(&convert::validate(&text_of(plan, "plan")?)?)?)
 }
 
 /// See [`JsPreparedPlan::cost_curve`].
-#[wasm_bindgen(js_name = costCurve)]
+#[wasm_bindgen(js_name = costCurve, unchecked_return_type = "CurvePoint[]")]
 pub fn cost_curve(
-    plan: &JsValue,
+    #[wasm_bindgen(unchecked_param_type = "Plan | string")] plan: &JsValue,
     metric: &str,
-    from: &JsValue,
-    to: &JsValue,
+    #[wasm_bindgen(unchecked_param_type = "string")] from: &JsValue,
+    #[wasm_bindgen(unchecked_param_type = "string")] to: &JsValue,
     samples: u32,
-    base: &JsValue,
+    #[wasm_bindgen(unchecked_param_type = "Quantities | undefined")] base: &JsValue,
 ) -> Result<JsValue, JsValue> {
     JsPreparedPlan::new(plan)?.cost_curve(metric, from, to, samples, base)
 }
 
 /// The first usage of `metric` in `[from, to]` at which the cheaper plan changes:
 /// `{quantity, cheaper_below, cheaper_above}` or `null`.
-#[wasm_bindgen(js_name = breakEven)]
+#[wasm_bindgen(js_name = breakEven, unchecked_return_type = "BreakEven | null")]
 pub fn break_even(
-    plan: &JsValue,
-    other: &JsValue,
+    #[wasm_bindgen(unchecked_param_type = "Plan | string")] plan: &JsValue,
+    #[wasm_bindgen(unchecked_param_type = "Plan | string")] other: &JsValue,
     metric: &str,
-    from: &JsValue,
-    to: &JsValue,
-    base: &JsValue,
+    #[wasm_bindgen(unchecked_param_type = "string")] from: &JsValue,
+    #[wasm_bindgen(unchecked_param_type = "string")] to: &JsValue,
+    #[wasm_bindgen(unchecked_param_type = "Quantities | undefined")] base: &JsValue,
 ) -> Result<JsValue, JsValue> {
     let json = convert::break_even(
         &text_of(plan, "plan")?,
@@ -266,8 +293,11 @@ pub fn break_even(
 
 /// Plans (an array of JSON texts or objects) ranked by total at `quantities`, cheapest first:
 /// `[{plan_id, name, currency, total}]`.
-#[wasm_bindgen(js_name = cheapestPlan)]
-pub fn cheapest_plan(plans: &JsValue, quantities: &JsValue) -> Result<JsValue, JsValue> {
+#[wasm_bindgen(js_name = cheapestPlan, unchecked_return_type = "RankedPlan[]")]
+pub fn cheapest_plan(
+    #[wasm_bindgen(unchecked_param_type = "Array<Plan | string>")] plans: &JsValue,
+    #[wasm_bindgen(unchecked_param_type = "Quantities")] quantities: &JsValue,
+) -> Result<JsValue, JsValue> {
     let plans = Array::from(plans);
     let texts = plans
         .iter()
@@ -281,18 +311,21 @@ pub fn cheapest_plan(plans: &JsValue, quantities: &JsValue) -> Result<JsValue, J
 /// See [`JsPreparedPlan::max_usage_for_budget`].
 #[wasm_bindgen(js_name = maxUsageForBudget)]
 pub fn max_usage_for_budget(
-    plan: &JsValue,
+    #[wasm_bindgen(unchecked_param_type = "Plan | string")] plan: &JsValue,
     metric: &str,
-    budget: &JsValue,
-    base: &JsValue,
-    max: &JsValue,
+    #[wasm_bindgen(unchecked_param_type = "string")] budget: &JsValue,
+    #[wasm_bindgen(unchecked_param_type = "Quantities | undefined")] base: &JsValue,
+    #[wasm_bindgen(unchecked_param_type = "string | undefined")] max: &JsValue,
 ) -> Result<Option<String>, JsValue> {
     JsPreparedPlan::new(plan)?.max_usage_for_budget(metric, budget, base, max)
 }
 
 /// See [`JsPreparedPlan::breakpoints`] (the plan is only parsed, not validated).
 #[wasm_bindgen]
-pub fn breakpoints(plan: &JsValue, metric: &str) -> Result<Vec<String>, JsValue> {
+pub fn breakpoints(
+    #[wasm_bindgen(unchecked_param_type = "Plan | string")] plan: &JsValue,
+    metric: &str,
+) -> Result<Vec<String>, JsValue> {
     let plan = convert::parse_plan(&text_of(plan, "plan")?)?;
     Ok(convert::breakpoints(&plan, metric))
 }

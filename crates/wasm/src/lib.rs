@@ -44,10 +44,10 @@ impl From<Failure> for JsValue {
         // The engine's report as an object: `{code, document?, path?, issues?, message}`.
         if let Some(report) = failure.report.as_deref().and_then(|r| JSON::parse(r).ok()) {
             for key in ["document", "issues"] {
-                if let Ok(value) = Reflect::get(&report, &key.into()) {
-                    if !value.is_undefined() {
-                        set(key, &value);
-                    }
+                if let Ok(value) = Reflect::get(&report, &key.into())
+                    && !value.is_undefined()
+                {
+                    set(key, &value);
                 }
             }
             set("report", &report);

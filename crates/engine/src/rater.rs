@@ -284,6 +284,7 @@ impl<'a> PeriodRater<'a> {
 
     /// [`PeriodRater::push`] of an event already routed by the prepared plan's router (e.g.
     /// while it was parsed, on another thread).
+    #[inline]
     pub fn push_routed(
         &mut self,
         event: &Event<'_>,
@@ -315,6 +316,7 @@ impl<'a> PeriodRater<'a> {
     }
 
     /// Reads what pushing `event` will need (see [`Aggregator::warm`]).
+    #[inline]
     pub fn warm(&self, event: &Event<'_>, routing: &Routing) {
         self.current.aggregator.warm(event, routing);
     }
@@ -364,6 +366,7 @@ impl<'a> Segment<'a> {
     /// Notes what became of an event. With a plan change each plan's window is only part of
     /// the period: an event in the other part is rated by the other plan, so it is not
     /// "outside the period".
+    #[inline]
     fn note(
         &mut self,
         event: &Event<'_>,

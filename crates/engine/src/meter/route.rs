@@ -25,8 +25,17 @@ pub struct Routing {
 pub struct Router {
     /// Event code → range of `routes` holding the indexes of the slots selecting it.
     by_code: FxHashMap<Box<str>, (usize, usize)>,
+    /// The same, when there are few codes (the usual plan): a scan comparing lengths first
+    /// beats hashing the code.
+    few: Option<Vec<(Box<str>, RouteRange)>>,
     pub(super) routes: Vec<usize>,
 }
+
+/// A range of [`Router`]'s routes.
+type RouteRange = (usize, usize);
+
+/// Up to this many event codes are looked up by a scan.
+const MAX_SCANNED_CODES: usize = 8;
 
 impl Router {
     pub fn new(metrics: &[Metric]) -> Router {
@@ -37,19 +46,81 @@ impl Router {
                 .or_default()
                 .push(idx);
         }
-        let mut by_code = FxHashMap::default();
+        let mut by_code: FxHashMap<Box<str>, (usize, usize)> = FxHashMap::default();
         let mut routes = Vec::with_capacity(metrics.len());
         for (code, idxs) in by_event_code {
             by_code.insert(code.into(), (routes.len(), routes.len() + idxs.len()));
             routes.extend(idxs);
         }
-        Router { by_code, routes }
+        let few = (by_code.len() <= MAX_SCANNED_CODES).then(|| {
+            let mut few: Vec<(Box<str>, RouteRange)> =
+                by_code.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            few.sort();
+            few
+        });
+        Router {
+            by_code,
+            few,
+            routes,
+        }
     }
 
+    #[inline]
     pub fn route(&self, event: &Event<'_>) -> Routing {
+        let code: &str = event.code.as_ref();
+        let route = match &self.few {
+            Some(few) => few
+                .iter()
+                .find(|(known, _)| known.len() == code.len() && known.as_ref() == code)
+                .map(|(_, range)| *range),
+            None => self.by_code.get(code).copied(),
+        };
         Routing {
-            route: self.by_code.get(event.code.as_ref()).copied(),
+            route,
             id_hash: StrIndex::hash(&event.id),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics(n: usize) -> Vec<Metric> {
+        (0..n)
+            .map(|i| {
+                serde_json::from_value(serde_json::json!({
+                    "code": format!("m{i}"), "event": format!("code.{}", i % (n - 1).max(1)),
+                    "aggregation": {"type": "count"}}))
+                .unwrap()
+            })
+            .collect()
+    }
+
+    /// A plan's few codes are scanned, many are hashed: both route every code the same way.
+    #[test]
+    fn scanned_and_hashed_codes_route_alike() {
+        for n in [1, 3, MAX_SCANNED_CODES, MAX_SCANNED_CODES + 1, 40] {
+            let router = Router::new(&metrics(n));
+            assert_eq!(
+                router.few.is_some(),
+                router.by_code.len() <= MAX_SCANNED_CODES
+            );
+            for code in (0..n)
+                .map(|i| format!("code.{i}"))
+                .chain(["x".to_owned(), String::new()])
+            {
+                let line = serde_json::json!({
+                    "id": "e", "timestamp": "2026-11-01T00:00:00Z", "code": code})
+                .to_string();
+                let event: Event<'_> = serde_json::from_str(&line).unwrap();
+                let hashed = router.by_code.get(event.code.as_ref()).copied();
+                assert_eq!(
+                    router.route(&event).route,
+                    hashed,
+                    "{n} metrics, code {code:?}"
+                );
+            }
         }
     }
 }

@@ -415,7 +415,8 @@ impl<'p> Shard<'p> {
                 ..
             } in run.iter().map(item)
             {
-                match account.push_routed(event, routing, format_args!("line {line}")) {
+                // Grouped by customer above: each event is this account's.
+                match account.push_own(event, routing, format_args!("line {line}")) {
                     Ok(Outcome::Counted) => self.n_counted += 1,
                     Ok(_) => self.n_skipped += 1,
                     Err(error) => {

@@ -301,6 +301,18 @@ impl<'a> PeriodRater<'a> {
             }
             return Ok(Outcome::OtherCustomer);
         }
+        self.push_own(event, routing, place)
+    }
+
+    /// [`PeriodRater::push_routed`] of an event the caller knows is this customer's (it grouped
+    /// the events by customer, as `ratecard rate` does): the customer is not compared again.
+    #[inline]
+    pub fn push_own(
+        &mut self,
+        event: &Event<'_>,
+        routing: &Routing,
+        place: fmt::Arguments<'_>,
+    ) -> Result<Outcome, EventError> {
         let period = self.ctx.period;
         let result = self.current.aggregator.push_routed(event, routing);
         self.current.note(event, &result, place, period);

@@ -21,11 +21,7 @@ fn data_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn millis(rfc3339: &str) -> i64 {
-    chrono_millis(rfc3339)
-}
-
-fn chrono_millis(text: &str) -> i64 {
+fn millis(text: &str) -> i64 {
     ratecard_engine::usage::Timestamp::parse_rfc3339(text)
         .expect("a timestamp")
         .0

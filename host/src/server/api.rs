@@ -110,7 +110,7 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 fn server_error(failure: ServerError) -> Response {
     match failure {
         ServerError::Store(store) => {
-            tracing_free_log(&store);
+            log_store_error(&store);
             error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage",
@@ -131,7 +131,7 @@ fn server_error(failure: ServerError) -> Response {
 }
 
 /// Storage errors are logged to standard error (their text may name files, never sent).
-fn tracing_free_log(error: &dyn std::fmt::Display) {
+fn log_store_error(error: &dyn std::fmt::Display) {
     eprintln!("ratecard serve: {error}");
 }
 

@@ -53,7 +53,7 @@ pub async fn seed(server: &Server, plans: Vec<Plan>) -> Result<Seeded, ServerErr
     let month_start = month_start_utc(now);
     // Subscribed since the first of the previous month, so the current period is a whole
     // month in every timezone.
-    let start = format!("{}-01", &chrono_date(month_start - day)[..7]);
+    let start = format!("{}-01", &utc_date(month_start - day)[..7]);
     let mut batch = Vec::new();
     for (customer_idx, (id, timezone, plan_idx)) in CUSTOMERS.iter().enumerate() {
         let plan_idx = plan_idx % refs.len();
@@ -180,26 +180,15 @@ fn property_of(aggregation: &Aggregation) -> Option<String> {
 
 /// Midnight UTC of the first day of the month holding `millis`.
 fn month_start_utc(millis: i64) -> i64 {
-    let date = chrono_date(millis);
+    let date = utc_date(millis);
     let first = format!("{}-01T00:00:00Z", &date[..7]);
     ratecard_engine::usage::Timestamp::parse_rfc3339(&first).map_or(millis, |t| t.0)
 }
 
 /// `YYYY-MM-DD` (UTC) of an instant.
-fn chrono_date(millis: i64) -> String {
-    let days = millis.div_euclid(86_400_000);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02}")
+fn utc_date(millis: i64) -> String {
+    let text = ratecard_engine::usage::Timestamp(millis).to_rfc3339();
+    text.get(..10).unwrap_or(&text).to_owned()
 }
 
 #[cfg(test)]
@@ -208,11 +197,11 @@ mod tests {
 
     #[test]
     fn dates_are_civil() {
-        assert_eq!(chrono_date(0), "1970-01-01");
+        assert_eq!(utc_date(0), "1970-01-01");
         let t = ratecard_engine::usage::Timestamp::parse_rfc3339("2028-02-29T23:59:59Z")
             .unwrap()
             .0;
-        assert_eq!(chrono_date(t), "2028-02-29");
-        assert_eq!(chrono_date(month_start_utc(t)), "2028-02-01");
+        assert_eq!(utc_date(t), "2028-02-29");
+        assert_eq!(utc_date(month_start_utc(t)), "2028-02-01");
     }
 }

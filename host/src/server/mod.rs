@@ -294,7 +294,7 @@ impl Server {
         let now = self.now();
         let mut outcomes: Vec<Option<EventOutcome>> = vec![None; batch.len()];
         let mut to_store = Vec::new();
-        let mut customers: BTreeMap<String, Option<(Calendar, bool)>> = BTreeMap::new();
+        let mut customers: BTreeMap<String, Option<Calendar>> = BTreeMap::new();
         for (index, value) in batch.into_iter().enumerate() {
             let id = value.get("id").and_then(|v| v.as_str()).map(str::to_owned);
             let reject = |error: String| EventOutcome::Rejected {
@@ -319,13 +319,9 @@ impl Server {
             if !customers.contains_key(&customer) {
                 let calendar = match self.store.customer(&customer).await? {
                     Some(stored) => {
-                        let subscribed = stored.plan.is_some();
                         let record = record_of(stored)?;
                         match &record.plan {
-                            Some(plan) => Some((
-                                calendar(self.plan(plan)?.plan(), &record.setup)?,
-                                subscribed,
-                            )),
+                            Some(plan) => Some(calendar(self.plan(plan)?.plan(), &record.setup)?),
                             None => None,
                         }
                     }
@@ -333,7 +329,7 @@ impl Server {
                 };
                 customers.insert(customer.clone(), calendar);
             }
-            let Some(Some((calendar, _))) = customers.get(&customer) else {
+            let Some(Some(calendar)) = customers.get(&customer) else {
                 outcomes[index] = Some(reject(format!(
                     "$.customer: no subscribed customer `{customer}` (create it and its subscription first)"
                 )));
@@ -403,22 +399,27 @@ impl Server {
         let Some(plan) = &record.plan else {
             return Ok(None);
         };
-        let prepared = self.plan(plan)?;
-        let Some((start, end)) = self.period_of(prepared, &record, date)? else {
+        let Some(rater) = self.open_period(plan, &record, date)? else {
             return Ok(None);
         };
-        let events = self.store.events_in(customer, start, end).await?;
-        rate(prepared, &record, date, &events, self.plugins).map(Some)
+        let period = rater.period();
+        let events = self
+            .store
+            .events_in(customer, period.start.0, period.end.0)
+            .await?;
+        rate(rater, &events).map(Some)
     }
 
-    fn period_of(
+    /// The rater of the customer's period containing `date`, or `None` when their subscription
+    /// starts after it.
+    fn open_period(
         &self,
-        prepared: &'static PreparedPlan<'static>,
+        plan: &PlanRef,
         record: &CustomerRecord,
         date: &str,
-    ) -> Result<Option<(i64, i64)>, ServerError> {
+    ) -> Result<Option<Box<PeriodRater<'static>>>, ServerError> {
         let opened = PeriodRater::open_containing(
-            prepared,
+            self.plan(plan)?,
             &record.id,
             &record.setup,
             date,
@@ -426,7 +427,7 @@ impl Server {
             self.plugins,
         )?;
         Ok(match opened {
-            Opened::Rating(rater) => Some((rater.period().start.0, rater.period().end.0)),
+            Opened::Rating(rater) => Some(rater),
             Opened::NotStarted => None,
         })
     }
@@ -443,10 +444,10 @@ impl Server {
             let Some(plan) = record.plan.clone() else {
                 continue;
             };
-            let prepared = self.plan(&plan)?;
-            let Some((start, end)) = self.period_of(prepared, &record, date)? else {
+            let Some(rater) = self.open_period(&plan, &record, date)? else {
                 continue;
             };
+            let (start, end) = (rater.period().start.0, rater.period().end.0);
             if now <= end.saturating_add(self.grace_ms) {
                 return Err(ServerError::Invalid(format!(
                     "the period of customer `{}` containing {date} is still open to late events until {} hours after its end",
@@ -454,7 +455,6 @@ impl Server {
                     self.grace_ms / 3_600_000
                 )));
             }
-            let plugins = self.plugins;
             let finalized = self
                 .store
                 .finalize_invoice(
@@ -463,8 +463,7 @@ impl Server {
                     (&plan.id, plan.version),
                     now,
                     |events| {
-                        let invoice = rate(prepared, &record, date, &events, plugins)
-                            .map_err(|e| e.to_string())?;
+                        let invoice = rate(rater, &events).map_err(|e| e.to_string())?;
                         let body = serde_json::to_string(&invoice).map_err(|e| e.to_string())?;
                         Ok((body, invoice.total.0.to_string()))
                     },
@@ -510,23 +509,9 @@ fn calendar(plan: &Plan, setup: &CustomerSetup) -> Result<Calendar, ServerError>
     .map_err(|error| ServerError::Invalid(format!("$.subscription: {error}")))
 }
 
-/// The invoice of the customer's period containing `date` from `events` (JSON lines, in order
-/// of arrival), as `ratecard rate` computes it.
-fn rate(
-    prepared: &'static PreparedPlan<'static>,
-    record: &CustomerRecord,
-    date: &str,
-    events: &[String],
-    plugins: &'static dyn PluginHost,
-) -> Result<Invoice, ServerError> {
-    let opened =
-        PeriodRater::open_containing(prepared, &record.id, &record.setup, date, None, plugins)?;
-    let Opened::Rating(mut rater) = opened else {
-        return Err(ServerError::Invalid(format!(
-            "customer `{}` is not subscribed in the period containing {date}",
-            record.id
-        )));
-    };
+/// The invoice of a period from its `events` (JSON lines, in order of arrival), as `ratecard
+/// rate` computes it.
+fn rate(mut rater: Box<PeriodRater<'static>>, events: &[String]) -> Result<Invoice, ServerError> {
     for (idx, line) in events.iter().enumerate() {
         let event = Event::from_json_line(line.as_bytes())
             .map_err(|e| ServerError::Invalid(format!("stored event {idx}: {e}")))?;

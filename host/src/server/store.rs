@@ -11,7 +11,7 @@ use std::path::Path;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Connection, Row, SqliteConnection};
+use sqlx::{Row, SqliteConnection};
 
 /// A storage failure: the request it served did not happen (nothing was acknowledged).
 #[derive(Debug, thiserror::Error)]
@@ -82,8 +82,7 @@ impl Store {
         body: &str,
         now: i64,
     ) -> Result<i64, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        immediate(&mut conn, async |conn| {
+        immediate(&self.pool, async |conn| {
             let version: i64 =
                 sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM plans WHERE id = ?")
                     .bind(id)
@@ -159,8 +158,7 @@ impl Store {
         events: &[(NewEvent, i64)],
         now: i64,
     ) -> Result<Vec<Result<bool, i64>>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        immediate(&mut conn, async |conn| {
+        immediate(&self.pool, async |conn| {
             let mut outcomes = Vec::with_capacity(events.len());
             for (event, period_start) in events {
                 let closed: Option<i64> = sqlx::query_scalar(
@@ -216,8 +214,7 @@ impl Store {
         now: i64,
         make: impl FnOnce(Vec<String>) -> Result<(String, String), String>,
     ) -> Result<Result<StoredInvoice, String>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        immediate(&mut conn, async |conn| {
+        immediate(&self.pool, async |conn| {
             if let Some(existing) = invoice_of(conn, customer_id, period_start).await? {
                 return Ok(Ok(existing));
             }
@@ -309,26 +306,16 @@ impl Store {
 }
 
 /// Runs `work` in a `BEGIN IMMEDIATE` transaction: committed if it returns `Ok`, rolled back
-/// otherwise (also when the future is dropped half-way: the connection's next use rolls back).
+/// otherwise (sqlx rolls back a transaction dropped uncommitted, also when the future is
+/// dropped half-way).
 async fn immediate<T>(
-    conn: &mut SqliteConnection,
+    pool: &SqlitePool,
     work: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-    match work(conn).await {
-        Ok(value) => {
-            sqlx::query("COMMIT").execute(&mut *conn).await?;
-            Ok(value)
-        }
-        Err(error) => {
-            // The error is the one to report; a failed rollback leaves the connection to be
-            // closed by the pool.
-            if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
-                drop(conn.ping().await);
-            }
-            Err(error)
-        }
-    }
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let value = work(&mut tx).await?;
+    tx.commit().await?;
+    Ok(value)
 }
 
 async fn events_in(

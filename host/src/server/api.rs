@@ -81,7 +81,7 @@ async fn require_key(State(api): State<Api>, request: Request, next: Next) -> Re
         return error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "an operator key is needed: `Authorization: Bearer <key>` (`ratecard keys create`)",
+            "an operator key is needed: `Authorization: Bearer <key>` (`ratecard serve --demo` prints one)",
         );
     }
     next.run(request).await

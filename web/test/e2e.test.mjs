@@ -25,7 +25,7 @@ const problems = [];
 
 before(async () => {
   assert.ok(existsSync(BIN), `${BIN} is missing: cargo build -p ratecard-host`);
-  server = spawn(BIN, ['serve', '--addr', '127.0.0.1:0', '--web', webDir, '--examples', path.join(repoDir, 'examples')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  server = spawn(BIN, ['serve', '--addr', '127.0.0.1:0', '--web', webDir, '--examples', path.join(repoDir, 'examples'), '--data-dir', path.join(work, 'data')], { stdio: ['ignore', 'pipe', 'inherit'] });
   base = await new Promise((resolve, reject) => {
     let out = '';
     server.stdout.on('data', (chunk) => {

@@ -83,3 +83,66 @@ fn same_input_gives_byte_identical_output() {
         assert_eq!(first, second, "{}", file.name);
     }
 }
+
+/// A rater's snapshot after each pushed event is the invoice of the events pushed so far (the
+/// server's live usage), and its last snapshot is the invoice `finish` gives, byte for byte.
+#[test]
+fn snapshots_equal_the_invoice_of_the_events_so_far() {
+    use ratecard_engine::rater::PeriodRater;
+    let without_hash = |mut invoice: serde_json::Value| {
+        if let Some(object) = invoice.as_object_mut() {
+            object.remove("input_hash");
+        }
+        invoice
+    };
+    let mut checked = 0;
+    for file in load_vectors() {
+        let (plan, usage) = file.inputs();
+        let (Ok(plan), Ok(usage)) = (json::parse::<Plan>(&plan), json::parse::<Usage>(&usage))
+        else {
+            continue;
+        };
+        let Ok(prepared) = PreparedPlan::of(&plan) else {
+            continue;
+        };
+        let Ok(mut rater) = PeriodRater::open(&prepared, &usage, &NoPlugins) else {
+            continue;
+        };
+        if usage.events.is_empty() {
+            continue;
+        }
+        for (k, event) in usage.events.iter().enumerate() {
+            let _outcome = rater.push(event, format_args!("$.events[{k}]"));
+            let snapshot = rater.snapshot().expect("no plugin metrics in vectors");
+            let prefix = Usage {
+                events: usage.events[..=k].to_vec(),
+                ..usage.clone()
+            };
+            let expected = prepared.quote(&prefix, &NoPlugins);
+            match (snapshot, expected) {
+                (Ok(a), Ok(b)) => assert_eq!(
+                    without_hash(serde_json::to_value(&a).expect("serializes")),
+                    without_hash(serde_json::to_value(&b).expect("serializes")),
+                    "{} after {} events",
+                    file.name,
+                    k + 1
+                ),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{}", file.name),
+                (a, b) => panic!("{} after {} events: {a:?} vs {b:?}", file.name, k + 1),
+            }
+        }
+        let last = rater.snapshot().expect("no plugin metrics");
+        let finished = rater.finish();
+        assert_eq!(
+            last.map(|i| serde_json::to_string(&i).expect("serializes"))
+                .map_err(|e| e.to_string()),
+            finished
+                .map(|i| serde_json::to_string(&i).expect("serializes"))
+                .map_err(|e| e.to_string()),
+            "{}",
+            file.name
+        );
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} vectors with events");
+}

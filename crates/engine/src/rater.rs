@@ -365,6 +365,49 @@ impl<'a> PeriodRater<'a> {
             self.input_hash,
         )
     }
+    /// The invoice as it stands: what [`PeriodRater::finish`] would give now, the rater going
+    /// on (a server's live usage keeps one per customer and pushes each stored event once).
+    /// `None` when the plan has a custom (plugin) metric, whose value a plugin gives only at
+    /// the end: rate the period's events again instead.
+    pub fn snapshot(&self) -> Option<Result<Invoice, RateError>> {
+        let plan = self.prepared.plan();
+        let from_period_start = self.previous.is_none();
+        let mut notes = Vec::new();
+        self.current
+            .not_billed
+            .clone()
+            .write_notes(&mut notes, from_period_start);
+        let mut metered = match self.current.aggregator.snapshot()? {
+            Ok(metered) => metered,
+            Err(error) => return Some(Err(error.into())),
+        };
+        if let Some(quantities) = self.quantities
+            && let Err(error) = apply_quantities(plan, quantities, &mut metered)
+        {
+            return Some(Err(error));
+        }
+        let previous = match &self.previous {
+            Some(Previous { plan, segment, at }) => {
+                segment.not_billed.clone().write_notes(&mut notes, true);
+                match segment.aggregator.snapshot()? {
+                    Ok(metered) => Some((*plan, metered, *at)),
+                    Err(error) => return Some(Err(error.into())),
+                }
+            }
+            None => None,
+        };
+        Some(price_usage(
+            plan,
+            &self.customer,
+            &self.credits,
+            &self.ctx,
+            metered,
+            previous,
+            notes,
+            self.plugins,
+            self.input_hash.clone(),
+        ))
+    }
 }
 
 impl<'a> Segment<'a> {

@@ -240,11 +240,6 @@ impl<'p> Aggregator<'p> {
             let mut groups = Vec::with_capacity(slot.groups.len());
             for group in slot.groups {
                 let raw_value = match group.acc {
-                    Acc::Count => Decimal::from(group.n_events),
-                    Acc::Sum(sum) => sum,
-                    Acc::Max(value) | Acc::Min(value) => value.unwrap_or(Decimal::ZERO),
-                    Acc::Unique(values) => Decimal::from(values.len()),
-                    Acc::Latest(latest) => latest.map_or(Decimal::ZERO, |(_, value)| value),
                     Acc::Levels(mut levels) => time_weighted(
                         metric,
                         slot.carry_in,
@@ -256,6 +251,7 @@ impl<'p> Aggregator<'p> {
                         metric: metric.code.clone(),
                     })?,
                     Acc::Custom(custom) => custom.finish(metric)?,
+                    ref acc => plain_value(acc, group.n_events),
                 };
                 groups.push(GroupUsage {
                     group: group.key,
@@ -269,6 +265,54 @@ impl<'p> Aggregator<'p> {
             metrics.insert(metric.code.clone(), groups);
         }
         Ok(MeteredUsage { metrics })
+    }
+
+    /// What [`Aggregator::finish`] would give now, the aggregation going on (a server's live
+    /// usage). `None` when the plan has a custom (plugin) metric: a plugin's accumulator gives
+    /// its value only once, at the end.
+    pub fn snapshot(&self) -> Option<Result<MeteredUsage, AggregateError>> {
+        let mut metrics = BTreeMap::new();
+        for slot in &self.slots {
+            if let Some(failure) = &slot.failure {
+                return Some(Err(failure.clone()));
+            }
+            let metric = slot.metric;
+            let mut groups = Vec::with_capacity(slot.groups.len());
+            for group in &slot.groups {
+                let raw_value = match &group.acc {
+                    Acc::Levels(levels) => {
+                        let Some(value) = time_weighted(
+                            metric,
+                            slot.carry_in,
+                            &mut levels.clone(),
+                            self.window,
+                            self.accrue_from,
+                        ) else {
+                            return Some(Err(AggregateError::Overflow {
+                                metric: metric.code.clone(),
+                            }));
+                        };
+                        value
+                    }
+                    Acc::Custom(_) => return None,
+                    acc => plain_value(acc, group.n_events),
+                };
+                let quantity = match convert(metric, raw_value) {
+                    Ok(quantity) => quantity,
+                    Err(error) => return Some(Err(error)),
+                };
+                groups.push(GroupUsage {
+                    group: group.key.clone(),
+                    raw_value,
+                    quantity,
+                    n_events: group.n_events,
+                    transactions: group.transactions.clone(),
+                });
+            }
+            groups.sort_by(|a, b| a.group.cmp(&b.group));
+            metrics.insert(metric.code.clone(), groups);
+        }
+        Some(Ok(MeteredUsage { metrics }))
     }
 
     /// Checks the event against every selecting slot, filling `prepared` with the slots that
@@ -335,6 +379,20 @@ impl<'p> Aggregator<'p> {
             {
                 slot.failure = Some(failure);
             }
+        }
+    }
+}
+
+/// The raw value of an accumulator that needs neither the window nor a plugin.
+fn plain_value(acc: &Acc, n_events: u64) -> Decimal {
+    match acc {
+        Acc::Count => Decimal::from(n_events),
+        Acc::Sum(sum) => *sum,
+        Acc::Max(value) | Acc::Min(value) => value.unwrap_or(Decimal::ZERO),
+        Acc::Unique(values) => Decimal::from(values.len()),
+        Acc::Latest(latest) => latest.map_or(Decimal::ZERO, |(_, value)| value),
+        Acc::Levels(_) | Acc::Custom(_) => {
+            unreachable!("time-weighted and custom values are computed by the caller")
         }
     }
 }

@@ -20,7 +20,7 @@ use rust_decimal::Decimal;
 use crate::invoice::Invoice;
 use crate::meter::{Aggregator, EventError, Outcome, Routing, Window};
 use crate::period::PeriodError;
-use crate::plan::{Credit, Plan};
+use crate::plan::{Aggregation, Credit, Plan};
 use crate::plugin::PluginHost;
 use crate::rate::{
     NotBilled, PreparedPlan, QuoteContext, RateError, apply_quantities, check_usage, context,
@@ -370,6 +370,19 @@ impl<'a> PeriodRater<'a> {
     /// `None` when the plan has a custom (plugin) metric, whose value a plugin gives only at
     /// the end: rate the period's events again instead.
     pub fn snapshot(&self) -> Option<Result<Invoice, RateError>> {
+        self.snapshot_scaled(None)
+    }
+
+    /// The invoice if the rest of the period goes as it went so far: the quantities of the
+    /// additive metrics (`count`, `sum`) of the current plan multiplied by `scale` (the period's
+    /// length over the time elapsed; counts rounded to whole events), the others as they stand
+    /// (a max, a latest level, a unique count are not extrapolated; a time-weighted level is
+    /// already held to the period's end). `None` as for [`PeriodRater::snapshot`].
+    pub fn projected(&self, scale: Decimal) -> Option<Result<Invoice, RateError>> {
+        self.snapshot_scaled(Some(scale))
+    }
+
+    fn snapshot_scaled(&self, scale: Option<Decimal>) -> Option<Result<Invoice, RateError>> {
         let plan = self.prepared.plan();
         let from_period_start = self.previous.is_none();
         let mut notes = Vec::new();
@@ -385,6 +398,9 @@ impl<'a> PeriodRater<'a> {
             && let Err(error) = apply_quantities(plan, quantities, &mut metered)
         {
             return Some(Err(error));
+        }
+        if let Some(scale) = scale {
+            extrapolate(plan, &mut metered, scale);
         }
         let previous = match &self.previous {
             Some(Previous { plan, segment, at }) => {
@@ -434,6 +450,33 @@ impl<'a> Segment<'a> {
                 if event.timestamp >= period.start && event.timestamp < period.end => {}
             Ok(outcome) => self.not_billed.record(*outcome),
             Err(error) => self.not_billed.reject(place, error),
+        }
+    }
+}
+
+/// Multiplies the quantities of `plan`'s additive metrics by `scale` (see
+/// [`PeriodRater::projected`]); a product too large for a decimal keeps the quantity.
+fn extrapolate(plan: &Plan, metered: &mut crate::meter::MeteredUsage, scale: Decimal) {
+    for metric in &plan.metrics {
+        let whole = match metric.aggregation {
+            Aggregation::Count => true,
+            Aggregation::Sum { .. } => false,
+            _ => continue,
+        };
+        for group in metered.metrics.get_mut(&metric.code).into_iter().flatten() {
+            let Some(mut projected) = group.quantity.checked_mul(scale) else {
+                continue;
+            };
+            projected = if whole {
+                projected.round()
+            } else {
+                projected.round_dp(group.quantity.scale().max(6))
+            };
+            group.raw_value = group
+                .raw_value
+                .checked_mul(scale)
+                .unwrap_or(group.raw_value);
+            group.quantity = projected.normalize();
         }
     }
 }

@@ -475,3 +475,162 @@ async fn the_demo_seeds_every_example_plan_customers_and_a_month_of_events() {
     }
     drop(std::fs::remove_dir_all(&dir));
 }
+
+/// Live usage, read after each of several batches, is the preview of the period so far (its
+/// rater pushed only the new events), with a projection; a customer changed starts afresh.
+#[tokio::test]
+async fn live_usage_follows_ingest_and_equals_the_preview() {
+    let dir = data_dir("live");
+    let server = open(&dir, "2026-11-20T00:00:00Z").await;
+    let plan = server.add_plan(plan()).await.expect("the plan");
+    subscribe_all(&server, &plan).await;
+    let events = november_events();
+    let mut checked = 0;
+    for chunk in events.chunks(70) {
+        server.ingest(chunk.to_vec()).await.expect("ingest");
+        for (customer, _) in CUSTOMERS {
+            let live = server
+                .live_usage(customer)
+                .await
+                .expect("live usage")
+                .expect("subscribed");
+            let preview = server
+                .preview(customer, "2026-11-20")
+                .await
+                .expect("preview")
+                .expect("subscribed");
+            assert_eq!(
+                live.amount_so_far,
+                preview.total.0.to_string(),
+                "{customer}"
+            );
+            assert_eq!(live.period, preview.period, "{customer}");
+            let lines: Vec<(String, String)> = live
+                .lines
+                .iter()
+                .map(|l| (l.charge_id.clone(), l.amount.clone()))
+                .collect();
+            let expected: Vec<(String, String)> = preview
+                .lines
+                .iter()
+                .map(|l| (l.charge_id.clone(), l.amount.0.to_string()))
+                .collect();
+            assert_eq!(lines, expected, "{customer}");
+            let projected: rust_decimal::Decimal = live
+                .projected_total
+                .as_deref()
+                .expect("a projection")
+                .parse()
+                .expect("decimal");
+            let so_far: rust_decimal::Decimal = live.amount_so_far.parse().expect("decimal");
+            assert!(projected >= so_far, "{customer}: {projected} < {so_far}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 12);
+    // Each stored event counted once (the retries in the last chunk are duplicates).
+    let counted: u64 = {
+        let mut n = 0;
+        for (customer, _) in CUSTOMERS {
+            n += server.live_usage(customer).await.unwrap().unwrap().events;
+        }
+        n
+    };
+    assert_eq!(counted, 240);
+
+    // A new setup (a credit) drops the customer's live state: the next read starts afresh
+    // and still equals the preview.
+    let mut changed = setup("UTC");
+    changed.credits =
+        serde_json::from_value(json!([{"id": "welcome", "amount": "5.00"}])).expect("a credit");
+    server
+        .put_customer(CustomerRecord {
+            id: "acme".to_owned(),
+            setup: changed,
+            plan: Some(plan.clone()),
+        })
+        .await
+        .expect("changed");
+    let live = server.live_usage("acme").await.unwrap().unwrap();
+    let preview = server.preview("acme", "2026-11-20").await.unwrap().unwrap();
+    assert_eq!(live.amount_so_far, preview.total.0.to_string());
+    assert_eq!(live.events, 80);
+    drop(std::fs::remove_dir_all(&dir));
+}
+
+/// The usage stream sends the usage on connect and again after an ingest adds to it.
+#[tokio::test]
+async fn the_usage_stream_sends_an_event_after_each_ingest() {
+    use ratecard_host::server::api;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = data_dir("sse");
+    let server = std::sync::Arc::new(open(&dir, "2026-11-20T00:00:00Z").await);
+    server.add_key("k-operator", "test").await.unwrap();
+    let plan = server.add_plan(plan()).await.expect("the plan");
+    subscribe_all(&server, &plan).await;
+    let app = api::router(server.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            b"GET /v1/customers/acme/usage/stream HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer k-operator\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    // Reads until `n` usage events arrived; their data lines.
+    async fn read_events(
+        stream: &mut tokio::net::TcpStream,
+        seen: &mut String,
+        n: usize,
+    ) -> Vec<Value> {
+        let mut buf = [0u8; 8192];
+        loop {
+            let events: Vec<Value> = seen
+                .split("event: usage\ndata: ")
+                .skip(1)
+                .filter_map(|rest| rest.split_once('\n'))
+                .filter_map(|(data, _)| serde_json::from_str(data).ok())
+                .collect();
+            if events.len() >= n {
+                return events;
+            }
+            let read =
+                tokio::time::timeout(std::time::Duration::from_secs(20), stream.read(&mut buf))
+                    .await
+                    .expect("an event within 20 s")
+                    .expect("read");
+            assert!(read > 0, "the stream ended: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..read]));
+        }
+    }
+    let first = read_events(&mut stream, &mut seen, 1).await;
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    assert!(seen.contains("text/event-stream"), "{seen}");
+    assert_eq!(first[0]["events"], 0);
+    server
+        .ingest(vec![json!({"id": "x1", "customer": "acme",
+            "timestamp": "2026-11-10T10:00:00Z", "code": "api.request"})])
+        .await
+        .unwrap();
+    let events = read_events(&mut stream, &mut seen, 2).await;
+    assert_eq!(events[1]["events"], 1, "{seen}");
+    assert_eq!(events[1]["customer_id"], "acme");
+    // Another customer's events do not wake acme's stream with a change of acme's figures.
+    server
+        .ingest(vec![json!({"id": "y1", "customer": "globex",
+            "timestamp": "2026-11-10T10:00:00Z", "code": "api.request"})])
+        .await
+        .unwrap();
+    server
+        .ingest(vec![json!({"id": "x2", "customer": "acme",
+            "timestamp": "2026-11-10T11:00:00Z", "code": "api.request"})])
+        .await
+        .unwrap();
+    let events = read_events(&mut stream, &mut seen, 3).await;
+    assert_eq!(events[2]["events"], 2, "{seen}");
+    drop(std::fs::remove_dir_all(&dir));
+}

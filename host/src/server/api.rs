@@ -8,6 +8,9 @@
 //! - `POST /v1/events`: one event, a JSON array, or NDJSON (`Content-Type: application/x-ndjson`);
 //!   per-event results, good events committed before the answer
 //! - `GET /v1/customers/{id}/invoice?date=2026-11-15`: the preview of the period holding the date
+//! - `GET /v1/customers/{id}/usage`: the current period so far and its projected bill,
+//!   incremental (see `server::live`); `GET /v1/customers/{id}/usage/stream`: the same as
+//!   server-sent events, one on connect and one after each ingest that adds to it
 //! - `POST /v1/close` `{"date": "2026-11-15"}`: finalize that period's invoices
 //! - `GET /v1/invoices`, `GET /v1/invoices/{number}`
 
@@ -48,6 +51,8 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/plans", post(add_plan).get(list_plans))
         .route("/v1/customers/{id}", get(get_customer).put(put_customer))
         .route("/v1/customers/{id}/invoice", get(preview))
+        .route("/v1/customers/{id}/usage", get(live_usage))
+        .route("/v1/customers/{id}/usage/stream", get(usage_stream))
         .route("/v1/events", post(ingest))
         .route("/v1/close", post(close))
         .route("/v1/invoices", get(list_invoices))
@@ -346,4 +351,75 @@ async fn get_invoice(State(api): State<Api>, Path(number): Path<String>) -> Resp
         Ok(None) => error(StatusCode::NOT_FOUND, "not_found", "no such invoice"),
         Err(failure) => server_error(failure.into()),
     }
+}
+
+async fn live_usage(State(api): State<Api>, Path(id): Path<String>) -> Response {
+    match api.server.live_usage(&id).await {
+        Ok(Some(usage)) => json_response(StatusCode::OK, &usage),
+        Ok(None) => not_subscribed(&id),
+        Err(failure) => server_error(failure),
+    }
+}
+
+fn not_subscribed(id: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_subscribed",
+        &format!("customer `{id}` has no subscription in force now"),
+    )
+}
+
+/// Server-sent events of a customer's live usage: `event: usage` with the JSON of
+/// `GET /v1/customers/{id}/usage`, on connect and after each ingest that adds to it (bursts of
+/// ingests are coalesced: one event per wake-up); a comment every 15 s keeps proxies from
+/// closing the stream.
+async fn usage_stream(State(api): State<Api>, Path(id): Path<String>) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+
+    // The customer must exist before a stream opens (a 404, not an empty stream).
+    match api.server.live_usage(&id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return not_subscribed(&id),
+        Err(failure) => return server_error(failure),
+    }
+    let changes = api.server.usage_changes();
+    let state = (api, id, changes, true);
+    let stream = futures_util::stream::unfold(state, |(api, id, mut changes, first)| async move {
+        if !first {
+            loop {
+                match changes.recv().await {
+                    Ok(customer) if *customer == *id => break,
+                    Ok(_) => {}
+                    // Missed announcements: one of them may be ours.
+                    Err(RecvError::Lagged(_)) => break,
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+            // Coalesce a burst: whatever else is already queued is covered by this read.
+            while let Ok(_other) = changes.try_recv() {}
+        }
+        let event = match api.server.live_usage(&id).await {
+            Ok(Some(usage)) => Event::default()
+                .event("usage")
+                .data(serde_json::to_string(&usage).unwrap_or_else(|_| "{}".to_owned())),
+            Ok(None) => Event::default().event("ended").data("{}"),
+            Err(ServerError::Store(store)) => {
+                log_store_error(&store);
+                Event::default()
+                    .event("error")
+                    .data(r#"{"message": "the store could not be read: retry"}"#)
+            }
+            Err(failure) => Event::default()
+                .event("error")
+                .data(json!({"message": failure.to_string()}).to_string()),
+        };
+        Some((
+            Ok::<_, std::convert::Infallible>(event),
+            (api, id, changes, false),
+        ))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
+        .into_response()
 }

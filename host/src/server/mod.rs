@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod demo;
+mod live;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use ratecard_engine::rate::{PreparedPlan, RateError};
 use ratecard_engine::rater::{Opened, PeriodRater};
 use ratecard_engine::usage::{CustomerSetup, Event};
 
+pub use live::{LiveLine, LiveUsage};
 use store::{NewEvent, StoredCustomer, StoredInvoice};
 pub use store::{Store, StoreError};
 
@@ -133,6 +135,7 @@ pub struct Server {
     grace_ms: i64,
     /// Every plan version, prepared: `(id, version)` → plan.
     plans: Mutex<BTreeMap<(String, i64), &'static PreparedPlan<'static>>>,
+    live: live::Live,
 }
 
 impl std::fmt::Debug for Server {
@@ -167,6 +170,7 @@ impl Server {
             plugins,
             grace_ms: DEFAULT_GRACE_MS,
             plans: Mutex::new(plans),
+            live: live::Live::new(),
         })
     }
 
@@ -269,6 +273,8 @@ impl Server {
             plan: customer.plan.map(|p| (p.id, p.version)),
         };
         self.store.put_customer(&stored, self.now()).await?;
+        self.live.forget(&customer.id);
+        self.live.changed(&customer.id);
         Ok(())
     }
 
@@ -368,6 +374,18 @@ impl Server {
             .map(|(_, event, start)| (event.clone(), *start))
             .collect();
         let stored = self.store.insert_events(&rows, now).await?;
+        // Committed: announce each customer with a new event once.
+        let mut changed: Vec<&str> = rows
+            .iter()
+            .zip(&stored)
+            .filter(|(_, outcome)| matches!(outcome, Ok(true)))
+            .map(|((event, _), _)| event.customer_id.as_str())
+            .collect();
+        changed.sort_unstable();
+        changed.dedup();
+        for customer in changed {
+            self.live.changed(customer);
+        }
         for ((index, event, _), outcome) in to_store.into_iter().zip(stored) {
             outcomes[index] = Some(match outcome {
                 Ok(true) => EventOutcome::Stored {

@@ -202,6 +202,28 @@ impl Store {
         events_in(&mut conn, customer_id, start, end).await
     }
 
+    /// A customer's events in `[start, end)` stored after `after_seq` (the order of arrival),
+    /// with their sequence numbers: what live usage has not seen yet. Writes are serialized
+    /// (`BEGIN IMMEDIATE`), so sequence numbers are in commit order and none appears later
+    /// below one already read.
+    pub async fn events_after(
+        &self,
+        customer_id: &str,
+        after_seq: i64,
+        (start, end): (i64, i64),
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT seq, body FROM events
+             WHERE customer_id = ? AND seq > ? AND ts >= ? AND ts < ? ORDER BY seq",
+        )
+        .bind(customer_id)
+        .bind(after_seq)
+        .bind(start)
+        .bind(end)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Finalizes one invoice: `make` computes it from the period's events, inside the same
     /// transaction that numbers and stores it, so no event lands in the period between the two.
     /// An invoice already final for the customer and period is returned as it is (re-running a

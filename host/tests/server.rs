@@ -634,3 +634,150 @@ async fn the_usage_stream_sends_an_event_after_each_ingest() {
     assert_eq!(events[2]["events"], 2, "{seen}");
     drop(std::fs::remove_dir_all(&dir));
 }
+
+/// One HTTP/1.1 request: status, headers and body as text.
+async fn http_text(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let auth = key
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{auth}Content-Length: 0\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    let text = String::from_utf8(response).expect("UTF-8");
+    let status: u16 = text[9..12].parse().expect("a status");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// `/openapi.json` documents every routed operation: each answers (401 without the key for
+/// operator operations), and its schemas come from the Rust types.
+#[tokio::test]
+async fn the_openapi_document_lists_every_operation_and_each_is_routed() {
+    use ratecard_host::server::api;
+    let dir = data_dir("openapi");
+    let server = std::sync::Arc::new(open(&dir, "2026-11-20T00:00:00Z").await);
+    let app = api::router(server.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let (status, _, body) = http_text(addr, "GET", "/openapi.json", None).await;
+    assert_eq!(status, 200);
+    let doc: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(doc["openapi"], "3.1.0");
+    let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+    for name in [
+        "Plan",
+        "Invoice",
+        "CustomerRecord",
+        "LiveUsage",
+        "EventOutcome",
+        "ApiError",
+    ] {
+        assert!(
+            schemas.contains_key(name),
+            "no schema {name}: {:?}",
+            schemas.keys()
+        );
+    }
+    // Every $ref points at a schema that is there.
+    let text = doc.to_string();
+    for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = &reference[..reference.find('"').expect("closing quote")];
+        assert!(schemas.contains_key(name), "dangling $ref {name}");
+    }
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut n_operations = 0;
+    for (path, methods) in paths {
+        for (method, operation) in methods.as_object().expect("methods") {
+            let concrete = path.replace("{id}", "acme").replace("{number}", "1");
+            let (status, _, _) = http_text(addr, &method.to_uppercase(), &concrete, None).await;
+            if operation.get("security").is_some() {
+                assert_eq!(status, 401, "{method} {path} without a key");
+            } else {
+                assert_eq!(status, 200, "{method} {path}");
+            }
+            n_operations += 1;
+        }
+    }
+    assert!(n_operations >= 14, "{n_operations} operations");
+    // An undocumented path is not routed (with the key; without, nothing is disclosed: 401).
+    server.add_key("k", "test").await.unwrap();
+    assert_eq!(
+        http_text(addr, "GET", "/v1/nothing", Some("k")).await.0,
+        404
+    );
+    assert_eq!(
+        http_text(addr, "DELETE", "/v1/plans", Some("k")).await.0,
+        405
+    );
+    drop(std::fs::remove_dir_all(&dir));
+}
+
+/// A final invoice prints as an HTML page with its lines and total, every text escaped.
+#[tokio::test]
+async fn a_final_invoice_has_a_printable_html_page() {
+    use ratecard_host::server::api;
+    let dir = data_dir("html");
+    let server = {
+        let server = open(&dir, "2026-11-20T00:00:00Z").await;
+        let plan = server.add_plan(plan()).await.expect("the plan");
+        server
+            .put_customer(CustomerRecord {
+                id: "o'brien <&> co".to_owned(),
+                setup: setup("UTC"),
+                plan: Some(plan),
+            })
+            .await
+            .expect("customer");
+        let events: Vec<Value> = (0..30)
+            .map(|i| {
+                json!({"id": format!("h{i}"), "customer": "o'brien <&> co",
+                             "timestamp": "2026-11-10T10:00:00Z", "code": "api.request"})
+            })
+            .collect();
+        server.ingest(events).await.expect("ingest");
+        drop(server);
+        std::sync::Arc::new(open(&dir, "2026-12-10T00:00:00Z").await)
+    };
+    server.add_key("k", "test").await.unwrap();
+    let closed = server.close("2026-11-15").await.expect("close");
+    let invoice: ratecard_engine::invoice::Invoice =
+        serde_json::from_str(&closed[0].body).expect("an invoice");
+    let app = api::router(server.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (status, head, page) = http_text(addr, "GET", "/v1/invoices/1/html", Some("k")).await;
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/html"),
+        "{head}"
+    );
+    assert!(page.contains("<h1>Invoice 1</h1>"), "{page}");
+    assert!(page.contains("o&#39;brien &lt;&amp;&gt; co"), "{page}");
+    assert!(!page.contains("<&>"));
+    assert!(page.contains(&format!("{} USD", invoice.total.0)), "{page}");
+    for line in &invoice.lines {
+        assert!(page.contains(&line.description), "{}", line.description);
+    }
+    assert!(page.contains("@media print"));
+    assert_eq!(
+        http_text(addr, "GET", "/v1/invoices/2/html", Some("k"))
+            .await
+            .0,
+        404
+    );
+    drop(std::fs::remove_dir_all(&dir));
+}

@@ -22,14 +22,19 @@ use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post, put};
 use ratecard_engine::error::ErrorReport;
 use ratecard_engine::plan::Plan;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{CustomerRecord, EventOutcome, Server, ServerError};
+use ratecard_engine::invoice::Invoice;
+use ratecard_engine::usage::Event;
+use schemars::JsonSchema;
+
+use super::openapi::{Body, Operation, schema};
+use super::{CustomerRecord, EventOutcome, LiveUsage, PlanRef, Server, ServerError};
 
 /// The largest request body: 16 MiB (a batch of about 60,000 typical events).
 pub const MAX_BODY_BYTES: usize = 16 << 20;
@@ -44,28 +49,270 @@ struct Api {
     server: Arc<Server>,
 }
 
-/// The API's routes (see the module docs), accepting the operator keys of the server's store.
+/// Every operation of the API: its documentation and its handler. The router and
+/// `/openapi.json` are both made from this list.
+fn operations() -> Vec<(Operation, MethodRouter<Api>)> {
+    use super::openapi::Body::{EventStream, Events, Json};
+    let op = |method, path, id, summary, request, response| Operation {
+        method,
+        path,
+        id,
+        summary,
+        operator: true,
+        query: &[],
+        request,
+        response,
+    };
+    vec![
+        (
+            Operation {
+                operator: false,
+                ..op(
+                    "get",
+                    "/healthz",
+                    "health",
+                    "Is the server up",
+                    Body::None,
+                    Json(schema::<Health>),
+                )
+            },
+            get(health),
+        ),
+        (
+            Operation {
+                operator: false,
+                ..op(
+                    "get",
+                    "/openapi.json",
+                    "openapi",
+                    "This document",
+                    Body::None,
+                    Body::None,
+                )
+            },
+            get(openapi_document),
+        ),
+        (
+            op(
+                "post",
+                "/v1/plans",
+                "addPlan",
+                "Add a plan: version 1 of a new id, or the next version of an existing one (validated; an invalid plan answers every error with its path and stores nothing)",
+                Json(schema::<Plan>),
+                Json(schema::<PlanRef>),
+            ),
+            post(add_plan),
+        ),
+        (
+            op(
+                "get",
+                "/v1/plans",
+                "listPlans",
+                "Every plan version",
+                Body::None,
+                Json(schema::<PlanList>),
+            ),
+            get(list_plans),
+        ),
+        (
+            op(
+                "put",
+                "/v1/customers/{id}",
+                "putCustomer",
+                "Create or replace a customer: timezone, attributes, credits, subscription (start, billing anchor) and the plan version they are on",
+                Json(schema::<CustomerRecord>),
+                Json(schema::<CustomerRecord>),
+            ),
+            put(put_customer),
+        ),
+        (
+            op(
+                "get",
+                "/v1/customers/{id}",
+                "getCustomer",
+                "A customer",
+                Body::None,
+                Json(schema::<CustomerRecord>),
+            ),
+            get(get_customer),
+        ),
+        (
+            Operation {
+                query: &[("date", "a local date inside the period, `2026-11-15`", true)],
+                ..op(
+                    "get",
+                    "/v1/customers/{id}/invoice",
+                    "previewInvoice",
+                    "The invoice of the customer's period holding the date, from the events stored so far (nothing is stored)",
+                    Body::None,
+                    Json(schema::<Invoice>),
+                )
+            },
+            get(preview),
+        ),
+        (
+            op(
+                "get",
+                "/v1/customers/{id}/usage",
+                "liveUsage",
+                "The current period so far: quantity and amount per line, and the projected bill (incremental: reads only the events stored since the last read)",
+                Body::None,
+                Json(schema::<LiveUsage>),
+            ),
+            get(live_usage),
+        ),
+        (
+            op(
+                "get",
+                "/v1/customers/{id}/usage/stream",
+                "liveUsageStream",
+                "Live usage as server-sent events (`event: usage`): on connect and after each ingest that adds to it",
+                Body::None,
+                EventStream(schema::<LiveUsage>),
+            ),
+            get(usage_stream),
+        ),
+        (
+            op(
+                "post",
+                "/v1/events",
+                "ingestEvents",
+                "Ingest one event, a JSON array or NDJSON lines: per-event results (stored, duplicate, rejected with its index, id and reason); good events are committed before the answer",
+                Events(schema::<Event<'static>>),
+                Json(schema::<IngestResult>),
+            ),
+            post(ingest),
+        ),
+        (
+            op(
+                "post",
+                "/v1/close",
+                "closePeriod",
+                "Finalize the invoices of the period holding the date, for every subscribed customer: idempotent, numbered without gaps",
+                Json(schema::<CloseRequest>),
+                Json(schema::<CloseResult>),
+            ),
+            post(close),
+        ),
+        (
+            op(
+                "get",
+                "/v1/invoices",
+                "listInvoices",
+                "Every final invoice, by number",
+                Body::None,
+                Json(schema::<InvoiceList>),
+            ),
+            get(list_invoices),
+        ),
+        (
+            op(
+                "get",
+                "/v1/invoices/{number}",
+                "getInvoice",
+                "A final invoice",
+                Body::None,
+                Json(schema::<FinalInvoice>),
+            ),
+            get(get_invoice),
+        ),
+        (
+            op(
+                "get",
+                "/v1/invoices/{number}/html",
+                "getInvoiceHtml",
+                "A final invoice as a printable HTML page",
+                Body::None,
+                Body::Html,
+            ),
+            get(get_invoice_html),
+        ),
+    ]
+}
+
+/// The OpenAPI 3.1 document of [`router`]'s operations.
+pub fn openapi() -> Value {
+    let operations: Vec<Operation> = operations().into_iter().map(|(op, _)| op).collect();
+    super::openapi::document(&operations)
+}
+
+/// The API's routes (see [`operations`]), accepting the operator keys of the server's store.
 pub fn router(server: Arc<Server>) -> Router {
     let api = Api { server };
-    let operator = Router::new()
-        .route("/v1/plans", post(add_plan).get(list_plans))
-        .route("/v1/customers/{id}", get(get_customer).put(put_customer))
-        .route("/v1/customers/{id}/invoice", get(preview))
-        .route("/v1/customers/{id}/usage", get(live_usage))
-        .route("/v1/customers/{id}/usage/stream", get(usage_stream))
-        .route("/v1/events", post(ingest))
-        .route("/v1/close", post(close))
-        .route("/v1/invoices", get(list_invoices))
-        .route("/v1/invoices/{number}", get(get_invoice))
+    let mut operator = Router::new();
+    let mut public = Router::new();
+    for (op, handler) in operations() {
+        if op.operator {
+            operator = operator.route(op.path, handler);
+        } else {
+            public = public.route(op.path, handler);
+        }
+    }
+    let operator = operator
         .layer(middleware::from_fn_with_state(api.clone(), require_key))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
-    Router::new()
-        .route(
-            "/healthz",
-            get(|| async { json_response(StatusCode::OK, &json!({"ok": true})) }),
-        )
-        .merge(operator)
-        .with_state(api)
+    public.merge(operator).with_state(api)
+}
+
+#[derive(Serialize, JsonSchema)]
+struct Health {
+    ok: bool,
+}
+
+async fn health() -> Response {
+    json_response(StatusCode::OK, &Health { ok: true })
+}
+
+async fn openapi_document() -> Response {
+    json_response(StatusCode::OK, &openapi())
+}
+
+/// `GET /v1/plans`.
+#[derive(Serialize, JsonSchema)]
+struct PlanList {
+    plans: Vec<PlanVersion>,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct PlanVersion {
+    id: String,
+    version: i64,
+    plan: Plan,
+}
+
+/// `POST /v1/events`.
+#[derive(Serialize, JsonSchema)]
+struct IngestResult {
+    accepted: usize,
+    rejected: usize,
+    /// One per event, in the order given.
+    results: Vec<EventOutcome>,
+}
+
+/// `POST /v1/close`.
+#[derive(Serialize, JsonSchema)]
+struct CloseResult {
+    invoices: Vec<ClosedInvoice>,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct ClosedInvoice {
+    number: i64,
+    customer_id: String,
+}
+
+/// A final invoice: its number and the engine's invoice.
+#[derive(Serialize, JsonSchema)]
+struct FinalInvoice {
+    number: i64,
+    customer_id: String,
+    #[schemars(with = "Invoice")]
+    invoice: Value,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct InvoiceList {
+    invoices: Vec<FinalInvoice>,
 }
 
 async fn require_key(State(api): State<Api>, request: Request, next: Next) -> Response {
@@ -169,13 +416,17 @@ async fn add_plan(State(api): State<Api>, body: Bytes) -> Response {
 }
 
 async fn list_plans(State(api): State<Api>) -> Response {
-    let plans: Vec<Value> = api
+    let plans = api
         .server
         .plans()
         .into_iter()
-        .map(|(r, plan)| json!({"id": r.id, "version": r.version, "plan": plan}))
+        .map(|(r, plan)| PlanVersion {
+            id: r.id,
+            version: r.version,
+            plan,
+        })
         .collect();
-    json_response(StatusCode::OK, &json!({ "plans": plans }))
+    json_response(StatusCode::OK, &PlanList { plans })
 }
 
 async fn put_customer(State(api): State<Api>, Path(id): Path<String>, body: Bytes) -> Response {
@@ -264,7 +515,11 @@ async fn ingest(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Resp
             let rejected = outcomes.len() - accepted;
             json_response(
                 StatusCode::OK,
-                &json!({"accepted": accepted, "rejected": rejected, "results": outcomes}),
+                &IngestResult {
+                    accepted,
+                    rejected,
+                    results: outcomes,
+                },
             )
         }
         Err(failure) => server_error(failure),
@@ -301,7 +556,8 @@ async fn preview(
     }
 }
 
-#[derive(serde::Deserialize)]
+/// `POST /v1/close`: a local date inside the period to close.
+#[derive(serde::Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CloseRequest {
     date: String,
@@ -314,29 +570,34 @@ async fn close(State(api): State<Api>, body: Bytes) -> Response {
     };
     match api.server.close(&request.date).await {
         Ok(invoices) => {
-            let summary: Vec<Value> = invoices
+            let invoices = invoices
                 .iter()
-                .map(|i| json!({"number": i.number, "customer_id": i.customer_id}))
+                .map(|i| ClosedInvoice {
+                    number: i.number,
+                    customer_id: i.customer_id.clone(),
+                })
                 .collect();
-            json_response(StatusCode::OK, &json!({ "invoices": summary }))
+            json_response(StatusCode::OK, &CloseResult { invoices })
         }
         Err(failure) => server_error(failure),
     }
 }
 
-fn invoice_json(stored: &super::store::StoredInvoice) -> Value {
-    json!({
-        "number": stored.number,
-        "customer_id": stored.customer_id,
-        "invoice": serde_json::from_str::<Value>(&stored.body).unwrap_or(Value::Null),
-    })
+fn invoice_json(stored: &super::store::StoredInvoice) -> FinalInvoice {
+    FinalInvoice {
+        number: stored.number,
+        customer_id: stored.customer_id.clone(),
+        invoice: serde_json::from_str::<Value>(&stored.body).unwrap_or(Value::Null),
+    }
 }
 
 async fn list_invoices(State(api): State<Api>) -> Response {
     match api.server.store().invoices().await {
         Ok(invoices) => json_response(
             StatusCode::OK,
-            &json!({"invoices": invoices.iter().map(invoice_json).collect::<Vec<_>>()}),
+            &InvoiceList {
+                invoices: invoices.iter().map(invoice_json).collect(),
+            },
         ),
         Err(failure) => server_error(failure.into()),
     }
@@ -422,4 +683,28 @@ async fn usage_stream(State(api): State<Api>, Path(id): Path<String>) -> Respons
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
         .into_response()
+}
+
+async fn get_invoice_html(State(api): State<Api>, Path(number): Path<String>) -> Response {
+    let Ok(number) = number.parse::<i64>() else {
+        return error(StatusCode::NOT_FOUND, "not_found", "no such invoice");
+    };
+    match api.server.store().invoice(number).await {
+        Ok(Some(stored)) => match serde_json::from_str::<Invoice>(&stored.body) {
+            Ok(invoice) => (
+                StatusCode::OK,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                )],
+                super::html::invoice_page(number, &invoice),
+            )
+                .into_response(),
+            Err(failure) => server_error(ServerError::Invalid(format!(
+                "stored invoice {number}: {failure}"
+            ))),
+        },
+        Ok(None) => error(StatusCode::NOT_FOUND, "not_found", "no such invoice"),
+        Err(failure) => server_error(failure.into()),
+    }
 }

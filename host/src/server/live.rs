@@ -70,7 +70,7 @@ impl Live {
 }
 
 /// A customer's current period as it stands: what `GET /v1/customers/{id}/usage` answers.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct LiveUsage {
     pub customer_id: String,
     /// The instant the figures are for (RFC 3339, UTC).
@@ -91,7 +91,7 @@ pub struct LiveUsage {
     pub events: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct LiveLine {
     pub charge_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -10,7 +10,9 @@
 
 pub mod api;
 pub mod demo;
+mod html;
 mod live;
+mod openapi;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -72,7 +74,9 @@ impl Clock for ManualClock {
 pub const DEFAULT_GRACE_MS: i64 = 3 * 24 * 3600 * 1000;
 
 /// A customer as the server knows them: the engine's setup and the plan version they are on.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerRecord {
     #[serde(default)]
@@ -84,7 +88,9 @@ pub struct CustomerRecord {
     pub plan: Option<PlanRef>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct PlanRef {
     pub id: String,
@@ -106,7 +112,7 @@ pub enum ServerError {
 }
 
 /// What became of one event of a batch (by its index in the batch).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum EventOutcome {
     /// Stored: counted once.

@@ -6,6 +6,7 @@
 //! that a period is still open, close numbers invoices) run in `BEGIN IMMEDIATE` transactions,
 //! which SQLite serializes, so a check and its write see the same state.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use sqlx::sqlite::{
@@ -23,6 +24,9 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
         StoreError(sqlx::Error::Migrate(Box::new(error)))
     }
 }
+
+/// Rows per `INSERT` of a batch (5 parameters each, far below SQLite's limit).
+const ROWS_PER_INSERT: usize = 200;
 
 /// An event to store: its customer, id, instant and the JSON line it is rated from.
 #[derive(Clone, Debug)]
@@ -159,32 +163,61 @@ impl Store {
         now: i64,
     ) -> Result<Vec<Result<bool, i64>>, StoreError> {
         immediate(&self.pool, async |conn| {
-            let mut outcomes = Vec::with_capacity(events.len());
+            // Is each (customer, period) of the batch invoiced? Asked once per pair.
+            let mut closed: HashMap<(&str, i64), bool> = HashMap::new();
             for (event, period_start) in events {
-                let closed: Option<i64> = sqlx::query_scalar(
-                    "SELECT number FROM invoices WHERE customer_id = ? AND period_start = ?",
-                )
-                .bind(&event.customer_id)
-                .bind(period_start)
-                .fetch_optional(&mut *conn)
-                .await?;
-                if closed.is_some() {
-                    outcomes.push(Err(*period_start));
+                let key = (event.customer_id.as_str(), *period_start);
+                if closed.contains_key(&key) {
                     continue;
                 }
-                let inserted = sqlx::query(
-                    "INSERT INTO events (customer_id, event_id, ts, body, received_at)
-                     VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer_id, event_id) DO NOTHING",
+                let number: Option<i64> = sqlx::query_scalar(
+                    "SELECT number FROM invoices WHERE customer_id = ? AND period_start = ?",
                 )
-                .bind(&event.customer_id)
-                .bind(&event.event_id)
-                .bind(event.ts)
-                .bind(&event.body)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-                outcomes.push(Ok(inserted == 1));
+                .bind(key.0)
+                .bind(key.1)
+                .fetch_optional(&mut *conn)
+                .await?;
+                closed.insert(key, number.is_some());
+            }
+            let mut outcomes: Vec<Result<bool, i64>> = Vec::with_capacity(events.len());
+            let mut open = Vec::with_capacity(events.len());
+            for (idx, (event, period_start)) in events.iter().enumerate() {
+                if closed[&(event.customer_id.as_str(), *period_start)] {
+                    outcomes.push(Err(*period_start));
+                } else {
+                    outcomes.push(Ok(false));
+                    open.push(idx);
+                }
+            }
+            // Many rows per statement; what it returns is what it inserted (the first of
+            // repeated ids), the rest were already stored.
+            for chunk in open.chunks(ROWS_PER_INSERT) {
+                let mut sql = String::with_capacity(120 + chunk.len() * 18);
+                sql.push_str("INSERT INTO events (customer_id, event_id, ts, body, received_at) VALUES ");
+                for k in 0..chunk.len() {
+                    sql.push_str(if k == 0 { "(?, ?, ?, ?, ?)" } else { ", (?, ?, ?, ?, ?)" });
+                }
+                sql.push_str(
+                    " ON CONFLICT (customer_id, event_id) DO NOTHING RETURNING customer_id, event_id",
+                );
+                let mut query = sqlx::query_as::<_, (String, String)>(&sql);
+                for &idx in chunk {
+                    let event = &events[idx].0;
+                    query = query
+                        .bind(&event.customer_id)
+                        .bind(&event.event_id)
+                        .bind(event.ts)
+                        .bind(&event.body)
+                        .bind(now);
+                }
+                let mut inserted: std::collections::HashSet<(String, String)> =
+                    query.fetch_all(&mut *conn).await?.into_iter().collect();
+                for &idx in chunk {
+                    let event = &events[idx].0;
+                    // `remove`: of a repeated id, only the first occurrence was stored.
+                    let key = (event.customer_id.clone(), event.event_id.clone());
+                    outcomes[idx] = Ok(inserted.remove(&key));
+                }
             }
             Ok(outcomes)
         })

@@ -145,6 +145,8 @@ enum Command {
     /// Serves the pricing page, quote builder and plan editor (priced in the browser by the
     /// engine compiled to WebAssembly) with the example plans; prints the URL.
     Serve(serve::ServeArgs),
+    /// Operator API keys for the server's store (`keys create`).
+    Keys(serve::KeysArgs),
     /// Runs the demo: an invoice preview of the embedded example plan.
     Demo,
 }
@@ -374,6 +376,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match command {
         Command::Demo => demo(),
         Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Keys(args) => serve::keys(args).map(|()| ExitCode::SUCCESS),
         Command::Quote {
             plan,
             usage,

@@ -80,7 +80,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         anyhow::ensure!(dir.is_dir(), "{} is not a directory", dir.display());
     }
     let shown = |dir: &Path| std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    init_logs();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the server runtime")?;
@@ -112,19 +113,108 @@ pub fn run(args: ServeArgs) -> Result<()> {
             "API on http://{addr}/v1/ (operator key: `Authorization: Bearer …`), health /healthz; store {}",
             shown(&args.data_dir).display()
         );
+        say!("OpenAPI 3.1 document on http://{addr}/openapi.json");
         say!(
             "serving {} and {}",
             shown(&dirs.web).display(),
             shown(&dirs.examples).display()
         );
-        let app = router(dirs).merge(api::router(server.clone()));
+        let app = router(dirs)
+            .merge(api::router(server.clone()))
+            .layer(axum::middleware::from_fn(log_request));
+        tracing::info!(%addr, data_dir = %args.data_dir.display(), "listening");
         axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                // In-flight requests finish; a second signal is the default (exit).
-                drop(tokio::signal::ctrl_c().await);
-            })
+            .with_graceful_shutdown(shutdown_signal())
             .await
             .context("serving")?;
+        tracing::info!("stopped: in-flight requests finished");
+        server.store().close().await;
+        Ok(())
+    })
+}
+
+/// Structured logs on standard error: `RATECARD_LOG` (e.g. `info`, `ratecard_host=debug`)
+/// chooses what, default `info`; `RATECARD_LOG_FORMAT=json` writes one JSON object per line.
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RATECARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    // A second call (tests running several servers in one process) keeps the first.
+    let _already = if std::env::var("RATECARD_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// One log line per request: method, path, status and time taken.
+async fn log_request(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    if status >= 500 {
+        tracing::warn!(%method, %path, status, micros, "request");
+    } else {
+        tracing::info!(%method, %path, status, micros, "request");
+    }
+    response
+}
+
+/// Resolves on the first SIGINT or SIGTERM: the server stops accepting and finishes the
+/// requests in flight; a second signal is the default (exit).
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => drop(signal.recv().await),
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// `ratecard keys create`: a new operator key for the store in `--data-dir`.
+#[derive(Debug, clap::Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    action: KeysAction,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum KeysAction {
+    /// Makes an operator key and prints it (the only time it is shown: only its SHA-256 is
+    /// kept).
+    Create {
+        /// Where the store lives (as for `ratecard serve`).
+        #[arg(long, default_value = "ratecard-data")]
+        data_dir: PathBuf,
+        /// A label to tell keys apart.
+        #[arg(long, default_value = "operator")]
+        label: String,
+    },
+}
+
+pub fn keys(args: KeysArgs) -> Result<()> {
+    let KeysAction::Create { data_dir, label } = args.action;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let server = Server::open(&data_dir, Box::new(SystemClock), &NoPlugins)
+            .await
+            .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+        let key = server.create_key(&label).await.context("an operator key")?;
+        say!("{key}");
         server.store().close().await;
         Ok(())
     })

@@ -382,9 +382,9 @@ fn server_error(failure: ServerError) -> Response {
     }
 }
 
-/// Storage errors are logged to standard error (their text may name files, never sent).
+/// Storage errors are logged (their text may name files, never sent).
 fn log_store_error(error: &dyn std::fmt::Display) {
-    eprintln!("ratecard serve: {error}");
+    tracing::error!(%error, "storage");
 }
 
 /// Reads a JSON body as `T`, or answers 400 with every error's JSON path.
@@ -513,6 +513,11 @@ async fn ingest(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Resp
             }
             let accepted = outcomes.iter().filter(|o| o.is_accepted()).count();
             let rejected = outcomes.len() - accepted;
+            let duplicates = outcomes
+                .iter()
+                .filter(|o| matches!(o, EventOutcome::Duplicate { .. }))
+                .count();
+            tracing::info!(accepted, duplicates, rejected, "ingest");
             json_response(
                 StatusCode::OK,
                 &IngestResult {
@@ -570,6 +575,7 @@ async fn close(State(api): State<Api>, body: Bytes) -> Response {
     };
     match api.server.close(&request.date).await {
         Ok(invoices) => {
+            tracing::info!(date = %request.date, invoices = invoices.len(), "period closed");
             let invoices = invoices
                 .iter()
                 .map(|i| ClosedInvoice {

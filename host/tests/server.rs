@@ -781,3 +781,149 @@ async fn a_final_invoice_has_a_printable_html_page() {
     );
     drop(std::fs::remove_dir_all(&dir));
 }
+
+/// A move to another plan version mid-period is prorated as the engine prorates a usage
+/// document's `plan_change`; earlier periods keep the old version, later ones the new. A
+/// cancellation bills the current period whole and nothing after it.
+#[tokio::test]
+async fn a_plan_change_mid_period_is_prorated_and_a_cancellation_ends_the_subscription() {
+    use ratecard_engine::usage::Usage;
+    let dir = data_dir("change");
+    let server = open(&dir, "2026-11-20T00:00:00Z").await;
+    let v1 = server.add_plan(plan()).await.expect("v1");
+    let mut dearer = plan();
+    let text = serde_json::to_string(&dearer).unwrap();
+    assert!(text.contains(r#""amount":"49""#), "{text}");
+    dearer = serde_json::from_str(&text.replace(r#""amount":"49""#, r#""amount":"99""#)).unwrap();
+    let v2 = server.add_plan(dearer.clone()).await.expect("v2");
+    assert_eq!(v2.version, 2);
+    server
+        .put_customer(CustomerRecord {
+            id: "acme".to_owned(),
+            setup: setup("Europe/Paris"),
+            plan: Some(v1.clone()),
+        })
+        .await
+        .unwrap();
+    let events: Vec<Value> = (0..60)
+        .map(|i| {
+            json!({"id": format!("m{i}"), "customer": "acme",
+                         "timestamp": format!("2026-11-{:02}T10:00:00Z", 1 + i % 28),
+                         "code": "api.request"})
+        })
+        .collect();
+    server.ingest(events.clone()).await.unwrap();
+
+    let subscription = server
+        .change_plan("acme", v2.clone(), "2026-11-16")
+        .await
+        .expect("a move");
+    assert_eq!(subscription.plan.as_ref(), Some(&v2));
+    assert_eq!(subscription.changes.len(), 1);
+    // One move per period; a plan of another interval; a move back in time.
+    let again = server.change_plan("acme", v1.clone(), "2026-11-18").await;
+    assert!(
+        again
+            .unwrap_err()
+            .to_string()
+            .contains("one move per period")
+    );
+    let mut yearly = plan();
+    yearly.id = "yearly".to_owned();
+    yearly.interval = serde_json::from_value(json!("year")).unwrap();
+    let yearly = server.add_plan(yearly).await.unwrap();
+    let other = server.change_plan("acme", yearly, "2026-12-05").await;
+    assert!(other.unwrap_err().to_string().contains("billing interval"));
+    let back = server.change_plan("acme", v1.clone(), "2026-11-10").await;
+    assert!(back.unwrap_err().to_string().contains("forward in time"));
+
+    // November: the engine's proration of the same move over the same events.
+    let preview = server
+        .preview("acme", "2026-11-20")
+        .await
+        .unwrap()
+        .expect("subscribed");
+    let usage: Usage = serde_json::from_value(json!({
+        "customer": {"id": "acme", "timezone": "Europe/Paris"},
+        "subscription": {"start": "2026-10-01"},
+        "period": {"containing": "2026-11-20"},
+        "plan_change": {"at": "2026-11-16", "previous_plan": plan()},
+        "events": events,
+    }))
+    .expect("usage");
+    let expected = PreparedPlan::new(dearer.clone())
+        .unwrap()
+        .quote(&usage, &NoPlugins)
+        .expect("a quote");
+    let strip = |invoice: &ratecard_engine::invoice::Invoice| {
+        let mut value = serde_json::to_value(invoice).unwrap();
+        value.as_object_mut().unwrap().remove("input_hash");
+        value
+    };
+    assert_eq!(strip(&preview), strip(&expected));
+    let fee: Vec<String> = preview
+        .lines
+        .iter()
+        .filter(|l| l.charge_id == "platform")
+        .map(|l| l.amount.0.to_string())
+        .collect();
+    assert_eq!(fee.len(), 2, "both plans' platform fees, prorated: {fee:?}");
+    // October stays on v1, December is v2 whole.
+    let october = server.preview("acme", "2026-10-15").await.unwrap().unwrap();
+    assert_eq!(october.plan_id, "api-pro-2026");
+    let platform_of = |invoice: &ratecard_engine::invoice::Invoice| {
+        invoice
+            .lines
+            .iter()
+            .find(|l| l.charge_id == "platform")
+            .map(|l| l.amount.0.to_string())
+    };
+    assert_eq!(platform_of(&october).as_deref(), Some("49.00"));
+    let december = server.preview("acme", "2026-12-15").await.unwrap().unwrap();
+    assert_eq!(platform_of(&december).as_deref(), Some("99.00"));
+    // Live usage rates the current period the same way.
+    let live = server.live_usage("acme").await.unwrap().unwrap();
+    assert_eq!(live.amount_so_far, preview.total.0.to_string());
+
+    // Cancel: at the end of November (now is Nov 20): November billed, December not.
+    let cancelled = server.cancel("acme").await.expect("cancel");
+    assert_eq!(
+        cancelled.cancelled_from.as_deref(),
+        Some("2026-12-01T00:00:00+01:00")
+    );
+    assert_eq!(
+        server.cancel("acme").await.unwrap(),
+        cancelled,
+        "idempotent"
+    );
+    assert!(
+        server
+            .preview("acme", "2026-12-15")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        server
+            .preview("acme", "2026-11-15")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let outcomes = server
+        .ingest(vec![
+            json!({"id": "late-nov", "customer": "acme", "timestamp": "2026-11-30T10:00:00Z", "code": "api.request"}),
+            json!({"id": "dec", "customer": "acme", "timestamp": "2026-12-01T10:00:00Z", "code": "api.request"}),
+        ])
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcomes[0], EventOutcome::Stored { .. }),
+        "{outcomes:?}"
+    );
+    match &outcomes[1] {
+        EventOutcome::Rejected { error, .. } => assert!(error.contains("cancelled"), "{error}"),
+        other => panic!("{other:?}"),
+    }
+    drop(std::fs::remove_dir_all(&dir));
+}

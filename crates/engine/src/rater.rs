@@ -27,7 +27,7 @@ use crate::rate::{
     price_usage, usage_error,
 };
 use crate::usage::{
-    Customer, CustomerSetup, Event, PeriodSelector, QuantityInput, Timestamp, Usage,
+    Customer, CustomerSetup, Event, PeriodSelector, PlanChange, QuantityInput, Timestamp, Usage,
 };
 use crate::validate::validate_plan;
 
@@ -124,6 +124,30 @@ impl<'a> PeriodRater<'a> {
         default_timezone: Option<&str>,
         plugins: &'a dyn PluginHost,
     ) -> Result<Opened<'a>, RateError> {
+        PeriodRater::open_containing_changed(
+            prepared,
+            customer_id,
+            setup,
+            containing,
+            default_timezone,
+            None,
+            plugins,
+        )
+    }
+
+    /// [`PeriodRater::open_containing`] of a period in which the customer moved to the
+    /// prepared plan from `previous` at the instant `at` (a date, date-time or RFC 3339
+    /// instant, strictly inside the period): rated as a usage document's `plan_change` is, each
+    /// plan for its part of the period.
+    pub fn open_containing_changed(
+        prepared: &'a PreparedPlan<'a>,
+        customer_id: &str,
+        setup: &CustomerSetup,
+        containing: &str,
+        default_timezone: Option<&str>,
+        change: Option<(&'a Plan, &str)>,
+        plugins: &'a dyn PluginHost,
+    ) -> Result<Opened<'a>, RateError> {
         let usage = Usage {
             customer: Customer {
                 id: customer_id.to_owned(),
@@ -141,7 +165,10 @@ impl<'a> PeriodRater<'a> {
             events: Vec::new(),
             carry_in: setup.carry_in.clone(),
             credits: setup.credits.clone(),
-            plan_change: None,
+            plan_change: change.map(|(previous, at)| PlanChange {
+                at: at.to_owned(),
+                previous_plan: Box::new(previous.clone()),
+            }),
         };
         let plan = prepared.plan();
         let usage = match context(plan, &usage) {
@@ -169,8 +196,13 @@ impl<'a> PeriodRater<'a> {
             Err(error) => return Err(error),
             Ok(_) => usage,
         };
-        PeriodRater::open_usage(prepared, &usage, None, plugins)
-            .map(|rater| Opened::Rating(Box::new(rater)))
+        PeriodRater::open_usage(
+            prepared,
+            &usage,
+            change.map(|(previous, _)| previous),
+            plugins,
+        )
+        .map(|rater| Opened::Rating(Box::new(rater)))
     }
 
     fn open_usage(

@@ -34,7 +34,7 @@ use ratecard_engine::usage::Event;
 use schemars::JsonSchema;
 
 use super::openapi::{Body, Operation, schema};
-use super::{CustomerRecord, EventOutcome, LiveUsage, PlanRef, Server, ServerError};
+use super::{CustomerRecord, EventOutcome, LiveUsage, PlanRef, Server, ServerError, Subscription};
 
 /// The largest request body: 16 MiB (a batch of about 60,000 typical events).
 pub const MAX_BODY_BYTES: usize = 16 << 20;
@@ -135,6 +135,39 @@ fn operations() -> Vec<(Operation, MethodRouter<Api>)> {
                 Json(schema::<CustomerRecord>),
             ),
             get(get_customer),
+        ),
+        (
+            op(
+                "get",
+                "/v1/customers/{id}/subscription",
+                "getSubscription",
+                "The customer's subscription: the plan version they are on, their plan moves and cancellation",
+                Body::None,
+                Json(schema::<Subscription>),
+            ),
+            get(get_subscription),
+        ),
+        (
+            op(
+                "post",
+                "/v1/customers/{id}/plan-change",
+                "changePlan",
+                "Move the customer to another plan version at an instant: the period holding it is prorated (each plan rates its part), later periods use the new version",
+                Json(schema::<PlanChangeRequest>),
+                Json(schema::<Subscription>),
+            ),
+            post(change_plan),
+        ),
+        (
+            op(
+                "post",
+                "/v1/customers/{id}/cancel",
+                "cancelSubscription",
+                "Cancel at the end of the current period: it is billed whole, no later period is, no event from its end on is accepted (idempotent)",
+                Body::None,
+                Json(schema::<Subscription>),
+            ),
+            post(cancel),
         ),
         (
             Operation {
@@ -712,5 +745,46 @@ async fn get_invoice_html(State(api): State<Api>, Path(number): Path<String>) ->
         },
         Ok(None) => error(StatusCode::NOT_FOUND, "not_found", "no such invoice"),
         Err(failure) => server_error(failure.into()),
+    }
+}
+
+/// `POST /v1/customers/{id}/plan-change`.
+#[derive(serde::Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct PlanChangeRequest {
+    /// The plan version to move to.
+    plan: PlanRef,
+    /// When: a local date or date-time in the customer's timezone, or an RFC 3339 instant.
+    at: String,
+}
+
+async fn get_subscription(State(api): State<Api>, Path(id): Path<String>) -> Response {
+    match api.server.subscription(&id).await {
+        Ok(subscription) => json_response(StatusCode::OK, &subscription),
+        Err(failure) => server_error(failure),
+    }
+}
+
+async fn change_plan(State(api): State<Api>, Path(id): Path<String>, body: Bytes) -> Response {
+    let request: PlanChangeRequest = match read_body("plan_change", &body) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    match api.server.change_plan(&id, request.plan, &request.at).await {
+        Ok(subscription) => {
+            tracing::info!(customer = %id, at = %request.at, "plan changed");
+            json_response(StatusCode::OK, &subscription)
+        }
+        Err(failure) => server_error(failure),
+    }
+}
+
+async fn cancel(State(api): State<Api>, Path(id): Path<String>) -> Response {
+    match api.server.cancel(&id).await {
+        Ok(subscription) => {
+            tracing::info!(customer = %id, "subscription cancelled");
+            json_response(StatusCode::OK, &subscription)
+        }
+        Err(failure) => server_error(failure),
     }
 }

@@ -17,6 +17,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use super::store::StoredChange;
 use super::{CustomerRecord, PlanRef, Server, ServerError};
 
 /// One customer's live state.
@@ -116,12 +117,13 @@ impl Server {
     /// `None` when they have no subscription or it has not started.
     pub async fn live_usage(&self, customer: &str) -> Result<Option<LiveUsage>, ServerError> {
         loop {
-            let record = self.customer(customer).await?;
+            let known = self.known_customer(customer).await?;
+            let (record, changes) = (&known.record, &known.changes);
             let Some(plan) = record.plan.clone() else {
                 return Ok(None);
             };
             let now = self.now();
-            let Some((after_seq, window)) = self.live_state(&record, &plan, now)? else {
+            let Some((after_seq, window)) = self.live_state(record, &plan, changes, now)? else {
                 return Ok(None);
             };
             let new_events = self.store.events_after(customer, after_seq, window).await?;
@@ -130,7 +132,7 @@ impl Server {
                 // Forgotten meanwhile (the customer changed): start afresh.
                 Applied::Forgotten => {}
                 Applied::NeedsRescan => {
-                    return self.live_usage_by_rescan(&record, &plan, now).await;
+                    return self.live_usage_by_rescan(record, changes, now).await;
                 }
             }
         }
@@ -184,6 +186,7 @@ impl Server {
         &self,
         record: &CustomerRecord,
         plan: &PlanRef,
+        changes: &[StoredChange],
         now: i64,
     ) -> Result<Option<(i64, (i64, i64))>, ServerError> {
         let mut states = self.live.lock();
@@ -197,7 +200,7 @@ impl Server {
             }
         }
         let containing = Timestamp(now).to_rfc3339();
-        let Some(rater) = self.open_period(plan, record, &containing)? else {
+        let Some((_rated_by, rater)) = self.open_period(record, changes, &containing)? else {
             states.remove(&record.id);
             return Ok(None);
         };
@@ -218,11 +221,11 @@ impl Server {
     async fn live_usage_by_rescan(
         &self,
         record: &CustomerRecord,
-        plan: &PlanRef,
+        changes: &[StoredChange],
         now: i64,
     ) -> Result<Option<LiveUsage>, ServerError> {
         let containing = Timestamp(now).to_rfc3339();
-        let Some(rater) = self.open_period(plan, record, &containing)? else {
+        let Some((_rated_by, rater)) = self.open_period(record, changes, &containing)? else {
             return Ok(None);
         };
         let period = rater.period();

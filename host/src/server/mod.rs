@@ -17,7 +17,7 @@ pub mod store;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use ratecard_engine::invoice::Invoice;
 use ratecard_engine::period::Calendar;
@@ -25,10 +25,10 @@ use ratecard_engine::plan::Plan;
 use ratecard_engine::plugin::PluginHost;
 use ratecard_engine::rate::{PreparedPlan, RateError};
 use ratecard_engine::rater::{Opened, PeriodRater};
-use ratecard_engine::usage::{CustomerSetup, Event};
+use ratecard_engine::usage::{CustomerSetup, Event, Timestamp};
 
 pub use live::{LiveLine, LiveUsage};
-use store::{NewEvent, StoredCustomer, StoredInvoice};
+use store::{ChangeKind, NewEvent, StoredChange, StoredCustomer, StoredInvoice};
 pub use store::{Store, StoreError};
 
 /// Where the server reads the time.
@@ -97,6 +97,28 @@ pub struct PlanRef {
     pub version: i64,
 }
 
+/// A customer's subscription as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct Subscription {
+    pub customer_id: String,
+    /// The plan version they are on now.
+    pub plan: Option<PlanRef>,
+    pub timezone: String,
+    pub start: Option<String>,
+    /// Moves between plan versions, in order (instants in the customer's timezone).
+    pub changes: Vec<PlanMove>,
+    /// When a cancellation takes effect: no period from then on is billed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancelled_from: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct PlanMove {
+    pub at: String,
+    pub from: PlanRef,
+    pub to: PlanRef,
+}
+
 /// Why the server refused something, named so an API can answer with a status and a path.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -142,6 +164,24 @@ pub struct Server {
     /// Every plan version, prepared: `(id, version)` → plan.
     plans: Mutex<BTreeMap<(String, i64), &'static PreparedPlan<'static>>>,
     live: live::Live,
+    /// Customers and their subscription changes as last read, so ingest and live usage do not
+    /// read them per request; dropped on every change. (One process owns the store; replicas
+    /// sharing a database would need the change announced to them.)
+    known: Mutex<KnownCustomers>,
+}
+
+#[derive(Default)]
+struct KnownCustomers {
+    /// Bumped on every change: a read begun before it does not fill the cache.
+    generation: u64,
+    customers: std::collections::HashMap<String, Arc<Known>>,
+}
+
+/// A customer and their subscription changes.
+#[derive(Debug)]
+struct Known {
+    record: CustomerRecord,
+    changes: Vec<StoredChange>,
 }
 
 impl std::fmt::Debug for Server {
@@ -177,6 +217,7 @@ impl Server {
             grace_ms: DEFAULT_GRACE_MS,
             plans: Mutex::new(plans),
             live: live::Live::new(),
+            known: Mutex::new(KnownCustomers::default()),
         })
     }
 
@@ -279,6 +320,7 @@ impl Server {
             plan: customer.plan.map(|p| (p.id, p.version)),
         };
         self.store.put_customer(&stored, self.now()).await?;
+        self.forget_customer(&customer.id);
         self.live.forget(&customer.id);
         self.live.changed(&customer.id);
         Ok(())
@@ -296,6 +338,213 @@ impl Server {
         record_of(stored)
     }
 
+    /// The customer and their subscription changes, from the cache or the store; `None` for
+    /// an unknown customer.
+    async fn known(&self, id: &str) -> Result<Option<Arc<Known>>, ServerError> {
+        let generation = {
+            let known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(found) = known.customers.get(id) {
+                return Ok(Some(found.clone()));
+            }
+            known.generation
+        };
+        let Some(stored) = self.store.customer(id).await? else {
+            return Ok(None);
+        };
+        let found = Arc::new(Known {
+            record: record_of(stored)?,
+            changes: self.store.changes(id).await?,
+        });
+        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        if known.generation == generation {
+            known.customers.insert(id.to_owned(), found.clone());
+        }
+        Ok(Some(found))
+    }
+
+    /// [`Server::known`] of a customer who must exist.
+    async fn known_customer(&self, id: &str) -> Result<Arc<Known>, ServerError> {
+        self.known(id).await?.ok_or_else(|| ServerError::NotFound {
+            what: "customer",
+            id: id.to_owned(),
+        })
+    }
+
+    /// Drops `id` from the cache of customers (they changed).
+    fn forget_customer(&self, id: &str) {
+        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        known.generation += 1;
+        known.customers.remove(id);
+    }
+
+    /// Moves `customer` to plan version `to` at `at` (a local date or date-time in their
+    /// timezone, or an RFC 3339 instant). The period holding `at` is rated by each plan for its
+    /// part, as the engine prorates a `plan_change`; later periods by `to`; earlier ones stay
+    /// on the plan they had. Refused: a customer without a subscription, a plan of another
+    /// billing interval, a move before an earlier change, a second move in one period, a
+    /// period already invoiced, a cancelled subscription.
+    pub async fn change_plan(
+        &self,
+        customer: &str,
+        to: PlanRef,
+        at: &str,
+    ) -> Result<Subscription, ServerError> {
+        let record = self.customer(customer).await?;
+        let Some(from) = record.plan.clone() else {
+            return Err(ServerError::Invalid(format!(
+                "customer `{customer}` has no plan to change from (give them one with PUT /v1/customers/{customer})"
+            )));
+        };
+        let (old, new) = (self.plan(&from)?.plan(), self.plan(&to)?.plan());
+        if old.interval != new.interval {
+            return Err(ServerError::Invalid(format!(
+                "$.plan: `{}@{}` bills every {:?}, `{}@{}` every {:?}: a move keeps the billing interval",
+                from.id, from.version, old.interval, to.id, to.version, new.interval
+            )));
+        }
+        if from == to {
+            return Err(ServerError::Invalid(format!(
+                "$.plan: customer `{customer}` is already on `{}@{}`",
+                to.id, to.version
+            )));
+        }
+        let calendar = calendar(old, &record.setup)?;
+        let instant = calendar
+            .parse_instant(at)
+            .map_err(|e| ServerError::Invalid(format!("$.at: {e}")))?;
+        let period = calendar
+            .period_containing(instant)
+            .map_err(|e| ServerError::Invalid(format!("$.at: {e}")))?;
+        let changes = self.store.changes(customer).await?;
+        if cancelled_at(&changes).is_some() {
+            return Err(ServerError::Invalid(format!(
+                "customer `{customer}`'s subscription is cancelled"
+            )));
+        }
+        if let Some(last) = changes.last()
+            && last.at > instant.0
+        {
+            return Err(ServerError::Invalid(format!(
+                "$.at: a change at {} is already recorded; changes go forward in time",
+                calendar.format(Timestamp(last.at))
+            )));
+        }
+        if changes.iter().any(|c| {
+            matches!(c.kind, ChangeKind::Plan { .. })
+                && period.start.0 < c.at
+                && c.at < period.end.0
+        }) && period.start.0 < instant.0
+        {
+            return Err(ServerError::Invalid(format!(
+                "$.at: the period from {} already has a plan change; one move per period",
+                calendar.format(period.start)
+            )));
+        }
+        let change = StoredChange {
+            kind: ChangeKind::Plan {
+                from: (from.id.clone(), from.version),
+                to: (to.id.clone(), to.version),
+            },
+            at: instant.0,
+        };
+        self.record_change(customer, &change, period.start.0, &calendar)
+            .await?;
+        self.subscription(customer).await
+    }
+
+    /// Cancels `customer`'s subscription at the end of their current period (the period
+    /// holding now is billed whole; no later period is, and no event from its end on is
+    /// accepted).
+    pub async fn cancel(&self, customer: &str) -> Result<Subscription, ServerError> {
+        let record = self.customer(customer).await?;
+        let Some(plan) = record.plan.clone() else {
+            return Err(ServerError::Invalid(format!(
+                "customer `{customer}` has no subscription to cancel"
+            )));
+        };
+        let changes = self.store.changes(customer).await?;
+        if cancelled_at(&changes).is_some() {
+            // Already cancelled: the same answer (a retry).
+            return self.subscription(customer).await;
+        }
+        let calendar = calendar(self.plan(&plan)?.plan(), &record.setup)?;
+        let now = Timestamp(self.now());
+        let end = match calendar.period_containing(now) {
+            Ok(period) => period,
+            Err(_) => calendar
+                .period_containing(calendar.start())
+                .map_err(|e| ServerError::Invalid(format!("$.subscription: {e}")))?,
+        }
+        .end;
+        let change = StoredChange {
+            kind: ChangeKind::Cancel,
+            at: end.0,
+        };
+        // Checked against the period that ends then: it must not be invoiced yet.
+        let last = calendar
+            .period_containing(Timestamp(end.0 - 1))
+            .map_err(|e| ServerError::Invalid(format!("$.subscription: {e}")))?;
+        self.record_change(customer, &change, last.start.0, &calendar)
+            .await?;
+        self.subscription(customer).await
+    }
+
+    async fn record_change(
+        &self,
+        customer: &str,
+        change: &StoredChange,
+        period_start: i64,
+        calendar: &Calendar,
+    ) -> Result<(), ServerError> {
+        if !self
+            .store
+            .add_change(customer, change, period_start, self.now())
+            .await?
+        {
+            return Err(ServerError::Invalid(format!(
+                "$.at: the period from {} is already invoiced (closed)",
+                calendar.format(Timestamp(period_start))
+            )));
+        }
+        self.forget_customer(customer);
+        self.live.forget(customer);
+        self.live.changed(customer);
+        Ok(())
+    }
+
+    /// `customer`'s subscription: the plan they are on and its changes.
+    pub async fn subscription(&self, customer: &str) -> Result<Subscription, ServerError> {
+        let record = self.customer(customer).await?;
+        let timezone = record.setup.timezone.as_deref().unwrap_or("UTC");
+        let calendar = match &record.plan {
+            Some(plan) => Some(calendar(self.plan(plan)?.plan(), &record.setup)?),
+            None => None,
+        };
+        let show = |at: i64| match &calendar {
+            Some(calendar) => calendar.format(Timestamp(at)),
+            None => Timestamp(at).to_rfc3339(),
+        };
+        let changes = self.store.changes(customer).await?;
+        Ok(Subscription {
+            customer_id: record.id.clone(),
+            plan: record.plan.clone(),
+            timezone: timezone.to_owned(),
+            start: record.setup.subscription.as_ref().map(|s| s.start.clone()),
+            cancelled_from: cancelled_at(&changes).map(show),
+            changes: changes
+                .iter()
+                .filter_map(|c| match &c.kind {
+                    ChangeKind::Plan { from, to } => Some(PlanMove {
+                        at: show(c.at),
+                        from: plan_ref(from),
+                        to: plan_ref(to),
+                    }),
+                    ChangeKind::Cancel => None,
+                })
+                .collect(),
+        })
+    }
+
     /// Ingests a batch (JSON values, one per event). Good events are stored and committed
     /// before this returns, bad ones come back with their index, id and reason; a duplicate
     /// (already stored: a client retrying) is acknowledged and counted once.
@@ -306,7 +555,8 @@ impl Server {
         let now = self.now();
         let mut outcomes: Vec<Option<EventOutcome>> = vec![None; batch.len()];
         let mut to_store = Vec::new();
-        let mut customers: BTreeMap<String, Option<Calendar>> = BTreeMap::new();
+        // Per customer of the batch: their calendar and when their cancellation takes effect.
+        let mut customers: BTreeMap<String, Option<(Calendar, Option<i64>)>> = BTreeMap::new();
         for (index, value) in batch.into_iter().enumerate() {
             let id = value.get("id").and_then(|v| v.as_str()).map(str::to_owned);
             let reject = |error: String| EventOutcome::Rejected {
@@ -329,24 +579,33 @@ impl Server {
             }
             let customer = event.customer.to_string();
             if !customers.contains_key(&customer) {
-                let calendar = match self.store.customer(&customer).await? {
-                    Some(stored) => {
-                        let record = record_of(stored)?;
-                        match &record.plan {
-                            Some(plan) => Some(calendar(self.plan(plan)?.plan(), &record.setup)?),
-                            None => None,
-                        }
-                    }
+                let calendar = match self.known(&customer).await? {
+                    Some(known) => match &known.record.plan {
+                        Some(plan) => Some((
+                            calendar(self.plan(plan)?.plan(), &known.record.setup)?,
+                            cancelled_at(&known.changes),
+                        )),
+                        None => None,
+                    },
                     None => None,
                 };
                 customers.insert(customer.clone(), calendar);
             }
-            let Some(Some(calendar)) = customers.get(&customer) else {
+            let Some(Some((calendar, cancelled))) = customers.get(&customer) else {
                 outcomes[index] = Some(reject(format!(
                     "$.customer: no subscribed customer `{customer}` (create it and its subscription first)"
                 )));
                 continue;
             };
+            if let Some(at) = cancelled
+                && event.timestamp.0 >= *at
+            {
+                outcomes[index] = Some(reject(format!(
+                    "$.timestamp: the subscription of `{customer}` was cancelled from {} on",
+                    calendar.format(Timestamp(*at))
+                )));
+                continue;
+            }
             let period = match calendar.period_containing(event.timestamp) {
                 Ok(period) => period,
                 Err(error) => {
@@ -419,11 +678,8 @@ impl Server {
         customer: &str,
         date: &str,
     ) -> Result<Option<Invoice>, ServerError> {
-        let record = self.customer(customer).await?;
-        let Some(plan) = &record.plan else {
-            return Ok(None);
-        };
-        let Some(rater) = self.open_period(plan, &record, date)? else {
+        let known = self.known_customer(customer).await?;
+        let Some((_plan, rater)) = self.open_period(&known.record, &known.changes, date)? else {
             return Ok(None);
         };
         let period = rater.period();
@@ -434,26 +690,62 @@ impl Server {
         rate(rater, &events).map(Some)
     }
 
-    /// The rater of the customer's period containing `date`, or `None` when their subscription
-    /// starts after it.
+    /// The rater of the customer's period containing `date` and the plan version it is rated
+    /// by (their plan then: the subscription's changes say which; a move inside the period
+    /// rates each plan for its part), or `None` when their subscription starts after it or
+    /// was cancelled before it.
     fn open_period(
         &self,
-        plan: &PlanRef,
         record: &CustomerRecord,
+        changes: &[StoredChange],
         date: &str,
-    ) -> Result<Option<Box<PeriodRater<'static>>>, ServerError> {
-        let opened = PeriodRater::open_containing(
-            self.plan(plan)?,
-            &record.id,
-            &record.setup,
-            date,
-            None,
-            self.plugins,
-        )?;
-        Ok(match opened {
-            Opened::Rating(rater) => Some(rater),
-            Opened::NotStarted => None,
-        })
+    ) -> Result<Option<(PlanRef, Box<PeriodRater<'static>>)>, ServerError> {
+        let Some(current) = &record.plan else {
+            return Ok(None);
+        };
+        let open = |plan: &PlanRef, change: Option<(&'static Plan, &str)>| {
+            let opened = PeriodRater::open_containing_changed(
+                self.plan(plan)?,
+                &record.id,
+                &record.setup,
+                date,
+                None,
+                change,
+                self.plugins,
+            )?;
+            Ok::<_, ServerError>(match opened {
+                Opened::Rating(rater) => Some(rater),
+                Opened::NotStarted => None,
+            })
+        };
+        let Some(rater) = open(current, None)? else {
+            return Ok(None);
+        };
+        if changes.is_empty() {
+            return Ok(Some((current.clone(), rater)));
+        }
+        let (start, end) = (rater.period().start.0, rater.period().end.0);
+        if changes
+            .iter()
+            .any(|c| c.kind == ChangeKind::Cancel && c.at <= start)
+        {
+            return Ok(None);
+        }
+        let in_force = plan_at(current, changes, end - 1);
+        let inside = changes.iter().find_map(|c| match &c.kind {
+            ChangeKind::Plan { from, .. } if start < c.at && c.at < end => {
+                Some((plan_ref(from), Timestamp(c.at).to_rfc3339()))
+            }
+            _ => None,
+        });
+        if &in_force == current && inside.is_none() {
+            return Ok(Some((in_force, rater)));
+        }
+        let previous = match &inside {
+            Some((from, at)) => Some((self.plan(from)?.plan(), at.as_str())),
+            None => None,
+        };
+        Ok(open(&in_force, previous)?.map(|rater| (in_force, rater)))
     }
 
     /// Closes the period containing `date` for every subscribed customer: finalizes their
@@ -465,10 +757,8 @@ impl Server {
         let mut closed = Vec::new();
         for stored in self.store.customers().await? {
             let record = record_of(stored)?;
-            let Some(plan) = record.plan.clone() else {
-                continue;
-            };
-            let Some(rater) = self.open_period(&plan, &record, date)? else {
+            let changes = self.store.changes(&record.id).await?;
+            let Some((plan, rater)) = self.open_period(&record, &changes, date)? else {
                 continue;
             };
             let (start, end) = (rater.period().start.0, rater.period().end.0);
@@ -500,6 +790,44 @@ impl Server {
         }
         Ok(closed)
     }
+}
+
+fn plan_ref((id, version): &(String, i64)) -> PlanRef {
+    PlanRef {
+        id: id.clone(),
+        version: *version,
+    }
+}
+
+/// The plan version in force at `instant`: the one moved to by the last move at or before it,
+/// else the one the first move left, else `current`.
+fn plan_at(current: &PlanRef, changes: &[StoredChange], instant: i64) -> PlanRef {
+    let mut moves = changes.iter().filter_map(|c| match &c.kind {
+        ChangeKind::Plan { from, to } => Some((c.at, from, to)),
+        ChangeKind::Cancel => None,
+    });
+    let Some((first_at, first_from, first_to)) = moves.next() else {
+        return current.clone();
+    };
+    if instant < first_at {
+        return plan_ref(first_from);
+    }
+    let mut plan = first_to;
+    for (at, _, to) in moves {
+        if at <= instant {
+            plan = to;
+        }
+    }
+    plan_ref(plan)
+}
+
+/// The instant a cancellation takes effect, if any.
+fn cancelled_at(changes: &[StoredChange]) -> Option<i64> {
+    changes
+        .iter()
+        .filter(|c| c.kind == ChangeKind::Cancel)
+        .map(|c| c.at)
+        .min()
 }
 
 /// Validates and prepares a plan, kept for the life of the process (see the module docs).

@@ -6,7 +6,6 @@
 //! that a period is still open, close numbers invoices) run in `BEGIN IMMEDIATE` transactions,
 //! which SQLite serializes, so a check and its write see the same state.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use sqlx::sqlite::{
@@ -27,6 +26,24 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 
 /// Rows per `INSERT` of a batch (5 parameters each, far below SQLite's limit).
 const ROWS_PER_INSERT: usize = 200;
+
+/// A subscription change (see the `subscription_changes` table).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredChange {
+    pub kind: ChangeKind,
+    /// The instant it takes effect, Unix milliseconds.
+    pub at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// From one plan version to another (`(id, version)`).
+    Plan {
+        from: (String, i64),
+        to: (String, i64),
+    },
+    Cancel,
+}
 
 /// An event to store: its customer, id, instant and the JSON line it is rated from.
 #[derive(Clone, Debug)]
@@ -163,26 +180,25 @@ impl Store {
         now: i64,
     ) -> Result<Vec<Result<bool, i64>>, StoreError> {
         immediate(&self.pool, async |conn| {
-            // Is each (customer, period) of the batch invoiced? Asked once per pair.
-            let mut closed: HashMap<(&str, i64), bool> = HashMap::new();
-            for (event, period_start) in events {
-                let key = (event.customer_id.as_str(), *period_start);
-                if closed.contains_key(&key) {
-                    continue;
-                }
-                let number: Option<i64> = sqlx::query_scalar(
-                    "SELECT number FROM invoices WHERE customer_id = ? AND period_start = ?",
-                )
-                .bind(key.0)
-                .bind(key.1)
-                .fetch_optional(&mut *conn)
-                .await?;
-                closed.insert(key, number.is_some());
+            // Which (customer, period) pairs of the batch are invoiced: one query per distinct
+            // period start (customers of one timezone and anchor share them).
+            let mut starts: Vec<i64> = events.iter().map(|(_, start)| *start).collect();
+            starts.sort_unstable();
+            starts.dedup();
+            let mut closed: std::collections::HashSet<(String, i64)> =
+                std::collections::HashSet::new();
+            for start in starts {
+                let customers: Vec<String> =
+                    sqlx::query_scalar("SELECT customer_id FROM invoices WHERE period_start = ?")
+                        .bind(start)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                closed.extend(customers.into_iter().map(|c| (c, start)));
             }
             let mut outcomes: Vec<Result<bool, i64>> = Vec::with_capacity(events.len());
             let mut open = Vec::with_capacity(events.len());
             for (idx, (event, period_start)) in events.iter().enumerate() {
-                if closed[&(event.customer_id.as_str(), *period_start)] {
+                if !closed.is_empty() && closed.contains(&(event.customer_id.clone(), *period_start)) {
                     outcomes.push(Err(*period_start));
                 } else {
                     outcomes.push(Ok(false));
@@ -306,6 +322,78 @@ impl Store {
             }))
         })
         .await
+    }
+
+    /// Records a subscription change; a move to another plan also makes it the customer's
+    /// plan. One transaction: refused (`Ok(false)`) if the period starting at `period_start`
+    /// is already invoiced.
+    pub async fn add_change(
+        &self,
+        customer_id: &str,
+        change: &StoredChange,
+        period_start: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        immediate(&self.pool, async |conn| {
+            if invoice_of(conn, customer_id, period_start).await?.is_some() {
+                return Ok(false);
+            }
+            let (kind, from, to) = match &change.kind {
+                ChangeKind::Plan { from, to } => ("plan", Some(from), Some(to)),
+                ChangeKind::Cancel => ("cancel", None, None),
+            };
+            sqlx::query(
+                "INSERT INTO subscription_changes (customer_id, kind, at, from_plan_id,
+                 from_plan_version, to_plan_id, to_plan_version, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(customer_id)
+            .bind(kind)
+            .bind(change.at)
+            .bind(from.map(|p| p.0.as_str()))
+            .bind(from.map(|p| p.1))
+            .bind(to.map(|p| p.0.as_str()))
+            .bind(to.map(|p| p.1))
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            if let Some((plan_id, version)) = to {
+                sqlx::query("UPDATE customers SET plan_id = ?, plan_version = ? WHERE id = ?")
+                    .bind(plan_id)
+                    .bind(version)
+                    .bind(customer_id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    /// A customer's subscription changes, in the order they were made.
+    pub async fn changes(&self, customer_id: &str) -> Result<Vec<StoredChange>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, at, from_plan_id, from_plan_version, to_plan_id, to_plan_version
+             FROM subscription_changes WHERE customer_id = ? ORDER BY seq",
+        )
+        .bind(customer_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut changes = Vec::with_capacity(rows.len());
+        for row in rows {
+            let kind: String = row.try_get(0)?;
+            let at: i64 = row.try_get(1)?;
+            let kind = if kind == "plan" {
+                ChangeKind::Plan {
+                    from: (row.try_get(2)?, row.try_get(3)?),
+                    to: (row.try_get(4)?, row.try_get(5)?),
+                }
+            } else {
+                ChangeKind::Cancel
+            };
+            changes.push(StoredChange { kind, at });
+        }
+        Ok(changes)
     }
 
     /// Every final invoice, by number.

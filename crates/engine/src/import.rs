@@ -293,6 +293,7 @@ pub fn stripe_prices(export: &Value, plan_id: &str) -> Result<Plan, ImportError>
         interval: interval.unwrap_or_default(),
         rounding: RoundingPolicy::default(),
         tier_convention: TierConvention::UpperInclusive,
+        tier_ranges: crate::plan::TierRanges::Continuous,
         proration: ProrationMode::Seconds,
         trial_days: 0,
         metrics,

@@ -36,6 +36,11 @@ pub struct Plan {
     /// Which tier a quantity exactly on a boundary belongs to (see [`TierConvention`]).
     #[serde(default)]
     pub tier_convention: TierConvention,
+    /// How the optional `from` of a tier or band is read (see [`TierRanges`]): `continuous`
+    /// (the default: it repeats the previous `up_to`) or `whole_units` (ranges copied from Lago,
+    /// or from Stripe's and Orb's documentation: `0–10, 11–20, 21–∞`). See `docs/conventions.md`.
+    #[serde(default, skip_serializing_if = "TierRanges::is_default")]
+    pub tier_ranges: TierRanges,
     /// How flat fees are prorated for partial periods.
     #[serde(default)]
     pub proration: ProrationMode,
@@ -137,6 +142,30 @@ pub enum TierConvention {
     /// an inclusive lower bound, "from 10"). Volume and stairstep pick the upper tier at exactly
     /// `b`, and a graduated tier's flat fee is due once the quantity reaches its lower bound.
     LowerInclusive,
+}
+
+/// How a tier's (or band's) optional `from` is read. Pricing only ever uses `up_to`; `from` is
+/// there so ranges copied from another platform can be pasted as they are and checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TierRanges {
+    /// `from` is the previous tier's `up_to` (0 for the first): `[0, 10], (10, 20], (20, ∞)`.
+    #[default]
+    Continuous,
+    /// Ranges of whole units, both ends written: `from` is the first unit of the tier, the
+    /// previous `up_to` + 1 (the first tier starts at 0 or 1): Lago's `from_value`/`to_value`
+    /// (`0–10, 11–20, 21–∞`) and the ranges of Stripe's and Orb's documentation (`1–10, 11–∞`).
+    /// Tier 2 of `0–10, 11–20` prices everything above 10 (10.5 units: 10 in tier 1, 0.5 in
+    /// tier 2, as Lago computes `units − from + 1`), so this needs `tier_convention`
+    /// `upper_inclusive`.
+    WholeUnits,
+}
+
+impl TierRanges {
+    pub fn is_default(&self) -> bool {
+        *self == TierRanges::Continuous
+    }
 }
 
 /// How flat fees are prorated when only part of a period is billed.

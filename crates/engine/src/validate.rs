@@ -12,7 +12,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::money::{Currency, MAX_CUSTOM_SCALE};
-use crate::plan::{Aggregation, Charge, Metric, Plan, PriceModel, Step, Tier};
+use crate::plan::{
+    Aggregation, Charge, Metric, Plan, PriceModel, Step, Tier, TierConvention, TierRanges,
+};
 
 /// The most decimal places a unit price may carry.
 pub const MAX_PRICE_SCALE: u32 = 12;
@@ -34,6 +36,9 @@ pub enum IssueCode {
     /// [`json::parse`](crate::json::parse)); the other codes are [`validate_plan`]'s rules.
     InvalidJson,
     AmountFinerThanCurrency,
+    /// A convention option (`docs/conventions.md`) where it does not apply, or two that
+    /// contradict each other.
+    BadConvention,
     BadDiscount,
     BadFilter,
     BadMatrix,
@@ -77,6 +82,7 @@ impl IssueCode {
         match self {
             IssueCode::InvalidJson => "invalid_json",
             IssueCode::AmountFinerThanCurrency => "amount_finer_than_currency",
+            IssueCode::BadConvention => "bad_convention",
             IssueCode::BadDiscount => "bad_discount",
             IssueCode::BadFilter => "bad_filter",
             IssueCode::BadMatrix => "bad_matrix",
@@ -292,6 +298,15 @@ fn check_header(r: &mut Report, plan: &Plan) -> u32 {
         .as_ref()
         .map(|c| c.minor_units)
         .unwrap_or(MAX_CUSTOM_SCALE);
+    if plan.tier_ranges == TierRanges::WholeUnits
+        && plan.tier_convention == TierConvention::LowerInclusive
+    {
+        r.error(
+            IssueCode::BadConvention,
+            "$.tier_ranges",
+            "`whole_units` ranges (0–10, 11–20) put 10 in the first tier: they need `tier_convention` `upper_inclusive`",
+        );
+    }
     if plan.interval.count == 0 {
         r.error(
             IssueCode::ZeroInterval,
@@ -518,7 +533,14 @@ fn check_model(
             lint_tiers(r, &mpath, tiers, volume, charge);
         }
         PriceModel::Stairstep { steps } => {
-            check_steps(r, &mpath, steps, minor_units, &plan.currency);
+            check_steps(
+                r,
+                &mpath,
+                steps,
+                minor_units,
+                &plan.currency,
+                plan.tier_ranges,
+            );
         }
         PriceModel::Package {
             package_size,
@@ -834,6 +856,7 @@ fn check_bounds(
     path: &dyn fmt::Display,
     bounds: &[(Option<Decimal>, Option<Decimal>)],
     what: &str,
+    ranges: TierRanges,
 ) {
     if bounds.is_empty() {
         r.error(
@@ -848,18 +871,7 @@ fn check_bounds(
     for (idx, (from, up_to)) in bounds.iter().enumerate() {
         let tpath = Sub(&path, Part::Index(idx));
         if let Some(from) = from {
-            if *from > previous {
-                r.error(
-                    IssueCode::TierGap,
-                    format!("{tpath}.from"),
-                    format!(
-                        "gap: {what} {} starts at {from} but the previous one ends at {previous}",
-                        idx + 1
-                    ),
-                );
-            } else if *from < previous {
-                r.error(IssueCode::TierOverlap, format!("{tpath}.from"), format!("overlap: {what} {} starts at {from} but the previous one ends at {previous}", idx + 1));
-            }
+            check_from(r, &tpath, *from, previous, idx, what, ranges);
         }
         match up_to {
             None if idx != last_idx => {
@@ -887,6 +899,71 @@ fn check_bounds(
     }
 }
 
+/// A tier's `from` against the previous bound, read as the plan's [`TierRanges`] says:
+/// `continuous` wants the previous `up_to` itself, `whole_units` the next whole unit after it
+/// (0 or 1 for the first tier).
+fn check_from(
+    r: &mut Report,
+    tpath: &Sub<'_>,
+    from: Decimal,
+    previous: Decimal,
+    idx: usize,
+    what: &str,
+    ranges: TierRanges,
+) {
+    let expected = match ranges {
+        TierRanges::Continuous => previous,
+        TierRanges::WholeUnits => {
+            if !from.fract().is_zero() {
+                r.error(
+                    IssueCode::TierGap,
+                    format!("{tpath}.from"),
+                    format!("{what} {} starts at {from}: with `tier_ranges` `whole_units`, `from` is a whole unit", idx + 1),
+                );
+                return;
+            }
+            if idx == 0 && from == Decimal::ONE {
+                return;
+            }
+            if idx == 0 {
+                previous
+            } else {
+                match previous.checked_add(Decimal::ONE) {
+                    Some(next) => next,
+                    None => return,
+                }
+            }
+        }
+    };
+    let reading = match ranges {
+        TierRanges::Continuous
+            if previous.checked_add(Decimal::ONE) == Some(from) && previous.fract().is_zero() =>
+        {
+            " (ranges of whole units such as 0–10, 11–20 are accepted with `\"tier_ranges\": \"whole_units\"`)"
+        }
+        _ => "",
+    };
+    if from > expected {
+        r.error(
+            IssueCode::TierGap,
+            format!("{tpath}.from"),
+            format!(
+                "gap: {what} {} starts at {from} but the previous one ends at {previous}{reading}",
+                idx + 1
+            ),
+        );
+    } else if from < expected {
+        r.error(
+            IssueCode::TierOverlap,
+            format!("{tpath}.from"),
+            format!(
+                "overlap: {what} {} starts at {from} but the previous one ends at {previous}",
+                idx + 1
+            ),
+        );
+    }
+}
+
 fn check_tiers(
     r: &mut Report,
     path: &dyn fmt::Display,
@@ -898,7 +975,13 @@ fn check_tiers(
         .iter()
         .map(|t| (t.from.map(Decimal::from), t.up_to.map(Decimal::from)))
         .collect();
-    check_bounds(r, &format_args!("{path}.tiers"), &bounds, "tier");
+    check_bounds(
+        r,
+        &format_args!("{path}.tiers"),
+        &bounds,
+        "tier",
+        plan.tier_ranges,
+    );
     let minor_units = Currency::resolve(&plan.currency, &plan.custom_units)
         .map_or(MAX_CUSTOM_SCALE, |c| c.minor_units);
     for (tier_idx, tier) in tiers.iter().enumerate() {
@@ -922,12 +1005,13 @@ fn check_steps(
     steps: &[Step],
     minor_units: u32,
     currency: &str,
+    ranges: TierRanges,
 ) {
     let bounds: Vec<_> = steps
         .iter()
         .map(|s| (s.from.map(Decimal::from), s.up_to.map(Decimal::from)))
         .collect();
-    check_bounds(r, &format_args!("{path}.steps"), &bounds, "band");
+    check_bounds(r, &format_args!("{path}.steps"), &bounds, "band", ranges);
     for (step_idx, step) in steps.iter().enumerate() {
         let spath_list = Sub(&path, Part::Key("steps"));
         let spath_elem = Sub(&spath_list, Part::Index(step_idx));

@@ -282,6 +282,7 @@ pub fn stripe_prices(export: &Value, plan_id: &str) -> Result<Plan, ImportError>
             included: None,
             minimum: None,
             maximum: None,
+            zero_usage: crate::plan::ZeroUsage::Free,
         });
     }
     let code = currency.map(|(code, _)| code).unwrap_or_default();

@@ -369,6 +369,30 @@ pub struct Charge {
     /// Maximum for this charge per period (the line is capped at it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maximum: Option<Dec>,
+    /// What a graduated or volume charge bills when its billable quantity is zero (see
+    /// [`ZeroUsage`]); other models always price zero usage at zero.
+    #[serde(default, skip_serializing_if = "ZeroUsage::is_default")]
+    pub zero_usage: ZeroUsage,
+}
+
+/// What a tiered charge bills at zero usage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ZeroUsage {
+    /// Nothing: a tier's flat fee is due once the quantity enters the tier, and zero enters
+    /// none.
+    #[default]
+    Free,
+    /// The first tier's flat fee, as OpenMeter bills graduated and volume tiers, and Lago
+    /// volume ranges: the first tier is "entered" at zero. Any other quantity prices as usual.
+    FirstTierFlatFee,
+}
+
+impl ZeroUsage {
+    pub fn is_default(&self) -> bool {
+        *self == ZeroUsage::Free
+    }
 }
 
 /// A price model.

@@ -168,6 +168,31 @@ pub fn graduated(
     Ok(priced)
 }
 
+/// The first tier's flat fee alone: what a graduated or volume charge with `zero_usage`
+/// `first_tier_flat_fee` bills for a zero (or negative) quantity.
+pub fn first_tier_fee_at_zero(
+    tiers: &[Tier],
+    convention: TierConvention,
+) -> Result<Priced, Overflow> {
+    let mut priced = Priced::default();
+    let Some(first) = tiers.first() else {
+        return Ok(priced);
+    };
+    if !first.flat_fee.is_zero() {
+        let up_tos: Vec<Option<Decimal>> =
+            tiers.iter().map(|t| t.up_to.map(Decimal::from)).collect();
+        let (lower, upper) = bounds(&up_tos, 0);
+        priced.push(BreakdownRow::fee(
+            format!(
+                "tier 1 {}: flat fee, due at zero usage",
+                range_text(lower, upper, convention)
+            ),
+            first.flat_fee.0,
+        ))?;
+    }
+    Ok(priced)
+}
+
 /// Volume tiers: every unit at the price of the tier the total reaches, plus its flat fee.
 pub fn volume(
     tiers: &[Tier],

@@ -26,7 +26,7 @@ use crate::invoice::{
 use crate::meter::{EventError, GroupUsage, MeteredUsage, Outcome, Router};
 use crate::money::{Currency, RoundingLevel};
 use crate::period::{BillingPeriod, Calendar, PeriodError};
-use crate::plan::{Charge, FeeTiming, GroupKey, Metric, Plan, PriceModel};
+use crate::plan::{Charge, FeeTiming, GroupKey, Metric, Plan, PriceModel, ZeroUsage};
 use crate::plugin::{GroupedQuantity, PluginError, PluginHost, PriceRequest};
 use crate::price::{self, Overflow, PercentageTerms, Priced};
 use crate::rater::PeriodRater;
@@ -1311,6 +1311,11 @@ fn price_group(
         PriceModel::Flat { .. } | PriceModel::Custom { .. } => return Ok(None),
         PriceModel::PerUnit { unit_price } => {
             (price::per_unit(quantity, unit_price.0), Some(unit_price.0))
+        }
+        PriceModel::Graduated { tiers } | PriceModel::Volume { tiers }
+            if charge.zero_usage == ZeroUsage::FirstTierFlatFee && quantity <= Decimal::ZERO =>
+        {
+            (price::first_tier_fee_at_zero(tiers, convention), None)
         }
         PriceModel::Graduated { tiers } => (
             price::graduated(tiers, quantity, convention, Decimal::ONE),

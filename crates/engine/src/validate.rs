@@ -497,6 +497,18 @@ fn check_charges<'p>(r: &mut Report, plan: &'p Plan, minor_units: u32) -> BTreeS
                 format!("minimum {min} is above maximum {max}"),
             );
         }
+        if !charge.zero_usage.is_default()
+            && !matches!(
+                charge.model,
+                PriceModel::Graduated { .. } | PriceModel::Volume { .. }
+            )
+        {
+            r.error(
+                IssueCode::BadConvention,
+                format!("{path}.zero_usage"),
+                "`zero_usage` `first_tier_flat_fee` applies to graduated and volume tiers only",
+            );
+        }
         check_model(r, plan, charge, metric, &path, minor_units);
     }
     charged_metrics

@@ -330,9 +330,10 @@ pub struct Conversion {
 #[serde(deny_unknown_fields)]
 pub struct QuantityRounding {
     pub mode: QuantityRoundingMode,
-    /// Decimal places kept (0 = whole units).
+    /// Decimal places kept (0 = whole units). Negative rounds left of the decimal point, as
+    /// Lago's `rounding_precision` does: -1 to tens (123.4567 → 120), -2 to hundreds.
     #[serde(default)]
-    pub precision: u32,
+    pub precision: i32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,6 +19,9 @@ use crate::plan::{
 /// The most decimal places a unit price may carry.
 pub const MAX_PRICE_SCALE: u32 = 12;
 
+/// The most negative quantity rounding precision: -12 rounds to trillions.
+pub const MIN_QUANTITY_PRECISION: i32 = -12;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
@@ -395,17 +398,21 @@ fn check_metrics(r: &mut Report, plan: &Plan) {
                     );
                 }
             }
-            if let Some(rounding) = conversion.round
-                && rounding.precision > MAX_PRICE_SCALE
-            {
-                r.error(
-                    IssueCode::PrecisionTooLarge,
-                    format!("{path}.conversion.round.precision"),
-                    format!(
-                        "precision {} is above {MAX_PRICE_SCALE}",
-                        rounding.precision
-                    ),
-                );
+            if let Some(rounding) = conversion.round {
+                let precision = rounding.precision;
+                if precision > MAX_PRICE_SCALE as i32 {
+                    r.error(
+                        IssueCode::PrecisionTooLarge,
+                        format!("{path}.conversion.round.precision"),
+                        format!("precision {precision} is above {MAX_PRICE_SCALE}"),
+                    );
+                } else if precision < MIN_QUANTITY_PRECISION {
+                    r.error(
+                        IssueCode::PrecisionTooLarge,
+                        format!("{path}.conversion.round.precision"),
+                        format!("precision {precision} is below {MIN_QUANTITY_PRECISION} (rounding to 10^{} and more units is not supported)", -MIN_QUANTITY_PRECISION),
+                    );
+                }
             }
         }
     }

@@ -172,6 +172,7 @@ pub fn stripe_prices(export: &Value, plan_id: &str) -> Result<Plan, ImportError>
                 filters: Vec::new(),
                 group_by: Vec::new(),
                 conversion: None,
+                negative_values: crate::plan::NegativeValues::Bill,
             });
         }
         let model =

@@ -207,6 +207,38 @@ pub struct Metric {
     /// Turns the aggregated value into the billed quantity (bytes → GB, rounding).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversion: Option<Conversion>,
+    /// What a negative billed quantity becomes (see [`NegativeValues`]).
+    #[serde(default, skip_serializing_if = "NegativeValues::is_default")]
+    pub negative_values: NegativeValues,
+}
+
+/// What a metric's negative quantity (a `latest` or `sum` below zero, after conversion)
+/// becomes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum NegativeValues {
+    /// Aggregated from events, it is priced as it is (a negative line, a credit); given
+    /// directly in `quantities`, it is refused.
+    #[default]
+    Bill,
+    /// Billed as 0, whether aggregated from events or given in `quantities` (Lago floors a
+    /// negative `latest` at 0). The line's breakdown says so.
+    FloorAtZero,
+}
+
+impl NegativeValues {
+    pub fn is_default(&self) -> bool {
+        *self == NegativeValues::Bill
+    }
+
+    /// The billed quantity of a converted value under this rule.
+    pub fn apply(self, quantity: rust_decimal::Decimal) -> rust_decimal::Decimal {
+        match self {
+            NegativeValues::Bill => quantity,
+            NegativeValues::FloorAtZero => quantity.max(rust_decimal::Decimal::ZERO),
+        }
+    }
 }
 
 impl Metric {

@@ -26,7 +26,9 @@ use crate::invoice::{
 use crate::meter::{EventError, GroupUsage, MeteredUsage, Outcome, Router};
 use crate::money::{Currency, RoundingLevel};
 use crate::period::{BillingPeriod, Calendar, PeriodError};
-use crate::plan::{Charge, FeeTiming, GroupKey, Metric, Plan, PriceModel, ZeroUsage};
+use crate::plan::{
+    Charge, FeeTiming, GroupKey, Metric, NegativeValues, Plan, PriceModel, ZeroUsage,
+};
 use crate::plugin::{GroupedQuantity, PluginError, PluginHost, PriceRequest};
 use crate::price::{self, Overflow, PercentageTerms, Priced};
 use crate::rater::PeriodRater;
@@ -333,7 +335,7 @@ pub(crate) fn check_usage(plan: &Plan, usage: &Usage) -> Result<(), RateError> {
             })?;
         match input {
             QuantityInput::Total(quantity) => {
-                if quantity.0 < Decimal::ZERO {
+                if quantity.0 < Decimal::ZERO && metric.negative_values.is_default() {
                     return Err(usage_error(path, "a quantity cannot be negative"));
                 }
                 if !metric.group_by.is_empty() {
@@ -349,7 +351,7 @@ pub(crate) fn check_usage(plan: &Plan, usage: &Usage) -> Result<(), RateError> {
             QuantityInput::Groups(groups) => {
                 for (group_idx, group) in groups.iter().enumerate() {
                     let gpath = format!("{path}[{group_idx}]");
-                    if group.quantity.0 < Decimal::ZERO {
+                    if group.quantity.0 < Decimal::ZERO && metric.negative_values.is_default() {
                         return Err(usage_error(
                             format!("{gpath}.quantity"),
                             "a quantity cannot be negative",
@@ -457,11 +459,17 @@ pub(crate) fn apply_quantities(
     metered: &mut MeteredUsage,
 ) -> Result<(), RateError> {
     for (code, input) in quantities {
+        let negative_values = plan
+            .metrics
+            .iter()
+            .find(|m| &m.code == code)
+            .map(|m| m.negative_values)
+            .unwrap_or_default();
         let groups = match input {
             QuantityInput::Total(quantity) => vec![GroupUsage {
                 group: GroupKey::new(),
                 raw_value: quantity.0,
-                quantity: quantity.0,
+                quantity: negative_values.apply(quantity.0),
                 n_events: 0,
                 transactions: None,
             }],
@@ -471,7 +479,7 @@ pub(crate) fn apply_quantities(
                     .map(|g| GroupUsage {
                         group: g.group.clone(),
                         raw_value: g.quantity.0,
-                        quantity: g.quantity.0,
+                        quantity: negative_values.apply(g.quantity.0),
                         n_events: g.transactions.as_ref().map_or(0, |t| t.len() as u64),
                         transactions: g
                             .transactions
@@ -1173,6 +1181,23 @@ fn charge_lines(
         else {
             continue;
         };
+        if let Ok(priced) = &mut priced
+            && metric.negative_values == NegativeValues::FloorAtZero
+            && group.raw_value < Decimal::ZERO
+        {
+            priced.breakdown.insert(
+                0,
+                BreakdownRow::units(
+                    format!(
+                        "aggregated value {} is negative: billed as 0 (negative_values floor_at_zero)",
+                        group.raw_value.normalize()
+                    ),
+                    Decimal::ZERO,
+                    Decimal::ZERO,
+                    Decimal::ZERO,
+                ),
+            );
+        }
         if let Ok(priced) = &mut priced
             && !used.is_zero()
         {

@@ -332,6 +332,8 @@ pub fn stripe_prices(export: &Value, plan_id: &str) -> Result<Plan, ImportError>
         rounding: RoundingPolicy::default(),
         tier_convention: TierConvention::UpperInclusive,
         tier_ranges: crate::plan::TierRanges::Continuous,
+        last_tier: crate::plan::LastTier::Unbounded,
+        charge_maximum: crate::plan::ChargeMaximum::BeforeDiscounts,
         proration: ProrationMode::Seconds,
         trial_days: 0,
         metrics,

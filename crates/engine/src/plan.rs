@@ -41,6 +41,13 @@ pub struct Plan {
     /// or from Stripe's and Orb's documentation: `0–10, 11–20, 21–∞`). See `docs/conventions.md`.
     #[serde(default, skip_serializing_if = "TierRanges::is_default")]
     pub tier_ranges: TierRanges,
+    /// When a charge's `maximum` applies: before the plan's discounts (the default) or after
+    /// the discounts given to that charge alone (see [`ChargeMaximum`]).
+    #[serde(default, skip_serializing_if = "ChargeMaximum::is_default")]
+    pub charge_maximum: ChargeMaximum,
+    /// Whether the last tier (or band) may have an `up_to` (see [`LastTier`]).
+    #[serde(default, skip_serializing_if = "LastTier::is_default")]
+    pub last_tier: LastTier,
     /// How flat fees are prorated for partial periods.
     #[serde(default)]
     pub proration: ProrationMode,
@@ -165,6 +172,47 @@ pub enum TierRanges {
 impl TierRanges {
     pub fn is_default(&self) -> bool {
         *self == TierRanges::Continuous
+    }
+}
+
+/// The order of a charge's `maximum` (spend cap) and the discounts of that charge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ChargeMaximum {
+    /// The charge's lines are capped at its maximum; discounts then apply to the capped amount
+    /// (usage 200, maximum 150, 10 % off the charge: 150 − 15 = 135).
+    #[default]
+    BeforeDiscounts,
+    /// The discounts scoped to the charge alone (`discounts[].charges: ["id"]`) apply first,
+    /// then the cap, as an extra discount `"<id>.maximum"` bringing the charge's net down to
+    /// its maximum (OpenMeter's percentage discount, then maximum spend: 200 − 20 = 180 → 150).
+    AfterDiscounts,
+}
+
+impl ChargeMaximum {
+    pub fn is_default(&self) -> bool {
+        *self == ChargeMaximum::BeforeDiscounts
+    }
+}
+
+/// Whether the last tier or band of a plan's models may be bounded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum LastTier {
+    /// The last tier must be unbounded (`up_to: null`), so every quantity has a price.
+    #[default]
+    Unbounded,
+    /// The last tier may carry an `up_to` (Orb's `last_unit` on the last tier, a tier's
+    /// maximum units): a quantity beyond it has no price, and rating it is an error naming the
+    /// charge, the quantity and the bound, never a silent zero for the excess.
+    Bounded,
+}
+
+impl LastTier {
+    pub fn is_default(&self) -> bool {
+        *self == LastTier::Unbounded
     }
 }
 

@@ -27,7 +27,8 @@ use crate::meter::{EventError, GroupUsage, MeteredUsage, Outcome, Router};
 use crate::money::{Currency, RoundingLevel};
 use crate::period::{BillingPeriod, Calendar, PeriodError};
 use crate::plan::{
-    Charge, FeeTiming, GroupKey, Metric, NegativeValues, Plan, PriceModel, ZeroUsage,
+    Charge, ChargeMaximum, FeeTiming, GroupKey, Metric, NegativeValues, Plan, PriceModel,
+    TierConvention, ZeroUsage,
 };
 use crate::plugin::{GroupedQuantity, PluginError, PluginHost, PriceRequest};
 use crate::price::{self, Overflow, PercentageTerms, Priced};
@@ -844,6 +845,9 @@ fn apply_discounts(
 ) -> Result<(Vec<AppliedDiscount>, Decimal), RateError> {
     let mut discounts = Vec::new();
     let mut remaining = subtotal.max(Decimal::ZERO);
+    // What the discounts scoped to one charge alone took off it, for `charge_maximum`
+    // `after_discounts`.
+    let mut own_discounts: BTreeMap<&str, Decimal> = BTreeMap::new();
     for discount in &plan.discounts {
         if discount.duration_periods.is_some_and(|n| period_index >= n) {
             continue;
@@ -885,6 +889,47 @@ fn apply_discounts(
             },
             amount: Amount(currency_scale(off, rounding.currency)),
         });
+        if let Some([only]) = discount.charges.as_deref() {
+            let given = own_discounts.entry(only.as_str()).or_insert(Decimal::ZERO);
+            *given = price::add(*given, off).map_err(overflow("discount"))?;
+        }
+    }
+    if plan.charge_maximum == ChargeMaximum::AfterDiscounts {
+        for charge in plan.charges.iter() {
+            let Some(maximum) = charge.maximum else {
+                continue;
+            };
+            let mut billed = Decimal::ZERO;
+            for line in raw_lines
+                .iter()
+                .filter(|l| l.origin != LineOrigin::MinimumCommitment && l.charge_id == charge.id)
+            {
+                billed = price::add(billed, rounding.billed(line.priced.amount))
+                    .map_err(overflow("discount"))?;
+            }
+            let given = own_discounts
+                .get(charge.id.as_str())
+                .copied()
+                .unwrap_or_default();
+            let net = price::sub(rounding.round(billed), given).map_err(overflow("discount"))?;
+            let off = price::sub(net, maximum.0)
+                .map_err(overflow("discount"))?
+                .min(remaining)
+                .max(Decimal::ZERO);
+            if off.is_zero() {
+                continue;
+            }
+            remaining = price::sub(remaining, off).map_err(overflow("discount"))?;
+            discounts.push(AppliedDiscount {
+                id: format!("{}.maximum", charge.id),
+                description: format!(
+                    "charge `{}` capped at its maximum {} after its discounts",
+                    charge.id,
+                    maximum.normalize()
+                ),
+                amount: Amount(currency_scale(off, rounding.currency)),
+            });
+        }
     }
     Ok((discounts, remaining))
 }
@@ -1120,7 +1165,8 @@ fn usage_lines(
         let groups_for_next = groups.clone();
         let mut lines = charge_lines(plan, customer, ctx, charge, metric, groups, plugins)?;
         metered.metrics.insert(metric.code.clone(), groups_for_next);
-        apply_charge_bounds(charge, metric, &mut lines)?;
+        let cap = plan.charge_maximum == ChargeMaximum::BeforeDiscounts;
+        apply_charge_bounds(charge, metric, &mut lines, cap)?;
         for line in &mut lines {
             line.description = suffixed(std::mem::take(&mut line.description), suffix);
             if suffix.is_some() {
@@ -1331,6 +1377,7 @@ fn price_group(
     quantity: Decimal,
 ) -> Result<Option<GroupPrice>, RateError> {
     let convention = plan.tier_convention;
+    check_within_last_tier(plan, charge, quantity)?;
     Ok(Some(match &charge.model {
         // Priced before this loop.
         PriceModel::Flat { .. } | PriceModel::Custom { .. } => return Ok(None),
@@ -1447,6 +1494,45 @@ fn price_group(
     }))
 }
 
+/// With `last_tier` `bounded`, a quantity beyond the last tier's `up_to` has no price: an
+/// error naming the charge, the quantity and the bound (at or beyond it with
+/// `lower_inclusive`, where the bound itself belongs to the next tier, which does not exist).
+fn check_within_last_tier(
+    plan: &Plan,
+    charge: &Charge,
+    quantity: Decimal,
+) -> Result<(), RateError> {
+    let (bound, field) = match &charge.model {
+        PriceModel::Graduated { tiers }
+        | PriceModel::Volume { tiers }
+        | PriceModel::Percentage { tiers, .. } => (
+            tiers.last().and_then(|t| t.up_to),
+            format!("tiers[{}]", tiers.len().saturating_sub(1)),
+        ),
+        PriceModel::Stairstep { steps } => (
+            steps.last().and_then(|s| s.up_to),
+            format!("steps[{}]", steps.len().saturating_sub(1)),
+        ),
+        _ => (None, String::new()),
+    };
+    let Some(bound) = bound else { return Ok(()) };
+    let beyond = match plan.tier_convention {
+        TierConvention::UpperInclusive => quantity > bound.0,
+        TierConvention::LowerInclusive => quantity >= bound.0,
+    };
+    if !beyond {
+        return Ok(());
+    }
+    Err(RateError::Charge {
+        charge: charge.id.clone(),
+        message: format!(
+            "quantity {} is beyond the last tier (`model.{field}.up_to` {}, with `last_tier` `bounded`): it has no price",
+            quantity.normalize(),
+            bound.normalize()
+        ),
+    })
+}
+
 fn group_description(description: &str, group: &GroupKey) -> String {
     if group.is_empty() {
         return description.to_owned();
@@ -1460,12 +1546,14 @@ fn apply_charge_bounds(
     charge: &Charge,
     metric: &Metric,
     lines: &mut Vec<RawLine>,
+    cap: bool,
 ) -> Result<(), RateError> {
+    let maximum = if cap { charge.maximum } else { None };
     let total: Decimal = lines
         .iter()
         .try_fold(Decimal::ZERO, |acc, l| price::add(acc, l.priced.amount))
         .map_err(overflow(format!("charge `{}`", charge.id)))?;
-    let adjustment = match (charge.minimum, charge.maximum) {
+    let adjustment = match (charge.minimum, maximum) {
         (Some(min), _) if total < min.0 => Some((
             price::sub(min.0, total).map_err(overflow(format!("charge `{}`", charge.id)))?,
             format!("raised to the charge minimum {}", min.normalize()),

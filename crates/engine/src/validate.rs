@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::money::{Currency, MAX_CUSTOM_SCALE};
 use crate::plan::{
-    Aggregation, Charge, Metric, Plan, PriceModel, Step, Tier, TierConvention, TierRanges,
+    Aggregation, Charge, LastTier, Metric, Plan, PriceModel, Step, Tier, TierConvention, TierRanges,
 };
 
 /// The most decimal places a unit price may carry.
@@ -237,6 +237,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
     lint_uncharged_metrics(r, plan, &charged_metrics);
     check_commitment(r, plan, minor_units);
     check_discounts(r, plan, minor_units);
+    check_discounts_of_capped_charges(r, plan);
     check_taxes(r, plan);
     check_credits(r, plan, minor_units);
     report
@@ -558,7 +559,7 @@ fn check_model(
                 steps,
                 minor_units,
                 &plan.currency,
-                plan.tier_ranges,
+                BoundRules::of(plan),
             );
         }
         PriceModel::Package {
@@ -723,6 +724,34 @@ fn check_commitment(r: &mut Report, plan: &Plan, minor_units: u32) {
 }
 
 /// `$.discounts`: one of percent or amount, in range, charges that exist.
+/// With `charge_maximum` `after_discounts`, a discount scoped to a capped charge must be that
+/// charge's alone: shared between charges, its share of the capped one would be a guess.
+fn check_discounts_of_capped_charges(r: &mut Report, plan: &Plan) {
+    if plan.charge_maximum.is_default() {
+        return;
+    }
+    for (discount_idx, discount) in plan.discounts.iter().enumerate() {
+        let Some(ids) = &discount.charges else {
+            continue;
+        };
+        if ids.len() < 2 {
+            continue;
+        }
+        let capped = ids.iter().find(|id| {
+            plan.charges
+                .iter()
+                .any(|c| &c.id == *id && c.maximum.is_some())
+        });
+        if let Some(capped) = capped {
+            r.error(
+                IssueCode::BadConvention,
+                format!("$.discounts[{discount_idx}].charges"),
+                format!("with `charge_maximum` `after_discounts`, the discounts of charge `{capped}` (which has a maximum) must name it alone"),
+            );
+        }
+    }
+}
+
 fn check_discounts(r: &mut Report, plan: &Plan, minor_units: u32) {
     let mut discount_ids = BTreeSet::new();
     for (discount_idx, discount) in plan.discounts.iter().enumerate() {
@@ -875,7 +904,7 @@ fn check_bounds(
     path: &dyn fmt::Display,
     bounds: &[(Option<Decimal>, Option<Decimal>)],
     what: &str,
-    ranges: TierRanges,
+    rules: BoundRules,
 ) {
     if bounds.is_empty() {
         r.error(
@@ -890,7 +919,7 @@ fn check_bounds(
     for (idx, (from, up_to)) in bounds.iter().enumerate() {
         let tpath = Sub(&path, Part::Index(idx));
         if let Some(from) = from {
-            check_from(r, &tpath, *from, previous, idx, what, ranges);
+            check_from(r, &tpath, *from, previous, idx, what, rules.ranges);
         }
         match up_to {
             None if idx != last_idx => {
@@ -900,8 +929,8 @@ fn check_bounds(
                     format!("only the last {what} may be unbounded"),
                 );
             }
-            Some(_) if idx == last_idx => {
-                r.error(IssueCode::LastTierBounded, format!("{tpath}.up_to"), format!("the last {what} must be unbounded (`up_to`: null) so every quantity has a price"));
+            Some(_) if idx == last_idx && rules.last_tier == LastTier::Unbounded => {
+                r.error(IssueCode::LastTierBounded, format!("{tpath}.up_to"), format!("the last {what} must be unbounded (`up_to`: null) so every quantity has a price, or the plan says `\"last_tier\": \"bounded\"`"));
             }
             Some(up_to) => {
                 if *up_to <= previous {
@@ -914,6 +943,22 @@ fn check_bounds(
                 previous = *up_to;
             }
             None => {}
+        }
+    }
+}
+
+/// The plan's conventions on tier bounds.
+#[derive(Clone, Copy)]
+struct BoundRules {
+    ranges: TierRanges,
+    last_tier: LastTier,
+}
+
+impl BoundRules {
+    fn of(plan: &Plan) -> BoundRules {
+        BoundRules {
+            ranges: plan.tier_ranges,
+            last_tier: plan.last_tier,
         }
     }
 }
@@ -999,7 +1044,7 @@ fn check_tiers(
         &format_args!("{path}.tiers"),
         &bounds,
         "tier",
-        plan.tier_ranges,
+        BoundRules::of(plan),
     );
     let minor_units = Currency::resolve(&plan.currency, &plan.custom_units)
         .map_or(MAX_CUSTOM_SCALE, |c| c.minor_units);
@@ -1024,13 +1069,13 @@ fn check_steps(
     steps: &[Step],
     minor_units: u32,
     currency: &str,
-    ranges: TierRanges,
+    rules: BoundRules,
 ) {
     let bounds: Vec<_> = steps
         .iter()
         .map(|s| (s.from.map(Decimal::from), s.up_to.map(Decimal::from)))
         .collect();
-    check_bounds(r, &format_args!("{path}.steps"), &bounds, "band", ranges);
+    check_bounds(r, &format_args!("{path}.steps"), &bounds, "band", rules);
     for (step_idx, step) in steps.iter().enumerate() {
         let spath_list = Sub(&path, Part::Key("steps"));
         let spath_elem = Sub(&spath_list, Part::Index(step_idx));

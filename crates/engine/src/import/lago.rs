@@ -244,6 +244,8 @@ pub fn lago_plan(export: &Value, plan_id: Option<&str>) -> Result<Imported, Impo
             } else {
                 TierRanges::Continuous
             },
+            last_tier: crate::plan::LastTier::Unbounded,
+            charge_maximum: crate::plan::ChargeMaximum::BeforeDiscounts,
             proration: ProrationMode::Days,
             trial_days,
             metrics,

@@ -365,7 +365,20 @@ fn charge_model(
                 min_per_transaction: field("per_transaction_min_amount")?.map(Dec),
                 max_per_transaction: field("per_transaction_max_amount")?.map(Dec),
             });
-            model.included = field("free_units_per_total_aggregation")?.filter(|f| !f.is_zero());
+            let free_amount = field("free_units_per_total_aggregation")?.filter(|f| !f.is_zero());
+            let bounded = props
+                .get("per_transaction_min_amount")
+                .is_some_and(|v| !v.is_null())
+                || props
+                    .get("per_transaction_max_amount")
+                    .is_some_and(|v| !v.is_null());
+            match (free_amount, bounded) {
+                (Some(_), true) => not_carried.push(NotCarried::new(
+                    format!("{props_path}.free_units_per_total_aggregation"),
+                    "a free amount combined with per-transaction min/max is not imported: the whole amount pays the rate",
+                )),
+                (free_amount, _) => model.included = free_amount,
+            }
             model
         }
         other => {
@@ -707,6 +720,17 @@ mod tests {
             serde_json::from_str(r#"{"period":{"index":0},"quantities":{"seats":"0"}}"#).unwrap();
         let invoice = quote(&imported.plan, &usage, &NoPlugins).unwrap();
         assert_eq!(invoice.total.0.to_string(), "1.00");
+
+        let free_and_bounds = serde_json::json!({"code": "p", "interval": "monthly", "amount_currency": "USD",
+            "charges": [{"billable_metric_code": "amount", "charge_model": "percentage",
+              "properties": {"rate": "2", "free_units_per_total_aggregation": "500",
+                             "per_transaction_min_amount": "0.10"}}]});
+        let imported = lago_plan(&free_and_bounds, None).unwrap();
+        assert_eq!(imported.plan.charges[0].included, None);
+        assert_eq!(
+            imported.not_carried[0].path,
+            "$.charges[0].properties.free_units_per_total_aggregation"
+        );
 
         let bad = serde_json::json!({"plan": {"code": "x", "interval": "daily", "amount_currency": "USD"}});
         assert_eq!(

@@ -524,6 +524,11 @@ pub enum PriceModel {
         min_per_transaction: Option<Dec>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_per_transaction: Option<Dec>,
+        /// The first N transactions of the period (in the order the events are given) are free:
+        /// neither the percentage nor the fixed fee applies to them (Lago's
+        /// `free_units_per_events`). Needs the individual transactions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        free_events: Option<u64>,
     },
     /// A unit price per combination of dimension values (region × instance type). The metric
     /// must group by exactly these dimensions.

@@ -1425,6 +1425,7 @@ fn price_group(
             fixed_fee,
             min_per_transaction,
             max_per_transaction,
+            free_events,
         } => {
             let terms = PercentageTerms {
                 percent: (*percent).map(Decimal::from),
@@ -1432,12 +1433,20 @@ fn price_group(
                 fixed_fee: (*fixed_fee).map(Decimal::from),
                 min_per_transaction: (*min_per_transaction).map(Decimal::from),
                 max_per_transaction: (*max_per_transaction).map(Decimal::from),
+                free_events: *free_events,
             };
-            if terms.needs_transactions() && group.transactions.is_none() {
+            // Zero usage of a charge with free events has no transactions to free.
+            let no_transactions: &[Decimal] = &[];
+            let transactions = match &group.transactions {
+                Some(transactions) => Some(transactions.as_slice()),
+                None if free_events.is_some() && quantity.is_zero() => Some(no_transactions),
+                None => None,
+            };
+            if terms.needs_transactions() && transactions.is_none() {
                 return Err(RateError::Charge {
                     charge: charge.id.clone(),
                     message: format!(
-                        "per-transaction minimum/maximum need each transaction: send raw events or `transactions` for metric `{}`",
+                        "per-transaction minimum/maximum and free events need each transaction: send raw events or `transactions` for metric `{}`",
                         metric.code
                     ),
                 });
@@ -1446,7 +1455,7 @@ fn price_group(
                 return Err(RateError::Charge {
                     charge: charge.id.clone(),
                     message:
-                        "an allowance (`included`) cannot be combined with per-transaction bounds"
+                        "an allowance (`included`) cannot be combined with per-transaction bounds or free events"
                             .to_owned(),
                 });
             }
@@ -1461,13 +1470,7 @@ fn price_group(
                 });
             }
             (
-                price::percentage(
-                    terms,
-                    quantity,
-                    group.n_events,
-                    group.transactions.as_deref(),
-                    convention,
-                ),
+                price::percentage(terms, quantity, group.n_events, transactions, convention),
                 None,
             )
         }

@@ -590,7 +590,22 @@ fn check_model(
             fixed_fee,
             min_per_transaction,
             max_per_transaction,
+            free_events,
         } => {
+            if free_events.is_some() && !tiers.is_empty() {
+                r.error(
+                    IssueCode::BadPercentage,
+                    format!("{mpath}.free_events"),
+                    "free events apply to a flat `percent`, not to graduated tiers",
+                );
+            }
+            if free_events.is_some() && charge.included.is_some() {
+                r.error(
+                    IssueCode::BadPercentage,
+                    format!("{mpath}.free_events"),
+                    "free events cannot be combined with an allowance (`included`)",
+                );
+            }
             match (percent, tiers.is_empty()) {
                 (Some(_), false) | (None, true) => r.error(
                     IssueCode::BadPercentage,

@@ -13,7 +13,7 @@
 //! | `graduated` / `volume` ranges (`from_value`–`to_value`)   | `graduated` / `volume`, `tier_ranges: whole_units` |
 //! | `volume` (first range's flat amount billed at 0 units)    | `zero_usage: first_tier_flat_fee`               |
 //! | `package` (`amount`, `package_size`, `free_units`)        | `package`, rounded up                           |
-//! | `percentage` (`rate`, `fixed_amount`, per-transaction min/max, `free_units_per_total_aggregation`) | `percentage` (+ `included`) |
+//! | `percentage` (`rate`, `fixed_amount`, per-transaction min/max, `free_units_per_events`, `free_units_per_total_aggregation`) | `percentage` (`free_events`, `included`) |
 //! | `graduated_percentage` ranges (`rate`, `flat_amount`)     | `percentage` with tiers                         |
 //! | charge `min_amount_cents`                                 | charge `minimum`                                |
 //! | metric `count_agg` / `sum_agg` / `max_agg` / `unique_count_agg` | `count` / `sum` / `max` / `unique_count`  |
@@ -22,7 +22,8 @@
 //!
 //! Everything else is not carried over and is listed by its JSON path in
 //! [`Imported::not_carried`] (pay-in-advance or prorated charges, filters, dynamic and custom
-//! models, recurring and weighted-sum metrics, free events of a percentage, …): an operator
+//! models, recurring and weighted-sum metrics, a percentage's free amount combined with free
+//! events or per-transaction bounds, …): an operator
 //! sees every difference instead of a silently different invoice.
 
 use rust_decimal::Decimal;
@@ -337,6 +338,7 @@ fn charge_model(
                     fixed_fee: None,
                     min_per_transaction: None,
                     max_per_transaction: None,
+                    free_events: None,
                 },
             };
             ImportedModel {
@@ -352,18 +354,13 @@ fn charge_model(
             }
         }
         "percentage" => {
-            if field("free_units_per_events")?.is_some_and(|f| !f.is_zero()) {
-                not_carried.push(NotCarried::new(
-                    format!("{props_path}.free_units_per_events"),
-                    "the first N events free of a percentage charge is not imported: every event pays the rate and fixed fee",
-                ));
-            }
             let mut model = ImportedModel::of(PriceModel::Percentage {
                 percent: Some(Dec(required("rate")?)),
                 tiers: Vec::new(),
                 fixed_fee: field("fixed_amount")?.filter(|f| !f.is_zero()).map(Dec),
                 min_per_transaction: field("per_transaction_min_amount")?.map(Dec),
                 max_per_transaction: field("per_transaction_max_amount")?.map(Dec),
+                free_events: None,
             });
             let free_amount = field("free_units_per_total_aggregation")?.filter(|f| !f.is_zero());
             let bounded = props
@@ -372,12 +369,21 @@ fn charge_model(
                 || props
                     .get("per_transaction_max_amount")
                     .is_some_and(|v| !v.is_null());
-            match (free_amount, bounded) {
+            let free_events = field("free_units_per_events")?
+                .filter(|f| !f.is_zero())
+                .and_then(|f| f.to_u64());
+            match (free_amount, bounded || free_events.is_some()) {
                 (Some(_), true) => not_carried.push(NotCarried::new(
                     format!("{props_path}.free_units_per_total_aggregation"),
-                    "a free amount combined with per-transaction min/max is not imported: the whole amount pays the rate",
+                    "a free amount combined with per-transaction min/max or free events is not imported: the whole amount pays the rate",
                 )),
                 (free_amount, _) => model.included = free_amount,
+            }
+            if let PriceModel::Percentage {
+                free_events: slot, ..
+            } = &mut model.model
+            {
+                *slot = free_events;
             }
             model
         }
@@ -625,12 +631,21 @@ mod tests {
         assert_eq!(
             paths,
             [
-                "$.plan.charges[2].properties.free_units_per_events: the first N events free of a percentage charge is not imported: every event pays the rate and fixed fee",
                 "$.plan.charges[2].pay_in_advance: billed in advance (Ratecard bills usage in arrears)",
                 "$.billable_metrics[2].recurring: a recurring metric (its value carried from period to period) is not imported: each period aggregates its own events",
                 "$.plan.charges[3].charge_model: charge model `dynamic` has no Ratecard equivalent: the charge is not imported",
             ]
         );
+        assert!(matches!(
+            plan.charges
+                .iter()
+                .find(|c| c.id == "payments_2")
+                .map(|c| &c.model),
+            Some(PriceModel::Percentage {
+                free_events: Some(3),
+                ..
+            })
+        ));
         let cpu = plan.metrics.iter().find(|m| m.code == "cpu").unwrap();
         assert_eq!(
             cpu.conversion

@@ -133,14 +133,16 @@ enum Command {
         command: plugin_cli::PluginCommand,
     },
     /// Imports a rate card from another platform: `ratecard import stripe prices.json --id my-plan`
-    /// (Stripe Price objects, a list, or a `GET /v1/prices` page) prints a Ratecard plan.
+    /// (Stripe Price objects, a list, or a `GET /v1/prices` page) or `ratecard import lago
+    /// plan.json` (a Lago plan with its `billable_metrics`) prints a Ratecard plan; what could
+    /// not be carried over is listed on stderr by JSON path (exit 2 when anything was).
     Import {
         #[arg(value_enum)]
         from: ImportFrom,
         file: PathBuf,
-        /// The id of the plan to create.
+        /// The id of the plan to create (required for Stripe; Lago's plan `code` by default).
         #[arg(long)]
-        id: String,
+        id: Option<String>,
     },
     /// Serves the pricing page, quote builder and plan editor (priced in the browser by the
     /// engine compiled to WebAssembly) with the example plans; prints the URL.
@@ -154,6 +156,7 @@ enum Command {
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum ImportFrom {
     Stripe,
+    Lago,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -578,22 +581,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Estimate { what } => estimate_command(what, plugins()),
-        Command::Import {
-            from: ImportFrom::Stripe,
-            file,
-            id,
-        } => {
+        Command::Import { from, file, id } => {
             let export: serde_json::Value = read_json(&file)?;
-            let plan = ratecard_engine::import::stripe_prices(&export, &id)?;
-            let report = validate_plan(&plan);
+            let imported = match from {
+                ImportFrom::Stripe => {
+                    let id = id.context("`--id` is required to import Stripe prices")?;
+                    ratecard_engine::import::Imported {
+                        plan: ratecard_engine::import::stripe_prices(&export, &id)?,
+                        not_carried: Vec::new(),
+                    }
+                }
+                ImportFrom::Lago => ratecard_engine::import::lago_plan(&export, id.as_deref())?,
+            };
+            let report = validate_plan(&imported.plan);
             for issue in report.errors.iter().chain(&report.warnings) {
                 errln!("{:?}: {issue}", issue.severity);
             }
-            outln!("{}", serde_json::to_string_pretty(&plan)?);
-            Ok(if report.is_ok() {
-                ExitCode::SUCCESS
-            } else {
+            for not_carried in &imported.not_carried {
+                errln!("not carried over: {not_carried}");
+            }
+            outln!("{}", serde_json::to_string_pretty(&imported.plan)?);
+            Ok(if !report.is_ok() {
                 ExitCode::FAILURE
+            } else if !imported.not_carried.is_empty() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
             })
         }
         Command::Plugin { command } => {

@@ -266,6 +266,52 @@ fn estimates_answer_pricing_page_questions() {
 }
 
 #[test]
+fn import_lago_prints_a_plan_and_what_it_could_not_carry_over() {
+    let export = r#"{"plan": {"code": "lago-api", "name": "API", "interval": "monthly",
+        "amount_cents": 0, "amount_currency": "USD",
+        "charges": [
+          {"billable_metric_code": "calls", "charge_model": "graduated", "pay_in_advance": true,
+           "properties": {"graduated_ranges": [
+             {"from_value": 0, "to_value": 100, "flat_amount": "0", "per_unit_amount": "1"},
+             {"from_value": 101, "to_value": 200, "flat_amount": "0", "per_unit_amount": "0.5"},
+             {"from_value": 201, "to_value": null, "flat_amount": "0", "per_unit_amount": "0.1"}]}}]},
+      "billable_metrics": [{"code": "calls", "aggregation_type": "count_agg"}]}"#;
+    let path = temp_file("lago.json", export);
+    let output = ratecard(&["import", "lago", path.to_str().expect("utf-8")]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("not carried over: $.plan.charges[0].pay_in_advance:"),
+        "{}",
+        stderr(&output)
+    );
+    let plan_path = temp_file("imported-lago.json", &stdout(&output));
+    let usage_path = temp_file(
+        "imported-lago-usage.json",
+        r#"{"period":{"containing":"2026-11-02"},"quantities":{"calls":"250"}}"#,
+    );
+    let quote = ratecard(&[
+        "quote",
+        "--plan",
+        plan_path.to_str().expect("utf-8"),
+        "--usage",
+        usage_path.to_str().expect("utf-8"),
+        "--format",
+        "json",
+    ]);
+    assert!(quote.status.success(), "{}", stderr(&quote));
+    let invoice: serde_json::Value = serde_json::from_str(&stdout(&quote)).expect("json");
+    // Lago's documented example: 250 calls → 100 × 1 + 100 × 0.5 + 50 × 0.1 = 155.
+    assert_eq!(invoice["total"], "155.00");
+    let no_id = ratecard(&["import", "stripe", path.to_str().expect("utf-8")]);
+    assert!(!no_id.status.success());
+    assert!(
+        stderr(&no_id).contains("`--id` is required"),
+        "{}",
+        stderr(&no_id)
+    );
+}
+
+#[test]
 fn import_stripe_prints_a_plan_that_quotes() {
     let prices = r#"{"object":"list","data":[{"id":"price_api","currency":"usd","nickname":"API","billing_scheme":"tiered","tiers_mode":"volume",
         "recurring":{"interval":"month","usage_type":"metered","meter":"calls"},

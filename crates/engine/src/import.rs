@@ -19,7 +19,12 @@
 //! decimals: the conversion divides exactly by 10^minor units of the currency.
 
 use rust_decimal::Decimal;
+use serde::Serialize;
 use serde_json::Value;
+
+mod lago;
+
+pub use lago::lago_plan;
 
 use crate::decimal::{Dec, parse_decimal};
 use crate::money::{Currency, RoundingPolicy};
@@ -28,12 +33,43 @@ use crate::plan::{
     ProrationMode, Tier, TierConvention,
 };
 
-/// Why a Stripe export could not be imported: the JSON path and what was wrong.
+/// Why an export could not be imported: the JSON path and what was wrong.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {message}")]
 pub struct ImportError {
     pub path: String,
     pub message: String,
+}
+
+/// An imported plan and every part of the source it could not carry over.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Imported {
+    pub plan: Plan,
+    /// What the importer left out or changed, by JSON path in the source document: the
+    /// differences an operator must know of before billing with the plan.
+    pub not_carried: Vec<NotCarried>,
+}
+
+/// A part of the source the importer could not carry over, at its JSON path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NotCarried {
+    pub path: String,
+    pub message: String,
+}
+
+impl NotCarried {
+    fn new(path: impl Into<String>, message: impl Into<String>) -> NotCarried {
+        NotCarried {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for NotCarried {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
 }
 
 fn err(path: impl Into<String>, message: impl Into<String>) -> ImportError {
@@ -172,6 +208,7 @@ pub fn stripe_prices(export: &Value, plan_id: &str) -> Result<Plan, ImportError>
                 filters: Vec::new(),
                 group_by: Vec::new(),
                 conversion: None,
+                negative_values: crate::plan::NegativeValues::Bill,
             });
         }
         let model =
@@ -282,6 +319,7 @@ pub fn stripe_prices(export: &Value, plan_id: &str) -> Result<Plan, ImportError>
             included: None,
             minimum: None,
             maximum: None,
+            zero_usage: crate::plan::ZeroUsage::Free,
         });
     }
     let code = currency.map(|(code, _)| code).unwrap_or_default();
@@ -293,6 +331,9 @@ pub fn stripe_prices(export: &Value, plan_id: &str) -> Result<Plan, ImportError>
         interval: interval.unwrap_or_default(),
         rounding: RoundingPolicy::default(),
         tier_convention: TierConvention::UpperInclusive,
+        tier_ranges: crate::plan::TierRanges::Continuous,
+        last_tier: crate::plan::LastTier::Unbounded,
+        charge_maximum: crate::plan::ChargeMaximum::BeforeDiscounts,
         proration: ProrationMode::Seconds,
         trial_days: 0,
         metrics,

@@ -36,6 +36,18 @@ pub struct Plan {
     /// Which tier a quantity exactly on a boundary belongs to (see [`TierConvention`]).
     #[serde(default)]
     pub tier_convention: TierConvention,
+    /// How the optional `from` of a tier or band is read (see [`TierRanges`]): `continuous`
+    /// (the default: it repeats the previous `up_to`) or `whole_units` (ranges copied from Lago,
+    /// or from Stripe's and Orb's documentation: `0–10, 11–20, 21–∞`). See `docs/conventions.md`.
+    #[serde(default, skip_serializing_if = "TierRanges::is_default")]
+    pub tier_ranges: TierRanges,
+    /// When a charge's `maximum` applies: before the plan's discounts (the default) or after
+    /// the discounts given to that charge alone (see [`ChargeMaximum`]).
+    #[serde(default, skip_serializing_if = "ChargeMaximum::is_default")]
+    pub charge_maximum: ChargeMaximum,
+    /// Whether the last tier (or band) may have an `up_to` (see [`LastTier`]).
+    #[serde(default, skip_serializing_if = "LastTier::is_default")]
+    pub last_tier: LastTier,
     /// How flat fees are prorated for partial periods.
     #[serde(default)]
     pub proration: ProrationMode,
@@ -139,6 +151,71 @@ pub enum TierConvention {
     LowerInclusive,
 }
 
+/// How a tier's (or band's) optional `from` is read. Pricing only ever uses `up_to`; `from` is
+/// there so ranges copied from another platform can be pasted as they are and checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TierRanges {
+    /// `from` is the previous tier's `up_to` (0 for the first): `[0, 10], (10, 20], (20, ∞)`.
+    #[default]
+    Continuous,
+    /// Ranges of whole units, both ends written: `from` is the first unit of the tier, the
+    /// previous `up_to` + 1 (the first tier starts at 0 or 1): Lago's `from_value`/`to_value`
+    /// (`0–10, 11–20, 21–∞`) and the ranges of Stripe's and Orb's documentation (`1–10, 11–∞`).
+    /// Tier 2 of `0–10, 11–20` prices everything above 10 (10.5 units: 10 in tier 1, 0.5 in
+    /// tier 2, as Lago computes `units − from + 1`), so this needs `tier_convention`
+    /// `upper_inclusive`.
+    WholeUnits,
+}
+
+impl TierRanges {
+    pub fn is_default(&self) -> bool {
+        *self == TierRanges::Continuous
+    }
+}
+
+/// The order of a charge's `maximum` (spend cap) and the discounts of that charge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ChargeMaximum {
+    /// The charge's lines are capped at its maximum; discounts then apply to the capped amount
+    /// (usage 200, maximum 150, 10 % off the charge: 150 − 15 = 135).
+    #[default]
+    BeforeDiscounts,
+    /// The discounts scoped to the charge alone (`discounts[].charges: ["id"]`) apply first,
+    /// then the cap, as an extra discount `"<id>.maximum"` bringing the charge's net down to
+    /// its maximum (OpenMeter's percentage discount, then maximum spend: 200 − 20 = 180 → 150).
+    AfterDiscounts,
+}
+
+impl ChargeMaximum {
+    pub fn is_default(&self) -> bool {
+        *self == ChargeMaximum::BeforeDiscounts
+    }
+}
+
+/// Whether the last tier or band of a plan's models may be bounded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum LastTier {
+    /// The last tier must be unbounded (`up_to: null`), so every quantity has a price.
+    #[default]
+    Unbounded,
+    /// The last tier may carry an `up_to` (Orb's `last_unit` on the last tier, a tier's
+    /// maximum units): a quantity beyond it has no price, and rating it is an error naming the
+    /// charge, the quantity and the bound, never a silent zero for the excess.
+    Bounded,
+}
+
+impl LastTier {
+    pub fn is_default(&self) -> bool {
+        *self == LastTier::Unbounded
+    }
+}
+
 /// How flat fees are prorated when only part of a period is billed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -178,6 +255,38 @@ pub struct Metric {
     /// Turns the aggregated value into the billed quantity (bytes → GB, rounding).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversion: Option<Conversion>,
+    /// What a negative billed quantity becomes (see [`NegativeValues`]).
+    #[serde(default, skip_serializing_if = "NegativeValues::is_default")]
+    pub negative_values: NegativeValues,
+}
+
+/// What a metric's negative quantity (a `latest` or `sum` below zero, after conversion)
+/// becomes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum NegativeValues {
+    /// Aggregated from events, it is priced as it is (a negative line, a credit); given
+    /// directly in `quantities`, it is refused.
+    #[default]
+    Bill,
+    /// Billed as 0, whether aggregated from events or given in `quantities` (Lago floors a
+    /// negative `latest` at 0). The line's breakdown says so.
+    FloorAtZero,
+}
+
+impl NegativeValues {
+    pub fn is_default(&self) -> bool {
+        *self == NegativeValues::Bill
+    }
+
+    /// The billed quantity of a converted value under this rule.
+    pub fn apply(self, quantity: rust_decimal::Decimal) -> rust_decimal::Decimal {
+        match self {
+            NegativeValues::Bill => quantity,
+            NegativeValues::FloorAtZero => quantity.max(rust_decimal::Decimal::ZERO),
+        }
+    }
 }
 
 impl Metric {
@@ -301,9 +410,10 @@ pub struct Conversion {
 #[serde(deny_unknown_fields)]
 pub struct QuantityRounding {
     pub mode: QuantityRoundingMode,
-    /// Decimal places kept (0 = whole units).
+    /// Decimal places kept (0 = whole units). Negative rounds left of the decimal point, as
+    /// Lago's `rounding_precision` does: -1 to tens (123.4567 → 120), -2 to hundreds.
     #[serde(default)]
-    pub precision: u32,
+    pub precision: i32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -340,6 +450,30 @@ pub struct Charge {
     /// Maximum for this charge per period (the line is capped at it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maximum: Option<Dec>,
+    /// What a graduated or volume charge bills when its billable quantity is zero (see
+    /// [`ZeroUsage`]); other models always price zero usage at zero.
+    #[serde(default, skip_serializing_if = "ZeroUsage::is_default")]
+    pub zero_usage: ZeroUsage,
+}
+
+/// What a tiered charge bills at zero usage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ZeroUsage {
+    /// Nothing: a tier's flat fee is due once the quantity enters the tier, and zero enters
+    /// none.
+    #[default]
+    Free,
+    /// The first tier's flat fee, as OpenMeter bills graduated and volume tiers, and Lago
+    /// volume ranges: the first tier is "entered" at zero. Any other quantity prices as usual.
+    FirstTierFlatFee,
+}
+
+impl ZeroUsage {
+    pub fn is_default(&self) -> bool {
+        *self == ZeroUsage::Free
+    }
 }
 
 /// A price model.
@@ -390,6 +524,11 @@ pub enum PriceModel {
         min_per_transaction: Option<Dec>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_per_transaction: Option<Dec>,
+        /// The first N transactions of the period (in the order the events are given) are free:
+        /// neither the percentage nor the fixed fee applies to them (Lago's
+        /// `free_units_per_events`). Needs the individual transactions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        free_events: Option<u64>,
     },
     /// A unit price per combination of dimension values (region × instance type). The metric
     /// must group by exactly these dimensions.

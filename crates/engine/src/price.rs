@@ -168,6 +168,31 @@ pub fn graduated(
     Ok(priced)
 }
 
+/// The first tier's flat fee alone: what a graduated or volume charge with `zero_usage`
+/// `first_tier_flat_fee` bills for a zero (or negative) quantity.
+pub fn first_tier_fee_at_zero(
+    tiers: &[Tier],
+    convention: TierConvention,
+) -> Result<Priced, Overflow> {
+    let mut priced = Priced::default();
+    let Some(first) = tiers.first() else {
+        return Ok(priced);
+    };
+    if !first.flat_fee.is_zero() {
+        let up_tos: Vec<Option<Decimal>> =
+            tiers.iter().map(|t| t.up_to.map(Decimal::from)).collect();
+        let (lower, upper) = bounds(&up_tos, 0);
+        priced.push(BreakdownRow::fee(
+            format!(
+                "tier 1 {}: flat fee, due at zero usage",
+                range_text(lower, upper, convention)
+            ),
+            first.flat_fee.0,
+        ))?;
+    }
+    Ok(priced)
+}
+
 /// Volume tiers: every unit at the price of the tier the total reaches, plus its flat fee.
 pub fn volume(
     tiers: &[Tier],
@@ -279,12 +304,17 @@ pub struct PercentageTerms<'a> {
     pub fixed_fee: Option<Decimal>,
     pub min_per_transaction: Option<Decimal>,
     pub max_per_transaction: Option<Decimal>,
+    /// The first N transactions pay nothing.
+    pub free_events: Option<u64>,
 }
 
 impl PercentageTerms<'_> {
-    /// Per-transaction bounds make each transaction's fee depend on its own amount.
+    /// Per-transaction bounds make each transaction's fee depend on its own amount, and free
+    /// events depend on which transactions came first.
     pub fn needs_transactions(&self) -> bool {
-        self.min_per_transaction.is_some() || self.max_per_transaction.is_some()
+        self.min_per_transaction.is_some()
+            || self.max_per_transaction.is_some()
+            || self.free_events.is_some()
     }
 }
 
@@ -304,7 +334,24 @@ pub fn percentage(
         let mut priced = Priced::default();
         let (mut n_raised, mut n_capped) = (0u64, 0u64);
         let mut sum = Decimal::ZERO;
-        for amount in transactions {
+        let n_free = usize::try_from(terms.free_events.unwrap_or(0))
+            .unwrap_or(usize::MAX)
+            .min(transactions.len());
+        let (free, paid) = transactions.split_at(n_free);
+        if !free.is_empty() {
+            let free_total = free.iter().try_fold(Decimal::ZERO, |acc, a| add(acc, *a))?;
+            priced.push(BreakdownRow::units(
+                format!(
+                    "first {} transactions free, totalling {}",
+                    free.len(),
+                    free_total.normalize()
+                ),
+                Decimal::from(free.len()),
+                Decimal::ZERO,
+                Decimal::ZERO,
+            ))?;
+        }
+        for amount in paid {
             let mut fee = add(percent_of(*amount, percent)?, fixed_fee)?;
             if let Some(min) = terms.min_per_transaction
                 && fee < min
@@ -320,11 +367,21 @@ pub fn percentage(
             }
             sum = add(sum, fee)?;
         }
-        let n = transactions.len();
+        let n = paid.len();
+        let paid_total = if free.is_empty() {
+            total
+        } else {
+            paid.iter().try_fold(Decimal::ZERO, |acc, a| add(acc, *a))?
+        };
+        let bounds = if terms.min_per_transaction.is_some() || terms.max_per_transaction.is_some() {
+            format!(", {n_raised} raised to the minimum, {n_capped} capped at the maximum")
+        } else {
+            String::new()
+        };
         priced.push(BreakdownRow::fee(
             format!(
-                "{n} transactions totalling {}: {}% + {} each, {n_raised} raised to the minimum, {n_capped} capped at the maximum",
-                total.normalize(),
+                "{n} transactions totalling {}: {}% + {} each{bounds}",
+                paid_total.normalize(),
                 percent.normalize(),
                 fixed_fee.normalize()
             ),
@@ -503,6 +560,7 @@ mod tests {
             fixed_fee: Some(d("0.30")),
             min_per_transaction: None,
             max_per_transaction: None,
+            free_events: None,
         };
         let priced =
             percentage(terms, d("1000"), 10, None, TierConvention::UpperInclusive).unwrap();
@@ -533,6 +591,7 @@ mod tests {
             fixed_fee: None,
             min_per_transaction: None,
             max_per_transaction: None,
+            free_events: None,
         };
         let priced =
             percentage(terms, d("15000"), 0, None, TierConvention::UpperInclusive).unwrap();

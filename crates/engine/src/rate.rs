@@ -26,7 +26,10 @@ use crate::invoice::{
 use crate::meter::{EventError, GroupUsage, MeteredUsage, Outcome, Router};
 use crate::money::{Currency, RoundingLevel};
 use crate::period::{BillingPeriod, Calendar, PeriodError};
-use crate::plan::{Charge, FeeTiming, GroupKey, Metric, Plan, PriceModel};
+use crate::plan::{
+    Charge, ChargeMaximum, FeeTiming, GroupKey, Metric, NegativeValues, Plan, PriceModel,
+    TierConvention, ZeroUsage,
+};
 use crate::plugin::{GroupedQuantity, PluginError, PluginHost, PriceRequest};
 use crate::price::{self, Overflow, PercentageTerms, Priced};
 use crate::rater::PeriodRater;
@@ -333,7 +336,7 @@ pub(crate) fn check_usage(plan: &Plan, usage: &Usage) -> Result<(), RateError> {
             })?;
         match input {
             QuantityInput::Total(quantity) => {
-                if quantity.0 < Decimal::ZERO {
+                if quantity.0 < Decimal::ZERO && metric.negative_values.is_default() {
                     return Err(usage_error(path, "a quantity cannot be negative"));
                 }
                 if !metric.group_by.is_empty() {
@@ -349,7 +352,7 @@ pub(crate) fn check_usage(plan: &Plan, usage: &Usage) -> Result<(), RateError> {
             QuantityInput::Groups(groups) => {
                 for (group_idx, group) in groups.iter().enumerate() {
                     let gpath = format!("{path}[{group_idx}]");
-                    if group.quantity.0 < Decimal::ZERO {
+                    if group.quantity.0 < Decimal::ZERO && metric.negative_values.is_default() {
                         return Err(usage_error(
                             format!("{gpath}.quantity"),
                             "a quantity cannot be negative",
@@ -457,11 +460,17 @@ pub(crate) fn apply_quantities(
     metered: &mut MeteredUsage,
 ) -> Result<(), RateError> {
     for (code, input) in quantities {
+        let negative_values = plan
+            .metrics
+            .iter()
+            .find(|m| &m.code == code)
+            .map(|m| m.negative_values)
+            .unwrap_or_default();
         let groups = match input {
             QuantityInput::Total(quantity) => vec![GroupUsage {
                 group: GroupKey::new(),
                 raw_value: quantity.0,
-                quantity: quantity.0,
+                quantity: negative_values.apply(quantity.0),
                 n_events: 0,
                 transactions: None,
             }],
@@ -471,7 +480,7 @@ pub(crate) fn apply_quantities(
                     .map(|g| GroupUsage {
                         group: g.group.clone(),
                         raw_value: g.quantity.0,
-                        quantity: g.quantity.0,
+                        quantity: negative_values.apply(g.quantity.0),
                         n_events: g.transactions.as_ref().map_or(0, |t| t.len() as u64),
                         transactions: g
                             .transactions
@@ -836,6 +845,9 @@ fn apply_discounts(
 ) -> Result<(Vec<AppliedDiscount>, Decimal), RateError> {
     let mut discounts = Vec::new();
     let mut remaining = subtotal.max(Decimal::ZERO);
+    // What the discounts scoped to one charge alone took off it, for `charge_maximum`
+    // `after_discounts`.
+    let mut own_discounts: BTreeMap<&str, Decimal> = BTreeMap::new();
     for discount in &plan.discounts {
         if discount.duration_periods.is_some_and(|n| period_index >= n) {
             continue;
@@ -877,6 +889,47 @@ fn apply_discounts(
             },
             amount: Amount(currency_scale(off, rounding.currency)),
         });
+        if let Some([only]) = discount.charges.as_deref() {
+            let given = own_discounts.entry(only.as_str()).or_insert(Decimal::ZERO);
+            *given = price::add(*given, off).map_err(overflow("discount"))?;
+        }
+    }
+    if plan.charge_maximum == ChargeMaximum::AfterDiscounts {
+        for charge in plan.charges.iter() {
+            let Some(maximum) = charge.maximum else {
+                continue;
+            };
+            let mut billed = Decimal::ZERO;
+            for line in raw_lines
+                .iter()
+                .filter(|l| l.origin != LineOrigin::MinimumCommitment && l.charge_id == charge.id)
+            {
+                billed = price::add(billed, rounding.billed(line.priced.amount))
+                    .map_err(overflow("discount"))?;
+            }
+            let given = own_discounts
+                .get(charge.id.as_str())
+                .copied()
+                .unwrap_or_default();
+            let net = price::sub(rounding.round(billed), given).map_err(overflow("discount"))?;
+            let off = price::sub(net, maximum.0)
+                .map_err(overflow("discount"))?
+                .min(remaining)
+                .max(Decimal::ZERO);
+            if off.is_zero() {
+                continue;
+            }
+            remaining = price::sub(remaining, off).map_err(overflow("discount"))?;
+            discounts.push(AppliedDiscount {
+                id: format!("{}.maximum", charge.id),
+                description: format!(
+                    "charge `{}` capped at its maximum {} after its discounts",
+                    charge.id,
+                    maximum.normalize()
+                ),
+                amount: Amount(currency_scale(off, rounding.currency)),
+            });
+        }
     }
     Ok((discounts, remaining))
 }
@@ -1112,7 +1165,8 @@ fn usage_lines(
         let groups_for_next = groups.clone();
         let mut lines = charge_lines(plan, customer, ctx, charge, metric, groups, plugins)?;
         metered.metrics.insert(metric.code.clone(), groups_for_next);
-        apply_charge_bounds(charge, metric, &mut lines)?;
+        let cap = plan.charge_maximum == ChargeMaximum::BeforeDiscounts;
+        apply_charge_bounds(charge, metric, &mut lines, cap)?;
         for line in &mut lines {
             line.description = suffixed(std::mem::take(&mut line.description), suffix);
             if suffix.is_some() {
@@ -1173,6 +1227,23 @@ fn charge_lines(
         else {
             continue;
         };
+        if let Ok(priced) = &mut priced
+            && metric.negative_values == NegativeValues::FloorAtZero
+            && group.raw_value < Decimal::ZERO
+        {
+            priced.breakdown.insert(
+                0,
+                BreakdownRow::units(
+                    format!(
+                        "aggregated value {} is negative: billed as 0 (negative_values floor_at_zero)",
+                        group.raw_value.normalize()
+                    ),
+                    Decimal::ZERO,
+                    Decimal::ZERO,
+                    Decimal::ZERO,
+                ),
+            );
+        }
         if let Ok(priced) = &mut priced
             && !used.is_zero()
         {
@@ -1306,11 +1377,17 @@ fn price_group(
     quantity: Decimal,
 ) -> Result<Option<GroupPrice>, RateError> {
     let convention = plan.tier_convention;
+    check_within_last_tier(plan, charge, quantity)?;
     Ok(Some(match &charge.model {
         // Priced before this loop.
         PriceModel::Flat { .. } | PriceModel::Custom { .. } => return Ok(None),
         PriceModel::PerUnit { unit_price } => {
             (price::per_unit(quantity, unit_price.0), Some(unit_price.0))
+        }
+        PriceModel::Graduated { tiers } | PriceModel::Volume { tiers }
+            if charge.zero_usage == ZeroUsage::FirstTierFlatFee && quantity <= Decimal::ZERO =>
+        {
+            (price::first_tier_fee_at_zero(tiers, convention), None)
         }
         PriceModel::Graduated { tiers } => (
             price::graduated(tiers, quantity, convention, Decimal::ONE),
@@ -1348,6 +1425,7 @@ fn price_group(
             fixed_fee,
             min_per_transaction,
             max_per_transaction,
+            free_events,
         } => {
             let terms = PercentageTerms {
                 percent: (*percent).map(Decimal::from),
@@ -1355,12 +1433,20 @@ fn price_group(
                 fixed_fee: (*fixed_fee).map(Decimal::from),
                 min_per_transaction: (*min_per_transaction).map(Decimal::from),
                 max_per_transaction: (*max_per_transaction).map(Decimal::from),
+                free_events: *free_events,
             };
-            if terms.needs_transactions() && group.transactions.is_none() {
+            // Zero usage of a charge with free events has no transactions to free.
+            let no_transactions: &[Decimal] = &[];
+            let transactions = match &group.transactions {
+                Some(transactions) => Some(transactions.as_slice()),
+                None if free_events.is_some() && quantity.is_zero() => Some(no_transactions),
+                None => None,
+            };
+            if terms.needs_transactions() && transactions.is_none() {
                 return Err(RateError::Charge {
                     charge: charge.id.clone(),
                     message: format!(
-                        "per-transaction minimum/maximum need each transaction: send raw events or `transactions` for metric `{}`",
+                        "per-transaction minimum/maximum and free events need each transaction: send raw events or `transactions` for metric `{}`",
                         metric.code
                     ),
                 });
@@ -1369,7 +1455,7 @@ fn price_group(
                 return Err(RateError::Charge {
                     charge: charge.id.clone(),
                     message:
-                        "an allowance (`included`) cannot be combined with per-transaction bounds"
+                        "an allowance (`included`) cannot be combined with per-transaction bounds or free events"
                             .to_owned(),
                 });
             }
@@ -1384,13 +1470,7 @@ fn price_group(
                 });
             }
             (
-                price::percentage(
-                    terms,
-                    quantity,
-                    group.n_events,
-                    group.transactions.as_deref(),
-                    convention,
-                ),
+                price::percentage(terms, quantity, group.n_events, transactions, convention),
                 None,
             )
         }
@@ -1417,6 +1497,45 @@ fn price_group(
     }))
 }
 
+/// With `last_tier` `bounded`, a quantity beyond the last tier's `up_to` has no price: an
+/// error naming the charge, the quantity and the bound (at or beyond it with
+/// `lower_inclusive`, where the bound itself belongs to the next tier, which does not exist).
+fn check_within_last_tier(
+    plan: &Plan,
+    charge: &Charge,
+    quantity: Decimal,
+) -> Result<(), RateError> {
+    let (bound, field) = match &charge.model {
+        PriceModel::Graduated { tiers }
+        | PriceModel::Volume { tiers }
+        | PriceModel::Percentage { tiers, .. } => (
+            tiers.last().and_then(|t| t.up_to),
+            format!("tiers[{}]", tiers.len().saturating_sub(1)),
+        ),
+        PriceModel::Stairstep { steps } => (
+            steps.last().and_then(|s| s.up_to),
+            format!("steps[{}]", steps.len().saturating_sub(1)),
+        ),
+        _ => (None, String::new()),
+    };
+    let Some(bound) = bound else { return Ok(()) };
+    let beyond = match plan.tier_convention {
+        TierConvention::UpperInclusive => quantity > bound.0,
+        TierConvention::LowerInclusive => quantity >= bound.0,
+    };
+    if !beyond {
+        return Ok(());
+    }
+    Err(RateError::Charge {
+        charge: charge.id.clone(),
+        message: format!(
+            "quantity {} is beyond the last tier (`model.{field}.up_to` {}, with `last_tier` `bounded`): it has no price",
+            quantity.normalize(),
+            bound.normalize()
+        ),
+    })
+}
+
 fn group_description(description: &str, group: &GroupKey) -> String {
     if group.is_empty() {
         return description.to_owned();
@@ -1430,12 +1549,14 @@ fn apply_charge_bounds(
     charge: &Charge,
     metric: &Metric,
     lines: &mut Vec<RawLine>,
+    cap: bool,
 ) -> Result<(), RateError> {
+    let maximum = if cap { charge.maximum } else { None };
     let total: Decimal = lines
         .iter()
         .try_fold(Decimal::ZERO, |acc, l| price::add(acc, l.priced.amount))
         .map_err(overflow(format!("charge `{}`", charge.id)))?;
-    let adjustment = match (charge.minimum, charge.maximum) {
+    let adjustment = match (charge.minimum, maximum) {
         (Some(min), _) if total < min.0 => Some((
             price::sub(min.0, total).map_err(overflow(format!("charge `{}`", charge.id)))?,
             format!("raised to the charge minimum {}", min.normalize()),

@@ -12,10 +12,15 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::money::{Currency, MAX_CUSTOM_SCALE};
-use crate::plan::{Aggregation, Charge, Metric, Plan, PriceModel, Step, Tier};
+use crate::plan::{
+    Aggregation, Charge, LastTier, Metric, Plan, PriceModel, Step, Tier, TierConvention, TierRanges,
+};
 
 /// The most decimal places a unit price may carry.
 pub const MAX_PRICE_SCALE: u32 = 12;
+
+/// The most negative quantity rounding precision: -12 rounds to trillions.
+pub const MIN_QUANTITY_PRECISION: i32 = -12;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -34,6 +39,9 @@ pub enum IssueCode {
     /// [`json::parse`](crate::json::parse)); the other codes are [`validate_plan`]'s rules.
     InvalidJson,
     AmountFinerThanCurrency,
+    /// A convention option (`docs/conventions.md`) where it does not apply, or two that
+    /// contradict each other.
+    BadConvention,
     BadDiscount,
     BadFilter,
     BadMatrix,
@@ -77,6 +85,7 @@ impl IssueCode {
         match self {
             IssueCode::InvalidJson => "invalid_json",
             IssueCode::AmountFinerThanCurrency => "amount_finer_than_currency",
+            IssueCode::BadConvention => "bad_convention",
             IssueCode::BadDiscount => "bad_discount",
             IssueCode::BadFilter => "bad_filter",
             IssueCode::BadMatrix => "bad_matrix",
@@ -228,6 +237,7 @@ pub fn validate_plan(plan: &Plan) -> Report {
     lint_uncharged_metrics(r, plan, &charged_metrics);
     check_commitment(r, plan, minor_units);
     check_discounts(r, plan, minor_units);
+    check_discounts_of_capped_charges(r, plan);
     check_taxes(r, plan);
     check_credits(r, plan, minor_units);
     report
@@ -292,6 +302,15 @@ fn check_header(r: &mut Report, plan: &Plan) -> u32 {
         .as_ref()
         .map(|c| c.minor_units)
         .unwrap_or(MAX_CUSTOM_SCALE);
+    if plan.tier_ranges == TierRanges::WholeUnits
+        && plan.tier_convention == TierConvention::LowerInclusive
+    {
+        r.error(
+            IssueCode::BadConvention,
+            "$.tier_ranges",
+            "`whole_units` ranges (0–10, 11–20) put 10 in the first tier: they need `tier_convention` `upper_inclusive`",
+        );
+    }
     if plan.interval.count == 0 {
         r.error(
             IssueCode::ZeroInterval,
@@ -380,17 +399,21 @@ fn check_metrics(r: &mut Report, plan: &Plan) {
                     );
                 }
             }
-            if let Some(rounding) = conversion.round
-                && rounding.precision > MAX_PRICE_SCALE
-            {
-                r.error(
-                    IssueCode::PrecisionTooLarge,
-                    format!("{path}.conversion.round.precision"),
-                    format!(
-                        "precision {} is above {MAX_PRICE_SCALE}",
-                        rounding.precision
-                    ),
-                );
+            if let Some(rounding) = conversion.round {
+                let precision = rounding.precision;
+                if precision > MAX_PRICE_SCALE as i32 {
+                    r.error(
+                        IssueCode::PrecisionTooLarge,
+                        format!("{path}.conversion.round.precision"),
+                        format!("precision {precision} is above {MAX_PRICE_SCALE}"),
+                    );
+                } else if precision < MIN_QUANTITY_PRECISION {
+                    r.error(
+                        IssueCode::PrecisionTooLarge,
+                        format!("{path}.conversion.round.precision"),
+                        format!("precision {precision} is below {MIN_QUANTITY_PRECISION} (rounding to 10^{} and more units is not supported)", -MIN_QUANTITY_PRECISION),
+                    );
+                }
             }
         }
     }
@@ -482,6 +505,18 @@ fn check_charges<'p>(r: &mut Report, plan: &'p Plan, minor_units: u32) -> BTreeS
                 format!("minimum {min} is above maximum {max}"),
             );
         }
+        if !charge.zero_usage.is_default()
+            && !matches!(
+                charge.model,
+                PriceModel::Graduated { .. } | PriceModel::Volume { .. }
+            )
+        {
+            r.error(
+                IssueCode::BadConvention,
+                format!("{path}.zero_usage"),
+                "`zero_usage` `first_tier_flat_fee` applies to graduated and volume tiers only",
+            );
+        }
         check_model(r, plan, charge, metric, &path, minor_units);
     }
     charged_metrics
@@ -518,7 +553,14 @@ fn check_model(
             lint_tiers(r, &mpath, tiers, volume, charge);
         }
         PriceModel::Stairstep { steps } => {
-            check_steps(r, &mpath, steps, minor_units, &plan.currency);
+            check_steps(
+                r,
+                &mpath,
+                steps,
+                minor_units,
+                &plan.currency,
+                BoundRules::of(plan),
+            );
         }
         PriceModel::Package {
             package_size,
@@ -548,7 +590,22 @@ fn check_model(
             fixed_fee,
             min_per_transaction,
             max_per_transaction,
+            free_events,
         } => {
+            if free_events.is_some() && !tiers.is_empty() {
+                r.error(
+                    IssueCode::BadPercentage,
+                    format!("{mpath}.free_events"),
+                    "free events apply to a flat `percent`, not to graduated tiers",
+                );
+            }
+            if free_events.is_some() && charge.included.is_some() {
+                r.error(
+                    IssueCode::BadPercentage,
+                    format!("{mpath}.free_events"),
+                    "free events cannot be combined with an allowance (`included`)",
+                );
+            }
             match (percent, tiers.is_empty()) {
                 (Some(_), false) | (None, true) => r.error(
                     IssueCode::BadPercentage,
@@ -682,6 +739,34 @@ fn check_commitment(r: &mut Report, plan: &Plan, minor_units: u32) {
 }
 
 /// `$.discounts`: one of percent or amount, in range, charges that exist.
+/// With `charge_maximum` `after_discounts`, a discount scoped to a capped charge must be that
+/// charge's alone: shared between charges, its share of the capped one would be a guess.
+fn check_discounts_of_capped_charges(r: &mut Report, plan: &Plan) {
+    if plan.charge_maximum.is_default() {
+        return;
+    }
+    for (discount_idx, discount) in plan.discounts.iter().enumerate() {
+        let Some(ids) = &discount.charges else {
+            continue;
+        };
+        if ids.len() < 2 {
+            continue;
+        }
+        let capped = ids.iter().find(|id| {
+            plan.charges
+                .iter()
+                .any(|c| &c.id == *id && c.maximum.is_some())
+        });
+        if let Some(capped) = capped {
+            r.error(
+                IssueCode::BadConvention,
+                format!("$.discounts[{discount_idx}].charges"),
+                format!("with `charge_maximum` `after_discounts`, the discounts of charge `{capped}` (which has a maximum) must name it alone"),
+            );
+        }
+    }
+}
+
 fn check_discounts(r: &mut Report, plan: &Plan, minor_units: u32) {
     let mut discount_ids = BTreeSet::new();
     for (discount_idx, discount) in plan.discounts.iter().enumerate() {
@@ -834,6 +919,7 @@ fn check_bounds(
     path: &dyn fmt::Display,
     bounds: &[(Option<Decimal>, Option<Decimal>)],
     what: &str,
+    rules: BoundRules,
 ) {
     if bounds.is_empty() {
         r.error(
@@ -848,18 +934,7 @@ fn check_bounds(
     for (idx, (from, up_to)) in bounds.iter().enumerate() {
         let tpath = Sub(&path, Part::Index(idx));
         if let Some(from) = from {
-            if *from > previous {
-                r.error(
-                    IssueCode::TierGap,
-                    format!("{tpath}.from"),
-                    format!(
-                        "gap: {what} {} starts at {from} but the previous one ends at {previous}",
-                        idx + 1
-                    ),
-                );
-            } else if *from < previous {
-                r.error(IssueCode::TierOverlap, format!("{tpath}.from"), format!("overlap: {what} {} starts at {from} but the previous one ends at {previous}", idx + 1));
-            }
+            check_from(r, &tpath, *from, previous, idx, what, rules.ranges);
         }
         match up_to {
             None if idx != last_idx => {
@@ -869,8 +944,8 @@ fn check_bounds(
                     format!("only the last {what} may be unbounded"),
                 );
             }
-            Some(_) if idx == last_idx => {
-                r.error(IssueCode::LastTierBounded, format!("{tpath}.up_to"), format!("the last {what} must be unbounded (`up_to`: null) so every quantity has a price"));
+            Some(_) if idx == last_idx && rules.last_tier == LastTier::Unbounded => {
+                r.error(IssueCode::LastTierBounded, format!("{tpath}.up_to"), format!("the last {what} must be unbounded (`up_to`: null) so every quantity has a price, or the plan says `\"last_tier\": \"bounded\"`"));
             }
             Some(up_to) => {
                 if *up_to <= previous {
@@ -887,6 +962,87 @@ fn check_bounds(
     }
 }
 
+/// The plan's conventions on tier bounds.
+#[derive(Clone, Copy)]
+struct BoundRules {
+    ranges: TierRanges,
+    last_tier: LastTier,
+}
+
+impl BoundRules {
+    fn of(plan: &Plan) -> BoundRules {
+        BoundRules {
+            ranges: plan.tier_ranges,
+            last_tier: plan.last_tier,
+        }
+    }
+}
+
+/// A tier's `from` against the previous bound, read as the plan's [`TierRanges`] says:
+/// `continuous` wants the previous `up_to` itself, `whole_units` the next whole unit after it
+/// (0 or 1 for the first tier).
+fn check_from(
+    r: &mut Report,
+    tpath: &Sub<'_>,
+    from: Decimal,
+    previous: Decimal,
+    idx: usize,
+    what: &str,
+    ranges: TierRanges,
+) {
+    let expected = match ranges {
+        TierRanges::Continuous => previous,
+        TierRanges::WholeUnits => {
+            if !from.fract().is_zero() {
+                r.error(
+                    IssueCode::TierGap,
+                    format!("{tpath}.from"),
+                    format!("{what} {} starts at {from}: with `tier_ranges` `whole_units`, `from` is a whole unit", idx + 1),
+                );
+                return;
+            }
+            if idx == 0 && from == Decimal::ONE {
+                return;
+            }
+            if idx == 0 {
+                previous
+            } else {
+                match previous.checked_add(Decimal::ONE) {
+                    Some(next) => next,
+                    None => return,
+                }
+            }
+        }
+    };
+    let reading = match ranges {
+        TierRanges::Continuous
+            if previous.checked_add(Decimal::ONE) == Some(from) && previous.fract().is_zero() =>
+        {
+            " (ranges of whole units such as 0–10, 11–20 are accepted with `\"tier_ranges\": \"whole_units\"`)"
+        }
+        _ => "",
+    };
+    if from > expected {
+        r.error(
+            IssueCode::TierGap,
+            format!("{tpath}.from"),
+            format!(
+                "gap: {what} {} starts at {from} but the previous one ends at {previous}{reading}",
+                idx + 1
+            ),
+        );
+    } else if from < expected {
+        r.error(
+            IssueCode::TierOverlap,
+            format!("{tpath}.from"),
+            format!(
+                "overlap: {what} {} starts at {from} but the previous one ends at {previous}",
+                idx + 1
+            ),
+        );
+    }
+}
+
 fn check_tiers(
     r: &mut Report,
     path: &dyn fmt::Display,
@@ -898,7 +1054,13 @@ fn check_tiers(
         .iter()
         .map(|t| (t.from.map(Decimal::from), t.up_to.map(Decimal::from)))
         .collect();
-    check_bounds(r, &format_args!("{path}.tiers"), &bounds, "tier");
+    check_bounds(
+        r,
+        &format_args!("{path}.tiers"),
+        &bounds,
+        "tier",
+        BoundRules::of(plan),
+    );
     let minor_units = Currency::resolve(&plan.currency, &plan.custom_units)
         .map_or(MAX_CUSTOM_SCALE, |c| c.minor_units);
     for (tier_idx, tier) in tiers.iter().enumerate() {
@@ -922,12 +1084,13 @@ fn check_steps(
     steps: &[Step],
     minor_units: u32,
     currency: &str,
+    rules: BoundRules,
 ) {
     let bounds: Vec<_> = steps
         .iter()
         .map(|s| (s.from.map(Decimal::from), s.up_to.map(Decimal::from)))
         .collect();
-    check_bounds(r, &format_args!("{path}.steps"), &bounds, "band");
+    check_bounds(r, &format_args!("{path}.steps"), &bounds, "band", rules);
     for (step_idx, step) in steps.iter().enumerate() {
         let spath_list = Sub(&path, Part::Key("steps"));
         let spath_elem = Sub(&spath_list, Part::Index(step_idx));

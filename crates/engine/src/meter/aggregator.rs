@@ -256,7 +256,7 @@ impl<'p> Aggregator<'p> {
                 groups.push(GroupUsage {
                     group: group.key,
                     raw_value,
-                    quantity: convert(metric, raw_value)?,
+                    quantity: metric.negative_values.apply(convert(metric, raw_value)?),
                     n_events: group.n_events,
                     transactions: group.transactions,
                 });

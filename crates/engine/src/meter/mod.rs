@@ -285,13 +285,30 @@ pub fn convert(metric: &Metric, raw: Decimal) -> Result<Decimal, AggregateError>
             QuantityRoundingMode::Ceil => RoundingStrategy::ToPositiveInfinity,
             QuantityRoundingMode::Floor => RoundingStrategy::ToNegativeInfinity,
         };
-        value = value.round_dp_with_strategy(round.precision, strategy);
+        value = round_quantity(value, round.precision, strategy).ok_or_else(overflow)?;
     }
     if value.is_zero() {
         // No "-0" from rounding a small negative value toward zero.
         value.set_sign_positive(true);
     }
     Ok(value)
+}
+
+/// `value` rounded to `precision` decimal places with `strategy`; a negative precision rounds
+/// to a power of ten (-2: to hundreds) by rounding `value / 10^-precision` to a whole number.
+/// `None` when the power of ten or the product does not fit in a decimal.
+fn round_quantity(value: Decimal, precision: i32, strategy: RoundingStrategy) -> Option<Decimal> {
+    if let Ok(places) = u32::try_from(precision) {
+        return Some(value.round_dp_with_strategy(places, strategy));
+    }
+    let mut step = Decimal::ONE;
+    for _ in 0..precision.unsigned_abs() {
+        step = step.checked_mul(Decimal::TEN)?;
+    }
+    value
+        .checked_div(step)?
+        .round_dp_with_strategy(0, strategy)
+        .checked_mul(step)
 }
 
 fn zero_divisor(metric: &Metric) -> AggregateError {

@@ -73,8 +73,8 @@ impl<'p> Slot<'p> {
             charge.metric.as_deref() == Some(metric.code.as_str())
                 && matches!(
                     &charge.model,
-                    PriceModel::Percentage { min_per_transaction, max_per_transaction, .. }
-                        if min_per_transaction.is_some() || max_per_transaction.is_some()
+                    PriceModel::Percentage { min_per_transaction, max_per_transaction, free_events, .. }
+                        if min_per_transaction.is_some() || max_per_transaction.is_some() || free_events.is_some()
                 )
         });
         if let Some(charge) = per_transaction_charge {

@@ -624,6 +624,15 @@ fn convert_rounds_with_the_named_strategy() {
         (None, None, Some("floor"), 1, "2.19", "2.1"),
         (None, None, Some("floor"), 0, "-2.1", "-3"),
         (None, Some("1000"), Some("ceil"), 30, "1", "0.001"),
+        // Negative precision (Lago's rounding_precision): to tens, hundreds.
+        (None, None, Some("round"), -1, "123.4567", "120"),
+        (None, None, Some("round"), -1, "125", "130"),
+        (None, None, Some("round"), -1, "-125", "-130"),
+        (None, None, Some("ceil"), -2, "101", "200"),
+        (None, None, Some("ceil"), -2, "-101", "-100"),
+        (None, None, Some("floor"), -2, "199.99", "100"),
+        (None, None, Some("floor"), -3, "999", "0"),
+        (None, None, Some("ceil"), -1, "0", "0"),
     ];
     for (multiply_by, divide_by, mode, precision, raw, expected) in cases {
         let mut conversion = serde_json::json!({});
@@ -652,6 +661,19 @@ fn convert_rounds_with_the_named_strategy() {
         convert(&overflow, Decimal::TWO).unwrap_err().to_string(),
         "metric `m`: the aggregated value overflows the decimal range"
     );
+    // Rounding up to the next 10^28 does not fit: an overflow error, not a panic.
+    let huge: Metric = serde_json::from_value(serde_json::json!({
+        "code": "m", "aggregation": {"type": "count"},
+        "conversion": {"round": {"mode": "ceil", "precision": -28}}
+    }))
+    .unwrap();
+    assert!(convert(&huge, Decimal::MAX).is_err());
+    let beyond: Metric = serde_json::from_value(serde_json::json!({
+        "code": "m", "aggregation": {"type": "count"},
+        "conversion": {"round": {"mode": "ceil", "precision": -40}}
+    }))
+    .unwrap();
+    assert!(convert(&beyond, Decimal::ONE).is_err());
 }
 
 #[test]

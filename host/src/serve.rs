@@ -48,6 +48,10 @@ pub struct ServeArgs {
     /// Where the store lives (`ratecard.db`, SQLite in WAL mode; created if missing).
     #[arg(long, default_value = "ratecard-data")]
     data_dir: PathBuf,
+    /// How long after a period ends its late events are still accepted (and it cannot be
+    /// closed before), in hours.
+    #[arg(long, default_value_t = 72)]
+    grace_hours: u32,
     /// Seed an empty store with the example plans, customers in six timezones and this month's
     /// events, and print an operator key for the API.
     #[arg(long)]
@@ -88,7 +92,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
     runtime.block_on(async move {
         let server = Server::open(&args.data_dir, Box::new(SystemClock), &NoPlugins)
             .await
-            .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+            .with_context(|| format!("opening the store in {}", args.data_dir.display()))?
+            .with_grace_ms(i64::from(args.grace_hours) * 3_600_000);
         if args.demo {
             if server.plans().is_empty() {
                 let seeded = demo::seed(&server, example_plans(&dirs.examples)?)

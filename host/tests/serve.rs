@@ -19,15 +19,18 @@ impl Drop for Serve {
 }
 
 fn serve(data_dir: &std::path::Path, demo: bool) -> Serve {
+    serve_with(data_dir, if demo { &["--demo"] } else { &[] })
+}
+
+fn serve_with(data_dir: &std::path::Path, args: &[&str]) -> Serve {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ratecard"));
     command
         .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
+        .args(args)
+        .env("RATECARD_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    if demo {
-        command.arg("--demo");
-    }
     let mut child = command.spawn().expect("ratecard serve starts");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout"));
     let (mut addr, mut key) = (None, None);
@@ -235,4 +238,169 @@ fn every_acknowledged_event_survives_a_kill_during_ingest() {
     assert_eq!(unbilled(second.addr, &key), attempted);
     drop(second);
     drop(std::fs::remove_dir_all(&dir));
+}
+
+/// A store with a plan, 300 customers and November's events, and an operator key made by
+/// `ratecard keys create`.
+fn november_store(dir: &std::path::Path) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_ratecard"))
+        .args(["keys", "create", "--label", "test", "--data-dir"])
+        .arg(dir)
+        .output()
+        .expect("ratecard keys create");
+    assert!(output.status.success(), "{output:?}");
+    let key = String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    assert!(key.starts_with("rk_"), "{key}");
+    // Late events are accepted for years: November is still open on today's clock.
+    let server = serve_with(dir, &["--grace-hours", "100000"]);
+    let plan = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/plans/saas-api.json"),
+    )
+    .expect("plan");
+    let (status, body) = post(server.addr, "/v1/plans", &key, &plan).expect("post");
+    assert_eq!(status, 201, "{body}");
+    let plan: serde_json::Value = serde_json::from_str(&body).expect("json");
+    for c in 0..300 {
+        let customer = format!(
+            r#"{{"timezone": "{}", "subscription": {{"start": "2026-10-01"}}, "plan": {plan}}}"#,
+            ["UTC", "America/New_York", "Asia/Tokyo"][c % 3]
+        );
+        let (status, body) = put(
+            server.addr,
+            &format!("/v1/customers/c{c:03}"),
+            &key,
+            &customer,
+        )
+        .expect("put");
+        assert_eq!(status, 200, "{body}");
+    }
+    let events: Vec<String> = (0..3000)
+        .map(|i| {
+            format!(
+                r#"{{"id": "n{i}", "customer": "c{:03}", "timestamp": "2026-11-{:02}T12:00:00Z", "code": "api.request"}}"#,
+                i % 300,
+                2 + i % 27
+            )
+        })
+        .collect();
+    let (status, body) = post(
+        server.addr,
+        "/v1/events",
+        &key,
+        &format!("[{}]", events.join(",")),
+    )
+    .expect("post");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with(r#"{"accepted":3000,"#), "{}", &body[..200]);
+    drop(server);
+    key
+}
+
+fn put(addr: SocketAddr, path: &str, key: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    write!(
+        stream,
+        "PUT {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    let status = text
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no status"))?;
+    Ok((
+        status,
+        text.split_once("\r\n\r\n")
+            .map_or(String::new(), |(_, b)| b.to_owned()),
+    ))
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    drop(std::fs::remove_dir_all(to));
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+    }
+}
+
+fn invoices(addr: SocketAddr, key: &str) -> Vec<serde_json::Value> {
+    let (status, body) = get(addr, "/v1/invoices", key);
+    assert_eq!(status, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).expect("json");
+    list["invoices"].as_array().expect("invoices").clone()
+}
+
+/// SIGKILL in the middle of a period close, restart, close again: the same invoices with the
+/// same numbers as a close that was never interrupted, none twice, none missing.
+#[test]
+fn a_close_killed_half_way_and_run_again_gives_the_uninterrupted_invoices() {
+    let root = std::env::temp_dir().join(format!("ratecard-close-kill-{}", std::process::id()));
+    drop(std::fs::remove_dir_all(&root));
+    let pristine = root.join("pristine");
+    let key = november_store(&pristine);
+    let close = r#"{"date": "2026-11-15"}"#;
+
+    // The reference: one close, never interrupted.
+    let reference_dir = root.join("reference");
+    copy_dir(&pristine, &reference_dir);
+    let reference = {
+        let server = serve_with(&reference_dir, &["--grace-hours", "1"]);
+        let (status, body) = post(server.addr, "/v1/close", &key, close).expect("close");
+        assert_eq!(status, 200, "{body}");
+        invoices(server.addr, &key)
+    };
+    assert_eq!(reference.len(), 300);
+    let numbers: Vec<i64> = reference
+        .iter()
+        .map(|i| i["number"].as_i64().expect("n"))
+        .collect();
+    assert_eq!(numbers, (1..=300).collect::<Vec<i64>>());
+
+    // Kill a close at growing delays until one is caught half-way.
+    let mut caught = None;
+    for delay_ms in [30u64, 80, 150, 300, 600, 1000] {
+        let dir = root.join(format!("killed-{delay_ms}"));
+        copy_dir(&pristine, &dir);
+        let server = serve_with(&dir, &["--grace-hours", "1"]);
+        let addr = server.addr;
+        let key_for_close = key.clone();
+        let closing = std::thread::spawn(move || post(addr, "/v1/close", &key_for_close, close));
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let mut server = server;
+        server.child.kill().expect("kill");
+        drop(server.child.wait());
+        drop(closing.join());
+        let restarted = serve_with(&dir, &["--grace-hours", "1"]);
+        let before = invoices(restarted.addr, &key);
+        if before.is_empty() || before.len() == 300 {
+            continue;
+        }
+        // What was finalized before the kill is whole and numbered from 1 without gaps.
+        let numbers: Vec<i64> = before
+            .iter()
+            .map(|i| i["number"].as_i64().expect("n"))
+            .collect();
+        assert_eq!(numbers, (1..=before.len() as i64).collect::<Vec<i64>>());
+        let (status, body) = post(restarted.addr, "/v1/close", &key, close).expect("close");
+        assert_eq!(status, 200, "{body}");
+        let after = invoices(restarted.addr, &key);
+        assert_eq!(
+            after, reference,
+            "re-run close after a kill at {delay_ms} ms"
+        );
+        // And again: nothing changes.
+        let (status, _) = post(restarted.addr, "/v1/close", &key, close).expect("close");
+        assert_eq!(status, 200);
+        assert_eq!(invoices(restarted.addr, &key), reference);
+        caught = Some((delay_ms, before.len()));
+        break;
+    }
+    let (delay_ms, done) = caught.expect("no kill landed in the middle of the close");
+    eprintln!("close killed after {delay_ms} ms with {done} of 300 invoices final");
+    drop(std::fs::remove_dir_all(&root));
 }

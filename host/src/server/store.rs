@@ -75,7 +75,10 @@ pub struct StoredCustomer {
 /// The SQLite store of one data directory.
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// Reads.
     pool: SqlitePool,
+    /// Writes: one connection.
+    writer: SqlitePool,
 }
 
 impl Store {
@@ -88,12 +91,18 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(10));
+        // One writer: SQLite serializes writes anyway; writers queue for the connection instead
+        // of spinning in SQLite's busy handler, and readers (WAL) never wait for them.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store { pool, writer })
     }
 
     /// Stores plan `id` as a new version (1 for a new plan): its number.
@@ -103,7 +112,7 @@ impl Store {
         body: &str,
         now: i64,
     ) -> Result<i64, StoreError> {
-        immediate(&self.pool, async |conn| {
+        immediate(&self.writer, async |conn| {
             let version: i64 =
                 sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM plans WHERE id = ?")
                     .bind(id)
@@ -148,7 +157,7 @@ impl Store {
         .bind(customer.plan.as_ref().map(|p| p.0.as_str()))
         .bind(customer.plan.as_ref().map(|p| p.1))
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -179,7 +188,7 @@ impl Store {
         events: &[(NewEvent, i64)],
         now: i64,
     ) -> Result<Vec<Result<bool, i64>>, StoreError> {
-        immediate(&self.pool, async |conn| {
+        immediate(&self.writer, async |conn| {
             // Which (customer, period) pairs of the batch are invoiced: one query per distinct
             // period start (customers of one timezone and anchor share them).
             let mut starts: Vec<i64> = events.iter().map(|(_, start)| *start).collect();
@@ -205,19 +214,53 @@ impl Store {
                     open.push(idx);
                 }
             }
-            // Many rows per statement; what it returns is what it inserted (the first of
-            // repeated ids), the rest were already stored.
+            // Which ids are stored already (a retry): asked per chunk, in the transaction that
+            // inserts the others, so an id is never marked seen without its event.
+            let mut seen: std::collections::HashSet<(&str, &str)> =
+                std::collections::HashSet::new();
             for chunk in open.chunks(ROWS_PER_INSERT) {
-                let mut sql = String::with_capacity(120 + chunk.len() * 18);
-                sql.push_str("INSERT INTO events (customer_id, event_id, ts, body, received_at) VALUES ");
-                for k in 0..chunk.len() {
-                    sql.push_str(if k == 0 { "(?, ?, ?, ?, ?)" } else { ", (?, ?, ?, ?, ?)" });
-                }
+                let mut sql = String::with_capacity(100 + chunk.len() * 8);
                 sql.push_str(
-                    " ON CONFLICT (customer_id, event_id) DO NOTHING RETURNING customer_id, event_id",
+                    "SELECT customer_id, event_id FROM events WHERE (customer_id, event_id) IN (VALUES ",
                 );
+                for k in 0..chunk.len() {
+                    sql.push_str(if k == 0 { "(?, ?)" } else { ", (?, ?)" });
+                }
+                sql.push(')');
                 let mut query = sqlx::query_as::<_, (String, String)>(&sql);
                 for &idx in chunk {
+                    let event = &events[idx].0;
+                    query = query.bind(&event.customer_id).bind(&event.event_id);
+                }
+                let stored: std::collections::HashSet<(String, String)> =
+                    query.fetch_all(&mut *conn).await?.into_iter().collect();
+                let mut new_rows = Vec::with_capacity(chunk.len());
+                for &idx in chunk {
+                    let event = &events[idx].0;
+                    let key = (event.customer_id.as_str(), event.event_id.as_str());
+                    let is_new = !stored.contains(&(key.0.to_owned(), key.1.to_owned()))
+                        && seen.insert(key);
+                    outcomes[idx] = Ok(is_new);
+                    if is_new {
+                        new_rows.push(idx);
+                    }
+                }
+                if new_rows.is_empty() {
+                    continue;
+                }
+                let mut sql = String::with_capacity(100 + new_rows.len() * 18);
+                sql.push_str(
+                    "INSERT INTO events (customer_id, event_id, ts, body, received_at) VALUES ",
+                );
+                for k in 0..new_rows.len() {
+                    sql.push_str(if k == 0 {
+                        "(?, ?, ?, ?, ?)"
+                    } else {
+                        ", (?, ?, ?, ?, ?)"
+                    });
+                }
+                let mut query = sqlx::query(&sql);
+                for &idx in &new_rows {
                     let event = &events[idx].0;
                     query = query
                         .bind(&event.customer_id)
@@ -226,14 +269,9 @@ impl Store {
                         .bind(&event.body)
                         .bind(now);
                 }
-                let mut inserted: std::collections::HashSet<(String, String)> =
-                    query.fetch_all(&mut *conn).await?.into_iter().collect();
-                for &idx in chunk {
-                    let event = &events[idx].0;
-                    // `remove`: of a repeated id, only the first occurrence was stored.
-                    let key = (event.customer_id.clone(), event.event_id.clone());
-                    outcomes[idx] = Ok(inserted.remove(&key));
-                }
+                // No `ON CONFLICT`: a conflict here would be a bug, and fails the whole batch
+                // (nothing acknowledged) rather than miscounting it.
+                query.execute(&mut *conn).await?;
             }
             Ok(outcomes)
         })
@@ -285,7 +323,7 @@ impl Store {
         now: i64,
         make: impl FnOnce(Vec<String>) -> Result<(String, String), String>,
     ) -> Result<Result<StoredInvoice, String>, StoreError> {
-        immediate(&self.pool, async |conn| {
+        immediate(&self.writer, async |conn| {
             if let Some(existing) = invoice_of(conn, customer_id, period_start).await? {
                 return Ok(Ok(existing));
             }
@@ -334,7 +372,7 @@ impl Store {
         period_start: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
-        immediate(&self.pool, async |conn| {
+        immediate(&self.writer, async |conn| {
             if invoice_of(conn, customer_id, period_start).await?.is_some() {
                 return Ok(false);
             }
@@ -422,7 +460,7 @@ impl Store {
             .bind(hash)
             .bind(label)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -445,6 +483,7 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 

@@ -94,6 +94,18 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("opening the store in {}", args.data_dir.display()))?
             .with_grace_ms(i64::from(args.grace_hours) * 3_600_000);
+        // Uploaded plugins run sandboxed in wasmtime (the runtime's default limits).
+        let runtime = ratecard_host::plugins::PluginRuntime::new(
+            ratecard_host::plugins::RuntimeConfig::default(),
+        )
+        .context("starting the plugin runtime")?;
+        let plugins: &'static ratecard_host::server::plugins::ServerPlugins = Box::leak(Box::new(
+            ratecard_host::server::plugins::ServerPlugins::new(runtime),
+        ));
+        let server = server
+            .with_plugins(plugins)
+            .await
+            .context("loading the active plugins")?;
         if args.demo {
             if server.plans().is_empty() {
                 let seeded = demo::seed(&server, example_plans(&dirs.examples)?)

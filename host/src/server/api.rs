@@ -63,7 +63,8 @@ fn operations() -> Vec<(Operation, MethodRouter<Api>)> {
         request,
         response,
     };
-    vec![
+    #[cfg_attr(not(feature = "plugins"), allow(unused_mut))]
+    let mut operations = vec![
         (
             Operation {
                 operator: false,
@@ -259,6 +260,62 @@ fn operations() -> Vec<(Operation, MethodRouter<Api>)> {
                 Body::Html,
             ),
             get(get_invoice_html),
+        ),
+    ];
+    #[cfg(feature = "plugins")]
+    operations.extend(plugin_operations());
+    operations
+}
+
+/// The plugin operations (a server built with the plugin runtime).
+#[cfg(feature = "plugins")]
+fn plugin_operations() -> Vec<(Operation, MethodRouter<Api>)> {
+    use super::openapi::Body::Json;
+    use super::plugins::PluginCheck;
+    use super::store::StoredPlugin;
+    let op = |method, path, id, summary, request, response| Operation {
+        method,
+        path,
+        id,
+        summary,
+        operator: true,
+        query: &[],
+        request,
+        response,
+    };
+    vec![
+        (
+            op(
+                "post",
+                "/v1/plugins",
+                "uploadPlugin",
+                "Upload a plugin component (`application/wasm`): checked as `ratecard plugin check` checks it (contract, limits, dry run) and stored by name@version and sha256, not active yet",
+                Body::Wasm,
+                Json(schema::<PluginCheck>),
+            ),
+            post(upload_plugin),
+        ),
+        (
+            op(
+                "get",
+                "/v1/plugins",
+                "listPlugins",
+                "Every uploaded plugin version and which is active",
+                Body::None,
+                Json(schema::<Vec<StoredPlugin>>),
+            ),
+            get(list_plugins),
+        ),
+        (
+            op(
+                "post",
+                "/v1/plugins/{reference}/activate",
+                "activatePlugin",
+                "Make an uploaded version (by sha256) the one plans naming the reference run",
+                Json(schema::<ActivateRequest>),
+                Json(schema::<StoredPlugin>),
+            ),
+            post(activate_plugin),
         ),
     ]
 }
@@ -784,6 +841,57 @@ async fn cancel(State(api): State<Api>, Path(id): Path<String>) -> Response {
         Ok(subscription) => {
             tracing::info!(customer = %id, "subscription cancelled");
             json_response(StatusCode::OK, &subscription)
+        }
+        Err(failure) => server_error(failure),
+    }
+}
+
+#[cfg(feature = "plugins")]
+async fn upload_plugin(State(api): State<Api>, body: Bytes) -> Response {
+    match api.server.upload_plugin(&body).await {
+        Ok(check) => {
+            tracing::info!(reference = %check.reference, sha256 = %check.sha256, "plugin uploaded");
+            json_response(StatusCode::CREATED, &check)
+        }
+        Err(failure) => server_error(failure),
+    }
+}
+
+#[cfg(feature = "plugins")]
+async fn list_plugins(State(api): State<Api>) -> Response {
+    match api.server.plugins_uploaded().await {
+        Ok(plugins) => json_response(StatusCode::OK, &plugins),
+        Err(failure) => server_error(failure),
+    }
+}
+
+/// `POST /v1/plugins/{reference}/activate`.
+#[cfg(feature = "plugins")]
+#[derive(serde::Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ActivateRequest {
+    /// The uploaded version's sha256 (hex).
+    sha256: String,
+}
+
+#[cfg(feature = "plugins")]
+async fn activate_plugin(
+    State(api): State<Api>,
+    Path(reference): Path<String>,
+    body: Bytes,
+) -> Response {
+    let request: ActivateRequest = match read_body("activate", &body) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    match api
+        .server
+        .activate_plugin(&reference, &request.sha256)
+        .await
+    {
+        Ok(plugin) => {
+            tracing::info!(%reference, sha256 = %request.sha256, "plugin activated");
+            json_response(StatusCode::OK, &plugin)
         }
         Err(failure) => server_error(failure),
     }

@@ -64,6 +64,12 @@ impl Live {
         let _receivers = self.changes.send(Arc::from(customer));
     }
 
+    /// Forgets every customer's state (a plugin version changed).
+    #[cfg_attr(not(feature = "plugins"), allow(dead_code))]
+    pub(super) fn forget_all(&self) {
+        self.lock().clear();
+    }
+
     /// Forgets `customer`'s state (their plan or setup changed).
     pub(super) fn forget(&self, customer: &str) {
         self.lock().remove(customer);

@@ -13,6 +13,8 @@ pub mod demo;
 mod html;
 mod live;
 mod openapi;
+#[cfg(feature = "plugins")]
+pub mod plugins;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -168,6 +170,9 @@ pub struct Server {
     /// read them per request; dropped on every change. (One process owns the store; replicas
     /// sharing a database would need the change announced to them.)
     known: Mutex<KnownCustomers>,
+    /// Where uploaded plugins go (`with_plugins`); `None`: uploads are refused.
+    #[cfg(feature = "plugins")]
+    plugin_admin: Option<&'static plugins::ServerPlugins>,
 }
 
 #[derive(Default)]
@@ -218,6 +223,8 @@ impl Server {
             plans: Mutex::new(plans),
             live: live::Live::new(),
             known: Mutex::new(KnownCustomers::default()),
+            #[cfg(feature = "plugins")]
+            plugin_admin: None,
         })
     }
 

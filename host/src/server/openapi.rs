@@ -20,6 +20,9 @@ pub(super) enum Body {
     EventStream(fn(&mut SchemaGenerator) -> Schema),
     /// `text/html`.
     Html,
+    /// `application/wasm`: a WebAssembly component.
+    #[cfg_attr(not(feature = "plugins"), allow(dead_code))]
+    Wasm,
 }
 
 /// The schema of `T`, as a reference into `components.schemas` where it has a name.
@@ -59,6 +62,9 @@ fn content(body: Body, generator: &mut SchemaGenerator) -> Option<Value> {
             "x-event-data": schema(generator)
         }}),
         Body::Html => json!({"text/html": {"schema": {"type": "string"}}}),
+        Body::Wasm => {
+            json!({"application/wasm": {"schema": {"type": "string", "format": "binary"}}})
+        }
     })
 }
 
@@ -98,11 +104,12 @@ pub(super) fn document(operations: &[Operation]) -> Value {
         if let Some(content) = content(op.response, &mut generator) {
             ok["content"] = content;
         }
-        let ok_status = if op.method == "post" && op.path == "/v1/plans" {
-            "201"
-        } else {
-            "200"
-        };
+        let ok_status =
+            if op.method == "post" && (op.path == "/v1/plans" || op.path == "/v1/plugins") {
+                "201"
+            } else {
+                "200"
+            };
         responses.insert(ok_status.into(), ok);
         let error = json!({"description": "the error, with its code and (for bad input) the JSON path",
                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}}});

@@ -27,6 +27,21 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 /// Rows per `INSERT` of a batch (5 parameters each, far below SQLite's limit).
 const ROWS_PER_INSERT: usize = 200;
 
+/// An uploaded plugin version (see the `plugins` table).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct StoredPlugin {
+    /// `name@version`, as plans name it.
+    pub reference: String,
+    pub sha256: String,
+    pub description: String,
+    /// `metric` and/or `price`.
+    pub kinds: Vec<String>,
+    /// Unix milliseconds.
+    pub uploaded_at: i64,
+    /// The version plans naming `reference` run.
+    pub active: bool,
+}
+
 /// A subscription change (see the `subscription_changes` table).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredChange {
@@ -207,60 +222,37 @@ impl Store {
             let mut outcomes: Vec<Result<bool, i64>> = Vec::with_capacity(events.len());
             let mut open = Vec::with_capacity(events.len());
             for (idx, (event, period_start)) in events.iter().enumerate() {
-                if !closed.is_empty() && closed.contains(&(event.customer_id.clone(), *period_start)) {
+                if !closed.is_empty()
+                    && closed.contains(&(event.customer_id.clone(), *period_start))
+                {
                     outcomes.push(Err(*period_start));
                 } else {
                     outcomes.push(Ok(false));
                     open.push(idx);
                 }
             }
-            // Which ids are stored already (a retry): asked per chunk, in the transaction that
-            // inserts the others, so an id is never marked seen without its event.
-            let mut seen: std::collections::HashSet<(&str, &str)> =
-                std::collections::HashSet::new();
+            // Many rows per statement. A conflict is an id stored already (a retry): when a
+            // chunk inserts fewer rows than it has, the rows after the last sequence number
+            // before it are the ones it inserted (writes are serialized: this transaction is
+            // the only writer), so an id is never marked seen without its event.
             for chunk in open.chunks(ROWS_PER_INSERT) {
-                let mut sql = String::with_capacity(100 + chunk.len() * 8);
-                sql.push_str(
-                    "SELECT customer_id, event_id FROM events WHERE (customer_id, event_id) IN (VALUES ",
-                );
-                for k in 0..chunk.len() {
-                    sql.push_str(if k == 0 { "(?, ?)" } else { ", (?, ?)" });
-                }
-                sql.push(')');
-                let mut query = sqlx::query_as::<_, (String, String)>(&sql);
-                for &idx in chunk {
-                    let event = &events[idx].0;
-                    query = query.bind(&event.customer_id).bind(&event.event_id);
-                }
-                let stored: std::collections::HashSet<(String, String)> =
-                    query.fetch_all(&mut *conn).await?.into_iter().collect();
-                let mut new_rows = Vec::with_capacity(chunk.len());
-                for &idx in chunk {
-                    let event = &events[idx].0;
-                    let key = (event.customer_id.as_str(), event.event_id.as_str());
-                    let is_new = !stored.contains(&(key.0.to_owned(), key.1.to_owned()))
-                        && seen.insert(key);
-                    outcomes[idx] = Ok(is_new);
-                    if is_new {
-                        new_rows.push(idx);
-                    }
-                }
-                if new_rows.is_empty() {
-                    continue;
-                }
-                let mut sql = String::with_capacity(100 + new_rows.len() * 18);
+                let last_seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events")
+                    .fetch_one(&mut *conn)
+                    .await?;
+                let mut sql = String::with_capacity(120 + chunk.len() * 18);
                 sql.push_str(
                     "INSERT INTO events (customer_id, event_id, ts, body, received_at) VALUES ",
                 );
-                for k in 0..new_rows.len() {
+                for k in 0..chunk.len() {
                     sql.push_str(if k == 0 {
                         "(?, ?, ?, ?, ?)"
                     } else {
                         ", (?, ?, ?, ?, ?)"
                     });
                 }
+                sql.push_str(" ON CONFLICT (customer_id, event_id) DO NOTHING");
                 let mut query = sqlx::query(&sql);
-                for &idx in &new_rows {
+                for &idx in chunk {
                     let event = &events[idx].0;
                     query = query
                         .bind(&event.customer_id)
@@ -269,9 +261,26 @@ impl Store {
                         .bind(&event.body)
                         .bind(now);
                 }
-                // No `ON CONFLICT`: a conflict here would be a bug, and fails the whole batch
-                // (nothing acknowledged) rather than miscounting it.
-                query.execute(&mut *conn).await?;
+                let inserted = query.execute(&mut *conn).await?.rows_affected();
+                if inserted == chunk.len() as u64 {
+                    for &idx in chunk {
+                        outcomes[idx] = Ok(true);
+                    }
+                    continue;
+                }
+                let mut new_rows: std::collections::HashSet<(String, String)> =
+                    sqlx::query_as("SELECT customer_id, event_id FROM events WHERE seq > ?")
+                        .bind(last_seq)
+                        .fetch_all(&mut *conn)
+                        .await?
+                        .into_iter()
+                        .collect();
+                for &idx in chunk {
+                    let event = &events[idx].0;
+                    // `remove`: of an id repeated in the chunk, only the first was stored.
+                    let key = (event.customer_id.clone(), event.event_id.clone());
+                    outcomes[idx] = Ok(new_rows.remove(&key));
+                }
             }
             Ok(outcomes)
         })
@@ -432,6 +441,92 @@ impl Store {
             changes.push(StoredChange { kind, at });
         }
         Ok(changes)
+    }
+
+    /// Stores an uploaded plugin component (again: nothing changes).
+    pub async fn add_plugin(
+        &self,
+        plugin: &StoredPlugin,
+        component: &[u8],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO plugins (reference, sha256, component, description, kinds, uploaded_at)
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (reference, sha256) DO NOTHING",
+        )
+        .bind(&plugin.reference)
+        .bind(&plugin.sha256)
+        .bind(component)
+        .bind(&plugin.description)
+        .bind(plugin.kinds.join(","))
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Every uploaded plugin version (without its component), by reference then upload.
+    pub async fn plugins(&self) -> Result<Vec<StoredPlugin>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT reference, sha256, description, kinds, uploaded_at, active FROM plugins
+             ORDER BY reference, uploaded_at, sha256",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut plugins = Vec::with_capacity(rows.len());
+        for row in rows {
+            let kinds: String = row.try_get(3)?;
+            plugins.push(StoredPlugin {
+                reference: row.try_get(0)?,
+                sha256: row.try_get(1)?,
+                description: row.try_get(2)?,
+                kinds: kinds
+                    .split(',')
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                uploaded_at: row.try_get(4)?,
+                active: row.try_get::<i64, _>(5)? != 0,
+            });
+        }
+        Ok(plugins)
+    }
+
+    /// The component of one uploaded plugin version.
+    pub async fn plugin_component(
+        &self,
+        reference: &str,
+        sha256: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT component FROM plugins WHERE reference = ? AND sha256 = ?")
+                .bind(reference)
+                .bind(sha256)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Makes one uploaded version the active one of its reference (the others inactive).
+    pub async fn activate_plugin(&self, reference: &str, sha256: &str) -> Result<bool, StoreError> {
+        immediate(&self.writer, async |conn| {
+            let found: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM plugins WHERE reference = ? AND sha256 = ?")
+                    .bind(reference)
+                    .bind(sha256)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            if found.is_none() {
+                return Ok(false);
+            }
+            sqlx::query("UPDATE plugins SET active = (sha256 = ?) WHERE reference = ?")
+                .bind(sha256)
+                .bind(reference)
+                .execute(&mut *conn)
+                .await?;
+            Ok(true)
+        })
+        .await
     }
 
     /// Every final invoice, by number.

@@ -6,6 +6,7 @@ mod customers;
 mod examples;
 mod hostile;
 mod registry;
+mod server_plugins;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

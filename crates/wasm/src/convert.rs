@@ -207,11 +207,10 @@ pub fn total(
     plan: &PreparedPlan<'_>,
     quantities: &BTreeMap<String, String>,
 ) -> Result<String, Failure> {
-    let usage = estimate::typical_usage(&decimals(quantities)?);
-    let invoice = plan
-        .quote(&usage, &NoPlugins)
+    let total = plan
+        .total(&decimals(quantities)?, &NoPlugins)
         .map_err(|error| Failure::rate(error, plan.plan()))?;
-    Ok(invoice.total.0.to_string())
+    Ok(total.to_string())
 }
 
 /// The validation report of plan JSON text: parse errors (each at its path) or the plan's

@@ -47,9 +47,10 @@ export function benchUsage() {
 
 // The decimal.js implementation a pricing page would write: graduated tiers (upper-inclusive
 // bounds), each line rounded half up to cents, the lines summed; an invoice with the breakdown.
-Decimal.set({ precision: 40, rounding: Decimal.ROUND_HALF_UP });
+export const DECIMAL_CONFIG = { precision: 40, rounding: Decimal.ROUND_HALF_UP };
+Decimal.set(DECIMAL_CONFIG);
 
-function graduated(tiers, quantity) {
+export function graduated(tiers, quantity) {
   const rows = [];
   let exact = new Decimal(0);
   let lower = new Decimal(0);

@@ -17,6 +17,7 @@
 
 use rust_decimal::{Decimal, RoundingStrategy};
 
+use crate::decimal::normalized_text;
 use crate::invoice::BreakdownRow;
 use crate::plan::{PackageRounding, Step, Tier, TierConvention};
 
@@ -125,15 +126,38 @@ fn bounds(up_tos: &[Option<Decimal>], idx: usize) -> (Decimal, Option<Decimal>) 
     (lower, up_tos[idx])
 }
 
-fn range_text(lower: Decimal, upper: Option<Decimal>, convention: TierConvention) -> String {
-    let (open, close) = match convention {
-        TierConvention::UpperInclusive => ('(', ']'),
-        TierConvention::LowerInclusive => ('[', ')'),
-    };
-    let open = if lower.is_zero() { '[' } else { open };
-    match upper {
-        Some(upper) => format!("{open}{}, {}{close}", lower.normalize(), upper.normalize()),
-        None => format!("{open}{}, ∞)", lower.normalize()),
+fn range_text(lower: Decimal, upper: Option<Decimal>, convention: TierConvention) -> RangeText {
+    RangeText {
+        lower,
+        upper,
+        convention,
+    }
+}
+
+/// A tier's range as text (`(1000, 5000]`, `[0, ∞)`), written where it is formatted (no
+/// string of its own).
+struct RangeText {
+    lower: Decimal,
+    upper: Option<Decimal>,
+    convention: TierConvention,
+}
+
+impl std::fmt::Display for RangeText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (open, close) = match self.convention {
+            TierConvention::UpperInclusive => ('(', ']'),
+            TierConvention::LowerInclusive => ('[', ')'),
+        };
+        let open = if self.lower.is_zero() { '[' } else { open };
+        match self.upper {
+            Some(upper) => write!(
+                f,
+                "{open}{}, {}{close}",
+                normalized_text(self.lower),
+                normalized_text(upper)
+            ),
+            None => write!(f, "{open}{}, ∞)", normalized_text(self.lower)),
+        }
     }
 }
 
@@ -198,7 +222,16 @@ pub fn graduated_into<R: Rows>(
         };
         let n_units = sub(top, lower)?.max(Decimal::ZERO);
         if !n_units.is_zero() || !tier.unit_price.is_zero() {
-            let unit_price = mul(tier.unit_price.0, price_scale)?;
+            // × 1 is a non-zero price itself (same digits, same scale; a zero product is
+            // `Decimal::ZERO`): skip the multiplication.
+            let unit_price = if price_scale == Decimal::ONE
+                && price_scale.scale() == 0
+                && !tier.unit_price.is_zero()
+            {
+                tier.unit_price.0
+            } else {
+                mul(tier.unit_price.0, price_scale)?
+            };
             let amount = mul(n_units, unit_price)?;
             priced.push_row(amount, |amount| {
                 BreakdownRow::units(
@@ -206,8 +239,8 @@ pub fn graduated_into<R: Rows>(
                         "tier {} {}: {} × {}",
                         tier_idx + 1,
                         range_text(lower, upper, convention),
-                        n_units.normalize(),
-                        unit_price.normalize()
+                        normalized_text(n_units),
+                        normalized_text(unit_price)
                     ),
                     n_units,
                     unit_price,
@@ -263,10 +296,10 @@ pub fn volume_into<R: Rows>(
         BreakdownRow::units(
             format!(
                 "all {} units at tier {} {}: × {}",
-                quantity.normalize(),
+                normalized_text(quantity),
                 tier_idx + 1,
                 range(),
-                tier.unit_price.normalize()
+                normalized_text(tier.unit_price)
             ),
             quantity,
             tier.unit_price.0,
@@ -312,7 +345,7 @@ pub fn stairstep_into<R: Rows>(
                 "band {} {}: {} units",
                 step_idx + 1,
                 range_text(lower, upper, convention),
-                quantity.normalize()
+                normalized_text(quantity)
             ),
             amount,
         )
@@ -346,7 +379,7 @@ pub fn package_into<R: Rows>(
             BreakdownRow::units(
                 format!(
                     "{} free units",
-                    quantity.min(free_units).max(Decimal::ZERO).normalize()
+                    normalized_text(quantity.min(free_units).max(Decimal::ZERO))
                 ),
                 quantity.min(free_units).max(Decimal::ZERO),
                 Decimal::ZERO,
@@ -366,9 +399,9 @@ pub fn package_into<R: Rows>(
         BreakdownRow::units(
             format!(
                 "{} units in {} packages of {} (rounded {})",
-                billable.normalize(),
-                n_packages,
-                package_size.normalize(),
+                normalized_text(billable),
+                crate::decimal::text(n_packages),
+                normalized_text(package_size),
                 match rounding {
                     PackageRounding::Up => "up",
                     PackageRounding::Down => "down",
@@ -447,9 +480,9 @@ pub fn percentage_into<R: Rows>(
             BreakdownRow::fee(
                 format!(
                     "{n} transactions totalling {}: {}% + {} each, {n_raised} raised to the minimum, {n_capped} capped at the maximum",
-                    total.normalize(),
-                    percent.normalize(),
-                    fixed_fee.normalize()
+                    normalized_text(total),
+                    normalized_text(percent),
+                    normalized_text(fixed_fee)
                 ),
                 sum,
             )
@@ -462,7 +495,11 @@ pub fn percentage_into<R: Rows>(
         let rate = div(percent, Decimal::ONE_HUNDRED)?;
         priced.push_row(percent_of(total, percent)?, |amount| {
             BreakdownRow::units(
-                format!("{}% of {}", percent.normalize(), total.normalize()),
+                format!(
+                    "{}% of {}",
+                    normalized_text(percent),
+                    normalized_text(total)
+                ),
                 total,
                 rate,
                 amount,
@@ -478,7 +515,7 @@ pub fn percentage_into<R: Rows>(
             BreakdownRow::units(
                 format!(
                     "{n_transactions} transactions × {} fixed fee",
-                    fixed_fee.normalize()
+                    normalized_text(fixed_fee)
                 ),
                 n,
                 fixed_fee,
@@ -499,7 +536,11 @@ pub fn per_unit_into<R: Rows>(quantity: Decimal, unit_price: Decimal) -> Result<
     let mut priced = R::default();
     priced.push_row(mul(quantity, unit_price)?, |amount| {
         BreakdownRow::units(
-            format!("{} × {}", quantity.normalize(), unit_price.normalize()),
+            format!(
+                "{} × {}",
+                normalized_text(quantity),
+                normalized_text(unit_price)
+            ),
             quantity,
             unit_price,
             amount,

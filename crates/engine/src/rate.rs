@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
-use crate::decimal::{Amount, Dec};
+use crate::decimal::{Amount, Dec, normalized_text};
 use crate::invoice::{
     AppliedCredit, AppliedDiscount, AppliedTax, BreakdownRow, Invoice, Line, LineOrigin, PeriodInfo,
 };
@@ -522,22 +522,23 @@ pub fn input_hash(plan: &Plan, usage: &Usage) -> String {
 
 pub(crate) fn check_usage(plan: &Plan, usage: &Usage) -> Result<(), RateError> {
     for (code, input) in &usage.quantities {
-        let path = format!("$.quantities.{code}");
+        // Written only for an error (a quote of good usage allocates no path).
+        let path = || format!("$.quantities.{code}");
         let metric = plan
             .metrics
             .iter()
             .find(|m| &m.code == code)
             .ok_or_else(|| {
-                usage_error(&path, format!("no metric `{code}` in plan `{}`", plan.id))
+                usage_error(path(), format!("no metric `{code}` in plan `{}`", plan.id))
             })?;
         match input {
             QuantityInput::Total(quantity) => {
                 if quantity.0 < Decimal::ZERO {
-                    return Err(usage_error(path, "a quantity cannot be negative"));
+                    return Err(usage_error(path(), "a quantity cannot be negative"));
                 }
                 if !metric.group_by.is_empty() {
                     return Err(usage_error(
-                        path,
+                        path(),
                         format!(
                             "metric `{code}` groups by {:?}: give a list of `{{\"group\": {{...}}, \"quantity\": ...}}`",
                             metric.group_by
@@ -547,7 +548,7 @@ pub(crate) fn check_usage(plan: &Plan, usage: &Usage) -> Result<(), RateError> {
             }
             QuantityInput::Groups(groups) => {
                 for (group_idx, group) in groups.iter().enumerate() {
-                    let gpath = format!("{path}[{group_idx}]");
+                    let gpath = format!("{}[{group_idx}]", path());
                     if group.quantity.0 < Decimal::ZERO {
                         return Err(usage_error(
                             format!("{gpath}.quantity"),
@@ -872,7 +873,7 @@ impl Rounding<'_> {
         let rounding = (amount != line.priced.amount).then(|| {
             format!(
                 "{} rounded {} to {} dp: {}",
-                line.priced.amount.normalize(),
+                normalized_text(line.priced.amount),
                 self.mode.name(),
                 currency.minor_units,
                 currency.format(amount)
@@ -957,8 +958,8 @@ fn previous_plan_lines(
                     breakdown: vec![BreakdownRow::units(
                         format!(
                             "credit {} × {} of the period",
-                            amount.normalize(),
-                            fraction.round_dp(6).normalize()
+                            normalized_text(amount),
+                            normalized_text(fraction.round_dp(6))
                         ),
                         fraction,
                         -amount,
@@ -1014,18 +1015,18 @@ fn commitment_true_up(
     }
     let true_up = price::sub(due, spent).map_err(overflow("minimum commitment"))?;
     let mut breakdown = vec![BreakdownRow::fee(
-        format!("commitment {} for the period", commitment.normalize()),
+        format!("commitment {} for the period", normalized_text(commitment)),
         due,
     )];
     if fraction != Decimal::ONE {
         breakdown[0].description = format!(
             "commitment {} × {} of the period",
-            commitment.normalize(),
-            fraction.round_dp(6).normalize()
+            normalized_text(commitment),
+            normalized_text(fraction.round_dp(6))
         );
     }
     breakdown.push(BreakdownRow::fee(
-        format!("less charges {}", spent.normalize()),
+        format!("less charges {}", normalized_text(spent)),
         -spent,
     ));
     Ok(Some(RawLine {
@@ -1278,13 +1279,13 @@ fn flat_lines(
         }
         let (fraction, exact) = flat_amount(plan, ctx, from, to, charge, amount.0, prorate)?;
         let row = if fraction == Decimal::ONE {
-            BreakdownRow::fee(format!("{} for the period", amount.normalize()), exact)
+            BreakdownRow::fee(format!("{} for the period", normalized_text(amount)), exact)
         } else {
             BreakdownRow::units(
                 format!(
                     "{} × {} of the period ({} to {}, prorated by {})",
-                    amount.normalize(),
-                    fraction.round_dp(6).normalize(),
+                    normalized_text(amount),
+                    normalized_text(fraction.round_dp(6)),
                     ctx.calendar.format(from.max(period.start)),
                     ctx.calendar.format(to.min(period.end)),
                     match plan.proration {
@@ -1411,7 +1412,7 @@ fn charge_lines(
             priced.breakdown.insert(
                 0,
                 BreakdownRow::units(
-                    format!("{} units included in the plan", used.normalize()),
+                    format!("{} units included in the plan", normalized_text(used)),
                     used,
                     Decimal::ZERO,
                     Decimal::ZERO,
@@ -1672,11 +1673,11 @@ fn charge_adjustment(
     Ok(match (charge.minimum, charge.maximum) {
         (Some(min), _) if total < min.0 => Some((
             price::sub(min.0, total).map_err(overflow(format!("charge `{}`", charge.id)))?,
-            format!("raised to the charge minimum {}", min.normalize()),
+            format!("raised to the charge minimum {}", normalized_text(min)),
         )),
         (_, Some(max)) if total > max.0 => Some((
             price::sub(max.0, total).map_err(overflow(format!("charge `{}`", charge.id)))?,
-            format!("capped at the charge maximum {}", max.normalize()),
+            format!("capped at the charge maximum {}", normalized_text(max)),
         )),
         _ => None,
     })

@@ -823,6 +823,7 @@ pub(crate) fn price_usage(
             start: cal.format(period.start),
             end: cal.format(period.end),
             timezone: cal.timezone().to_owned(),
+            tzdata: chrono_tz::IANA_TZDB_VERSION.to_owned(),
         },
         lines,
         subtotal: Amount(currency_scale(subtotal, currency)),

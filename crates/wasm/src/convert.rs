@@ -173,19 +173,24 @@ pub enum Json {
 /// JSON text with every non-ASCII character escaped (see [`Json::Ascii`]). Outside strings JSON
 /// is ASCII, so each such character is inside a string, where `\uXXXX` means it.
 fn ascii(json: String) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     if json.is_ascii() {
         return json;
     }
-    let mut out = String::with_capacity(json.len() + 64);
-    for c in json.chars() {
-        if c.is_ascii() {
-            out.push(c);
-        } else {
-            for unit in c.encode_utf16(&mut [0; 2]) {
-                out.push_str(&format!("\\u{unit:04x}"));
+    let mut out = String::with_capacity(json.len() + 256);
+    let mut rest = json.as_str();
+    while let Some(at) = rest.bytes().position(|b| !b.is_ascii()) {
+        out.push_str(&rest[..at]);
+        let c = rest[at..].chars().next().unwrap_or_default();
+        for unit in c.encode_utf16(&mut [0; 2]) {
+            out.push_str("\\u");
+            for shift in [12, 8, 4, 0] {
+                out.push(char::from(HEX[usize::from((*unit >> shift) & 0xf)]));
             }
         }
+        rest = &rest[at + c.len_utf8()..];
     }
+    out.push_str(rest);
     out
 }
 

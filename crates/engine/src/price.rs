@@ -210,6 +210,10 @@ pub fn graduated_into<R: Rows>(
     price_scale: Decimal,
 ) -> Result<R, Overflow> {
     let mut priced = R::default();
+    // No tier is entered by a zero or negative quantity (`enters`), so none is looked at.
+    if quantity <= Decimal::ZERO {
+        return Ok(priced);
+    }
     let mut lower = Decimal::ZERO;
     for (tier_idx, tier) in tiers.iter().enumerate() {
         if !enters(quantity, lower, convention) {

@@ -274,18 +274,35 @@ fn decimals(quantities: &BTreeMap<String, String>) -> Result<BTreeMap<String, De
 /// read, the usual case in one pass (a slider's total pays for no intermediate tree or texts);
 /// anything else is read again the long way, for its error.
 pub fn quantity_decimals(json: &str, what: &str) -> Result<BTreeMap<String, Decimal>, Failure> {
-    /// A quantity that is a decimal string.
-    struct Quantity(Decimal);
-    impl<'de> serde::Deserialize<'de> for Quantity {
+    /// An object of decimal strings, read into the map as it goes.
+    struct Quantities(BTreeMap<String, Decimal>);
+    impl<'de> serde::Deserialize<'de> for Quantities {
         fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-            parse_decimal(&text)
-                .map(Quantity)
-                .map_err(serde::de::Error::custom)
+            struct Visit;
+            impl<'de> serde::de::Visitor<'de> for Visit {
+                type Value = Quantities;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("an object of metric → decimal string")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Quantities, A::Error> {
+                    let mut quantities = BTreeMap::new();
+                    while let Some((metric, text)) =
+                        map.next_entry::<String, std::borrow::Cow<'de, str>>()?
+                    {
+                        let quantity = parse_decimal(&text).map_err(serde::de::Error::custom)?;
+                        quantities.insert(metric, quantity);
+                    }
+                    Ok(Quantities(quantities))
+                }
+            }
+            d.deserialize_map(Visit)
         }
     }
-    match serde_json::from_str::<BTreeMap<String, Quantity>>(json) {
-        Ok(quantities) => Ok(quantities.into_iter().map(|(k, q)| (k, q.0)).collect()),
+    match serde_json::from_str::<Quantities>(json) {
+        Ok(quantities) => Ok(quantities.0),
         Err(_) => decimals(&quantity_texts(json, what)?),
     }
 }

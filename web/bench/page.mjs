@@ -54,6 +54,11 @@ try {
     // Median µs per call; each sample runs long enough (≥ 5 ms) for the page's coarse timer,
     // and the cases alternate sample by sample.
     const timeAll = (cases) => {
+      // Warm up each case for ~300 ms first, so the page's wasm and JS are tiered up.
+      for (const run of Object.values(cases)) {
+        const until = performance.now() + 300;
+        while (performance.now() < until) run();
+      }
       const calls = Object.fromEntries(Object.entries(cases).map(([name, run]) => {
         let n = 1;
         for (;;) {

@@ -146,3 +146,96 @@ fn snapshots_equal_the_invoice_of_the_events_so_far() {
     }
     assert!(checked >= 10, "only {checked} vectors with events");
 }
+
+/// `PreparedPlan::total` takes amounts only (no invoice): it must give the full quote's total of
+/// the same typical usage, to the byte, or fail the same way, for every vector's plan at its
+/// own quantities, at every breakpoint of each metric (and just around it), at zero and at
+/// odd quantities.
+#[test]
+fn fast_totals_are_the_full_quotes_totals() {
+    use std::collections::BTreeMap;
+
+    use ratecard_engine::Decimal;
+    use ratecard_engine::estimate::{breakpoints, typical_usage};
+    use ratecard_engine::usage::QuantityInput;
+
+    let mut n_checked = 0;
+    let mut n_fast_plans = 0;
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        // SplitMix64: odd quantities with up to 4 decimals.
+        seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        Decimal::new((z % 10_000_000_000) as i64, (z % 5) as u32)
+    };
+    for file in load_vectors() {
+        let (plan, usage) = file.inputs();
+        let (Ok(plan), Ok(usage)) = (json::parse::<Plan>(&plan), json::parse::<Usage>(&usage))
+        else {
+            continue;
+        };
+        let Ok(prepared) = PreparedPlan::of(&plan) else {
+            continue;
+        };
+        let mut cases: Vec<BTreeMap<String, Decimal>> = vec![BTreeMap::new()];
+        cases.push(
+            usage
+                .quantities
+                .iter()
+                .filter_map(|(code, input)| match input {
+                    QuantityInput::Total(q) => Some((code.clone(), q.0)),
+                    QuantityInput::Groups(_) => None,
+                })
+                .collect(),
+        );
+        for metric in &plan.metrics {
+            let mut points = vec![Decimal::ZERO, Decimal::ONE, Decimal::new(-1, 0), next()];
+            for point in breakpoints(&plan, &metric.code) {
+                points.extend([point, point + Decimal::ONE, point - Decimal::new(5, 1)]);
+            }
+            for point in points {
+                cases.push(BTreeMap::from([(metric.code.clone(), point)]));
+            }
+        }
+        cases.push(
+            plan.metrics
+                .iter()
+                .map(|m| (m.code.clone(), next()))
+                .collect(),
+        );
+        cases.push(BTreeMap::from([(
+            "no_such_metric".to_owned(),
+            Decimal::ONE,
+        )]));
+        if prepared.total_is_fast() {
+            n_fast_plans += 1;
+        }
+        for quantities in &cases {
+            let fast = prepared.total(quantities, &NoPlugins);
+            let full = prepared
+                .quote(&typical_usage(quantities), &NoPlugins)
+                .map(|invoice| invoice.total.0);
+            match (&fast, &full) {
+                (Ok(a), Ok(b)) => assert_eq!(
+                    a.to_string(),
+                    b.to_string(),
+                    "{}: at {quantities:?}",
+                    file.name
+                ),
+                (Err(a), Err(b)) => {
+                    assert_eq!(a.to_string(), b.to_string(), "{}", file.name)
+                }
+                _ => panic!("{}: at {quantities:?}: {fast:?} vs {full:?}", file.name),
+            }
+            n_checked += 1;
+        }
+    }
+    assert!(
+        n_fast_plans >= 30,
+        "only {n_fast_plans} plans take the fast path"
+    );
+    assert!(n_checked >= 500, "only {n_checked} totals compared");
+}

@@ -7,7 +7,8 @@
 //   cargo xtask bench-web          (builds the package, then runs this)
 //   node web/bench/quote.mjs       (the committed web/pkg; RATECARD_WASM_PKG for another build)
 //
-// RATECARD_BENCH_SAMPLES (default 31) samples of each; the median per-call time is reported.
+// RATECARD_BENCH_SAMPLES (default 31) rounds; the median per-call time of each case is reported,
+// and each ratio as the median over rounds of the ratio within a round.
 import Decimal from 'decimal.js';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -47,9 +48,10 @@ export function benchUsage() {
 
 // The decimal.js implementation a pricing page would write: graduated tiers (upper-inclusive
 // bounds), each line rounded half up to cents, the lines summed; an invoice with the breakdown.
-Decimal.set({ precision: 40, rounding: Decimal.ROUND_HALF_UP });
+export const DECIMAL_CONFIG = { precision: 40, rounding: Decimal.ROUND_HALF_UP };
+Decimal.set(DECIMAL_CONFIG);
 
-function graduated(tiers, quantity) {
+export function graduated(tiers, quantity) {
   const rows = [];
   let exact = new Decimal(0);
   let lower = new Decimal(0);
@@ -93,18 +95,38 @@ function median(values) {
   return sorted[Math.floor(sorted.length / 2)];
 }
 
-/// Median µs per call of each case, samples interleaved so all see the same machine.
-function measure(cases, calls) {
-  const times = Object.fromEntries(Object.keys(cases).map((k) => [k, []]));
-  for (const run of Object.values(cases)) for (let i = 0; i < calls; i++) run(); // warm up
+/// Median µs per call of each case, and per round the times of all cases: a round runs every
+/// case once (each for `calls[name]` calls, calibrated to ≥ 10 ms), back to back, so the cases
+/// of one round see the same machine even when other work comes and goes between rounds.
+function measure(cases) {
+  const calls = {};
+  for (const [name, run] of Object.entries(cases)) {
+    let n = 1;
+    for (;;) {
+      const start = performance.now();
+      for (let i = 0; i < n; i++) run();
+      if (performance.now() - start >= 10) break;
+      n *= 2;
+    }
+    calls[name] = n;
+  }
+  const rounds = [];
   for (let s = 0; s < SAMPLES; s++) {
+    const round = {};
     for (const [name, run] of Object.entries(cases)) {
       const start = performance.now();
-      for (let i = 0; i < calls; i++) run();
-      times[name].push(((performance.now() - start) * 1000) / calls);
+      for (let i = 0; i < calls[name]; i++) run();
+      round[name] = ((performance.now() - start) * 1000) / calls[name];
     }
+    rounds.push(round);
   }
-  return Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));
+  const medians = Object.fromEntries(Object.keys(cases).map((k) => [k, median(rounds.map((r) => r[k]))]));
+  return { medians, rounds };
+}
+
+/// The median over rounds of the ratio `slow / fast` within each round.
+function ratio(rounds, slow, fast) {
+  return median(rounds.map((r) => r[slow] / r[fast]));
 }
 
 async function main() {
@@ -121,19 +143,20 @@ async function main() {
   if (engineTotal !== jsTotal || prepared.total(quantities) !== decimalJsTotal(plan, quantities)) {
     throw new Error(`the implementations disagree: engine ${engineTotal}, decimal.js ${jsTotal}`);
   }
-  const sink = [];
-  const result = measure(
+  // The last result of each case is kept (so no call is optimized away), not every result: a
+  // growing array made garbage collection land on whichever case ran next.
+  let sink;
+  const { medians: result, rounds } = measure(
     {
-      'wasm quote (unprepared: plan + usage JSON in, invoice object out)': () => sink.push(wasm.quote(planText, usageText)),
-      'wasm PreparedPlan.quote (usage object in, invoice object out)': () => sink.push(prepared.quote(usage)),
-      'wasm PreparedPlan.quoteJson (usage JSON in, invoice JSON out)': () => sink.push(prepared.quoteJson(usageText)),
-      'wasm PreparedPlan.total (quantities in, total string out)': () => sink.push(prepared.total(quantities)),
-      'decimal.js quote (invoice with breakdown)': () => sink.push(decimalJsQuote(plan, usage)),
-      'decimal.js total': () => sink.push(decimalJsTotal(plan, quantities)),
+      'wasm quote (unprepared: plan + usage JSON in, invoice object out)': () => (sink = wasm.quote(planText, usageText)),
+      'wasm PreparedPlan.quote (usage object in, invoice object out)': () => (sink = prepared.quote(usage)),
+      'wasm PreparedPlan.quoteJson (usage JSON in, invoice JSON out)': () => (sink = prepared.quoteJson(usageText)),
+      'wasm PreparedPlan.total (quantities in, total string out)': () => (sink = prepared.total(quantities)),
+      'decimal.js quote (invoice with breakdown)': () => (sink = decimalJsQuote(plan, usage)),
+      'decimal.js total': () => (sink = decimalJsTotal(plan, quantities)),
     },
-    20,
   );
-  sink.length = 0;
+  if (sink === undefined) throw new Error('nothing ran');
   const curveTimes = [];
   let points = 0;
   for (let s = 0; s < Math.min(SAMPLES, 11); s++) {
@@ -143,11 +166,14 @@ async function main() {
   }
   console.log(`Node ${process.version}, ${SAMPLES} samples, median µs per call (total ${engineTotal} USD on both sides)`);
   for (const [name, us] of Object.entries(result)) console.log(`  ${name.padEnd(70)} ${us.toFixed(2).padStart(9)} µs`);
-  const q = result['wasm PreparedPlan.quote (usage object in, invoice object out)'];
-  const t = result['wasm PreparedPlan.total (quantities in, total string out)'];
-  const jq = result['decimal.js quote (invoice with breakdown)'];
-  const jt = result['decimal.js total'];
-  console.log(`  ratio decimal.js/wasm: quote ${(jq / q).toFixed(2)}× (target ≥ 5×), total ${(jt / t).toFixed(2)}× (target ≥ 20×); unprepared quote ${(jq / result['wasm quote (unprepared: plan + usage JSON in, invoice object out)']).toFixed(2)}×`);
+  const QUOTE = 'wasm PreparedPlan.quote (usage object in, invoice object out)';
+  const QUOTE_JSON = 'wasm PreparedPlan.quoteJson (usage JSON in, invoice JSON out)';
+  const TOTAL = 'wasm PreparedPlan.total (quantities in, total string out)';
+  const JS_QUOTE = 'decimal.js quote (invoice with breakdown)';
+  const JS_TOTAL = 'decimal.js total';
+  const UNPREPARED = 'wasm quote (unprepared: plan + usage JSON in, invoice object out)';
+  const r = (slow, fast) => ratio(rounds, slow, fast).toFixed(2);
+  console.log(`  ratio decimal.js/wasm (median over rounds of the ratio within a round): quote ${r(JS_QUOTE, QUOTE)}× (target ≥ 5×; quoteJson ${r(JS_QUOTE, QUOTE_JSON)}×), total ${r(JS_TOTAL, TOTAL)}× (target ≥ 20×); unprepared quote ${r(JS_QUOTE, UNPREPARED)}×`);
   console.log(`  cost curve of m0, ${points} points (200 samples + breakpoints): ${median(curveTimes).toFixed(2)} ms`);
   prepared.free();
 }

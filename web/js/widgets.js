@@ -199,8 +199,15 @@ export function invoiceView(invoice, plan) {
   ));
 }
 
+/// Where the quantity axis turns logarithmic: when the first tier boundary is at most this
+/// fraction of the plotted range, a linear axis would squeeze the first tiers into a few pixels.
+const LOG_AXIS_RATIO = 100;
+
 /// Total against one metric's quantity: the curve, its breakpoints (tier boundaries, dashed) and
-/// the current point. Coordinates are pixels: only they are computed from JS numbers.
+/// the current point. Coordinates are pixels: only they are computed from JS numbers. When the
+/// tier boundaries span orders of magnitude the quantity axis is logarithmic (log(1 + q/u), u a
+/// decade below the first boundary's, so 0 stays at the origin), with a label at each power of
+/// ten (`data-scale` says which axis).
 export function curvePlot(points, breakpoints, current, currency, label) {
   const width = 640;
   const height = 240;
@@ -210,14 +217,29 @@ export function curvePlot(points, breakpoints, current, currency, label) {
   const xMax = Math.max(...xs, 1);
   const yMin = Math.min(0, ...ys);
   const yMax = Math.max(...ys, yMin + 1);
-  const x = (q) => pad.left + ((width - pad.left - pad.right) * Number(q)) / xMax;
+  const span = width - pad.left - pad.right;
+  const firstBoundary = Math.min(...breakpoints.map(Number).filter((b) => b > 0 && b <= xMax), Infinity);
+  const log = xMax / firstBoundary >= LOG_AXIS_RATIO;
+  // The log axis starts a decade below the first boundary's (nothing bends below it).
+  const unit = log ? 10 ** Math.floor(Math.log10(firstBoundary)) / 10 : 1;
+  const x = log
+    ? (q) => pad.left + (span * Math.log1p(Math.max(0, Number(q)) / unit)) / Math.log1p(xMax / unit)
+    : (q) => pad.left + (span * Number(q)) / xMax;
+  const endLabel = `${quantity(String(xMax))} ${label}`;
+  const decades = [];
+  if (log) {
+    for (let power = unit; power < xMax; power *= 10) {
+      // Not on top of the axis' own `0` and end labels (~6 px a character).
+      if (x(power) - pad.left >= 28 && width - pad.right - x(power) >= endLabel.length * 6 + 28) decades.push(power);
+    }
+  }
   const y = (t) => height - pad.bottom - ((height - pad.top - pad.bottom) * (Number(t) - yMin)) / (yMax - yMin);
   const svg = (tag, attributes, ...children) => h(tag, { svg: true, ...attributes }, ...children);
   const top = points.reduce((a, p) => (Number(p.total) > Number(a.total) ? p : a), points[0]);
   const bottom = points.reduce((a, p) => (Number(p.total) < Number(a.total) ? p : a), points[0]);
   return svg(
     'svg',
-    { viewBox: `0 0 ${width} ${height}`, class: 'curve', role: 'img', 'aria-label': `Total against ${label}` },
+    { viewBox: `0 0 ${width} ${height}`, class: 'curve', role: 'img', 'aria-label': `Total against ${label}${log ? ' (logarithmic quantity axis)' : ''}`, 'data-scale': log ? 'log' : 'linear' },
     svg('line', { x1: pad.left, y1: height - pad.bottom, x2: width - pad.right, y2: height - pad.bottom, class: 'axis' }),
     svg('line', { x1: pad.left, y1: pad.top, x2: pad.left, y2: height - pad.bottom, class: 'axis' }),
     breakpoints
@@ -228,6 +250,7 @@ export function curvePlot(points, breakpoints, current, currency, label) {
     svg('text', { x: pad.left - 6, y: y(bottom.total), class: 'tick', 'text-anchor': 'end' }, money(bottom.total, currency)),
     svg('text', { x: pad.left - 6, y: y(top.total) + 4, class: 'tick', 'text-anchor': 'end' }, money(top.total, currency)),
     svg('text', { x: pad.left, y: height - 12, class: 'tick' }, '0'),
-    svg('text', { x: width - pad.right, y: height - 12, class: 'tick', 'text-anchor': 'end' }, `${quantity(String(xMax))} ${label}`),
+    ...decades.map((power) => svg('text', { x: x(power), y: height - 12, class: 'tick decade', 'text-anchor': 'middle' }, quantity(String(power)))),
+    svg('text', { x: width - pad.right, y: height - 12, class: 'tick', 'text-anchor': 'end' }, endLabel),
   );
 }

@@ -406,6 +406,12 @@ export type PeriodInfo = {
   index: number;
   start: string;
   timezone: string;
+  /**
+   * The release of the IANA timezone database the period was computed with (`"2025b"`,
+   * chrono-tz's `IANA_TZDB_VERSION`): a browser quote and a server invoice can be seen to
+   * use the same data. Empty in invoices written before it was recorded.
+   */
+  tzdata?: string;
 };
 
 /**

@@ -100,6 +100,19 @@ test('a shared URL restores the same estimate, and the keyboard moves a slider',
   await page.waitForFunction(() => location.search.includes('7654321') && location.search.includes('seats=12'));
   const url = page.url();
   const total = await estimate(page);
+  // Tier boundaries from 100 k (the allowance) to 10.1 M: the cost plot's quantity axis is
+  // logarithmic, so the first boundary sits a fifth of the way in or more, not squeezed at the
+  // left (at 0.5 % of the width on a linear axis up to 20 M), and the last before the end.
+  const axis = await page.evaluate(() => {
+    const svg = document.querySelector('svg.curve');
+    const lines = [...svg.querySelectorAll('.breakpoint')].map((g) => ({ at: g.querySelector('title').textContent, x: Number(g.querySelector('line').getAttribute('x1')) }));
+    return { scale: svg.dataset.scale, lines, decades: svg.querySelectorAll('text.decade').length };
+  });
+  assert.equal(axis.scale, 'log', JSON.stringify(axis));
+  const first = axis.lines.find((l) => /100,?000$/.test(l.at.replace(/\s/g, '')));
+  assert.ok(first, JSON.stringify(axis));
+  assert.ok(first.x > 70 + 554 * 0.2 && axis.lines.at(-1).x < 70 + 554 * 0.97, JSON.stringify(axis));
+  assert.ok(axis.decades >= 3, JSON.stringify(axis));
   const again = await open(url);
   assert.equal(await estimate(again), total);
   assert.equal(await again.inputValue('#usage-api_calls'), '7654321');

@@ -62,7 +62,7 @@ pub fn prepared_total(
     quantities: &BTreeMap<String, Decimal>,
     plugins: &dyn PluginHost,
 ) -> Result<Decimal, RateError> {
-    Ok(plan.quote(&typical_usage(quantities), plugins)?.total.0)
+    plan.total(quantities, plugins)
 }
 
 /// One point of a cost curve.

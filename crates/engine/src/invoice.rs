@@ -45,6 +45,11 @@ pub struct PeriodInfo {
     pub start: String,
     pub end: String,
     pub timezone: String,
+    /// The release of the IANA timezone database the period was computed with (`"2025b"`,
+    /// chrono-tz's `IANA_TZDB_VERSION`): a browser quote and a server invoice can be seen to
+    /// use the same data. Empty in invoices written before it was recorded.
+    #[serde(default)]
+    pub tzdata: String,
 }
 
 /// Where an invoice line comes from.

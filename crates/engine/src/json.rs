@@ -2,8 +2,9 @@
 //! of them at once: a person fixing a plan sees each bad value in one run, as `validate` lists
 //! every semantic error.
 //!
-//! The document is first read as it always is (one pass, borrowed, the fast path). Only when
-//! that fails is it read again as a tree, repeatedly: each error is noted with its path, the
+//! The document is first read as it always is (one pass, borrowed, no path tracking: the fast
+//! path). Only when that fails is it read again, tracking paths, for the first error's path,
+//! and then as a tree, repeatedly: each error is noted with its path, the
 //! offending value is taken out of the tree, and reading goes on, until the rest reads. An error
 //! that only follows from a value taken out (the `missing field` it leaves behind) is not noted;
 //! array elements taken out keep the paths of the elements after them in the original document.
@@ -42,6 +43,23 @@ pub const MAX_ERRORS: usize = 100;
 /// Reads `text` as a `T`, or returns every error found (at most [`MAX_ERRORS`]), in document order
 /// of discovery, each with its JSON path.
 pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, Vec<ParseError>> {
+    // The fast path reads the text once, tracking no path: a good document pays nothing for
+    // the paths of errors it does not have.
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    if let Ok(value) = T::deserialize(&mut deserializer)
+        && deserializer.end().is_ok()
+    {
+        return Ok(value);
+    }
+    parse_tracking::<T>(text)
+}
+
+/// [`parse`] with paths tracked from the start: the same result, in one instantiation of `T`'s
+/// deserializer instead of two (a document read once, such as a plan a browser prepares, is
+/// not worth the code of a second one). When reading fails, it is also the second read of
+/// [`parse`]: the first error is the one the fast path met, at the same place in the text.
+#[cold]
+pub fn parse_tracking<T: DeserializeOwned>(text: &str) -> Result<T, Vec<ParseError>> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let first = match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
         Ok(value) => match deserializer.end() {

@@ -17,6 +17,7 @@
 
 use rust_decimal::{Decimal, RoundingStrategy};
 
+use crate::decimal::normalized_text;
 use crate::invoice::BreakdownRow;
 use crate::plan::{PackageRounding, Step, Tier, TierConvention};
 
@@ -32,6 +33,62 @@ impl Priced {
         self.amount = add(self.amount, row.amount.0)?;
         self.breakdown.push(row);
         Ok(())
+    }
+}
+
+/// What a price model computes into: a [`Priced`] (the amount and every breakdown row, for an
+/// invoice) or [`AmountOnly`] (the amount alone, for totals and curves). Each model is written
+/// once, generic over this, so both give the same amount by construction: the amount-only
+/// kind just never builds a row's text.
+pub trait Rows: Default {
+    /// Adds a row of `amount`, built by `row` only when rows are kept (its amount is `amount`).
+    fn push_row(
+        &mut self,
+        amount: Decimal,
+        row: impl FnOnce(Decimal) -> BreakdownRow,
+    ) -> Result<(), Overflow>;
+    /// Keeps a row that adds nothing (free units), when rows are kept.
+    fn note(&mut self, row: impl FnOnce() -> BreakdownRow);
+    /// The amount so far.
+    fn amount(&self) -> Decimal;
+}
+
+impl Rows for Priced {
+    fn push_row(
+        &mut self,
+        amount: Decimal,
+        row: impl FnOnce(Decimal) -> BreakdownRow,
+    ) -> Result<(), Overflow> {
+        self.push(row(amount))
+    }
+
+    fn note(&mut self, row: impl FnOnce() -> BreakdownRow) {
+        self.breakdown.push(row());
+    }
+
+    fn amount(&self) -> Decimal {
+        self.amount
+    }
+}
+
+/// The amount of a price model without its breakdown (see [`Rows`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct AmountOnly(pub Decimal);
+
+impl Rows for AmountOnly {
+    fn push_row(
+        &mut self,
+        amount: Decimal,
+        _row: impl FnOnce(Decimal) -> BreakdownRow,
+    ) -> Result<(), Overflow> {
+        self.0 = add(self.0, amount)?;
+        Ok(())
+    }
+
+    fn note(&mut self, _row: impl FnOnce() -> BreakdownRow) {}
+
+    fn amount(&self) -> Decimal {
+        self.0
     }
 }
 
@@ -69,15 +126,38 @@ fn bounds(up_tos: &[Option<Decimal>], idx: usize) -> (Decimal, Option<Decimal>) 
     (lower, up_tos[idx])
 }
 
-fn range_text(lower: Decimal, upper: Option<Decimal>, convention: TierConvention) -> String {
-    let (open, close) = match convention {
-        TierConvention::UpperInclusive => ('(', ']'),
-        TierConvention::LowerInclusive => ('[', ')'),
-    };
-    let open = if lower.is_zero() { '[' } else { open };
-    match upper {
-        Some(upper) => format!("{open}{}, {}{close}", lower.normalize(), upper.normalize()),
-        None => format!("{open}{}, ∞)", lower.normalize()),
+fn range_text(lower: Decimal, upper: Option<Decimal>, convention: TierConvention) -> RangeText {
+    RangeText {
+        lower,
+        upper,
+        convention,
+    }
+}
+
+/// A tier's range as text (`(1000, 5000]`, `[0, ∞)`), written where it is formatted (no
+/// string of its own).
+struct RangeText {
+    lower: Decimal,
+    upper: Option<Decimal>,
+    convention: TierConvention,
+}
+
+impl std::fmt::Display for RangeText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (open, close) = match self.convention {
+            TierConvention::UpperInclusive => ('(', ']'),
+            TierConvention::LowerInclusive => ('[', ')'),
+        };
+        let open = if self.lower.is_zero() { '[' } else { open };
+        match self.upper {
+            Some(upper) => write!(
+                f,
+                "{open}{}, {}{close}",
+                normalized_text(self.lower),
+                normalized_text(upper)
+            ),
+            None => write!(f, "{open}{}, ∞)", normalized_text(self.lower)),
+        }
     }
 }
 
@@ -101,17 +181,6 @@ pub fn tier_reached(
     last
 }
 
-/// The tier (or band) a total reaches and its range as text, for volume and stairstep.
-fn reached_with_range(
-    up_tos: &[Option<Decimal>],
-    quantity: Decimal,
-    convention: TierConvention,
-) -> (usize, String) {
-    let idx = tier_reached(up_tos, quantity, convention);
-    let (lower, upper) = bounds(up_tos, idx);
-    (idx, range_text(lower, upper, convention))
-}
-
 fn enters(quantity: Decimal, lower: Decimal, convention: TierConvention) -> bool {
     if quantity <= Decimal::ZERO {
         return false;
@@ -130,40 +199,73 @@ pub fn graduated(
     convention: TierConvention,
     price_scale: Decimal,
 ) -> Result<Priced, Overflow> {
-    let up_tos: Vec<Option<Decimal>> = tiers.iter().map(|t| t.up_to.map(Decimal::from)).collect();
-    let mut priced = Priced::default();
+    graduated_into(tiers, quantity, convention, price_scale)
+}
+
+/// [`graduated`] into any [`Rows`].
+pub fn graduated_into<R: Rows>(
+    tiers: &[Tier],
+    quantity: Decimal,
+    convention: TierConvention,
+    price_scale: Decimal,
+) -> Result<R, Overflow> {
+    let mut priced = R::default();
+    // No tier is entered by a zero or negative quantity (`enters`), so none is looked at.
+    if quantity <= Decimal::ZERO {
+        return Ok(priced);
+    }
+    let mut lower = Decimal::ZERO;
     for (tier_idx, tier) in tiers.iter().enumerate() {
-        let (lower, upper) = bounds(&up_tos, tier_idx);
         if !enters(quantity, lower, convention) {
             break;
         }
+        let upper = tier.up_to.map(Decimal::from);
         let top = match upper {
             Some(upper) => quantity.min(upper),
             None => quantity,
         };
         let n_units = sub(top, lower)?.max(Decimal::ZERO);
-        let range = range_text(lower, upper, convention);
         if !n_units.is_zero() || !tier.unit_price.is_zero() {
-            let unit_price = mul(tier.unit_price.0, price_scale)?;
+            // × 1 is a non-zero price itself (same digits, same scale; a zero product is
+            // `Decimal::ZERO`): skip the multiplication.
+            let unit_price = if price_scale == Decimal::ONE
+                && price_scale.scale() == 0
+                && !tier.unit_price.is_zero()
+            {
+                tier.unit_price.0
+            } else {
+                mul(tier.unit_price.0, price_scale)?
+            };
             let amount = mul(n_units, unit_price)?;
-            priced.push(BreakdownRow::units(
-                format!(
-                    "tier {} {range}: {} × {}",
-                    tier_idx + 1,
-                    n_units.normalize(),
-                    unit_price.normalize()
-                ),
-                n_units,
-                unit_price,
-                amount,
-            ))?;
+            priced.push_row(amount, |amount| {
+                BreakdownRow::units(
+                    format!(
+                        "tier {} {}: {} × {}",
+                        tier_idx + 1,
+                        range_text(lower, upper, convention),
+                        normalized_text(n_units),
+                        normalized_text(unit_price)
+                    ),
+                    n_units,
+                    unit_price,
+                    amount,
+                )
+            })?;
         }
         if !tier.flat_fee.is_zero() {
-            priced.push(BreakdownRow::fee(
-                format!("tier {} {range}: flat fee", tier_idx + 1),
-                tier.flat_fee.0,
-            ))?;
+            priced.push_row(tier.flat_fee.0, |amount| {
+                BreakdownRow::fee(
+                    format!(
+                        "tier {} {}: flat fee",
+                        tier_idx + 1,
+                        range_text(lower, upper, convention)
+                    ),
+                    amount,
+                )
+            })?;
         }
+        // The next tier starts at this one's bound (an unbounded tier is the last).
+        lower = upper.unwrap_or(Decimal::MAX);
     }
     Ok(priced)
 }
@@ -174,21 +276,31 @@ pub fn first_tier_fee_at_zero(
     tiers: &[Tier],
     convention: TierConvention,
 ) -> Result<Priced, Overflow> {
-    let mut priced = Priced::default();
+    first_tier_fee_at_zero_into(tiers, convention)
+}
+
+/// [`first_tier_fee_at_zero`] into any [`Rows`].
+pub fn first_tier_fee_at_zero_into<R: Rows>(
+    tiers: &[Tier],
+    convention: TierConvention,
+) -> Result<R, Overflow> {
+    let mut priced = R::default();
     let Some(first) = tiers.first() else {
         return Ok(priced);
     };
     if !first.flat_fee.is_zero() {
-        let up_tos: Vec<Option<Decimal>> =
-            tiers.iter().map(|t| t.up_to.map(Decimal::from)).collect();
-        let (lower, upper) = bounds(&up_tos, 0);
-        priced.push(BreakdownRow::fee(
-            format!(
-                "tier 1 {}: flat fee, due at zero usage",
-                range_text(lower, upper, convention)
-            ),
-            first.flat_fee.0,
-        ))?;
+        priced.push_row(first.flat_fee.0, |fee| {
+            let up_tos: Vec<Option<Decimal>> =
+                tiers.iter().map(|t| t.up_to.map(Decimal::from)).collect();
+            let (lower, upper) = bounds(&up_tos, 0);
+            BreakdownRow::fee(
+                format!(
+                    "tier 1 {}: flat fee, due at zero usage",
+                    range_text(lower, upper, convention)
+                ),
+                fee,
+            )
+        })?;
     }
     Ok(priced)
 }
@@ -199,29 +311,47 @@ pub fn volume(
     quantity: Decimal,
     convention: TierConvention,
 ) -> Result<Priced, Overflow> {
-    let mut priced = Priced::default();
+    volume_into(tiers, quantity, convention)
+}
+
+/// [`volume`] into any [`Rows`].
+pub fn volume_into<R: Rows>(
+    tiers: &[Tier],
+    quantity: Decimal,
+    convention: TierConvention,
+) -> Result<R, Overflow> {
+    let mut priced = R::default();
     if quantity <= Decimal::ZERO || tiers.is_empty() {
         return Ok(priced);
     }
     let up_tos: Vec<Option<Decimal>> = tiers.iter().map(|t| t.up_to.map(Decimal::from)).collect();
-    let (tier_idx, range) = reached_with_range(&up_tos, quantity, convention);
+    let tier_idx = tier_reached(&up_tos, quantity, convention);
+    let range = || {
+        let (lower, upper) = bounds(&up_tos, tier_idx);
+        range_text(lower, upper, convention)
+    };
     let tier = &tiers[tier_idx];
-    priced.push(BreakdownRow::units(
-        format!(
-            "all {} units at tier {} {range}: × {}",
-            quantity.normalize(),
-            tier_idx + 1,
-            tier.unit_price.normalize()
-        ),
-        quantity,
-        tier.unit_price.0,
-        mul(quantity, tier.unit_price.0)?,
-    ))?;
+    priced.push_row(mul(quantity, tier.unit_price.0)?, |amount| {
+        BreakdownRow::units(
+            format!(
+                "all {} units at tier {} {}: × {}",
+                normalized_text(quantity),
+                tier_idx + 1,
+                range(),
+                normalized_text(tier.unit_price)
+            ),
+            quantity,
+            tier.unit_price.0,
+            amount,
+        )
+    })?;
     if !tier.flat_fee.is_zero() {
-        priced.push(BreakdownRow::fee(
-            format!("tier {} {range}: flat fee", tier_idx + 1),
-            tier.flat_fee.0,
-        ))?;
+        priced.push_row(tier.flat_fee.0, |amount| {
+            BreakdownRow::fee(
+                format!("tier {} {}: flat fee", tier_idx + 1, range()),
+                amount,
+            )
+        })?;
     }
     Ok(priced)
 }
@@ -232,20 +362,33 @@ pub fn stairstep(
     quantity: Decimal,
     convention: TierConvention,
 ) -> Result<Priced, Overflow> {
-    let mut priced = Priced::default();
+    stairstep_into(steps, quantity, convention)
+}
+
+/// [`stairstep`] into any [`Rows`].
+pub fn stairstep_into<R: Rows>(
+    steps: &[Step],
+    quantity: Decimal,
+    convention: TierConvention,
+) -> Result<R, Overflow> {
+    let mut priced = R::default();
     if quantity <= Decimal::ZERO || steps.is_empty() {
         return Ok(priced);
     }
     let up_tos: Vec<Option<Decimal>> = steps.iter().map(|s| s.up_to.map(Decimal::from)).collect();
-    let (step_idx, range) = reached_with_range(&up_tos, quantity, convention);
-    priced.push(BreakdownRow::fee(
-        format!(
-            "band {} {range}: {} units",
-            step_idx + 1,
-            quantity.normalize()
-        ),
-        (steps[step_idx].price).0,
-    ))?;
+    let step_idx = tier_reached(&up_tos, quantity, convention);
+    priced.push_row((steps[step_idx].price).0, |amount| {
+        let (lower, upper) = bounds(&up_tos, step_idx);
+        BreakdownRow::fee(
+            format!(
+                "band {} {}: {} units",
+                step_idx + 1,
+                range_text(lower, upper, convention),
+                normalized_text(quantity)
+            ),
+            amount,
+        )
+    })?;
     Ok(priced)
 }
 
@@ -257,18 +400,31 @@ pub fn package(
     free_units: Decimal,
     rounding: PackageRounding,
 ) -> Result<Priced, Overflow> {
-    let mut priced = Priced::default();
+    package_into(quantity, package_size, package_price, free_units, rounding)
+}
+
+/// [`package`] into any [`Rows`].
+pub fn package_into<R: Rows>(
+    quantity: Decimal,
+    package_size: Decimal,
+    package_price: Decimal,
+    free_units: Decimal,
+    rounding: PackageRounding,
+) -> Result<R, Overflow> {
+    let mut priced = R::default();
     let billable = sub(quantity, free_units)?.max(Decimal::ZERO);
     if !free_units.is_zero() {
-        priced.breakdown.push(BreakdownRow::units(
-            format!(
-                "{} free units",
-                quantity.min(free_units).max(Decimal::ZERO).normalize()
-            ),
-            quantity.min(free_units).max(Decimal::ZERO),
-            Decimal::ZERO,
-            Decimal::ZERO,
-        ));
+        priced.note(|| {
+            BreakdownRow::units(
+                format!(
+                    "{} free units",
+                    normalized_text(quantity.min(free_units).max(Decimal::ZERO))
+                ),
+                quantity.min(free_units).max(Decimal::ZERO),
+                Decimal::ZERO,
+                Decimal::ZERO,
+            )
+        });
     }
     if package_size <= Decimal::ZERO {
         return Err(Overflow);
@@ -278,21 +434,23 @@ pub fn package(
         PackageRounding::Down => RoundingStrategy::ToNegativeInfinity,
     };
     let n_packages = div(billable, package_size)?.round_dp_with_strategy(0, strategy);
-    priced.push(BreakdownRow::units(
-        format!(
-            "{} units in {} packages of {} (rounded {})",
-            billable.normalize(),
+    priced.push_row(mul(n_packages, package_price)?, |amount| {
+        BreakdownRow::units(
+            format!(
+                "{} units in {} packages of {} (rounded {})",
+                normalized_text(billable),
+                crate::decimal::text(n_packages),
+                normalized_text(package_size),
+                match rounding {
+                    PackageRounding::Up => "up",
+                    PackageRounding::Down => "down",
+                }
+            ),
             n_packages,
-            package_size.normalize(),
-            match rounding {
-                PackageRounding::Up => "up",
-                PackageRounding::Down => "down",
-            }
-        ),
-        n_packages,
-        package_price,
-        mul(n_packages, package_price)?,
-    ))?;
+            package_price,
+            amount,
+        )
+    })?;
     Ok(priced)
 }
 
@@ -328,10 +486,21 @@ pub fn percentage(
     transactions: Option<&[Decimal]>,
     convention: TierConvention,
 ) -> Result<Priced, Overflow> {
+    percentage_into(terms, total, n_transactions, transactions, convention)
+}
+
+/// [`percentage`] into any [`Rows`].
+pub fn percentage_into<R: Rows>(
+    terms: PercentageTerms<'_>,
+    total: Decimal,
+    n_transactions: u64,
+    transactions: Option<&[Decimal]>,
+    convention: TierConvention,
+) -> Result<R, Overflow> {
     let fixed_fee = terms.fixed_fee.unwrap_or_default();
     if let (true, Some(transactions)) = (terms.needs_transactions(), transactions) {
         let percent = terms.percent.unwrap_or_default();
-        let mut priced = Priced::default();
+        let mut priced = R::default();
         let (mut n_raised, mut n_capped) = (0u64, 0u64);
         let mut sum = Decimal::ZERO;
         let n_free = usize::try_from(terms.free_events.unwrap_or(0))
@@ -340,16 +509,18 @@ pub fn percentage(
         let (free, paid) = transactions.split_at(n_free);
         if !free.is_empty() {
             let free_total = free.iter().try_fold(Decimal::ZERO, |acc, a| add(acc, *a))?;
-            priced.push(BreakdownRow::units(
-                format!(
-                    "first {} transactions free, totalling {}",
-                    free.len(),
-                    free_total.normalize()
-                ),
-                Decimal::from(free.len()),
-                Decimal::ZERO,
-                Decimal::ZERO,
-            ))?;
+            priced.note(|| {
+                BreakdownRow::units(
+                    format!(
+                        "first {} transactions free, totalling {}",
+                        free.len(),
+                        normalized_text(free_total)
+                    ),
+                    Decimal::from(free.len()),
+                    Decimal::ZERO,
+                    Decimal::ZERO,
+                )
+            });
         }
         for amount in paid {
             let mut fee = add(percent_of(*amount, percent)?, fixed_fee)?;
@@ -378,54 +549,76 @@ pub fn percentage(
         } else {
             String::new()
         };
-        priced.push(BreakdownRow::fee(
-            format!(
-                "{n} transactions totalling {}: {}% + {} each{bounds}",
-                paid_total.normalize(),
-                percent.normalize(),
-                fixed_fee.normalize()
-            ),
-            sum,
-        ))?;
+        priced.push_row(sum, |sum| {
+            BreakdownRow::fee(
+                format!(
+                    "{n} transactions totalling {}: {}% + {} each{bounds}",
+                    normalized_text(paid_total),
+                    normalized_text(percent),
+                    normalized_text(fixed_fee)
+                ),
+                sum,
+            )
+        })?;
         return Ok(priced);
     }
     let mut priced = if terms.tiers.is_empty() {
         let percent = terms.percent.unwrap_or_default();
-        let mut priced = Priced::default();
-        priced.push(BreakdownRow::units(
-            format!("{}% of {}", percent.normalize(), total.normalize()),
-            total,
-            div(percent, Decimal::ONE_HUNDRED)?,
-            percent_of(total, percent)?,
-        ))?;
+        let mut priced = R::default();
+        let rate = div(percent, Decimal::ONE_HUNDRED)?;
+        priced.push_row(percent_of(total, percent)?, |amount| {
+            BreakdownRow::units(
+                format!(
+                    "{}% of {}",
+                    normalized_text(percent),
+                    normalized_text(total)
+                ),
+                total,
+                rate,
+                amount,
+            )
+        })?;
         priced
     } else {
-        graduated(terms.tiers, total, convention, Decimal::new(1, 2))?
+        graduated_into(terms.tiers, total, convention, Decimal::new(1, 2))?
     };
     if !fixed_fee.is_zero() && n_transactions > 0 {
         let n = Decimal::from(n_transactions);
-        priced.push(BreakdownRow::units(
-            format!(
-                "{n_transactions} transactions × {} fixed fee",
-                fixed_fee.normalize()
-            ),
-            n,
-            fixed_fee,
-            mul(n, fixed_fee)?,
-        ))?;
+        priced.push_row(mul(n, fixed_fee)?, |amount| {
+            BreakdownRow::units(
+                format!(
+                    "{n_transactions} transactions × {} fixed fee",
+                    normalized_text(fixed_fee)
+                ),
+                n,
+                fixed_fee,
+                amount,
+            )
+        })?;
     }
     Ok(priced)
 }
 
 /// Every unit at one price.
 pub fn per_unit(quantity: Decimal, unit_price: Decimal) -> Result<Priced, Overflow> {
-    let mut priced = Priced::default();
-    priced.push(BreakdownRow::units(
-        format!("{} × {}", quantity.normalize(), unit_price.normalize()),
-        quantity,
-        unit_price,
-        mul(quantity, unit_price)?,
-    ))?;
+    per_unit_into(quantity, unit_price)
+}
+
+/// [`per_unit`] into any [`Rows`].
+pub fn per_unit_into<R: Rows>(quantity: Decimal, unit_price: Decimal) -> Result<R, Overflow> {
+    let mut priced = R::default();
+    priced.push_row(mul(quantity, unit_price)?, |amount| {
+        BreakdownRow::units(
+            format!(
+                "{} × {}",
+                normalized_text(quantity),
+                normalized_text(unit_price)
+            ),
+            quantity,
+            unit_price,
+            amount,
+        )
+    })?;
     Ok(priced)
 }
 

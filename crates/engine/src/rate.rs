@@ -15,11 +15,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::OnceLock;
 
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
-use crate::decimal::{Amount, Dec};
+use crate::decimal::{Amount, Dec, normalized_text};
 use crate::invoice::{
     AppliedCredit, AppliedDiscount, AppliedTax, BreakdownRow, Invoice, Line, LineOrigin, PeriodInfo,
 };
@@ -27,11 +28,11 @@ use crate::meter::{EventError, GroupUsage, MeteredUsage, Outcome, Router};
 use crate::money::{Currency, RoundingLevel};
 use crate::period::{BillingPeriod, Calendar, PeriodError};
 use crate::plan::{
-    Charge, ChargeMaximum, FeeTiming, GroupKey, Metric, NegativeValues, Plan, PriceModel,
-    TierConvention, ZeroUsage,
+    Aggregation, Charge, ChargeMaximum, FeeTiming, GroupKey, Metric, NegativeValues, Plan,
+    PriceModel, TierConvention, ZeroUsage,
 };
 use crate::plugin::{GroupedQuantity, PluginError, PluginHost, PriceRequest};
-use crate::price::{self, Overflow, PercentageTerms, Priced};
+use crate::price::{self, AmountOnly, Overflow, PercentageTerms, Priced, Rows};
 use crate::rater::PeriodRater;
 use crate::usage::{Customer, PeriodSelector, QuantityInput, Timestamp, Usage};
 use crate::validate::{Issue, validate_plan};
@@ -242,6 +243,16 @@ pub struct PreparedPlan<'p> {
     /// [`input_hash`], the JSON of the pair).
     hash_prefix: Sha256,
     router: Router,
+    /// The typical period [`PreparedPlan::total`] prices (its calendar, and what an empty usage
+    /// meters in it), taken at the first total; `None` when totals take the full quote.
+    typical: OnceLock<Option<Typical>>,
+}
+
+/// The parts of a typical period's quote that do not depend on the quantities.
+#[derive(Clone, Debug)]
+struct Typical {
+    ctx: QuoteContext,
+    metered: MeteredUsage,
 }
 
 impl PreparedPlan<'static> {
@@ -275,6 +286,7 @@ impl<'p> PreparedPlan<'p> {
             warnings: report.warnings,
             hash_prefix,
             router,
+            typical: OnceLock::new(),
         })
     }
 
@@ -295,6 +307,196 @@ impl<'p> PreparedPlan<'p> {
             let _outcome = rater.push(event, format_args!("$.events[{event_idx}]"));
         }
         rater.finish()
+    }
+
+    /// The invoice total of a typical full period at `quantities` (metric code → quantity): the
+    /// `total` of [`quote`] of [`typical_usage`](crate::estimate::typical_usage), to the byte,
+    /// without building the invoice. Plans whose totals need more than amounts (a plugin's
+    /// price or metric, a grouped metric), and every error, take the full quote.
+    pub fn total(
+        &self,
+        quantities: &BTreeMap<String, Decimal>,
+        plugins: &dyn PluginHost,
+    ) -> Result<Decimal, RateError> {
+        match self.fast_total(quantities) {
+            Some(total) => Ok(total),
+            None => {
+                let usage = crate::estimate::typical_usage(quantities);
+                Ok(self.quote(&usage, plugins)?.total.0)
+            }
+        }
+    }
+
+    /// Whether [`PreparedPlan::total`] takes this plan's totals from amounts alone (else from
+    /// the full quote); for tests and benchmarks.
+    pub fn total_is_fast(&self) -> bool {
+        self.typical().is_some()
+    }
+
+    /// The typical period's parts, if the plan's totals can be taken from amounts alone.
+    fn typical(&self) -> Option<&Typical> {
+        self.typical
+            .get_or_init(|| {
+                let plan = self.plan();
+                let by_plugin = plan
+                    .charges
+                    .iter()
+                    .any(|c| matches!(c.model, PriceModel::Custom { .. }))
+                    || plan
+                        .metrics
+                        .iter()
+                        .any(|m| matches!(m.aggregation, Aggregation::Custom { .. }));
+                let grouped = plan.charges.iter().any(|c| {
+                    c.metric.as_ref().is_some_and(|code| {
+                        plan.metrics
+                            .iter()
+                            .any(|m| &m.code == code && !m.group_by.is_empty())
+                    })
+                });
+                // A cap after the discounts is a stage the amounts-only path does not take.
+                let capped_late = plan.charge_maximum == ChargeMaximum::AfterDiscounts
+                    && plan.charges.iter().any(|c| c.maximum.is_some());
+                if by_plugin || grouped || capped_late {
+                    return None;
+                }
+                let usage = crate::estimate::typical_usage(&BTreeMap::new());
+                let rater = PeriodRater::open(self, &usage, &crate::plugin::NoPlugins).ok()?;
+                let (ctx, metered) = rater.into_metered().ok()??;
+                Some(Typical { ctx, metered })
+            })
+            .as_ref()
+    }
+
+    /// [`PreparedPlan::total`] from amounts alone: the stages of `price_usage` in its order,
+    /// each price model computed by the same code into [`AmountOnly`], no text. `None` for
+    /// what it does not take (see `total`) and for any error (the full quote reports it).
+    fn fast_total(&self, quantities: &BTreeMap<String, Decimal>) -> Option<Decimal> {
+        let typical = self.typical()?;
+        let plan = self.plan();
+        // What `check_usage` refuses, the full quote reports.
+        for (code, quantity) in quantities {
+            if *quantity < Decimal::ZERO || !plan.metrics.iter().any(|m| &m.code == code) {
+                return None;
+            }
+        }
+        let ctx = &typical.ctx;
+        let period = ctx.period;
+        let billed_from = ctx.billable_from.max(period.start);
+        let in_trial_all_period = billed_from >= period.end;
+        let mut lines: Vec<LineAmount<'_>> = Vec::with_capacity(plan.charges.len());
+        for charge in &plan.charges {
+            if let PriceModel::Flat {
+                amount, prorate, ..
+            } = charge.model
+            {
+                let (_, exact) = flat_amount(
+                    plan,
+                    ctx,
+                    billed_from,
+                    period.end,
+                    charge,
+                    amount.0,
+                    prorate,
+                )
+                .ok()?;
+                lines.push(LineAmount {
+                    charge_id: &charge.id,
+                    origin: LineOrigin::Charge,
+                    amount: exact,
+                });
+            }
+        }
+        if !in_trial_all_period {
+            for charge in &plan.charges {
+                if let Some(line) = self.fast_usage_line(typical, charge, quantities)? {
+                    lines.push(line);
+                }
+            }
+        }
+        let rounding = Rounding {
+            currency: &ctx.currency,
+            mode: plan.rounding.mode,
+            level: plan.rounding.level,
+        };
+        let mut exact_sum = Decimal::ZERO;
+        let mut billed_sum = Decimal::ZERO;
+        for line in &lines {
+            exact_sum = price::add(exact_sum, line.amount).ok()?;
+            billed_sum = price::add(billed_sum, rounding.billed(line.amount)).ok()?;
+        }
+        let true_up = if in_trial_all_period {
+            None
+        } else {
+            commitment_true_up(plan, ctx, billed_from, exact_sum, billed_sum, rounding).ok()?
+        };
+        if let Some(true_up) = &true_up {
+            exact_sum = price::add(exact_sum, true_up.priced.amount).ok()?;
+            billed_sum = price::add(billed_sum, rounding.billed(true_up.priced.amount)).ok()?;
+            lines.push(LineAmount::of(true_up));
+        }
+        let subtotal = match rounding.level {
+            RoundingLevel::Line => billed_sum,
+            RoundingLevel::Invoice => rounding.round(exact_sum),
+        };
+        let (_, discounted) =
+            apply_discounts(plan, period.index, &lines, subtotal, rounding).ok()?;
+        let (_, taxed) = apply_taxes(plan, discounted, rounding).ok()?;
+        let (_, total) = apply_credits(plan, &[], taxed, rounding.currency);
+        Some(currency_scale(total.max(Decimal::ZERO), rounding.currency))
+    }
+
+    /// The line of a usage charge in [`PreparedPlan::fast_total`]: what `charge_lines` and
+    /// `apply_charge_bounds` compute for its one group. `Some(None)` for a charge that has
+    /// no usage line, `None` for what the fast path does not take.
+    fn fast_usage_line<'s>(
+        &'s self,
+        typical: &'s Typical,
+        charge: &'s Charge,
+        quantities: &BTreeMap<String, Decimal>,
+    ) -> Option<Option<LineAmount<'s>>> {
+        let plan = self.plan();
+        if matches!(charge.model, PriceModel::Flat { .. }) {
+            return Some(None);
+        }
+        let Some(metric) = charge
+            .metric
+            .as_ref()
+            .and_then(|code| plan.metrics.iter().find(|m| &m.code == code))
+        else {
+            return Some(None);
+        };
+        // A quantity given replaces what was metered (`apply_quantities`).
+        let given;
+        let group = match quantities.get(&metric.code) {
+            Some(quantity) => {
+                given = GroupUsage {
+                    group: GroupKey::new(),
+                    raw_value: *quantity,
+                    quantity: *quantity,
+                    n_events: 0,
+                    transactions: None,
+                };
+                &given
+            }
+            None => match typical.metered.metrics.get(&metric.code).map(Vec::as_slice) {
+                Some([group]) if group.group.is_empty() => group,
+                _ => return None,
+            },
+        };
+        let allowance = charge.included.map_or(Decimal::ZERO, Decimal::from);
+        let used = allowance.min(group.quantity).max(Decimal::ZERO);
+        let billable = group.quantity - used;
+        let (priced, _) =
+            price_group::<AmountOnly>(plan, charge, metric, group, used, billable).ok()??;
+        let mut amount = priced.ok()?.amount();
+        if let Some((adjustment, _)) = charge_adjustment(charge, charge.maximum, amount).ok()? {
+            amount += adjustment;
+        }
+        Some(Some(LineAmount {
+            charge_id: &charge.id,
+            origin: LineOrigin::Charge,
+            amount,
+        }))
     }
 
     /// The router of the plan's events to its metrics, shared by every aggregator of it (route
@@ -326,22 +528,23 @@ pub fn input_hash(plan: &Plan, usage: &Usage) -> String {
 
 pub(crate) fn check_usage(plan: &Plan, usage: &Usage) -> Result<(), RateError> {
     for (code, input) in &usage.quantities {
-        let path = format!("$.quantities.{code}");
+        // Written only for an error (a quote of good usage allocates no path).
+        let path = || format!("$.quantities.{code}");
         let metric = plan
             .metrics
             .iter()
             .find(|m| &m.code == code)
             .ok_or_else(|| {
-                usage_error(&path, format!("no metric `{code}` in plan `{}`", plan.id))
+                usage_error(path(), format!("no metric `{code}` in plan `{}`", plan.id))
             })?;
         match input {
             QuantityInput::Total(quantity) => {
                 if quantity.0 < Decimal::ZERO && metric.negative_values.is_default() {
-                    return Err(usage_error(path, "a quantity cannot be negative"));
+                    return Err(usage_error(path(), "a quantity cannot be negative"));
                 }
                 if !metric.group_by.is_empty() {
                     return Err(usage_error(
-                        path,
+                        path(),
                         format!(
                             "metric `{code}` groups by {:?}: give a list of `{{\"group\": {{...}}, \"quantity\": ...}}`",
                             metric.group_by
@@ -351,7 +554,7 @@ pub(crate) fn check_usage(plan: &Plan, usage: &Usage) -> Result<(), RateError> {
             }
             QuantityInput::Groups(groups) => {
                 for (group_idx, group) in groups.iter().enumerate() {
-                    let gpath = format!("{path}[{group_idx}]");
+                    let gpath = format!("{}[{group_idx}]", path());
                     if group.quantity.0 < Decimal::ZERO && metric.negative_values.is_default() {
                         return Err(usage_error(
                             format!("{gpath}.quantity"),
@@ -498,6 +701,24 @@ pub(crate) fn apply_quantities(
     Ok(())
 }
 
+/// What discounts read of a line: its charge, origin and exact amount.
+#[derive(Clone, Copy, Debug)]
+struct LineAmount<'l> {
+    charge_id: &'l str,
+    origin: LineOrigin,
+    amount: Decimal,
+}
+
+impl<'l> LineAmount<'l> {
+    fn of(line: &'l RawLine) -> Self {
+        LineAmount {
+            charge_id: &line.charge_id,
+            origin: line.origin,
+            amount: line.priced.amount,
+        }
+    }
+}
+
 /// A line before rounding.
 struct RawLine {
     charge_id: String,
@@ -585,8 +806,9 @@ pub(crate) fn price_usage(
         RoundingLevel::Line => billed_sum,
         RoundingLevel::Invoice => rounding.round(exact_sum),
     };
+    let amounts: Vec<LineAmount<'_>> = raw_lines.iter().map(LineAmount::of).collect();
     let (discounts, discounted) =
-        apply_discounts(plan, period.index, &raw_lines, subtotal, rounding)?;
+        apply_discounts(plan, period.index, &amounts, subtotal, rounding)?;
     let (taxes, taxed) = apply_taxes(plan, discounted, rounding)?;
     let (credits, total) = apply_credits(plan, customer_credits, taxed, rounding.currency);
     if subtotal < Decimal::ZERO {
@@ -613,6 +835,7 @@ pub(crate) fn price_usage(
             start: cal.format(period.start),
             end: cal.format(period.end),
             timezone: cal.timezone().to_owned(),
+            tzdata: chrono_tz::IANA_TZDB_VERSION.to_owned(),
         },
         lines,
         subtotal: Amount(currency_scale(subtotal, currency)),
@@ -663,7 +886,7 @@ impl Rounding<'_> {
         let rounding = (amount != line.priced.amount).then(|| {
             format!(
                 "{} rounded {} to {} dp: {}",
-                line.priced.amount.normalize(),
+                normalized_text(line.priced.amount),
                 self.mode.name(),
                 currency.minor_units,
                 currency.format(amount)
@@ -748,8 +971,8 @@ fn previous_plan_lines(
                     breakdown: vec![BreakdownRow::units(
                         format!(
                             "credit {} × {} of the period",
-                            amount.normalize(),
-                            fraction.round_dp(6).normalize()
+                            normalized_text(amount),
+                            normalized_text(fraction.round_dp(6))
                         ),
                         fraction,
                         -amount,
@@ -805,18 +1028,18 @@ fn commitment_true_up(
     }
     let true_up = price::sub(due, spent).map_err(overflow("minimum commitment"))?;
     let mut breakdown = vec![BreakdownRow::fee(
-        format!("commitment {} for the period", commitment.normalize()),
+        format!("commitment {} for the period", normalized_text(commitment)),
         due,
     )];
     if fraction != Decimal::ONE {
         breakdown[0].description = format!(
             "commitment {} × {} of the period",
-            commitment.normalize(),
-            fraction.round_dp(6).normalize()
+            normalized_text(commitment),
+            normalized_text(fraction.round_dp(6))
         );
     }
     breakdown.push(BreakdownRow::fee(
-        format!("less charges {}", spent.normalize()),
+        format!("less charges {}", normalized_text(spent)),
         -spent,
     ));
     Ok(Some(RawLine {
@@ -839,7 +1062,7 @@ fn commitment_true_up(
 fn apply_discounts(
     plan: &Plan,
     period_index: u32,
-    raw_lines: &[RawLine],
+    lines: &[LineAmount<'_>],
     subtotal: Decimal,
     rounding: Rounding<'_>,
 ) -> Result<(Vec<AppliedDiscount>, Decimal), RateError> {
@@ -857,10 +1080,11 @@ fn apply_discounts(
             Some(ids) => {
                 let mut base = Decimal::ZERO;
                 // A charge's lines from a previous plan count as the charge's.
-                for line in raw_lines.iter().filter(|l| {
-                    l.origin != LineOrigin::MinimumCommitment && ids.contains(&l.charge_id)
+                for line in lines.iter().filter(|l| {
+                    l.origin != LineOrigin::MinimumCommitment
+                        && ids.iter().any(|id| id == l.charge_id)
                 }) {
-                    base = price::add(base, rounding.billed(line.priced.amount))
+                    base = price::add(base, rounding.billed(line.amount))
                         .map_err(overflow("discount"))?;
                 }
                 rounding.round(base).min(remaining)
@@ -900,11 +1124,11 @@ fn apply_discounts(
                 continue;
             };
             let mut billed = Decimal::ZERO;
-            for line in raw_lines
+            for line in lines
                 .iter()
                 .filter(|l| l.origin != LineOrigin::MinimumCommitment && l.charge_id == charge.id)
             {
-                billed = price::add(billed, rounding.billed(line.priced.amount))
+                billed = price::add(billed, rounding.billed(line.amount))
                     .map_err(overflow("discount"))?;
             }
             let given = own_discounts
@@ -1067,6 +1291,25 @@ fn prorated(
     Ok((fraction, exact))
 }
 
+/// A flat fee of `amount` for the billed part `[from, to)` of the period: the fraction of the
+/// period it is for and the exact amount.
+fn flat_amount(
+    plan: &Plan,
+    ctx: &QuoteContext,
+    from: Timestamp,
+    to: Timestamp,
+    charge: &Charge,
+    amount: Decimal,
+    prorate: bool,
+) -> Result<(Decimal, Decimal), RateError> {
+    Ok(match (from < to, prorate) {
+        (false, _) => (Decimal::ZERO, Decimal::ZERO),
+        (true, false) => (Decimal::ONE, amount),
+        (true, true) => prorated(&ctx.calendar, plan.proration, &ctx.period, from, to, amount)
+            .map_err(overflow(format!("charge `{}`", charge.id)))?,
+    })
+}
+
 /// Flat fees for the billed part `[from, to)` of the period; with `only`, just the fees of that
 /// timing.
 fn flat_lines(
@@ -1091,21 +1334,15 @@ fn flat_lines(
         if only.is_some_and(|only| only != timing) {
             continue;
         }
-        let covered = from < to;
-        let (fraction, exact) = match (covered, prorate) {
-            (false, _) => (Decimal::ZERO, Decimal::ZERO),
-            (true, false) => (Decimal::ONE, amount.0),
-            (true, true) => prorated(&ctx.calendar, plan.proration, period, from, to, amount.0)
-                .map_err(overflow(format!("charge `{}`", charge.id)))?,
-        };
+        let (fraction, exact) = flat_amount(plan, ctx, from, to, charge, amount.0, prorate)?;
         let row = if fraction == Decimal::ONE {
-            BreakdownRow::fee(format!("{} for the period", amount.normalize()), exact)
+            BreakdownRow::fee(format!("{} for the period", normalized_text(amount)), exact)
         } else {
             BreakdownRow::units(
                 format!(
                     "{} × {} of the period ({} to {}, prorated by {})",
-                    amount.normalize(),
-                    fraction.round_dp(6).normalize(),
+                    normalized_text(amount),
+                    normalized_text(fraction.round_dp(6)),
                     ctx.calendar.format(from.max(period.start)),
                     ctx.calendar.format(to.min(period.end)),
                     match plan.proration {
@@ -1223,7 +1460,7 @@ fn charge_lines(
     let mut lines = Vec::with_capacity(groups.len());
     for (group, (used, quantity)) in groups.into_iter().zip(billable) {
         let Some((mut priced, unit_price)) =
-            price_group(plan, charge, metric, &group, used, quantity)?
+            price_group::<Priced>(plan, charge, metric, &group, used, quantity)?
         else {
             continue;
         };
@@ -1250,7 +1487,7 @@ fn charge_lines(
             priced.breakdown.insert(
                 0,
                 BreakdownRow::units(
-                    format!("{} units included in the plan", used.normalize()),
+                    format!("{} units included in the plan", normalized_text(used)),
                     used,
                     Decimal::ZERO,
                     Decimal::ZERO,
@@ -1364,33 +1601,34 @@ fn plugin_lines(
 
 /// A group priced by a charge's model: the amount and breakdown (or the overflow that kept it
 /// from being computed), and the unit price when the model has one.
-type GroupPrice = (Result<Priced, Overflow>, Option<Decimal>);
+type GroupPrice<R = Priced> = (Result<R, Overflow>, Option<Decimal>);
 
 /// Prices one group's billable `quantity` (after `used` units of the allowance) with the
 /// charge's model: the priced amount (or the overflow), and the unit price when there is one.
-fn price_group(
+fn price_group<R: Rows>(
     plan: &Plan,
     charge: &Charge,
     metric: &Metric,
     group: &GroupUsage,
     used: Decimal,
     quantity: Decimal,
-) -> Result<Option<GroupPrice>, RateError> {
+) -> Result<Option<GroupPrice<R>>, RateError> {
     let convention = plan.tier_convention;
     check_within_last_tier(plan, charge, quantity)?;
     Ok(Some(match &charge.model {
         // Priced before this loop.
         PriceModel::Flat { .. } | PriceModel::Custom { .. } => return Ok(None),
-        PriceModel::PerUnit { unit_price } => {
-            (price::per_unit(quantity, unit_price.0), Some(unit_price.0))
-        }
+        PriceModel::PerUnit { unit_price } => (
+            price::per_unit_into(quantity, unit_price.0),
+            Some(unit_price.0),
+        ),
         PriceModel::Graduated { tiers } | PriceModel::Volume { tiers }
             if charge.zero_usage == ZeroUsage::FirstTierFlatFee && quantity <= Decimal::ZERO =>
         {
-            (price::first_tier_fee_at_zero(tiers, convention), None)
+            (price::first_tier_fee_at_zero_into(tiers, convention), None)
         }
         PriceModel::Graduated { tiers } => (
-            price::graduated(tiers, quantity, convention, Decimal::ONE),
+            price::graduated_into(tiers, quantity, convention, Decimal::ONE),
             None,
         ),
         PriceModel::Volume { tiers } => {
@@ -1399,18 +1637,20 @@ fn price_group(
                 .get(price::tier_reached(&up_tos, quantity, convention))
                 .map(|t| t.unit_price);
             (
-                price::volume(tiers, quantity, convention),
+                price::volume_into(tiers, quantity, convention),
                 unit_price.map(Decimal::from),
             )
         }
-        PriceModel::Stairstep { steps } => (price::stairstep(steps, quantity, convention), None),
+        PriceModel::Stairstep { steps } => {
+            (price::stairstep_into(steps, quantity, convention), None)
+        }
         PriceModel::Package {
             package_size,
             package_price,
             free_units,
             rounding,
         } => (
-            price::package(
+            price::package_into(
                 quantity,
                 package_size.0,
                 package_price.0,
@@ -1470,7 +1710,7 @@ fn price_group(
                 });
             }
             (
-                price::percentage(terms, quantity, group.n_events, transactions, convention),
+                price::percentage_into(terms, quantity, group.n_events, transactions, convention),
                 None,
             )
         }
@@ -1492,7 +1732,10 @@ fn price_group(
                     charge: charge.id.clone(),
                     message: format!("no matrix price for {dimensions:?} = {values:?} and no `default_unit_price`"),
                 })?;
-            (price::per_unit(quantity, unit_price.0), Some(unit_price.0))
+            (
+                price::per_unit_into(quantity, unit_price.0),
+                Some(unit_price.0),
+            )
         }
     }))
 }
@@ -1544,6 +1787,26 @@ fn group_description(description: &str, group: &GroupKey) -> String {
     format!("{description} [{}]", values.join(", "))
 }
 
+/// What a charge's minimum spend or maximum cap adds to its lines' `total` (negative for a
+/// cap), and the breakdown text saying so; `None` within the bounds.
+fn charge_adjustment(
+    charge: &Charge,
+    maximum: Option<Dec>,
+    total: Decimal,
+) -> Result<Option<(Decimal, String)>, RateError> {
+    Ok(match (charge.minimum, maximum) {
+        (Some(min), _) if total < min.0 => Some((
+            price::sub(min.0, total).map_err(overflow(format!("charge `{}`", charge.id)))?,
+            format!("raised to the charge minimum {}", normalized_text(min)),
+        )),
+        (_, Some(max)) if total > max.0 => Some((
+            price::sub(max.0, total).map_err(overflow(format!("charge `{}`", charge.id)))?,
+            format!("capped at the charge maximum {}", normalized_text(max)),
+        )),
+        _ => None,
+    })
+}
+
 /// A charge's minimum spend and maximum cap, over all its lines.
 fn apply_charge_bounds(
     charge: &Charge,
@@ -1556,18 +1819,7 @@ fn apply_charge_bounds(
         .iter()
         .try_fold(Decimal::ZERO, |acc, l| price::add(acc, l.priced.amount))
         .map_err(overflow(format!("charge `{}`", charge.id)))?;
-    let adjustment = match (charge.minimum, maximum) {
-        (Some(min), _) if total < min.0 => Some((
-            price::sub(min.0, total).map_err(overflow(format!("charge `{}`", charge.id)))?,
-            format!("raised to the charge minimum {}", min.normalize()),
-        )),
-        (_, Some(max)) if total > max.0 => Some((
-            price::sub(max.0, total).map_err(overflow(format!("charge `{}`", charge.id)))?,
-            format!("capped at the charge maximum {}", max.normalize()),
-        )),
-        _ => None,
-    };
-    let Some((amount, description)) = adjustment else {
+    let Some((amount, description)) = charge_adjustment(charge, maximum, total)? else {
         return Ok(());
     };
     if let [line] = lines.as_mut_slice() {

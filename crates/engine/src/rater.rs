@@ -18,7 +18,7 @@ use std::fmt;
 use rust_decimal::Decimal;
 
 use crate::invoice::Invoice;
-use crate::meter::{Aggregator, EventError, Outcome, Routing, Window};
+use crate::meter::{Aggregator, EventError, MeteredUsage, Outcome, Routing, Window};
 use crate::period::PeriodError;
 use crate::plan::{Aggregation, Credit, Plan};
 use crate::plugin::PluginHost;
@@ -363,6 +363,19 @@ impl<'a> PeriodRater<'a> {
     #[inline]
     pub fn warm(&self, event: &Event<'_>, routing: &Routing) {
         self.current.aggregator.warm(event, routing);
+    }
+
+    /// The period and what was metered, not priced: where [`PreparedPlan::total`]'s fast
+    /// path starts. `None` with a plan change (two plans meter the period).
+    pub(crate) fn into_metered(self) -> Result<Option<(QuoteContext, MeteredUsage)>, RateError> {
+        if self.previous.is_some() {
+            return Ok(None);
+        }
+        let mut metered = self.current.aggregator.finish()?;
+        if let Some(quantities) = self.quantities {
+            apply_quantities(self.prepared.plan(), quantities, &mut metered)?;
+        }
+        Ok(Some((self.ctx, metered)))
     }
 
     /// Prices what was pushed: the invoice.

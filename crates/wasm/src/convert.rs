@@ -131,16 +131,25 @@ impl std::fmt::Display for Problem {
 
 /// The engine's JSON of a value (compact).
 pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, Failure> {
-    serde_json::to_string(value)
+    // An invoice of ten graduated charges is ~9 KB: one allocation instead of a dozen copies.
+    let mut bytes = Vec::with_capacity(16 * 1024);
+    serde_json::to_writer(&mut bytes, value)
+        .map_err(|error| Failure::argument(format!("serializing the result: {error}")))?;
+    String::from_utf8(bytes)
         .map_err(|error| Failure::argument(format!("serializing the result: {error}")))
 }
 
+/// Documents are read with paths tracked from the start (`json::parse_tracking`, the same
+/// result as `parse`), so the package holds one deserializer per document type, not two: a
+/// plan is read once per prepared plan.
 pub fn parse_plan(text: &str) -> Result<Plan, Failure> {
-    ratecard_engine::json::parse(text).map_err(|errors| Failure::json("plan", errors))
+    ratecard_engine::json::parse_tracking(text).map_err(|errors| Failure::json("plan", errors))
 }
 
+/// Usage too: `parse`'s untracked first read would add a second usage deserializer (~20 KB
+/// gzipped) for ~1 % of a quote.
 pub fn parse_usage(text: &str) -> Result<Usage, Failure> {
-    ratecard_engine::json::parse(text).map_err(|errors| Failure::json("usage", errors))
+    ratecard_engine::json::parse_tracking(text).map_err(|errors| Failure::json("usage", errors))
 }
 
 /// Parses and validates a plan once.
@@ -151,25 +160,84 @@ pub fn prepare(plan: &str) -> Result<PreparedPlan<'static>, Failure> {
     PreparedPlan::new(plan).map_err(|error| Failure::rate(error, &charges_and_metrics))
 }
 
+/// How a result leaves: the engine's JSON, byte for byte, or the same JSON with every
+/// non-ASCII character written as a `\uXXXX` escape: the text `JSON.parse` turns into the same
+/// object, but one that the browser decodes from memory ~10× faster (measured in Node 20:
+/// 3 µs against 28 µs for a 9 KB invoice holding 60 `×` and `∞`) and parses as a one-byte string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Json {
+    Exact,
+    Ascii,
+}
+
+/// JSON text with every non-ASCII character escaped (see [`Json::Ascii`]). Outside strings JSON
+/// is ASCII, so each such character is inside a string, where `\uXXXX` means it.
+fn ascii(json: String) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    if json.is_ascii() {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 256);
+    let mut rest = json.as_str();
+    while let Some(at) = rest.bytes().position(|b| !b.is_ascii()) {
+        out.push_str(&rest[..at]);
+        let c = rest[at..].chars().next().unwrap_or_default();
+        for unit in c.encode_utf16(&mut [0; 2]) {
+            out.push_str("\\u");
+            for shift in [12, 8, 4, 0] {
+                out.push(char::from(HEX[usize::from((*unit >> shift) & 0xf)]));
+            }
+        }
+        rest = &rest[at + c.len_utf8()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `value` as JSON text of the kind asked for.
+pub fn to_json_as<T: Serialize + ?Sized>(value: &T, json: Json) -> Result<String, Failure> {
+    let text = to_json(value)?;
+    Ok(match json {
+        Json::Exact => text,
+        Json::Ascii => ascii(text),
+    })
+}
+
 /// The invoice JSON of `plan` and `usage` texts.
 pub fn quote(plan: &str, usage: &str) -> Result<String, Failure> {
+    quote_as(plan, usage, Json::Exact)
+}
+
+pub fn quote_as(plan: &str, usage: &str, json: Json) -> Result<String, Failure> {
     let plan = parse_plan(plan)?;
     let usage = parse_usage(usage)?;
     let invoice = ratecard_engine::rate::quote(&plan, &usage, &NoPlugins)
         .map_err(|error| Failure::rate(error, &plan))?;
-    to_json(&invoice)
+    to_json_as(&invoice, json)
 }
 
 pub fn quote_prepared(plan: &PreparedPlan<'_>, usage: &str) -> Result<String, Failure> {
+    quote_prepared_as(plan, usage, Json::Exact)
+}
+
+pub fn quote_prepared_as(
+    plan: &PreparedPlan<'_>,
+    usage: &str,
+    json: Json,
+) -> Result<String, Failure> {
     let usage = parse_usage(usage)?;
     let invoice = plan
         .quote(&usage, &NoPlugins)
         .map_err(|error| Failure::rate(error, plan.plan()))?;
-    to_json(&invoice)
+    to_json_as(&invoice, json)
 }
 
 /// `{"metric": "decimal"}` JSON text as metric → decimal text; a number is refused.
 pub fn quantity_texts(json: &str, what: &str) -> Result<BTreeMap<String, String>, Failure> {
+    // The usual case in one pass; anything else is read again below for its error.
+    if let Ok(texts) = serde_json::from_str::<BTreeMap<String, String>>(json) {
+        return Ok(texts);
+    }
     let value: serde_json::Value = serde_json::from_str(json)
         .map_err(|error| Failure::argument(format!("{what}: {error}")))?;
     let serde_json::Value::Object(map) = value else {
@@ -202,16 +270,64 @@ fn decimals(quantities: &BTreeMap<String, String>) -> Result<BTreeMap<String, De
         .collect()
 }
 
+/// `{"metric": "decimal"}` JSON text as metric → decimal: [`quantity_texts`] then each decimal
+/// read, the usual case in one pass (a slider's total pays for no intermediate tree or texts);
+/// anything else is read again the long way, for its error.
+pub fn quantity_decimals(json: &str, what: &str) -> Result<BTreeMap<String, Decimal>, Failure> {
+    /// An object of decimal strings, read into the map as it goes.
+    struct Quantities(BTreeMap<String, Decimal>);
+    impl<'de> serde::Deserialize<'de> for Quantities {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Visit;
+            impl<'de> serde::de::Visitor<'de> for Visit {
+                type Value = Quantities;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("an object of metric → decimal string")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Quantities, A::Error> {
+                    let mut quantities = BTreeMap::new();
+                    while let Some((metric, text)) =
+                        map.next_entry::<String, std::borrow::Cow<'de, str>>()?
+                    {
+                        let quantity = parse_decimal(&text).map_err(serde::de::Error::custom)?;
+                        quantities.insert(metric, quantity);
+                    }
+                    Ok(Quantities(quantities))
+                }
+            }
+            d.deserialize_map(Visit)
+        }
+    }
+    match serde_json::from_str::<Quantities>(json) {
+        Ok(quantities) => Ok(quantities.0),
+        Err(_) => decimals(&quantity_texts(json, what)?),
+    }
+}
+
+/// [`total`] of quantities given as JSON text (see [`quantity_decimals`]).
+pub fn total_json(plan: &PreparedPlan<'_>, quantities: &str) -> Result<String, Failure> {
+    total_of(plan, &quantity_decimals(quantities, "quantities")?)
+}
+
+fn total_of(
+    plan: &PreparedPlan<'_>,
+    quantities: &BTreeMap<String, Decimal>,
+) -> Result<String, Failure> {
+    let total = plan
+        .total(quantities, &NoPlugins)
+        .map_err(|error| Failure::rate(error, plan.plan()))?;
+    Ok(ratecard_engine::decimal::text(total).to_string())
+}
+
 /// The invoice total of a typical full period at `quantities`, at its billed scale (`"12.50"`).
 pub fn total(
     plan: &PreparedPlan<'_>,
     quantities: &BTreeMap<String, String>,
 ) -> Result<String, Failure> {
-    let usage = estimate::typical_usage(&decimals(quantities)?);
-    let invoice = plan
-        .quote(&usage, &NoPlugins)
-        .map_err(|error| Failure::rate(error, plan.plan()))?;
-    Ok(invoice.total.0.to_string())
+    total_of(plan, &decimals(quantities)?)
 }
 
 /// The validation report of plan JSON text: parse errors (each at its path) or the plan's
@@ -223,7 +339,7 @@ pub fn validate(plan: &str) -> Result<String, Failure> {
         errors: Vec<Problem>,
         warnings: Vec<Problem>,
     }
-    let report = match ratecard_engine::json::parse::<Plan>(plan) {
+    let report = match ratecard_engine::json::parse_tracking::<Plan>(plan) {
         Ok(plan) => {
             let report = validate_plan(&plan);
             Report {
@@ -378,6 +494,38 @@ mod tests {
             total(&plan, &quantities(&[("calls", "150")])).unwrap(),
             "12.50"
         );
+    }
+
+    #[test]
+    fn quantities_from_json_read_as_the_long_way_does() {
+        let plan = prepare(PLAN).unwrap();
+        for json in [
+            r#"{"calls":"150"}"#,
+            r#"{"calls":"1.5e2"}"#,
+            r#"{"calls":"150","calls":"7"}"#,
+            r#"{"calls":150}"#,
+            r#"{"calls":"abc"}"#,
+            r#"{"calls":"-1"}"#,
+            r#"{"nope":"1"}"#,
+            r#"{"calls":"\u0031"}"#,
+            "[]",
+            "{",
+        ] {
+            let long = quantity_texts(json, "quantities").and_then(|q| total(&plan, &q));
+            assert_eq!(total_json(&plan, json), long, "{json}");
+        }
+    }
+
+    #[test]
+    fn ascii_json_is_the_same_value() {
+        let plan = prepare(PLAN).unwrap();
+        let usage = r#"{"customer":{"id":"äcme 🦀"},"subscription":{"start":"2026-11-01"},"quantities":{"calls":"150"}}"#;
+        let exact = quote_prepared_as(&plan, usage, Json::Exact).unwrap();
+        let ascii = quote_prepared_as(&plan, usage, Json::Ascii).unwrap();
+        assert!(ascii.is_ascii() && !exact.is_ascii());
+        assert!(ascii.contains(r"\ud83e\udd80"), "{ascii}");
+        let value = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+        assert_eq!(value(&exact), value(&ascii));
     }
 
     #[test]

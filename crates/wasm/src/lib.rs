@@ -148,7 +148,12 @@ impl JsPreparedPlan {
     /// The invoice preview for `usage` (JSON text or an object), as an object.
     #[wasm_bindgen(unchecked_return_type = "Invoice")]
     pub fn quote(&self, usage: &JsValue) -> Result<JsValue, JsValue> {
-        Ok(parsed(&self.quote_json(usage)?)?)
+        let json = convert::quote_prepared_as(
+            &self.prepared,
+            &text_of(usage, "usage")?,
+            convert::Json::Ascii,
+        )?;
+        Ok(parsed(&json)?)
     }
 
     /// The invoice preview as the engine's JSON text (byte-identical to the native engine's).
@@ -162,9 +167,12 @@ impl JsPreparedPlan {
 
     /// The total of a typical full period at `quantities` (`{metric: "decimal"}`), a string.
     pub fn total(&self, quantities: &JsValue) -> Result<String, JsValue> {
-        Ok(convert::total(
+        if quantities.is_undefined() || quantities.is_null() {
+            return Ok(convert::total(&self.prepared, &BTreeMap::new())?);
+        }
+        Ok(convert::total_json(
             &self.prepared,
-            &quantities_of(quantities, "quantities")?,
+            &text_of(quantities, "quantities")?,
         )?)
     }
 
@@ -219,7 +227,12 @@ pub fn quote(
     #[wasm_bindgen(unchecked_param_type = "Plan | string")] plan: &JsValue,
     #[wasm_bindgen(unchecked_param_type = "Usage | string")] usage: &JsValue,
 ) -> Result<JsValue, JsValue> {
-    Ok(parsed(&quote_json(plan, usage)?)?)
+    let json = convert::quote_as(
+        &text_of(plan, "plan")?,
+        &text_of(usage, "usage")?,
+        convert::Json::Ascii,
+    )?;
+    Ok(parsed(&json)?)
 }
 
 /// The invoice preview as the engine's JSON text (byte-identical to the native engine's).

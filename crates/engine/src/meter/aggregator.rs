@@ -253,13 +253,13 @@ impl<'p> Aggregator<'p> {
                     Acc::Custom(custom) => custom.finish(metric)?,
                     ref acc => plain_value(acc, group.n_events),
                 };
-                groups.push(GroupUsage {
-                    group: group.key,
+                groups.push(group_usage(
+                    metric,
+                    group.key,
                     raw_value,
-                    quantity: metric.negative_values.apply(convert(metric, raw_value)?),
-                    n_events: group.n_events,
-                    transactions: group.transactions,
-                });
+                    group.n_events,
+                    group.transactions,
+                )?);
             }
             groups.sort_by(|a, b| a.group.cmp(&b.group));
             metrics.insert(metric.code.clone(), groups);
@@ -297,17 +297,16 @@ impl<'p> Aggregator<'p> {
                     Acc::Custom(_) => return None,
                     acc => plain_value(acc, group.n_events),
                 };
-                let quantity = match convert(metric, raw_value) {
-                    Ok(quantity) => quantity,
-                    Err(error) => return Some(Err(error)),
-                };
-                groups.push(GroupUsage {
-                    group: group.key.clone(),
+                match group_usage(
+                    metric,
+                    group.key.clone(),
                     raw_value,
-                    quantity,
-                    n_events: group.n_events,
-                    transactions: group.transactions.clone(),
-                });
+                    group.n_events,
+                    group.transactions.clone(),
+                ) {
+                    Ok(usage) => groups.push(usage),
+                    Err(error) => return Some(Err(error)),
+                }
             }
             groups.sort_by(|a, b| a.group.cmp(&b.group));
             metrics.insert(metric.code.clone(), groups);
@@ -381,6 +380,24 @@ impl<'p> Aggregator<'p> {
             }
         }
     }
+}
+
+/// One group's usage from its raw value: converted, then the metric's negative-value rule.
+/// Shared by `finish` and `snapshot`, so a snapshot is the finished usage by construction.
+fn group_usage(
+    metric: &Metric,
+    group: crate::plan::GroupKey,
+    raw_value: Decimal,
+    n_events: u64,
+    transactions: Option<Vec<Decimal>>,
+) -> Result<GroupUsage, AggregateError> {
+    Ok(GroupUsage {
+        group,
+        raw_value,
+        quantity: metric.negative_values.apply(convert(metric, raw_value)?),
+        n_events,
+        transactions,
+    })
 }
 
 /// The raw value of an accumulator that needs neither the window nor a plugin.

@@ -115,7 +115,17 @@ export type Charge = {
    */
   minimum?: Decimal | null;
   model: PriceModel;
+  /**
+   * What a graduated or volume charge bills when its billable quantity is zero (see
+   * [`ZeroUsage`]); other models always price zero usage at zero.
+   */
+  zero_usage?: ZeroUsage;
 };
+
+/**
+ * The order of a charge's `maximum` (spend cap) and the discounts of that charge.
+ */
+export type ChargeMaximum = "before_discounts" | "after_discounts";
 
 /**
  * Converts an aggregated value into the billed quantity: `value * multiply_by / divide_by`, then
@@ -295,6 +305,11 @@ export type Invoice = {
 };
 
 /**
+ * Whether the last tier or band of a plan's models may be bounded.
+ */
+export type LastTier = "unbounded" | "bounded";
+
+/**
  * How the values of a time-weighted metric's events are read.
  */
 export type LevelValues = "absolute" | "increment";
@@ -391,10 +406,20 @@ export type Metric = {
   group_by?: Array<string>;
   name?: string;
   /**
+   * What a negative billed quantity becomes (see [`NegativeValues`]).
+   */
+  negative_values?: NegativeValues;
+  /**
    * Display unit (`"GB"`, `"calls"`, `"km"`).
    */
   unit?: string;
 };
+
+/**
+ * What a metric's negative quantity (a `latest` or `sum` below zero, after conversion)
+ * becomes.
+ */
+export type NegativeValues = "bill" | "floor_at_zero";
 
 export type PackageRounding = "up" | "down";
 
@@ -428,6 +453,11 @@ export type PeriodSelector = {
  */
 export type Plan = {
   /**
+   * When a charge's `maximum` applies: before the plan's discounts (the default) or after
+   * the discounts given to that charge alone (see [`ChargeMaximum`]).
+   */
+  charge_maximum?: ChargeMaximum;
+  /**
    * How it is priced. Charges appear on the invoice in this order.
    */
   charges?: Array<Charge>;
@@ -455,6 +485,10 @@ export type Plan = {
    * The billing interval.
    */
   interval?: Interval;
+  /**
+   * Whether the last tier (or band) may have an `up_to` (see [`LastTier`]).
+   */
+  last_tier?: LastTier;
   /**
    * What is counted.
    */
@@ -484,6 +518,12 @@ export type Plan = {
    * Which tier a quantity exactly on a boundary belongs to (see [`TierConvention`]).
    */
   tier_convention?: TierConvention;
+  /**
+   * How the optional `from` of a tier or band is read (see [`TierRanges`]): `continuous`
+   * (the default: it repeats the previous `up_to`) or `whole_units` (ranges copied from Lago,
+   * or from Stripe's and Orb's documentation: `0–10, 11–20, 21–∞`). See `docs/conventions.md`.
+   */
+  tier_ranges?: TierRanges;
   /**
    * Days of free trial from the subscription start: recurring fees are prorated out of it and
    * usage events inside it are not billed.
@@ -536,6 +576,12 @@ export type PriceModel = {
   type: "package";
 } | {
   fixed_fee?: Decimal | null;
+  /**
+   * The first N transactions of the period (in the order the events are given) are free:
+   * neither the percentage nor the fixed fee applies to them (Lago's
+   * `free_units_per_events`). Needs the individual transactions.
+   */
+  free_events?: number | null;
   max_per_transaction?: Decimal | null;
   min_per_transaction?: Decimal | null;
   percent?: Decimal | null;
@@ -580,7 +626,8 @@ export type QuantityInput = Decimal | Array<GroupQuantity>;
 export type QuantityRounding = {
   mode: QuantityRoundingMode;
   /**
-   * Decimal places kept (0 = whole units).
+   * Decimal places kept (0 = whole units). Negative rounds left of the decimal point, as
+   * Lago's `rounding_precision` does: -1 to tens (123.4567 → 120), -2 to hundreds.
    */
   precision?: number;
 };
@@ -674,6 +721,12 @@ export type Tier = {
 export type TierConvention = "upper_inclusive" | "lower_inclusive";
 
 /**
+ * How a tier's (or band's) optional `from` is read. Pricing only ever uses `up_to`; `from` is
+ * there so ranges copied from another platform can be pasted as they are and checked.
+ */
+export type TierRanges = "continuous" | "whole_units";
+
+/**
  * An event instant in Unix milliseconds (UTC).
  */
 export type Timestamp = string;
@@ -718,3 +771,8 @@ export type Usage = {
    */
   subscription?: Subscription | null;
 };
+
+/**
+ * What a tiered charge bills at zero usage.
+ */
+export type ZeroUsage = "free" | "first_tier_flat_fee";

@@ -30,8 +30,8 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde_json::Value;
 
-use super::{ImportError, Imported, NotCarried, err, str_field};
-use crate::decimal::{Dec, parse_decimal};
+use super::{ImportError, Imported, NotCarried, err, number, str_field};
+use crate::decimal::Dec;
 use crate::money::{Currency, RoundingPolicy};
 use crate::plan::{
     Aggregation, Charge, Conversion, FeeTiming, Interval, IntervalUnit, Metric, NegativeValues,
@@ -562,15 +562,6 @@ fn cents(
             .ok_or_else(|| err(format!("{path}.{field}"), "amount out of range"))?;
     }
     Ok(Some(major.normalize()))
-}
-
-/// A JSON number or a decimal string (Lago writes amounts as strings, bounds as numbers).
-fn number(value: &Value, path: &str) -> Result<Decimal, ImportError> {
-    match value {
-        Value::String(text) => parse_decimal(text).map_err(|m| err(path, m)),
-        Value::Number(n) => parse_decimal(&n.to_string()).map_err(|m| err(path, m)),
-        other => Err(err(path, format!("expected a number, found {other}"))),
-    }
 }
 
 #[cfg(test)]

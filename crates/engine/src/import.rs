@@ -322,6 +322,7 @@ pub fn stripe_prices(export: &Value, plan_id: &str) -> Result<Plan, ImportError>
             minimum: None,
             maximum: None,
             zero_usage: crate::plan::ZeroUsage::Free,
+            usage_proration: crate::plan::UsageProration::None,
         });
     }
     let code = currency.map(|(code, _)| code).unwrap_or_default();

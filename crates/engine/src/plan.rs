@@ -454,6 +454,31 @@ pub struct Charge {
     /// [`ZeroUsage`]); other models always price zero usage at zero.
     #[serde(default, skip_serializing_if = "ZeroUsage::is_default")]
     pub zero_usage: ZeroUsage,
+    /// How the charge's units are prorated when only part of the period is billed (a first
+    /// shorter period, a trial ending or a plan change inside it).
+    #[serde(default, skip_serializing_if = "UsageProration::is_default")]
+    pub usage_proration: UsageProration,
+}
+
+/// Whether a charge's units are prorated for a partial period.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum UsageProration {
+    /// Units are billed as they are, whatever part of the period is billed.
+    #[default]
+    None,
+    /// A volume charge's tier is chosen by the full, unprorated units; the units priced are
+    /// the full units × the billed share of the period (the share flat fees are prorated by);
+    /// the tier's flat fee is not prorated (Lago's prorated volume charge, `volume_service.rb`).
+    /// On a per-unit charge, the units × the share.
+    TierByFullUnits,
+}
+
+impl UsageProration {
+    pub fn is_default(&self) -> bool {
+        *self == UsageProration::None
+    }
 }
 
 /// What a tiered charge bills at zero usage.

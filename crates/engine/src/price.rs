@@ -226,6 +226,45 @@ pub fn volume(
     Ok(priced)
 }
 
+/// Volume prorated for a partial period (`usage_proration` `tier_by_full_units`): the tier is
+/// the one the `full` units reach, the `billed` units (the full units × `share` of the period)
+/// pay its unit price, and its flat fee is due in full. Nothing when no unit is billed.
+pub fn volume_prorated(
+    tiers: &[Tier],
+    full: Decimal,
+    billed: Decimal,
+    share: Decimal,
+    convention: TierConvention,
+) -> Result<Priced, Overflow> {
+    let mut priced = Priced::default();
+    if full <= Decimal::ZERO || billed <= Decimal::ZERO || tiers.is_empty() {
+        return Ok(priced);
+    }
+    let up_tos: Vec<Option<Decimal>> = tiers.iter().map(|t| t.up_to.map(Decimal::from)).collect();
+    let (tier_idx, range) = reached_with_range(&up_tos, full, convention);
+    let tier = &tiers[tier_idx];
+    priced.push(BreakdownRow::units(
+        format!(
+            "tier {} {range} chosen by the full {} units; {} units billed ({} of the period): × {}",
+            tier_idx + 1,
+            full.normalize(),
+            billed.normalize(),
+            share.round_dp(6).normalize(),
+            tier.unit_price.normalize()
+        ),
+        billed,
+        tier.unit_price.0,
+        mul(billed, tier.unit_price.0)?,
+    ))?;
+    if !tier.flat_fee.is_zero() {
+        priced.push(BreakdownRow::fee(
+            format!("tier {} {range}: flat fee, not prorated", tier_idx + 1),
+            tier.flat_fee.0,
+        ))?;
+    }
+    Ok(priced)
+}
+
 /// Stairstep: the flat price of the band the total reaches.
 pub fn stairstep(
     steps: &[Step],

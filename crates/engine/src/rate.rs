@@ -28,7 +28,7 @@ use crate::money::{Currency, RoundingLevel};
 use crate::period::{BillingPeriod, Calendar, PeriodError};
 use crate::plan::{
     Charge, ChargeMaximum, FeeTiming, GroupKey, Metric, NegativeValues, Plan, PriceModel,
-    TierConvention, ZeroUsage,
+    TierConvention, UsageProration, ZeroUsage,
 };
 use crate::plugin::{GroupedQuantity, PluginError, PluginHost, PriceRequest};
 use crate::price::{self, Overflow, PercentageTerms, Priced};
@@ -557,7 +557,17 @@ pub(crate) fn price_usage(
     };
     flat_lines(plan, ctx, new_from, period.end, None, None, &mut raw_lines)?;
     if !in_trial_all_period {
-        usage_lines(plan, customer, ctx, metered, None, plugins, &mut raw_lines)?;
+        let billed = (new_from, period.end);
+        usage_lines(
+            plan,
+            customer,
+            ctx,
+            metered,
+            None,
+            billed,
+            plugins,
+            &mut raw_lines,
+        )?;
     }
 
     let rounding = Rounding {
@@ -766,6 +776,7 @@ fn previous_plan_lines(
             ctx,
             old_metered.clone(),
             Some("previous plan"),
+            (old_from, at),
             plugins,
             raw_lines,
         )?;
@@ -1139,13 +1150,16 @@ fn flat_lines(
     Ok(())
 }
 
-/// Lines of usage-based charges.
+/// Lines of usage-based charges, for the plan in force over `billed` (the part of the period
+/// it bills, which prorates the units of a charge with `usage_proration`).
+#[allow(clippy::too_many_arguments)]
 fn usage_lines(
     plan: &Plan,
     customer: &Customer,
     ctx: &QuoteContext,
     mut metered: MeteredUsage,
     suffix: Option<&str>,
+    billed: (Timestamp, Timestamp),
     plugins: &dyn PluginHost,
     out: &mut Vec<RawLine>,
 ) -> Result<(), RateError> {
@@ -1163,7 +1177,7 @@ fn usage_lines(
         let groups = metered.metrics.remove(&metric.code).unwrap_or_default();
         // Several charges may price one metric: put the groups back for the next.
         let groups_for_next = groups.clone();
-        let mut lines = charge_lines(plan, customer, ctx, charge, metric, groups, plugins)?;
+        let mut lines = charge_lines(plan, customer, ctx, charge, metric, groups, billed, plugins)?;
         metered.metrics.insert(metric.code.clone(), groups_for_next);
         let cap = plan.charge_maximum == ChargeMaximum::BeforeDiscounts;
         apply_charge_bounds(charge, metric, &mut lines, cap)?;
@@ -1178,6 +1192,7 @@ fn usage_lines(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn charge_lines(
     plan: &Plan,
     customer: &Customer,
@@ -1185,6 +1200,7 @@ fn charge_lines(
     charge: &Charge,
     metric: &Metric,
     mut groups: Vec<GroupUsage>,
+    billed: (Timestamp, Timestamp),
     plugins: &dyn PluginHost,
 ) -> Result<Vec<RawLine>, RateError> {
     let context = format!("charge `{}`", charge.id);
@@ -1222,11 +1238,13 @@ fn charge_lines(
     }
     let mut lines = Vec::with_capacity(groups.len());
     for (group, (used, quantity)) in groups.into_iter().zip(billable) {
+        let share = prorated_units(plan, ctx, charge, billed, quantity)?;
         let Some((mut priced, unit_price)) =
-            price_group(plan, charge, metric, &group, used, quantity)?
+            price_group(plan, charge, metric, &group, used, quantity, share)?
         else {
             continue;
         };
+        let quantity = share.map_or(quantity, |(_, billed_units)| billed_units);
         if let Ok(priced) = &mut priced
             && metric.negative_values == NegativeValues::FloorAtZero
             && group.raw_value < Decimal::ZERO
@@ -1368,6 +1386,31 @@ type GroupPrice = (Result<Priced, Overflow>, Option<Decimal>);
 
 /// Prices one group's billable `quantity` (after `used` units of the allowance) with the
 /// charge's model: the priced amount (or the overflow), and the unit price when there is one.
+/// With `usage_proration` `tier_by_full_units` and part of the period billed: the share of
+/// the period billed and the units it bills (the full units × the share, multiplied before
+/// dividing, as flat fees are). `None` when the units are billed as they are.
+fn prorated_units(
+    plan: &Plan,
+    ctx: &QuoteContext,
+    charge: &Charge,
+    (from, to): (Timestamp, Timestamp),
+    quantity: Decimal,
+) -> Result<Option<(Decimal, Decimal)>, RateError> {
+    if charge.usage_proration == UsageProration::None {
+        return Ok(None);
+    }
+    let (share, billed_units) = prorated(
+        &ctx.calendar,
+        plan.proration,
+        &ctx.period,
+        from,
+        to,
+        quantity,
+    )
+    .map_err(overflow(format!("charge `{}`", charge.id)))?;
+    Ok((share != Decimal::ONE).then_some((share, billed_units)))
+}
+
 fn price_group(
     plan: &Plan,
     charge: &Charge,
@@ -1375,15 +1418,20 @@ fn price_group(
     group: &GroupUsage,
     used: Decimal,
     quantity: Decimal,
+    share: Option<(Decimal, Decimal)>,
 ) -> Result<Option<GroupPrice>, RateError> {
     let convention = plan.tier_convention;
     check_within_last_tier(plan, charge, quantity)?;
     Ok(Some(match &charge.model {
         // Priced before this loop.
         PriceModel::Flat { .. } | PriceModel::Custom { .. } => return Ok(None),
-        PriceModel::PerUnit { unit_price } => {
-            (price::per_unit(quantity, unit_price.0), Some(unit_price.0))
-        }
+        PriceModel::PerUnit { unit_price } => match share {
+            Some((_, billed_units)) => (
+                price::per_unit(billed_units, unit_price.0),
+                Some(unit_price.0),
+            ),
+            None => (price::per_unit(quantity, unit_price.0), Some(unit_price.0)),
+        },
         PriceModel::Graduated { tiers } | PriceModel::Volume { tiers }
             if charge.zero_usage == ZeroUsage::FirstTierFlatFee && quantity <= Decimal::ZERO =>
         {
@@ -1393,6 +1441,17 @@ fn price_group(
             price::graduated(tiers, quantity, convention, Decimal::ONE),
             None,
         ),
+        PriceModel::Volume { tiers } if share.is_some() => {
+            let (share, billed_units) = share.unwrap_or((Decimal::ONE, quantity));
+            let up_tos: Vec<_> = tiers.iter().map(|t| t.up_to.map(Decimal::from)).collect();
+            let unit_price = tiers
+                .get(price::tier_reached(&up_tos, quantity, convention))
+                .map(|t| Decimal::from(t.unit_price));
+            (
+                price::volume_prorated(tiers, quantity, billed_units, share, convention),
+                unit_price,
+            )
+        }
         PriceModel::Volume { tiers } => {
             let up_tos: Vec<_> = tiers.iter().map(|t| t.up_to.map(Decimal::from)).collect();
             let unit_price = tiers

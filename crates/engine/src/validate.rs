@@ -517,6 +517,18 @@ fn check_charges<'p>(r: &mut Report, plan: &'p Plan, minor_units: u32) -> BTreeS
                 "`zero_usage` `first_tier_flat_fee` applies to graduated and volume tiers only",
             );
         }
+        if !charge.usage_proration.is_default()
+            && !matches!(
+                charge.model,
+                PriceModel::Volume { .. } | PriceModel::PerUnit { .. }
+            )
+        {
+            r.error(
+                IssueCode::BadConvention,
+                format!("{path}.usage_proration"),
+                "`usage_proration` `tier_by_full_units` applies to volume and per-unit charges only",
+            );
+        }
         check_model(r, plan, charge, metric, &path, minor_units);
     }
     charged_metrics

@@ -97,6 +97,7 @@ pub fn lago_plan(export: &Value, plan_id: Option<&str>) -> Result<Imported, Impo
             minimum: None,
             maximum: None,
             zero_usage: ZeroUsage::Free,
+            usage_proration: crate::plan::UsageProration::None,
         });
     }
     let mut whole_unit_ranges = false;
@@ -161,6 +162,7 @@ pub fn lago_plan(export: &Value, plan_id: Option<&str>) -> Result<Imported, Impo
                 .map(Dec),
             maximum: None,
             zero_usage: model.zero_usage,
+            usage_proration: crate::plan::UsageProration::None,
         });
     }
     let trial_days = match plan.get("trial_period") {

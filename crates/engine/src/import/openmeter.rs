@@ -337,6 +337,7 @@ impl Importer<'_> {
             minimum,
             maximum,
             zero_usage,
+            usage_proration: crate::plan::UsageProration::None,
         });
         Ok(())
     }

@@ -304,7 +304,9 @@ impl<'p> Aggregator<'p> {
                 groups.push(GroupUsage {
                     group: group.key.clone(),
                     raw_value,
-                    quantity,
+                    // As `finish` bills it: a snapshot floored a negative value only in its
+                    // breakdown row (`snapshots_equal_the_invoice_of_the_events_so_far`).
+                    quantity: metric.negative_values.apply(quantity),
                     n_events: group.n_events,
                     transactions: group.transactions.clone(),
                 });

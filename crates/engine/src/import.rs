@@ -211,6 +211,7 @@ pub fn stripe_prices(export: &Value, plan_id: &str) -> Result<Plan, ImportError>
                 group_by: Vec::new(),
                 conversion: None,
                 negative_values: crate::plan::NegativeValues::Bill,
+                recurrence: crate::plan::Recurrence::PerPeriod,
             });
         }
         let model =

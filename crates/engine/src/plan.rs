@@ -258,6 +258,31 @@ pub struct Metric {
     /// What a negative billed quantity becomes (see [`NegativeValues`]).
     #[serde(default, skip_serializing_if = "NegativeValues::is_default")]
     pub negative_values: NegativeValues,
+    /// Whether the metric's value starts each period from zero or from the previous period's
+    /// value (see [`Recurrence`]).
+    #[serde(default, skip_serializing_if = "Recurrence::is_default")]
+    pub recurrence: Recurrence,
+}
+
+/// Where a metric's value starts each period.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Recurrence {
+    /// From zero: each period aggregates its own events.
+    #[default]
+    PerPeriod,
+    /// From the previous period's value, given as the usage's `carry_in` (Lago's recurring
+    /// `sum_agg`: seats added with positive values and removed with negative ones stay billed
+    /// until removed). For an ungrouped `sum`: the value is `carry_in` + the period's events,
+    /// and it is the next period's `carry_in`.
+    CarriedOver,
+}
+
+impl Recurrence {
+    pub fn is_default(&self) -> bool {
+        *self == Recurrence::PerPeriod
+    }
 }
 
 /// What a metric's negative quantity (a `latest` or `sum` below zero, after conversion)

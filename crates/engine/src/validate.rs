@@ -339,6 +339,16 @@ fn check_metrics(r: &mut Report, plan: &Plan) {
                 format!("metric `{}` is defined twice", metric.code),
             );
         }
+        if metric.recurrence != crate::plan::Recurrence::PerPeriod
+            && (!matches!(metric.aggregation, Aggregation::Sum { .. })
+                || !metric.group_by.is_empty())
+        {
+            r.error(
+                IssueCode::BadConvention,
+                format!("{path}.recurrence"),
+                "`recurrence` `carried_over` applies to ungrouped `sum` metrics only (a carried unique count needs the set of values, which `carry_in` does not hold)",
+            );
+        }
         let property = match &metric.aggregation {
             Aggregation::Count | Aggregation::Custom { .. } => None,
             Aggregation::Sum { property }

@@ -18,11 +18,12 @@
 //! | charge `min_amount_cents`                                 | charge `minimum`                                |
 //! | metric `count_agg` / `sum_agg` / `max_agg` / `unique_count_agg` | `count` / `sum` / `max` / `unique_count`  |
 //! | metric `latest_agg`                                       | `latest` with `negative_values: floor_at_zero`  |
+//! | a `recurring` `sum_agg`                                   | `sum` with `recurrence: carried_over`           |
 //! | metric `rounding_function`, `rounding_precision`          | `conversion.round` (negative precision too)     |
 //!
 //! Everything else is not carried over and is listed by its JSON path in
 //! [`Imported::not_carried`] (pay-in-advance or prorated charges, filters, dynamic and custom
-//! models, recurring and weighted-sum metrics, a percentage's free amount combined with free
+//! models, recurring unique counts and weighted-sum metrics, a percentage's free amount combined with free
 //! events or per-transaction bounds, …): an operator
 //! sees every difference instead of a silently different invoice.
 
@@ -469,6 +470,7 @@ fn metric(code: &str, given: &[Value], not_carried: &mut Vec<NotCarried>) -> Met
         group_by: Vec::new(),
         conversion: None,
         negative_values: NegativeValues::Bill,
+        recurrence: crate::plan::Recurrence::PerPeriod,
     };
     let Some((idx, lago)) = given
         .iter()
@@ -508,7 +510,11 @@ fn metric(code: &str, given: &[Value], not_carried: &mut Vec<NotCarried>) -> Met
             format!("aggregation `{other}` is not imported: the metric counts events instead"),
         )),
     }
-    if lago.get("recurring").and_then(Value::as_bool) == Some(true) {
+    let recurring = lago.get("recurring").and_then(Value::as_bool) == Some(true);
+    if recurring && matches!(metric.aggregation, Aggregation::Sum { .. }) {
+        // Carried: each period's `carry_in` is the previous period's value.
+        metric.recurrence = crate::plan::Recurrence::CarriedOver;
+    } else if recurring {
         not_carried.push(NotCarried::new(
             format!("{path}.recurring"),
             "a recurring metric (its value carried from period to period) is not imported: each period aggregates its own events",
@@ -625,7 +631,6 @@ mod tests {
             paths,
             [
                 "$.plan.charges[2].pay_in_advance: billed in advance (Ratecard bills usage in arrears)",
-                "$.billable_metrics[2].recurring: a recurring metric (its value carried from period to period) is not imported: each period aggregates its own events",
                 "$.plan.charges[3].charge_model: charge model `dynamic` has no Ratecard equivalent: the charge is not imported",
             ]
         );
@@ -639,6 +644,8 @@ mod tests {
                 ..
             })
         ));
+        let payments = plan.metrics.iter().find(|m| m.code == "payments").unwrap();
+        assert_eq!(payments.recurrence, crate::plan::Recurrence::CarriedOver);
         let cpu = plan.metrics.iter().find(|m| m.code == "cpu").unwrap();
         assert_eq!(
             cpu.conversion

@@ -461,6 +461,7 @@ impl Importer<'_> {
             group_by: Vec::new(),
             conversion: None,
             negative_values: NegativeValues::Bill,
+            recurrence: crate::plan::Recurrence::PerPeriod,
         };
         let Some((feature_idx, feature)) = find(self.export, "features", "key", feature_key) else {
             self.note(

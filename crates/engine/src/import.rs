@@ -338,6 +338,7 @@ pub fn stripe_prices(export: &Value, plan_id: &str) -> Result<Plan, ImportError>
         tier_ranges: crate::plan::TierRanges::Continuous,
         last_tier: crate::plan::LastTier::Unbounded,
         charge_maximum: crate::plan::ChargeMaximum::BeforeDiscounts,
+        charge_minimum: crate::plan::ChargeMinimum::BeforeDiscounts,
         proration: ProrationMode::Seconds,
         trial_days: 0,
         metrics,

@@ -45,6 +45,10 @@ pub struct Plan {
     /// the discounts given to that charge alone (see [`ChargeMaximum`]).
     #[serde(default, skip_serializing_if = "ChargeMaximum::is_default")]
     pub charge_maximum: ChargeMaximum,
+    /// When a charge's `minimum` applies: before the plan's discounts (the default) or to what
+    /// is left after the discounts given to that charge alone (see [`ChargeMinimum`]).
+    #[serde(default, skip_serializing_if = "ChargeMinimum::is_default")]
+    pub charge_minimum: ChargeMinimum,
     /// Whether the last tier (or band) may have an `up_to` (see [`LastTier`]).
     #[serde(default, skip_serializing_if = "LastTier::is_default")]
     pub last_tier: LastTier,
@@ -193,6 +197,28 @@ pub enum ChargeMaximum {
 impl ChargeMaximum {
     pub fn is_default(&self) -> bool {
         *self == ChargeMaximum::BeforeDiscounts
+    }
+}
+
+/// The order of a charge's `minimum` (minimum spend) and the discounts of that charge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ChargeMinimum {
+    /// The charge's lines are raised to its minimum; discounts then apply to the raised amount
+    /// (usage 80, minimum 100, 10 % off the charge: 100 − 10 = 90).
+    #[default]
+    BeforeDiscounts,
+    /// The minimum is compared with the charge's net after the discounts scoped to it alone
+    /// (`discounts[].charges: ["id"]`); a shortfall is a line of origin `charge_minimum`,
+    /// which those discounts do not reduce (OpenMeter's minimum spend, net of the rate card's
+    /// percentage discount: 80 − 8 = 72, minimum spend line 28, the charge nets 100).
+    AfterDiscounts,
+}
+
+impl ChargeMinimum {
+    pub fn is_default(&self) -> bool {
+        *self == ChargeMinimum::BeforeDiscounts
     }
 }
 

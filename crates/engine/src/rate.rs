@@ -27,8 +27,8 @@ use crate::meter::{EventError, GroupUsage, MeteredUsage, Outcome, Router};
 use crate::money::{Currency, RoundingLevel};
 use crate::period::{BillingPeriod, Calendar, PeriodError};
 use crate::plan::{
-    Charge, ChargeMaximum, FeeTiming, GroupKey, Metric, NegativeValues, Plan, PriceModel,
-    TierConvention, UsageProration, ZeroUsage,
+    Charge, ChargeMaximum, ChargeMinimum, FeeTiming, GroupKey, Metric, NegativeValues, Plan,
+    PriceModel, TierConvention, UsageProration, ZeroUsage,
 };
 use crate::plugin::{GroupedQuantity, PluginError, PluginHost, PriceRequest};
 use crate::price::{self, Overflow, PercentageTerms, Priced};
@@ -575,6 +575,10 @@ pub(crate) fn price_usage(
         mode: plan.rounding.mode,
         level: plan.rounding.level,
     };
+    if plan.charge_minimum == ChargeMinimum::AfterDiscounts && !in_trial_all_period {
+        let shortfalls = charge_minimum_lines(plan, period.index, &raw_lines, rounding)?;
+        raw_lines.extend(shortfalls);
+    }
     let mut exact_sum = Decimal::ZERO;
     let mut billed_sum = Decimal::ZERO;
     for line in &raw_lines {
@@ -845,6 +849,80 @@ fn commitment_true_up(
     }))
 }
 
+/// With `charge_minimum` `after_discounts`: for each charge with a `minimum`, its billed lines
+/// less what the discounts scoped to it alone take off them (as [`apply_discounts`] computes
+/// them, on the same base), and a line of origin `charge_minimum` for the shortfall.
+fn charge_minimum_lines(
+    plan: &Plan,
+    period_index: u32,
+    raw_lines: &[RawLine],
+    rounding: Rounding<'_>,
+) -> Result<Vec<RawLine>, RateError> {
+    let mut shortfalls = Vec::new();
+    for charge in &plan.charges {
+        let Some(minimum) = charge.minimum else {
+            continue;
+        };
+        let context = || overflow(format!("charge `{}`", charge.id));
+        let mut billed = Decimal::ZERO;
+        for line in raw_lines
+            .iter()
+            .filter(|l| l.origin != LineOrigin::MinimumCommitment && l.charge_id == charge.id)
+        {
+            billed = price::add(billed, rounding.billed(line.priced.amount)).map_err(context())?;
+        }
+        let base = rounding.round(billed);
+        let mut net = base;
+        for discount in plan.discounts.iter().filter(|d| {
+            d.charges.as_deref() == Some(std::slice::from_ref(&charge.id))
+                && d.duration_periods.is_none_or(|n| period_index < n)
+        }) {
+            let off = match (discount.percent, discount.amount) {
+                (Some(percent), _) => rounding.round(
+                    price::div(
+                        price::mul(base, percent.0).map_err(context())?,
+                        Decimal::ONE_HUNDRED,
+                    )
+                    .map_err(context())?,
+                ),
+                (None, Some(amount)) => amount.0,
+                (None, None) => Decimal::ZERO,
+            }
+            .min(base)
+            .max(Decimal::ZERO);
+            net = price::sub(net, off).map_err(context())?;
+        }
+        if net >= minimum.0 {
+            continue;
+        }
+        let shortfall = price::sub(minimum.0, net.max(Decimal::ZERO)).map_err(context())?;
+        shortfalls.push(RawLine {
+            charge_id: charge.id.clone(),
+            origin: LineOrigin::ChargeMinimum,
+            description: format!(
+                "{}: minimum spend {} after its discounts",
+                charge.id,
+                minimum.normalize()
+            ),
+            metric: charge.metric.clone(),
+            group: GroupKey::new(),
+            quantity: Decimal::ONE,
+            unit_price: None,
+            priced: Priced {
+                amount: shortfall,
+                breakdown: vec![
+                    BreakdownRow::fee(format!("minimum {}", minimum.normalize()), minimum.0),
+                    BreakdownRow::fee(
+                        format!("less the charge net of its discounts {}", net.normalize()),
+                        -net.max(Decimal::ZERO),
+                    ),
+                ],
+            },
+        });
+    }
+    Ok(shortfalls)
+}
+
 /// The plan's discounts in order, each limited to what is left (never below zero): the
 /// discounts applied and the discounted subtotal.
 fn apply_discounts(
@@ -869,7 +947,9 @@ fn apply_discounts(
                 let mut base = Decimal::ZERO;
                 // A charge's lines from a previous plan count as the charge's.
                 for line in raw_lines.iter().filter(|l| {
-                    l.origin != LineOrigin::MinimumCommitment && ids.contains(&l.charge_id)
+                    l.origin != LineOrigin::MinimumCommitment
+                        && l.origin != LineOrigin::ChargeMinimum
+                        && ids.contains(&l.charge_id)
                 }) {
                     base = price::add(base, rounding.billed(line.priced.amount))
                         .map_err(overflow("discount"))?;
@@ -1180,7 +1260,10 @@ fn usage_lines(
         let mut lines = charge_lines(plan, customer, ctx, charge, metric, groups, billed, plugins)?;
         metered.metrics.insert(metric.code.clone(), groups_for_next);
         let cap = plan.charge_maximum == ChargeMaximum::BeforeDiscounts;
-        apply_charge_bounds(charge, metric, &mut lines, cap)?;
+        // A previous plan's minimums apply before discounts: the shortfall lines after
+        // discounts are the plan in force's.
+        let floor = plan.charge_minimum == ChargeMinimum::BeforeDiscounts || suffix.is_some();
+        apply_charge_bounds(charge, metric, &mut lines, cap, floor)?;
         for line in &mut lines {
             line.description = suffixed(std::mem::take(&mut line.description), suffix);
             if suffix.is_some() {
@@ -1609,13 +1692,15 @@ fn apply_charge_bounds(
     metric: &Metric,
     lines: &mut Vec<RawLine>,
     cap: bool,
+    floor: bool,
 ) -> Result<(), RateError> {
     let maximum = if cap { charge.maximum } else { None };
+    let minimum = if floor { charge.minimum } else { None };
     let total: Decimal = lines
         .iter()
         .try_fold(Decimal::ZERO, |acc, l| price::add(acc, l.priced.amount))
         .map_err(overflow(format!("charge `{}`", charge.id)))?;
-    let adjustment = match (charge.minimum, maximum) {
+    let adjustment = match (minimum, maximum) {
         (Some(min), _) if total < min.0 => Some((
             price::sub(min.0, total).map_err(overflow(format!("charge `{}`", charge.id)))?,
             format!("raised to the charge minimum {}", min.normalize()),

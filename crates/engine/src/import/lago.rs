@@ -250,6 +250,7 @@ pub fn lago_plan(export: &Value, plan_id: Option<&str>) -> Result<Imported, Impo
             },
             last_tier: crate::plan::LastTier::Unbounded,
             charge_maximum: crate::plan::ChargeMaximum::BeforeDiscounts,
+            charge_minimum: crate::plan::ChargeMinimum::BeforeDiscounts,
             proration: ProrationMode::Days,
             trial_days,
             metrics,

@@ -19,15 +19,14 @@
 //! | `minimumAmount` / `maximumAmount`                           | charge `minimum` / `maximum`                    |
 //! | `discounts.percentage.percentage`                           | a discount scoped to the charge                 |
 //! | `maximumAmount` with a percentage discount                  | plan `charge_maximum: after_discounts`          |
+//! | `minimumAmount` with a percentage discount                  | plan `charge_minimum: after_discounts`          |
 //! | `discounts.usage.quantity`                                  | charge `included`                               |
 //! | feature `meterSlug`, `meterGroupByFilters`, `advancedMeterGroupByFilters` (`$eq`, `$in`) | metric `filters` |
 //! | meter `SUM` / `COUNT` / `UNIQUE_COUNT` / `MAX` / `MIN` / `LATEST`, `eventType`, `valueProperty` `$.x` | `sum` / `count` / `unique_count` / `max` / `min` / `latest`, `event`, property `x` |
 //!
 //! Everything else is listed by its JSON path in [`Imported::not_carried`]: phases before the
 //! last, one-time fees, a rate card billed at another cadence than the plan, entitlements and
-//! tax config, a minimum spend combined with a percentage discount (OpenMeter's minimum is net
-//! of the discount; Ratecard's charge minimum applies before discounts), `AVG` meters, nested
-//! value properties, filters other than `$eq` / `$in`.
+//! tax config, `AVG` meters, nested value properties, filters other than `$eq` / `$in`.
 
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -36,9 +35,9 @@ use super::{ImportError, Imported, NotCarried, err, number, str_field};
 use crate::decimal::Dec;
 use crate::money::{Currency, RoundingPolicy};
 use crate::plan::{
-    Aggregation, Charge, ChargeMaximum, Discount, FeeTiming, Filter, Interval, IntervalUnit,
-    LastTier, Metric, NegativeValues, PackageRounding, Plan, PriceModel, ProrationMode, Tier,
-    TierConvention, TierRanges, ZeroUsage,
+    Aggregation, Charge, ChargeMaximum, ChargeMinimum, Discount, FeeTiming, Filter, Interval,
+    IntervalUnit, LastTier, Metric, NegativeValues, PackageRounding, Plan, PriceModel,
+    ProrationMode, Tier, TierConvention, TierRanges, ZeroUsage,
 };
 
 /// Imports an OpenMeter plan (and the features and meters given beside it) as a Ratecard plan
@@ -84,6 +83,7 @@ pub fn openmeter_plan(export: &Value, plan_id: Option<&str>) -> Result<Imported,
         discounts: Vec::new(),
         last_tier: LastTier::Unbounded,
         charge_maximum: ChargeMaximum::BeforeDiscounts,
+        charge_minimum: ChargeMinimum::BeforeDiscounts,
     };
     let last_idx = phases.len() - 1;
     for (phase_idx, phase) in phases.iter().enumerate().take(last_idx) {
@@ -123,6 +123,7 @@ pub fn openmeter_plan(export: &Value, plan_id: Option<&str>) -> Result<Imported,
             tier_ranges: TierRanges::Continuous,
             last_tier: importer.last_tier,
             charge_maximum: importer.charge_maximum,
+            charge_minimum: importer.charge_minimum,
             proration: ProrationMode::Seconds,
             trial_days: 0,
             metrics: importer.metrics,
@@ -186,6 +187,7 @@ struct Importer<'a> {
     discounts: Vec<Discount>,
     last_tier: LastTier,
     charge_maximum: ChargeMaximum,
+    charge_minimum: ChargeMinimum,
 }
 
 impl Importer<'_> {
@@ -310,10 +312,8 @@ impl Importer<'_> {
                 self.charge_maximum = ChargeMaximum::AfterDiscounts;
             }
             if minimum.is_some() {
-                self.note(
-                    format!("{price_path}.minimumAmount"),
-                    "OpenMeter's minimum spend is net of the percentage discount; Ratecard's charge minimum applies before discounts, so the discounted charge may bill less than the minimum",
-                );
+                // OpenMeter's minimum spend is net of the percentage discount.
+                self.charge_minimum = ChargeMinimum::AfterDiscounts;
             }
             self.discounts.push(Discount {
                 id: format!("{key}.discount"),
@@ -773,6 +773,7 @@ mod tests {
         assert_eq!(plan.charges.len(), 1);
         assert_eq!(plan.charges[0].included, Some(Dec(Decimal::new(20, 0))));
         assert_eq!(plan.charge_maximum, ChargeMaximum::BeforeDiscounts);
+        assert_eq!(plan.charge_minimum, ChargeMinimum::AfterDiscounts);
         let paths: Vec<&str> = imported
             .not_carried
             .iter()
@@ -780,14 +781,13 @@ mod tests {
             .collect();
         assert_eq!(
             paths,
-            [
-                "$.features",
-                "$.phases[0].rateCards[0].price.minimumAmount",
-                "$.phases[0].rateCards[1].billingCadence",
-            ]
+            ["$.features", "$.phases[0].rateCards[1].billingCadence",]
         );
         // 150 seats − 20 free = 130, the second tier: 130 × 1, half off = 65.
         assert_eq!(total(plan, r#"{"seats":"150"}"#), "65.00");
+        // 25 seats − 20 free = 5 × 2 = 10, half off = 5: the minimum spend 10 is net of the
+        // discount, a shortfall line of 5 (before the discount, it would bill 5).
+        assert_eq!(total(plan, r#"{"seats":"25"}"#), "10.00");
     }
 
     #[test]

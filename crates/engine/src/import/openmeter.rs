@@ -146,12 +146,14 @@ fn cadence(text: &str, path: &str) -> Result<Interval, ImportError> {
         )
     };
     let body = text.strip_prefix('P').ok_or_else(bad)?;
-    let (count, unit) = body.split_at(body.len().saturating_sub(1));
-    let unit = match unit {
-        "D" => IntervalUnit::Day,
-        "W" => IntervalUnit::Week,
-        "M" => IntervalUnit::Month,
-        "Y" => IntervalUnit::Year,
+    // By characters: the last byte of untrusted text need not end a character.
+    let last = body.chars().last().ok_or_else(bad)?;
+    let count = &body[..body.len() - last.len_utf8()];
+    let unit = match last {
+        'D' => IntervalUnit::Day,
+        'W' => IntervalUnit::Week,
+        'M' => IntervalUnit::Month,
+        'Y' => IntervalUnit::Year,
         _ => return Err(bad()),
     };
     let count: u32 = count.parse().map_err(|_| bad())?;
@@ -821,6 +823,8 @@ mod tests {
         }
         assert!(cadence("P", "$").is_err());
         assert!(cadence("P0M", "$").is_err());
+        assert!(cadence("P1€", "$").is_err());
+        assert!(cadence("P€M", "$").is_err());
         assert_eq!(cadence("P3M", "$").unwrap().count, 3);
     }
 }

@@ -134,13 +134,16 @@ enum Command {
     },
     /// Imports a rate card from another platform: `ratecard import stripe prices.json --id my-plan`
     /// (Stripe Price objects, a list, or a `GET /v1/prices` page) or `ratecard import lago
-    /// plan.json` (a Lago plan with its `billable_metrics`) prints a Ratecard plan; what could
-    /// not be carried over is listed on stderr by JSON path (exit 2 when anything was).
+    /// plan.json` (a Lago plan with its `billable_metrics`) or `ratecard import openmeter
+    /// plan.json` (an OpenMeter plan with its `features` and `meters`) prints a Ratecard plan;
+    /// what could not be carried over is listed on stderr by JSON path (exit 2 when anything
+    /// was).
     Import {
         #[arg(value_enum)]
         from: ImportFrom,
         file: PathBuf,
-        /// The id of the plan to create (required for Stripe; Lago's plan `code` by default).
+        /// The id of the plan to create (required for Stripe; Lago's plan `code`, OpenMeter's
+        /// plan `key` by default).
         #[arg(long)]
         id: Option<String>,
     },
@@ -157,6 +160,7 @@ enum Command {
 enum ImportFrom {
     Stripe,
     Lago,
+    Openmeter,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -592,6 +596,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     }
                 }
                 ImportFrom::Lago => ratecard_engine::import::lago_plan(&export, id.as_deref())?,
+                ImportFrom::Openmeter => {
+                    ratecard_engine::import::openmeter_plan(&export, id.as_deref())?
+                }
             };
             let report = validate_plan(&imported.plan);
             for issue in report.errors.iter().chain(&report.warnings) {

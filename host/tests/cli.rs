@@ -312,6 +312,50 @@ fn import_lago_prints_a_plan_and_what_it_could_not_carry_over() {
 }
 
 #[test]
+fn import_openmeter_prints_a_plan_and_what_it_could_not_carry_over() {
+    // OpenMeter's plan shape (api/openapi.yaml `Plan`, `RateCardUsageBased`): a unit price with a
+    // maximum spend and a percentage discount, and a one-time fee Ratecard does not carry.
+    let export = r#"{"plan": {"key": "om-api", "name": "API", "currency": "USD", "billingCadence": "P1M",
+        "phases": [{"key": "default", "name": "Default", "duration": null, "rateCards": [
+          {"type": "flat_fee", "key": "setup", "name": "Setup", "billingCadence": null,
+           "price": {"type": "flat", "amount": "500"}},
+          {"type": "usage_based", "key": "api", "name": "API calls", "featureKey": "api_calls",
+           "billingCadence": "P1M", "price": {"type": "unit", "amount": "1", "maximumAmount": "150"},
+           "discounts": {"percentage": {"percentage": 10}}}]}]},
+      "features": [{"key": "api_calls", "name": "API calls", "meterSlug": "api_requests"}],
+      "meters": [{"slug": "api_requests", "aggregation": "COUNT", "eventType": "request"}]}"#;
+    let path = temp_file("openmeter.json", export);
+    let output = ratecard(&["import", "openmeter", path.to_str().expect("utf-8")]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(
+            "not carried over: $.plan.phases[0].rateCards[0].billingCadence: a one-time fee"
+        ),
+        "{}",
+        stderr(&output)
+    );
+    let plan_path = temp_file("imported-openmeter.json", &stdout(&output));
+    let usage_path = temp_file(
+        "imported-openmeter-usage.json",
+        r#"{"period":{"containing":"2026-11-02"},"quantities":{"api_calls":"200"}}"#,
+    );
+    let quote = ratecard(&[
+        "quote",
+        "--plan",
+        plan_path.to_str().expect("utf-8"),
+        "--usage",
+        usage_path.to_str().expect("utf-8"),
+        "--format",
+        "json",
+    ]);
+    assert!(quote.status.success(), "{}", stderr(&quote));
+    let invoice: serde_json::Value = serde_json::from_str(&stdout(&quote)).expect("json");
+    // OpenMeter: 200 × 1, 10 % off = 180, then the maximum spend caps it at 150.
+    assert_eq!(invoice["total"], "150.00");
+    assert_eq!(invoice["discounts"][1]["id"], "api.maximum");
+}
+
+#[test]
 fn import_stripe_prints_a_plan_that_quotes() {
     let prices = r#"{"object":"list","data":[{"id":"price_api","currency":"usd","nickname":"API","billing_scheme":"tiered","tiers_mode":"volume",
         "recurring":{"interval":"month","usage_type":"metered","meter":"calls"},

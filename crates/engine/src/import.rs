@@ -23,8 +23,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 mod lago;
+mod openmeter;
 
 pub use lago::lago_plan;
+pub use openmeter::openmeter_plan;
 
 use crate::decimal::{Dec, parse_decimal};
 use crate::money::{Currency, RoundingPolicy};
@@ -209,6 +211,7 @@ pub fn stripe_prices(export: &Value, plan_id: &str) -> Result<Plan, ImportError>
                 group_by: Vec::new(),
                 conversion: None,
                 negative_values: crate::plan::NegativeValues::Bill,
+                recurrence: crate::plan::Recurrence::PerPeriod,
             });
         }
         let model =
@@ -320,6 +323,7 @@ pub fn stripe_prices(export: &Value, plan_id: &str) -> Result<Plan, ImportError>
             minimum: None,
             maximum: None,
             zero_usage: crate::plan::ZeroUsage::Free,
+            usage_proration: crate::plan::UsageProration::None,
         });
     }
     let code = currency.map(|(code, _)| code).unwrap_or_default();
@@ -334,6 +338,7 @@ pub fn stripe_prices(export: &Value, plan_id: &str) -> Result<Plan, ImportError>
         tier_ranges: crate::plan::TierRanges::Continuous,
         last_tier: crate::plan::LastTier::Unbounded,
         charge_maximum: crate::plan::ChargeMaximum::BeforeDiscounts,
+        charge_minimum: crate::plan::ChargeMinimum::BeforeDiscounts,
         proration: ProrationMode::Seconds,
         trial_days: 0,
         metrics,
@@ -343,6 +348,16 @@ pub fn stripe_prices(export: &Value, plan_id: &str) -> Result<Plan, ImportError>
         taxes: Vec::new(),
         credits: Vec::new(),
     })
+}
+
+/// A JSON number or a decimal string (Lago writes amounts as strings and bounds
+/// as numbers; OpenMeter writes `Money` and `Numeric` as strings).
+pub(crate) fn number(value: &Value, path: &str) -> Result<Decimal, ImportError> {
+    match value {
+        Value::String(text) => parse_decimal(text).map_err(|m| err(path, m)),
+        Value::Number(n) => parse_decimal(&n.to_string()).map_err(|m| err(path, m)),
+        other => Err(err(path, format!("expected a number, found {other}"))),
+    }
 }
 
 fn str_field<'v>(value: &'v Value, field: &str, path: &str) -> Result<&'v str, ImportError> {

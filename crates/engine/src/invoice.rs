@@ -65,6 +65,9 @@ pub enum LineOrigin {
     PreviousPlan,
     /// The true-up to the plan's minimum commitment.
     MinimumCommitment,
+    /// With `charge_minimum` `after_discounts`: what a charge's net, after its own discounts,
+    /// falls short of its minimum (not reduced by those discounts).
+    ChargeMinimum,
 }
 
 impl LineOrigin {

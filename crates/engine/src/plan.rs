@@ -45,6 +45,10 @@ pub struct Plan {
     /// the discounts given to that charge alone (see [`ChargeMaximum`]).
     #[serde(default, skip_serializing_if = "ChargeMaximum::is_default")]
     pub charge_maximum: ChargeMaximum,
+    /// When a charge's `minimum` applies: before the plan's discounts (the default) or to what
+    /// is left after the discounts given to that charge alone (see [`ChargeMinimum`]).
+    #[serde(default, skip_serializing_if = "ChargeMinimum::is_default")]
+    pub charge_minimum: ChargeMinimum,
     /// Whether the last tier (or band) may have an `up_to` (see [`LastTier`]).
     #[serde(default, skip_serializing_if = "LastTier::is_default")]
     pub last_tier: LastTier,
@@ -196,6 +200,28 @@ impl ChargeMaximum {
     }
 }
 
+/// The order of a charge's `minimum` (minimum spend) and the discounts of that charge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ChargeMinimum {
+    /// The charge's lines are raised to its minimum; discounts then apply to the raised amount
+    /// (usage 80, minimum 100, 10 % off the charge: 100 − 10 = 90).
+    #[default]
+    BeforeDiscounts,
+    /// The minimum is compared with the charge's net after the discounts scoped to it alone
+    /// (`discounts[].charges: ["id"]`); a shortfall is a line of origin `charge_minimum`,
+    /// which those discounts do not reduce (OpenMeter's minimum spend, net of the rate card's
+    /// percentage discount: 80 − 8 = 72, minimum spend line 28, the charge nets 100).
+    AfterDiscounts,
+}
+
+impl ChargeMinimum {
+    pub fn is_default(&self) -> bool {
+        *self == ChargeMinimum::BeforeDiscounts
+    }
+}
+
 /// Whether the last tier or band of a plan's models may be bounded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -258,6 +284,31 @@ pub struct Metric {
     /// What a negative billed quantity becomes (see [`NegativeValues`]).
     #[serde(default, skip_serializing_if = "NegativeValues::is_default")]
     pub negative_values: NegativeValues,
+    /// Whether the metric's value starts each period from zero or from the previous period's
+    /// value (see [`Recurrence`]).
+    #[serde(default, skip_serializing_if = "Recurrence::is_default")]
+    pub recurrence: Recurrence,
+}
+
+/// Where a metric's value starts each period.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Recurrence {
+    /// From zero: each period aggregates its own events.
+    #[default]
+    PerPeriod,
+    /// From the previous period's value, given as the usage's `carry_in` (Lago's recurring
+    /// `sum_agg`: seats added with positive values and removed with negative ones stay billed
+    /// until removed). For an ungrouped `sum`: the value is `carry_in` + the period's events,
+    /// and it is the next period's `carry_in`.
+    CarriedOver,
+}
+
+impl Recurrence {
+    pub fn is_default(&self) -> bool {
+        *self == Recurrence::PerPeriod
+    }
 }
 
 /// What a metric's negative quantity (a `latest` or `sum` below zero, after conversion)
@@ -454,6 +505,31 @@ pub struct Charge {
     /// [`ZeroUsage`]); other models always price zero usage at zero.
     #[serde(default, skip_serializing_if = "ZeroUsage::is_default")]
     pub zero_usage: ZeroUsage,
+    /// How the charge's units are prorated when only part of the period is billed (a first
+    /// shorter period, a trial ending or a plan change inside it).
+    #[serde(default, skip_serializing_if = "UsageProration::is_default")]
+    pub usage_proration: UsageProration,
+}
+
+/// Whether a charge's units are prorated for a partial period.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum UsageProration {
+    /// Units are billed as they are, whatever part of the period is billed.
+    #[default]
+    None,
+    /// A volume charge's tier is chosen by the full, unprorated units; the units priced are
+    /// the full units × the billed share of the period (the share flat fees are prorated by);
+    /// the tier's flat fee is not prorated (Lago's prorated volume charge, `volume_service.rb`).
+    /// On a per-unit charge, the units × the share.
+    TierByFullUnits,
+}
+
+impl UsageProration {
+    pub fn is_default(&self) -> bool {
+        *self == UsageProration::None
+    }
 }
 
 /// What a tiered charge bills at zero usage.

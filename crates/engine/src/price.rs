@@ -356,6 +356,71 @@ pub fn volume_into<R: Rows>(
     Ok(priced)
 }
 
+/// Volume prorated for a partial period (`usage_proration` `tier_by_full_units`): the tier is
+/// the one the `full` units reach, the `billed` units (the full units × `share` of the period)
+/// pay its unit price, and its flat fee is due in full. Nothing when no unit is billed.
+/// The tier `quantity` reaches and its range's text.
+fn reached_with_range(
+    up_tos: &[Option<Decimal>],
+    quantity: Decimal,
+    convention: TierConvention,
+) -> (usize, RangeText) {
+    let idx = tier_reached(up_tos, quantity, convention);
+    let (lower, upper) = bounds(up_tos, idx);
+    (idx, range_text(lower, upper, convention))
+}
+
+pub fn volume_prorated(
+    tiers: &[Tier],
+    full: Decimal,
+    billed: Decimal,
+    share: Decimal,
+    convention: TierConvention,
+) -> Result<Priced, Overflow> {
+    volume_prorated_into(tiers, full, billed, share, convention)
+}
+
+/// [`volume_prorated`] into any [`Rows`].
+pub fn volume_prorated_into<R: Rows>(
+    tiers: &[Tier],
+    full: Decimal,
+    billed: Decimal,
+    share: Decimal,
+    convention: TierConvention,
+) -> Result<R, Overflow> {
+    let mut priced = R::default();
+    if full <= Decimal::ZERO || billed <= Decimal::ZERO || tiers.is_empty() {
+        return Ok(priced);
+    }
+    let up_tos: Vec<Option<Decimal>> = tiers.iter().map(|t| t.up_to.map(Decimal::from)).collect();
+    let (tier_idx, range) = reached_with_range(&up_tos, full, convention);
+    let tier = &tiers[tier_idx];
+    priced.push_row(mul(billed, tier.unit_price.0)?, |amount| {
+        BreakdownRow::units(
+            format!(
+                "tier {} {range} chosen by the full {} units; {} units billed ({} of the period): × {}",
+                tier_idx + 1,
+                normalized_text(full),
+                normalized_text(billed),
+                normalized_text(share.round_dp(6)),
+                normalized_text(tier.unit_price)
+            ),
+            billed,
+            tier.unit_price.0,
+            amount,
+        )
+    })?;
+    if !tier.flat_fee.is_zero() {
+        priced.push_row(tier.flat_fee.0, |fee| {
+            BreakdownRow::fee(
+                format!("tier {} {range}: flat fee, not prorated", tier_idx + 1),
+                fee,
+            )
+        })?;
+    }
+    Ok(priced)
+}
+
 /// Stairstep: the flat price of the band the total reaches.
 pub fn stairstep(
     steps: &[Step],

@@ -28,8 +28,8 @@ use crate::meter::{EventError, GroupUsage, MeteredUsage, Outcome, Router};
 use crate::money::{Currency, RoundingLevel};
 use crate::period::{BillingPeriod, Calendar, PeriodError};
 use crate::plan::{
-    Aggregation, Charge, ChargeMaximum, FeeTiming, GroupKey, Metric, NegativeValues, Plan,
-    PriceModel, TierConvention, ZeroUsage,
+    Aggregation, Charge, ChargeMaximum, ChargeMinimum, FeeTiming, GroupKey, Metric, NegativeValues,
+    Plan, PriceModel, TierConvention, UsageProration, ZeroUsage,
 };
 use crate::plugin::{GroupedQuantity, PluginError, PluginHost, PriceRequest};
 use crate::price::{self, AmountOnly, Overflow, PercentageTerms, Priced, Rows};
@@ -356,7 +356,14 @@ impl<'p> PreparedPlan<'p> {
                 // A cap after the discounts is a stage the amounts-only path does not take.
                 let capped_late = plan.charge_maximum == ChargeMaximum::AfterDiscounts
                     && plan.charges.iter().any(|c| c.maximum.is_some());
-                if by_plugin || grouped || capped_late {
+                // So is a minimum after the discounts, and usage prorated by tier.
+                let floored_late = plan.charge_minimum == ChargeMinimum::AfterDiscounts
+                    && plan.charges.iter().any(|c| c.minimum.is_some());
+                let prorated_usage = plan
+                    .charges
+                    .iter()
+                    .any(|c| c.usage_proration != UsageProration::None);
+                if by_plugin || grouped || capped_late || floored_late || prorated_usage {
                     return None;
                 }
                 let usage = crate::estimate::typical_usage(&BTreeMap::new());
@@ -487,9 +494,11 @@ impl<'p> PreparedPlan<'p> {
         let used = allowance.min(group.quantity).max(Decimal::ZERO);
         let billable = group.quantity - used;
         let (priced, _) =
-            price_group::<AmountOnly>(plan, charge, metric, group, used, billable).ok()??;
+            price_group::<AmountOnly>(plan, charge, metric, group, used, billable, None).ok()??;
         let mut amount = priced.ok()?.amount();
-        if let Some((adjustment, _)) = charge_adjustment(charge, charge.maximum, amount).ok()? {
+        if let Some((adjustment, _)) =
+            charge_adjustment(charge, charge.minimum, charge.maximum, amount).ok()?
+        {
             amount += adjustment;
         }
         Some(Some(LineAmount {
@@ -778,7 +787,17 @@ pub(crate) fn price_usage(
     };
     flat_lines(plan, ctx, new_from, period.end, None, None, &mut raw_lines)?;
     if !in_trial_all_period {
-        usage_lines(plan, customer, ctx, metered, None, plugins, &mut raw_lines)?;
+        let billed = (new_from, period.end);
+        usage_lines(
+            plan,
+            customer,
+            ctx,
+            metered,
+            None,
+            billed,
+            plugins,
+            &mut raw_lines,
+        )?;
     }
 
     let rounding = Rounding {
@@ -786,6 +805,10 @@ pub(crate) fn price_usage(
         mode: plan.rounding.mode,
         level: plan.rounding.level,
     };
+    if plan.charge_minimum == ChargeMinimum::AfterDiscounts && !in_trial_all_period {
+        let shortfalls = charge_minimum_lines(plan, period.index, &raw_lines, rounding)?;
+        raw_lines.extend(shortfalls);
+    }
     let mut exact_sum = Decimal::ZERO;
     let mut billed_sum = Decimal::ZERO;
     for line in &raw_lines {
@@ -989,6 +1012,7 @@ fn previous_plan_lines(
             ctx,
             old_metered.clone(),
             Some("previous plan"),
+            (old_from, at),
             plugins,
             raw_lines,
         )?;
@@ -1057,6 +1081,80 @@ fn commitment_true_up(
     }))
 }
 
+/// With `charge_minimum` `after_discounts`: for each charge with a `minimum`, its billed lines
+/// less what the discounts scoped to it alone take off them (as [`apply_discounts`] computes
+/// them, on the same base), and a line of origin `charge_minimum` for the shortfall.
+fn charge_minimum_lines(
+    plan: &Plan,
+    period_index: u32,
+    raw_lines: &[RawLine],
+    rounding: Rounding<'_>,
+) -> Result<Vec<RawLine>, RateError> {
+    let mut shortfalls = Vec::new();
+    for charge in &plan.charges {
+        let Some(minimum) = charge.minimum else {
+            continue;
+        };
+        let context = || overflow(format!("charge `{}`", charge.id));
+        let mut billed = Decimal::ZERO;
+        for line in raw_lines
+            .iter()
+            .filter(|l| l.origin != LineOrigin::MinimumCommitment && l.charge_id == charge.id)
+        {
+            billed = price::add(billed, rounding.billed(line.priced.amount)).map_err(context())?;
+        }
+        let base = rounding.round(billed);
+        let mut net = base;
+        for discount in plan.discounts.iter().filter(|d| {
+            d.charges.as_deref() == Some(std::slice::from_ref(&charge.id))
+                && d.duration_periods.is_none_or(|n| period_index < n)
+        }) {
+            let off = match (discount.percent, discount.amount) {
+                (Some(percent), _) => rounding.round(
+                    price::div(
+                        price::mul(base, percent.0).map_err(context())?,
+                        Decimal::ONE_HUNDRED,
+                    )
+                    .map_err(context())?,
+                ),
+                (None, Some(amount)) => amount.0,
+                (None, None) => Decimal::ZERO,
+            }
+            .min(base)
+            .max(Decimal::ZERO);
+            net = price::sub(net, off).map_err(context())?;
+        }
+        if net >= minimum.0 {
+            continue;
+        }
+        let shortfall = price::sub(minimum.0, net.max(Decimal::ZERO)).map_err(context())?;
+        shortfalls.push(RawLine {
+            charge_id: charge.id.clone(),
+            origin: LineOrigin::ChargeMinimum,
+            description: format!(
+                "{}: minimum spend {} after its discounts",
+                charge.id,
+                minimum.normalize()
+            ),
+            metric: charge.metric.clone(),
+            group: GroupKey::new(),
+            quantity: Decimal::ONE,
+            unit_price: None,
+            priced: Priced {
+                amount: shortfall,
+                breakdown: vec![
+                    BreakdownRow::fee(format!("minimum {}", minimum.normalize()), minimum.0),
+                    BreakdownRow::fee(
+                        format!("less the charge net of its discounts {}", net.normalize()),
+                        -net.max(Decimal::ZERO),
+                    ),
+                ],
+            },
+        });
+    }
+    Ok(shortfalls)
+}
+
 /// The plan's discounts in order, each limited to what is left (never below zero): the
 /// discounts applied and the discounted subtotal.
 fn apply_discounts(
@@ -1082,6 +1180,7 @@ fn apply_discounts(
                 // A charge's lines from a previous plan count as the charge's.
                 for line in lines.iter().filter(|l| {
                     l.origin != LineOrigin::MinimumCommitment
+                        && l.origin != LineOrigin::ChargeMinimum
                         && ids.iter().any(|id| id == l.charge_id)
                 }) {
                     base = price::add(base, rounding.billed(line.amount))
@@ -1376,13 +1475,16 @@ fn flat_lines(
     Ok(())
 }
 
-/// Lines of usage-based charges.
+/// Lines of usage-based charges, for the plan in force over `billed` (the part of the period
+/// it bills, which prorates the units of a charge with `usage_proration`).
+#[allow(clippy::too_many_arguments)]
 fn usage_lines(
     plan: &Plan,
     customer: &Customer,
     ctx: &QuoteContext,
     mut metered: MeteredUsage,
     suffix: Option<&str>,
+    billed: (Timestamp, Timestamp),
     plugins: &dyn PluginHost,
     out: &mut Vec<RawLine>,
 ) -> Result<(), RateError> {
@@ -1400,10 +1502,13 @@ fn usage_lines(
         let groups = metered.metrics.remove(&metric.code).unwrap_or_default();
         // Several charges may price one metric: put the groups back for the next.
         let groups_for_next = groups.clone();
-        let mut lines = charge_lines(plan, customer, ctx, charge, metric, groups, plugins)?;
+        let mut lines = charge_lines(plan, customer, ctx, charge, metric, groups, billed, plugins)?;
         metered.metrics.insert(metric.code.clone(), groups_for_next);
         let cap = plan.charge_maximum == ChargeMaximum::BeforeDiscounts;
-        apply_charge_bounds(charge, metric, &mut lines, cap)?;
+        // A previous plan's minimums apply before discounts: the shortfall lines after
+        // discounts are the plan in force's.
+        let floor = plan.charge_minimum == ChargeMinimum::BeforeDiscounts || suffix.is_some();
+        apply_charge_bounds(charge, metric, &mut lines, cap, floor)?;
         for line in &mut lines {
             line.description = suffixed(std::mem::take(&mut line.description), suffix);
             if suffix.is_some() {
@@ -1415,6 +1520,7 @@ fn usage_lines(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn charge_lines(
     plan: &Plan,
     customer: &Customer,
@@ -1422,6 +1528,7 @@ fn charge_lines(
     charge: &Charge,
     metric: &Metric,
     mut groups: Vec<GroupUsage>,
+    billed: (Timestamp, Timestamp),
     plugins: &dyn PluginHost,
 ) -> Result<Vec<RawLine>, RateError> {
     let context = format!("charge `{}`", charge.id);
@@ -1459,11 +1566,13 @@ fn charge_lines(
     }
     let mut lines = Vec::with_capacity(groups.len());
     for (group, (used, quantity)) in groups.into_iter().zip(billable) {
+        let share = prorated_units(plan, ctx, charge, billed, quantity)?;
         let Some((mut priced, unit_price)) =
-            price_group::<Priced>(plan, charge, metric, &group, used, quantity)?
+            price_group::<Priced>(plan, charge, metric, &group, used, quantity, share)?
         else {
             continue;
         };
+        let quantity = share.map_or(quantity, |(_, billed_units)| billed_units);
         if let Ok(priced) = &mut priced
             && metric.negative_values == NegativeValues::FloorAtZero
             && group.raw_value < Decimal::ZERO
@@ -1605,6 +1714,31 @@ type GroupPrice<R = Priced> = (Result<R, Overflow>, Option<Decimal>);
 
 /// Prices one group's billable `quantity` (after `used` units of the allowance) with the
 /// charge's model: the priced amount (or the overflow), and the unit price when there is one.
+/// With `usage_proration` `tier_by_full_units` and part of the period billed: the share of
+/// the period billed and the units it bills (the full units × the share, multiplied before
+/// dividing, as flat fees are). `None` when the units are billed as they are.
+fn prorated_units(
+    plan: &Plan,
+    ctx: &QuoteContext,
+    charge: &Charge,
+    (from, to): (Timestamp, Timestamp),
+    quantity: Decimal,
+) -> Result<Option<(Decimal, Decimal)>, RateError> {
+    if charge.usage_proration == UsageProration::None {
+        return Ok(None);
+    }
+    let (share, billed_units) = prorated(
+        &ctx.calendar,
+        plan.proration,
+        &ctx.period,
+        from,
+        to,
+        quantity,
+    )
+    .map_err(overflow(format!("charge `{}`", charge.id)))?;
+    Ok((share != Decimal::ONE).then_some((share, billed_units)))
+}
+
 fn price_group<R: Rows>(
     plan: &Plan,
     charge: &Charge,
@@ -1612,16 +1746,23 @@ fn price_group<R: Rows>(
     group: &GroupUsage,
     used: Decimal,
     quantity: Decimal,
+    share: Option<(Decimal, Decimal)>,
 ) -> Result<Option<GroupPrice<R>>, RateError> {
     let convention = plan.tier_convention;
     check_within_last_tier(plan, charge, quantity)?;
     Ok(Some(match &charge.model {
         // Priced before this loop.
         PriceModel::Flat { .. } | PriceModel::Custom { .. } => return Ok(None),
-        PriceModel::PerUnit { unit_price } => (
-            price::per_unit_into(quantity, unit_price.0),
-            Some(unit_price.0),
-        ),
+        PriceModel::PerUnit { unit_price } => match share {
+            Some((_, billed_units)) => (
+                price::per_unit_into(billed_units, unit_price.0),
+                Some(unit_price.0),
+            ),
+            None => (
+                price::per_unit_into(quantity, unit_price.0),
+                Some(unit_price.0),
+            ),
+        },
         PriceModel::Graduated { tiers } | PriceModel::Volume { tiers }
             if charge.zero_usage == ZeroUsage::FirstTierFlatFee && quantity <= Decimal::ZERO =>
         {
@@ -1631,6 +1772,17 @@ fn price_group<R: Rows>(
             price::graduated_into(tiers, quantity, convention, Decimal::ONE),
             None,
         ),
+        PriceModel::Volume { tiers } if share.is_some() => {
+            let (share, billed_units) = share.unwrap_or((Decimal::ONE, quantity));
+            let up_tos: Vec<_> = tiers.iter().map(|t| t.up_to.map(Decimal::from)).collect();
+            let unit_price = tiers
+                .get(price::tier_reached(&up_tos, quantity, convention))
+                .map(|t| Decimal::from(t.unit_price));
+            (
+                price::volume_prorated_into(tiers, quantity, billed_units, share, convention),
+                unit_price,
+            )
+        }
         PriceModel::Volume { tiers } => {
             let up_tos: Vec<_> = tiers.iter().map(|t| t.up_to.map(Decimal::from)).collect();
             let unit_price = tiers
@@ -1791,10 +1943,11 @@ fn group_description(description: &str, group: &GroupKey) -> String {
 /// cap), and the breakdown text saying so; `None` within the bounds.
 fn charge_adjustment(
     charge: &Charge,
+    minimum: Option<Dec>,
     maximum: Option<Dec>,
     total: Decimal,
 ) -> Result<Option<(Decimal, String)>, RateError> {
-    Ok(match (charge.minimum, maximum) {
+    Ok(match (minimum, maximum) {
         (Some(min), _) if total < min.0 => Some((
             price::sub(min.0, total).map_err(overflow(format!("charge `{}`", charge.id)))?,
             format!("raised to the charge minimum {}", normalized_text(min)),
@@ -1813,13 +1966,15 @@ fn apply_charge_bounds(
     metric: &Metric,
     lines: &mut Vec<RawLine>,
     cap: bool,
+    floor: bool,
 ) -> Result<(), RateError> {
     let maximum = if cap { charge.maximum } else { None };
+    let minimum = if floor { charge.minimum } else { None };
     let total: Decimal = lines
         .iter()
         .try_fold(Decimal::ZERO, |acc, l| price::add(acc, l.priced.amount))
         .map_err(overflow(format!("charge `{}`", charge.id)))?;
-    let Some((amount, description)) = charge_adjustment(charge, maximum, total)? else {
+    let Some((amount, description)) = charge_adjustment(charge, minimum, maximum, total)? else {
         return Ok(());
     };
     if let [line] = lines.as_mut_slice() {

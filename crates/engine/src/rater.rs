@@ -419,7 +419,7 @@ impl<'a> PeriodRater<'a> {
     }
 
     /// The invoice if the rest of the period goes as it went so far: the quantities of the
-    /// additive metrics (`count`, `sum`) of the current plan multiplied by `scale` (the period's
+    /// additive metrics (`count`, `sum`, not a carried-over sum) of the current plan multiplied by `scale` (the period's
     /// length over the time elapsed; counts rounded to whole events), the others as they stand
     /// (a max, a latest level, a unique count are not extrapolated; a time-weighted level is
     /// already held to the period's end). `None` as for [`PeriodRater::snapshot`].
@@ -503,6 +503,10 @@ impl<'a> Segment<'a> {
 /// [`PeriodRater::projected`]); a product too large for a decimal keeps the quantity.
 fn extrapolate(plan: &Plan, metered: &mut crate::meter::MeteredUsage, scale: Decimal) {
     for metric in &plan.metrics {
+        if metric.recurrence == crate::plan::Recurrence::CarriedOver {
+            // Most of a carried value came before the period: it is a level, not a rate.
+            continue;
+        }
         let whole = match metric.aggregation {
             Aggregation::Count => true,
             Aggregation::Sum { .. } => false,

@@ -339,6 +339,16 @@ fn check_metrics(r: &mut Report, plan: &Plan) {
                 format!("metric `{}` is defined twice", metric.code),
             );
         }
+        if metric.recurrence != crate::plan::Recurrence::PerPeriod
+            && (!matches!(metric.aggregation, Aggregation::Sum { .. })
+                || !metric.group_by.is_empty())
+        {
+            r.error(
+                IssueCode::BadConvention,
+                format!("{path}.recurrence"),
+                "`recurrence` `carried_over` applies to ungrouped `sum` metrics only (a carried unique count needs the set of values, which `carry_in` does not hold)",
+            );
+        }
         let property = match &metric.aggregation {
             Aggregation::Count | Aggregation::Custom { .. } => None,
             Aggregation::Sum { property }
@@ -515,6 +525,18 @@ fn check_charges<'p>(r: &mut Report, plan: &'p Plan, minor_units: u32) -> BTreeS
                 IssueCode::BadConvention,
                 format!("{path}.zero_usage"),
                 "`zero_usage` `first_tier_flat_fee` applies to graduated and volume tiers only",
+            );
+        }
+        if !charge.usage_proration.is_default()
+            && !matches!(
+                charge.model,
+                PriceModel::Volume { .. } | PriceModel::PerUnit { .. }
+            )
+        {
+            r.error(
+                IssueCode::BadConvention,
+                format!("{path}.usage_proration"),
+                "`usage_proration` `tier_by_full_units` applies to volume and per-unit charges only",
             );
         }
         check_model(r, plan, charge, metric, &path, minor_units);
@@ -741,10 +763,8 @@ fn check_commitment(r: &mut Report, plan: &Plan, minor_units: u32) {
 /// `$.discounts`: one of percent or amount, in range, charges that exist.
 /// With `charge_maximum` `after_discounts`, a discount scoped to a capped charge must be that
 /// charge's alone: shared between charges, its share of the capped one would be a guess.
+/// The same holds for a charge with a minimum under `charge_minimum` `after_discounts`.
 fn check_discounts_of_capped_charges(r: &mut Report, plan: &Plan) {
-    if plan.charge_maximum.is_default() {
-        return;
-    }
     for (discount_idx, discount) in plan.discounts.iter().enumerate() {
         let Some(ids) = &discount.charges else {
             continue;
@@ -752,16 +772,21 @@ fn check_discounts_of_capped_charges(r: &mut Report, plan: &Plan) {
         if ids.len() < 2 {
             continue;
         }
-        let capped = ids.iter().find(|id| {
-            plan.charges
-                .iter()
-                .any(|c| &c.id == *id && c.maximum.is_some())
+        let bounded = ids.iter().find_map(|id| {
+            let charge = plan.charges.iter().find(|c| &c.id == id)?;
+            if !plan.charge_maximum.is_default() && charge.maximum.is_some() {
+                Some((id, "charge_maximum", "maximum"))
+            } else if !plan.charge_minimum.is_default() && charge.minimum.is_some() {
+                Some((id, "charge_minimum", "minimum"))
+            } else {
+                None
+            }
         });
-        if let Some(capped) = capped {
+        if let Some((id, option, bound)) = bounded {
             r.error(
                 IssueCode::BadConvention,
                 format!("$.discounts[{discount_idx}].charges"),
-                format!("with `charge_maximum` `after_discounts`, the discounts of charge `{capped}` (which has a maximum) must name it alone"),
+                format!("with `{option}` `after_discounts`, the discounts of charge `{id}` (which has a {bound}) must name it alone"),
             );
         }
     }

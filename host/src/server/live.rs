@@ -31,9 +31,12 @@ struct State {
     n_events: u64,
 }
 
+/// The sequence number a live rater has seen up to, and its period's `[start, end)`.
+type Seen = (i64, (i64, i64));
+
 /// What [`Server::apply`] found.
 enum Applied {
-    Usage(LiveUsage),
+    Usage(Box<LiveUsage>),
     Forgotten,
     /// The plan has a plugin metric: rate the period's events afresh (the one case that
     /// rescans).
@@ -134,7 +137,7 @@ impl Server {
             };
             let new_events = self.store.events_after(customer, after_seq, window).await?;
             match self.apply(customer, &new_events, now)? {
-                Applied::Usage(usage) => return Ok(Some(usage)),
+                Applied::Usage(usage) => return Ok(Some(*usage)),
                 // Forgotten meanwhile (the customer changed): start afresh.
                 Applied::Forgotten => {}
                 Applied::NeedsRescan => {
@@ -177,13 +180,13 @@ impl Server {
             Some(scale) => state.rater.projected(scale).transpose()?,
             None => None,
         };
-        Ok(Applied::Usage(live_usage(
+        Ok(Applied::Usage(Box::new(live_usage(
             customer,
             now,
             elapsed,
             (&so_far, state.n_events),
             projected.as_ref(),
-        )))
+        ))))
     }
 
     /// The live rater of the customer's current period, opened if needed: the sequence number
@@ -194,7 +197,7 @@ impl Server {
         plan: &PlanRef,
         changes: &[StoredChange],
         now: i64,
-    ) -> Result<Option<(i64, (i64, i64))>, ServerError> {
+    ) -> Result<Option<Seen>, ServerError> {
         let mut states = self.live.lock();
         if let Some(state) = states.get(&record.id) {
             let period = state.rater.period();

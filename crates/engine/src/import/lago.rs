@@ -18,11 +18,12 @@
 //! | charge `min_amount_cents`                                 | charge `minimum`                                |
 //! | metric `count_agg` / `sum_agg` / `max_agg` / `unique_count_agg` | `count` / `sum` / `max` / `unique_count`  |
 //! | metric `latest_agg`                                       | `latest` with `negative_values: floor_at_zero`  |
+//! | a `recurring` `sum_agg`                                   | `sum` with `recurrence: carried_over`           |
 //! | metric `rounding_function`, `rounding_precision`          | `conversion.round` (negative precision too)     |
 //!
 //! Everything else is not carried over and is listed by its JSON path in
 //! [`Imported::not_carried`] (pay-in-advance or prorated charges, filters, dynamic and custom
-//! models, recurring and weighted-sum metrics, a percentage's free amount combined with free
+//! models, recurring unique counts and weighted-sum metrics, a percentage's free amount combined with free
 //! events or per-transaction bounds, …): an operator
 //! sees every difference instead of a silently different invoice.
 
@@ -30,8 +31,8 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde_json::Value;
 
-use super::{ImportError, Imported, NotCarried, err, str_field};
-use crate::decimal::{Dec, parse_decimal};
+use super::{ImportError, Imported, NotCarried, err, number, str_field};
+use crate::decimal::Dec;
 use crate::money::{Currency, RoundingPolicy};
 use crate::plan::{
     Aggregation, Charge, Conversion, FeeTiming, Interval, IntervalUnit, Metric, NegativeValues,
@@ -97,6 +98,7 @@ pub fn lago_plan(export: &Value, plan_id: Option<&str>) -> Result<Imported, Impo
             minimum: None,
             maximum: None,
             zero_usage: ZeroUsage::Free,
+            usage_proration: crate::plan::UsageProration::None,
         });
     }
     let mut whole_unit_ranges = false;
@@ -161,6 +163,7 @@ pub fn lago_plan(export: &Value, plan_id: Option<&str>) -> Result<Imported, Impo
                 .map(Dec),
             maximum: None,
             zero_usage: model.zero_usage,
+            usage_proration: crate::plan::UsageProration::None,
         });
     }
     let trial_days = match plan.get("trial_period") {
@@ -247,6 +250,7 @@ pub fn lago_plan(export: &Value, plan_id: Option<&str>) -> Result<Imported, Impo
             },
             last_tier: crate::plan::LastTier::Unbounded,
             charge_maximum: crate::plan::ChargeMaximum::BeforeDiscounts,
+            charge_minimum: crate::plan::ChargeMinimum::BeforeDiscounts,
             proration: ProrationMode::Days,
             trial_days,
             metrics,
@@ -467,6 +471,7 @@ fn metric(code: &str, given: &[Value], not_carried: &mut Vec<NotCarried>) -> Met
         group_by: Vec::new(),
         conversion: None,
         negative_values: NegativeValues::Bill,
+        recurrence: crate::plan::Recurrence::PerPeriod,
     };
     let Some((idx, lago)) = given
         .iter()
@@ -506,7 +511,11 @@ fn metric(code: &str, given: &[Value], not_carried: &mut Vec<NotCarried>) -> Met
             format!("aggregation `{other}` is not imported: the metric counts events instead"),
         )),
     }
-    if lago.get("recurring").and_then(Value::as_bool) == Some(true) {
+    let recurring = lago.get("recurring").and_then(Value::as_bool) == Some(true);
+    if recurring && matches!(metric.aggregation, Aggregation::Sum { .. }) {
+        // Carried: each period's `carry_in` is the previous period's value.
+        metric.recurrence = crate::plan::Recurrence::CarriedOver;
+    } else if recurring {
         not_carried.push(NotCarried::new(
             format!("{path}.recurring"),
             "a recurring metric (its value carried from period to period) is not imported: each period aggregates its own events",
@@ -562,15 +571,6 @@ fn cents(
             .ok_or_else(|| err(format!("{path}.{field}"), "amount out of range"))?;
     }
     Ok(Some(major.normalize()))
-}
-
-/// A JSON number or a decimal string (Lago writes amounts as strings, bounds as numbers).
-fn number(value: &Value, path: &str) -> Result<Decimal, ImportError> {
-    match value {
-        Value::String(text) => parse_decimal(text).map_err(|m| err(path, m)),
-        Value::Number(n) => parse_decimal(&n.to_string()).map_err(|m| err(path, m)),
-        other => Err(err(path, format!("expected a number, found {other}"))),
-    }
 }
 
 #[cfg(test)]
@@ -632,7 +632,6 @@ mod tests {
             paths,
             [
                 "$.plan.charges[2].pay_in_advance: billed in advance (Ratecard bills usage in arrears)",
-                "$.billable_metrics[2].recurring: a recurring metric (its value carried from period to period) is not imported: each period aggregates its own events",
                 "$.plan.charges[3].charge_model: charge model `dynamic` has no Ratecard equivalent: the charge is not imported",
             ]
         );
@@ -646,6 +645,8 @@ mod tests {
                 ..
             })
         ));
+        let payments = plan.metrics.iter().find(|m| m.code == "payments").unwrap();
+        assert_eq!(payments.recurrence, crate::plan::Recurrence::CarriedOver);
         let cpu = plan.metrics.iter().find(|m| m.code == "cpu").unwrap();
         assert_eq!(
             cpu.conversion

@@ -13,7 +13,7 @@ use super::route::{Router, Routing};
 use super::slot::{Acc, Slot, passes, read_number};
 use super::time_weighted::time_weighted;
 use super::{AggregateError, EventError, GroupUsage, MeteredUsage, Outcome, Window, convert};
-use crate::plan::{Charge, Metric};
+use crate::plan::{Aggregation, Charge, Metric, Recurrence};
 use crate::plugin::PluginHost;
 use crate::usage::{Event, Timestamp};
 
@@ -118,7 +118,11 @@ impl<'p> Aggregator<'p> {
                 return Err(AggregateError::UnknownMetric(code.clone()));
             };
             let slot = &mut slots[idx];
-            let problem = if !slot.time_weighted {
+            let is_sum = matches!(slot.metric.aggregation, Aggregation::Sum { .. });
+            let carried_sum = is_sum && slot.metric.recurrence == Recurrence::CarriedOver;
+            let problem = if is_sum && !carried_sum {
+                Some("applies to a `sum` metric only with `recurrence` `carried_over`")
+            } else if !slot.time_weighted && !carried_sum {
                 Some("applies only to time-weighted metrics")
             } else if !slot.metric.group_by.is_empty() {
                 Some("applies only to ungrouped metrics")
@@ -132,6 +136,10 @@ impl<'p> Aggregator<'p> {
                 });
             }
             slot.carry_in = *level;
+            if carried_sum && let Some(group) = slot.groups.first_mut() {
+                // The ungrouped sum starts from the previous period's value.
+                group.acc = Acc::Sum(*level);
+            }
         }
         Ok(Aggregator {
             window,

@@ -116,6 +116,11 @@ export type Charge = {
   minimum?: Decimal | null;
   model: PriceModel;
   /**
+   * How the charge's units are prorated when only part of the period is billed (a first
+   * shorter period, a trial ending or a plan change inside it).
+   */
+  usage_proration?: UsageProration;
+  /**
    * What a graduated or volume charge bills when its billable quantity is zero (see
    * [`ZeroUsage`]); other models always price zero usage at zero.
    */
@@ -126,6 +131,11 @@ export type Charge = {
  * The order of a charge's `maximum` (spend cap) and the discounts of that charge.
  */
 export type ChargeMaximum = "before_discounts" | "after_discounts";
+
+/**
+ * The order of a charge's `minimum` (minimum spend) and the discounts of that charge.
+ */
+export type ChargeMinimum = "before_discounts" | "after_discounts";
 
 /**
  * Converts an aggregated value into the billed quantity: `value * multiply_by / divide_by`, then
@@ -366,7 +376,7 @@ export type Line = {
 /**
  * Where an invoice line comes from.
  */
-export type LineOrigin = "charge" | "previous_plan" | "minimum_commitment";
+export type LineOrigin = "charge" | "previous_plan" | "minimum_commitment" | "charge_minimum";
 
 /**
  * One cell of a matrix: the dimension values, in `dimensions` order, and the unit price.
@@ -409,6 +419,11 @@ export type Metric = {
    * What a negative billed quantity becomes (see [`NegativeValues`]).
    */
   negative_values?: NegativeValues;
+  /**
+   * Whether the metric's value starts each period from zero or from the previous period's
+   * value (see [`Recurrence`]).
+   */
+  recurrence?: Recurrence;
   /**
    * Display unit (`"GB"`, `"calls"`, `"km"`).
    */
@@ -457,6 +472,11 @@ export type Plan = {
    * the discounts given to that charge alone (see [`ChargeMaximum`]).
    */
   charge_maximum?: ChargeMaximum;
+  /**
+   * When a charge's `minimum` applies: before the plan's discounts (the default) or to what
+   * is left after the discounts given to that charge alone (see [`ChargeMinimum`]).
+   */
+  charge_minimum?: ChargeMinimum;
   /**
    * How it is priced. Charges appear on the invoice in this order.
    */
@@ -635,6 +655,11 @@ export type QuantityRounding = {
 export type QuantityRoundingMode = "ceil" | "floor" | "round";
 
 /**
+ * Where a metric's value starts each period.
+ */
+export type Recurrence = "per_period" | "carried_over";
+
+/**
  * Where amounts are rounded to minor units.
  */
 export type RoundingLevel = "line" | "invoice";
@@ -771,6 +796,11 @@ export type Usage = {
    */
   subscription?: Subscription | null;
 };
+
+/**
+ * Whether a charge's units are prorated for a partial period.
+ */
+export type UsageProration = "none" | "tier_by_full_units";
 
 /**
  * What a tiered charge bills at zero usage.

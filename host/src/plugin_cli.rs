@@ -203,7 +203,7 @@ fn check(file: &Path, config: Option<&str>, limits: &LimitArgs) -> Result<()> {
         report.push(check_merge(&plugin, &config, &reads)?);
     }
     if metadata.kinds.iter().any(|k| k == "price") {
-        let request = sample_request(config);
+        let request = ratecard_host::plugins::dry_run_request(config);
         let (lines, stats) = plugin
             .price_with_stats(&request)
             .context("dry run: price")?;
@@ -283,20 +283,6 @@ fn check_merge(
     ))
 }
 
-fn sample_request(config: serde_json::Value) -> PriceRequest {
-    PriceRequest {
-        plan_id: "dry-run".into(),
-        charge_id: "dry-run".into(),
-        currency: "USD".into(),
-        config,
-        customer_id: "dry-run".into(),
-        customer_attributes: serde_json::Map::new(),
-        period_start: "2026-01-01T00:00:00Z".into(),
-        period_end: "2026-02-01T00:00:00Z".into(),
-        quantities: Vec::new(),
-    }
-}
-
 fn run_plugin(
     file: &Path,
     events: Option<&Path>,
@@ -336,7 +322,7 @@ fn run_plugin(
                         .with_context(|| format!("cannot read {}", path.display()))?,
                 )
                 .with_context(|| format!("{} is not a price request", path.display()))?,
-                None => sample_request(serde_json::Value::Null),
+                None => ratecard_host::plugins::dry_run_request(serde_json::Value::Null),
             };
             if !config.is_null() && config != serde_json::json!({}) {
                 request.config = config;

@@ -104,10 +104,21 @@ fn the_demo_serves_the_api_and_its_store_survives_a_kill() {
 }
 
 fn post(addr: SocketAddr, path: &str, key: &str, body: &str) -> std::io::Result<(u16, String)> {
+    send(addr, "POST", path, key, body)
+}
+
+/// One request with a JSON body over a fresh connection: status and body.
+fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(addr)?;
     write!(
         stream,
-        "POST {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )?;
     let mut text = String::new();
@@ -300,23 +311,7 @@ fn november_store(dir: &std::path::Path) -> String {
 }
 
 fn put(addr: SocketAddr, path: &str, key: &str, body: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(addr)?;
-    write!(
-        stream,
-        "PUT {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text)?;
-    let status = text
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other("no status"))?;
-    Ok((
-        status,
-        text.split_once("\r\n\r\n")
-            .map_or(String::new(), |(_, b)| b.to_owned()),
-    ))
+    send(addr, "PUT", path, key, body)
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

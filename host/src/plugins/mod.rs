@@ -44,3 +44,19 @@ pub use registry::{Manifest, ManifestEntry, PluginRegistry};
 pub use runtime::{
     LoadedPlugin, LogLine, PluginMetric, PluginRuntime, RuntimeConfig, Session, Stats, sha256_hex,
 };
+
+/// The price request of a plugin's dry run (`ratecard plugin check`, the server's upload
+/// check): one month, no quantities, `config` as given.
+pub fn dry_run_request(config: serde_json::Value) -> ratecard_engine::plugin::PriceRequest {
+    ratecard_engine::plugin::PriceRequest {
+        plan_id: "dry-run".into(),
+        charge_id: "dry-run".into(),
+        currency: "USD".into(),
+        config,
+        customer_id: "dry-run".into(),
+        customer_attributes: serde_json::Map::new(),
+        period_start: "2026-01-01T00:00:00Z".into(),
+        period_end: "2026-02-01T00:00:00Z".into(),
+        quantities: Vec::new(),
+    }
+}

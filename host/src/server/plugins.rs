@@ -92,17 +92,7 @@ impl ServerPlugins {
             dry_run.push(format!("metric on no events = {quantity}"));
         }
         if metadata.kinds.iter().any(|k| k == "price") {
-            let request = PriceRequest {
-                plan_id: "dry-run".into(),
-                charge_id: "dry-run".into(),
-                currency: "USD".into(),
-                config,
-                customer_id: "dry-run".into(),
-                customer_attributes: serde_json::Map::new(),
-                period_start: "2026-01-01T00:00:00Z".into(),
-                period_end: "2026-02-01T00:00:00Z".into(),
-                quantities: Vec::new(),
-            };
+            let request = crate::plugins::dry_run_request(config);
             let lines = plugin
                 .price(&request)
                 .map_err(|e| format!("dry run: price: {e}"))?;

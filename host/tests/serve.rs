@@ -1,76 +1,11 @@
 //! `ratecard serve` as a process: `--demo` on a temporary data directory, the API with the
 //! printed key, then SIGKILL and a restart on the same store: everything acknowledged is there.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+mod common;
 
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-    key: Option<String>,
-}
+use std::process::Command;
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        drop(self.child.kill());
-        drop(self.child.wait());
-    }
-}
-
-fn serve(data_dir: &std::path::Path, demo: bool) -> Serve {
-    serve_with(data_dir, if demo { &["--demo"] } else { &[] })
-}
-
-fn serve_with(data_dir: &std::path::Path, args: &[&str]) -> Serve {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ratecard"));
-    command
-        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .args(args)
-        .env("RATECARD_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = command.spawn().expect("ratecard serve starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout"));
-    let (mut addr, mut key) = (None, None);
-    let mut line = String::new();
-    while addr.is_none() {
-        line.clear();
-        assert!(
-            lines.read_line(&mut line).expect("a line") > 0,
-            "serve exited early"
-        );
-        if let Some(rest) = line.strip_prefix("operator key (demo): ") {
-            key = Some(rest.trim().to_owned());
-        }
-        if let Some(rest) = line.strip_prefix("Ratecard pages on http://") {
-            addr = rest.split('/').next().and_then(|a| a.parse().ok());
-        }
-    }
-    Serve {
-        child,
-        addr: addr.expect("an address"),
-        key,
-    }
-}
-
-fn get(addr: SocketAddr, path: &str, key: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: Bearer {key}\r\n\r\n"
-    )
-    .expect("write");
-    let mut text = String::new();
-    stream.read_to_string(&mut text).expect("read");
-    let status = text[9..12].parse().expect("status");
-    (
-        status,
-        text.split_once("\r\n\r\n")
-            .map_or(String::new(), |(_, b)| b.to_owned()),
-    )
-}
+use common::{get, invoices, post, put, serve, serve_with, unbilled};
 
 #[test]
 fn the_demo_serves_the_api_and_its_store_survives_a_kill() {
@@ -103,73 +38,6 @@ fn the_demo_serves_the_api_and_its_store_survives_a_kill() {
     drop(std::fs::remove_dir_all(&dir));
 }
 
-fn post(addr: SocketAddr, path: &str, key: &str, body: &str) -> std::io::Result<(u16, String)> {
-    send(addr, "POST", path, key, body)
-}
-
-/// One request with a JSON body over a fresh connection: status and body.
-fn send(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    key: &str,
-    body: &str,
-) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(addr)?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text)?;
-    let status = text
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other("no status"))?;
-    Ok((
-        status,
-        text.split_once("\r\n\r\n")
-            .map_or(String::new(), |(_, b)| b.to_owned()),
-    ))
-}
-
-/// Events of a code no metric selects: the preview notes how many there are, exactly.
-fn unbilled(addr: SocketAddr, key: &str) -> u64 {
-    // The preview of today's period (dates are local; UTC for acme).
-    let date = utc_date();
-    let (status, body) = get(
-        addr,
-        &format!("/v1/customers/acme/invoice?date={date}"),
-        key,
-    );
-    assert_eq!(status, 200, "{body}");
-    let invoice: serde_json::Value = serde_json::from_str(&body).expect("json");
-    invoice["notes"]
-        .as_array()
-        .expect("notes")
-        .iter()
-        .filter_map(|n| {
-            n.as_str()?
-                .strip_suffix(" events not billed: matching no metric")
-        })
-        .map(|n| n.parse::<u64>().expect("a count"))
-        .sum()
-}
-
-fn utc_date() -> String {
-    let output = Command::new("date")
-        .args(["-u", "+%F"])
-        .output()
-        .expect("date");
-    String::from_utf8(output.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned()
-}
-
-/// SIGKILL in the middle of concurrent batched ingests: after a restart every acknowledged event
-/// is there, and sending everything again counts nothing twice.
 #[test]
 fn every_acknowledged_event_survives_a_kill_during_ingest() {
     let dir = std::env::temp_dir().join(format!("ratecard-kill-{}", std::process::id()));
@@ -310,10 +178,6 @@ fn november_store(dir: &std::path::Path) -> String {
     key
 }
 
-fn put(addr: SocketAddr, path: &str, key: &str, body: &str) -> std::io::Result<(u16, String)> {
-    send(addr, "PUT", path, key, body)
-}
-
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     drop(std::fs::remove_dir_all(to));
     std::fs::create_dir_all(to).expect("mkdir");
@@ -321,13 +185,6 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         let entry = entry.expect("entry");
         std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
     }
-}
-
-fn invoices(addr: SocketAddr, key: &str) -> Vec<serde_json::Value> {
-    let (status, body) = get(addr, "/v1/invoices", key);
-    assert_eq!(status, 200, "{body}");
-    let list: serde_json::Value = serde_json::from_str(&body).expect("json");
-    list["invoices"].as_array().expect("invoices").clone()
 }
 
 /// SIGKILL in the middle of a period close, restart, close again: the same invoices with the

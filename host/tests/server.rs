@@ -11,9 +11,7 @@ use ratecard_engine::plugin::NoPlugins;
 use ratecard_engine::rate::PreparedPlan;
 use ratecard_engine::usage::{CustomerSetup, Subscription};
 use ratecard_host::rating::{Collected, RateRequest, rate_stream};
-use ratecard_host::server::{
-    CustomerRecord, Database, EventOutcome, ManualClock, PlanRef, Server,
-};
+use ratecard_host::server::{CustomerRecord, Database, EventOutcome, ManualClock, PlanRef, Server};
 use serde_json::{Value, json};
 
 #[derive(Clone, Copy, Debug)]
@@ -27,8 +25,8 @@ enum Backend {
 fn data_dir(backend: Backend, name: &str) -> Database {
     match backend {
         Backend::Sqlite => {
-            let dir = std::env::temp_dir()
-                .join(format!("ratecard-server-{name}-{}", std::process::id()));
+            let dir =
+                std::env::temp_dir().join(format!("ratecard-server-{name}-{}", std::process::id()));
             drop(std::fs::remove_dir_all(&dir));
             Database::Sqlite(dir)
         }
@@ -817,7 +815,9 @@ async fn a_final_invoice_has_a_printable_html_page(backend: Backend) {
 /// A move to another plan version mid-period is prorated as the engine prorates a usage
 /// document's `plan_change`; earlier periods keep the old version, later ones the new. A
 /// cancellation bills the current period whole and nothing after it.
-async fn a_plan_change_mid_period_is_prorated_and_a_cancellation_ends_the_subscription(backend: Backend) {
+async fn a_plan_change_mid_period_is_prorated_and_a_cancellation_ends_the_subscription(
+    backend: Backend,
+) {
     use ratecard_engine::usage::Usage;
     let dir = data_dir(backend, "change");
     let server = open(&dir, "2026-11-20T00:00:00Z").await;
@@ -970,3 +970,29 @@ on_both_backends!(
     a_final_invoice_has_a_printable_html_page,
     a_plan_change_mid_period_is_prorated_and_a_cancellation_ends_the_subscription,
 );
+
+/// The two backends' migrations are the same versions, with the same names: a table added to
+/// one is added to the other.
+#[test]
+fn both_backends_have_the_same_migrations() {
+    let names = |backend: &str| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(backend);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|entry| {
+                entry
+                    .expect("an entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    let sqlite = names("sqlite");
+    assert!(!sqlite.is_empty());
+    assert_eq!(sqlite, names("postgres"));
+}

@@ -365,7 +365,11 @@ impl Server {
                 Announced::Plan(id) => {
                     for (plan_id, version, _) in self.store.plan_versions().await? {
                         if plan_id == id {
-                            self.ensure_plan(&PlanRef { id: plan_id, version }).await?;
+                            self.ensure_plan(&PlanRef {
+                                id: plan_id,
+                                version,
+                            })
+                            .await?;
                         }
                     }
                 }

@@ -3,10 +3,12 @@
 //! two-worker runtime and the load generator beside it share this machine's cores, as a server
 //! and its clients on one box do.
 //!
-//! Run: `cargo bench -p ratecard-host --bench server`. Sizes (env): `RATECARD_BENCH_INGEST_EVENTS`
-//! (default 200000), `RATECARD_BENCH_CLIENTS` (4), `RATECARD_BENCH_BATCH` (1000),
-//! `RATECARD_BENCH_CLOSE` (`customers x events`, default `1000x1000`; the issue's figure is
-//! `1000x10000`).
+//! Run: `cargo bench -p ratecard-host --no-default-features --features server --bench server`.
+//! Sizes (env): `RATECARD_BENCH_INGEST_EVENTS` (default 200000), `RATECARD_BENCH_CLIENTS` (4),
+//! `RATECARD_BENCH_BATCH` (1000), `RATECARD_BENCH_CLOSE` (`customers x events`, default
+//! `1000x1000`; the issue's figure is `1000x10000`), `RATECARD_BENCH_BACKENDS` (`sqlite,postgres`
+//! by default: the same load on each, then on two replicas sharing the PostgreSQL database;
+//! the PostgreSQL cluster is a throwaway one, fsync on, made by the tests' fixture).
 //!
 //! Baseline, same run: the store alone (`Store::insert_events` of the same rows in the same
 //! batches, one after the other, no HTTP, no JSON): the floor one writer pays; the API's ratio
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 use ratecard_engine::plugin::NoPlugins;
 use ratecard_engine::usage::{CustomerSetup, Subscription, Timestamp};
 use ratecard_host::server::store::NewEvent;
-use ratecard_host::server::{CustomerRecord, ManualClock, Server, api};
+use ratecard_host::server::{CustomerRecord, Database, ManualClock, Server, api};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -131,12 +133,30 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-async fn start(dir: &std::path::Path, customers: usize, now: &str) -> (Arc<Server>, SocketAddr) {
-    let server = Arc::new(
-        Server::open(dir, Box::new(ManualClock::at(millis(now))), &NoPlugins)
+async fn open(database: &Database, now: &str) -> Arc<Server> {
+    Arc::new(
+        Server::open_database(database, Box::new(ManualClock::at(millis(now))), &NoPlugins)
             .await
             .expect("server"),
-    );
+    )
+}
+
+/// The API of `server` on a loopback port (and, on PostgreSQL, following the other replicas).
+async fn serve(server: Arc<Server>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let follower = server.clone();
+    tokio::spawn(async move { follower.follow_replicas().await });
+    let app = api::router(server);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// A server on `database` with the key, the plan and `customers` customers.
+async fn start(database: &Database, customers: usize, now: &str) -> (Arc<Server>, SocketAddr) {
+    let server = open(database, now).await;
     server.add_key(KEY, "bench").await.expect("key");
     let plan_text = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/plans/saas-api.json"),
@@ -163,12 +183,7 @@ async fn start(dir: &std::path::Path, customers: usize, now: &str) -> (Arc<Serve
             .await
             .expect("customer");
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let app = api::router(server.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = serve(server.clone()).await;
     (server, addr)
 }
 
@@ -181,70 +196,88 @@ fn main() {
     runtime.block_on(run());
 }
 
+/// Where each measurement's store goes.
+enum Backend {
+    Sqlite(std::path::PathBuf),
+    Postgres(ratecard_tests::postgres::Cluster),
+}
+
+impl Backend {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite(_) => "SQLite (WAL, synchronous=FULL)",
+            Backend::Postgres(_) => "PostgreSQL 15 (fsync on, synchronous_commit on)",
+        }
+    }
+
+    fn database(&self, name: &str) -> Database {
+        match self {
+            Backend::Sqlite(root) => Database::Sqlite(root.join(name)),
+            Backend::Postgres(cluster) => Database::Postgres(cluster.create_database(name)),
+        }
+    }
+}
+
+/// What one backend measured.
+struct Figures {
+    floor: f64,
+    batched: f64,
+    replicas: Option<f64>,
+    close_s: f64,
+}
+
 async fn run() {
-    let n_events = env_or("RATECARD_BENCH_INGEST_EVENTS", 200_000);
-    let clients = env_or("RATECARD_BENCH_CLIENTS", 4);
-    let batch = env_or("RATECARD_BENCH_BATCH", 1000);
-    let customers = 1000;
+    let backends =
+        std::env::var("RATECARD_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".to_owned());
     let root = std::env::temp_dir().join(format!("ratecard-bench-server-{}", std::process::id()));
     drop(std::fs::remove_dir_all(&root));
-
-    // Baseline: the store alone, the same rows in the same batches.
-    let floor = {
-        let dir = root.join("floor");
-        let (server, _addr) = start(&dir, customers, "2026-11-20T00:00:00Z").await;
-        let period_start = millis("2026-11-01T00:00:00Z");
-        // The rows are made before the clock starts: what is timed is the store.
-        let batches: Vec<Vec<(NewEvent, i64)>> = (0..n_events)
-            .step_by(batch)
-            .map(|chunk_start| {
-                (chunk_start..(chunk_start + batch).min(n_events))
-                    .map(|i| {
-                        let body = event("floor", i, customers);
-                        let parsed: serde_json::Value = serde_json::from_str(&body).expect("json");
-                        (
-                            NewEvent {
-                                customer_id: parsed["customer"]
-                                    .as_str()
-                                    .expect("customer")
-                                    .to_owned(),
-                                event_id: parsed["id"].as_str().expect("id").to_owned(),
-                                ts: millis(parsed["timestamp"].as_str().expect("ts")),
-                                body,
-                            },
-                            period_start,
-                        )
-                    })
-                    .collect()
-            })
-            .collect();
-        let started = Instant::now();
-        for rows in &batches {
-            server.store().insert_events(rows, 0).await.expect("insert");
+    let mut results = Vec::new();
+    for backend in backends.split(',') {
+        let backend = match backend.trim() {
+            "sqlite" => Backend::Sqlite(root.clone()),
+            "postgres" => Backend::Postgres(
+                ratecard_tests::postgres::Cluster::start_durable().expect("a PostgreSQL cluster"),
+            ),
+            other => panic!("RATECARD_BENCH_BACKENDS: unknown backend {other:?}"),
+        };
+        let figures = run_backend(&backend).await;
+        results.push((backend.name(), figures));
+    }
+    drop(std::fs::remove_dir_all(&root));
+    if let [(first_name, first), ..] = results.as_slice() {
+        println!("backends, ratios to {first_name}:");
+        for (name, figures) in &results {
+            println!(
+                "  {name:<48} store alone {:.2}x, batched HTTP {:.2}x, close {:.2}x faster{}",
+                figures.floor / first.floor,
+                figures.batched / first.batched,
+                first.close_s / figures.close_s,
+                figures.replicas.map_or(String::new(), |r| format!(
+                    ", two replicas {r:.0} events/s ({:.2}x one)",
+                    r / figures.batched
+                )),
+            );
         }
-        n_events as f64 / started.elapsed().as_secs_f64()
-    };
+    }
+}
 
-    let dir = root.join("api");
-    let (server, addr) = start(&dir, customers, "2026-11-20T00:00:00Z").await;
-
-    // Batched NDJSON ingest, `clients` connections, with live-usage reads alongside.
-    let bodies: Vec<Vec<u8>> = (0..n_events)
-        .step_by(batch)
-        .map(|s| {
-            let mut body = String::new();
-            for i in s..(s + batch).min(n_events) {
-                body.push_str(&event("b", i, customers));
-                body.push('\n');
-            }
-            body.into_bytes()
-        })
-        .collect();
-    let bodies = Arc::new(bodies);
+/// Batched NDJSON ingest of `bodies` by `clients` connections spread over `addrs`, with
+/// live-usage reads alongside: events/s, batch latencies, live-usage latencies.
+async fn batched_ingest(
+    addrs: &[SocketAddr],
+    bodies: &Arc<Vec<Vec<u8>>>,
+    clients: usize,
+    customers: usize,
+) -> (f64, Vec<Duration>, Vec<Duration>) {
+    let n_events: usize = bodies
+        .iter()
+        .map(|b| b.iter().filter(|c| **c == b'\n').count())
+        .sum();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let running = Arc::new(AtomicBool::new(true));
     let reader = {
         let running = running.clone();
+        let addr = addrs[addrs.len() - 1];
         tokio::spawn(async move {
             let mut client = Client::connect(addr).await;
             let mut latencies = Vec::new();
@@ -263,8 +296,9 @@ async fn run() {
     };
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..clients {
+    for k in 0..clients {
         let (bodies, next) = (bodies.clone(), next.clone());
+        let addr = addrs[k % addrs.len()];
         tasks.push(tokio::spawn(async move {
             let mut client = Client::connect(addr).await;
             let mut latencies = Vec::new();
@@ -301,7 +335,82 @@ async fn run() {
     let mut live = reader.await.expect("reader");
     batch_latencies.sort();
     live.sort();
-    let batched = n_events as f64 / elapsed.as_secs_f64();
+    (
+        n_events as f64 / elapsed.as_secs_f64(),
+        batch_latencies,
+        live,
+    )
+}
+
+fn ndjson_batches(tag: &str, n_events: usize, batch: usize, customers: usize) -> Arc<Vec<Vec<u8>>> {
+    Arc::new(
+        (0..n_events)
+            .step_by(batch)
+            .map(|s| {
+                let mut body = String::new();
+                for i in s..(s + batch).min(n_events) {
+                    body.push_str(&event(tag, i, customers));
+                    body.push('\n');
+                }
+                body.into_bytes()
+            })
+            .collect(),
+    )
+}
+
+async fn run_backend(backend: &Backend) -> Figures {
+    let n_events = env_or("RATECARD_BENCH_INGEST_EVENTS", 200_000);
+    let clients = env_or("RATECARD_BENCH_CLIENTS", 4);
+    let batch = env_or("RATECARD_BENCH_BATCH", 1000);
+    let customers = 1000;
+
+    // Baseline: the store alone, the same rows in the same batches.
+    let floor = {
+        let (server, _addr) = start(
+            &backend.database("floor"),
+            customers,
+            "2026-11-20T00:00:00Z",
+        )
+        .await;
+        let period_start = millis("2026-11-01T00:00:00Z");
+        // The rows are made before the clock starts: what is timed is the store.
+        let batches: Vec<Vec<(NewEvent, i64)>> = (0..n_events)
+            .step_by(batch)
+            .map(|chunk_start| {
+                (chunk_start..(chunk_start + batch).min(n_events))
+                    .map(|i| {
+                        let body = event("floor", i, customers);
+                        let parsed: serde_json::Value = serde_json::from_str(&body).expect("json");
+                        (
+                            NewEvent {
+                                customer_id: parsed["customer"]
+                                    .as_str()
+                                    .expect("customer")
+                                    .to_owned(),
+                                event_id: parsed["id"].as_str().expect("id").to_owned(),
+                                ts: millis(parsed["timestamp"].as_str().expect("ts")),
+                                body,
+                            },
+                            period_start,
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        let started = Instant::now();
+        for rows in &batches {
+            server.store().insert_events(rows, 0).await.expect("insert");
+        }
+        let floor = n_events as f64 / started.elapsed().as_secs_f64();
+        server.store().close().await;
+        floor
+    };
+
+    let api_db = backend.database("api");
+    let (server, addr) = start(&api_db, customers, "2026-11-20T00:00:00Z").await;
+    let bodies = ndjson_batches("b", n_events, batch, customers);
+    let (batched, batch_latencies, live) =
+        batched_ingest(&[addr], &bodies, clients, customers).await;
     assert_eq!(
         server.store().n_events().await.expect("count"),
         i64::try_from(n_events).expect("fits")
@@ -354,10 +463,29 @@ async fn run() {
     }
     let single = n_single as f64 / started.elapsed().as_secs_f64();
     single_latencies.sort();
+
+    // Two replicas on one PostgreSQL database: the same load, the clients spread over both.
+    let replicas = match backend {
+        Backend::Sqlite(_) => None,
+        Backend::Postgres(_) => {
+            let second = open(&api_db, "2026-11-20T00:00:00Z").await;
+            let second_addr = serve(second.clone()).await;
+            let bodies = ndjson_batches("r", n_events, batch, customers);
+            let (rate, _, _) =
+                batched_ingest(&[addr, second_addr], &bodies, clients, customers).await;
+            assert_eq!(
+                second.store().n_events().await.expect("count"),
+                i64::try_from(2 * n_events + n_single).expect("fits")
+            );
+            Some(rate)
+        }
+    };
+    server.store().close().await;
     drop(server);
 
     println!(
-        "server bench: {n_events} events, {customers} customers, {clients} clients, batches of {batch}, SQLite WAL synchronous=FULL"
+        "server bench on {}: {n_events} events, {customers} customers, {clients} clients, batches of {batch}",
+        backend.name()
     );
     println!("  store alone (baseline)     {floor:>10.0} events/s");
     println!(
@@ -368,6 +496,12 @@ async fn run() {
         ms(percentile(&batch_latencies, 0.5)),
         ms(percentile(&batch_latencies, 0.99)),
     );
+    if let Some(rate) = replicas {
+        println!(
+            "  two replicas, batched      {rate:>10.0} events/s  ({:.2}x one replica)",
+            rate / batched
+        );
+    }
     println!("  retried batches (all dup)  {retried:>10.0} events/s");
     println!(
         "  single-event requests      {single:>10.0} events/s  p50 {} p99 {}",
@@ -389,8 +523,8 @@ async fn run() {
             Some((a.parse().ok()?, b.parse().ok()?))
         })
         .unwrap_or((1000usize, 1000usize));
-    let dir = root.join("close");
-    let (server, _addr) = start(&dir, close_customers, "2026-11-20T00:00:00Z").await;
+    let close_db = backend.database("close");
+    let (server, _addr) = start(&close_db, close_customers, "2026-11-20T00:00:00Z").await;
     let total = close_customers * close_events;
     let period_start = millis("2026-11-01T00:00:00Z");
     for chunk_start in (0..total).step_by(5000) {
@@ -414,24 +548,25 @@ async fn run() {
             .await
             .expect("insert");
     }
+    server.store().close().await;
     drop(server);
     let before = peak_rss_mib();
-    let server = Server::open(
-        &dir,
-        Box::new(ManualClock::at(millis("2026-12-10T00:00:00Z"))),
-        &NoPlugins,
-    )
-    .await
-    .expect("server");
+    let server = open(&close_db, "2026-12-10T00:00:00Z").await;
     let started = Instant::now();
     let invoices = server.close("2026-11-15").await.expect("close");
     let close_time = started.elapsed();
     assert_eq!(invoices.len(), close_customers);
+    server.store().close().await;
     println!(
-        "  close {close_customers} customers x {close_events} events: {:.2} s ({:.0} events/s), peak RSS {:.0} MiB (before close {before:.0} MiB)",
+        "  close {close_customers} customers x {close_events} events: {:.2} s ({:.0} events/s), peak RSS of the process {:.0} MiB (before close {before:.0} MiB)",
         close_time.as_secs_f64(),
         total as f64 / close_time.as_secs_f64(),
         peak_rss_mib(),
     );
-    drop(std::fs::remove_dir_all(&root));
+    Figures {
+        floor,
+        batched,
+        replicas,
+        close_s: close_time.as_secs_f64(),
+    }
 }

@@ -47,8 +47,18 @@ pub fn fresh_database(name: &str) -> String {
 }
 
 impl Cluster {
-    /// `initdb` and start a cluster (trust authentication, user `ratecard`, loopback only).
+    /// `initdb` and start a cluster for tests (trust authentication, user `ratecard`, loopback
+    /// only; `fsync` off: a test kills processes, never the machine).
     pub fn start() -> Result<Cluster, String> {
+        Cluster::start_with("-c fsync=off")
+    }
+
+    /// A cluster as an operator runs one (`fsync` on), for benchmarks.
+    pub fn start_durable() -> Result<Cluster, String> {
+        Cluster::start_with("-c fsync=on")
+    }
+
+    fn start_with(settings: &str) -> Result<Cluster, String> {
         let bin = bin_dir().ok_or(
             "PostgreSQL is not installed (no initdb in RATECARD_PG_BIN, \
              /usr/lib/postgresql/*/bin or PATH): run `cargo xtask setup`",
@@ -109,8 +119,8 @@ impl Cluster {
             .spawn()
             .map_err(|e| format!("starting the cluster's watchdog: {e}"))?;
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off \
-             -c synchronous_commit=on -c shared_buffers=128MB",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200 \
+             -c synchronous_commit=on -c shared_buffers=128MB {settings}",
             cluster.port,
             cluster.dir.display()
         );

@@ -76,7 +76,24 @@ fn setup() -> Result<()> {
             run("rustup", &["component", "add", component], &[])?;
         }
     }
+    postgres()?;
     web::setup()
+}
+
+/// PostgreSQL for the store's tests on the second backend (they start throwaway clusters
+/// from its binaries): the distribution's package where no `initdb` is found.
+fn postgres() -> Result<()> {
+    let found = std::env::var_os("RATECARD_PG_BIN").is_some()
+        || std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|version| version.path().join("bin/initdb").is_file());
+    if found {
+        return Ok(());
+    }
+    run("apt-get", &["update"], &[])?;
+    run("apt-get", &["install", "-y", "postgresql"], &[])
 }
 
 fn test() -> Result<()> {

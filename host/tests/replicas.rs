@@ -152,11 +152,8 @@ fn two_replicas_count_every_event_once_and_close_each_invoice_once() {
     for client in clients {
         client.join().expect("a client");
     }
-    for n in 0..BATCHES {
-        let (by_a, by_b) = (
-            stored_by[0][n].load(Ordering::SeqCst),
-            stored_by[1][n].load(Ordering::SeqCst),
-        );
+    for (n, (a_n, b_n)) in stored_by[0].iter().zip(stored_by[1].iter()).enumerate() {
+        let (by_a, by_b) = (a_n.load(Ordering::SeqCst), b_n.load(Ordering::SeqCst));
         assert_eq!(by_a + by_b, 250, "batch {n}: A stored {by_a}, B {by_b}");
     }
 

@@ -38,6 +38,8 @@ fn the_demo_serves_the_api_and_its_store_survives_a_kill() {
     drop(std::fs::remove_dir_all(&dir));
 }
 
+/// SIGKILL in the middle of concurrent batched ingests: after a restart every acknowledged event
+/// is there, and sending everything again counts nothing twice.
 #[test]
 fn every_acknowledged_event_survives_a_kill_during_ingest() {
     let dir = std::env::temp_dir().join(format!("ratecard-kill-{}", std::process::id()));

@@ -142,9 +142,7 @@ pub fn utc_date() -> String {
         .to_owned()
 }
 
-/// SIGKILL in the middle of concurrent batched ingests: after a restart every acknowledged event
-/// is there, and sending everything again counts nothing twice.
-
+/// Every final invoice, as `GET /v1/invoices` lists them.
 pub fn invoices(addr: SocketAddr, key: &str) -> Vec<serde_json::Value> {
     let (status, body) = get(addr, "/v1/invoices", key);
     assert_eq!(status, 200, "{body}");

@@ -480,7 +480,10 @@ fn log_store_error(error: &dyn std::fmt::Display) {
 }
 
 /// Reads a JSON body as `T`, or answers 400 with every error's JSON path.
-pub(super) fn read_body<T: serde::de::DeserializeOwned>(document: &str, body: &Bytes) -> Result<T, Response> {
+pub(super) fn read_body<T: serde::de::DeserializeOwned>(
+    document: &str,
+    body: &Bytes,
+) -> Result<T, Response> {
     let text = std::str::from_utf8(body).map_err(|e| {
         error(
             StatusCode::BAD_REQUEST,

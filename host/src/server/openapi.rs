@@ -107,16 +107,15 @@ pub(super) fn document(operations: &[Operation]) -> Value {
         if let Some(content) = content(op.response, &mut generator) {
             ok["content"] = content;
         }
-        let ok_status =
-            if op.method == "post"
-                && (op.path == "/v1/plans"
-                    || op.path == "/v1/plugins"
-                    || op.path.ends_with("/portal-links"))
-            {
-                "201"
-            } else {
-                "200"
-            };
+        let ok_status = if op.method == "post"
+            && (op.path == "/v1/plans"
+                || op.path == "/v1/plugins"
+                || op.path.ends_with("/portal-links"))
+        {
+            "201"
+        } else {
+            "200"
+        };
         responses.insert(ok_status.into(), ok);
         let error = json!({"description": "the error, with its code and (for bad input) the JSON path",
                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}}});

@@ -237,7 +237,10 @@ impl Server {
     }
 
     /// Revokes link `id` from now on; `None` when there is no such link.
-    pub async fn revoke_portal_link(&self, id: &str) -> Result<Option<PortalLinkInfo>, ServerError> {
+    pub async fn revoke_portal_link(
+        &self,
+        id: &str,
+    ) -> Result<Option<PortalLinkInfo>, ServerError> {
         let now = self.now();
         Ok(self
             .store
@@ -831,7 +834,10 @@ async fn invoices(State(api): State<Api>, PortalCustomer(customer): PortalCustom
                     })
                 })
                 .collect();
-            private(json_response(StatusCode::OK, &PortalInvoiceList { invoices }))
+            private(json_response(
+                StatusCode::OK,
+                &PortalInvoiceList { invoices },
+            ))
         }
         Err(failure) => server_error(failure.into()),
     }

@@ -432,7 +432,11 @@ pub(super) fn totals_at_day_ends(
 
 /// `YYYY-MM-DD` of a UTC instant.
 fn utc_date(millis: i64) -> String {
-    Timestamp(millis).to_rfc3339().get(..10).unwrap_or_default().to_owned()
+    Timestamp(millis)
+        .to_rfc3339()
+        .get(..10)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// A UTC date's midnight in Unix ms, or `None`.
@@ -478,9 +482,8 @@ fn query_value(query: Option<&str>, name: &str) -> Option<String> {
 /// One CSV field (RFC 4180): quoted when it holds a comma, a quote, a line break or an edge
 /// space, its quotes doubled.
 pub fn csv_field(text: &str) -> String {
-    let needs_quotes = text.contains([',', '"', '\n', '\r'])
-        || text.starts_with(' ')
-        || text.ends_with(' ');
+    let needs_quotes =
+        text.contains([',', '"', '\n', '\r']) || text.starts_with(' ') || text.ends_with(' ');
     if needs_quotes {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
@@ -563,7 +566,11 @@ fn usage_csv(report: &UsageReport) -> String {
             vec![
                 r.date.clone(),
                 r.metric.clone(),
-                units.get(r.metric.as_str()).copied().unwrap_or("").to_owned(),
+                units
+                    .get(r.metric.as_str())
+                    .copied()
+                    .unwrap_or("")
+                    .to_owned(),
                 r.quantity.clone(),
             ]
         }),
@@ -825,8 +832,14 @@ mod tests {
             query_value(Some("search=ac%20me&limit=5"), "search").as_deref(),
             Some("ac me")
         );
-        assert_eq!(query_value(Some("search=a+b"), "search").as_deref(), Some("a b"));
-        assert_eq!(query_value(Some("search=100%"), "search").as_deref(), Some("100%"));
+        assert_eq!(
+            query_value(Some("search=a+b"), "search").as_deref(),
+            Some("a b")
+        );
+        assert_eq!(
+            query_value(Some("search=100%"), "search").as_deref(),
+            Some("100%")
+        );
         assert_eq!(query_value(Some("x=1"), "search"), None);
         assert_eq!(query_value(None, "search"), None);
     }

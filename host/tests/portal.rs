@@ -528,7 +528,42 @@ async fn a_portal_link_expires_on_the_servers_clock_and_is_revoked() {
 async fn the_portals_days_add_up_and_its_what_if_usage_quotes_the_projected_bill() {
     let world = world("days").await;
     let addr = world.addr;
-    for customer in ["acme", "globex", "initech"] {
+    // A fleet customer: its fuel card fees are priced per transaction, so the what-if usage
+    // carries each transaction.
+    let fleet = world
+        .server
+        .add_plan(example_plan("fleet-mileage.json"))
+        .await
+        .unwrap();
+    world
+        .server
+        .put_customer(CustomerRecord {
+            id: "wayne".to_owned(),
+            setup: CustomerSetup {
+                subscription: Some(Subscription {
+                    start: "2026-11-01".to_owned(),
+                    billing_anchor: None,
+                }),
+                ..CustomerSetup::default()
+            },
+            plan: Some(fleet),
+        })
+        .await
+        .unwrap();
+    let trips: Vec<Value> = (0..12)
+        .map(|i| {
+            let (code, properties) = if i % 3 == 0 {
+                ("fuel.purchase", json!({"amount": format!("{}.40", 30 + i * 7)}))
+            } else {
+                ("trip.completed", json!({"km": 80 + i * 11, "vehicle_id": format!("v{}", i % 4)}))
+            };
+            json!({"id": format!("w{i}"), "customer": "wayne", "timestamp": format!("2026-11-{:02}T09:00:00Z", 2 + i),
+                   "code": code, "properties": properties})
+        })
+        .collect();
+    let stored = world.server.ingest(trips).await.unwrap();
+    assert!(stored.iter().all(|o| o.is_accepted()), "{stored:?}");
+    for customer in ["acme", "globex", "initech", "wayne"] {
         let link = new_link(&world, customer, "").await;
         let token = link["token"].as_str().unwrap();
         let days = get_json(addr, "/portal/v1/usage/daily", token).await;

@@ -8,7 +8,7 @@ const svg = (tag, attributes, ...children) => h(tag, { svg: true, ...attributes 
 /// Lines over a shared x axis of `labels` (days): `series` is `[{name, values: [decimal or null],
 /// class}]`, a `null` leaving a gap. `format(decimal)` writes the y-axis labels.
 export function seriesPlot(labels, series, { format = quantity, title = '', width = 640, height = 220 } = {}) {
-  const pad = { left: 76, right: 16, top: 14, bottom: 34 };
+  const pad = { left: width < 500 ? 56 : 76, right: 16, top: 14, bottom: 34 };
   const values = series.flatMap((s) => s.values.filter((v) => v !== null && v !== undefined).map(Number));
   const yMax = Math.max(...values, 0) || 1;
   const n = Math.max(labels.length - 1, 1);

@@ -60,12 +60,17 @@ export function scaleDecimal(text, factor) {
   return formatDecimal({ mantissa: a.mantissa * b.mantissa, scale: a.scale + b.scale });
 }
 
-/// The usage document of the projection with every metric's quantity × `factor`.
-function scaledUsage(whatIf, factor) {
+/// The usage document of the projection with every metric's quantity × `factor` (and each
+/// transaction's amount, for a metric priced per transaction).
+export function scaledUsage(whatIf, factor) {
   const usage = structuredClone(whatIf);
   for (const [code, value] of Object.entries(usage.quantities || {})) {
     usage.quantities[code] = Array.isArray(value)
-      ? value.map((g) => ({ ...g, quantity: scaleDecimal(g.quantity, factor) }))
+      ? value.map((g) => ({
+        ...g,
+        quantity: scaleDecimal(g.quantity, factor),
+        ...(g.transactions ? { transactions: g.transactions.map((t) => scaleDecimal(t, factor)) } : {}),
+      }))
       : scaleDecimal(String(value), factor);
   }
   return usage;
@@ -130,7 +135,7 @@ function metricsSection({ days }) {
       h('p', { class: 'metric-figures' },
         h('span', { class: 'figure', dataset: { testid: `quantity-${metric.code}`, quantity: metric.quantity } }, `${quantity(metric.quantity)} ${unit}`),
         metric.projected_quantity !== metric.quantity ? h('span', { class: 'unit' }, ` → about ${quantity(metric.projected_quantity)} ${unit} by the period's end`) : null),
-      h('div', { class: 'plot' }, seriesPlot(labels, series, { title: `${metric.name || metric.code} over the period`, format: (v) => quantity(v) })),
+      h('div', { class: 'plot' }, seriesPlot(labels, series, { title: `${metric.name || metric.code} over the period`, format: (v) => quantity(v), width: 380, height: 200 })),
       h('p', { class: 'legend' }, h('span', { class: 'swatch line' }), metric.additive ? 'this period so far, at each day’s end' : 'level so far, at each day’s end', series.length > 1 ? [h('span', { class: 'swatch projected' }), 'projected'] : null),
     );
   });

@@ -147,6 +147,11 @@ test('a customer opens their portal link and sees the totals of the operator API
   const frame = page.frameLocator(`iframe[data-invoice="${own.number}"]`);
   await frame.locator('h1').waitFor();
   assert.equal(await frame.locator('h1').textContent(), `Invoice ${own.number}`);
+  // The sandboxed frame lays out once shown; a viewport screenshot paints it (a full-page one
+  // leaves out-of-process frames below the fold blank).
+  await page.waitForTimeout(500);
+  await page.locator('.invoice-viewer').scrollIntoViewIfNeeded();
+  await page.screenshot({ path: path.join(SHOTS, 'portal-invoice.png') });
   const [json] = await Promise.all([page.waitForEvent('download'), page.click(`tr[data-invoice="${own.number}"] button:has-text("JSON")`)]);
   const downloaded = JSON.parse(readFileSync(await json.path(), 'utf8'));
   assert.deepEqual(downloaded.invoice, own.invoice);
@@ -175,13 +180,15 @@ function engineWhatIf(plan, daily, factor) {
     return s ? `${digits.slice(0, -s)}.${digits.slice(-s)}` : digits;
   };
   for (const [code, value] of Object.entries(usage.quantities)) {
-    usage.quantities[code] = Array.isArray(value) ? value.map((g) => ({ ...g, quantity: scale(g.quantity) })) : scale(value);
+    usage.quantities[code] = Array.isArray(value)
+      ? value.map((g) => ({ ...g, quantity: scale(g.quantity), ...(g.transactions ? { transactions: g.transactions.map(scale) } : {}) }))
+      : scale(value);
   }
   return wasm.quote(JSON.stringify(plan.plan), JSON.stringify(usage)).total;
 }
 
 test('the what-if control prices N× the projected usage through the engine', async () => {
-  for (const customer of ['globex', 'hooli']) {
+  for (const customer of ['globex', 'hooli', 'initech']) {
     const link = await portalLink(customer);
     const plan = await call('GET', '/portal/v1/plan', { token: link.token });
     const page = await open(link.url);
@@ -274,6 +281,7 @@ test('the console signs in and shows customers with live usage, invoices, plans 
   await page.waitForSelector('#invoice-detail iframe');
   assert.equal(await dataAmount(page, 'invoice-total'), globex.invoice.total);
   assert.equal(await page.frameLocator('#invoice-detail iframe').locator('h1').textContent(), `Invoice ${globex.number}`);
+  await page.waitForTimeout(500);
   await page.screenshot({ path: path.join(SHOTS, 'console-invoices.png'), fullPage: true });
 
   // Plans: edit a version, save it as the next one through the plan API.
@@ -306,12 +314,12 @@ test('the console signs in and shows customers with live usage, invoices, plans 
 });
 
 /// A sample plugin component the test-plugins build script made next to the binary, if any.
-function sampleComponent() {
+function sampleComponent(name) {
   const builds = [path.join(path.dirname(BIN), 'build')];
   if (process.env.CARGO_TARGET_DIR) builds.push(path.join(process.env.CARGO_TARGET_DIR, 'debug', 'build'));
   for (const build of builds.filter((b) => existsSync(b))) {
     for (const dir of readdirSync(build).filter((d) => d.startsWith('ratecard-test-plugins-'))) {
-      const file = path.join(build, dir, 'out', 'gpu-seconds.wasm');
+      const file = path.join(build, dir, 'out', `${name}.wasm`);
       if (existsSync(file)) return file;
     }
   }
@@ -319,14 +327,20 @@ function sampleComponent() {
 }
 
 test('the console uploads a plugin, shows its check report and activates it', async (t) => {
-  const component = sampleComponent();
-  if (!component) {
+  const component = sampleComponent('fleet-km');
+  // gpu-seconds needs a config its dry run does not give: the upload is refused, with why.
+  const refused = sampleComponent('gpu-seconds');
+  if (!component || !refused) {
     t.skip('no sample component built (cargo build -p ratecard-test-plugins makes them)');
     return;
   }
-  const page = await open('/console.html#plugins');
+  const page = await open('/console.html#plugins', { expected: [422] });
   await signIn(page);
   await page.waitForSelector('#plugin-list p, #plugin-list table');
+  await page.setInputFiles('#plugin-file', refused);
+  await page.click('button:has-text("Upload and check")');
+  await page.waitForSelector('#plugin-report .error');
+  assert.match(await page.textContent('#plugin-report .error'), /refused: dry run/);
   await page.setInputFiles('#plugin-file', component);
   await page.click('button:has-text("Upload and check")');
   await page.waitForSelector('#plugin-report .check-report');

@@ -106,8 +106,9 @@ pub struct UsageDays {
     /// The period's local days up to today.
     pub days: Vec<DayUsage>,
     /// A usage document (`ratecard quote --usage`) of this period with the projected
-    /// quantities of every metric: quoted with the plan it gives the projected bill, and with
-    /// the quantities scaled, a what-if.
+    /// quantities of every metric (and the transactions of those priced per transaction):
+    /// quoted with the plan it gives the projected bill, and with the quantities scaled, a
+    /// what-if.
     #[schemars(with = "ratecard_engine::usage::Usage")]
     pub what_if: Value,
 }
@@ -136,6 +137,11 @@ pub struct GroupUsage {
     pub group: BTreeMap<String, String>,
     pub quantity: String,
     pub projected_quantity: String,
+    /// Each counted event's value, for a metric a charge prices per transaction (minimum,
+    /// maximum, fixed fee or free events per transaction); the projection keeps them as they
+    /// are, as the engine's does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transactions: Option<Vec<String>>,
 }
 
 /// One local day of the period.
@@ -403,6 +409,10 @@ fn metric_usage(plan: &Plan, metered: &MeteredUsage, scale: Option<Decimal>) -> 
                         group: g.group.clone(),
                         quantity: g.quantity.normalize().to_string(),
                         projected_quantity: projected.normalize().to_string(),
+                        transactions: g
+                            .transactions
+                            .as_ref()
+                            .map(|t| t.iter().map(|d| d.normalize().to_string()).collect()),
                     }
                 })
                 .collect();
@@ -437,7 +447,9 @@ fn what_if_usage(
 ) -> Value {
     let mut quantities = serde_json::Map::new();
     for metric in metrics {
-        let ungrouped = metric.groups.len() == 1 && metric.groups[0].group.is_empty();
+        let ungrouped = metric.groups.len() == 1
+            && metric.groups[0].group.is_empty()
+            && metric.groups[0].transactions.is_none();
         let value = if metric.groups.is_empty() {
             json!("0")
         } else if ungrouped {
@@ -447,7 +459,11 @@ fn what_if_usage(
                 metric
                     .groups
                     .iter()
-                    .map(|g| json!({"group": g.group, "quantity": g.projected_quantity}))
+                    .map(|g| match &g.transactions {
+                        Some(transactions) => json!({"group": g.group,
+                            "quantity": g.projected_quantity, "transactions": transactions}),
+                        None => json!({"group": g.group, "quantity": g.projected_quantity}),
+                    })
                     .collect(),
             )
         };

@@ -37,7 +37,7 @@ export function seriesPlot(labels, series, { format = quantity, title = '', widt
 /// Horizontal bars: `rows` is `[{label, value: decimal, text}]` (`text`: the value as shown).
 export function barPlot(rows, { title = '', width = 640 } = {}) {
   const rowHeight = 26;
-  const pad = { left: 150, right: 120, top: 6, bottom: 6 };
+  const pad = { left: width < 500 ? 100 : 150, right: width < 500 ? 90 : 120, top: 6, bottom: 6 };
   const height = pad.top + pad.bottom + rowHeight * rows.length;
   const max = Math.max(...rows.map((r) => Number(r.value)), 0) || 1;
   const span = width - pad.left - pad.right;

@@ -26,8 +26,8 @@ function revenuePanel(report) {
     parts.push(h('div', { class: 'currency-block', dataset: { currency } },
       h('h3', {}, `${currency}: `, amount(total.total, currency, { dataset: { testid: `revenue-total-${currency}` } }), h('span', { class: 'unit' }, ` from ${total.invoices} invoice${total.invoices === 1 ? '' : 's'}`)),
       h('div', { class: 'report-grid' },
-        h('div', {}, h('h4', {}, 'By month'), h('div', { class: 'plot' }, barPlot(months.map((r) => ({ label: r.month, value: r.total, text: money(r.total, currency) })), { title: `Revenue by month in ${currency}` }))),
-        h('div', {}, h('h4', {}, 'By plan'), h('div', { class: 'plot' }, barPlot(byPlan.map((r) => ({ label: r.plan_id, value: r.total, text: money(r.total, currency) })), { title: `Revenue by plan in ${currency}` })))),
+        h('div', {}, h('h4', {}, 'By month'), h('div', { class: 'plot' }, barPlot(months.map((r) => ({ label: r.month, value: r.total, text: money(r.total, currency) })), { title: `Revenue by month in ${currency}`, width: 420 }))),
+        h('div', {}, h('h4', {}, 'By plan'), h('div', { class: 'plot' }, barPlot(byPlan.map((r) => ({ label: r.plan_id, value: r.total, text: money(r.total, currency) })), { title: `Revenue by plan in ${currency}`, width: 420 })))),
     ));
   }
   const table = h('table', { class: 'invoice list', id: 'revenue-rows' },
@@ -39,7 +39,7 @@ function revenuePanel(report) {
 function topPanel(top) {
   const rows = top.customers;
   const parts = currencies(rows).map((currency) => h('div', { class: 'plot', dataset: { currency } },
-    barPlot(rows.filter((r) => r.currency === currency).map((r) => ({ label: r.customer_id, value: r.total, text: money(r.total, currency) })), { title: `Top customers in ${currency}` })));
+    barPlot(rows.filter((r) => r.currency === currency).map((r) => ({ label: r.customer_id, value: r.total, text: money(r.total, currency) })), { title: `Top customers in ${currency}`, width: 900 })));
   return h('section', { class: 'panel', id: 'top-customers' }, h('h2', {}, 'Top customers'), rows.length ? parts : h('p', { class: 'unit' }, 'No invoiced customer yet.'), csvButton('top-customers', '?limit=100'));
 }
 
@@ -53,7 +53,7 @@ function usagePanel(report, onRange) {
     const sum = values.reduce((a, v) => a + Number(v), 0);
     return h('div', { class: 'usage-plot', dataset: { metric: metric.code } },
       h('h4', {}, `${metric.code} `, h('span', { class: 'unit' }, `(${metric.aggregation}, ${metric.unit || 'units'} per day)`)),
-      h('div', { class: 'plot' }, seriesPlot(dates, [{ name: metric.code, values }], { title: `${metric.code} per day`, format: (v) => quantity(v) })),
+      h('div', { class: 'plot' }, seriesPlot(dates, [{ name: metric.code, values }], { title: `${metric.code} per day`, format: (v) => quantity(v), width: 380, height: 200 })),
       sum === 0 ? h('p', { class: 'unit' }, 'No usage in this range.') : null);
   });
   const range = `?from=${report.from}&to=${report.to}`;

@@ -21,7 +21,7 @@ export function seriesPlot(labels, series, { format = quantity, title = '', widt
     { viewBox: `0 0 ${width} ${height}`, class: 'chart series', role: 'img', 'aria-label': title },
     svg('line', { x1: pad.left, y1: height - pad.bottom, x2: width - pad.right, y2: height - pad.bottom, class: 'axis' }),
     svg('line', { x1: pad.left, y1: pad.top, x2: pad.left, y2: height - pad.bottom, class: 'axis' }),
-    svg('text', { x: pad.left - 6, y: y(top) + 4, class: 'tick', 'text-anchor': 'end' }, format(top)),
+    Number(top) > 0 ? svg('text', { x: pad.left - 6, y: y(top) + 4, class: 'tick', 'text-anchor': 'end' }, format(top)) : null,
     svg('text', { x: pad.left - 6, y: height - pad.bottom, class: 'tick', 'text-anchor': 'end' }, format('0')),
     ...ticks.map((i) => svg('text', { x: x(i), y: height - 12, class: 'tick', 'text-anchor': i === 0 ? 'start' : i === labels.length - 1 ? 'end' : 'middle' }, labels[i])),
     ...series.map((s) => {

@@ -77,6 +77,9 @@ export function scaledUsage(whatIf, factor) {
 }
 
 const dateOf = (rfc3339) => rfc3339.slice(0, 10);
+/// A projection or an axis label: four significant digits are enough (Intl formats the decimal
+/// string itself).
+const about = new Intl.NumberFormat(undefined, { maximumSignificantDigits: 4 });
 
 function addDay(date) {
   const next = new Date(`${date}T00:00:00Z`);
@@ -134,8 +137,8 @@ function metricsSection({ days }) {
       h('h3', {}, metric.name || metric.code),
       h('p', { class: 'metric-figures' },
         h('span', { class: 'figure', dataset: { testid: `quantity-${metric.code}`, quantity: metric.quantity } }, `${quantity(metric.quantity)} ${unit}`),
-        metric.projected_quantity !== metric.quantity ? h('span', { class: 'unit' }, ` → about ${quantity(metric.projected_quantity)} ${unit} by the period's end`) : null),
-      h('div', { class: 'plot' }, seriesPlot(labels, series, { title: `${metric.name || metric.code} over the period`, format: (v) => quantity(v), width: 380, height: 200 })),
+        metric.projected_quantity !== metric.quantity ? h('span', { class: 'unit' }, ` → about ${about.format(metric.projected_quantity)} ${unit} by the period's end`) : null),
+      h('div', { class: 'plot' }, seriesPlot(labels, series, { title: `${metric.name || metric.code} over the period`, format: (v) => about.format(v), width: 380, height: 200 })),
       h('p', { class: 'legend' }, h('span', { class: 'swatch line' }), metric.additive ? 'this period so far, at each day’s end' : 'level so far, at each day’s end', series.length > 1 ? [h('span', { class: 'swatch projected' }), 'projected'] : null),
     );
   });

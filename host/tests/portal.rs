@@ -960,3 +960,110 @@ fn the_demo_server_opens_a_portal_link_with_the_operators_numbers() {
     drop(child.wait());
     drop(std::fs::remove_dir_all(&dir));
 }
+
+/// The new operations are documented: the portal's behind the portal token, the links' and
+/// reports' behind the operator key, the CSV exports as `text/csv`.
+#[tokio::test]
+async fn the_openapi_document_names_each_operations_credential() {
+    let world = world("openapi").await;
+    let doc = get_json(world.addr, "/openapi.json", KEY).await;
+    let mut seen = BTreeMap::new();
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in methods.as_object().unwrap() {
+            let scheme = operation["security"][0]
+                .as_object()
+                .and_then(|s| s.keys().next().cloned())
+                .unwrap_or_default();
+            seen.insert(
+                operation["operationId"].as_str().unwrap().to_owned(),
+                (method.clone(), path.clone(), scheme),
+            );
+        }
+    }
+    for (id, method, path, scheme) in [
+        (
+            "createPortalLink",
+            "post",
+            "/v1/customers/{id}/portal-links",
+            "operatorKey",
+        ),
+        (
+            "listPortalLinks",
+            "get",
+            "/v1/customers/{id}/portal-links",
+            "operatorKey",
+        ),
+        (
+            "revokePortalLink",
+            "delete",
+            "/v1/portal-links/{id}",
+            "operatorKey",
+        ),
+        ("portalAccount", "get", "/portal/v1/account", "portalToken"),
+        ("portalUsage", "get", "/portal/v1/usage", "portalToken"),
+        (
+            "portalUsageDaily",
+            "get",
+            "/portal/v1/usage/daily",
+            "portalToken",
+        ),
+        ("portalPlan", "get", "/portal/v1/plan", "portalToken"),
+        (
+            "portalInvoices",
+            "get",
+            "/portal/v1/invoices",
+            "portalToken",
+        ),
+        (
+            "portalInvoice",
+            "get",
+            "/portal/v1/invoices/{number}",
+            "portalToken",
+        ),
+        (
+            "portalInvoiceHtml",
+            "get",
+            "/portal/v1/invoices/{number}/html",
+            "portalToken",
+        ),
+        ("listCustomers", "get", "/v1/customers", "operatorKey"),
+        ("revenueReport", "get", "/v1/reports/revenue", "operatorKey"),
+        (
+            "revenueReportCsv",
+            "get",
+            "/v1/reports/revenue.csv",
+            "operatorKey",
+        ),
+        (
+            "topCustomersReport",
+            "get",
+            "/v1/reports/top-customers",
+            "operatorKey",
+        ),
+        (
+            "topCustomersReportCsv",
+            "get",
+            "/v1/reports/top-customers.csv",
+            "operatorKey",
+        ),
+        ("usageReport", "get", "/v1/reports/usage", "operatorKey"),
+        (
+            "usageReportCsv",
+            "get",
+            "/v1/reports/usage.csv",
+            "operatorKey",
+        ),
+    ] {
+        assert_eq!(
+            seen.get(id),
+            Some(&(method.to_owned(), path.to_owned(), scheme.to_owned())),
+            "{id}"
+        );
+    }
+    let csv = &doc["paths"]["/v1/reports/revenue.csv"]["get"]["responses"]["200"]["content"];
+    assert!(csv.get("text/csv").is_some(), "{csv}");
+    assert!(doc["components"]["securitySchemes"]["portalToken"].is_object());
+    assert!(
+        doc["paths"]["/v1/customers/{id}/portal-links"]["post"]["responses"]["201"].is_object()
+    );
+}

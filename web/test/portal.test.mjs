@@ -213,7 +213,7 @@ test('the what-if control prices N× the projected usage through the engine', as
   }
 });
 
-test('a missing, revoked or expired portal link is explained', async () => {
+test('a missing, revoked or guessed portal link is explained (expiry: host/tests/portal.rs, on the server clock)', async () => {
   const missing = await open('/portal.html');
   assert.match(await missing.textContent('.portal-error h2'), /opens from a portal link/);
   await missing.screenshot({ path: path.join(SHOTS, 'portal-missing-link.png') });

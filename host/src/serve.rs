@@ -140,7 +140,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .with_context(|| format!("listening on {}", args.addr))?;
         let addr = listener.local_addr().context("the listening address")?;
         // Written at once (tests and scripts wait for this line).
-        say!("Ratecard pages on http://{addr}/ (pricing), /quote.html, /editor.html");
+        say!(
+            "Ratecard pages on http://{addr}/ (pricing), /quote.html, /editor.html; /portal.html (customers), /console.html and /reports.html (operator)"
+        );
         say!(
             "API on http://{addr}/v1/ (operator key: `Authorization: Bearer …`), health /healthz; store {}",
             match &database {

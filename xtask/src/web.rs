@@ -291,6 +291,9 @@ pub fn start_tests() -> Result<WebTests> {
         ],
         &[],
     )?;
+    // Its build script makes the sample plugin components the console's upload test sends
+    // (web/test/portal.test.mjs finds them under target/debug/build/).
+    run("cargo", &["build", "-p", "ratecard-test-plugins"], &[])?;
     let native = Command::new(target_dir().join("debug/examples/native_vectors"))
         .current_dir(&root)
         .output()

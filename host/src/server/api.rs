@@ -45,8 +45,8 @@ pub fn key_hash(key: &str) -> String {
 }
 
 #[derive(Clone)]
-struct Api {
-    server: Arc<Server>,
+pub(super) struct Api {
+    pub(super) server: Arc<Server>,
 }
 
 /// Every operation of the API: its documentation and its handler. The router and
@@ -264,6 +264,8 @@ fn operations() -> Vec<(Operation, MethodRouter<Api>)> {
     ];
     #[cfg(feature = "plugins")]
     operations.extend(plugin_operations());
+    operations.extend(super::portal::operations());
+    operations.extend(super::reports::operations());
     operations
 }
 
@@ -429,7 +431,7 @@ async fn require_key(State(api): State<Api>, request: Request, next: Next) -> Re
     next.run(request).await
 }
 
-fn json_response(status: StatusCode, value: &impl Serialize) -> Response {
+pub(super) fn json_response(status: StatusCode, value: &impl Serialize) -> Response {
     let body = serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned());
     (
         status,
@@ -442,14 +444,14 @@ fn json_response(status: StatusCode, value: &impl Serialize) -> Response {
         .into_response()
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(super) fn error(status: StatusCode, code: &str, message: &str) -> Response {
     json_response(
         status,
         &json!({"error": {"code": code, "message": message}}),
     )
 }
 
-fn server_error(failure: ServerError) -> Response {
+pub(super) fn server_error(failure: ServerError) -> Response {
     match failure {
         ServerError::Store(store) => {
             log_store_error(&store);
@@ -478,7 +480,10 @@ fn log_store_error(error: &dyn std::fmt::Display) {
 }
 
 /// Reads a JSON body as `T`, or answers 400 with every error's JSON path.
-fn read_body<T: serde::de::DeserializeOwned>(document: &str, body: &Bytes) -> Result<T, Response> {
+pub(super) fn read_body<T: serde::de::DeserializeOwned>(
+    document: &str,
+    body: &Bytes,
+) -> Result<T, Response> {
     let text = std::str::from_utf8(body).map_err(|e| {
         error(
             StatusCode::BAD_REQUEST,

@@ -256,7 +256,7 @@ impl Server {
 }
 
 /// The part of `[start, end)` before `now`, in [0, 1].
-fn elapsed_fraction(start: i64, end: i64, now: i64) -> Decimal {
+pub(super) fn elapsed_fraction(start: i64, end: i64, now: i64) -> Decimal {
     let length = end.saturating_sub(start).max(1);
     let gone = now.saturating_sub(start).clamp(0, length);
     Decimal::from(gone) / Decimal::from(length)
@@ -264,7 +264,7 @@ fn elapsed_fraction(start: i64, end: i64, now: i64) -> Decimal {
 
 /// Period length over time elapsed; none in the period's first minute-ish share (nothing to
 /// extrapolate from yet).
-fn scale_of(elapsed: Decimal) -> Option<Decimal> {
+pub(super) fn scale_of(elapsed: Decimal) -> Option<Decimal> {
     if elapsed <= Decimal::new(1, 5) {
         return None;
     }

@@ -15,6 +15,8 @@ mod live;
 mod openapi;
 #[cfg(feature = "plugins")]
 pub mod plugins;
+pub mod portal;
+pub mod reports;
 pub mod store;
 
 use std::collections::BTreeMap;

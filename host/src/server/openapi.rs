@@ -20,6 +20,8 @@ pub(super) enum Body {
     EventStream(fn(&mut SchemaGenerator) -> Schema),
     /// `text/html`.
     Html,
+    /// `text/csv` (RFC 4180).
+    Csv,
     /// `application/wasm`: a WebAssembly component.
     #[cfg_attr(not(feature = "plugins"), allow(dead_code))]
     Wasm,
@@ -62,6 +64,7 @@ fn content(body: Body, generator: &mut SchemaGenerator) -> Option<Value> {
             "x-event-data": schema(generator)
         }}),
         Body::Html => json!({"text/html": {"schema": {"type": "string"}}}),
+        Body::Csv => json!({"text/csv": {"schema": {"type": "string"}}}),
         Body::Wasm => {
             json!({"application/wasm": {"schema": {"type": "string", "format": "binary"}}})
         }
@@ -104,12 +107,15 @@ pub(super) fn document(operations: &[Operation]) -> Value {
         if let Some(content) = content(op.response, &mut generator) {
             ok["content"] = content;
         }
-        let ok_status =
-            if op.method == "post" && (op.path == "/v1/plans" || op.path == "/v1/plugins") {
-                "201"
-            } else {
-                "200"
-            };
+        let ok_status = if op.method == "post"
+            && (op.path == "/v1/plans"
+                || op.path == "/v1/plugins"
+                || op.path.ends_with("/portal-links"))
+        {
+            "201"
+        } else {
+            "200"
+        };
         responses.insert(ok_status.into(), ok);
         let error = json!({"description": "the error, with its code and (for bad input) the JSON path",
                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}}});
@@ -117,9 +123,14 @@ pub(super) fn document(operations: &[Operation]) -> Value {
             responses.insert("400".into(), error.clone());
             responses.insert("422".into(), error.clone());
         }
-        if op.operator {
+        // Portal operations take a customer's portal token instead (`server::portal`).
+        let portal = op.path.starts_with("/portal/");
+        if op.operator || portal {
             responses.insert("401".into(), error.clone());
-            operation.insert("security".into(), json!([{"operatorKey": []}]));
+            let scheme = if portal { "portalToken" } else { "operatorKey" };
+            let mut requirement = Map::new();
+            requirement.insert(scheme.into(), json!([]));
+            operation.insert("security".into(), json!([requirement]));
         }
         if op.path.contains('{') {
             responses.insert("404".into(), error.clone());
@@ -166,7 +177,9 @@ pub(super) fn document(operations: &[Operation]) -> Value {
         "components": {
             "schemas": schemas,
             "securitySchemes": {"operatorKey": {"type": "http", "scheme": "bearer",
-                "description": "an operator key (`ratecard keys create`; `ratecard serve --demo` prints one)"}}
+                "description": "an operator key (`ratecard keys create`; `ratecard serve --demo` prints one)"},
+                "portalToken": {"type": "http", "scheme": "bearer",
+                "description": "a customer's portal token (`POST /v1/customers/{id}/portal-links`): opens only `/portal/v1/…`, only that customer's data"}}
         }
     })
 }

@@ -125,6 +125,18 @@ pub struct StoredInvoice {
     pub body: String,
 }
 
+/// A customer portal link as stored (see the `portal_links` table): its token's SHA-256, never
+/// the token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredPortalLink {
+    pub id: String,
+    pub customer_id: String,
+    pub token_hash: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
 /// A customer as stored: the engine's setup as JSON and the plan version they are on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredCustomer {
@@ -959,6 +971,115 @@ impl Store {
         .await?))
     }
 
+    // Portal and reports
+
+    /// Keeps a new portal link (its token's hash only).
+    pub async fn add_portal_link(&self, link: &StoredPortalLink) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO portal_links (id, customer_id, token_hash, created_at, expires_at, revoked_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&link.id)
+        .bind(&link.customer_id)
+        .bind(&link.token_hash)
+        .bind(link.created_at)
+        .bind(link.expires_at)
+        .bind(link.revoked_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// The portal link whose token has this hash (one indexed lookup by the hash).
+    pub async fn portal_link_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<StoredPortalLink>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, customer_id, token_hash, created_at, expires_at, revoked_at
+             FROM portal_links WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(portal_link_of_row).transpose()
+    }
+
+    /// A customer's portal links, newest first.
+    pub async fn portal_links(
+        &self,
+        customer_id: &str,
+    ) -> Result<Vec<StoredPortalLink>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, customer_id, token_hash, created_at, expires_at, revoked_at
+             FROM portal_links WHERE customer_id = $1 ORDER BY created_at DESC, id",
+        )
+        .bind(customer_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(portal_link_of_row).collect()
+    }
+
+    /// Revokes a portal link from `now` on (a link revoked already keeps its first revocation):
+    /// the link as it now is, `None` when there is no such link.
+    pub async fn revoke_portal_link(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<StoredPortalLink>, StoreError> {
+        immediate(&self.writer, async |conn| {
+            sqlx::query(
+                "UPDATE portal_links SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+            let row = sqlx::query(
+                "SELECT id, customer_id, token_hash, created_at, expires_at, revoked_at
+                 FROM portal_links WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            row.map(portal_link_of_row).transpose()
+        })
+        .await
+    }
+
+    /// One customer's final invoices, by number.
+    pub async fn customer_invoices(
+        &self,
+        customer_id: &str,
+    ) -> Result<Vec<StoredInvoice>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT number, customer_id, period_start, period_end, body FROM invoices
+             WHERE customer_id = $1 ORDER BY number",
+        )
+        .bind(customer_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(invoice_of_row).collect())
+    }
+
+    /// Invoice `number` if it is `customer_id`'s: one query on both, so another customer's
+    /// invoice and a missing one are the same lookup and the same answer.
+    pub async fn customer_invoice(
+        &self,
+        customer_id: &str,
+        number: i64,
+    ) -> Result<Option<StoredInvoice>, StoreError> {
+        let row = sqlx::query(
+            "SELECT number, customer_id, period_start, period_end, body FROM invoices
+             WHERE customer_id = $1 AND number = $2",
+        )
+        .bind(customer_id)
+        .bind(number)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(invoice_of_row))
+    }
+
     pub async fn close(&self) {
         match &*self.db {
             Db::Sqlite { pool, writer } => {
@@ -993,4 +1114,15 @@ fn insert_events_sql(rows: usize) -> String {
     }
     sql.push_str(" ON CONFLICT (customer_id, event_id) DO NOTHING");
     sql
+}
+
+fn portal_link_of_row(row: sqlx::sqlite::SqliteRow) -> Result<StoredPortalLink, StoreError> {
+    Ok(StoredPortalLink {
+        id: row.try_get(0)?,
+        customer_id: row.try_get(1)?,
+        token_hash: row.try_get(2)?,
+        created_at: row.try_get(3)?,
+        expires_at: row.try_get(4)?,
+        revoked_at: row.try_get(5)?,
+    })
 }

@@ -4,16 +4,19 @@
 //! data and nothing else (the isolation matrix), expire and are revoked; the reports' sums are
 //! the invoices' own, and their CSV is RFC 4180.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use ratecard_engine::Decimal;
 use ratecard_engine::plan::Plan;
 use ratecard_engine::plugin::NoPlugins;
 use ratecard_engine::usage::{CustomerSetup, Subscription, Timestamp};
-use ratecard_host::server::{Clock, CustomerRecord, ManualClock, PlanRef, Server, api};
+use ratecard_host::server::{Clock, CustomerRecord, Database, ManualClock, PlanRef, Server, api};
 use serde_json::{Value, json};
+
+use common::{Backend, data_dir, remove};
 
 const KEY: &str = "k-operator";
 
@@ -29,12 +32,6 @@ impl Clock for Shared {
 
 fn millis(text: &str) -> i64 {
     Timestamp::parse_rfc3339(text).expect("a timestamp").0
-}
-
-fn data_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ratecard-portal-{name}-{}", std::process::id()));
-    drop(std::fs::remove_dir_all(&dir));
-    dir
 }
 
 fn example_plan(file: &str) -> Plan {
@@ -86,14 +83,14 @@ struct World {
     clock: Arc<ManualClock>,
     server: Arc<Server>,
     addr: std::net::SocketAddr,
-    dir: PathBuf,
+    database: Database,
     /// November's `api.request` events per customer.
     november_calls: BTreeMap<&'static str, u64>,
 }
 
 impl Drop for World {
     fn drop(&mut self) {
-        drop(std::fs::remove_dir_all(&self.dir));
+        remove(&self.database);
     }
 }
 
@@ -118,11 +115,11 @@ fn storage_events(customer: &str, month: &str, n: u32, prefix: &str) -> Vec<Valu
         .collect()
 }
 
-async fn world(name: &str) -> World {
-    let dir = data_dir(name);
+async fn world(backend: Backend, name: &str) -> World {
+    let database = data_dir(backend, name);
     let clock = Arc::new(ManualClock::at(millis("2026-10-20T00:00:00Z")));
     let server = Arc::new(
-        Server::open(&dir, Box::new(Shared(clock.clone())), &NoPlugins)
+        Server::open_database(&database, Box::new(Shared(clock.clone())), &NoPlugins)
             .await
             .expect("the server opens"),
     );
@@ -180,7 +177,7 @@ async fn world(name: &str) -> World {
         clock,
         server,
         addr,
-        dir,
+        database,
         november_calls,
     }
 }
@@ -212,9 +209,8 @@ fn portal_paths(own_invoice: i64) -> Vec<String> {
     ]
 }
 
-#[tokio::test]
-async fn a_portal_token_reads_its_customer_and_nothing_of_another() {
-    let world = world("isolation").await;
+async fn a_portal_token_reads_its_customer_and_nothing_of_another(backend: Backend) {
+    let world = world(backend, "isolation").await;
     let addr = world.addr;
     let acme = new_link(&world, "acme", r#"{"expires_in_days": 30}"#).await;
     let token = acme["token"].as_str().expect("a token").to_owned();
@@ -363,27 +359,35 @@ async fn a_portal_token_reads_its_customer_and_nothing_of_another() {
         let (status, _, body) = http(addr, method, path, Some(&token), "").await;
         assert_eq!(status, 401, "{method} {path}: {body}");
     }
-    // Only the token's hash is at rest: the token appears nowhere in the database file.
-    world.server.store().close().await;
-    let mut stored = Vec::new();
-    for entry in std::fs::read_dir(&world.dir).unwrap() {
-        stored.extend(std::fs::read(entry.unwrap().path()).unwrap());
-    }
-    let needle = token.as_bytes();
-    assert!(
-        !stored.windows(needle.len()).any(|w| w == needle),
-        "the token is stored"
-    );
+    // Only the token's hash is at rest: the token appears nowhere in the database (SQLite:
+    // in no byte of its files; PostgreSQL: in no portal link row, which holds the hash).
     let hash = ratecard_host::server::api::key_hash(&token);
+    let links = world.server.store().portal_links("acme").await.unwrap();
     assert!(
-        stored.windows(hash.len()).any(|w| w == hash.as_bytes()),
+        links.iter().any(|l| l.token_hash == hash),
         "its hash is stored"
     );
+    assert!(links.iter().all(|l| l.token_hash != token && l.id != token));
+    world.server.store().close().await;
+    if let Database::Sqlite(dir) = &world.database {
+        let mut stored = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            stored.extend(std::fs::read(entry.unwrap().path()).unwrap());
+        }
+        let needle = token.as_bytes();
+        assert!(
+            !stored.windows(needle.len()).any(|w| w == needle),
+            "the token is stored"
+        );
+        assert!(
+            stored.windows(hash.len()).any(|w| w == hash.as_bytes()),
+            "its hash is stored"
+        );
+    }
 }
 
-#[tokio::test]
-async fn a_portal_link_expires_on_the_servers_clock_and_is_revoked() {
-    let world = world("expiry").await;
+async fn a_portal_link_expires_on_the_servers_clock_and_is_revoked(backend: Backend) {
+    let world = world(backend, "expiry").await;
     let addr = world.addr;
     let short = new_link(&world, "acme", r#"{"expires_in_days": 1}"#).await;
     let long = new_link(&world, "acme", r#"{"expires_in_days": 365}"#).await;
@@ -524,9 +528,8 @@ async fn a_portal_link_expires_on_the_servers_clock_and_is_revoked() {
     assert_eq!(status, 404);
 }
 
-#[tokio::test]
-async fn the_portals_days_add_up_and_its_what_if_usage_quotes_the_projected_bill() {
-    let world = world("days").await;
+async fn the_portals_days_add_up_and_its_what_if_usage_quotes_the_projected_bill(backend: Backend) {
+    let world = world(backend, "days").await;
     let addr = world.addr;
     // A fleet customer: its fuel card fees are priced per transaction, so the what-if usage
     // carries each transaction.
@@ -635,9 +638,8 @@ fn decimal(value: &Value) -> Decimal {
         .expect("a decimal")
 }
 
-#[tokio::test]
-async fn reports_sum_the_invoices_exactly_and_export_csv() {
-    let world = world("reports").await;
+async fn reports_sum_the_invoices_exactly_and_export_csv(backend: Backend) {
+    let world = world(backend, "reports").await;
     let addr = world.addr;
     // A customer whose id needs quoting in CSV, with an invoice of October.
     let api_pro = PlanRef {
@@ -881,7 +883,8 @@ async fn reports_sum_the_invoices_exactly_and_export_csv() {
 fn the_demo_server_opens_a_portal_link_with_the_operators_numbers() {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::process::{Command, Stdio};
-    let dir = data_dir("serve");
+    let dir = std::env::temp_dir().join(format!("ratecard-portal-serve-{}", std::process::id()));
+    drop(std::fs::remove_dir_all(&dir));
     let mut child = Command::new(env!("CARGO_BIN_EXE_ratecard"))
         .args(["serve", "--addr", "127.0.0.1:0", "--demo", "--data-dir"])
         .arg(&dir)
@@ -963,9 +966,8 @@ fn the_demo_server_opens_a_portal_link_with_the_operators_numbers() {
 
 /// The new operations are documented: the portal's behind the portal token, the links' and
 /// reports' behind the operator key, the CSV exports as `text/csv`.
-#[tokio::test]
-async fn the_openapi_document_names_each_operations_credential() {
-    let world = world("openapi").await;
+async fn the_openapi_document_names_each_operations_credential(backend: Backend) {
+    let world = world(backend, "openapi").await;
     let doc = get_json(world.addr, "/openapi.json", KEY).await;
     let mut seen = BTreeMap::new();
     for (path, methods) in doc["paths"].as_object().unwrap() {
@@ -1067,3 +1069,11 @@ async fn the_openapi_document_names_each_operations_credential() {
         doc["paths"]["/v1/customers/{id}/portal-links"]["post"]["responses"]["201"].is_object()
     );
 }
+
+on_both_backends!(
+    a_portal_token_reads_its_customer_and_nothing_of_another,
+    a_portal_link_expires_on_the_servers_clock_and_is_revoked,
+    the_portals_days_add_up_and_its_what_if_usage_quotes_the_projected_bill,
+    reports_sum_the_invoices_exactly_and_export_csv,
+    the_openapi_document_names_each_operations_credential,
+);

@@ -6,6 +6,9 @@
 use std::collections::BTreeMap;
 use std::io::Cursor;
 
+mod common;
+
+use common::{Backend, data_dir, remove};
 use ratecard_engine::plan::Plan;
 use ratecard_engine::plugin::NoPlugins;
 use ratecard_engine::rate::PreparedPlan;
@@ -13,51 +16,6 @@ use ratecard_engine::usage::{CustomerSetup, Subscription};
 use ratecard_host::rating::{Collected, RateRequest, rate_stream};
 use ratecard_host::server::{CustomerRecord, Database, EventOutcome, ManualClock, PlanRef, Server};
 use serde_json::{Value, json};
-
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// A fresh, empty store: a data directory under the system's temporary directory, or a new
-/// database in this process's PostgreSQL cluster.
-fn data_dir(backend: Backend, name: &str) -> Database {
-    match backend {
-        Backend::Sqlite => {
-            let dir =
-                std::env::temp_dir().join(format!("ratecard-server-{name}-{}", std::process::id()));
-            drop(std::fs::remove_dir_all(&dir));
-            Database::Sqlite(dir)
-        }
-        Backend::Postgres => Database::Postgres(ratecard_tests::postgres::fresh_database(name)),
-    }
-}
-
-/// Removes a SQLite data directory (a PostgreSQL database goes with its cluster).
-fn remove(database: &Database) {
-    if let Database::Sqlite(dir) = database {
-        drop(std::fs::remove_dir_all(dir));
-    }
-}
-
-/// Each test, once per backend: `sqlite::name` and `postgres::name`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Backend::Postgres).await
-            })*
-        }
-    };
-}
 
 fn millis(text: &str) -> i64 {
     ratecard_engine::usage::Timestamp::parse_rfc3339(text)

@@ -127,7 +127,7 @@ pub struct StoredInvoice {
 
 /// A customer portal link as stored (see the `portal_links` table): its token's SHA-256, never
 /// the token.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct StoredPortalLink {
     pub id: String,
     pub customer_id: String,
@@ -975,7 +975,8 @@ impl Store {
 
     /// Keeps a new portal link (its token's hash only).
     pub async fn add_portal_link(&self, link: &StoredPortalLink) -> Result<(), StoreError> {
-        sqlx::query(
+        writes!(self, |pool| {
+            sqlx::query(
             "INSERT INTO portal_links (id, customer_id, token_hash, created_at, expires_at, revoked_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -985,8 +986,10 @@ impl Store {
         .bind(link.created_at)
         .bind(link.expires_at)
         .bind(link.revoked_at)
-        .execute(&self.writer)
-        .await?;
+        .execute(pool)
+        .await
+        .map(drop)?
+        });
         Ok(())
     }
 
@@ -995,14 +998,13 @@ impl Store {
         &self,
         token_hash: &str,
     ) -> Result<Option<StoredPortalLink>, StoreError> {
-        let row = sqlx::query(
+        reads!(self, |pool| Ok(sqlx::query_as(
             "SELECT id, customer_id, token_hash, created_at, expires_at, revoked_at
              FROM portal_links WHERE token_hash = $1",
         )
         .bind(token_hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(portal_link_of_row).transpose()
+        .fetch_optional(pool)
+        .await?))
     }
 
     /// A customer's portal links, newest first.
@@ -1010,14 +1012,13 @@ impl Store {
         &self,
         customer_id: &str,
     ) -> Result<Vec<StoredPortalLink>, StoreError> {
-        let rows = sqlx::query(
+        reads!(self, |pool| Ok(sqlx::query_as(
             "SELECT id, customer_id, token_hash, created_at, expires_at, revoked_at
              FROM portal_links WHERE customer_id = $1 ORDER BY created_at DESC, id",
         )
         .bind(customer_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(portal_link_of_row).collect()
+        .fetch_all(pool)
+        .await?))
     }
 
     /// Revokes a portal link from `now` on (a link revoked already keeps its first revocation):
@@ -1027,7 +1028,7 @@ impl Store {
         id: &str,
         now: i64,
     ) -> Result<Option<StoredPortalLink>, StoreError> {
-        immediate(&self.writer, async |conn| {
+        in_tx!(self, None, |conn| {
             sqlx::query(
                 "UPDATE portal_links SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2",
             )
@@ -1035,16 +1036,14 @@ impl Store {
             .bind(id)
             .execute(&mut *conn)
             .await?;
-            let row = sqlx::query(
+            Ok(sqlx::query_as(
                 "SELECT id, customer_id, token_hash, created_at, expires_at, revoked_at
                  FROM portal_links WHERE id = $1",
             )
             .bind(id)
             .fetch_optional(&mut *conn)
-            .await?;
-            row.map(portal_link_of_row).transpose()
+            .await?)
         })
-        .await
     }
 
     /// One customer's final invoices, by number.
@@ -1052,14 +1051,13 @@ impl Store {
         &self,
         customer_id: &str,
     ) -> Result<Vec<StoredInvoice>, StoreError> {
-        let rows = sqlx::query(
+        reads!(self, |pool| Ok(sqlx::query_as(
             "SELECT number, customer_id, period_start, period_end, body FROM invoices
              WHERE customer_id = $1 ORDER BY number",
         )
         .bind(customer_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(invoice_of_row).collect())
+        .fetch_all(pool)
+        .await?))
     }
 
     /// Invoice `number` if it is `customer_id`'s: one query on both, so another customer's
@@ -1069,15 +1067,14 @@ impl Store {
         customer_id: &str,
         number: i64,
     ) -> Result<Option<StoredInvoice>, StoreError> {
-        let row = sqlx::query(
+        reads!(self, |pool| Ok(sqlx::query_as(
             "SELECT number, customer_id, period_start, period_end, body FROM invoices
              WHERE customer_id = $1 AND number = $2",
         )
         .bind(customer_id)
         .bind(number)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(invoice_of_row))
+        .fetch_optional(pool)
+        .await?))
     }
 
     pub async fn close(&self) {
@@ -1114,15 +1111,4 @@ fn insert_events_sql(rows: usize) -> String {
     }
     sql.push_str(" ON CONFLICT (customer_id, event_id) DO NOTHING");
     sql
-}
-
-fn portal_link_of_row(row: sqlx::sqlite::SqliteRow) -> Result<StoredPortalLink, StoreError> {
-    Ok(StoredPortalLink {
-        id: row.try_get(0)?,
-        customer_id: row.try_get(1)?,
-        token_hash: row.try_get(2)?,
-        created_at: row.try_get(3)?,
-        expires_at: row.try_get(4)?,
-        revoked_at: row.try_get(5)?,
-    })
 }

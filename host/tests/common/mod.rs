@@ -1,10 +1,13 @@
-//! What the process tests share: `ratecard serve` as a child process and one-request HTTP.
+//! What the server's tests share: a fresh store on either backend, each test run on both,
+//! `ratecard serve` as a child process, and one-request HTTP.
 
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
+
+use ratecard_host::server::Database;
 
 pub struct Serve {
     pub child: Child,
@@ -148,4 +151,50 @@ pub fn invoices(addr: SocketAddr, key: &str) -> Vec<serde_json::Value> {
     assert_eq!(status, 200, "{body}");
     let list: serde_json::Value = serde_json::from_str(&body).expect("json");
     list["invoices"].as_array().expect("invoices").clone()
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty store: a data directory under the system's temporary directory, or a new
+/// database in this process's PostgreSQL cluster.
+pub fn data_dir(backend: Backend, name: &str) -> Database {
+    match backend {
+        Backend::Sqlite => {
+            let dir =
+                std::env::temp_dir().join(format!("ratecard-store-{name}-{}", std::process::id()));
+            drop(std::fs::remove_dir_all(&dir));
+            Database::Sqlite(dir)
+        }
+        Backend::Postgres => Database::Postgres(ratecard_tests::postgres::fresh_database(name)),
+    }
+}
+
+/// Removes a SQLite data directory (a PostgreSQL database goes with its cluster).
+pub fn remove(database: &Database) {
+    if let Database::Sqlite(dir) = database {
+        drop(std::fs::remove_dir_all(dir));
+    }
+}
+
+/// Each test, once per backend: `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(crate::common::Backend::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(crate::common::Backend::Postgres).await
+            })*
+        }
+    };
 }

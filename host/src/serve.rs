@@ -49,8 +49,14 @@ pub struct ServeArgs {
     #[arg(long, default_value = "ratecard-data")]
     data_dir: PathBuf,
     /// A PostgreSQL database instead (`postgres://user@host:port/name`, or
-    /// `postgres:///name?host=/socket/dir`): several replicas may serve one database.
-    #[arg(long, value_name = "URL")]
+    /// `postgres:///name?host=/socket/dir`): several replicas may serve one database. Also
+    /// from `RATECARD_DATABASE_URL`, which keeps a password out of the process list.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "RATECARD_DATABASE_URL",
+        hide_env_values = true
+    )]
     database: Option<String>,
     /// How long after a period ends its late events are still accepted (and it cannot be
     /// closed before), in hours.
@@ -235,7 +241,12 @@ enum KeysAction {
         #[arg(long, default_value = "ratecard-data")]
         data_dir: PathBuf,
         /// A PostgreSQL database instead (as for `ratecard serve`).
-        #[arg(long, value_name = "URL")]
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "RATECARD_DATABASE_URL",
+            hide_env_values = true
+        )]
         database: Option<String>,
         /// A label to tell keys apart.
         #[arg(long, default_value = "operator")]

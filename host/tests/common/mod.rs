@@ -187,13 +187,13 @@ macro_rules! on_both_backends {
         mod sqlite {
             $(#[tokio::test]
             async fn $name() {
-                super::$name(crate::common::Backend::Sqlite).await
+                super::$name($crate::common::Backend::Sqlite).await
             })*
         }
         mod postgres {
             $(#[tokio::test]
             async fn $name() {
-                super::$name(crate::common::Backend::Postgres).await
+                super::$name($crate::common::Backend::Postgres).await
             })*
         }
     };

@@ -469,6 +469,14 @@ fn server_error(failure: ServerError) -> Response {
         ServerError::Invalid(message) => {
             error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", &message)
         }
+        ServerError::Conflict(message) => error(StatusCode::CONFLICT, "conflict", &message),
+        ServerError::Payment { timed_out, message } => {
+            if timed_out {
+                error(StatusCode::GATEWAY_TIMEOUT, "provider_timeout", &message)
+            } else {
+                error(StatusCode::PAYMENT_REQUIRED, "payment_failed", &message)
+            }
+        }
     }
 }
 

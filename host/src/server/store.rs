@@ -13,6 +13,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqliteConnection};
 
+/// Collect's methods (invoice states, ledger, dunning, outbox): their own file.
+pub mod collect;
+
 /// A storage failure: the request it served did not happen (nothing was acknowledged).
 #[derive(Debug, thiserror::Error)]
 #[error("storage: {0}")]

@@ -104,12 +104,19 @@ pub(super) fn document(operations: &[Operation]) -> Value {
         if let Some(content) = content(op.response, &mut generator) {
             ok["content"] = content;
         }
-        let ok_status =
-            if op.method == "post" && (op.path == "/v1/plans" || op.path == "/v1/plugins") {
-                "201"
-            } else {
-                "200"
-            };
+        let ok_status = if op.method == "post"
+            && matches!(
+                op.path,
+                "/v1/plans"
+                    | "/v1/plugins"
+                    | "/v1/invoices/{number}/payments"
+                    | "/v1/payments/{id}/refunds"
+                    | "/v1/invoices/{number}/credit-notes"
+            ) {
+            "201"
+        } else {
+            "200"
+        };
         responses.insert(ok_status.into(), ok);
         let error = json!({"description": "the error, with its code and (for bad input) the JSON path",
                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}}});
@@ -145,7 +152,7 @@ pub(super) fn document(operations: &[Operation]) -> Value {
                 "type": "object",
                 "required": ["code", "message"],
                 "properties": {
-                    "code": {"type": "string", "description": "`unauthorized`, `invalid_json`, `invalid_plan`, `not_found`, `invalid`, `storage`, ..."},
+                    "code": {"type": "string", "description": "`unauthorized`, `invalid_json`, `invalid_plan`, `not_found`, `invalid`, `conflict` (409), `payment_failed` (402), `provider_timeout` (504), `storage`, ..."},
                     "message": {"type": "string"},
                     "document": {"type": "string"},
                     "path": {"type": "string", "description": "the JSON path of what was wrong"},
@@ -160,7 +167,7 @@ pub(super) fn document(operations: &[Operation]) -> Value {
         "info": {
             "title": "Ratecard",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Usage-based billing: plans and their versions, customers, idempotent event ingest, live usage, invoice previews and period close. Amounts are decimal strings."
+            "description": "Usage-based billing: plans and their versions, customers, idempotent event ingest, live usage, invoice previews and period close, collection (invoice states, payments, refunds, credit notes, dunning, an outbox). Amounts are decimal strings."
         },
         "paths": paths,
         "components": {

@@ -173,21 +173,37 @@ impl Server {
             })
     }
 
-    /// Final invoices with their books, by number, of one state and/or customer.
+    /// Final invoices with their books, by number, of one state and/or customer (`None`:
+    /// any). Books are read once per customer.
     pub async fn invoice_books(
         &self,
         state: Option<InvoiceState>,
         customer: Option<&str>,
     ) -> Result<Vec<(crate::server::store::StoredInvoice, Book)>, ServerError> {
+        let numbers: std::collections::BTreeSet<i64> = self
+            .store
+            .invoice_numbers(state, customer)
+            .await?
+            .into_iter()
+            .collect();
+        let mut books: std::collections::HashMap<String, Vec<Book>> =
+            std::collections::HashMap::new();
         let mut found = Vec::new();
-        for number in self.store.invoice_numbers(state, customer).await? {
-            let (Some(invoice), Some(book)) = (
-                self.store.invoice(number).await?,
-                self.store.book(number).await?,
-            ) else {
+        for invoice in self.store.invoices().await? {
+            if !numbers.contains(&invoice.number) {
                 continue;
-            };
-            found.push((invoice, book));
+            }
+            if !books.contains_key(&invoice.customer_id) {
+                let of_customer = self.store.books(&invoice.customer_id).await?;
+                books.insert(invoice.customer_id.clone(), of_customer);
+            }
+            let book = books
+                .get(&invoice.customer_id)
+                .and_then(|b| b.iter().find(|b| b.invoice.number == invoice.number))
+                .cloned();
+            if let Some(book) = book {
+                found.push((invoice, book));
+            }
         }
         Ok(found)
     }

@@ -543,9 +543,8 @@ async fn payments_in_parts_are_idempotent_and_an_overpayment_credits_the_next_in
         )
         .await;
     assert!(message(&spent).contains("account credit"), "{spent}");
-    // A refund of invoice 1's payment beyond the overpayment reopens it... no: all of
-    // invoice 1's money beyond its total is spent, the rest paid it; a refund of p1 takes
-    // first from the (spent) overpayment and is refused the same way.
+    // A refund of the other payment takes from the same (spent) overpayment first: refused
+    // the same way.
     h.expect(
         422,
         "POST",
@@ -1131,4 +1130,121 @@ async fn collect_charges_through_the_provider_and_records_each_charge_once() {
         .await;
     assert_eq!(collected["collection"]["state"], "paid");
     assert_eq!(collected["payment"]["reference"], "ch_1");
+}
+
+/// The balance invariant over random sequences of payments, refunds, credit notes and voids
+/// on the real store (each case on its own customer's invoice): after every request the
+/// invoice's figures are the ledger's, to the cent; a refused request changes nothing.
+#[test]
+fn the_balance_invariant_holds_over_random_ledgers_in_the_store() {
+    use proptest::prelude::*;
+    use ratecard_host::server::collect::{CreditNoteRequest, PaymentRequest, RefundRequest};
+
+    const CASES: usize = 24;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let customers: Vec<String> = (0..CASES).map(|i| format!("c{i:02}")).collect();
+    let names: Vec<&str> = customers.iter().map(String::as_str).collect();
+    let h = runtime.block_on(async {
+        let h = harness("property", "2026-11-20T00:00:00Z", &names, None).await;
+        h.ingest_and_close(&names, "2026-11", 2, "2026-12-05T00:00:00Z")
+            .await;
+        h
+    });
+    let next_case = std::cell::Cell::new(0_i64);
+    let accepted = std::cell::Cell::new(0_usize);
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Pay(i64),
+        Refund(usize, i64),
+        CreditNote(i64),
+        Void,
+    }
+    let op = prop_oneof![
+        4 => (1..12_000i64).prop_map(Op::Pay),
+        2 => (0..3usize, 1..12_000i64).prop_map(|(p, a)| Op::Refund(p, a)),
+        2 => (1..12_000i64).prop_map(Op::CreditNote),
+        1 => Just(Op::Void),
+    ];
+    let config = ProptestConfig {
+        cases: CASES as u32,
+        failure_persistence: None,
+        max_shrink_iters: 0,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(ops in prop::collection::vec(op, 1..14))| {
+        next_case.set(next_case.get() + 1);
+        let number = next_case.get();
+        runtime.block_on(async {
+            let server = &h.server;
+            for (k, op) in ops.iter().enumerate() {
+                let before = server.invoice_book(number).await.unwrap();
+                let cents = |minor: i64| Decimal::new(minor, 2).to_string();
+                let actor = "operator:property";
+                let outcome = match op {
+                    Op::Pay(minor) => server
+                        .record_payment(number, &PaymentRequest {
+                            amount: cents(*minor),
+                            method: PaymentMethod::Card,
+                            reference: format!("p{number}-{k}"),
+                            currency: None,
+                        }, actor)
+                        .await
+                        .map(|_| ()),
+                    Op::Refund(which, minor) => match before.payments.get(*which) {
+                        Some(payment) => server
+                            .refund_payment(payment.id, &RefundRequest {
+                                amount: cents(*minor),
+                                reference: None,
+                            }, actor)
+                            .await
+                            .map(|_| ()),
+                        None => Ok(()),
+                    },
+                    Op::CreditNote(minor) => server
+                        .add_credit_note(number, &CreditNoteRequest {
+                            amount: cents(*minor),
+                            reason: "property".to_owned(),
+                        }, actor)
+                        .await
+                        .map(|_| ()),
+                    Op::Void => server.void_invoice(number, "", actor).await.map(|_| ()),
+                };
+                let after = server.invoice_book(number).await.unwrap();
+                match &outcome {
+                    Ok(()) => accepted.set(accepted.get() + 1),
+                    Err(_) => assert_eq!(after, before, "{op:?} refused but changed the book"),
+                }
+                let view = after.view().unwrap();
+                check_balance(&serde_json::to_value(&view).unwrap());
+                let paid: Decimal = after.payments.iter().map(|p| p.amount).sum();
+                let refunded: Decimal = after.refunds.iter().map(|r| r.amount).sum();
+                let credited: Decimal = after.credit_notes.iter().map(|c| c.amount).sum();
+                assert_eq!(dec(&json!(view.paid)), paid);
+                assert_eq!(dec(&json!(view.refunded)), refunded);
+                assert_eq!(dec(&json!(view.credited)), credited);
+                assert!(credited <= after.invoice.total, "credited beyond the total");
+                for payment in &after.payments {
+                    let back: Decimal = after
+                        .refunds
+                        .iter()
+                        .filter(|r| r.payment_id == payment.id)
+                        .map(|r| r.amount)
+                        .sum();
+                    assert!(back <= payment.amount, "refunded beyond payment {}", payment.id);
+                }
+                for amount in [&view.balance, &view.overpaid, &view.paid, &view.total] {
+                    assert_eq!(amount.split('.').nth(1).map(str::len), Some(2), "{amount}");
+                }
+                let balance = dec(&json!(view.balance));
+                match view.state.as_str() {
+                    "paid" => assert!(balance.is_zero(), "paid owing {balance}"),
+                    "open" | "uncollectible" => assert!(!balance.is_zero(), "{} owing nothing", view.state),
+                    _ => {}
+                }
+            }
+        });
+    });
+    // The sequences did reach the ledger (not only refusals).
+    assert!(accepted.get() > CASES * 2, "{} accepted", accepted.get());
 }

@@ -1248,3 +1248,71 @@ fn the_balance_invariant_holds_over_random_ledgers_in_the_store() {
     // The sequences did reach the ledger (not only refusals).
     assert!(accepted.get() > CASES * 2, "{} accepted", accepted.get());
 }
+
+/// Account credit larger than the next invoice: the engine applies what the total can take
+/// (the total is zero, never below), the invoice is paid at once, and the rest stays credit.
+#[tokio::test]
+async fn account_credit_never_drives_a_total_below_zero_and_the_rest_carries_over() {
+    let h = harness("credit", "2026-11-20T00:00:00Z", &["acme"], None).await;
+    h.ingest_and_close(&["acme"], "2026-11", 2, "2026-12-05T00:00:00Z")
+        .await;
+    let total = dec(&h.collection(1).await["total"]);
+    let paid = total + Decimal::from(500);
+    h.expect(
+        201,
+        "POST",
+        "/v1/invoices/1/payments",
+        json!({"amount": paid.to_string(), "method": "bank_transfer", "reference": "big"}),
+    )
+    .await;
+    h.ingest_and_close(&["acme"], "2026-12", 2, "2027-01-05T00:00:00Z")
+        .await;
+    let december = h.collection(2).await;
+    assert_eq!(december["total"], "0.00");
+    assert_eq!(december["state"], "paid");
+    assert_eq!(december["balance"], "0.00");
+    let applied = dec(&december["credit_applied"]);
+    assert!(
+        applied > Decimal::ZERO && applied < Decimal::from(500),
+        "{applied}"
+    );
+    let transitions: Vec<&str> = december["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(transitions, ["open", "paid"]);
+    let body: Value =
+        serde_json::from_str(&h.server.store().invoice(2).await.unwrap().unwrap().body).unwrap();
+    let credit = body["credits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "account_credit")
+        .unwrap()
+        .clone();
+    assert_eq!(dec(&credit["applied"]), applied);
+    assert_eq!(
+        dec(&credit["remaining"]),
+        Decimal::from(500) - applied,
+        "{credit}"
+    );
+    let left = h
+        .expect(200, "GET", "/v1/customers/acme/account-credit", Value::Null)
+        .await;
+    assert_eq!(dec(&left["balances"]["USD"]), Decimal::from(500) - applied);
+    // January takes the rest, and so on until it is spent.
+    h.ingest_and_close(&["acme"], "2027-01", 2, "2027-02-05T00:00:00Z")
+        .await;
+    let january = h.collection(3).await;
+    let applied_january = dec(&january["credit_applied"]);
+    let left = h
+        .expect(200, "GET", "/v1/customers/acme/account-credit", Value::Null)
+        .await;
+    assert_eq!(
+        dec(&left["balances"]["USD"]),
+        Decimal::from(500) - applied - applied_january
+    );
+    check_balance(&january);
+}

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ratecard_engine::plan::Plan;
 use ratecard_engine::plugin::NoPlugins;
-use ratecard_host::server::{Server, SystemClock, api, demo};
+use ratecard_host::server::{Database, Server, SystemClock, api, demo};
 
 /// Prints a line on standard output; a closed standard output (the reader went away) is
 /// ignored: the server keeps serving.
@@ -48,6 +48,10 @@ pub struct ServeArgs {
     /// Where the store lives (`ratecard.db`, SQLite in WAL mode; created if missing).
     #[arg(long, default_value = "ratecard-data")]
     data_dir: PathBuf,
+    /// A PostgreSQL database instead (`postgres://user@host:port/name`, or
+    /// `postgres:///name?host=/socket/dir`): several replicas may serve one database.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
     /// How long after a period ends its late events are still accepted (and it cannot be
     /// closed before), in hours.
     #[arg(long, default_value_t = 72)]
@@ -94,9 +98,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .build()
         .context("starting the server runtime")?;
     runtime.block_on(async move {
-        let server = Server::open(&args.data_dir, Box::new(SystemClock), &NoPlugins)
+        let database = Database::parse(args.database.as_deref(), args.data_dir.clone())
+            .map_err(anyhow::Error::msg)?;
+        let server = Server::open_database(&database, Box::new(SystemClock), &NoPlugins)
             .await
-            .with_context(|| format!("opening the store in {}", args.data_dir.display()))?
+            .with_context(|| format!("opening the store ({})", store_name(&database)))?
             .with_grace_ms(i64::from(args.grace_hours) * 3_600_000);
         // Uploaded plugins run sandboxed in wasmtime (the runtime's default limits).
         let runtime = ratecard_host::plugins::PluginRuntime::new(
@@ -124,6 +130,15 @@ pub fn run(args: ServeArgs) -> Result<()> {
             say!("operator key (demo): {key}");
         }
         let server = Arc::new(server);
+        // Changes other replicas of the database make (PostgreSQL; at once done on SQLite).
+        let follower = server.clone();
+        tokio::spawn(async move {
+            if let Err(error) = follower.follow_replicas().await {
+                tracing::error!(%error, "following other replicas stopped: exiting");
+                // A replica that cannot see others' changes could serve stale customers.
+                std::process::exit(1);
+            }
+        });
         if args.dunning_every_secs > 0 {
             tokio::spawn(dunning_loop(
                 server.clone(),
@@ -138,7 +153,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
         say!("Ratecard pages on http://{addr}/ (pricing), /quote.html, /editor.html");
         say!(
             "API on http://{addr}/v1/ (operator key: `Authorization: Bearer …`), health /healthz; store {}",
-            shown(&args.data_dir).display()
+            match &database {
+                Database::Sqlite(dir) => shown(dir).display().to_string(),
+                Database::Postgres(_) => store_name(&database),
+            }
         );
         say!("OpenAPI 3.1 document on http://{addr}/openapi.json");
         say!(
@@ -149,7 +167,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let app = router(dirs)
             .merge(api::router(server.clone()))
             .layer(axum::middleware::from_fn(log_request));
-        tracing::info!(%addr, data_dir = %args.data_dir.display(), "listening");
+        tracing::info!(%addr, store = %store_name(&database), "listening");
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
@@ -239,6 +257,9 @@ enum KeysAction {
         /// Where the store lives (as for `ratecard serve`).
         #[arg(long, default_value = "ratecard-data")]
         data_dir: PathBuf,
+        /// A PostgreSQL database instead (as for `ratecard serve`).
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
         /// A label to tell keys apart.
         #[arg(long, default_value = "operator")]
         label: String,
@@ -246,15 +267,20 @@ enum KeysAction {
 }
 
 pub fn keys(args: KeysArgs) -> Result<()> {
-    let KeysAction::Create { data_dir, label } = args.action;
+    let KeysAction::Create {
+        data_dir,
+        database,
+        label,
+    } = args.action;
+    let database = Database::parse(database.as_deref(), data_dir).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async move {
-        let server = Server::open(&data_dir, Box::new(SystemClock), &NoPlugins)
+        let server = Server::open_database(&database, Box::new(SystemClock), &NoPlugins)
             .await
-            .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+            .with_context(|| format!("opening the store ({})", store_name(&database)))?;
         let key = server.create_key(&label).await.context("an operator key")?;
         say!("{key}");
         server.store().close().await;
@@ -427,5 +453,32 @@ mod tests {
             Some(PathBuf::from("saas-api.json"))
         );
         assert_eq!(json_name("x.txt"), None);
+    }
+}
+
+/// The store as logs and errors name it: the SQLite data directory, or the PostgreSQL URL
+/// without its password.
+fn store_name(database: &Database) -> String {
+    match database {
+        Database::Sqlite(dir) => format!("SQLite in {}", dir.display()),
+        Database::Postgres(url) => {
+            // `postgres://user:secret@host/db` → `postgres://user:…@host/db`.
+            let shown = match (url.find("://"), url.find('@')) {
+                (Some(scheme), Some(at)) if scheme + 3 < at => {
+                    let credentials = &url[scheme + 3..at];
+                    match credentials.find(':') {
+                        Some(colon) => format!(
+                            "{}{}:…{}",
+                            &url[..scheme + 3],
+                            &credentials[..colon],
+                            &url[at..]
+                        ),
+                        None => url.clone(),
+                    }
+                }
+                _ => url.clone(),
+            };
+            format!("PostgreSQL {shown}")
+        }
     }
 }

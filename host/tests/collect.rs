@@ -3,11 +3,12 @@
 //! overpayment credited to the next invoice through the engine), refunds, credit notes, void
 //! and uncollectible, charging through a fake payment provider that declines, times out and
 //! answers twice, dunning walked with a manual clock into an outbox consumed exactly once.
+//! Each end-to-end test runs on both backends (a SQLite data directory, and a database in a
+//! throwaway PostgreSQL cluster).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Cursor;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use ratecard_engine::plan::Plan;
@@ -18,17 +19,49 @@ use ratecard_host::rating::{Collected, RateRequest, rate_stream};
 use ratecard_host::server::collect::{
     ChargeFuture, ChargeOutcome, ChargeRequest, PaymentMethod, PaymentProvider,
 };
-use ratecard_host::server::{CustomerRecord, ManualClock, Server, api};
+use ratecard_host::server::{CustomerRecord, Database, ManualClock, Server, api};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 const DAY: i64 = 86_400_000;
 const KEY: Option<&str> = Some("k-collect");
 
-fn data_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ratecard-collect-{name}-{}", std::process::id()));
-    drop(std::fs::remove_dir_all(&dir));
-    dir
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty store: a data directory under the system's temporary directory, or a new
+/// database in this process's PostgreSQL cluster.
+fn data_dir(backend: Backend, name: &str) -> Database {
+    match backend {
+        Backend::Sqlite => {
+            let dir = std::env::temp_dir()
+                .join(format!("ratecard-collect-{name}-{}", std::process::id()));
+            drop(std::fs::remove_dir_all(&dir));
+            Database::Sqlite(dir)
+        }
+        Backend::Postgres => Database::Postgres(ratecard_tests::postgres::fresh_database(name)),
+    }
+}
+
+/// Each test, once per backend: `sqlite::name` and `postgres::name`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Postgres).await
+            })*
+        }
+    };
 }
 
 fn millis(text: &str) -> i64 {
@@ -75,25 +108,29 @@ struct Harness {
     server: Arc<Server>,
     clock: Arc<ManualClock>,
     addr: SocketAddr,
-    dir: PathBuf,
+    database: Database,
 }
 
 impl Drop for Harness {
     fn drop(&mut self) {
-        drop(std::fs::remove_dir_all(&self.dir));
+        // A PostgreSQL database goes with its cluster.
+        if let Database::Sqlite(dir) = &self.database {
+            drop(std::fs::remove_dir_all(dir));
+        }
     }
 }
 
 /// A server at `now` with the example plan, `customers` subscribed, listening on loopback.
 async fn harness(
+    backend: Backend,
     name: &str,
     now: &str,
     customers: &[&str],
     provider: Option<Arc<dyn PaymentProvider>>,
 ) -> Harness {
-    let dir = data_dir(name);
+    let database = data_dir(backend, name);
     let clock = Arc::new(ManualClock::at(millis(now)));
-    let mut server = Server::open(&dir, Box::new(clock.clone()), &NoPlugins)
+    let mut server = Server::open_database(&database, Box::new(clock.clone()), &NoPlugins)
         .await
         .expect("the server opens")
         .with_provider_timeout(std::time::Duration::from_millis(300));
@@ -121,7 +158,7 @@ async fn harness(
         server,
         clock,
         addr,
-        dir,
+        database,
     }
 }
 
@@ -229,9 +266,10 @@ fn check_balance(collection: &Value) {
     assert!(balance >= Decimal::ZERO && overpaid >= Decimal::ZERO);
 }
 
-#[tokio::test]
-async fn payments_in_parts_are_idempotent_and_an_overpayment_credits_the_next_invoice() {
-    let h = harness("pay", "2026-11-20T00:00:00Z", &["acme"], None).await;
+async fn payments_in_parts_are_idempotent_and_an_overpayment_credits_the_next_invoice(
+    backend: Backend,
+) {
+    let h = harness(backend, "pay", "2026-11-20T00:00:00Z", &["acme"], None).await;
     // Net terms per plan id: server-side settings, validated with paths.
     let settings = h
         .expect(200, "GET", "/v1/plans/api-pro-2026/collection", Value::Null)
@@ -555,9 +593,17 @@ async fn payments_in_parts_are_idempotent_and_an_overpayment_credits_the_next_in
     check_balance(&h.collection(1).await);
 }
 
-#[tokio::test]
-async fn refunds_reopen_credit_notes_are_numbered_and_void_and_uncollectible_follow_their_rules() {
-    let h = harness("notes", "2026-11-20T00:00:00Z", &["acme", "globex"], None).await;
+async fn refunds_reopen_credit_notes_are_numbered_and_void_and_uncollectible_follow_their_rules(
+    backend: Backend,
+) {
+    let h = harness(
+        backend,
+        "notes",
+        "2026-11-20T00:00:00Z",
+        &["acme", "globex"],
+        None,
+    )
+    .await;
     h.ingest_and_close(&["acme", "globex"], "2026-11", 20, "2026-12-05T00:00:00Z")
         .await;
     let total_1 = dec(&h.collection(1).await["total"]);
@@ -779,9 +825,17 @@ async fn refunds_reopen_credit_notes_are_numbered_and_void_and_uncollectible_fol
     assert!(page.contains("state-void"), "{page}");
 }
 
-#[tokio::test]
-async fn dunning_walks_an_overdue_invoice_to_uncollectible_through_an_outbox_read_once() {
-    let h = harness("dunning", "2026-11-20T00:00:00Z", &["acme", "globex"], None).await;
+async fn dunning_walks_an_overdue_invoice_to_uncollectible_through_an_outbox_read_once(
+    backend: Backend,
+) {
+    let h = harness(
+        backend,
+        "dunning",
+        "2026-11-20T00:00:00Z",
+        &["acme", "globex"],
+        None,
+    )
+    .await;
     h.expect(
         200,
         "PUT",
@@ -963,7 +1017,7 @@ async fn dunning_walks_an_overdue_invoice_to_uncollectible_through_an_outbox_rea
     );
     assert_eq!(h.collection(2).await["state"], "paid");
     // A restart keeps every step run: nothing is produced twice.
-    let again = Server::open(&h.dir, Box::new(h.clock.clone()), &NoPlugins)
+    let again = Server::open_database(&h.database, Box::new(h.clock.clone()), &NoPlugins)
         .await
         .unwrap();
     assert!(again.run_dunning().await.unwrap().is_empty());
@@ -1041,10 +1095,16 @@ impl PaymentProvider for FakeProvider {
     }
 }
 
-#[tokio::test]
-async fn collect_charges_through_the_provider_and_records_each_charge_once() {
+async fn collect_charges_through_the_provider_and_records_each_charge_once(backend: Backend) {
     // Without a provider: refused.
-    let none = harness("no-provider", "2026-11-20T00:00:00Z", &["acme"], None).await;
+    let none = harness(
+        backend,
+        "no-provider",
+        "2026-11-20T00:00:00Z",
+        &["acme"],
+        None,
+    )
+    .await;
     none.ingest_and_close(&["acme"], "2026-11", 3, "2026-12-05T00:00:00Z")
         .await;
     let answer = none
@@ -1061,6 +1121,7 @@ async fn collect_charges_through_the_provider_and_records_each_charge_once() {
         Behaviour::Reference("ch_0"),
     ]);
     let h = harness(
+        backend,
         "provider",
         "2026-11-20T00:00:00Z",
         &["acme", "globex"],
@@ -1145,7 +1206,14 @@ fn the_balance_invariant_holds_over_random_ledgers_in_the_store() {
     let customers: Vec<String> = (0..CASES).map(|i| format!("c{i:02}")).collect();
     let names: Vec<&str> = customers.iter().map(String::as_str).collect();
     let h = runtime.block_on(async {
-        let h = harness("property", "2026-11-20T00:00:00Z", &names, None).await;
+        let h = harness(
+            Backend::Sqlite,
+            "property",
+            "2026-11-20T00:00:00Z",
+            &names,
+            None,
+        )
+        .await;
         h.ingest_and_close(&names, "2026-11", 2, "2026-12-05T00:00:00Z")
             .await;
         h
@@ -1251,9 +1319,10 @@ fn the_balance_invariant_holds_over_random_ledgers_in_the_store() {
 
 /// Account credit larger than the next invoice: the engine applies what the total can take
 /// (the total is zero, never below), the invoice is paid at once, and the rest stays credit.
-#[tokio::test]
-async fn account_credit_never_drives_a_total_below_zero_and_the_rest_carries_over() {
-    let h = harness("credit", "2026-11-20T00:00:00Z", &["acme"], None).await;
+async fn account_credit_never_drives_a_total_below_zero_and_the_rest_carries_over(
+    backend: Backend,
+) {
+    let h = harness(backend, "credit", "2026-11-20T00:00:00Z", &["acme"], None).await;
     h.ingest_and_close(&["acme"], "2026-11", 2, "2026-12-05T00:00:00Z")
         .await;
     let total = dec(&h.collection(1).await["total"]);
@@ -1316,3 +1385,11 @@ async fn account_credit_never_drives_a_total_below_zero_and_the_rest_carries_ove
     );
     check_balance(&january);
 }
+
+on_both_backends!(
+    payments_in_parts_are_idempotent_and_an_overpayment_credits_the_next_invoice,
+    refunds_reopen_credit_notes_are_numbered_and_void_and_uncollectible_follow_their_rules,
+    dunning_walks_an_overdue_invoice_to_uncollectible_through_an_outbox_read_once,
+    collect_charges_through_the_provider_and_records_each_charge_once,
+    account_credit_never_drives_a_total_below_zero_and_the_rest_carries_over,
+);

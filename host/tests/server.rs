@@ -1,24 +1,62 @@
-//! The server's core over a real SQLite store in a temporary directory: plans, customers in
+//! The server's core over a real store, each test run on both backends (a SQLite data
+//! directory, and a database in a throwaway PostgreSQL cluster): plans, customers in
 //! several timezones, idempotent batched ingest with bad events, restart, late events and the
 //! grace window, preview and period close equal to `ratecard rate` on the same events.
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
-use std::path::PathBuf;
 
 use ratecard_engine::plan::Plan;
 use ratecard_engine::plugin::NoPlugins;
 use ratecard_engine::rate::PreparedPlan;
 use ratecard_engine::usage::{CustomerSetup, Subscription};
 use ratecard_host::rating::{Collected, RateRequest, rate_stream};
-use ratecard_host::server::{CustomerRecord, EventOutcome, ManualClock, PlanRef, Server};
+use ratecard_host::server::{CustomerRecord, Database, EventOutcome, ManualClock, PlanRef, Server};
 use serde_json::{Value, json};
 
-/// A fresh data directory under the system's temporary directory.
-fn data_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ratecard-server-{name}-{}", std::process::id()));
-    drop(std::fs::remove_dir_all(&dir));
-    dir
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty store: a data directory under the system's temporary directory, or a new
+/// database in this process's PostgreSQL cluster.
+fn data_dir(backend: Backend, name: &str) -> Database {
+    match backend {
+        Backend::Sqlite => {
+            let dir =
+                std::env::temp_dir().join(format!("ratecard-server-{name}-{}", std::process::id()));
+            drop(std::fs::remove_dir_all(&dir));
+            Database::Sqlite(dir)
+        }
+        Backend::Postgres => Database::Postgres(ratecard_tests::postgres::fresh_database(name)),
+    }
+}
+
+/// Removes a SQLite data directory (a PostgreSQL database goes with its cluster).
+fn remove(database: &Database) {
+    if let Database::Sqlite(dir) = database {
+        drop(std::fs::remove_dir_all(dir));
+    }
+}
+
+/// Each test, once per backend: `sqlite::name` and `postgres::name`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Postgres).await
+            })*
+        }
+    };
 }
 
 fn millis(text: &str) -> i64 {
@@ -73,8 +111,8 @@ fn november_events() -> Vec<Value> {
     events
 }
 
-async fn open(dir: &std::path::Path, now: &str) -> Server {
-    Server::open(dir, Box::new(ManualClock::at(millis(now))), &NoPlugins)
+async fn open(database: &Database, now: &str) -> Server {
+    Server::open_database(database, Box::new(ManualClock::at(millis(now))), &NoPlugins)
         .await
         .expect("the server opens")
 }
@@ -92,9 +130,8 @@ async fn subscribe_all(server: &Server, plan: &PlanRef) {
     }
 }
 
-#[tokio::test]
-async fn a_month_ingested_previewed_and_closed_as_ratecard_rate_rates_it() {
-    let dir = data_dir("month");
+async fn a_month_ingested_previewed_and_closed_as_ratecard_rate_rates_it(backend: Backend) {
+    let dir = data_dir(backend, "month");
     let server = open(&dir, "2026-11-20T00:00:00Z").await;
     let plan = server.add_plan(plan()).await.expect("the plan");
     assert_eq!(plan.version, 1);
@@ -248,7 +285,7 @@ async fn a_month_ingested_previewed_and_closed_as_ratecard_rate_rates_it() {
         matches!(&outcome[0], EventOutcome::Rejected { error, .. } if error.contains("too late") || error.contains("closed")),
         "{outcome:?}"
     );
-    drop(std::fs::remove_dir_all(&dir));
+    remove(&dir);
 }
 
 fn plan_of(server: &Server, plan: &PlanRef) -> Plan {
@@ -260,9 +297,8 @@ fn plan_of(server: &Server, plan: &PlanRef) -> Plan {
         .expect("the plan version")
 }
 
-#[tokio::test]
-async fn plans_are_versioned_and_an_invalid_plan_stores_nothing() {
-    let dir = data_dir("plans");
+async fn plans_are_versioned_and_an_invalid_plan_stores_nothing(backend: Backend) {
+    let dir = data_dir(backend, "plans");
     let server = open(&dir, "2026-11-20T00:00:00Z").await;
     let first = server.add_plan(plan()).await.unwrap();
     let mut changed = plan();
@@ -277,7 +313,7 @@ async fn plans_are_versioned_and_an_invalid_plan_stores_nothing() {
     let server = open(&dir, "2026-11-20T00:00:00Z").await;
     let versions: Vec<i64> = server.plans().iter().map(|(r, _)| r.version).collect();
     assert_eq!(versions, [1, 2]);
-    drop(std::fs::remove_dir_all(&dir));
+    remove(&dir);
 }
 
 /// One HTTP/1.1 request over a fresh loopback connection: status and body.
@@ -307,10 +343,9 @@ async fn http(
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
-#[tokio::test]
-async fn the_http_api_needs_the_key_names_bad_input_and_ingests_batches() {
+async fn the_http_api_needs_the_key_names_bad_input_and_ingests_batches(backend: Backend) {
     use ratecard_host::server::api;
-    let dir = data_dir("http");
+    let dir = data_dir(backend, "http");
     let server = std::sync::Arc::new(open(&dir, "2026-11-20T00:00:00Z").await);
     server.add_key("k-operator", "test").await.unwrap();
     let app = api::router(server.clone());
@@ -433,13 +468,12 @@ async fn the_http_api_needs_the_key_names_bad_input_and_ingests_batches() {
     )
     .await;
     assert_eq!(status, 404);
-    drop(std::fs::remove_dir_all(&dir));
+    remove(&dir);
 }
 
-#[tokio::test]
-async fn the_demo_seeds_every_example_plan_customers_and_a_month_of_events() {
+async fn the_demo_seeds_every_example_plan_customers_and_a_month_of_events(backend: Backend) {
     use ratecard_host::server::demo;
-    let dir = data_dir("demo");
+    let dir = data_dir(backend, "demo");
     let server = open(&dir, "2026-11-18T15:00:00Z").await;
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/plans");
     let mut plans = Vec::new();
@@ -473,14 +507,13 @@ async fn the_demo_seeds_every_example_plan_customers_and_a_month_of_events() {
             "{customer}"
         );
     }
-    drop(std::fs::remove_dir_all(&dir));
+    remove(&dir);
 }
 
 /// Live usage, read after each of several batches, is the preview of the period so far (its
 /// rater pushed only the new events), with a projection; a customer changed starts afresh.
-#[tokio::test]
-async fn live_usage_follows_ingest_and_equals_the_preview() {
-    let dir = data_dir("live");
+async fn live_usage_follows_ingest_and_equals_the_preview(backend: Backend) {
+    let dir = data_dir(backend, "live");
     let server = open(&dir, "2026-11-20T00:00:00Z").await;
     let plan = server.add_plan(plan()).await.expect("the plan");
     subscribe_all(&server, &plan).await;
@@ -555,15 +588,14 @@ async fn live_usage_follows_ingest_and_equals_the_preview() {
     let preview = server.preview("acme", "2026-11-20").await.unwrap().unwrap();
     assert_eq!(live.amount_so_far, preview.total.0.to_string());
     assert_eq!(live.events, 80);
-    drop(std::fs::remove_dir_all(&dir));
+    remove(&dir);
 }
 
 /// The usage stream sends the usage on connect and again after an ingest adds to it.
-#[tokio::test]
-async fn the_usage_stream_sends_an_event_after_each_ingest() {
+async fn the_usage_stream_sends_an_event_after_each_ingest(backend: Backend) {
     use ratecard_host::server::api;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let dir = data_dir("sse");
+    let dir = data_dir(backend, "sse");
     let server = std::sync::Arc::new(open(&dir, "2026-11-20T00:00:00Z").await);
     server.add_key("k-operator", "test").await.unwrap();
     let plan = server.add_plan(plan()).await.expect("the plan");
@@ -632,7 +664,7 @@ async fn the_usage_stream_sends_an_event_after_each_ingest() {
         .unwrap();
     let events = read_events(&mut stream, &mut seen, 3).await;
     assert_eq!(events[2]["events"], 2, "{seen}");
-    drop(std::fs::remove_dir_all(&dir));
+    remove(&dir);
 }
 
 /// One HTTP/1.1 request: status, headers and body as text.
@@ -661,10 +693,9 @@ async fn http_text(
 
 /// `/openapi.json` documents every routed operation: each answers (401 without the key for
 /// operator operations), and its schemas come from the Rust types.
-#[tokio::test]
-async fn the_openapi_document_lists_every_operation_and_each_is_routed() {
+async fn the_openapi_document_lists_every_operation_and_each_is_routed(backend: Backend) {
     use ratecard_host::server::api;
-    let dir = data_dir("openapi");
+    let dir = data_dir(backend, "openapi");
     let server = std::sync::Arc::new(open(&dir, "2026-11-20T00:00:00Z").await);
     let app = api::router(server.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -721,14 +752,13 @@ async fn the_openapi_document_lists_every_operation_and_each_is_routed() {
         http_text(addr, "DELETE", "/v1/plans", Some("k")).await.0,
         405
     );
-    drop(std::fs::remove_dir_all(&dir));
+    remove(&dir);
 }
 
 /// A final invoice prints as an HTML page with its lines and total, every text escaped.
-#[tokio::test]
-async fn a_final_invoice_has_a_printable_html_page() {
+async fn a_final_invoice_has_a_printable_html_page(backend: Backend) {
     use ratecard_host::server::api;
-    let dir = data_dir("html");
+    let dir = data_dir(backend, "html");
     let server = {
         let server = open(&dir, "2026-11-20T00:00:00Z").await;
         let plan = server.add_plan(plan()).await.expect("the plan");
@@ -779,16 +809,17 @@ async fn a_final_invoice_has_a_printable_html_page() {
             .0,
         404
     );
-    drop(std::fs::remove_dir_all(&dir));
+    remove(&dir);
 }
 
 /// A move to another plan version mid-period is prorated as the engine prorates a usage
 /// document's `plan_change`; earlier periods keep the old version, later ones the new. A
 /// cancellation bills the current period whole and nothing after it.
-#[tokio::test]
-async fn a_plan_change_mid_period_is_prorated_and_a_cancellation_ends_the_subscription() {
+async fn a_plan_change_mid_period_is_prorated_and_a_cancellation_ends_the_subscription(
+    backend: Backend,
+) {
     use ratecard_engine::usage::Usage;
-    let dir = data_dir("change");
+    let dir = data_dir(backend, "change");
     let server = open(&dir, "2026-11-20T00:00:00Z").await;
     let v1 = server.add_plan(plan()).await.expect("v1");
     let mut dearer = plan();
@@ -925,5 +956,17 @@ async fn a_plan_change_mid_period_is_prorated_and_a_cancellation_ends_the_subscr
         EventOutcome::Rejected { error, .. } => assert!(error.contains("cancelled"), "{error}"),
         other => panic!("{other:?}"),
     }
-    drop(std::fs::remove_dir_all(&dir));
+    remove(&dir);
 }
+
+on_both_backends!(
+    a_month_ingested_previewed_and_closed_as_ratecard_rate_rates_it,
+    plans_are_versioned_and_an_invalid_plan_stores_nothing,
+    the_http_api_needs_the_key_names_bad_input_and_ingests_batches,
+    the_demo_seeds_every_example_plan_customers_and_a_month_of_events,
+    live_usage_follows_ingest_and_equals_the_preview,
+    the_usage_stream_sends_an_event_after_each_ingest,
+    the_openapi_document_lists_every_operation_and_each_is_routed,
+    a_final_invoice_has_a_printable_html_page,
+    a_plan_change_mid_period_is_prorated_and_a_cancellation_ends_the_subscription,
+);

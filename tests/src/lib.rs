@@ -289,3 +289,4 @@ pub fn update(file: &VectorFile, outcome: &Outcome) {
     text.push('\n');
     std::fs::write(&file.path, text).unwrap_or_else(|e| panic!("{}: {e}", file.name));
 }
+pub mod postgres;

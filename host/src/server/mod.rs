@@ -31,8 +31,8 @@ use ratecard_engine::rater::{Opened, PeriodRater};
 use ratecard_engine::usage::{CustomerSetup, Event, Timestamp};
 
 pub use live::{LiveLine, LiveUsage};
-use store::{ChangeKind, NewEvent, StoredChange, StoredCustomer, StoredInvoice};
-pub use store::{Store, StoreError};
+use store::{Announced, ChangeKind, NewEvent, StoredChange, StoredCustomer, StoredInvoice};
+pub use store::{Database, Store, StoreError};
 
 /// Where the server reads the time.
 pub trait Clock: Send + Sync + std::fmt::Debug {
@@ -222,15 +222,28 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Opens the store in `data_dir` (created if missing) and prepares its plans.
+    /// Opens the SQLite store in `data_dir` (created if missing) and prepares its plans.
     pub async fn open(
         data_dir: &Path,
         clock: Box<dyn Clock>,
         plugins: &'static dyn PluginHost,
     ) -> Result<Server, ServerError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| ServerError::Invalid(format!("{}: {e}", data_dir.display())))?;
-        let store = Store::open(data_dir).await?;
+        Server::open_database(&Database::Sqlite(data_dir.to_path_buf()), clock, plugins).await
+    }
+
+    /// Opens the store in `database` (a SQLite data directory is created if missing) and
+    /// prepares its plans. On PostgreSQL, run [`Server::follow_replicas`] beside it so that
+    /// changes other replicas make reach this one's caches.
+    pub async fn open_database(
+        database: &Database,
+        clock: Box<dyn Clock>,
+        plugins: &'static dyn PluginHost,
+    ) -> Result<Server, ServerError> {
+        if let Database::Sqlite(data_dir) = database {
+            std::fs::create_dir_all(data_dir)
+                .map_err(|e| ServerError::Invalid(format!("{}: {e}", data_dir.display())))?;
+        }
+        let store = Store::open(database).await?;
         let mut plans = BTreeMap::new();
         for (id, version, body) in store.plan_versions().await? {
             let plan: Plan = serde_json::from_str(&body)
@@ -325,6 +338,91 @@ impl Server {
         self.plans.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Makes sure plan version `plan` is prepared: one another replica sharing the database
+    /// added is read from the store the first time it is needed (an unknown one stays unknown:
+    /// [`Server::plan`] names it).
+    async fn ensure_plan(&self, plan: &PlanRef) -> Result<(), ServerError> {
+        let key = (plan.id.clone(), plan.version);
+        if self.plans_lock().contains_key(&key) {
+            return Ok(());
+        }
+        let Some(body) = self.store.plan_version(&plan.id, plan.version).await? else {
+            return Ok(());
+        };
+        let parsed: Plan = serde_json::from_str(&body).map_err(|e| {
+            ServerError::Invalid(format!("stored plan {} v{}: {e}", plan.id, plan.version))
+        })?;
+        let prepared = prepare(parsed)?;
+        self.plans_lock().entry(key).or_insert(prepared);
+        Ok(())
+    }
+
+    /// [`Server::ensure_plan`] for every plan version a customer's record and changes name.
+    async fn ensure_plans_of(
+        &self,
+        record: &CustomerRecord,
+        changes: &[StoredChange],
+    ) -> Result<(), ServerError> {
+        if let Some(plan) = &record.plan {
+            self.ensure_plan(plan).await?;
+        }
+        for change in changes {
+            if let ChangeKind::Plan { from, to } = &change.kind {
+                self.ensure_plan(&plan_ref(from)).await?;
+                self.ensure_plan(&plan_ref(to)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Follows what other replicas sharing the database announce (PostgreSQL): drops the
+    /// cached customers they changed, prepares the plan versions they added and wakes the
+    /// live-usage streams of customers they stored events for. Returns at once on SQLite (one
+    /// process owns the database); on PostgreSQL it runs until the store fails or closes.
+    pub async fn follow_replicas(&self) -> Result<(), ServerError> {
+        let Some(mut listener) = self.store.listen().await? else {
+            return Ok(());
+        };
+        loop {
+            match listener.next().await? {
+                Announced::Customer(id) => {
+                    self.forget_customer(&id);
+                    self.live.forget(&id);
+                    self.live.changed(&id);
+                }
+                Announced::Plan(id) => {
+                    for (plan_id, version, _) in self.store.plan_versions().await? {
+                        if plan_id == id {
+                            self.ensure_plan(&PlanRef {
+                                id: plan_id,
+                                version,
+                            })
+                            .await?;
+                        }
+                    }
+                }
+                Announced::Events(customers) => {
+                    for customer in customers {
+                        self.live.changed(&customer);
+                    }
+                }
+                Announced::Lost => {
+                    // Announcements made while the connection was down are gone: anything
+                    // cached may be stale.
+                    {
+                        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+                        known.generation += 1;
+                        known.customers.clear();
+                    }
+                    self.live.forget_all();
+                    for (id, version, _) in self.store.plan_versions().await? {
+                        self.ensure_plan(&PlanRef { id, version }).await?;
+                    }
+                }
+            }
+        }
+    }
+
     fn plan(&self, plan: &PlanRef) -> Result<&'static PreparedPlan<'static>, ServerError> {
         self.plans_lock()
             .get(&(plan.id.clone(), plan.version))
@@ -344,6 +442,7 @@ impl Server {
             ));
         }
         if let Some(plan) = &customer.plan {
+            self.ensure_plan(plan).await?;
             let prepared = self.plan(plan)?;
             calendar(prepared.plan(), &customer.setup)?;
         }
@@ -390,6 +489,7 @@ impl Server {
             record: record_of(stored)?,
             changes: self.store.changes(id).await?,
         });
+        self.ensure_plans_of(&found.record, &found.changes).await?;
         let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
         if known.generation == generation {
             known.customers.insert(id.to_owned(), found.clone());
@@ -430,6 +530,8 @@ impl Server {
                 "customer `{customer}` has no plan to change from (give them one with PUT /v1/customers/{customer})"
             )));
         };
+        self.ensure_plan(&from).await?;
+        self.ensure_plan(&to).await?;
         let (old, new) = (self.plan(&from)?.plan(), self.plan(&to)?.plan());
         if old.interval != new.interval {
             return Err(ServerError::Invalid(format!(
@@ -683,8 +785,16 @@ impl Server {
             .collect();
         changed.sort_unstable();
         changed.dedup();
-        for customer in changed {
+        for customer in &changed {
             self.live.changed(customer);
+        }
+        if !changed.is_empty() {
+            // Other replicas' live-usage streams (PostgreSQL): only a wake-up, so a failure
+            // to announce loses nothing stored.
+            let customers = changed.iter().map(|c| (*c).to_owned()).collect();
+            if let Err(error) = self.store.announce_events(customers).await {
+                tracing::warn!(%error, "announcing stored events to other replicas");
+            }
         }
         for ((index, event, _), outcome) in to_store.into_iter().zip(stored) {
             outcomes[index] = Some(match outcome {

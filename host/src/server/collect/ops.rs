@@ -109,11 +109,14 @@ impl Server {
             let invoice: Invoice = serde_json::from_str(&stored.body).map_err(|e| {
                 ServerError::Invalid(format!("stored invoice {}: {e}", stored.number))
             })?;
+            let plan = PlanRef {
+                id: plan_id.clone(),
+                version: *plan_version,
+            };
+            // Another replica may have added the version.
+            self.ensure_plan(&plan).await?;
             let custom_units = self
-                .plan(&PlanRef {
-                    id: plan_id.clone(),
-                    version: *plan_version,
-                })
+                .plan(&plan)
                 .map(|p| p.plan().custom_units.clone())
                 .unwrap_or_default();
             let currency =

@@ -1,12 +1,16 @@
 // Collect: the store's methods for invoice states, payments, refunds, credit notes, dunning
-// and the outbox (tables of `0006_collect.sql`). Portable SQL only (`$N` placeholders,
-// `ON CONFLICT`, `RETURNING`), amounts as decimal text; every read-then-write runs in one
-// `immediate` transaction, whose decision is a pure function of `server::collect`.
+// and the outbox (tables of `0006_collect.sql`, one file per database). Each body is written
+// once for both databases with the store's `reads!`, `writes!` and `in_tx!` macros; helpers
+// shared by several bodies are macros too (`books_of!`, `apply_write!`, …), expanded on each
+// database's connection. Portable SQL only (`$N` placeholders, `ON CONFLICT`, `RETURNING`),
+// amounts as decimal text; every read-then-write runs in one serialized transaction, whose
+// decision is a pure function of `server::collect`.
 
 use rust_decimal::Decimal;
-use sqlx::{Row, SqliteConnection};
+use sqlx::SqliteConnection;
+use sqlx::postgres::PgConnection;
 
-use super::{Store, StoreError, StoredInvoice, immediate};
+use super::{Announced, CHANGES_CHANNEL, Db, Store, StoreError, StoredInvoice, WRITE_LOCK};
 use crate::server::collect::{
     Book, Change, CollectionSettings, CreditNote, DueStep, DunningAction, InvoiceCollection,
     InvoiceState, Payment, PaymentMethod, Refund, Refusal, Snapshot, Transition, Write,
@@ -74,23 +78,445 @@ fn state(text: &str) -> Result<InvoiceState, StoreError> {
     InvoiceState::parse(text).ok_or_else(|| corrupt("state", text))
 }
 
+fn small(value: i64, what: &str) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|e| corrupt(what, e))
+}
+
+/// A row of `collection_settings`.
+#[derive(sqlx::FromRow)]
+struct SettingsRow {
+    net_days: i64,
+    dunning: String,
+}
+
+/// A row of `invoice_collection`.
+#[derive(sqlx::FromRow)]
+struct CollectionRow {
+    invoice_number: i64,
+    customer_id: String,
+    currency: String,
+    minor_units: i64,
+    total: String,
+    credit_applied: String,
+    state: String,
+    issued_at: i64,
+    due_at: i64,
+    net_days: i64,
+    dunning: String,
+}
+
+impl TryFrom<CollectionRow> for InvoiceCollection {
+    type Error = StoreError;
+
+    fn try_from(row: CollectionRow) -> Result<Self, StoreError> {
+        Ok(InvoiceCollection {
+            number: row.invoice_number,
+            customer_id: row.customer_id,
+            currency: row.currency,
+            minor_units: small(row.minor_units, "minor_units")?,
+            total: decimal(&row.total, "total")?,
+            credit_applied: decimal(&row.credit_applied, "credit_applied")?,
+            state: state(&row.state)?,
+            issued_at: row.issued_at,
+            due_at: row.due_at,
+            net_days: small(row.net_days, "net_days")?,
+            dunning: serde_json::from_str(&row.dunning).map_err(|e| corrupt("dunning", e))?,
+        })
+    }
+}
+
+/// A row of `payments`.
+#[derive(sqlx::FromRow)]
+struct PaymentRow {
+    id: i64,
+    invoice_number: i64,
+    amount: String,
+    method: String,
+    reference: String,
+    actor: String,
+    created_at: i64,
+}
+
+impl TryFrom<PaymentRow> for Payment {
+    type Error = StoreError;
+
+    fn try_from(row: PaymentRow) -> Result<Self, StoreError> {
+        Ok(Payment {
+            id: row.id,
+            invoice_number: row.invoice_number,
+            amount: decimal(&row.amount, "payment amount")?,
+            method: PaymentMethod::parse(&row.method)
+                .ok_or_else(|| corrupt("method", &row.method))?,
+            reference: row.reference,
+            actor: row.actor,
+            at: row.created_at,
+        })
+    }
+}
+
+/// A row of `refunds`.
+#[derive(sqlx::FromRow)]
+struct RefundRow {
+    id: i64,
+    payment_id: i64,
+    invoice_number: i64,
+    amount: String,
+    reference: Option<String>,
+    actor: String,
+    created_at: i64,
+}
+
+impl TryFrom<RefundRow> for Refund {
+    type Error = StoreError;
+
+    fn try_from(row: RefundRow) -> Result<Self, StoreError> {
+        Ok(Refund {
+            id: row.id,
+            payment_id: row.payment_id,
+            invoice_number: row.invoice_number,
+            amount: decimal(&row.amount, "refund amount")?,
+            reference: row.reference,
+            actor: row.actor,
+            at: row.created_at,
+        })
+    }
+}
+
+/// A row of `credit_notes`.
+#[derive(sqlx::FromRow)]
+struct CreditNoteRow {
+    number: i64,
+    invoice_number: i64,
+    amount: String,
+    reason: String,
+    actor: String,
+    created_at: i64,
+}
+
+impl TryFrom<CreditNoteRow> for CreditNote {
+    type Error = StoreError;
+
+    fn try_from(row: CreditNoteRow) -> Result<Self, StoreError> {
+        Ok(CreditNote {
+            number: row.number,
+            invoice_number: row.invoice_number,
+            amount: decimal(&row.amount, "credit note amount")?,
+            reason: row.reason,
+            actor: row.actor,
+            at: row.created_at,
+        })
+    }
+}
+
+/// A row of `invoice_transitions`.
+#[derive(sqlx::FromRow)]
+struct TransitionRow {
+    invoice_number: i64,
+    from_state: String,
+    to_state: String,
+    at: i64,
+    actor: String,
+    reason: String,
+}
+
+/// A row of `outbox`.
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    id: i64,
+    kind: String,
+    invoice_number: Option<i64>,
+    customer_id: String,
+    payload: String,
+    created_at: i64,
+    claims: i64,
+    lease_until: Option<i64>,
+    acked_at: Option<i64>,
+}
+
+impl TryFrom<OutboxRow> for OutboxMessage {
+    type Error = StoreError;
+
+    fn try_from(row: OutboxRow) -> Result<Self, StoreError> {
+        Ok(OutboxMessage {
+            id: row.id,
+            kind: row.kind,
+            invoice: row.invoice_number,
+            customer_id: row.customer_id,
+            payload: serde_json::from_str(&row.payload)
+                .map_err(|e| corrupt("outbox payload", e))?,
+            created_at: row.created_at,
+            claims: row.claims,
+            lease_until: row.lease_until,
+            acked_at: row.acked_at,
+        })
+    }
+}
+
+/// A row of `invoices` without a collection row yet.
+#[derive(sqlx::FromRow)]
+struct UnopenedRow {
+    number: i64,
+    customer_id: String,
+    period_start: i64,
+    period_end: i64,
+    body: String,
+    plan_id: String,
+    plan_version: i64,
+    finalized_at: i64,
+}
+
+const PAYMENT_COLUMNS: &str = "id, invoice_number, amount, method, reference, actor, created_at";
+const REFUND_COLUMNS: &str = "id, payment_id, invoice_number, amount, reference, actor, created_at";
+const OUTBOX_COLUMNS: &str = "id, kind, invoice_number, customer_id, payload, created_at, claims,
+     lease_until, acked_at";
+
+/// The customer of invoice `$number`'s collection row, if any, read on `$conn` (a `&mut`
+/// connection of either database).
+macro_rules! customer_of_invoice {
+    ($conn:ident, $number:expr) => {{
+        let customer: Option<String> = sqlx::query_scalar(
+            "SELECT customer_id FROM invoice_collection WHERE invoice_number = $1",
+        )
+        .bind($number)
+        .fetch_optional(&mut *$conn)
+        .await?;
+        customer
+    }};
+}
+
+/// Every book of customer `$customer` (collection rows, then their ledgers and transitions),
+/// by invoice number, read on `$conn`.
+macro_rules! books_of {
+    ($conn:ident, $customer:expr) => {{
+        let customer: &str = $customer;
+        let rows: Vec<CollectionRow> = sqlx::query_as(
+            "SELECT invoice_number, customer_id, currency, minor_units, total, credit_applied,
+             state, issued_at, due_at, net_days, dunning FROM invoice_collection
+             WHERE customer_id = $1 ORDER BY invoice_number",
+        )
+        .bind(customer)
+        .fetch_all(&mut *$conn)
+        .await?;
+        let payments: Vec<PaymentRow> = sqlx::query_as(&format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE customer_id = $1 ORDER BY id"
+        ))
+        .bind(customer)
+        .fetch_all(&mut *$conn)
+        .await?;
+        let refunds: Vec<RefundRow> = sqlx::query_as(
+            "SELECT r.id, r.payment_id, r.invoice_number, r.amount, r.reference, r.actor,
+             r.created_at FROM refunds r JOIN payments p ON p.id = r.payment_id
+             WHERE p.customer_id = $1 ORDER BY r.id",
+        )
+        .bind(customer)
+        .fetch_all(&mut *$conn)
+        .await?;
+        let notes: Vec<CreditNoteRow> = sqlx::query_as(
+            "SELECT number, invoice_number, amount, reason, actor, created_at FROM credit_notes
+             WHERE customer_id = $1 ORDER BY number",
+        )
+        .bind(customer)
+        .fetch_all(&mut *$conn)
+        .await?;
+        let transitions: Vec<TransitionRow> = sqlx::query_as(
+            "SELECT t.invoice_number, t.from_state, t.to_state, t.at, t.actor, t.reason
+             FROM invoice_transitions t JOIN invoice_collection c
+             ON c.invoice_number = t.invoice_number WHERE c.customer_id = $1 ORDER BY t.seq",
+        )
+        .bind(customer)
+        .fetch_all(&mut *$conn)
+        .await?;
+        assemble_books(rows, payments, refunds, notes, transitions)?
+    }};
+}
+
+/// The books of one customer from their rows.
+fn assemble_books(
+    rows: Vec<CollectionRow>,
+    payments: Vec<PaymentRow>,
+    refunds: Vec<RefundRow>,
+    notes: Vec<CreditNoteRow>,
+    transitions: Vec<TransitionRow>,
+) -> Result<Vec<Book>, StoreError> {
+    let mut books = Vec::with_capacity(rows.len());
+    for row in rows {
+        books.push(Book {
+            invoice: InvoiceCollection::try_from(row)?,
+            payments: Vec::new(),
+            refunds: Vec::new(),
+            credit_notes: Vec::new(),
+            transitions: Vec::new(),
+        });
+    }
+    let index = |books: &[Book], number: i64| books.iter().position(|b| b.invoice.number == number);
+    for row in payments {
+        let payment = Payment::try_from(row)?;
+        if let Some(idx) = index(&books, payment.invoice_number) {
+            books[idx].payments.push(payment);
+        }
+    }
+    for row in refunds {
+        let refund = Refund::try_from(row)?;
+        if let Some(idx) = index(&books, refund.invoice_number) {
+            books[idx].refunds.push(refund);
+        }
+    }
+    for row in notes {
+        let note = CreditNote::try_from(row)?;
+        if let Some(idx) = index(&books, note.invoice_number) {
+            books[idx].credit_notes.push(note);
+        }
+    }
+    for row in transitions {
+        let transition = Transition {
+            from: state(&row.from_state)?,
+            to: state(&row.to_state)?,
+            at: row.at,
+            actor: row.actor,
+            reason: row.reason,
+        };
+        if let Some(idx) = index(&books, row.invoice_number) {
+            books[idx].transitions.push(transition);
+        }
+    }
+    Ok(books)
+}
+
+/// Inserts a transition of invoice `$number` on `$conn`: its sequence number.
+macro_rules! insert_transition {
+    ($conn:ident, $number:expr, $transition:expr) => {{
+        let transition: &Transition = $transition;
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO invoice_transitions (invoice_number, from_state, to_state, at, actor,
+             reason) VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
+        )
+        .bind($number)
+        .bind(transition.from.as_str())
+        .bind(transition.to.as_str())
+        .bind(transition.at)
+        .bind(&transition.actor)
+        .bind(&transition.reason)
+        .fetch_one(&mut *$conn)
+        .await?;
+        seq
+    }};
+}
+
+/// Does one write to invoice `$number` of `$customer` on `$conn`: the id of the row it wrote.
+macro_rules! apply_write {
+    ($conn:ident, $number:expr, $customer:expr, $write:expr, $now:expr) => {{
+        let (number, customer, now): (i64, &str, i64) = ($number, $customer, $now);
+        let id: i64 = match $write {
+            Write::Payment {
+                amount,
+                method,
+                reference,
+                actor,
+            } => {
+                sqlx::query_scalar(
+                    "INSERT INTO payments (invoice_number, customer_id, amount, method,
+                     reference, actor, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     RETURNING id",
+                )
+                .bind(number)
+                .bind(customer)
+                .bind(amount.to_string())
+                .bind(method.as_str())
+                .bind(reference)
+                .bind(actor)
+                .bind(now)
+                .fetch_one(&mut *$conn)
+                .await?
+            }
+            Write::Refund {
+                payment_id,
+                amount,
+                reference,
+                actor,
+            } => {
+                sqlx::query_scalar(
+                    "INSERT INTO refunds (payment_id, invoice_number, amount, reference, actor,
+                     created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                )
+                .bind(*payment_id)
+                .bind(number)
+                .bind(amount.to_string())
+                .bind(reference.as_deref())
+                .bind(actor)
+                .bind(now)
+                .fetch_one(&mut *$conn)
+                .await?
+            }
+            Write::CreditNote {
+                amount,
+                reason,
+                actor,
+            } => {
+                // Numbered inside the (serialized) transaction: consecutive, without gaps.
+                let next: i64 =
+                    sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) + 1 FROM credit_notes")
+                        .fetch_one(&mut *$conn)
+                        .await?;
+                sqlx::query(
+                    "INSERT INTO credit_notes (number, invoice_number, customer_id, amount,
+                     reason, actor, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(next)
+                .bind(number)
+                .bind(customer)
+                .bind(amount.to_string())
+                .bind(reason)
+                .bind(actor)
+                .bind(now)
+                .execute(&mut *$conn)
+                .await?;
+                next
+            }
+            Write::State {
+                from,
+                to,
+                actor,
+                reason,
+            } => {
+                sqlx::query(
+                    "UPDATE invoice_collection SET state = $1
+                     WHERE invoice_number = $2 AND state = $3",
+                )
+                .bind(to.as_str())
+                .bind(number)
+                .bind(from.as_str())
+                .execute(&mut *$conn)
+                .await?;
+                let transition = Transition {
+                    from: *from,
+                    to: *to,
+                    at: now,
+                    actor: actor.clone(),
+                    reason: reason.clone(),
+                };
+                insert_transition!($conn, number, &transition)
+            }
+        };
+        id
+    }};
+}
+
 impl Store {
     /// The collection settings of plan `plan_id`, if set.
     pub async fn collection_settings(
         &self,
         plan_id: &str,
     ) -> Result<Option<CollectionSettings>, StoreError> {
-        let row =
-            sqlx::query("SELECT net_days, dunning FROM collection_settings WHERE plan_id = $1")
-                .bind(plan_id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<SettingsRow> = reads!(self, |pool| sqlx::query_as(
+            "SELECT net_days, dunning FROM collection_settings WHERE plan_id = $1"
+        )
+        .bind(plan_id)
+        .fetch_optional(pool)
+        .await?);
         row.map(|row| {
-            let net_days: i64 = row.try_get(0)?;
-            let dunning: String = row.try_get(1)?;
             Ok(CollectionSettings {
-                net_days: u32::try_from(net_days).map_err(|e| corrupt("net_days", e))?,
-                dunning: serde_json::from_str(&dunning).map_err(|e| corrupt("dunning", e))?,
+                net_days: small(row.net_days, "net_days")?,
+                dunning: serde_json::from_str(&row.dunning).map_err(|e| corrupt("dunning", e))?,
             })
         })
         .transpose()
@@ -104,7 +530,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let dunning =
             serde_json::to_string(&settings.dunning).map_err(|e| corrupt("dunning", e))?;
-        sqlx::query(
+        writes!(self, |pool| sqlx::query(
             "INSERT INTO collection_settings (plan_id, net_days, dunning, updated_at)
              VALUES ($1, $2, $3, $4)
              ON CONFLICT (plan_id) DO UPDATE SET net_days = excluded.net_days,
@@ -112,10 +538,11 @@ impl Store {
         )
         .bind(plan_id)
         .bind(i64::from(settings.net_days))
-        .bind(dunning)
+        .bind(&dunning)
         .bind(now)
-        .execute(&self.writer)
-        .await?;
+        .execute(pool)
+        .await
+        .map(drop)?);
         Ok(())
     }
 
@@ -124,29 +551,30 @@ impl Store {
     pub async fn invoices_without_collection(
         &self,
     ) -> Result<Vec<(StoredInvoice, (String, i64), i64)>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<UnopenedRow> = reads!(self, |pool| sqlx::query_as(
             "SELECT i.number, i.customer_id, i.period_start, i.period_end, i.body, i.plan_id,
              i.plan_version, i.finalized_at FROM invoices i
              LEFT JOIN invoice_collection c ON c.invoice_number = i.number
              WHERE c.invoice_number IS NULL ORDER BY i.number",
         )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut found = Vec::with_capacity(rows.len());
-        for row in rows {
-            found.push((
-                StoredInvoice {
-                    number: row.try_get(0)?,
-                    customer_id: row.try_get(1)?,
-                    period_start: row.try_get(2)?,
-                    period_end: row.try_get(3)?,
-                    body: row.try_get(4)?,
-                },
-                (row.try_get(5)?, row.try_get(6)?),
-                row.try_get(7)?,
-            ));
-        }
-        Ok(found)
+        .fetch_all(pool)
+        .await?);
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                (
+                    StoredInvoice {
+                        number: row.number,
+                        customer_id: row.customer_id,
+                        period_start: row.period_start,
+                        period_end: row.period_end,
+                        body: row.body,
+                    },
+                    (row.plan_id, row.plan_version),
+                    row.finalized_at,
+                )
+            })
+            .collect())
     }
 
     /// Stores an invoice's collection row and its first transitions (again: nothing changes).
@@ -156,7 +584,7 @@ impl Store {
         transitions: &[Transition],
     ) -> Result<(), StoreError> {
         let dunning = serde_json::to_string(&row.dunning).map_err(|e| corrupt("dunning", e))?;
-        immediate(&self.writer, async |conn| {
+        in_tx!(self, None, |conn| {
             let inserted = sqlx::query(
                 "INSERT INTO invoice_collection (invoice_number, customer_id, currency,
                  minor_units, total, credit_applied, state, issued_at, due_at, net_days, dunning)
@@ -179,30 +607,34 @@ impl Store {
             .rows_affected();
             if inserted == 1 {
                 for transition in transitions {
-                    insert_transition(conn, row.number, transition).await?;
+                    insert_transition!(conn, row.number, transition);
                 }
             }
             Ok(())
         })
-        .await
     }
 
     /// Every book of a customer, by invoice number.
     pub async fn books(&self, customer_id: &str) -> Result<Vec<Book>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        books_of(&mut conn, customer_id).await
+        reads!(self, |pool| {
+            let mut connection = pool.acquire().await?;
+            let conn = &mut *connection;
+            Ok(books_of!(conn, customer_id))
+        })
     }
 
     /// The book of invoice `number`, if it has a collection row.
     pub async fn book(&self, number: i64) -> Result<Option<Book>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let Some(customer) = customer_of_invoice(&mut conn, number).await? else {
-            return Ok(None);
-        };
-        Ok(books_of(&mut conn, &customer)
-            .await?
-            .into_iter()
-            .find(|b| b.invoice.number == number))
+        reads!(self, |pool| {
+            let mut connection = pool.acquire().await?;
+            let conn = &mut *connection;
+            let Some(customer) = customer_of_invoice!(conn, number) else {
+                return Ok(None);
+            };
+            Ok(books_of!(conn, &customer)
+                .into_iter()
+                .find(|b| b.invoice.number == number))
+        })
     }
 
     /// Invoice numbers with a collection row, by number, of one state and/or customer.
@@ -211,7 +643,7 @@ impl Store {
         state: Option<InvoiceState>,
         customer_id: Option<&str>,
     ) -> Result<Vec<i64>, StoreError> {
-        Ok(sqlx::query_scalar(
+        reads!(self, |pool| Ok(sqlx::query_scalar(
             "SELECT invoice_number FROM invoice_collection
              WHERE (CAST($1 AS TEXT) IS NULL OR state = $1)
              AND (CAST($2 AS TEXT) IS NULL OR customer_id = $2)
@@ -219,8 +651,8 @@ impl Store {
         )
         .bind(state.map(InvoiceState::as_str))
         .bind(customer_id)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(pool)
+        .await?))
     }
 
     /// Decides and does one change of an invoice's ledger or state, in one transaction:
@@ -233,8 +665,8 @@ impl Store {
         now: i64,
         decide: impl FnOnce(&Snapshot) -> Result<Change, Refusal>,
     ) -> Result<Result<Applied, Refusal>, StoreError> {
-        immediate(&self.writer, async |conn| {
-            let number = match target {
+        in_tx!(self, None, |conn| {
+            let number: Option<i64> = match target {
                 Target::Invoice(number) => Some(number),
                 Target::Payment(id) => {
                     sqlx::query_scalar("SELECT invoice_number FROM payments WHERE id = $1")
@@ -244,7 +676,7 @@ impl Store {
                 }
             };
             let customer = match number {
-                Some(number) => customer_of_invoice(conn, number).await?,
+                Some(number) => customer_of_invoice!(conn, number),
                 None => None,
             };
             let (Some(number), Some(customer)) = (number, customer) else {
@@ -259,17 +691,35 @@ impl Store {
                     },
                 }));
             };
+            let payment_with_reference: Option<PaymentRow> = match payment_reference {
+                Some(reference) => {
+                    sqlx::query_as(&format!(
+                        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE reference = $1"
+                    ))
+                    .bind(reference)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                }
+                None => None,
+            };
+            let refund_with_reference: Option<RefundRow> = match refund_reference {
+                Some(reference) => {
+                    sqlx::query_as(&format!(
+                        "SELECT {REFUND_COLUMNS} FROM refunds WHERE reference = $1"
+                    ))
+                    .bind(reference)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                }
+                None => None,
+            };
             let snapshot = Snapshot {
-                books: books_of(conn, &customer).await?,
+                books: books_of!(conn, &customer),
                 number,
-                payment_with_reference: match payment_reference {
-                    Some(reference) => payment_by_reference(conn, reference).await?,
-                    None => None,
-                },
-                refund_with_reference: match refund_reference {
-                    Some(reference) => refund_by_reference(conn, reference).await?,
-                    None => None,
-                },
+                payment_with_reference: payment_with_reference
+                    .map(Payment::try_from)
+                    .transpose()?,
+                refund_with_reference: refund_with_reference.map(Refund::try_from).transpose()?,
             };
             let writes = match decide(&snapshot) {
                 Ok(Change::Writes(writes)) => writes,
@@ -283,14 +733,13 @@ impl Store {
             };
             let mut ids = Vec::with_capacity(writes.len());
             for write in &writes {
-                ids.push(apply(conn, number, &customer, write, now).await?);
+                ids.push(apply_write!(conn, number, &customer, write, now));
             }
             Ok(Ok(Applied {
                 ids,
                 existing: None,
             }))
         })
-        .await
     }
 
     /// Records a charge through the payment provider, whatever came of it.
@@ -303,7 +752,7 @@ impl Store {
         detail: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        writes!(self, |pool| sqlx::query(
             "INSERT INTO charge_attempts (invoice_number, idempotency_key, amount, outcome,
              detail, at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -313,20 +762,21 @@ impl Store {
         .bind(outcome)
         .bind(detail)
         .bind(now)
-        .execute(&self.writer)
-        .await?;
+        .execute(pool)
+        .await
+        .map(drop)?);
         Ok(())
     }
 
     /// Open invoices due before `now`: the ones dunning looks at.
     pub async fn overdue(&self, now: i64) -> Result<Vec<i64>, StoreError> {
-        Ok(sqlx::query_scalar(
+        reads!(self, |pool| Ok(sqlx::query_scalar(
             "SELECT invoice_number FROM invoice_collection WHERE state = 'open' AND due_at < $1
              ORDER BY invoice_number",
         )
         .bind(now)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(pool)
+        .await?))
     }
 
     /// Runs the dunning steps of invoice `number` that `decide` finds due, in one
@@ -338,11 +788,11 @@ impl Store {
         now: i64,
         decide: impl FnOnce(&Book, &[i64]) -> Vec<(DueStep, serde_json::Value)>,
     ) -> Result<Vec<DueStep>, StoreError> {
-        immediate(&self.writer, async |conn| {
-            let Some(customer) = customer_of_invoice(conn, number).await? else {
+        in_tx!(self, None, |conn| {
+            let Some(customer) = customer_of_invoice!(conn, number) else {
                 return Ok(Vec::new());
             };
-            let books = books_of(conn, &customer).await?;
+            let books = books_of!(conn, &customer);
             let Some(book) = books.iter().find(|b| b.invoice.number == number) else {
                 return Ok(Vec::new());
             };
@@ -395,27 +845,25 @@ impl Store {
                             step.days_overdue
                         ),
                     };
-                    apply(conn, number, &customer, &write, now).await?;
+                    apply_write!(conn, number, &customer, &write, now);
                 }
                 ran.push(step);
             }
             Ok(ran)
         })
-        .await
     }
 
     /// Messages not acknowledged yet, by id (`all`: acknowledged ones too).
     pub async fn outbox(&self, all: bool, limit: i64) -> Result<Vec<OutboxMessage>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, kind, invoice_number, customer_id, payload, created_at, claims,
-             lease_until, acked_at FROM outbox WHERE (CAST($1 AS BIGINT) = 1 OR acked_at IS NULL)
-             ORDER BY id LIMIT $2",
-        )
+        let rows: Vec<OutboxRow> = reads!(self, |pool| sqlx::query_as(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox
+             WHERE (CAST($1 AS BIGINT) = 1 OR acked_at IS NULL) ORDER BY id LIMIT $2"
+        ))
         .bind(i64::from(all))
         .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(outbox_of_row).collect()
+        .fetch_all(pool)
+        .await?);
+        rows.into_iter().map(OutboxMessage::try_from).collect()
     }
 
     /// Claims up to `limit` messages not acknowledged and not leased (or whose lease ended),
@@ -426,7 +874,7 @@ impl Store {
         limit: i64,
         lease_ms: i64,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
-        immediate(&self.writer, async |conn| {
+        in_tx!(self, None, |conn| {
             let ids: Vec<i64> = sqlx::query_scalar(
                 "SELECT id FROM outbox WHERE acked_at IS NULL
                  AND (lease_until IS NULL OR lease_until <= $1) ORDER BY id LIMIT $2",
@@ -437,34 +885,31 @@ impl Store {
             .await?;
             let mut claimed = Vec::with_capacity(ids.len());
             for id in ids {
-                let row = sqlx::query(
+                let row: OutboxRow = sqlx::query_as(&format!(
                     "UPDATE outbox SET claims = claims + 1, lease_until = $1 WHERE id = $2
-                     RETURNING id, kind, invoice_number, customer_id, payload, created_at,
-                     claims, lease_until, acked_at",
-                )
+                     RETURNING {OUTBOX_COLUMNS}"
+                ))
                 .bind(now.saturating_add(lease_ms))
                 .bind(id)
                 .fetch_one(&mut *conn)
                 .await?;
-                claimed.push(outbox_of_row(row)?);
+                claimed.push(OutboxMessage::try_from(row)?);
             }
             Ok(claimed)
         })
-        .await
     }
 
     /// Acknowledges message `id` as delivered by claim number `claim`.
     pub async fn ack_outbox(&self, id: i64, claim: i64, now: i64) -> Result<Ack, StoreError> {
-        immediate(&self.writer, async |conn| {
-            let row = sqlx::query("SELECT claims, acked_at FROM outbox WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *conn)
-                .await?;
-            let Some(row) = row else {
+        in_tx!(self, None, |conn| {
+            let row: Option<(i64, Option<i64>)> =
+                sqlx::query_as("SELECT claims, acked_at FROM outbox WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            let Some((claims, acked_at)) = row else {
                 return Ok(Ack::NotFound);
             };
-            let claims: i64 = row.try_get(0)?;
-            let acked_at: Option<i64> = row.try_get(1)?;
             if acked_at.is_some() {
                 return Ok(Ack::Acked);
             }
@@ -478,339 +923,25 @@ impl Store {
                 .await?;
             Ok(Ack::Acked)
         })
-        .await
     }
 
     /// The invoice payment `id` was made on.
     pub async fn payment_invoice(&self, id: i64) -> Result<Option<i64>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT invoice_number FROM payments WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?,
+        reads!(self, |pool| Ok(sqlx::query_scalar(
+            "SELECT invoice_number FROM payments WHERE id = $1"
         )
+        .bind(id)
+        .fetch_optional(pool)
+        .await?))
     }
 
     /// The label of the operator key with this hash.
     pub async fn key_label(&self, hash: &str) -> Result<Option<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT label FROM api_keys WHERE hash = $1")
-                .bind(hash)
-                .fetch_optional(&self.pool)
-                .await?,
+        reads!(self, |pool| Ok(sqlx::query_scalar(
+            "SELECT label FROM api_keys WHERE hash = $1"
         )
+        .bind(hash)
+        .fetch_optional(pool)
+        .await?))
     }
-}
-
-async fn customer_of_invoice(
-    conn: &mut SqliteConnection,
-    number: i64,
-) -> Result<Option<String>, StoreError> {
-    Ok(
-        sqlx::query_scalar("SELECT customer_id FROM invoice_collection WHERE invoice_number = $1")
-            .bind(number)
-            .fetch_optional(&mut *conn)
-            .await?,
-    )
-}
-
-/// Does one write: the id of the row it wrote.
-async fn apply(
-    conn: &mut SqliteConnection,
-    number: i64,
-    customer: &str,
-    write: &Write,
-    now: i64,
-) -> Result<i64, StoreError> {
-    Ok(match write {
-        Write::Payment {
-            amount,
-            method,
-            reference,
-            actor,
-        } => {
-            sqlx::query_scalar(
-                "INSERT INTO payments (invoice_number, customer_id, amount, method, reference,
-                 actor, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-            )
-            .bind(number)
-            .bind(customer)
-            .bind(amount.to_string())
-            .bind(method.as_str())
-            .bind(reference)
-            .bind(actor)
-            .bind(now)
-            .fetch_one(&mut *conn)
-            .await?
-        }
-        Write::Refund {
-            payment_id,
-            amount,
-            reference,
-            actor,
-        } => {
-            sqlx::query_scalar(
-                "INSERT INTO refunds (payment_id, invoice_number, amount, reference, actor,
-                 created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-            )
-            .bind(payment_id)
-            .bind(number)
-            .bind(amount.to_string())
-            .bind(reference.as_deref())
-            .bind(actor)
-            .bind(now)
-            .fetch_one(&mut *conn)
-            .await?
-        }
-        Write::CreditNote {
-            amount,
-            reason,
-            actor,
-        } => {
-            // Numbered inside the transaction: consecutive, without gaps.
-            let next: i64 =
-                sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) + 1 FROM credit_notes")
-                    .fetch_one(&mut *conn)
-                    .await?;
-            sqlx::query(
-                "INSERT INTO credit_notes (number, invoice_number, customer_id, amount, reason,
-                 actor, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(next)
-            .bind(number)
-            .bind(customer)
-            .bind(amount.to_string())
-            .bind(reason)
-            .bind(actor)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-            next
-        }
-        Write::State {
-            from,
-            to,
-            actor,
-            reason,
-        } => {
-            sqlx::query(
-                "UPDATE invoice_collection SET state = $1 WHERE invoice_number = $2 AND state = $3",
-            )
-            .bind(to.as_str())
-            .bind(number)
-            .bind(from.as_str())
-            .execute(&mut *conn)
-            .await?;
-            let transition = Transition {
-                from: *from,
-                to: *to,
-                at: now,
-                actor: actor.clone(),
-                reason: reason.clone(),
-            };
-            insert_transition(conn, number, &transition).await?
-        }
-    })
-}
-
-async fn insert_transition(
-    conn: &mut SqliteConnection,
-    number: i64,
-    transition: &Transition,
-) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar(
-        "INSERT INTO invoice_transitions (invoice_number, from_state, to_state, at, actor,
-         reason) VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
-    )
-    .bind(number)
-    .bind(transition.from.as_str())
-    .bind(transition.to.as_str())
-    .bind(transition.at)
-    .bind(&transition.actor)
-    .bind(&transition.reason)
-    .fetch_one(&mut *conn)
-    .await?)
-}
-
-async fn payment_by_reference(
-    conn: &mut SqliteConnection,
-    reference: &str,
-) -> Result<Option<Payment>, StoreError> {
-    let row = sqlx::query(
-        "SELECT id, invoice_number, amount, method, reference, actor, created_at FROM payments
-         WHERE reference = $1",
-    )
-    .bind(reference)
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.map(payment_of_row).transpose()
-}
-
-async fn refund_by_reference(
-    conn: &mut SqliteConnection,
-    reference: &str,
-) -> Result<Option<Refund>, StoreError> {
-    let row = sqlx::query(
-        "SELECT id, payment_id, invoice_number, amount, reference, actor, created_at FROM refunds
-         WHERE reference = $1",
-    )
-    .bind(reference)
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.map(refund_of_row).transpose()
-}
-
-fn payment_of_row(row: sqlx::sqlite::SqliteRow) -> Result<Payment, StoreError> {
-    let amount: String = row.try_get(2)?;
-    let method: String = row.try_get(3)?;
-    Ok(Payment {
-        id: row.try_get(0)?,
-        invoice_number: row.try_get(1)?,
-        amount: decimal(&amount, "payment amount")?,
-        method: PaymentMethod::parse(&method).ok_or_else(|| corrupt("method", &method))?,
-        reference: row.try_get(4)?,
-        actor: row.try_get(5)?,
-        at: row.try_get(6)?,
-    })
-}
-
-fn refund_of_row(row: sqlx::sqlite::SqliteRow) -> Result<Refund, StoreError> {
-    let amount: String = row.try_get(3)?;
-    Ok(Refund {
-        id: row.try_get(0)?,
-        payment_id: row.try_get(1)?,
-        invoice_number: row.try_get(2)?,
-        amount: decimal(&amount, "refund amount")?,
-        reference: row.try_get(4)?,
-        actor: row.try_get(5)?,
-        at: row.try_get(6)?,
-    })
-}
-
-/// Every book of `customer`: collection rows, then their ledgers and transitions.
-async fn books_of(conn: &mut SqliteConnection, customer: &str) -> Result<Vec<Book>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT invoice_number, customer_id, currency, minor_units, total, credit_applied, state,
-         issued_at, due_at, net_days, dunning FROM invoice_collection WHERE customer_id = $1
-         ORDER BY invoice_number",
-    )
-    .bind(customer)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut books = Vec::with_capacity(rows.len());
-    for row in rows {
-        let minor_units: i64 = row.try_get(3)?;
-        let total: String = row.try_get(4)?;
-        let credit_applied: String = row.try_get(5)?;
-        let state_text: String = row.try_get(6)?;
-        let net_days: i64 = row.try_get(9)?;
-        let dunning: String = row.try_get(10)?;
-        books.push(Book {
-            invoice: InvoiceCollection {
-                number: row.try_get(0)?,
-                customer_id: row.try_get(1)?,
-                currency: row.try_get(2)?,
-                minor_units: u32::try_from(minor_units).map_err(|e| corrupt("minor_units", e))?,
-                total: decimal(&total, "total")?,
-                credit_applied: decimal(&credit_applied, "credit_applied")?,
-                state: state(&state_text)?,
-                issued_at: row.try_get(7)?,
-                due_at: row.try_get(8)?,
-                net_days: u32::try_from(net_days).map_err(|e| corrupt("net_days", e))?,
-                dunning: serde_json::from_str(&dunning).map_err(|e| corrupt("dunning", e))?,
-            },
-            payments: Vec::new(),
-            refunds: Vec::new(),
-            credit_notes: Vec::new(),
-            transitions: Vec::new(),
-        });
-    }
-    let index = |books: &[Book], number: i64| books.iter().position(|b| b.invoice.number == number);
-    let payments = sqlx::query(
-        "SELECT id, invoice_number, amount, method, reference, actor, created_at FROM payments
-         WHERE customer_id = $1 ORDER BY id",
-    )
-    .bind(customer)
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in payments {
-        let payment = payment_of_row(row)?;
-        if let Some(idx) = index(&books, payment.invoice_number) {
-            books[idx].payments.push(payment);
-        }
-    }
-    let refunds = sqlx::query(
-        "SELECT r.id, r.payment_id, r.invoice_number, r.amount, r.reference, r.actor,
-         r.created_at FROM refunds r JOIN payments p ON p.id = r.payment_id
-         WHERE p.customer_id = $1 ORDER BY r.id",
-    )
-    .bind(customer)
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in refunds {
-        let refund = refund_of_row(row)?;
-        if let Some(idx) = index(&books, refund.invoice_number) {
-            books[idx].refunds.push(refund);
-        }
-    }
-    let notes = sqlx::query(
-        "SELECT number, invoice_number, amount, reason, actor, created_at FROM credit_notes
-         WHERE customer_id = $1 ORDER BY number",
-    )
-    .bind(customer)
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in notes {
-        let amount: String = row.try_get(2)?;
-        let note = CreditNote {
-            number: row.try_get(0)?,
-            invoice_number: row.try_get(1)?,
-            amount: decimal(&amount, "credit note amount")?,
-            reason: row.try_get(3)?,
-            actor: row.try_get(4)?,
-            at: row.try_get(5)?,
-        };
-        if let Some(idx) = index(&books, note.invoice_number) {
-            books[idx].credit_notes.push(note);
-        }
-    }
-    let transitions = sqlx::query(
-        "SELECT t.invoice_number, t.from_state, t.to_state, t.at, t.actor, t.reason
-         FROM invoice_transitions t JOIN invoice_collection c
-         ON c.invoice_number = t.invoice_number WHERE c.customer_id = $1 ORDER BY t.seq",
-    )
-    .bind(customer)
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in transitions {
-        let number: i64 = row.try_get(0)?;
-        let from: String = row.try_get(1)?;
-        let to: String = row.try_get(2)?;
-        let transition = Transition {
-            from: state(&from)?,
-            to: state(&to)?,
-            at: row.try_get(3)?,
-            actor: row.try_get(4)?,
-            reason: row.try_get(5)?,
-        };
-        if let Some(idx) = index(&books, number) {
-            books[idx].transitions.push(transition);
-        }
-    }
-    Ok(books)
-}
-
-fn outbox_of_row(row: sqlx::sqlite::SqliteRow) -> Result<OutboxMessage, StoreError> {
-    let payload: String = row.try_get(4)?;
-    Ok(OutboxMessage {
-        id: row.try_get(0)?,
-        kind: row.try_get(1)?,
-        invoice: row.try_get(2)?,
-        customer_id: row.try_get(3)?,
-        payload: serde_json::from_str(&payload).map_err(|e| corrupt("outbox payload", e))?,
-        created_at: row.try_get(5)?,
-        claims: row.try_get(6)?,
-        lease_until: row.try_get(7)?,
-        acked_at: row.try_get(8)?,
-    })
 }

@@ -427,6 +427,33 @@ async fn plan_index(State(dirs): State<Arc<Dirs>>) -> Response {
     response
 }
 
+/// The store as logs and errors name it: the SQLite data directory, or the PostgreSQL URL
+/// without its password.
+fn store_name(database: &Database) -> String {
+    match database {
+        Database::Sqlite(dir) => format!("SQLite in {}", dir.display()),
+        Database::Postgres(url) => {
+            // `postgres://user:secret@host/db` → `postgres://user:…@host/db`.
+            let shown = match (url.find("://"), url.find('@')) {
+                (Some(scheme), Some(at)) if scheme + 3 < at => {
+                    let credentials = &url[scheme + 3..at];
+                    match credentials.find(':') {
+                        Some(colon) => format!(
+                            "{}{}:…{}",
+                            &url[..scheme + 3],
+                            &credentials[..colon],
+                            &url[at..]
+                        ),
+                        None => url.clone(),
+                    }
+                }
+                _ => url.clone(),
+            };
+            format!("PostgreSQL {shown}")
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,32 +480,5 @@ mod tests {
             Some(PathBuf::from("saas-api.json"))
         );
         assert_eq!(json_name("x.txt"), None);
-    }
-}
-
-/// The store as logs and errors name it: the SQLite data directory, or the PostgreSQL URL
-/// without its password.
-fn store_name(database: &Database) -> String {
-    match database {
-        Database::Sqlite(dir) => format!("SQLite in {}", dir.display()),
-        Database::Postgres(url) => {
-            // `postgres://user:secret@host/db` → `postgres://user:…@host/db`.
-            let shown = match (url.find("://"), url.find('@')) {
-                (Some(scheme), Some(at)) if scheme + 3 < at => {
-                    let credentials = &url[scheme + 3..at];
-                    match credentials.find(':') {
-                        Some(colon) => format!(
-                            "{}{}:…{}",
-                            &url[..scheme + 3],
-                            &credentials[..colon],
-                            &url[at..]
-                        ),
-                        None => url.clone(),
-                    }
-                }
-                _ => url.clone(),
-            };
-            format!("PostgreSQL {shown}")
-        }
     }
 }

@@ -11,7 +11,9 @@ use ratecard_engine::plugin::NoPlugins;
 use ratecard_engine::rate::PreparedPlan;
 use ratecard_engine::usage::{CustomerSetup, Subscription};
 use ratecard_host::rating::{Collected, RateRequest, rate_stream};
-use ratecard_host::server::{CustomerRecord, Database, EventOutcome, ManualClock, PlanRef, Server};
+use ratecard_host::server::{
+    CustomerRecord, Database, EventOutcome, ManualClock, PlanRef, Server,
+};
 use serde_json::{Value, json};
 
 #[derive(Clone, Copy, Debug)]
@@ -25,8 +27,8 @@ enum Backend {
 fn data_dir(backend: Backend, name: &str) -> Database {
     match backend {
         Backend::Sqlite => {
-            let dir =
-                std::env::temp_dir().join(format!("ratecard-server-{name}-{}", std::process::id()));
+            let dir = std::env::temp_dir()
+                .join(format!("ratecard-server-{name}-{}", std::process::id()));
             drop(std::fs::remove_dir_all(&dir));
             Database::Sqlite(dir)
         }
@@ -815,9 +817,7 @@ async fn a_final_invoice_has_a_printable_html_page(backend: Backend) {
 /// A move to another plan version mid-period is prorated as the engine prorates a usage
 /// document's `plan_change`; earlier periods keep the old version, later ones the new. A
 /// cancellation bills the current period whole and nothing after it.
-async fn a_plan_change_mid_period_is_prorated_and_a_cancellation_ends_the_subscription(
-    backend: Backend,
-) {
+async fn a_plan_change_mid_period_is_prorated_and_a_cancellation_ends_the_subscription(backend: Backend) {
     use ratecard_engine::usage::Usage;
     let dir = data_dir(backend, "change");
     let server = open(&dir, "2026-11-20T00:00:00Z").await;

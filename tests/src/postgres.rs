@@ -35,13 +35,7 @@ pub fn fresh_database(name: &str) -> String {
     let n = N.fetch_add(1, Ordering::Relaxed);
     let name: String = name
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
         .collect();
     shared().create_database(&format!("{name}_{n}"))
 }
@@ -89,16 +83,7 @@ impl Cluster {
         let watchdog = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {stop}; rm -rf '{dir}'",
             pid = std::process::id(),
-            stop = cluster.shell_command(
-                "pg_ctl",
-                &[
-                    "stop",
-                    "-m",
-                    "immediate",
-                    "-D",
-                    &cluster.data().display().to_string()
-                ]
-            ),
+            stop = cluster.shell_command("pg_ctl", &["stop", "-m", "immediate", "-D", &cluster.data().display().to_string()]),
             dir = cluster.dir.display(),
         );
         Command::new("sh")
@@ -150,15 +135,7 @@ impl Cluster {
     pub fn create_database(&self, name: &str) -> String {
         self.run_tool(
             "createdb",
-            &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "ratecard",
-                name,
-            ],
+            &["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "ratecard", name],
         )
         .unwrap_or_else(|e| panic!("{e}"));
         self.url(name)
@@ -181,11 +158,7 @@ impl Cluster {
         let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
         let path = self.bin.join(tool);
         if self.as_postgres {
-            format!(
-                "runuser -u postgres -- '{}' {}",
-                path.display(),
-                quoted.join(" ")
-            )
+            format!("runuser -u postgres -- '{}' {}", path.display(), quoted.join(" "))
         } else {
             format!("'{}' {}", path.display(), quoted.join(" "))
         }
@@ -196,13 +169,7 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         drop(self.run_tool(
             "pg_ctl",
-            &[
-                "stop",
-                "-m",
-                "fast",
-                "-D",
-                &self.data().display().to_string(),
-            ],
+            &["stop", "-m", "fast", "-D", &self.data().display().to_string()],
         ));
         drop(std::fs::remove_dir_all(&self.dir));
     }

@@ -15,11 +15,11 @@
 
 use std::path::PathBuf;
 
-use sqlx::SqliteConnection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::SqliteConnection;
 
 /// A storage failure: the request it served did not happen (nothing was acknowledged).
 #[derive(Debug, thiserror::Error)]
@@ -165,10 +165,7 @@ struct ChangeRow {
 
 impl From<ChangeRow> for StoredChange {
     fn from(row: ChangeRow) -> StoredChange {
-        let kind = match (
-            row.kind.as_str(),
-            row.from_plan_id.zip(row.from_plan_version),
-        ) {
+        let kind = match (row.kind.as_str(), row.from_plan_id.zip(row.from_plan_version)) {
             ("plan", Some(from)) => match row.to_plan_id.zip(row.to_plan_version) {
                 Some(to) => ChangeKind::Plan { from, to },
                 None => ChangeKind::Cancel,
@@ -343,11 +340,10 @@ macro_rules! in_tx {
         match &*$store.db {
             Db::Sqlite { writer, .. } => {
                 let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-                let value =
-                    (async |$conn: &mut SqliteConnection| -> Result<_, StoreError> { $body })(
-                        &mut *tx,
-                    )
-                    .await?;
+                let value = (async |$conn: &mut SqliteConnection| -> Result<_, StoreError> { $body })(
+                    &mut *tx,
+                )
+                .await?;
                 tx.commit().await?;
                 Ok(value)
             }
@@ -357,9 +353,8 @@ macro_rules! in_tx {
                     .bind(WRITE_LOCK)
                     .execute(&mut *tx)
                     .await?;
-                let value =
-                    (async |$conn: &mut PgConnection| -> Result<_, StoreError> { $body })(&mut *tx)
-                        .await?;
+                let value = (async |$conn: &mut PgConnection| -> Result<_, StoreError> { $body })(&mut *tx)
+                    .await?;
                 let announced: Option<Announced> = $announce;
                 if let Some(announced) = announced {
                     sqlx::query("SELECT pg_notify($1, $2)")
@@ -519,11 +514,12 @@ impl Store {
         now: i64,
     ) -> Result<i64, StoreError> {
         in_tx!(self, Some(Announced::Plan(id.to_owned())), |conn| {
-            let version: i64 =
-                sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM plans WHERE id = $1")
-                    .bind(id)
-                    .fetch_one(&mut *conn)
-                    .await?;
+            let version: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM plans WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
             sqlx::query(
                 "INSERT INTO plans (id, version, body, created_at) VALUES ($1, $2, $3, $4)",
             )
@@ -563,26 +559,22 @@ impl Store {
         customer: &StoredCustomer,
         now: i64,
     ) -> Result<(), StoreError> {
-        in_tx!(
-            self,
-            Some(Announced::Customer(customer.id.clone())),
-            |conn| {
-                sqlx::query(
-                    "INSERT INTO customers (id, setup, plan_id, plan_version, created_at)
+        in_tx!(self, Some(Announced::Customer(customer.id.clone())), |conn| {
+            sqlx::query(
+                "INSERT INTO customers (id, setup, plan_id, plan_version, created_at)
                  VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (id) DO UPDATE SET setup = excluded.setup,
                  plan_id = excluded.plan_id, plan_version = excluded.plan_version",
-                )
-                .bind(&customer.id)
-                .bind(&customer.setup)
-                .bind(customer.plan.as_ref().map(|p| p.0.as_str()))
-                .bind(customer.plan.as_ref().map(|p| p.1))
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-                Ok(())
-            }
-        )
+            )
+            .bind(&customer.id)
+            .bind(&customer.setup)
+            .bind(customer.plan.as_ref().map(|p| p.0.as_str()))
+            .bind(customer.plan.as_ref().map(|p| p.1))
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        })
     }
 
     pub async fn customers(&self) -> Result<Vec<StoredCustomer>, StoreError> {
@@ -646,9 +638,10 @@ impl Store {
             // before it are the ones it inserted (writes are serialized: this transaction is
             // the only writer), so an id is never marked seen without its event.
             for chunk in open.chunks(ROWS_PER_INSERT) {
-                let last_seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events")
-                    .fetch_one(&mut *conn)
-                    .await?;
+                let last_seq: i64 =
+                    sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events")
+                        .fetch_one(&mut *conn)
+                        .await?;
                 let sql = insert_events_sql(chunk.len());
                 let mut query = sqlx::query(&sql);
                 for &idx in chunk {
@@ -782,41 +775,35 @@ impl Store {
             ChangeKind::Plan { from, to } => ("plan", Some(from), Some(to)),
             ChangeKind::Cancel => ("cancel", None, None),
         };
-        in_tx!(
-            self,
-            Some(Announced::Customer(customer_id.to_owned())),
-            |conn| {
-                if invoice_of!(&mut *conn, customer_id, period_start).is_some() {
-                    return Ok(false);
-                }
-                sqlx::query(
-                    "INSERT INTO subscription_changes (customer_id, kind, at, from_plan_id,
+        in_tx!(self, Some(Announced::Customer(customer_id.to_owned())), |conn| {
+            if invoice_of!(&mut *conn, customer_id, period_start).is_some() {
+                return Ok(false);
+            }
+            sqlx::query(
+                "INSERT INTO subscription_changes (customer_id, kind, at, from_plan_id,
                  from_plan_version, to_plan_id, to_plan_version, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(customer_id)
-                .bind(kind)
-                .bind(change.at)
-                .bind(from.map(|p| p.0.as_str()))
-                .bind(from.map(|p| p.1))
-                .bind(to.map(|p| p.0.as_str()))
-                .bind(to.map(|p| p.1))
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-                if let Some((plan_id, version)) = to {
-                    sqlx::query(
-                        "UPDATE customers SET plan_id = $1, plan_version = $2 WHERE id = $3",
-                    )
+            )
+            .bind(customer_id)
+            .bind(kind)
+            .bind(change.at)
+            .bind(from.map(|p| p.0.as_str()))
+            .bind(from.map(|p| p.1))
+            .bind(to.map(|p| p.0.as_str()))
+            .bind(to.map(|p| p.1))
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            if let Some((plan_id, version)) = to {
+                sqlx::query("UPDATE customers SET plan_id = $1, plan_version = $2 WHERE id = $3")
                     .bind(plan_id)
                     .bind(version)
                     .bind(customer_id)
                     .execute(&mut *conn)
                     .await?;
-                }
-                Ok(true)
             }
-        )
+            Ok(true)
+        })
     }
 
     /// A customer's subscription changes, in the order they were made.
@@ -952,11 +939,9 @@ impl Store {
 
     /// Number of stored events (all customers).
     pub async fn n_events(&self) -> Result<i64, StoreError> {
-        reads!(self, |pool| Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM events"
-        )
-        .fetch_one(pool)
-        .await?))
+        reads!(self, |pool| Ok(sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(pool)
+            .await?))
     }
 
     pub async fn close(&self) {
@@ -981,15 +966,7 @@ fn insert_events_sql(rows: usize) -> String {
             sql.push_str(", ");
         }
         // Writing to a String cannot fail.
-        let _ = write!(
-            sql,
-            "(${}, ${}, ${}, ${}, ${})",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5
-        );
+        let _ = write!(sql, "(${}, ${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4, p + 5);
     }
     sql.push_str(" ON CONFLICT (customer_id, event_id) DO NOTHING");
     sql

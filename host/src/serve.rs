@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// closed before), in hours.
     #[arg(long, default_value_t = 72)]
     grace_hours: u32,
+    /// How often the dunning step runner runs (overdue invoices' reminders and
+    /// uncollectible marks, into the outbox), in seconds; 0: only on `POST /v1/dunning/run`.
+    #[arg(long, default_value_t = 300)]
+    dunning_every_secs: u64,
     /// Seed an empty store with the example plans, customers in six timezones and this month's
     /// events, and print an operator key for the API.
     #[arg(long)]
@@ -141,6 +145,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 std::process::exit(1);
             }
         });
+        if args.dunning_every_secs > 0 {
+            tokio::spawn(dunning_loop(
+                server.clone(),
+                std::time::Duration::from_secs(args.dunning_every_secs),
+            ));
+        }
         let listener = tokio::net::TcpListener::bind(args.addr)
             .await
             .with_context(|| format!("listening on {}", args.addr))?;
@@ -174,6 +184,21 @@ pub fn run(args: ServeArgs) -> Result<()> {
         server.store().close().await;
         Ok(())
     })
+}
+
+/// Runs the dunning steps every `every` (idempotent: a step already run never runs again, so
+/// this loop and `POST /v1/dunning/run` can overlap); a failure is logged and retried next time.
+async fn dunning_loop(server: Arc<Server>, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match server.run_dunning().await {
+            Ok(ran) if ran.is_empty() => {}
+            Ok(ran) => tracing::info!(steps = ran.len(), "dunning run"),
+            Err(error) => tracing::warn!(%error, "dunning run failed; retried at the next tick"),
+        }
+    }
 }
 
 /// Structured logs on standard error: `RATECARD_LOG` (e.g. `info`, `ratecard_host=debug`)

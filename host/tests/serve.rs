@@ -3,9 +3,10 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::process::Command;
 
-use common::{get, invoices, post, put, serve, serve_with, unbilled};
+use common::{get, post, put, serve, serve_with, unbilled};
 
 #[test]
 fn the_demo_serves_the_api_and_its_store_survives_a_kill() {
@@ -189,6 +190,24 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
+/// The final invoices without their collection (issued at each run's own time), each of
+/// which must be open for collection: also those a killed close stored before its kill.
+fn invoices(addr: SocketAddr, key: &str) -> Vec<serde_json::Value> {
+    let (status, body) = get(addr, "/v1/invoices", key);
+    assert_eq!(status, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let mut invoices = list["invoices"].as_array().expect("invoices").clone();
+    for invoice in &mut invoices {
+        let collection = invoice
+            .as_object_mut()
+            .expect("an invoice")
+            .remove("collection")
+            .expect("its collection");
+        assert_eq!(collection["state"], "open", "{collection}");
+    }
+    invoices
+}
+
 /// SIGKILL in the middle of a period close, restart, close again: the same invoices with the
 /// same numbers as a close that was never interrupted, none twice, none missing.
 #[test]
@@ -257,4 +276,54 @@ fn a_close_killed_half_way_and_run_again_gives_the_uninterrupted_invoices() {
     let (delay_ms, done) = caught.expect("no kill landed in the middle of the close");
     eprintln!("close killed after {delay_ms} ms with {done} of 300 invoices final");
     drop(std::fs::remove_dir_all(&root));
+}
+
+/// `ratecard serve` runs the dunning steps by itself: with net 0 and a reminder on the due
+/// date, every invoice of a close gets its one reminder in the outbox without anyone calling
+/// `POST /v1/dunning/run`, and no second one however many times the task runs.
+#[test]
+fn serve_runs_the_dunning_steps_periodically() {
+    let dir = std::env::temp_dir().join(format!("ratecard-serve-dunning-{}", std::process::id()));
+    drop(std::fs::remove_dir_all(&dir));
+    let key = november_store(&dir);
+    let server = serve_with(&dir, &["--grace-hours", "1", "--dunning-every-secs", "1"]);
+    let (status, body) = put(
+        server.addr,
+        "/v1/plans/api-pro-2026/collection",
+        &key,
+        r#"{"net_days": 0, "dunning": [{"after_days": 0, "action": "remind"}]}"#,
+    )
+    .expect("put");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) =
+        post(server.addr, "/v1/close", &key, r#"{"date": "2026-11-15"}"#).expect("close");
+    assert_eq!(status, 200, "{body}");
+    let pending = || {
+        let (status, body) = get(server.addr, "/v1/outbox?limit=1000", &key);
+        assert_eq!(status, 200, "{body}");
+        let list: serde_json::Value = serde_json::from_str(&body).expect("json");
+        list["messages"].as_array().expect("messages").clone()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while pending().len() < 300 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} reminders after 30 s",
+            pending().len()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // A few more runs of the task: still one reminder per invoice.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let messages = pending();
+    assert_eq!(messages.len(), 300);
+    let mut invoices: Vec<i64> = messages
+        .iter()
+        .map(|m| m["invoice"].as_i64().expect("invoice"))
+        .collect();
+    invoices.dedup();
+    assert_eq!(invoices, (1..=300).collect::<Vec<i64>>());
+    assert!(messages.iter().all(|m| m["kind"] == "invoice.reminder"));
+    drop(server);
+    drop(std::fs::remove_dir_all(&dir));
 }

@@ -12,7 +12,14 @@
 //!   incremental (see `server::live`); `GET /v1/customers/{id}/usage/stream`: the same as
 //!   server-sent events, one on connect and one after each ingest that adds to it
 //! - `POST /v1/close` `{"date": "2026-11-15"}`: finalize that period's invoices
-//! - `GET /v1/invoices`, `GET /v1/invoices/{number}`
+//! - `GET /v1/invoices?state=open&customer=acme`, `GET /v1/invoices/{number}` (with its
+//!   collection), `GET /v1/invoices/{number}/html`
+//! - collect (`api/collect.rs`, `docs/collect.md`): `GET|PUT /v1/plans/{id}/collection`,
+//!   `GET /v1/invoices/{number}/collection`, `POST /v1/invoices/{number}/payments`,
+//!   `POST /v1/payments/{id}/refunds`, `POST /v1/invoices/{number}/credit-notes`,
+//!   `POST /v1/invoices/{number}/void`, `/mark-uncollectible`, `/collect`,
+//!   `GET /v1/customers/{id}/account-credit`, `POST /v1/dunning/run`, `GET /v1/outbox`,
+//!   `POST /v1/outbox/claim`, `POST /v1/outbox/{id}/ack`
 
 use std::sync::Arc;
 
@@ -34,6 +41,8 @@ use ratecard_engine::usage::Event;
 use schemars::JsonSchema;
 
 use super::openapi::{Body, Operation, schema};
+
+mod collect;
 use super::{CustomerRecord, EventOutcome, LiveUsage, PlanRef, Server, ServerError, Subscription};
 
 /// The largest request body: 16 MiB (a batch of about 60,000 typical events).
@@ -229,14 +238,24 @@ fn operations() -> Vec<(Operation, MethodRouter<Api>)> {
             post(close),
         ),
         (
-            op(
-                "get",
-                "/v1/invoices",
-                "listInvoices",
-                "Every final invoice, by number",
-                Body::None,
-                Json(schema::<InvoiceList>),
-            ),
+            Operation {
+                query: &[
+                    (
+                        "state",
+                        "only invoices in this state: open, paid, void, uncollectible",
+                        false,
+                    ),
+                    ("customer", "only this customer's invoices", false),
+                ],
+                ..op(
+                    "get",
+                    "/v1/invoices",
+                    "listInvoices",
+                    "Final invoices, by number, each with its collection (state, due date, balance)",
+                    Body::None,
+                    Json(schema::<InvoiceList>),
+                )
+            },
             get(list_invoices),
         ),
         (
@@ -244,7 +263,7 @@ fn operations() -> Vec<(Operation, MethodRouter<Api>)> {
                 "get",
                 "/v1/invoices/{number}",
                 "getInvoice",
-                "A final invoice",
+                "A final invoice (`invoice`: the engine's, as issued) and its collection",
                 Body::None,
                 Json(schema::<FinalInvoice>),
             ),
@@ -262,6 +281,7 @@ fn operations() -> Vec<(Operation, MethodRouter<Api>)> {
             get(get_invoice_html),
         ),
     ];
+    operations.extend(collect::operations());
     #[cfg(feature = "plugins")]
     operations.extend(plugin_operations());
     operations.extend(super::portal::operations());
@@ -393,13 +413,16 @@ struct ClosedInvoice {
     customer_id: String,
 }
 
-/// A final invoice: its number and the engine's invoice.
+/// A final invoice: its number, the engine's invoice (never changed) and its collection
+/// (state, due date, ledger, balance: see `docs/collect.md`).
 #[derive(Serialize, JsonSchema)]
 struct FinalInvoice {
     number: i64,
     customer_id: String,
     #[schemars(with = "Invoice")]
     invoice: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    collection: Option<super::collect::CollectionView>,
 }
 
 #[derive(Serialize, JsonSchema)]
@@ -470,6 +493,14 @@ pub(super) fn server_error(failure: ServerError) -> Response {
         }
         ServerError::Invalid(message) => {
             error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", &message)
+        }
+        ServerError::Conflict(message) => error(StatusCode::CONFLICT, "conflict", &message),
+        ServerError::Payment { timed_out, message } => {
+            if timed_out {
+                error(StatusCode::GATEWAY_TIMEOUT, "provider_timeout", &message)
+            } else {
+                error(StatusCode::PAYMENT_REQUIRED, "payment_failed", &message)
+            }
         }
     }
 }
@@ -684,23 +715,34 @@ async fn close(State(api): State<Api>, body: Bytes) -> Response {
     }
 }
 
-fn invoice_json(stored: &super::store::StoredInvoice) -> FinalInvoice {
-    FinalInvoice {
+fn invoice_json(
+    stored: &super::store::StoredInvoice,
+    book: Option<&super::collect::Book>,
+) -> Result<FinalInvoice, ServerError> {
+    Ok(FinalInvoice {
         number: stored.number,
         customer_id: stored.customer_id.clone(),
         invoice: serde_json::from_str::<Value>(&stored.body).unwrap_or(Value::Null),
-    }
+        collection: book.map(super::collect::Book::view).transpose()?,
+    })
 }
 
-async fn list_invoices(State(api): State<Api>) -> Response {
-    match api.server.store().invoices().await {
-        Ok(invoices) => json_response(
-            StatusCode::OK,
-            &InvoiceList {
-                invoices: invoices.iter().map(invoice_json).collect(),
-            },
-        ),
-        Err(failure) => server_error(failure.into()),
+async fn list_invoices(State(api): State<Api>, RawQuery(query): RawQuery) -> Response {
+    let (state, customer) = match collect::invoice_filter(&query) {
+        Ok(filter) => filter,
+        Err(response) => return response,
+    };
+    let books = match api.server.invoice_books(state, customer.as_deref()).await {
+        Ok(books) => books,
+        Err(failure) => return server_error(failure),
+    };
+    let invoices: Result<Vec<FinalInvoice>, ServerError> = books
+        .iter()
+        .map(|(invoice, book)| invoice_json(invoice, Some(book)))
+        .collect();
+    match invoices {
+        Ok(invoices) => json_response(StatusCode::OK, &InvoiceList { invoices }),
+        Err(failure) => server_error(failure),
     }
 }
 
@@ -708,8 +750,15 @@ async fn get_invoice(State(api): State<Api>, Path(number): Path<String>) -> Resp
     let Ok(number) = number.parse::<i64>() else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such invoice");
     };
+    let book = match api.server.store().book(number).await {
+        Ok(book) => book,
+        Err(failure) => return server_error(failure.into()),
+    };
     match api.server.store().invoice(number).await {
-        Ok(Some(invoice)) => json_response(StatusCode::OK, &invoice_json(&invoice)),
+        Ok(Some(invoice)) => match invoice_json(&invoice, book.as_ref()) {
+            Ok(found) => json_response(StatusCode::OK, &found),
+            Err(failure) => server_error(failure),
+        },
         Ok(None) => error(StatusCode::NOT_FOUND, "not_found", "no such invoice"),
         Err(failure) => server_error(failure.into()),
     }
@@ -790,6 +839,13 @@ async fn get_invoice_html(State(api): State<Api>, Path(number): Path<String>) ->
     let Ok(number) = number.parse::<i64>() else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such invoice");
     };
+    let collection = match api.server.store().book(number).await {
+        Ok(book) => match book.as_ref().map(super::collect::Book::view).transpose() {
+            Ok(view) => view,
+            Err(overflow) => return server_error(overflow.into()),
+        },
+        Err(failure) => return server_error(failure.into()),
+    };
     match api.server.store().invoice(number).await {
         Ok(Some(stored)) => match serde_json::from_str::<Invoice>(&stored.body) {
             Ok(invoice) => (
@@ -798,7 +854,7 @@ async fn get_invoice_html(State(api): State<Api>, Path(number): Path<String>) ->
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/html; charset=utf-8"),
                 )],
-                super::html::invoice_page(number, &invoice),
+                super::html::invoice_page(number, &invoice, collection.as_ref()),
             )
                 .into_response(),
             Err(failure) => server_error(ServerError::Invalid(format!(

@@ -9,6 +9,7 @@
 //! `PeriodRater` borrows its plan, and a server rates with any version at any time.
 
 pub mod api;
+pub mod collect;
 pub mod demo;
 mod html;
 mod live;
@@ -64,6 +65,13 @@ impl ManualClock {
 
     pub fn set(&self, millis: i64) {
         self.0.store(millis, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A clock shared with whoever sets it (a test keeps the `Arc` and advances it).
+impl<C: Clock + ?Sized> Clock for Arc<C> {
+    fn now(&self) -> i64 {
+        (**self).now()
     }
 }
 
@@ -135,6 +143,14 @@ pub enum ServerError {
     NotFound { what: &'static str, id: String },
     #[error("{0}")]
     Invalid(String),
+    /// The state of what the request is about forbids it (an invoice already paid, a
+    /// reference already used for another payment).
+    #[error("{0}")]
+    Conflict(String),
+    /// The payment provider declined the charge or did not answer in time: nothing was
+    /// recorded paid.
+    #[error("{message}")]
+    Payment { timed_out: bool, message: String },
 }
 
 /// What became of one event of a batch (by its index in the batch).
@@ -175,6 +191,12 @@ pub struct Server {
     /// Where uploaded plugins go (`with_plugins`); `None`: uploads are refused.
     #[cfg(feature = "plugins")]
     plugin_admin: Option<&'static plugins::ServerPlugins>,
+    /// Where `POST /v1/invoices/{n}/collect` charges (`with_provider`).
+    provider: Option<Arc<dyn collect::PaymentProvider>>,
+    provider_timeout: std::time::Duration,
+    /// Held by closes (which spend account credit) and refunds (which take it back), so a
+    /// credit is never spent twice. (One process owns the store, as for `known`.)
+    collect_lock: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -230,7 +252,7 @@ impl Server {
                 .map_err(|e| ServerError::Invalid(format!("stored plan {id} v{version}: {e}")))?;
             plans.insert((id, version), prepare(plan)?);
         }
-        Ok(Server {
+        let server = Server {
             store,
             clock,
             plugins,
@@ -240,7 +262,13 @@ impl Server {
             known: Mutex::new(KnownCustomers::default()),
             #[cfg(feature = "plugins")]
             plugin_admin: None,
-        })
+            provider: None,
+            provider_timeout: collect::DEFAULT_PROVIDER_TIMEOUT,
+            collect_lock: tokio::sync::Mutex::new(()),
+        };
+        // Invoices a close stored but did not open for collection (a crash in between).
+        server.open_collections().await?;
+        Ok(server)
     }
 
     pub fn with_grace_ms(mut self, grace_ms: i64) -> Server {
@@ -870,12 +898,24 @@ impl Server {
     /// Closes the period containing `date` for every subscribed customer: finalizes their
     /// invoices (numbered in customer order, without gaps). Safe to re-run and to run again
     /// after a crash half-way: an invoice already final is kept as it is, a missing one is made.
-    /// A period is closed only once its grace window is over.
+    /// A period is closed only once its grace window is over. Each new invoice is then open
+    /// for collection (`server::collect`), due after its plan's net terms; a customer's
+    /// account credit is applied by the engine as the credit `account_credit`.
     pub async fn close(&self, date: &str) -> Result<Vec<StoredInvoice>, ServerError> {
+        // Closes spend account credit: one at a time, and not during a refund.
+        let _collect = self.collect_lock.lock().await;
+        self.open_collections().await?;
+        let closed = self.close_each(date).await;
+        // Each new invoice opens for collection, also when a later customer failed.
+        self.open_collections().await?;
+        closed
+    }
+
+    async fn close_each(&self, date: &str) -> Result<Vec<StoredInvoice>, ServerError> {
         let now = self.now();
         let mut closed = Vec::new();
         for stored in self.store.customers().await? {
-            let record = record_of(stored)?;
+            let mut record = record_of(stored)?;
             let changes = self.store.changes(&record.id).await?;
             let Some((plan, rater)) = self.open_period(&record, &changes, date)? else {
                 continue;
@@ -888,6 +928,23 @@ impl Server {
                     self.grace_ms / 3_600_000
                 )));
             }
+            // The customer's account credit (overpayments, credit notes beyond a balance) is
+            // one more of the engine's customer credits: the invoice shows it applied.
+            let currency = self.plan(&plan)?.plan().currency.clone();
+            let credit = self.account_credit(&record.id, &currency).await?;
+            let rater = if credit > rust_decimal::Decimal::ZERO {
+                record.setup.credits.push(ratecard_engine::plan::Credit {
+                    id: collect::ACCOUNT_CREDIT_ID.to_owned(),
+                    description: "Account credit".to_owned(),
+                    amount: ratecard_engine::decimal::Dec(credit),
+                });
+                match self.open_period(&record, &changes, date)? {
+                    Some((_, rater)) => rater,
+                    None => continue,
+                }
+            } else {
+                rater
+            };
             let finalized = self
                 .store
                 .finalize_invoice(

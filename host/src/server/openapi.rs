@@ -108,9 +108,14 @@ pub(super) fn document(operations: &[Operation]) -> Value {
             ok["content"] = content;
         }
         let ok_status = if op.method == "post"
-            && (op.path == "/v1/plans"
-                || op.path == "/v1/plugins"
-                || op.path.ends_with("/portal-links"))
+            && (matches!(
+                op.path,
+                "/v1/plans"
+                    | "/v1/plugins"
+                    | "/v1/invoices/{number}/payments"
+                    | "/v1/payments/{id}/refunds"
+                    | "/v1/invoices/{number}/credit-notes"
+            ) || op.path.ends_with("/portal-links"))
         {
             "201"
         } else {
@@ -156,7 +161,7 @@ pub(super) fn document(operations: &[Operation]) -> Value {
                 "type": "object",
                 "required": ["code", "message"],
                 "properties": {
-                    "code": {"type": "string", "description": "`unauthorized`, `invalid_json`, `invalid_plan`, `not_found`, `invalid`, `storage`, ..."},
+                    "code": {"type": "string", "description": "`unauthorized`, `invalid_json`, `invalid_plan`, `not_found`, `invalid`, `conflict` (409), `payment_failed` (402), `provider_timeout` (504), `storage`, ..."},
                     "message": {"type": "string"},
                     "document": {"type": "string"},
                     "path": {"type": "string", "description": "the JSON path of what was wrong"},
@@ -171,7 +176,7 @@ pub(super) fn document(operations: &[Operation]) -> Value {
         "info": {
             "title": "Ratecard",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Usage-based billing: plans and their versions, customers, idempotent event ingest, live usage, invoice previews and period close. Amounts are decimal strings."
+            "description": "Usage-based billing: plans and their versions, customers, idempotent event ingest, live usage, invoice previews and period close, collection (invoice states, payments, refunds, credit notes, dunning, an outbox). Amounts are decimal strings."
         },
         "paths": paths,
         "components": {

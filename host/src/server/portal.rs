@@ -906,6 +906,15 @@ async fn invoice_html(
         Ok(stored) => stored,
         Err(response) => return response,
     };
+    // The customer sees what they owe: state, due date, payments and balance, as the
+    // operator's page shows them (the invoice is theirs: checked above).
+    let collection = match api.server.store().book(stored.number).await {
+        Ok(book) => match book.as_ref().map(super::collect::Book::view).transpose() {
+            Ok(view) => view,
+            Err(overflow) => return server_error(overflow.into()),
+        },
+        Err(failure) => return server_error(failure.into()),
+    };
     match serde_json::from_str::<Invoice>(&stored.body) {
         Ok(invoice) => private(
             (
@@ -914,7 +923,7 @@ async fn invoice_html(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/html; charset=utf-8"),
                 )],
-                super::html::invoice_page(stored.number, &invoice),
+                super::html::invoice_page(stored.number, &invoice, collection.as_ref()),
             )
                 .into_response(),
         ),

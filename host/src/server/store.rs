@@ -1112,3 +1112,7 @@ fn insert_events_sql(rows: usize) -> String {
     sql.push_str(" ON CONFLICT (customer_id, event_id) DO NOTHING");
     sql
 }
+
+// Collect's methods (invoice states, ledger, dunning, outbox): their own file, declared after
+// the macros above so it writes each body once for both databases with them.
+pub mod collect;

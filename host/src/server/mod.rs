@@ -195,7 +195,7 @@ pub struct Server {
     provider: Option<Arc<dyn collect::PaymentProvider>>,
     provider_timeout: std::time::Duration,
     /// Held by closes (which spend account credit) and refunds (which take it back), so a
-    /// credit is never spent twice. (One process owns the store, as for `known`.)
+    /// credit is never spent twice (with the store's collect lock, across replicas too).
     collect_lock: tokio::sync::Mutex<()>,
 }
 
@@ -904,6 +904,8 @@ impl Server {
     pub async fn close(&self, date: &str) -> Result<Vec<StoredInvoice>, ServerError> {
         // Closes spend account credit: one at a time, and not during a refund.
         let _collect = self.collect_lock.lock().await;
+        // And across replicas sharing a PostgreSQL database.
+        let _replicas = self.store.collect_lock().await?;
         self.open_collections().await?;
         let closed = self.close_each(date).await;
         // Each new invoice opens for collection, also when a later customer failed.

@@ -67,6 +67,11 @@ const ROWS_PER_INSERT: usize = 200;
 /// across every replica sharing the database ("RATECARD" in ASCII, truncated).
 const WRITE_LOCK: i64 = 0x5241_5445_4341_5244;
 
+/// The PostgreSQL advisory lock a close or a refund holds for its whole run (session-level):
+/// closes spend account credit and refunds take it back, so on replicas sharing a database
+/// they run one at a time, as the process-local lock makes them on one server.
+const COLLECT_LOCK: i64 = WRITE_LOCK + 1;
+
 /// The PostgreSQL channel on which a replica announces a change to a customer or plan, so the
 /// others drop what they cached of it.
 const CHANGES_CHANNEL: &str = "ratecard_changes";
@@ -268,6 +273,12 @@ impl Announced {
         };
         (replica, announced)
     }
+}
+
+/// The database-wide collect lock, held while it lives (see [`Store::collect_lock`]).
+#[derive(Debug)]
+pub struct CollectLock {
+    _connection: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
 }
 
 /// A connection to the store's announcements (see [`Store::listen`]).
@@ -490,6 +501,27 @@ impl Store {
                     listener,
                     replica: self.replica,
                 }))
+            }
+        }
+    }
+
+    /// Takes the database-wide collect lock (PostgreSQL; nothing to take on SQLite, which one
+    /// process owns): held until the returned guard drops. The lock is the session's, on a
+    /// connection closed when the guard drops, so a cancelled or failed close never leaves it
+    /// held.
+    pub async fn collect_lock(&self) -> Result<CollectLock, StoreError> {
+        match &*self.db {
+            Db::Sqlite { .. } => Ok(CollectLock { _connection: None }),
+            Db::Postgres { pool } => {
+                let mut connection = pool.acquire().await?;
+                connection.close_on_drop();
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(COLLECT_LOCK)
+                    .execute(&mut *connection)
+                    .await?;
+                Ok(CollectLock {
+                    _connection: Some(connection),
+                })
             }
         }
     }

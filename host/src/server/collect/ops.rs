@@ -285,6 +285,8 @@ impl Server {
     ) -> Result<Recorded, ServerError> {
         // Refunds take account credit back: serialized with closes, which spend it.
         let _collect = self.collect_lock.lock().await;
+        // And across replicas sharing a PostgreSQL database.
+        let _replicas = self.store.collect_lock().await?;
         self.open_collections().await?;
         let not_found = || ServerError::NotFound {
             what: "payment",

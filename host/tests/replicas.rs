@@ -35,6 +35,26 @@ fn replica_with_grace(url: &str, name: &str, grace_hours: &str) -> Serve {
     serve_with(&unused, &["--database", url, "--grace-hours", grace_hours])
 }
 
+/// Adds the example API plan through `addr` (a new version each time): its `{id, version}`.
+fn add_plan(addr: SocketAddr, key: &str) -> Value {
+    let plan = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/plans/saas-api.json"),
+    )
+    .expect("plan");
+    let (status, body) = post(addr, "/v1/plans", key, &plan).expect("post");
+    assert_eq!(status, 201, "{body}");
+    serde_json::from_str(&body).expect("json")
+}
+
+/// Subscribes customer `id` (UTC, from 2026-10-01) to `plan` through `addr`.
+fn subscribe(addr: SocketAddr, key: &str, id: &str, plan: &Value) {
+    let customer = format!(
+        r#"{{"timezone": "UTC", "subscription": {{"start": "2026-10-01"}}, "plan": {plan}}}"#
+    );
+    let (status, body) = put(addr, &format!("/v1/customers/{id}"), key, &customer).expect("put");
+    assert_eq!(status, 200, "{body}");
+}
+
 /// Now minus a minute, in Unix seconds: an instant of the current period.
 fn a_minute_ago() -> u64 {
     std::time::SystemTime::now()
@@ -102,13 +122,7 @@ fn two_replicas_count_every_event_once_and_close_each_invoice_once() {
     let (a, b) = (replica(&url, "a"), replica(&url, "b"));
 
     // The plan through A; customers through both (B prepares the plan A added).
-    let plan = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/plans/saas-api.json"),
-    )
-    .expect("plan");
-    let (status, body) = post(a.addr, "/v1/plans", &key, &plan).expect("post");
-    assert_eq!(status, 201, "{body}");
-    let plan: Value = serde_json::from_str(&body).expect("json");
+    let plan = add_plan(a.addr, &key);
     for c in 0..CUSTOMERS {
         let customer = format!(
             r#"{{"timezone": "{}", "subscription": {{"start": "2026-10-01"}}, "plan": {plan}}}"#,
@@ -216,18 +230,7 @@ fn every_event_a_killed_replica_acknowledged_is_in_the_database() {
     let url = ratecard_tests::postgres::fresh_database("replica_kill");
     let key = key_for(&url);
     let (a, b) = (replica(&url, "kill-a"), replica(&url, "kill-b"));
-    let plan = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/plans/saas-api.json"),
-    )
-    .expect("plan");
-    let (status, body) = post(a.addr, "/v1/plans", &key, &plan).expect("post");
-    assert_eq!(status, 201, "{body}");
-    let plan: Value = serde_json::from_str(&body).expect("json");
-    let customer = format!(
-        r#"{{"timezone": "UTC", "subscription": {{"start": "2026-10-01"}}, "plan": {plan}}}"#
-    );
-    let (status, body) = put(a.addr, "/v1/customers/acme", &key, &customer).expect("put");
-    assert_eq!(status, 200, "{body}");
+    subscribe(a.addr, &key, "acme", &add_plan(a.addr, &key));
 
     let now = a_minute_ago();
     let batch = move |replica: usize, n: usize| -> String {
@@ -287,18 +290,8 @@ fn a_change_made_through_one_replica_reaches_the_others_cache() {
     let url = ratecard_tests::postgres::fresh_database("replica_changes");
     let key = key_for(&url);
     let (a, b) = (replica(&url, "changes-a"), replica(&url, "changes-b"));
-    let plan = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/plans/saas-api.json"),
-    )
-    .expect("plan");
-    let (status, body) = post(a.addr, "/v1/plans", &key, &plan).expect("post");
-    assert_eq!(status, 201, "{body}");
-    let v1: Value = serde_json::from_str(&body).expect("json");
-    let customer = format!(
-        r#"{{"timezone": "UTC", "subscription": {{"start": "2026-10-01"}}, "plan": {v1}}}"#
-    );
-    let (status, body) = put(a.addr, "/v1/customers/acme", &key, &customer).expect("put");
-    assert_eq!(status, 200, "{body}");
+    let v1 = add_plan(a.addr, &key);
+    subscribe(a.addr, &key, "acme", &v1);
     // B reads (and caches) the customer; then A adds version 2 and moves them to it.
     let subscription = |addr| {
         let (status, body) = get(addr, "/v1/customers/acme/subscription", &key);
@@ -307,9 +300,7 @@ fn a_change_made_through_one_replica_reaches_the_others_cache() {
     };
     let before = subscription(b.addr);
     assert_eq!(before["plan"], v1, "{before}");
-    let (status, body) = post(a.addr, "/v1/plans", &key, &plan).expect("post");
-    assert_eq!(status, 201, "{body}");
-    let v2: Value = serde_json::from_str(&body).expect("json");
+    let v2 = add_plan(a.addr, &key);
     let change = format!(r#"{{"plan": {v2}, "at": "{}"}}"#, common::utc_date());
     let (status, body) =
         post(a.addr, "/v1/customers/acme/plan-change", &key, &change).expect("post");

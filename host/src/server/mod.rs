@@ -606,6 +606,7 @@ impl Server {
             // Already cancelled: the same answer (a retry).
             return self.subscription(customer).await;
         }
+        self.ensure_plan(&plan).await?;
         let calendar = calendar(self.plan(&plan)?.plan(), &record.setup)?;
         let now = Timestamp(self.now());
         let end = match calendar.period_containing(now) {
@@ -654,6 +655,8 @@ impl Server {
     /// `customer`'s subscription: the plan they are on and its changes.
     pub async fn subscription(&self, customer: &str) -> Result<Subscription, ServerError> {
         let record = self.customer(customer).await?;
+        let changes = self.store.changes(customer).await?;
+        self.ensure_plans_of(&record, &changes).await?;
         let timezone = record.setup.timezone.as_deref().unwrap_or("UTC");
         let calendar = match &record.plan {
             Some(plan) => Some(calendar(self.plan(plan)?.plan(), &record.setup)?),
@@ -663,7 +666,6 @@ impl Server {
             Some(calendar) => calendar.format(Timestamp(at)),
             None => Timestamp(at).to_rfc3339(),
         };
-        let changes = self.store.changes(customer).await?;
         Ok(Subscription {
             customer_id: record.id.clone(),
             plan: record.plan.clone(),
@@ -919,6 +921,7 @@ impl Server {
         for stored in self.store.customers().await? {
             let mut record = record_of(stored)?;
             let changes = self.store.changes(&record.id).await?;
+            self.ensure_plans_of(&record, &changes).await?;
             let Some((plan, rater)) = self.open_period(&record, &changes, date)? else {
                 continue;
             };

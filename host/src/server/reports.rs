@@ -256,10 +256,12 @@ impl Server {
             let Some((plan_id, version)) = stored.plan.clone() else {
                 continue;
             };
-            let prepared = self.plan(&PlanRef {
+            let plan_ref = PlanRef {
                 id: plan_id,
                 version,
-            })?;
+            };
+            self.ensure_plan(&plan_ref).await?;
+            let prepared = self.plan(&plan_ref)?;
             let plan = prepared.plan();
             for metric in &plan.metrics {
                 let code = metric.code.clone();

@@ -1339,10 +1339,174 @@ async fn account_credit_never_drives_a_total_below_zero_and_the_rest_carries_ove
     check_balance(&january);
 }
 
+async fn aging_puts_each_open_balance_in_the_bucket_of_its_days_past_due(backend: Backend) {
+    let h = harness(
+        backend,
+        "aging",
+        "2026-11-20T00:00:00Z",
+        &["acme", "globex", "initech"],
+        None,
+    )
+    .await;
+    h.expect(
+        200,
+        "PUT",
+        "/v1/plans/api-pro-2026/collection",
+        json!({"net_days": 30, "dunning": []}),
+    )
+    .await;
+    let all = ["acme", "globex", "initech"];
+    // November: invoices 1–3, due 2027-01-04; December: 4–6, due 2027-02-04.
+    h.ingest_and_close(&all, "2026-11", 5, "2026-12-05T00:00:00Z")
+        .await;
+    h.ingest_and_close(&all, "2026-12", 9, "2027-01-05T00:00:00Z")
+        .await;
+    assert_eq!(h.collection(4).await["due_at"], "2027-02-04T00:00:00Z");
+    // globex pays part of November, initech all of it; initech's December is void.
+    h.expect(
+        201,
+        "POST",
+        "/v1/invoices/2/payments",
+        json!({"amount": "1.00", "method": "card", "reference": "g-1"}),
+    )
+    .await;
+    let initech_november = dec(&h.collection(3).await["total"]);
+    h.expect(
+        201,
+        "POST",
+        "/v1/invoices/3/payments",
+        json!({"amount": initech_november.to_string(), "method": "bank_transfer", "reference": "i-1"}),
+    )
+    .await;
+    h.expect(
+        200,
+        "POST",
+        "/v1/invoices/6/void",
+        json!({"reason": "billed in error"}),
+    )
+    .await;
+    let mut balance = BTreeMap::new();
+    for number in 1..=6 {
+        balance.insert(number, dec(&h.collection(number).await["balance"]));
+    }
+    assert!(balance[&2] > Decimal::ZERO && balance[&3] == Decimal::ZERO);
+
+    let aging = async || h.expect(200, "GET", "/v1/reports/aging", Value::Null).await;
+    let buckets = |row: &Value| -> Vec<Decimal> {
+        row["buckets"].as_array().unwrap().iter().map(dec).collect()
+    };
+    let row = |report: &Value, customer: &str| -> Value {
+        report["customers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["customer_id"] == customer)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let zero = Decimal::ZERO;
+    // Before November's due date: nothing is late.
+    h.at("2027-01-04T00:00:00Z");
+    let report = aging().await;
+    assert_eq!(report["as_of"], "2027-01-04T00:00:00Z");
+    assert_eq!(
+        report["bucket_names"],
+        json!(["current", "1-30", "31-60", "61-90", "90+"])
+    );
+    assert_eq!(
+        buckets(&row(&report, "acme")),
+        [balance[&1] + balance[&4], zero, zero, zero, zero]
+    );
+    assert_eq!(row(&report, "acme")["invoices"], 2);
+    // Paid and void invoices owe nothing: initech is not in the report.
+    assert_eq!(row(&report, "initech"), Value::Null, "{report}");
+
+    // 2027-02-20: November is 47 days late, December 16.
+    h.at("2027-02-20T00:00:00Z");
+    let report = aging().await;
+    for (customer, november, december) in [("acme", 1, 4), ("globex", 2, 5)] {
+        let got = row(&report, customer);
+        assert_eq!(
+            buckets(&got),
+            [zero, balance[&december], balance[&november], zero, zero],
+            "{customer}: {got}"
+        );
+        assert_eq!(dec(&got["total"]), balance[&november] + balance[&december]);
+    }
+    let totals = &report["totals"].as_array().unwrap()[0];
+    assert_eq!(totals["currency"], "USD");
+    assert_eq!(totals["invoices"], 4);
+    assert_eq!(
+        buckets(totals),
+        [
+            zero,
+            balance[&4] + balance[&5],
+            balance[&1] + balance[&2],
+            zero,
+            zero
+        ]
+    );
+    // Exact decimal text at the currency's minor units, as the invoices write them.
+    assert!(
+        totals["total"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .nth(1)
+            .map(str::len)
+            == Some(2),
+        "{totals}"
+    );
+
+    // Uncollectible is written off: globex's November leaves the report; the rest ages on.
+    h.expect(
+        200,
+        "POST",
+        "/v1/invoices/2/mark-uncollectible",
+        json!({"reason": "customer gone"}),
+    )
+    .await;
+    h.at("2027-04-20T00:00:00Z");
+    let report = aging().await;
+    assert_eq!(
+        buckets(&row(&report, "acme")),
+        [zero, zero, zero, balance[&4], balance[&1]]
+    );
+    assert_eq!(
+        buckets(&row(&report, "globex")),
+        [zero, zero, zero, balance[&5], zero]
+    );
+
+    let (status, _, csv) =
+        common::request(h.addr, "GET", "/v1/reports/aging.csv", KEY, None, "").await;
+    assert_eq!(status, 200);
+    let lines: Vec<&str> = csv.split("\r\n").collect();
+    assert_eq!(
+        lines[0],
+        "customer_id,currency,invoices,current,1-30,31-60,61-90,90+,total"
+    );
+    assert_eq!(
+        lines[1],
+        format!(
+            "acme,USD,2,0.00,0.00,0.00,{},{},{}",
+            row(&report, "acme")["buckets"][3].as_str().unwrap(),
+            row(&report, "acme")["buckets"][4].as_str().unwrap(),
+            row(&report, "acme")["total"].as_str().unwrap()
+        )
+    );
+    assert!(lines[2].starts_with("globex,USD,1,"), "{csv}");
+    assert_eq!(
+        lines.len(),
+        4,
+        "a header, two rows and the last CRLF: {csv}"
+    );
+}
+
 on_both_backends!(
     payments_in_parts_are_idempotent_and_an_overpayment_credits_the_next_invoice,
     refunds_reopen_credit_notes_are_numbered_and_void_and_uncollectible_follow_their_rules,
     dunning_walks_an_overdue_invoice_to_uncollectible_through_an_outbox_read_once,
     collect_charges_through_the_provider_and_records_each_charge_once,
     account_credit_never_drives_a_total_below_zero_and_the_rest_carries_over,
+    aging_puts_each_open_balance_in_the_bucket_of_its_days_past_due,
 );

@@ -1,7 +1,7 @@
 //! Operator reports and the console's customer search, computed from the store's existing
 //! reads (no table of their own): revenue by plan and by month and the top customers from the
-//! final invoices, usage by metric over time from the events through the engine's
-//! `Aggregator`. Each report is JSON (`/v1/reports/NAME`) and CSV (`/v1/reports/NAME.csv`,
+//! final invoices, accounts receivable aging from the open invoices' books, usage by metric
+//! over time from the events through the engine's `Aggregator`. Each report is JSON (`/v1/reports/NAME`) and CSV (`/v1/reports/NAME.csv`,
 //! RFC 4180: CRLF lines, a field with a comma, quote, line break or edge space quoted and its
 //! quotes doubled).
 //!
@@ -123,6 +123,60 @@ pub struct CustomerSummary {
     pub subscription_start: Option<String>,
 }
 
+/// `GET /v1/reports/aging`: accounts receivable aging, what open invoices still owe by how
+/// long past their due date, per customer and currency.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct AgingReport {
+    /// The instant the ages are counted at (the server's clock), RFC 3339.
+    pub as_of: String,
+    /// The buckets' names, in the order of each row's `buckets`: `current` (not yet due),
+    /// `1-30`, `31-60`, `61-90`, `90+` (days past the due date, a started day counted whole).
+    pub bucket_names: Vec<String>,
+    /// By (customer, currency): customers with a balance due, by id.
+    pub customers: Vec<AgingRow>,
+    /// By currency.
+    pub totals: Vec<AgingRow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct AgingRow {
+    /// Absent in `totals`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+    pub currency: String,
+    /// Open invoices with a balance.
+    pub invoices: u64,
+    /// The balances in each bucket, exact, in `bucket_names` order.
+    pub buckets: Vec<String>,
+    /// The sum of the buckets.
+    pub total: String,
+}
+
+/// The aging buckets: a name and the most days past due it holds (`None`: no bound).
+pub const AGING_BUCKETS: [(&str, Option<i64>); 5] = [
+    ("current", Some(0)),
+    ("1-30", Some(30)),
+    ("31-60", Some(60)),
+    ("61-90", Some(90)),
+    ("90+", None),
+];
+
+/// Which of [`AGING_BUCKETS`] an invoice due at `due_at` falls in at `now`: not yet due (or
+/// due this very instant) is `current`; then days past due, a started day counted whole (an
+/// hour late is 1 day, 30 days and an hour is 31).
+pub fn aging_bucket(due_at: i64, now: i64) -> usize {
+    let late = now.saturating_sub(due_at);
+    let days = if late <= 0 {
+        0
+    } else {
+        (late - 1) / DAY_MS + 1
+    };
+    AGING_BUCKETS
+        .iter()
+        .position(|(_, most)| most.is_none_or(|most| days <= most))
+        .unwrap_or(AGING_BUCKETS.len() - 1)
+}
+
 /// Amounts per key, summed exactly.
 #[derive(Default)]
 struct Sums<K: Ord> {
@@ -239,6 +293,69 @@ impl Server {
                     total: total_text(total),
                 })
                 .collect(),
+        })
+    }
+
+    /// Accounts receivable aging at the server's now: every open invoice with a balance, its
+    /// balance in the bucket of its days past due (see [`aging_bucket`]). Paid and void
+    /// invoices owe nothing; uncollectible ones are written off, so neither is aged.
+    pub async fn aging_report(&self) -> Result<AgingReport, ServerError> {
+        let now = self.now();
+        let overflow = || ServerError::Invalid("the aging report's sum overflows".to_owned());
+        // (customer, currency) → (invoices, minor units, balance per bucket).
+        type Aged = (u64, u32, [Decimal; AGING_BUCKETS.len()]);
+        let mut customers: BTreeMap<(String, String), Aged> = BTreeMap::new();
+        let mut totals: BTreeMap<String, Aged> = BTreeMap::new();
+        for (_, book) in self
+            .invoice_books(Some(super::collect::InvoiceState::Open), None)
+            .await?
+        {
+            let balance = book.summary().map_err(|_| overflow())?.balance;
+            if balance <= Decimal::ZERO {
+                continue;
+            }
+            let invoice = &book.invoice;
+            let bucket = aging_bucket(invoice.due_at, now);
+            for entry in [
+                customers
+                    .entry((invoice.customer_id.clone(), invoice.currency.clone()))
+                    .or_insert((0, invoice.minor_units, Default::default())),
+                totals.entry(invoice.currency.clone()).or_insert((
+                    0,
+                    invoice.minor_units,
+                    Default::default(),
+                )),
+            ] {
+                entry.0 += 1;
+                entry.2[bucket] = entry.2[bucket].checked_add(balance).ok_or_else(overflow)?;
+            }
+        }
+        let row = |customer_id: Option<String>, currency: String, aged: Aged| {
+            let (invoices, minor_units, buckets) = aged;
+            let total = buckets
+                .iter()
+                .try_fold(Decimal::ZERO, |sum, b| sum.checked_add(*b))
+                .ok_or_else(overflow)?;
+            let text = |d: Decimal| super::collect::format_amount(d, minor_units);
+            Ok::<_, ServerError>(AgingRow {
+                customer_id,
+                currency,
+                invoices,
+                buckets: buckets.iter().map(|b| text(*b)).collect(),
+                total: text(total),
+            })
+        };
+        Ok(AgingReport {
+            as_of: Timestamp(now).to_rfc3339(),
+            bucket_names: AGING_BUCKETS.iter().map(|(n, _)| (*n).to_owned()).collect(),
+            customers: customers
+                .into_iter()
+                .map(|((customer, currency), aged)| row(Some(customer), currency, aged))
+                .collect::<Result<_, _>>()?,
+            totals: totals
+                .into_iter()
+                .map(|(currency, aged)| row(None, currency, aged))
+                .collect::<Result<_, _>>()?,
         })
     }
 
@@ -527,6 +644,25 @@ fn csv_response(name: &'static str, body: String) -> Response {
     response
 }
 
+fn aging_csv(report: &AgingReport) -> String {
+    let mut header = vec!["customer_id", "currency", "invoices"];
+    header.extend(report.bucket_names.iter().map(String::as_str));
+    header.push("total");
+    csv(
+        &header,
+        report.customers.iter().map(|r| {
+            let mut fields = vec![
+                r.customer_id.clone().unwrap_or_default(),
+                r.currency.clone(),
+                r.invoices.to_string(),
+            ];
+            fields.extend(r.buckets.iter().cloned());
+            fields.push(r.total.clone());
+            fields
+        }),
+    )
+}
+
 fn revenue_csv(report: &RevenueReport) -> String {
     csv(
         &["month", "plan_id", "currency", "invoices", "total"],
@@ -687,6 +823,24 @@ pub(super) fn operations() -> Vec<(Operation, MethodRouter<Api>)> {
             },
             get(usage_as_csv),
         ),
+        (
+            op(
+                "/v1/reports/aging",
+                "agingReport",
+                "Accounts receivable aging: open invoices' balances by days past due (current, 1-30, 31-60, 61-90, 90+), per customer and currency",
+                Json(schema::<AgingReport>),
+            ),
+            get(aging),
+        ),
+        (
+            op(
+                "/v1/reports/aging.csv",
+                "agingReportCsv",
+                "The aging report's customer rows as CSV",
+                Csv,
+            ),
+            get(aging_as_csv),
+        ),
     ]
 }
 
@@ -713,6 +867,20 @@ async fn list_customers(State(api): State<Api>, RawQuery(query): RawQuery) -> Re
     let search = query_value(query.as_deref(), "search").unwrap_or_default();
     match api.server.search_customers(&search, limit).await {
         Ok(list) => json_response(StatusCode::OK, &list),
+        Err(failure) => server_error(failure),
+    }
+}
+
+async fn aging(State(api): State<Api>) -> Response {
+    match api.server.aging_report().await {
+        Ok(report) => json_response(StatusCode::OK, &report),
+        Err(failure) => server_error(failure),
+    }
+}
+
+async fn aging_as_csv(State(api): State<Api>) -> Response {
+    match api.server.aging_report().await {
+        Ok(report) => csv_response("aging.csv", aging_csv(&report)),
         Err(failure) => server_error(failure),
     }
 }
@@ -814,6 +982,23 @@ async fn usage_as_csv(State(api): State<Api>, RawQuery(query): RawQuery) -> Resp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invoices_age_by_started_days_past_due() {
+        let due = 1_000 * DAY_MS;
+        let name = |now: i64| AGING_BUCKETS[aging_bucket(due, now)].0;
+        assert_eq!(name(due - 1), "current");
+        assert_eq!(name(due), "current", "due this instant is not late yet");
+        assert_eq!(name(due + 1), "1-30", "a millisecond late is a started day");
+        assert_eq!(name(due + 30 * DAY_MS), "1-30");
+        assert_eq!(name(due + 30 * DAY_MS + 1), "31-60");
+        assert_eq!(name(due + 60 * DAY_MS), "31-60");
+        assert_eq!(name(due + 60 * DAY_MS + 1), "61-90");
+        assert_eq!(name(due + 90 * DAY_MS), "61-90");
+        assert_eq!(name(due + 90 * DAY_MS + 1), "90+");
+        assert_eq!(name(i64::MAX), "90+");
+        assert_eq!(name(i64::MIN), "current");
+    }
 
     #[test]
     fn csv_fields_are_quoted_when_they_need_it() {

@@ -189,6 +189,7 @@ fn portal_paths(own_invoice: i64) -> Vec<String> {
         "/portal/v1/usage/daily".to_owned(),
         "/portal/v1/plan".to_owned(),
         "/portal/v1/invoices".to_owned(),
+        "/portal/v1/payments".to_owned(),
         format!("/portal/v1/invoices/{own_invoice}"),
         format!("/portal/v1/invoices/{own_invoice}/html"),
     ]
@@ -270,6 +271,41 @@ async fn a_portal_token_reads_its_customer_and_nothing_of_another(backend: Backe
     .await;
     assert_eq!(status, 200);
     assert_eq!(html, operator_html);
+
+    // What is owed and paid, as the operator's books say; a payment of globex's shows in
+    // globex's portal only, without the operator's reference or who recorded it.
+    let (status, _, body) = http(
+        addr,
+        "POST",
+        &format!("/v1/invoices/{globex_number}/payments"),
+        Some(KEY),
+        r#"{"amount": "10.00", "method": "card", "reference": "ops-secret-ref"}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    for (customer, number, portal_token) in [
+        ("acme", acme_number, &token),
+        ("globex", globex_number, &globex_token),
+    ] {
+        let collection = get_json(addr, &format!("/v1/invoices/{number}/collection"), KEY).await;
+        let listed = get_json(addr, "/portal/v1/invoices", portal_token).await;
+        let summary = &listed["invoices"][0];
+        for field in ["state", "due_at", "paid", "balance"] {
+            assert_eq!(summary[field], collection[field], "{customer} {field}");
+        }
+        let payments = get_json(addr, "/portal/v1/payments", portal_token).await;
+        if customer == "acme" {
+            assert_eq!(payments["payments"], serde_json::json!([]));
+        } else {
+            assert_eq!(summary["paid"], "10.00");
+            assert_eq!(
+                payments["payments"],
+                serde_json::json!([{"invoice": globex_number, "at": "2026-11-20T00:00:00Z",
+                    "method": "card", "currency": "USD", "amount": "10.00", "refunded": "0.00"}])
+            );
+            assert!(!payments.to_string().contains("ops-secret-ref"));
+        }
+    }
 
     // Another customer's invoice answers exactly as a missing one, JSON and HTML, whatever the
     // guess.

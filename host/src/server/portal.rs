@@ -645,6 +645,16 @@ pub(super) fn operations() -> Vec<(Operation, MethodRouter<Api>)> {
         (
             portal(
                 "get",
+                "/portal/v1/payments",
+                "portalPayments",
+                "Portal: the customer's payments, newest first, with what was refunded of each",
+                Json(schema::<PortalPaymentList>),
+            ),
+            get(payments),
+        ),
+        (
+            portal(
+                "get",
                 "/portal/v1/invoices/{number}",
                 "portalInvoice",
                 "Portal: one of the customer's final invoices (another customer's answers as a missing one does)",
@@ -710,11 +720,43 @@ struct PortalInvoiceSummary {
     period_end: String,
     currency: String,
     total: String,
+    /// `open`, `paid`, `void` or `uncollectible`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<super::collect::InvoiceState>,
+    /// When it is due (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    due_at: Option<String>,
+    /// Paid so far, net of refunds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paid: Option<String>,
+    /// What is still owed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    balance: Option<String>,
 }
 
 #[derive(Serialize, JsonSchema)]
 struct PortalInvoiceList {
     invoices: Vec<PortalInvoiceSummary>,
+}
+
+/// One payment of the customer's, as the portal lists it (no operator-side detail: who
+/// recorded it, the provider's reference).
+#[derive(Serialize, JsonSchema)]
+struct PortalPayment {
+    invoice: i64,
+    /// When it was received (RFC 3339).
+    at: String,
+    method: super::collect::PaymentMethod,
+    currency: String,
+    amount: String,
+    /// How much of it was refunded.
+    refunded: String,
+}
+
+/// `GET /portal/v1/payments`: newest first.
+#[derive(Serialize, JsonSchema)]
+struct PortalPaymentList {
+    payments: Vec<PortalPayment>,
 }
 
 /// One of the customer's invoices: its number and the engine's invoice.
@@ -834,19 +876,46 @@ async fn plan(State(api): State<Api>, PortalCustomer(customer): PortalCustomer) 
     }
 }
 
+/// The customer's books, each as the API shows it, by invoice number.
+async fn their_books(
+    api: &Api,
+    customer: &str,
+) -> Result<BTreeMap<i64, super::collect::CollectionView>, Response> {
+    let books = api
+        .server
+        .store()
+        .books(customer)
+        .await
+        .map_err(|failure| server_error(failure.into()))?;
+    books
+        .iter()
+        .map(|book| Ok((book.invoice.number, book.view()?)))
+        .collect::<Result<_, super::collect::Overflow>>()
+        .map_err(|overflow| server_error(overflow.into()))
+}
+
 async fn invoices(State(api): State<Api>, PortalCustomer(customer): PortalCustomer) -> Response {
+    let books = match their_books(&api, &customer).await {
+        Ok(books) => books,
+        Err(response) => return response,
+    };
     match api.server.store().customer_invoices(&customer).await {
         Ok(stored) => {
             let invoices = stored
                 .iter()
                 .filter_map(|s| {
                     let invoice: Invoice = serde_json::from_str(&s.body).ok()?;
+                    let book = books.get(&s.number);
                     Some(PortalInvoiceSummary {
                         number: s.number,
                         period_start: invoice.period.start,
                         period_end: invoice.period.end,
                         currency: invoice.currency,
                         total: invoice.total.0.to_string(),
+                        state: book.map(|b| b.state),
+                        due_at: book.map(|b| b.due_at.clone()),
+                        paid: book.map(|b| b.paid.clone()),
+                        balance: book.map(|b| b.balance.clone()),
                     })
                 })
                 .collect();
@@ -857,6 +926,32 @@ async fn invoices(State(api): State<Api>, PortalCustomer(customer): PortalCustom
         }
         Err(failure) => server_error(failure.into()),
     }
+}
+
+async fn payments(State(api): State<Api>, PortalCustomer(customer): PortalCustomer) -> Response {
+    let books = match their_books(&api, &customer).await {
+        Ok(books) => books,
+        Err(response) => return response,
+    };
+    let mut payments: Vec<PortalPayment> = books
+        .values()
+        .flat_map(|book| {
+            book.payments.iter().map(|p| PortalPayment {
+                invoice: p.invoice,
+                at: p.at.clone(),
+                method: p.method,
+                currency: book.currency.clone(),
+                amount: p.amount.clone(),
+                refunded: p.refunded.clone(),
+            })
+        })
+        .collect();
+    // RFC 3339 UTC instants of one format sort as text.
+    payments.sort_by(|a, b| b.at.cmp(&a.at).then(b.invoice.cmp(&a.invoice)));
+    private(json_response(
+        StatusCode::OK,
+        &PortalPaymentList { payments },
+    ))
 }
 
 /// The customer's invoice `number`: `Err` with the answer when it is not theirs, missing, or

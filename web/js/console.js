@@ -1,6 +1,6 @@
 // The operator console, behind the operator key (`operator.js`): customers (search, their
-// subscription, live usage as it streams in, portal links), invoices (filter, open one, its HTML
-// view), plans and their versions (the plan editor's checker; a valid edit is saved as the
+// subscription, live usage as it streams in, portal links), invoices (filter by customer, month
+// and state, open one: its collection with a form to record a payment, its HTML view), plans and their versions (the plan editor's checker; a valid edit is saved as the
 // plan's next version), plugins (upload with the check report, activate). Tabs are the URL's
 // fragment: #customers, #invoices, #plans, #plugins.
 import { amount, h, money, quantity, ready } from './app.js';
@@ -134,40 +134,100 @@ async function showCustomer(id, detail) {
 
 // Invoices
 
+const STATES = ['open', 'paid', 'void', 'uncollectible'];
+const METHODS = { card: 'Card', bank_transfer: 'Bank transfer', digital_wallet: 'Digital wallet' };
+const stateBadge = (collection) => (collection ? h('span', { class: `state state-${collection.state}`, dataset: { state: collection.state } }, collection.state) : '—');
+
 async function showInvoices() {
-  const { invoices } = await api('/v1/invoices');
+  let { invoices } = await api('/v1/invoices');
   const customer = h('input', { id: 'invoice-customer', type: 'search', placeholder: 'Customer', 'aria-label': 'Filter by customer' });
   const months = [...new Set(invoices.map((i) => i.invoice.period.start.slice(0, 7)))].sort().reverse();
   const month = h('select', { id: 'invoice-month', 'aria-label': 'Filter by month' }, h('option', { value: '' }, 'Every month'), months.map((m) => h('option', { value: m }, m)));
+  const state = h('select', { id: 'invoice-state', 'aria-label': 'Filter by state' }, h('option', { value: '' }, 'Every state'), STATES.map((s) => h('option', { value: s }, s)));
   const body = h('tbody');
   const detail = h('div', { id: 'invoice-detail', class: 'detail' });
   const count = h('p', { class: 'unit' });
+  /// After a payment: the list and the open invoice read again from the server.
+  async function reload(number) {
+    ({ invoices } = await api('/v1/invoices'));
+    render();
+    const item = invoices.find((i) => i.number === number);
+    if (item) await showInvoice(item, detail, reload);
+  }
   function render() {
-    const shown = invoices.filter((i) => i.customer_id.toLowerCase().includes(customer.value.trim().toLowerCase()) && (!month.value || i.invoice.period.start.startsWith(month.value)));
+    const shown = invoices.filter((i) => i.customer_id.toLowerCase().includes(customer.value.trim().toLowerCase()) && (!month.value || i.invoice.period.start.startsWith(month.value)) && (!state.value || i.collection?.state === state.value));
     count.textContent = `${shown.length} of ${invoices.length} invoices`;
-    body.replaceChildren(...shown.map((i) => h('tr', { dataset: { invoice: i.number }, class: 'clickable', onclick: () => showInvoice(i, detail) },
+    body.replaceChildren(...shown.map((i) => h('tr', { dataset: { invoice: i.number, state: i.collection?.state || '' }, class: 'clickable', onclick: () => showInvoice(i, detail, reload) },
       h('td', {}, h('button', { type: 'button', class: 'link' }, String(i.number))),
       h('td', {}, i.customer_id),
       h('td', {}, `${dateOf(i.invoice.period.start)} – ${dateOf(i.invoice.period.end)}`),
       h('td', {}, i.invoice.plan_id),
-      h('td', { class: 'num' }, amount(i.invoice.total, i.invoice.currency)))));
+      h('td', { class: 'num' }, amount(i.invoice.total, i.invoice.currency)),
+      h('td', {}, stateBadge(i.collection)),
+      h('td', { class: 'num' }, i.collection ? amount(i.collection.balance, i.collection.currency, { dataset: { testid: `balance-${i.number}` } }) : '—'))));
   }
   customer.addEventListener('input', render);
   month.addEventListener('change', render);
+  state.addEventListener('change', render);
   render();
   return [h('div', { class: 'console-layout' },
-    h('section', { class: 'panel' }, h('h2', {}, 'Invoices'), h('div', { class: 'usage-controls' }, customer, month), count,
-      h('div', { class: 'table-scroll' }, h('table', { class: 'invoice list', id: 'invoice-table' }, h('thead', {}, h('tr', {}, h('th', {}, 'Number'), h('th', {}, 'Customer'), h('th', {}, 'Period'), h('th', {}, 'Plan'), h('th', { class: 'num' }, 'Total'))), body)),
+    h('section', { class: 'panel' }, h('h2', {}, 'Invoices'), h('div', { class: 'usage-controls' }, customer, month, state), count,
+      h('div', { class: 'table-scroll' }, h('table', { class: 'invoice list', id: 'invoice-table' }, h('thead', {}, h('tr', {}, h('th', {}, 'Number'), h('th', {}, 'Customer'), h('th', {}, 'Period'), h('th', {}, 'Plan'), h('th', { class: 'num' }, 'Total'), h('th', {}, 'State'), h('th', { class: 'num' }, 'Balance'))), body)),
       invoices.length ? null : h('p', { class: 'unit' }, 'No final invoices yet: they are made when a period is closed (POST /v1/close).')),
     detail)];
 }
 
-async function showInvoice(item, detail) {
+/// What the invoice owes and what was paid, and a form to record a payment while it is open.
+function collectionView(item, reload) {
+  const c = item.collection;
+  if (!c) return null;
+  const shown = (value, testid) => amount(value, c.currency, testid ? { dataset: { testid } } : {});
+  const payments = c.payments.length
+    ? h('table', { class: 'invoice list', id: 'invoice-payments' },
+      h('thead', {}, h('tr', {}, h('th', {}, 'Received'), h('th', {}, 'Method'), h('th', {}, 'Reference'), h('th', {}, 'By'), h('th', { class: 'num' }, 'Amount'), h('th', { class: 'num' }, 'Refunded'))),
+      h('tbody', {}, c.payments.map((p) => h('tr', { dataset: { payment: p.id } }, h('td', {}, p.at.replace('T', ' ').replace('Z', ' UTC')), h('td', {}, METHODS[p.method] || p.method), h('td', {}, h('code', {}, p.reference)), h('td', {}, p.actor), h('td', { class: 'num' }, shown(p.amount)), h('td', { class: 'num' }, shown(p.refunded))))))
+    : h('p', { class: 'unit' }, 'No payment recorded.');
+  let form = null;
+  if (c.state === 'open') {
+    const value = h('input', { id: 'payment-amount', inputmode: 'decimal', value: c.balance, 'aria-label': 'Amount' });
+    const method = h('select', { id: 'payment-method', 'aria-label': 'Method' }, Object.entries(METHODS).map(([v, label]) => h('option', { value: v }, label)));
+    const reference = h('input', { id: 'payment-reference', placeholder: 'e.g. bank transfer id', 'aria-label': 'Reference' });
+    const message = h('p', { class: 'unit', role: 'status' });
+    // Made once per form: a retry of the same submission (a double click, a lost answer)
+    // carries the same reference, which the server records once.
+    const generated = `console-${item.number}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
+    form = h('form', {
+      class: 'payment-form',
+      id: 'payment-form',
+      onsubmit: async (event) => {
+        event.preventDefault();
+        message.replaceChildren();
+        try {
+          const ref = reference.value.trim() || generated;
+          await api(`/v1/invoices/${item.number}/payments`, { method: 'POST', body: JSON.stringify({ amount: value.value.trim(), method: method.value, reference: ref }) });
+          await reload(item.number);
+        } catch (error) {
+          message.replaceChildren(failure(error));
+        }
+      },
+    },
+    h('label', {}, `Amount (${c.currency})`, value), h('label', {}, 'Method', method), h('label', {}, 'Reference', reference),
+    h('button', { type: 'submit' }, 'Record payment'), message);
+  }
+  return h('div', { class: 'collection', dataset: { state: c.state } },
+    h('h3', {}, 'Collection'),
+    h('p', {}, stateBadge(c), ` · due ${dateOf(c.due_at)} (net ${c.net_days}) · paid `, shown(c.paid, 'invoice-paid'), ' · balance ', shown(c.balance, 'invoice-balance'),
+      !/^0(\.0+)?$/.test(c.overpaid) ? [' · overpaid ', shown(c.overpaid)] : null),
+    payments, form);
+}
+
+async function showInvoice(item, detail, reload) {
   const html = await (await api(`/v1/invoices/${item.number}/html`, { raw: true })).text();
   const plan = plans.find((p) => p.id === item.invoice.plan_id)?.plan || { metrics: [], charges: [] };
   detail.replaceChildren(h('section', { class: 'panel', dataset: { invoice: item.number } },
     h('h2', {}, `Invoice ${item.number}`),
     h('p', {}, `${item.customer_id} · ${dateOf(item.invoice.period.start)} – ${dateOf(item.invoice.period.end)} · total `, amount(item.invoice.total, item.invoice.currency, { dataset: { testid: 'invoice-total' } })),
+    collectionView(item, reload),
     h('div', { class: 'actions' },
       h('button', { type: 'button', class: 'secondary', onclick: () => download(`/v1/invoices/${item.number}/html`, `invoice-${item.number}.html`) }, 'Download HTML'),
       h('button', { type: 'button', class: 'secondary', onclick: () => download(`/v1/invoices/${item.number}`, `invoice-${item.number}.json`) }, 'Download JSON')),

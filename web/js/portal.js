@@ -1,12 +1,12 @@
 // The customer portal: one customer's current period (usage per metric with a plot over the
 // period, the amount so far, the projected bill), a "what if I use N× as much" priced in this
 // browser by the same engine (the wasm package) from the server's usage document of the
-// projection, and past invoices (HTML and JSON). The token comes in the link's fragment
+// projection, past invoices (HTML and JSON, with their status and balance) and payments. The token comes in the link's fragment
 // (`#token=…`, never sent to the server), moves to this tab's sessionStorage and out of the
 // address bar, and goes to the portal API as `Authorization: Bearer`.
 //
-// The page is a list of sections (`sections` below), each a function of the loaded data: a
-// payments section joins the list when the server has payments.
+// The page is a list of sections (`sections` below), each a function of the loaded data: the
+// past invoices with what each still owes, then the payments.
 import { amount, engine, formatDecimal, h, money, parseDecimal, quantity, ready } from './app.js';
 import { seriesPlot } from './charts.js';
 import { invoiceView } from './widgets.js';
@@ -216,6 +216,8 @@ function invoicesSection({ invoices }) {
       h('td', {}, String(invoice.number)),
       h('td', {}, `${dateOf(invoice.period_start)} – ${dateOf(invoice.period_end)}`),
       h('td', { class: 'num' }, amount(invoice.total, invoice.currency, { dataset: { testid: `invoice-total-${invoice.number}` } })),
+      h('td', {}, invoice.state ? stateBadge(invoice.state, invoice.due_at) : '—'),
+      h('td', { class: 'num' }, invoice.balance === undefined ? '—' : amount(invoice.balance, invoice.currency, { dataset: { testid: `invoice-balance-${invoice.number}` } })),
       h('td', { class: 'actions-cell' },
         h('button', { type: 'button', class: 'secondary', onclick: () => view(invoice.number) }, 'View'),
         h('button', { type: 'button', class: 'secondary', onclick: () => downloadBlob(`invoices/${invoice.number}`, `invoice-${invoice.number}.json`) }, 'JSON')),
@@ -226,14 +228,44 @@ function invoicesSection({ invoices }) {
     { class: 'panel', 'aria-labelledby': 'invoices-title' },
     h('h2', { id: 'invoices-title' }, 'Past invoices'),
     rows.length
-      ? h('div', { class: 'table-scroll' }, h('table', { class: 'invoice list', id: 'portal-invoices' }, h('thead', {}, h('tr', {}, h('th', {}, 'Number'), h('th', {}, 'Period'), h('th', { class: 'num' }, 'Total'), h('th', {}, ''))), h('tbody', {}, rows)))
+      ? h('div', { class: 'table-scroll' }, h('table', { class: 'invoice list', id: 'portal-invoices' }, h('thead', {}, h('tr', {}, h('th', {}, 'Number'), h('th', {}, 'Period'), h('th', { class: 'num' }, 'Total'), h('th', {}, 'Status'), h('th', { class: 'num' }, 'Balance'), h('th', {}, ''))), h('tbody', {}, rows)))
       : h('p', { class: 'unit' }, 'No invoices yet: the first one comes when this period closes.'),
     viewer,
   );
 }
 
+/// An invoice's state as a customer reads it: "Due 5 Jan 2027" while open, "Overdue" past it.
+function stateBadge(state, dueAt) {
+  const due = dueAt ? new Date(dueAt) : null;
+  const dueText = due ? due.toLocaleDateString(undefined, { day: 'numeric', month: 'short', year: 'numeric', timeZone: 'UTC' }) : '';
+  const overdue = state === 'open' && due && due.getTime() < Date.now();
+  const text = { open: overdue ? `Overdue since ${dueText}` : `Due ${dueText}`, paid: 'Paid', void: 'Void', uncollectible: 'Uncollectible' }[state] || state;
+  return h('span', { class: `state state-${overdue ? 'overdue' : state}`, dataset: { state } }, text);
+}
+
+const METHODS = { card: 'Card', bank_transfer: 'Bank transfer', digital_wallet: 'Digital wallet' };
+
+function paymentsSection({ payments }) {
+  if (!payments) return null;
+  const rows = payments.payments.map((p) =>
+    h('tr', { dataset: { invoice: p.invoice } },
+      h('td', {}, dateOf(p.at)),
+      h('td', {}, `Invoice ${p.invoice}`),
+      h('td', {}, METHODS[p.method] || p.method),
+      h('td', { class: 'num' }, amount(p.amount, p.currency, { dataset: { testid: `payment-${p.invoice}` } })),
+      h('td', { class: 'num' }, /^0(\.0+)?$/.test(p.refunded) ? '—' : amount(p.refunded, p.currency))));
+  return h(
+    'section',
+    { class: 'panel', 'aria-labelledby': 'payments-title' },
+    h('h2', { id: 'payments-title' }, 'Payments'),
+    rows.length
+      ? h('div', { class: 'table-scroll' }, h('table', { class: 'invoice list', id: 'portal-payments' }, h('thead', {}, h('tr', {}, h('th', {}, 'Date'), h('th', {}, 'For'), h('th', {}, 'Method'), h('th', { class: 'num' }, 'Amount'), h('th', { class: 'num' }, 'Refunded'))), h('tbody', {}, rows)))
+      : h('p', { class: 'unit' }, 'No payments yet.'),
+  );
+}
+
 /// The page's sections, in order; each takes the loaded data and returns an element or null.
-const sections = [header, summary, metricsSection, whatIfSection, invoicesSection];
+const sections = [header, summary, metricsSection, whatIfSection, invoicesSection, paymentsSection];
 
 /// A part of the portal the customer may not have (no subscription now): `null` on 404.
 const optional = (promise) => promise.catch((error) => (error.status === 404 ? null : Promise.reject(error)));
@@ -247,8 +279,8 @@ async function main() {
   }
   try {
     const account = await portal('account');
-    const [usage, days, plan, invoices] = await Promise.all([optional(portal('usage')), optional(portal('usage/daily')), optional(portal('plan')), portal('invoices'), ready]);
-    const data = { account, usage, days, plan, invoices };
+    const [usage, days, plan, invoices, payments] = await Promise.all([optional(portal('usage')), optional(portal('usage/daily')), optional(portal('plan')), portal('invoices'), portal('payments'), ready]);
+    const data = { account, usage, days, plan, invoices, payments };
     root.replaceChildren(...sections.map((section) => section(data)).filter(Boolean));
   } catch (error) {
     if (error.status === 401) sessionStorage.removeItem(TOKEN);

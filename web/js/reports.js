@@ -1,6 +1,7 @@
 // Reports, behind the operator key: revenue by month and by plan, top customers (from the final
-// invoices) and usage by metric over time (from the events), drawn as plots, each with its CSV
-// export. Every figure is the server's exact decimal text; plots compute only pixels.
+// invoices), accounts receivable aging (from the open invoices' books) and usage by metric over
+// time (from the events), drawn as plots, each with its CSV export. Every figure is the server's
+// exact decimal text; plots compute only pixels.
 import { amount, h, money, quantity, ready } from './app.js';
 import { barPlot, seriesPlot } from './charts.js';
 import { api, download, whenSignedIn } from './operator.js';
@@ -43,6 +44,27 @@ function topPanel(top) {
   return h('section', { class: 'panel', id: 'top-customers' }, h('h2', {}, 'Top customers'), rows.length ? parts : h('p', { class: 'unit' }, 'No invoiced customer yet.'), csvButton('top-customers', '?limit=100'));
 }
 
+function agingPanel(aging) {
+  const names = aging.bucket_names;
+  const label = (name) => (name === 'current' ? 'Not yet due' : `${name} days`);
+  const parts = aging.totals.map((total) => {
+    const currency = total.currency;
+    const rows = aging.customers.filter((r) => r.currency === currency);
+    return h('div', { class: 'currency-block', dataset: { currency } },
+      h('h3', {}, `${currency}: `, amount(total.total, currency, { dataset: { testid: `aging-total-${currency}` } }), h('span', { class: 'unit' }, ` owed on ${total.invoices} open invoice${total.invoices === 1 ? '' : 's'}`)),
+      h('div', { class: 'plot' }, barPlot(names.map((name, i) => ({ label: label(name), value: total.buckets[i], text: money(total.buckets[i], currency) })), { title: `Receivables by days past due in ${currency}`, width: 900 })),
+      h('div', { class: 'table-scroll' }, h('table', { class: 'invoice list aging-table', id: `aging-${currency}` },
+        h('thead', {}, h('tr', {}, h('th', {}, 'Customer'), h('th', { class: 'num' }, 'Invoices'), names.map((name) => h('th', { class: 'num' }, label(name))), h('th', { class: 'num' }, 'Total'))),
+        h('tbody', {}, rows.map((r) => h('tr', { dataset: { customer: r.customer_id } }, h('td', {}, r.customer_id), h('td', { class: 'num' }, String(r.invoices)), r.buckets.map((b, i) => h('td', { class: 'num', dataset: { bucket: names[i] } }, amount(b, currency))), h('td', { class: 'num' }, amount(r.total, currency))))),
+        h('tfoot', {}, h('tr', {}, h('th', {}, 'Total'), h('th', { class: 'num' }, String(total.invoices)), total.buckets.map((b, i) => h('th', { class: 'num', dataset: { bucket: names[i] } }, amount(b, currency))), h('th', { class: 'num' }, amount(total.total, currency)))))));
+  });
+  return h('section', { class: 'panel', id: 'aging' },
+    h('h2', {}, 'Accounts receivable aging'),
+    h('p', { class: 'unit' }, `Open invoices' balances by days past their due date, as of ${aging.as_of.replace('T', ' ').replace('Z', ' UTC')}. Paid, void and uncollectible invoices are not aged.`),
+    parts.length ? parts : h('p', { class: 'unit' }, 'Nothing is owed: no open invoice has a balance.'),
+    csvButton('aging'));
+}
+
 function usagePanel(report, onRange) {
   const from = h('input', { type: 'date', id: 'usage-from', value: report.from });
   const to = h('input', { type: 'date', id: 'usage-to', value: report.to });
@@ -72,8 +94,8 @@ async function start() {
     document.body.dataset.ready = 'false';
     const range = from && to ? `?from=${from}&to=${to}` : '';
     try {
-      const [revenue, top, usage] = await Promise.all([api('/v1/reports/revenue'), api('/v1/reports/top-customers?limit=10'), api(`/v1/reports/usage${range}`)]);
-      main.replaceChildren(h('h1', {}, 'Reports'), revenuePanel(revenue), topPanel(top), usagePanel(usage, load));
+      const [revenue, top, aging, usage] = await Promise.all([api('/v1/reports/revenue'), api('/v1/reports/top-customers?limit=10'), api('/v1/reports/aging'), api(`/v1/reports/usage${range}`)]);
+      main.replaceChildren(h('h1', {}, 'Reports'), revenuePanel(revenue), topPanel(top), agingPanel(aging), usagePanel(usage, load));
     } catch (error) {
       main.replaceChildren(h('h1', {}, 'Reports'), failure(error));
     }

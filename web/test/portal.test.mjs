@@ -352,6 +352,80 @@ test('the console uploads a plugin, shows its check report and activates it', as
   await page.context().close();
 });
 
+/// `a − b` of decimal strings, exact (BigInt), at the larger scale.
+function minus(a, b) {
+  const scale = Math.max(...[a, b].map((t) => (t.split('.')[1] || '').length));
+  const int = (t) => { const [i, f = ''] = t.split('.'); return BigInt(i + f.padEnd(scale, '0')); };
+  const d = int(a) - int(b);
+  const digits = (d < 0n ? -d : d).toString().padStart(scale + 1, '0');
+  return (d < 0n ? '-' : '') + (scale ? `${digits.slice(0, -scale)}.${digits.slice(-scale)}` : digits);
+}
+
+test('paying an invoice in the console updates both the operator view and the portal', async () => {
+  const { invoices } = await call('GET', '/v1/invoices?customer=umbrella');
+  assert.equal(invoices.length, 1);
+  const { number, invoice, collection } = invoices[0];
+  assert.equal(collection.state, 'open');
+  assert.equal(collection.balance, collection.total);
+  const link = await portalLink('umbrella');
+
+  // The portal before: open, the whole total owed, no payment.
+  const portalPage = await open(link.url);
+  assert.equal(await portalPage.getAttribute(`#portal-invoices tr[data-invoice="${number}"] .state`, 'data-state'), 'open');
+  assert.equal(await dataAmount(portalPage, `invoice-balance-${number}`), collection.balance);
+  assert.match(await portalPage.textContent('#payments-title + p'), /No payments yet/);
+
+  // The console: the state filter, then a part payment and the rest through the form.
+  const page = await open('/console.html#invoices');
+  await signIn(page);
+  await page.waitForSelector('#invoice-table tbody tr');
+  const open_ = (await call('GET', '/v1/invoices?state=open')).invoices.length;
+  await page.selectOption('#invoice-state', 'open');
+  assert.equal(await page.locator('#invoice-table tbody tr').count(), open_);
+  await page.click(`#invoice-table tr[data-invoice="${number}"]`);
+  await page.waitForSelector('#payment-form');
+  assert.equal(await page.inputValue('#payment-amount'), collection.balance, 'the form offers the balance');
+  await page.fill('#payment-amount', '1.00');
+  await page.selectOption('#payment-method', 'bank_transfer');
+  await page.fill('#payment-reference', 'wire-0001');
+  await page.click('#payment-form button[type="submit"]');
+  const rest = minus(collection.balance, '1.00');
+  await page.waitForSelector(`[data-testid="invoice-balance"][data-amount="${rest}"]`);
+  assert.equal(await page.locator('#invoice-payments tbody tr').count(), 1);
+  assert.equal(await dataAmount(page, `balance-${number}`), rest, 'the list row follows');
+  // The rest, with the amount the form now offers and a reference it makes itself.
+  assert.equal(await page.inputValue('#payment-amount'), rest);
+  await page.click('#payment-form button[type="submit"]');
+  await page.waitForSelector('#invoice-detail .collection[data-state="paid"]');
+  assert.equal(await page.locator('#payment-form').count(), 0, 'no form on a paid invoice');
+  assert.equal(await page.locator(`#invoice-table tr[data-invoice="${number}"]`).count(), 0, 'the open filter no longer lists it');
+  await page.selectOption('#invoice-state', 'paid');
+  assert.equal(await page.getAttribute(`#invoice-table tr[data-invoice="${number}"]`, 'data-state'), 'paid');
+  await page.screenshot({ path: path.join(SHOTS, 'console-payment.png'), fullPage: true });
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
+
+  // The operator API agrees: paid, nothing owed, two payments summing to the total.
+  const after = await call('GET', `/v1/invoices/${number}/collection`);
+  assert.equal(after.state, 'paid');
+  assert.match(after.balance, /^0(\.0+)?$/);
+  assert.equal(sum(after.payments.map((p) => p.amount)), sum([after.total]));
+  assert.deepEqual(after.payments.map((p) => p.method), ['bank_transfer', 'card']);
+  assert.equal(after.payments[0].reference, 'wire-0001');
+
+  // The portal after a reload: paid, balance zero, both payments listed (newest first).
+  await portalPage.reload();
+  await portalPage.waitForSelector('body[data-ready="true"]');
+  assert.equal(await portalPage.getAttribute(`#portal-invoices tr[data-invoice="${number}"] .state`, 'data-state'), 'paid');
+  assert.equal(await dataAmount(portalPage, `invoice-balance-${number}`), after.balance);
+  const listed = await portalPage.$$eval('#portal-payments tbody tr [data-amount]', (cells) => cells.map((c) => c.dataset.amount));
+  assert.deepEqual(listed.sort(), after.payments.map((p) => p.amount).sort());
+  assert.equal(invoice.currency, after.currency);
+  await portalPage.screenshot({ path: path.join(SHOTS, 'portal-paid.png'), fullPage: true });
+  assert.deepEqual(portalPage.problems, []);
+  await portalPage.context().close();
+});
+
 /// The exact sum of decimal strings (BigInt).
 function sum(texts) {
   const scale = Math.max(0, ...texts.map((t) => (t.split('.')[1] || '').length));
@@ -372,7 +446,15 @@ test('the reports page draws revenue, top customers and usage, and its CSV downl
   assert.ok((await page.locator('#revenue g.bar').count()) >= 6, 'a bar per month and per plan');
   assert.equal(await page.locator('#top-customers g.bar').count(), 6);
   assert.ok((await page.locator('#usage .usage-plot svg polyline').count()) >= 3);
-  for (const name of ['revenue', 'top-customers', 'usage']) {
+  // Receivables: each currency's total is what its open invoices still owe.
+  const { invoices: owed } = await call('GET', '/v1/invoices?state=open');
+  const owedCurrencies = [...new Set(owed.map((i) => i.collection.currency))];
+  assert.ok(owedCurrencies.length >= 1, 'open invoices to age');
+  for (const currency of owedCurrencies) {
+    assert.equal(await dataAmount(page, `aging-total-${currency}`), sum(owed.filter((i) => i.collection.currency === currency).map((i) => i.collection.balance)), `aging ${currency}`);
+  }
+  assert.equal(await page.locator('#aging g.bar').count(), 5 * owedCurrencies.length, 'a bar per bucket');
+  for (const name of ['revenue', 'top-customers', 'aging', 'usage']) {
     const [download] = await Promise.all([page.waitForEvent('download'), page.click(`button[data-csv="${name}"]`)]);
     assert.equal(download.suggestedFilename(), `${name}.csv`);
     const text = readFileSync(await download.path(), 'utf8');

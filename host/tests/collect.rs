@@ -1502,6 +1502,119 @@ async fn aging_puts_each_open_balance_in_the_bucket_of_its_days_past_due(backend
     );
 }
 
+async fn a_customers_own_net_terms_set_their_invoices_due_dates(backend: Backend) {
+    let h = harness(
+        backend,
+        "terms",
+        "2026-11-20T00:00:00Z",
+        &["acme", "globex", "initech"],
+        None,
+    )
+    .await;
+    h.expect(
+        200,
+        "PUT",
+        "/v1/plans/api-pro-2026/collection",
+        json!({"net_days": 30, "dunning": [{"after_days": 7, "action": "remind"}]}),
+    )
+    .await;
+    assert_eq!(
+        h.expect(200, "GET", "/v1/customers/globex/collection", Value::Null)
+            .await,
+        json!({"customer_id": "globex", "net_days": null, "plan_net_days": 30, "effective_net_days": 30})
+    );
+    assert_eq!(
+        h.expect(
+            200,
+            "PUT",
+            "/v1/customers/acme/collection",
+            json!({"net_days": 45})
+        )
+        .await,
+        json!({"customer_id": "acme", "net_days": 45, "plan_net_days": 30, "effective_net_days": 45})
+    );
+    h.expect(
+        200,
+        "PUT",
+        "/v1/customers/initech/collection",
+        json!({"net_days": 0}),
+    )
+    .await;
+    // Refused, by path; an unknown customer is named.
+    let answer = h
+        .expect(
+            422,
+            "PUT",
+            "/v1/customers/acme/collection",
+            json!({"net_days": 4000}),
+        )
+        .await;
+    assert!(message(&answer).contains("$.net_days: 4000"), "{answer}");
+    let answer = h
+        .expect(
+            400,
+            "PUT",
+            "/v1/customers/acme/collection",
+            json!({"net_day": 10}),
+        )
+        .await;
+    assert!(message(&answer).contains("net_day"), "{answer}");
+    let answer = h
+        .expect(
+            404,
+            "PUT",
+            "/v1/customers/nobody/collection",
+            json!({"net_days": 10}),
+        )
+        .await;
+    assert!(message(&answer).contains("nobody"), "{answer}");
+
+    h.ingest_and_close(
+        &["acme", "globex", "initech"],
+        "2026-11",
+        5,
+        "2026-12-05T00:00:00Z",
+    )
+    .await;
+    let h = &h;
+    let due = async |number| {
+        let c = h.collection(number).await;
+        (
+            c["due_at"].as_str().unwrap().to_owned(),
+            c["net_days"].as_i64().unwrap(),
+            c["dunning"].clone(),
+        )
+    };
+    let remind = json!([{"after_days": 7, "action": "remind"}]);
+    assert_eq!(
+        due(1).await,
+        ("2027-01-19T00:00:00Z".to_owned(), 45, remind.clone())
+    );
+    assert_eq!(
+        due(2).await,
+        ("2027-01-04T00:00:00Z".to_owned(), 30, remind.clone())
+    );
+    assert_eq!(
+        due(3).await,
+        ("2026-12-05T00:00:00Z".to_owned(), 0, remind.clone())
+    );
+    // Back to the plan's: for invoices issued from now on; invoice 1 keeps its terms.
+    assert_eq!(
+        h.expect(
+            200,
+            "PUT",
+            "/v1/customers/acme/collection",
+            json!({"net_days": null})
+        )
+        .await["effective_net_days"],
+        30
+    );
+    assert_eq!(due(1).await.1, 45);
+    h.ingest_and_close(&["acme"], "2026-12", 5, "2027-01-05T00:00:00Z")
+        .await;
+    assert_eq!(due(4).await.0, "2027-02-04T00:00:00Z");
+}
+
 on_both_backends!(
     payments_in_parts_are_idempotent_and_an_overpayment_credits_the_next_invoice,
     refunds_reopen_credit_notes_are_numbered_and_void_and_uncollectible_follow_their_rules,
@@ -1509,4 +1622,5 @@ on_both_backends!(
     collect_charges_through_the_provider_and_records_each_charge_once,
     account_credit_never_drives_a_total_below_zero_and_the_rest_carries_over,
     aging_puts_each_open_balance_in_the_bucket_of_its_days_past_due,
+    a_customers_own_net_terms_set_their_invoices_due_dates,
 );

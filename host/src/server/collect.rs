@@ -141,6 +141,26 @@ impl Default for CollectionSettings {
     }
 }
 
+/// A customer's net terms (`GET`/`PUT /v1/customers/{id}/collection`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct CustomerTerms {
+    pub customer_id: String,
+    /// Their own net terms (`null`: their plan's).
+    pub net_days: Option<u32>,
+    /// Their plan's net terms (`null` without a plan).
+    pub plan_net_days: Option<u32>,
+    /// What an invoice issued to them now is due after.
+    pub effective_net_days: Option<u32>,
+}
+
+/// `PUT /v1/customers/{id}/collection`: `{"net_days": 45}`, or `{"net_days": null}` to take
+/// the plan's again.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerTermsRequest {
+    pub net_days: Option<u32>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DunningStep {

@@ -1,4 +1,5 @@
-//! The collect routes (see `docs/collect.md`): collection settings per plan, an invoice's
+//! The collect routes (see `docs/collect.md`): collection settings per plan, net terms per
+//! customer, an invoice's
 //! collection (state, due date, ledger), payments, refunds, credit notes, void and
 //! uncollectible, charging through the provider, dunning and the outbox.
 
@@ -13,8 +14,9 @@ use serde::{Deserialize, Serialize};
 use super::{Api, error, json_response, key_hash, query_param, read_body, server_error};
 use crate::server::ServerError;
 use crate::server::collect::{
-    Book, CollectionSettings, CollectionView, CreditNoteRequest, CreditNoteView, InvoiceState,
-    PaymentRequest, PaymentView, Recorded, RefundRequest, RefundView, StateRequest,
+    Book, CollectionSettings, CollectionView, CreditNoteRequest, CreditNoteView, CustomerTerms,
+    CustomerTermsRequest, InvoiceState, PaymentRequest, PaymentView, Recorded, RefundRequest,
+    RefundView, StateRequest,
 };
 use crate::server::openapi::{Body, Operation, schema};
 use crate::server::store::collect::{Ack, OutboxMessage};
@@ -33,6 +35,28 @@ pub(super) fn operations() -> Vec<(Operation, MethodRouter<Api>)> {
         response,
     };
     vec![
+        (
+            op(
+                "get",
+                "/v1/customers/{id}/collection",
+                "getCustomerTerms",
+                "The customer's net terms: their own if set, their plan's, and the one in force",
+                Body::None,
+                Json(schema::<CustomerTerms>),
+            ),
+            get(get_customer_terms),
+        ),
+        (
+            op(
+                "put",
+                "/v1/customers/{id}/collection",
+                "putCustomerTerms",
+                "Set the customer's own net terms over their plan's (`null`: the plan's again), for invoices issued from now on",
+                Json(schema::<CustomerTermsRequest>),
+                Json(schema::<CustomerTerms>),
+            ),
+            axum::routing::put(put_customer_terms),
+        ),
         (
             op(
                 "get",
@@ -359,6 +383,31 @@ async fn put_settings(State(api): State<Api>, Path(id): Path<String>, body: Byte
         Ok(settings) => {
             tracing::info!(plan = %id, net_days = settings.net_days, "collection settings");
             json_response(StatusCode::OK, &settings)
+        }
+        Err(failure) => server_error(failure),
+    }
+}
+
+async fn get_customer_terms(State(api): State<Api>, Path(id): Path<String>) -> Response {
+    match api.server.customer_terms(&id).await {
+        Ok(terms) => json_response(StatusCode::OK, &terms),
+        Err(failure) => server_error(failure),
+    }
+}
+
+async fn put_customer_terms(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let request: CustomerTermsRequest = match read_body("customer_terms", &body) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    match api.server.put_customer_terms(&id, request.net_days).await {
+        Ok(terms) => {
+            tracing::info!(customer = %id, net_days = ?terms.net_days, "customer net terms");
+            json_response(StatusCode::OK, &terms)
         }
         Err(failure) => server_error(failure),
     }

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::{
     ACCOUNT_CREDIT_ID, Book, ChargeOutcome, ChargeRequest, CollectionSettings, CreditNoteRequest,
-    DAY_MS, DueStep, InvoiceCollection, InvoiceState, PaymentInput, PaymentProvider,
+    CustomerTerms, DAY_MS, DueStep, InvoiceCollection, InvoiceState, PaymentInput, PaymentProvider,
     PaymentRequest, RefundInput, RefundRequest, Refusal, credit_available, dunning_due,
     format_amount, idempotency_key, open_row, parse_amount,
 };
@@ -99,8 +99,53 @@ impl Server {
         Ok(settings)
     }
 
+    /// `customer`'s net terms: their own if set, else their plan's (`None` without a plan).
+    pub async fn customer_terms(&self, customer: &str) -> Result<CustomerTerms, ServerError> {
+        let record = self.customer(customer).await?;
+        let own = self.store.customer_net_days(customer).await?;
+        let plan_net_days = match &record.plan {
+            Some(plan) => Some(
+                self.store
+                    .collection_settings(&plan.id)
+                    .await?
+                    .unwrap_or_default()
+                    .net_days,
+            ),
+            None => None,
+        };
+        Ok(CustomerTerms {
+            customer_id: record.id,
+            net_days: own,
+            plan_net_days,
+            effective_net_days: own.or(plan_net_days),
+        })
+    }
+
+    /// Sets `customer`'s own net terms (`None`: their plan's again), for invoices issued from
+    /// now on.
+    pub async fn put_customer_terms(
+        &self,
+        customer: &str,
+        net_days: Option<u32>,
+    ) -> Result<CustomerTerms, ServerError> {
+        self.customer(customer).await?;
+        if let Some(days) = net_days
+            && days > super::MAX_DAYS
+        {
+            return Err(ServerError::Invalid(format!(
+                "$.net_days: {days} is more than {} days",
+                super::MAX_DAYS
+            )));
+        }
+        self.store
+            .put_customer_net_days(customer, net_days, self.now())
+            .await?;
+        self.customer_terms(customer).await
+    }
+
     /// Gives every final invoice without a collection row its row: `open` (or `paid` when
-    /// nothing is due), due after its plan's net terms from its finalization. Run after each
+    /// nothing is due), due after its customer's net terms (or their plan's) from its
+    /// finalization. Run after each
     /// close, at start (an invoice stored by a close that crashed before its row), and before
     /// dunning. The row's figures come from the invoice's own body.
     pub(crate) async fn open_collections(&self) -> Result<usize, ServerError> {
@@ -126,11 +171,15 @@ impl Server {
                         stored.number, invoice.currency
                     ))
                 })?;
-            let settings = self
+            let mut settings = self
                 .store
                 .collection_settings(plan_id)
                 .await?
                 .unwrap_or_default();
+            // A customer's own net terms take the plan's place (its dunning stays).
+            if let Some(days) = self.store.customer_net_days(&stored.customer_id).await? {
+                settings.net_days = days;
+            }
             let mut credit_applied = Decimal::ZERO;
             for credit in invoice.credits.iter().filter(|c| c.id == ACCOUNT_CREDIT_ID) {
                 credit_applied += credit.applied.0;

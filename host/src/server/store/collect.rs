@@ -546,6 +546,48 @@ impl Store {
         Ok(())
     }
 
+    /// The net terms set for `customer_id` alone, if any.
+    pub async fn customer_net_days(&self, customer_id: &str) -> Result<Option<u32>, StoreError> {
+        let days: Option<i64> = reads!(self, |pool| sqlx::query_scalar(
+            "SELECT net_days FROM customer_terms WHERE customer_id = $1"
+        )
+        .bind(customer_id)
+        .fetch_optional(pool)
+        .await?);
+        days.map(|d| small(d, "net_days")).transpose()
+    }
+
+    /// Sets (`Some`) or removes (`None`: back to the plan's) `customer_id`'s own net terms.
+    pub async fn put_customer_net_days(
+        &self,
+        customer_id: &str,
+        net_days: Option<u32>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        match net_days {
+            Some(days) => writes!(self, |pool| sqlx::query(
+                "INSERT INTO customer_terms (customer_id, net_days, updated_at)
+                 VALUES ($1, $2, $3)
+                 ON CONFLICT (customer_id) DO UPDATE SET net_days = excluded.net_days,
+                 updated_at = excluded.updated_at",
+            )
+            .bind(customer_id)
+            .bind(i64::from(days))
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(drop)?),
+            None => writes!(self, |pool| sqlx::query(
+                "DELETE FROM customer_terms WHERE customer_id = $1"
+            )
+            .bind(customer_id)
+            .execute(pool)
+            .await
+            .map(drop)?),
+        }
+        Ok(())
+    }
+
     /// Final invoices without a collection row yet (just closed, or closed before collection
     /// existed), with their plan version and finalization instant.
     pub async fn invoices_without_collection(

@@ -65,10 +65,16 @@ fn main() {
         .args(["--config", "profile.release.codegen-units=1"])
         .args(["--config", "profile.release.panic=\"abort\""])
         // A 128 KiB shadow stack instead of rustc's 1 MiB, and 128-bit SIMD: the flags of
-        // `ratecard plugin build` (`GUEST_RUSTFLAGS` in `host/src/plugin_cli.rs`).
+        // `ratecard plugin build` (`GUEST_RUSTFLAGS` in `host/src/plugin_cli.rs`); and the
+        // registry's sources named without this machine's cargo home (panic locations keep
+        // them), so a component is the same bytes wherever it is built: the demo's committed
+        // components (`examples/plugins/dist/`) are checked against these builds.
         .args([
             "--config",
-            "target.wasm32-unknown-unknown.rustflags=[\"-C\", \"link-arg=-zstack-size=131072\", \"-C\", \"target-feature=+simd128\"]",
+            &format!(
+                "target.wasm32-unknown-unknown.rustflags=[\"-C\", \"link-arg=-zstack-size=131072\", \"-C\", \"target-feature=+simd128\", \"--remap-path-prefix={}=/cargo\"]",
+                cargo_home().display()
+            ),
         ]);
     for (_, package) in GUESTS {
         command.args(["-p", package]);
@@ -128,6 +134,14 @@ fn main() {
     write_constant(&mut constants, "HUGE_COMPONENT", &path);
 
     write_if_changed(&out_dir.join("plugins.rs"), constants.as_bytes());
+}
+
+/// Cargo's home: `CARGO_HOME`, else `~/.cargo`.
+fn cargo_home() -> PathBuf {
+    env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/nonexistent-cargo-home"))
 }
 
 fn write_constant(constants: &mut String, constant: &str, path: &Path) {

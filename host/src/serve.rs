@@ -131,6 +131,16 @@ pub fn run(args: ServeArgs) -> Result<()> {
                     "demo: {} plans, {} customers, {} events this month",
                     seeded.n_plans, seeded.n_customers, seeded.n_events
                 );
+                if let Some(plugins) = demo_plugins(&dirs.examples)? {
+                    let (references, n_events) = demo::seed_plugins(&server, plugins)
+                        .await
+                        .context("seeding the demo's plugins")?;
+                    say!(
+                        "demo: plugins {} active, customer `{}` on a plan using them ({n_events} events)",
+                        references.join(", "),
+                        demo::PLUGIN_CUSTOMER.0
+                    );
+                }
             }
             let key = server.create_key("demo").await.context("an operator key")?;
             say!("operator key (demo): {key}");
@@ -302,6 +312,31 @@ pub fn keys(args: KeysArgs) -> Result<()> {
 }
 
 /// The example plans (`plans/*.json`), sorted by file name.
+/// `examples/demo/`: the committed components (`*.wasm`) and the plan naming them
+/// (`colocation.json`); `None` when the directory is not there.
+fn demo_plugins(examples: &Path) -> Result<Option<demo::DemoPlugins>> {
+    let dir = examples.join("demo");
+    let plan_path = dir.join("colocation.json");
+    if !plan_path.exists() {
+        return Ok(None);
+    }
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+        .collect();
+    paths.sort();
+    let components = paths
+        .iter()
+        .map(|path| std::fs::read(path).with_context(|| format!("reading {}", path.display())))
+        .collect::<Result<_>>()?;
+    let text = std::fs::read_to_string(&plan_path)
+        .with_context(|| format!("reading {}", plan_path.display()))?;
+    let plan = ratecard_engine::json::parse::<Plan>(&text)
+        .map_err(|errors| anyhow::anyhow!("{}: {}", plan_path.display(), errors[0]))?;
+    Ok(Some(demo::DemoPlugins { components, plan }))
+}
+
 fn example_plans(examples: &Path) -> Result<Vec<Plan>> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(examples.join("plans"))
         .with_context(|| format!("reading {}", examples.join("plans").display()))?

@@ -300,15 +300,26 @@ async function showPlugins() {
     }
   }
   const file = h('input', { type: 'file', id: 'plugin-file', accept: '.wasm,application/wasm' });
+  const config = h('input', { id: 'plugin-config', class: 'wide', placeholder: '{"rates": {"peak": "0.30"}}', 'aria-label': 'Config for the dry run (JSON, optional)' });
   const upload = h('button', { type: 'button', class: 'primary', onclick: async () => {
     const chosen = file.files?.[0];
     if (!chosen) {
       report.replaceChildren(h('p', { class: 'error' }, 'Choose a plugin component (.wasm) first.'));
       return;
     }
+    const configText = config.value.trim();
+    if (configText) {
+      try {
+        JSON.parse(configText);
+      } catch (error) {
+        report.replaceChildren(h('p', { class: 'error', role: 'alert' }, `The dry-run config is not JSON: ${error.message}`));
+        return;
+      }
+    }
     report.replaceChildren(h('p', { class: 'unit' }, `Checking ${chosen.name}…`));
     try {
-      const check = await api('/v1/plugins', { method: 'POST', body: await chosen.arrayBuffer(), type: 'application/wasm' });
+      const query = configText ? `?config=${encodeURIComponent(configText)}` : '';
+      const check = await api(`/v1/plugins${query}`, { method: 'POST', body: await chosen.arrayBuffer(), type: 'application/wasm' });
       report.replaceChildren(h('div', { class: 'check-report' },
         h('p', { class: 'status-ok' }, `${check.reference} passed its checks${check.active ? ' (active)' : ' (not active yet)'}`),
         h('dl', { class: 'facts' }, h('dt', {}, 'sha256'), h('dd', {}, h('code', {}, check.sha256)), h('dt', {}, 'Size'), h('dd', {}, `${check.size.toLocaleString()} bytes`), h('dt', {}, 'Kinds'), h('dd', {}, check.kinds.join(', ')), h('dt', {}, 'Description'), h('dd', {}, check.description)),
@@ -319,7 +330,10 @@ async function showPlugins() {
     }
   } }, 'Upload and check');
   await refresh();
-  return [h('section', { class: 'panel' }, h('h2', {}, 'Plugins'), list, h('h3', {}, 'Upload a version'), h('div', { class: 'usage-controls' }, file, upload), report)];
+  return [h('section', { class: 'panel' }, h('h2', {}, 'Plugins'), list, h('h3', {}, 'Upload a version'),
+    h('div', { class: 'usage-controls' }, file, h('label', { for: 'plugin-config' }, 'Dry-run config'), config, upload),
+    h('p', { class: 'unit' }, 'The check runs the plugin once with this config (a plan’s config for it; empty: {}): a plugin with required settings needs them.'),
+    report)];
 }
 
 const views = { customers: showCustomers, invoices: showInvoices, plans: showPlans, plugins: showPlugins };

@@ -147,8 +147,17 @@ function metricsSection({ days }) {
 
 const FACTORS = ['0.5', '1', '1.5', '2', '3', '5', '10'];
 
+/// The operator's plugins a plan prices with (they run on the server only).
+const pluginsOf = (plan) => [...new Set([...plan.metrics.map((m) => m.aggregation), ...plan.charges.map((c) => c.model)].filter((x) => x?.type === 'custom').map((x) => x.plugin))];
+
 function whatIfSection({ days, plan, usage }) {
   if (!days || !plan) return null;
+  const plugins = pluginsOf(plan.plan);
+  if (plugins.length) {
+    return h('section', { class: 'panel what-if', 'aria-labelledby': 'what-if-title' },
+      h('h2', { id: 'what-if-title' }, 'What if I use more, or less?'),
+      h('p', { class: 'unit', dataset: { testid: 'what-if-unavailable' } }, `Your plan is priced with ${plugins.join(', ')}, which run on our servers only: a what-if estimate cannot be computed in your browser.`));
+  }
   const planText = JSON.stringify(plan.plan);
   const result = h('div', { class: 'what-if-result', 'aria-live': 'polite' });
   const custom = h('input', { id: 'what-if-factor', type: 'text', inputmode: 'decimal', value: '2', size: 5, 'aria-label': 'Usage multiple' });

@@ -82,7 +82,8 @@ before(async () => {
   server = second.child;
   base = second.url;
   const closed = await call('POST', '/v1/close', { body: JSON.stringify({ date: utcDate(lastMonthDay(15)) }) });
-  assert.equal(closed.invoices.length, 6);
+  // Six customers on the example plans and `wayne` on the demo's plugins plan.
+  assert.equal(closed.invoices.length, 7);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
   mkdirSync(SHOTS, { recursive: true });
 });
@@ -213,6 +214,18 @@ test('the what-if control prices N× the projected usage through the engine', as
   }
 });
 
+test('a customer on a plan priced by plugins sees the server\'s figures and why there is no what-if', async () => {
+  const link = await portalLink('wayne');
+  const page = await open(link.url);
+  const usage = await call('GET', '/v1/customers/wayne/usage');
+  assert.equal(await dataAmount(page, 'amount-so-far'), usage.amount_so_far);
+  assert.match(await page.textContent('[data-testid="what-if-unavailable"]'), /p95-bandwidth@1\.0\.0, tou-electricity@1\.0\.0/);
+  await page.screenshot({ path: path.join(SHOTS, 'portal-plugins.png'), fullPage: true });
+  assert.ok(await page.locator('article[data-metric="bandwidth"]').count() === 1, 'the plugin metric has its card');
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
+});
+
 test('a missing, revoked or guessed portal link is explained (expiry: host/tests/portal.rs, on the server clock)', async () => {
   const missing = await open('/portal.html');
   assert.match(await missing.textContent('.portal-error h2'), /opens from a portal link/);
@@ -249,12 +262,12 @@ test('the console signs in and shows customers with live usage, invoices, plans 
   await signIn(page);
   await page.waitForSelector('#customer-list tbody tr');
   const listed = await page.$$eval('#customer-list tbody tr', (rows) => rows.map((r) => r.dataset.customer));
-  assert.deepEqual(listed, ['acme', 'globex', 'hooli', 'initech', 'stark', 'umbrella']);
+  assert.deepEqual(listed, ['acme', 'globex', 'hooli', 'initech', 'stark', 'umbrella', 'wayne']);
   await page.fill('#customer-search', 'ST');
   await page.waitForFunction(() => document.querySelectorAll('#customer-list tbody tr').length === 1);
   assert.equal(await page.getAttribute('#customer-list tbody tr', 'data-customer'), 'stark');
   await page.fill('#customer-search', '');
-  await page.waitForFunction(() => document.querySelectorAll('#customer-list tbody tr').length === 6);
+  await page.waitForFunction(() => document.querySelectorAll('#customer-list tbody tr').length === 7);
   // acme's live usage, and a new event streamed in.
   await page.click('tr[data-customer="acme"]');
   await page.waitForSelector('[data-testid="live-so-far"]');
@@ -272,7 +285,7 @@ test('the console signs in and shows customers with live usage, invoices, plans 
   // Invoices: filter, open one, its HTML view.
   await page.click('nav.top a[href="console.html#invoices"]');
   await page.waitForSelector('#invoice-table tbody tr');
-  assert.equal(await page.locator('#invoice-table tbody tr').count(), 6);
+  assert.equal(await page.locator('#invoice-table tbody tr').count(), 7);
   await page.fill('#invoice-customer', 'glob');
   assert.equal(await page.locator('#invoice-table tbody tr').count(), 1);
   const { invoices } = await call('GET', '/v1/invoices');
@@ -305,10 +318,11 @@ test('the console signs in and shows customers with live usage, invoices, plans 
   assert.equal(plans.find((p) => p.id === 'api-pro-2026' && p.version === 2)?.plan.name, 'API Pro (2027)');
   await page.screenshot({ path: path.join(SHOTS, 'console-plans.png'), fullPage: true });
 
-  // Plugins: the list (none uploaded by the demo).
+  // Plugins: the demo's two, active.
   await page.click('nav.top a[href="console.html#plugins"]');
-  await page.waitForSelector('#plugin-list p, #plugin-list table');
-  assert.match(await page.textContent('#plugin-list'), /No plugin uploaded yet/);
+  await page.waitForSelector('#plugin-list table');
+  const active = await page.$$eval('#plugin-list tr[data-active="true"]', (rows) => rows.map((r) => r.dataset.reference));
+  assert.deepEqual(active, ['p95-bandwidth@1.0.0', 'tou-electricity@1.0.0']);
   assert.deepEqual(page.problems, []);
   await page.context().close();
 });
@@ -340,13 +354,21 @@ test('the console uploads a plugin, shows its check report and activates it', as
   await page.setInputFiles('#plugin-file', refused);
   await page.click('button:has-text("Upload and check")');
   await page.waitForSelector('#plugin-report .error');
-  assert.match(await page.textContent('#plugin-report .error'), /refused: dry run/);
-  await page.setInputFiles('#plugin-file', component);
+  assert.match(await page.textContent('#plugin-report .error'), /refused: dry run.*\?config=/);
+  // A config that is not JSON is caught before the upload; the plan's config passes.
+  await page.fill('#plugin-config', '{multipliers');
+  await page.click('button:has-text("Upload and check")');
+  await page.waitForFunction(() => /not JSON/.test(document.querySelector('#plugin-report .error')?.textContent || ''));
+  await page.fill('#plugin-config', '{"multipliers": {"a100": "2.5"}}');
   await page.click('button:has-text("Upload and check")');
   await page.waitForSelector('#plugin-report .check-report');
-  assert.match(await page.textContent('#plugin-report'), /passed its checks/);
-  await page.click('#plugin-list button:has-text("Activate")');
-  await page.waitForSelector('#plugin-list tr[data-active="true"]');
+  assert.match(await page.textContent('#plugin-report'), /gpu-seconds@[\d.]+ passed its checks/);
+  await page.fill('#plugin-config', '');
+  await page.setInputFiles('#plugin-file', component);
+  await page.click('button:has-text("Upload and check")');
+  await page.waitForFunction(() => /fleet-km@[\d.]+ passed its checks/.test(document.querySelector('#plugin-report')?.textContent || ''));
+  await page.click('#plugin-list tr[data-reference^="fleet-km@"] button:has-text("Activate")');
+  await page.waitForSelector('#plugin-list tr[data-reference^="fleet-km@"][data-active="true"]');
   await page.screenshot({ path: path.join(SHOTS, 'console-plugins.png'), fullPage: true });
   assert.deepEqual(page.problems, []);
   await page.context().close();
@@ -444,7 +466,7 @@ test('the reports page draws revenue, top customers and usage, and its CSV downl
     assert.equal(await dataAmount(page, `revenue-total-${currency}`), expected, currency);
   }
   assert.ok((await page.locator('#revenue g.bar').count()) >= 6, 'a bar per month and per plan');
-  assert.equal(await page.locator('#top-customers g.bar').count(), 6);
+  assert.equal(await page.locator('#top-customers g.bar').count(), 7);
   assert.ok((await page.locator('#usage .usage-plot svg polyline').count()) >= 3);
   // Receivables: each currency's total is what its open invoices still owe.
   const { invoices: owed } = await call('GET', '/v1/invoices?state=open');

@@ -307,14 +307,21 @@ fn plugin_operations() -> Vec<(Operation, MethodRouter<Api>)> {
     };
     vec![
         (
-            op(
-                "post",
-                "/v1/plugins",
-                "uploadPlugin",
-                "Upload a plugin component (`application/wasm`): checked as `ratecard plugin check` checks it (contract, limits, dry run) and stored by name@version and sha256, not active yet",
-                Body::Wasm,
-                Json(schema::<PluginCheck>),
-            ),
+            Operation {
+                query: &[(
+                    "config",
+                    "the config the dry run gives the plugin, as JSON (URL-encoded; default `{}`): a plugin whose config has required fields needs one",
+                    false,
+                )],
+                ..op(
+                    "post",
+                    "/v1/plugins",
+                    "uploadPlugin",
+                    "Upload a plugin component (`application/wasm`): checked as `ratecard plugin check` checks it (contract, limits, dry run) and stored by name@version and sha256, not active yet",
+                    Body::Wasm,
+                    Json(schema::<PluginCheck>),
+                )
+            },
             post(upload_plugin),
         ),
         (
@@ -908,8 +915,21 @@ async fn cancel(State(api): State<Api>, Path(id): Path<String>) -> Response {
 }
 
 #[cfg(feature = "plugins")]
-async fn upload_plugin(State(api): State<Api>, body: Bytes) -> Response {
-    match api.server.upload_plugin(&body).await {
+async fn upload_plugin(State(api): State<Api>, RawQuery(query): RawQuery, body: Bytes) -> Response {
+    let config = match query_param(&query, "config") {
+        None => None,
+        Some(text) => match serde_json::from_str(&collect::percent_decoded(&text)) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    &format!("?config: not JSON ({e})"),
+                );
+            }
+        },
+    };
+    match api.server.upload_plugin(&body, config).await {
         Ok(check) => {
             tracing::info!(reference = %check.reference, sha256 = %check.sha256, "plugin uploaded");
             json_response(StatusCode::CREATED, &check)

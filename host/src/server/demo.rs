@@ -1,6 +1,8 @@
 //! `ratecard serve --demo`: the example plans, customers in several timezones subscribed to
 //! them, and a month of their events so far, written into an empty store through the same
-//! calls the API makes. Deterministic: the same day gives the same data.
+//! calls the API makes; then the example plugins (`examples/demo/`: committed components of
+//! `examples/plugins/`), uploaded and activated, and a customer on a plan that uses them.
+//! Deterministic: the same day gives the same data.
 
 use ratecard_engine::plan::{Aggregation, Plan, PriceModel};
 use ratecard_engine::usage::{CustomerSetup, Subscription};
@@ -141,6 +143,115 @@ pub async fn seed(server: &Server, plans: Vec<Plan>) -> Result<Seeded, ServerErr
         n_customers: CUSTOMERS.len(),
         n_events,
     })
+}
+
+/// The demo's plugins: components uploaded, checked and activated as an operator would
+/// (`POST /v1/plugins`, then activate), and a plan naming them.
+#[derive(Debug)]
+pub struct DemoPlugins {
+    pub components: Vec<Vec<u8>>,
+    pub plan: Plan,
+}
+
+/// The config `plan` gives the plugin `reference` (the first metric or charge naming it), for
+/// its dry run at upload.
+#[cfg(feature = "plugins")]
+fn config_in_plan(plan: &Plan, reference: &str) -> Option<Value> {
+    let metrics = plan.metrics.iter().filter_map(|m| match &m.aggregation {
+        Aggregation::Custom { plugin, config } => Some((plugin, config)),
+        _ => None,
+    });
+    let charges = plan.charges.iter().filter_map(|c| match &c.model {
+        PriceModel::Custom { plugin, config } => Some((plugin, config)),
+        _ => None,
+    });
+    metrics
+        .chain(charges)
+        .find(|(plugin, _)| *plugin == reference)
+        .map(|(_, config)| config.clone())
+}
+
+/// The customer on the plugins' plan: id and timezone.
+pub const PLUGIN_CUSTOMER: (&str, &str) = ("wayne", "Europe/Amsterdam");
+
+/// Seeds the plugins part of the demo into a server seeded by [`seed`]: uploads and activates
+/// each component, adds the plan and subscribes [`PLUGIN_CUSTOMER`] to it with an hourly
+/// transit sample (Mbps, for the 95th percentile) and power reading (kWh by time of use) from
+/// the second day of this month until now. Returns the plugins' references.
+#[cfg(feature = "plugins")]
+pub async fn seed_plugins(
+    server: &Server,
+    demo: DemoPlugins,
+) -> Result<(Vec<String>, usize), ServerError> {
+    let mut references = Vec::new();
+    for component in &demo.components {
+        let reference = server.plugin_reference(component)?;
+        let config = config_in_plan(&demo.plan, &reference);
+        let check = server.upload_plugin(component, config).await?;
+        server
+            .activate_plugin(&check.reference, &check.sha256)
+            .await?;
+        references.push(check.reference);
+    }
+    let plan = server.add_plan(demo.plan).await?;
+    let now = server.now();
+    let day = 86_400_000;
+    let month_start = month_start_utc(now);
+    let (id, timezone) = PLUGIN_CUSTOMER;
+    server
+        .put_customer(CustomerRecord {
+            id: id.to_owned(),
+            setup: CustomerSetup {
+                timezone: Some(timezone.to_owned()),
+                subscription: Some(Subscription {
+                    start: format!("{}-01", &utc_date(month_start - day)[..7]),
+                    billing_anchor: None,
+                }),
+                ..CustomerSetup::default()
+            },
+            plan: Some(plan),
+        })
+        .await?;
+    let hour = 3_600_000;
+    let mut batch = Vec::new();
+    let mut t = month_start + day + hour;
+    while t < now {
+        let h = (t / hour) % 24;
+        // Busier in the (UTC) working day, with a burst every few days the 95th percentile
+        // drops.
+        let busy = (7..19).contains(&h);
+        let n = t / hour;
+        let mbps = if n % 61 == 0 {
+            900
+        } else if busy {
+            140 + (n * 37) % 60
+        } else {
+            60 + (n * 17) % 30
+        };
+        batch.push(
+            json!({"id": format!("demo-{id}-bw-{n}"), "customer": id, "timestamp": t / 1000,
+            "code": "port.sample", "properties": {"mbps": mbps}}),
+        );
+        let kwh = if busy { 4 + n % 3 } else { 2 + n % 2 };
+        batch.push(json!({"id": format!("demo-{id}-kwh-{n}"), "customer": id, "timestamp": t / 1000,
+            "code": "meter.reading", "properties": {"kwh": kwh, "tou": if busy { "peak" } else { "off-peak" }}}));
+        t += hour;
+    }
+    let mut n_events = 0;
+    for chunk in batch.chunks(5_000) {
+        for outcome in server.ingest(chunk.to_vec()).await? {
+            match outcome {
+                super::EventOutcome::Rejected { id, error, .. } => {
+                    return Err(ServerError::Invalid(format!(
+                        "demo event {}: {error}",
+                        id.unwrap_or_default()
+                    )));
+                }
+                _ => n_events += 1,
+            }
+        }
+    }
+    Ok((references, n_events))
 }
 
 /// The values a group-by dimension takes: those a matrix price lists for it, else two names.

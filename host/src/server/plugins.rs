@@ -68,16 +68,19 @@ impl ServerPlugins {
             .insert(plugin.reference(), Arc::new(plugin));
     }
 
-    /// Loads a component and dry-runs it with an empty config: the report, or why it is
-    /// refused (every step must pass).
-    fn check(&self, bytes: &[u8]) -> Result<(LoadedPlugin, PluginCheck), String> {
+    /// Loads a component and dry-runs it with `config` (a plan's config for it; `{}` when
+    /// none is given): the report, or why it is refused (every step must pass).
+    fn check(
+        &self,
+        bytes: &[u8],
+        config: &serde_json::Value,
+    ) -> Result<(LoadedPlugin, PluginCheck), String> {
         let plugin = self.runtime.load(bytes).map_err(|e| e.to_string())?;
         let metadata = plugin.metadata().clone();
-        let config = serde_json::json!({});
         let mut dry_run = Vec::new();
         if metadata.kinds.iter().any(|k| k == "metric") {
             let mut metric = plugin
-                .metric(&config)
+                .metric(config)
                 .map_err(|e| format!("dry run: create: {e}"))?;
             metric
                 .update(&[])
@@ -92,7 +95,7 @@ impl ServerPlugins {
             dry_run.push(format!("metric on no events = {quantity}"));
         }
         if metadata.kinds.iter().any(|k| k == "price") {
-            let request = crate::plugins::dry_run_request(config);
+            let request = crate::plugins::dry_run_request(config.clone());
             let lines = plugin
                 .price(&request)
                 .map_err(|e| format!("dry run: price: {e}"))?;
@@ -164,12 +167,24 @@ impl Server {
         })
     }
 
-    /// Checks and stores an uploaded component (not active yet: `activate_plugin`).
-    pub async fn upload_plugin(&self, component: &[u8]) -> Result<PluginCheck, ServerError> {
+    /// Checks and stores an uploaded component (not active yet: `activate_plugin`). The dry
+    /// run gives it `dry_run_config` (`{}` when `None`), as `ratecard plugin check --config`.
+    pub async fn upload_plugin(
+        &self,
+        component: &[u8],
+        dry_run_config: Option<serde_json::Value>,
+    ) -> Result<PluginCheck, ServerError> {
         let admin = self.plugin_admin()?;
-        let (_plugin, mut check) = admin
-            .check(component)
-            .map_err(|reason| ServerError::Invalid(format!("the plugin is refused: {reason}")))?;
+        let given = dry_run_config.is_some();
+        let config = dry_run_config.unwrap_or_else(|| serde_json::json!({}));
+        let (_plugin, mut check) = admin.check(component, &config).map_err(|reason| {
+            let hint = if given || !reason.starts_with("dry run") {
+                String::new()
+            } else {
+                " (the dry run gave it the config `{}`: upload with `?config=` and the config a plan gives it)".to_owned()
+            };
+            ServerError::Invalid(format!("the plugin is refused: {reason}{hint}"))
+        })?;
         let stored = StoredPlugin {
             reference: check.reference.clone(),
             sha256: check.sha256.clone(),
@@ -188,6 +203,16 @@ impl Server {
             .iter()
             .any(|p| p.reference == check.reference && p.sha256 == check.sha256 && p.active);
         Ok(check)
+    }
+
+    /// The `name@version` a component describes itself as (loaded, not stored).
+    pub fn plugin_reference(&self, component: &[u8]) -> Result<String, ServerError> {
+        let admin = self.plugin_admin()?;
+        let plugin = admin
+            .runtime
+            .load(component)
+            .map_err(|e| ServerError::Invalid(format!("the plugin is refused: {e}")))?;
+        Ok(plugin.reference())
     }
 
     /// Every uploaded plugin version.

@@ -27,7 +27,9 @@ use axum::routing::{MethodRouter, delete, get, post};
 use ratecard_engine::invoice::Invoice;
 use ratecard_engine::meter::{Aggregator, MeteredUsage, Window};
 
-use super::reports::{additive, aggregation_type, sorted_events, totals_at_day_ends};
+use super::reports::{
+    additive, aggregation_type, sorted_events, totals_at_day_ends, totals_at_day_ends_replayed,
+};
 use ratecard_engine::plan::{Aggregation, Plan};
 use ratecard_engine::rate::RateError;
 use ratecard_engine::usage::Timestamp;
@@ -323,7 +325,11 @@ impl Server {
             day_ends.push(day_end);
             day_start = day_end;
         }
-        let totals = totals_at_day_ends(aggregator()?, &events, &day_ends)?.unwrap_or_default();
+        let totals = match totals_at_day_ends(aggregator()?, &events, &day_ends)? {
+            Some(totals) => totals,
+            // A plugin's metric has no snapshot: each day's end replays the events before it.
+            None => totals_at_day_ends_replayed(|| Ok(aggregator()?), &events, &day_ends)?,
+        };
         let mut days = Vec::with_capacity(totals.len());
         let mut previous: BTreeMap<String, Decimal> = BTreeMap::new();
         for (start, totals) in day_starts.iter().zip(totals) {
@@ -356,10 +362,11 @@ impl Server {
         }
         let elapsed = super::live::elapsed_fraction(period.start.0, period.end.0, now);
         let scale = super::live::scale_of(elapsed);
-        let metrics = match whole.snapshot() {
-            Some(metered) => metric_usage(plan, &metered.map_err(RateError::from)?, scale),
-            None => Vec::new(),
+        let metered = match whole.snapshot() {
+            Some(metered) => metered,
+            None => whole.finish(),
         };
+        let metrics = metric_usage(plan, &metered.map_err(RateError::from)?, scale);
         let info = ratecard_engine::invoice::PeriodInfo {
             index: period.index,
             start: calendar.format(period.start),

@@ -528,6 +528,28 @@ pub(super) fn metric_totals(metered: &MeteredUsage) -> BTreeMap<String, Decimal>
 /// Pushes `events` (in timestamp order) and reads each metric's total at each of `day_ends`
 /// (increasing): one aggregator, one pass. `None` for a plan with a plugin metric, whose value
 /// a plugin gives only at the end.
+/// [`totals_at_day_ends`] for an aggregator with no snapshot (a plugin's metric holds its own
+/// state): each day end runs a fresh aggregator from `make` over the events before it, to its
+/// finish. Days × events pushes: for the plans whose metrics need it.
+pub(super) fn totals_at_day_ends_replayed<'p>(
+    make: impl Fn() -> Result<Aggregator<'p>, ServerError>,
+    events: &[Event<'_>],
+    day_ends: &[Timestamp],
+) -> Result<Vec<BTreeMap<String, Decimal>>, ServerError> {
+    let mut days = Vec::with_capacity(day_ends.len());
+    for &day_end in day_ends {
+        let mut aggregator = make()?;
+        for event in events.iter().take_while(|e| e.timestamp < day_end) {
+            // A refused event changes nothing (the invoice notes it).
+            let _outcome = aggregator.push(event);
+        }
+        days.push(metric_totals(
+            &aggregator.finish().map_err(RateError::from)?,
+        ));
+    }
+    Ok(days)
+}
+
 pub(super) fn totals_at_day_ends(
     mut aggregator: Aggregator<'_>,
     events: &[Event<'_>],

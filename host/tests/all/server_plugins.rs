@@ -112,13 +112,16 @@ async fn uploaded_plugins_are_checked_activated_and_rate_the_plans_naming_them()
             "wrong exports",
         ),
     ] {
-        let refused = server.upload_plugin(&bytes).await.unwrap_err();
+        let refused = server.upload_plugin(&bytes, None).await.unwrap_err();
         assert!(refused.to_string().contains("refused"), "{why}: {refused}");
     }
     assert!(server.plugins_uploaded().await.unwrap().is_empty());
 
     let component = std::fs::read(guests::P95_BANDWIDTH).unwrap();
-    let check = server.upload_plugin(&component).await.expect("accepted");
+    let check = server
+        .upload_plugin(&component, None)
+        .await
+        .expect("accepted");
     assert_eq!(check.reference, "p95-bandwidth@1.0.0");
     assert_eq!(check.sha256.len(), 64);
     assert!(!check.active);
@@ -158,5 +161,147 @@ async fn uploaded_plugins_are_checked_activated_and_rate_the_plans_naming_them()
     assert!(listed[0].active);
     let invoice = server.preview("acme", "2026-11-15").await.unwrap().unwrap();
     assert_eq!(invoice.total.0.to_string(), expected);
+    drop(std::fs::remove_dir_all(&dir));
+}
+
+fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `examples/demo/` holds built components so `ratecard serve --demo` needs no wasm toolchain;
+/// they must be the build of `examples/plugins/` (byte for byte: the guests' build names no
+/// machine path). `UPDATE_EXPECT=1` writes them.
+#[test]
+fn the_demos_committed_components_are_the_build_of_their_sources() {
+    for (name, built) in [
+        ("p95-bandwidth.wasm", guests::P95_BANDWIDTH),
+        ("tou-electricity.wasm", guests::TOU_ELECTRICITY),
+    ] {
+        let committed = repo().join("examples/demo").join(name);
+        let fresh = std::fs::read(built).expect("the guest build");
+        if std::env::var_os("UPDATE_EXPECT").is_some() {
+            std::fs::write(&committed, &fresh).expect("written");
+        }
+        let kept = std::fs::read(&committed).expect("the committed component");
+        assert!(
+            kept == fresh,
+            "examples/demo/{name} is not the build of examples/plugins/ ({} vs {} bytes): \
+             refresh it with `UPDATE_EXPECT=1 cargo test -p ratecard-host --test all demos_committed`",
+            kept.len(),
+            fresh.len()
+        );
+    }
+}
+
+/// A price plugin whose config has required fields is refused by a dry run with `{}`, saying
+/// how to give one; with the config a plan gives it, it is accepted.
+#[tokio::test]
+async fn an_upload_dry_runs_with_the_config_it_is_given() {
+    let dir = std::env::temp_dir().join(format!("ratecard-upload-config-{}", std::process::id()));
+    drop(std::fs::remove_dir_all(&dir));
+    let server = open(&dir).await;
+    let component = std::fs::read(guests::TOU_ELECTRICITY).unwrap();
+    let refused = server
+        .upload_plugin(&component, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("rates") && refused.contains("?config="),
+        "{refused}"
+    );
+    assert!(server.plugins_uploaded().await.unwrap().is_empty());
+    let bad = server
+        .upload_plugin(&component, Some(json!({"rates": {"peak": "x"}})))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        bad.contains("dry run") && !bad.contains("?config="),
+        "{bad}"
+    );
+    let check = server
+        .upload_plugin(&component, Some(json!({"rates": {"peak": "0.30"}})))
+        .await
+        .expect("accepted");
+    assert_eq!(check.reference, "tou-electricity@1.0.0");
+    drop(std::fs::remove_dir_all(&dir));
+}
+
+/// The demo's plugins part: both components active, the colocation customer rated by them, the
+/// same as the CLI's registry of the same components rates their events.
+#[tokio::test]
+async fn the_demo_activates_its_plugins_and_rates_a_customer_with_them() {
+    use ratecard_host::server::demo;
+    let dir = std::env::temp_dir().join(format!("ratecard-demo-plugins-{}", std::process::id()));
+    drop(std::fs::remove_dir_all(&dir));
+    let server = open(&dir).await;
+    let read = |name: &str| std::fs::read(repo().join("examples/demo").join(name)).unwrap();
+    let plan: ratecard_engine::plan::Plan =
+        serde_json::from_slice(&read("colocation.json")).unwrap();
+    let (references, n_events) = demo::seed_plugins(
+        &server,
+        demo::DemoPlugins {
+            components: vec![read("p95-bandwidth.wasm"), read("tou-electricity.wasm")],
+            plan: plan.clone(),
+        },
+    )
+    .await
+    .expect("seeded");
+    assert_eq!(references, ["p95-bandwidth@1.0.0", "tou-electricity@1.0.0"]);
+    // Now 2026-11-20T00:00Z: hourly from 2026-11-02T01:00Z (431 hours), two events each.
+    assert_eq!(n_events, 2 * (18 * 24 - 1));
+    let listed = server.plugins_uploaded().await.unwrap();
+    assert!(listed.iter().all(|p| p.active) && listed.len() == 2);
+    let live = server
+        .live_usage(demo::PLUGIN_CUSTOMER.0)
+        .await
+        .unwrap()
+        .expect("subscribed");
+    let charges: Vec<&str> = live.lines.iter().map(|l| l.charge_id.as_str()).collect();
+    assert_eq!(charges, ["rack", "transit", "power", "power"], "{live:?}");
+    // The 95th percentile drops the bursts: 900 Mbps samples are under 5 % of the hours.
+    let transit = &live.lines[1];
+    assert!(
+        transit.quantity.parse::<u32>().unwrap() < 200 - 100,
+        "{transit:?}"
+    );
+    // The preview adds up (lines to subtotal, taxes to total), and live usage is that preview.
+    let invoice = server
+        .preview(demo::PLUGIN_CUSTOMER.0, "2026-11-15")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(invoice.total.0.to_string(), {
+        let sum: rust_decimal::Decimal = invoice.lines.iter().map(|l| l.amount.0).sum();
+        let taxed = invoice.subtotal.0
+            + invoice
+                .taxes
+                .iter()
+                .map(|t| t.amount.0)
+                .sum::<rust_decimal::Decimal>();
+        assert_eq!(sum, invoice.subtotal.0);
+        taxed.to_string()
+    });
+    assert_eq!(
+        live.amount_so_far,
+        invoice.total.0.to_string(),
+        "live usage is the preview"
+    );
+    // The portal's days: the plugin's metric has no snapshot, so each day's end is replayed;
+    // the last day's p95 is the period's.
+    let days = server
+        .usage_days(demo::PLUGIN_CUSTOMER.0)
+        .await
+        .unwrap()
+        .expect("in force");
+    let codes: Vec<&str> = days.metrics.iter().map(|m| m.code.as_str()).collect();
+    assert_eq!(codes, ["bandwidth", "energy"]);
+    assert_eq!(days.days.len(), 20, "2026-11-01 to 2026-11-20 (Amsterdam)");
+    let last = &days.days.last().unwrap().metrics["bandwidth"];
+    assert_eq!(
+        last.to_date,
+        (transit.quantity.parse::<u32>().unwrap() + 100).to_string()
+    );
     drop(std::fs::remove_dir_all(&dir));
 }

@@ -795,7 +795,7 @@ pub(super) fn invoice_filter(
 }
 
 /// `%XX` and `+` of a query value decoded (invalid escapes kept as they are).
-fn percent_decoded(text: &str) -> String {
+pub(in crate::server) fn percent_decoded(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut idx = 0;

@@ -492,7 +492,9 @@ pub struct Charge {
     pub metric: Option<String>,
     pub model: PriceModel,
     /// An allowance included in the plan: only usage beyond it is priced (overage). With groups,
-    /// the allowance is consumed by groups in their sorted order.
+    /// the allowance is consumed by groups in their sorted order. On a flat percentage with
+    /// free events or per-transaction bounds it is a free amount spent on the transactions
+    /// themselves, as Lago's `free_units_per_total_aggregation` (the metric ungrouped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub included: Option<Dec>,
     /// Minimum spend for this charge per period (the line is raised to it).
@@ -602,7 +604,8 @@ pub enum PriceModel {
         max_per_transaction: Option<Dec>,
         /// The first N transactions of the period (in the order the events are given) are free:
         /// neither the percentage nor the fixed fee applies to them (Lago's
-        /// `free_units_per_events`). Needs the individual transactions.
+        /// `free_units_per_events`). Needs the individual transactions. With the charge's
+        /// `included`, Lago's free amount and free events together.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         free_events: Option<u64>,
     },

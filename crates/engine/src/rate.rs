@@ -490,7 +490,7 @@ impl<'p> PreparedPlan<'p> {
                 _ => return None,
             },
         };
-        let allowance = charge.included.map_or(Decimal::ZERO, Decimal::from);
+        let allowance = allowance_off_quantity(charge);
         let used = allowance.min(group.quantity).max(Decimal::ZERO);
         let billable = group.quantity - used;
         let (priced, _) =
@@ -1543,7 +1543,7 @@ fn charge_lines(
     }
     let description = describe(charge, Some(metric));
     // Allowance, consumed by groups in sorted order.
-    let mut allowance = charge.included.map_or(Decimal::ZERO, Decimal::from);
+    let mut allowance = allowance_off_quantity(charge);
     let mut billable = Vec::with_capacity(groups.len());
     for group in &groups {
         let used = allowance.min(group.quantity).max(Decimal::ZERO);
@@ -1712,6 +1712,41 @@ fn plugin_lines(
 /// from being computed), and the unit price when the model has one.
 type GroupPrice<R = Priced> = (Result<R, Overflow>, Option<Decimal>);
 
+/// A percentage charge's `included` spent on its transactions, as Lago spends its free amount
+/// (`free_units_per_total_aggregation`) together with free events or per-transaction bounds:
+/// `None` when the allowance is taken off the quantity (every other charge).
+fn free_amount_per_transaction(charge: &Charge) -> Option<Decimal> {
+    let included = charge
+        .included
+        .map(Decimal::from)
+        .filter(|i| !i.is_zero())?;
+    match &charge.model {
+        PriceModel::Percentage {
+            tiers,
+            min_per_transaction,
+            max_per_transaction,
+            free_events,
+            ..
+        } if tiers.is_empty()
+            && (min_per_transaction.is_some()
+                || max_per_transaction.is_some()
+                || free_events.is_some()) =>
+        {
+            Some(included)
+        }
+        _ => None,
+    }
+}
+
+/// The units of a charge's allowance taken off its quantity before pricing (none when the
+/// allowance is spent on transactions: [`free_amount_per_transaction`]).
+fn allowance_off_quantity(charge: &Charge) -> Decimal {
+    match free_amount_per_transaction(charge) {
+        Some(_) => Decimal::ZERO,
+        None => charge.included.map_or(Decimal::ZERO, Decimal::from),
+    }
+}
+
 /// Prices one group's billable `quantity` (after `used` units of the allowance) with the
 /// charge's model: the priced amount (or the overflow), and the unit price when there is one.
 /// With `usage_proration` `tier_by_full_units` and part of the period billed: the share of
@@ -1843,11 +1878,27 @@ fn price_group<R: Rows>(
                     ),
                 });
             }
+            if let (Some(free_amount), Some(transactions)) =
+                (free_amount_per_transaction(charge), transactions)
+            {
+                // The allowance was not taken off the quantity: Lago spends it on the
+                // transactions themselves.
+                return Ok(Some((
+                    price::percentage_free_amount_into(
+                        terms,
+                        group.quantity,
+                        free_amount,
+                        transactions,
+                    ),
+                    None,
+                )));
+            }
             if !used.is_zero() && terms.needs_transactions() {
+                // Graduated percentage tiers with per-transaction terms (refused by validation).
                 return Err(RateError::Charge {
                     charge: charge.id.clone(),
                     message:
-                        "an allowance (`included`) cannot be combined with per-transaction bounds or free events"
+                        "an allowance (`included`) on percentage tiers cannot be combined with per-transaction bounds or free events"
                             .to_owned(),
                 });
             }

@@ -621,11 +621,19 @@ fn check_model(
                     "free events apply to a flat `percent`, not to graduated tiers",
                 );
             }
-            if free_events.is_some() && charge.included.is_some() {
+            // An allowance with free events or bounds is spent on the transactions themselves
+            // (Lago's free amount), which a grouped metric would have to share among groups.
+            if charge.included.is_some()
+                && (free_events.is_some()
+                    || min_per_transaction.is_some()
+                    || max_per_transaction.is_some())
+                && let Some(metric) = metric
+                && !metric.group_by.is_empty()
+            {
                 r.error(
                     IssueCode::BadPercentage,
-                    format!("{mpath}.free_events"),
-                    "free events cannot be combined with an allowance (`included`)",
+                    format!("{path}.included"),
+                    format!("a free amount (`included`) with free events or per-transaction bounds is spent transaction by transaction, which needs an ungrouped metric, and `{}` is grouped", metric.code),
                 );
             }
             match (percent, tiers.is_empty()) {

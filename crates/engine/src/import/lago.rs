@@ -13,7 +13,7 @@
 //! | `graduated` / `volume` ranges (`from_value`–`to_value`)   | `graduated` / `volume`, `tier_ranges: whole_units` |
 //! | `volume` (first range's flat amount billed at 0 units)    | `zero_usage: first_tier_flat_fee`               |
 //! | `package` (`amount`, `package_size`, `free_units`)        | `package`, rounded up                           |
-//! | `percentage` (`rate`, `fixed_amount`, per-transaction min/max, `free_units_per_events`, `free_units_per_total_aggregation`) | `percentage` (`free_events`, `included`) |
+//! | `percentage` (`rate`, `fixed_amount`, per-transaction min/max, `free_units_per_events`, `free_units_per_total_aggregation`) | `percentage` (`free_events`, `included`: with free events or bounds, spent transaction by transaction as Lago does) |
 //! | `graduated_percentage` ranges (`rate`, `flat_amount`)     | `percentage` with tiers                         |
 //! | charge `min_amount_cents`                                 | charge `minimum`                                |
 //! | metric `count_agg` / `sum_agg` / `max_agg` / `unique_count_agg` | `count` / `sum` / `max` / `unique_count`  |
@@ -23,8 +23,7 @@
 //!
 //! Everything else is not carried over and is listed by its JSON path in
 //! [`Imported::not_carried`] (pay-in-advance or prorated charges, filters, dynamic and custom
-//! models, recurring unique counts and weighted-sum metrics, a percentage's free amount combined with free
-//! events or per-transaction bounds, …): an operator
+//! models, recurring unique counts and weighted-sum metrics, …): an operator
 //! sees every difference instead of a silently different invoice.
 
 use rust_decimal::Decimal;
@@ -366,28 +365,34 @@ fn charge_model(
                 max_per_transaction: field("per_transaction_max_amount")?.map(Dec),
                 free_events: None,
             });
-            let free_amount = field("free_units_per_total_aggregation")?.filter(|f| !f.is_zero());
-            let bounded = props
-                .get("per_transaction_min_amount")
-                .is_some_and(|v| !v.is_null())
-                || props
-                    .get("per_transaction_max_amount")
-                    .is_some_and(|v| !v.is_null());
+            // With free events or per-transaction bounds, the engine spends `included` on the
+            // transactions themselves, as Lago spends its free amount.
+            model.included = field("free_units_per_total_aggregation")?.filter(|f| !f.is_zero());
             let free_events = field("free_units_per_events")?
                 .filter(|f| !f.is_zero())
                 .and_then(|f| f.to_u64());
-            match (free_amount, bounded || free_events.is_some()) {
-                (Some(_), true) => not_carried.push(NotCarried::new(
-                    format!("{props_path}.free_units_per_total_aggregation"),
-                    "a free amount combined with per-transaction min/max or free events is not imported: the whole amount pays the rate",
-                )),
-                (free_amount, _) => model.included = free_amount,
-            }
             if let PriceModel::Percentage {
-                free_events: slot, ..
+                free_events: slot,
+                fixed_fee,
+                min_per_transaction,
+                max_per_transaction,
+                ..
             } = &mut model.model
             {
                 *slot = free_events;
+                // Alone, `included` is taken off the amount and every transaction pays the
+                // fixed fee; Lago waives it below the free amount.
+                if model.included.is_some()
+                    && free_events.is_none()
+                    && min_per_transaction.is_none()
+                    && max_per_transaction.is_none()
+                    && fixed_fee.is_some()
+                {
+                    not_carried.push(NotCarried::new(
+                        format!("{props_path}.free_units_per_total_aggregation"),
+                        "a free amount with a fixed amount: Lago waives the fixed amount of the transactions within the free amount, Ratecard bills it on every transaction",
+                    ));
+                }
             }
             model
         }
@@ -719,6 +724,60 @@ mod tests {
         assert_eq!(invoice.total.0.to_string(), "591.00");
     }
 
+    /// A free amount combined with free events and per-transaction bounds is carried, and
+    /// prices as Lago's spec computes it (getlago/lago-api
+    /// `spec/services/charge_models/percentage_service_spec.rb`: 2.691).
+    #[test]
+    fn lago_free_amount_with_free_events_and_bounds_is_carried() {
+        let export = serde_json::json!({"plan": {"code": "p", "interval": "monthly", "amount_currency": "USD",
+            "charges": [{"billable_metric_code": "payments", "charge_model": "percentage",
+              "properties": {"rate": "2.99", "free_units_per_events": 3,
+                             "free_units_per_total_aggregation": "10000",
+                             "per_transaction_min_amount": "1.75", "per_transaction_max_amount": "12"}}]},
+            "billable_metrics": [{"code": "payments", "aggregation_type": "sum_agg", "field_name": "amount"}]});
+        let imported = lago_plan(&export, None).unwrap();
+        assert!(
+            imported.not_carried.is_empty(),
+            "{:?}",
+            imported.not_carried
+        );
+        let charge = &imported.plan.charges[0];
+        assert_eq!(charge.included, Some(Dec(Decimal::new(10000, 0))));
+        assert!(matches!(
+            charge.model,
+            PriceModel::Percentage {
+                free_events: Some(3),
+                ..
+            }
+        ));
+        let report = crate::validate::validate_plan(&imported.plan);
+        assert!(report.is_ok(), "{report:?}");
+        let usage: Usage = serde_json::from_str(
+            r#"{"period":{"index":0},"quantities":{"payments":[
+                {"quantity":"10090","transactions":["10","80","10000"]}]}}"#,
+        )
+        .unwrap();
+        let invoice = quote(&imported.plan, &usage, &NoPlugins).unwrap();
+        assert_eq!(invoice.total.0.to_string(), "2.69");
+    }
+
+    #[test]
+    fn lago_free_amount_alone_with_a_fixed_amount_is_reported() {
+        let export = serde_json::json!({"code": "p", "interval": "monthly", "amount_currency": "USD",
+            "charges": [{"billable_metric_code": "amount", "charge_model": "percentage",
+              "properties": {"rate": "2", "fixed_amount": "0.5",
+                             "free_units_per_total_aggregation": "500"}}]});
+        let imported = lago_plan(&export, None).unwrap();
+        assert_eq!(
+            imported.plan.charges[0].included,
+            Some(Dec(Decimal::new(500, 0)))
+        );
+        assert_eq!(
+            imported.not_carried[0].path,
+            "$.charges[0].properties.free_units_per_total_aggregation"
+        );
+    }
+
     #[test]
     fn lago_volume_bills_the_first_range_flat_amount_at_zero_and_bad_input_names_its_path() {
         let export = serde_json::json!({"code": "v", "interval": "weekly", "amount_currency": "EUR",
@@ -736,17 +795,6 @@ mod tests {
             serde_json::from_str(r#"{"period":{"index":0},"quantities":{"seats":"0"}}"#).unwrap();
         let invoice = quote(&imported.plan, &usage, &NoPlugins).unwrap();
         assert_eq!(invoice.total.0.to_string(), "1.00");
-
-        let free_and_bounds = serde_json::json!({"code": "p", "interval": "monthly", "amount_currency": "USD",
-            "charges": [{"billable_metric_code": "amount", "charge_model": "percentage",
-              "properties": {"rate": "2", "free_units_per_total_aggregation": "500",
-                             "per_transaction_min_amount": "0.10"}}]});
-        let imported = lago_plan(&free_and_bounds, None).unwrap();
-        assert_eq!(imported.plan.charges[0].included, None);
-        assert_eq!(
-            imported.not_carried[0].path,
-            "$.charges[0].properties.free_units_per_total_aggregation"
-        );
 
         let bad = serde_json::json!({"plan": {"code": "x", "interval": "daily", "amount_currency": "USD"}});
         assert_eq!(

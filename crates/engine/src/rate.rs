@@ -482,6 +482,7 @@ impl<'p> PreparedPlan<'p> {
                     quantity: *quantity,
                     n_events: 0,
                     transactions: None,
+                    values: None,
                 };
                 &given
             }
@@ -685,6 +686,7 @@ pub(crate) fn apply_quantities(
                 quantity: negative_values.apply(quantity.0),
                 n_events: 0,
                 transactions: None,
+                values: None,
             }],
             QuantityInput::Groups(groups) => {
                 let mut groups: Vec<GroupUsage> = groups
@@ -698,6 +700,7 @@ pub(crate) fn apply_quantities(
                             .transactions
                             .as_ref()
                             .map(|t| t.iter().map(|d| d.0).collect()),
+                        values: None,
                     })
                     .collect();
                 groups.sort_by(|a, b| a.group.cmp(&b.group));
@@ -1539,6 +1542,7 @@ fn charge_lines(
             quantity: Decimal::ZERO,
             n_events: 0,
             transactions: None,
+            values: None,
         });
     }
     let description = describe(charge, Some(metric));
@@ -1602,6 +1606,11 @@ fn charge_lines(
                     Decimal::ZERO,
                 ),
             );
+        }
+        if let Ok(priced) = &mut priced
+            && let Some(values) = &group.values
+        {
+            priced.breakdown.insert(0, unique_values_row(values));
         }
         let priced = priced.map_err(overflow(context.clone()))?;
         lines.push(RawLine {
@@ -1711,6 +1720,30 @@ fn plugin_lines(
 /// A group priced by a charge's model: the amount and breakdown (or the overflow that kept it
 /// from being computed), and the unit price when the model has one.
 type GroupPrice<R = Priced> = (Result<R, Overflow>, Option<Decimal>);
+
+/// The row of a unique count that follows `add` / `remove` operations: the values it carried
+/// in and those active at the end (the next period's `carry_in`).
+fn unique_values_row(values: &crate::meter::UniqueValues) -> BreakdownRow {
+    let list = |values: &[String]| {
+        if values.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", values.join(", "))
+        }
+    };
+    BreakdownRow::units(
+        format!(
+            "{} values carried over{}; {} active at the end{}",
+            values.carried_in.len(),
+            list(&values.carried_in),
+            values.active.len(),
+            list(&values.active)
+        ),
+        Decimal::from(values.active.len()),
+        Decimal::ZERO,
+        Decimal::ZERO,
+    )
+}
 
 /// A percentage charge's `included` spent on its transactions, as Lago spends its free amount
 /// (`free_units_per_total_aggregation`) together with free events or per-transaction bounds:

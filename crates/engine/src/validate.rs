@@ -340,13 +340,27 @@ fn check_metrics(r: &mut Report, plan: &Plan) {
             );
         }
         if metric.recurrence != crate::plan::Recurrence::PerPeriod
-            && (!matches!(metric.aggregation, Aggregation::Sum { .. })
-                || !metric.group_by.is_empty())
+            && (!matches!(
+                metric.aggregation,
+                Aggregation::Sum { .. } | Aggregation::UniqueCount { .. }
+            ) || !metric.group_by.is_empty())
         {
             r.error(
                 IssueCode::BadConvention,
                 format!("{path}.recurrence"),
-                "`recurrence` `carried_over` applies to ungrouped `sum` metrics only (a carried unique count needs the set of values, which `carry_in` does not hold)",
+                "`recurrence` `carried_over` applies to ungrouped `sum` and `unique_count` metrics only",
+            );
+        }
+        if let Aggregation::UniqueCount {
+            operation_property: Some(operation),
+            ..
+        } = &metric.aggregation
+            && operation.trim().is_empty()
+        {
+            r.error(
+                IssueCode::EmptyProperty,
+                format!("{path}.aggregation.operation_property"),
+                "the operation property is empty",
             );
         }
         let property = match &metric.aggregation {
@@ -354,7 +368,7 @@ fn check_metrics(r: &mut Report, plan: &Plan) {
             Aggregation::Sum { property }
             | Aggregation::Max { property }
             | Aggregation::Min { property }
-            | Aggregation::UniqueCount { property }
+            | Aggregation::UniqueCount { property, .. }
             | Aggregation::Latest { property }
             | Aggregation::TimeWeightedSum { property, .. }
             | Aggregation::TimeWeightedAverage { property, .. } => Some(property),

@@ -19,11 +19,12 @@
 //! | metric `count_agg` / `sum_agg` / `max_agg` / `unique_count_agg` | `count` / `sum` / `max` / `unique_count`  |
 //! | metric `latest_agg`                                       | `latest` with `negative_values: floor_at_zero`  |
 //! | a `recurring` `sum_agg`                                   | `sum` with `recurrence: carried_over`           |
+//! | a `recurring` `unique_count_agg` (`operation_type` add/remove) | `unique_count` with `recurrence: carried_over` (operations read from `operation_type`) |
 //! | metric `rounding_function`, `rounding_precision`          | `conversion.round` (negative precision too)     |
 //!
 //! Everything else is not carried over and is listed by its JSON path in
 //! [`Imported::not_carried`] (pay-in-advance or prorated charges, filters, dynamic and custom
-//! models, recurring unique counts and weighted-sum metrics, …): an operator
+//! models, weighted-sum metrics, …): an operator
 //! sees every difference instead of a silently different invoice.
 
 use rust_decimal::Decimal;
@@ -506,7 +507,12 @@ fn metric(code: &str, given: &[Value], not_carried: &mut Vec<NotCarried>) -> Met
         Some("count_agg") | None => {}
         Some("sum_agg") => metric.aggregation = Aggregation::Sum { property },
         Some("max_agg") => metric.aggregation = Aggregation::Max { property },
-        Some("unique_count_agg") => metric.aggregation = Aggregation::UniqueCount { property },
+        Some("unique_count_agg") => {
+            metric.aggregation = Aggregation::UniqueCount {
+                property,
+                operation_property: None,
+            }
+        }
         Some("latest_agg") => {
             metric.aggregation = Aggregation::Latest { property };
             metric.negative_values = NegativeValues::FloorAtZero;
@@ -517,8 +523,14 @@ fn metric(code: &str, given: &[Value], not_carried: &mut Vec<NotCarried>) -> Met
         )),
     }
     let recurring = lago.get("recurring").and_then(Value::as_bool) == Some(true);
-    if recurring && matches!(metric.aggregation, Aggregation::Sum { .. }) {
-        // Carried: each period's `carry_in` is the previous period's value.
+    if recurring
+        && matches!(
+            metric.aggregation,
+            Aggregation::Sum { .. } | Aggregation::UniqueCount { .. }
+        )
+    {
+        // Carried: each period's `carry_in` is the previous period's value (a sum) or its
+        // active values (a unique count, whose events' `operation_type` adds or removes).
         metric.recurrence = crate::plan::Recurrence::CarriedOver;
     } else if recurring {
         not_carried.push(NotCarried::new(
@@ -759,6 +771,45 @@ mod tests {
         .unwrap();
         let invoice = quote(&imported.plan, &usage, &NoPlugins).unwrap();
         assert_eq!(invoice.total.0.to_string(), "2.69");
+    }
+
+    /// A recurring unique count is carried over: the values active at the end of the previous
+    /// period are the usage's `carry_in`, and `operation_type` adds or removes values.
+    #[test]
+    fn lago_recurring_unique_count_is_carried_over() {
+        let export = serde_json::json!({"plan": {"code": "seats", "interval": "monthly", "amount_currency": "USD",
+            "charges": [{"billable_metric_code": "seats", "charge_model": "standard",
+              "properties": {"amount": "10"}}]},
+            "billable_metrics": [{"code": "seats", "aggregation_type": "unique_count_agg",
+              "field_name": "seat_id", "recurring": true}]});
+        let imported = lago_plan(&export, None).unwrap();
+        assert!(
+            imported.not_carried.is_empty(),
+            "{:?}",
+            imported.not_carried
+        );
+        let seats = &imported.plan.metrics[0];
+        assert_eq!(seats.recurrence, crate::plan::Recurrence::CarriedOver);
+        assert_eq!(
+            seats.aggregation.operation_property(seats.recurrence),
+            Some("operation_type")
+        );
+        let usage: Usage = serde_json::from_str(
+            r#"{"customer":{"id":"c"},"period":{"index":1},"subscription":{"start":"2026-11-01"},
+                "carry_in":{"seats":["a","b"]},
+                "events":[
+                  {"id":"1","customer":"c","code":"seats","timestamp":"2026-12-02T00:00:00Z",
+                   "properties":{"seat_id":"a","operation_type":"remove"}},
+                  {"id":"2","customer":"c","code":"seats","timestamp":"2026-12-03T00:00:00Z",
+                   "properties":{"seat_id":"c"}}]}"#,
+        )
+        .unwrap();
+        let invoice = quote(&imported.plan, &usage, &NoPlugins).unwrap();
+        assert_eq!(invoice.total.0.to_string(), "20.00"); // b and c
+        assert_eq!(
+            invoice.lines[0].breakdown[0].description,
+            "2 values carried over (a, b); 2 active at the end (b, c)"
+        );
     }
 
     #[test]

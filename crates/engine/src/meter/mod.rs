@@ -258,6 +258,19 @@ pub struct GroupUsage {
     /// Each counted event's value in push order, for metrics priced with per-transaction
     /// bounds; `None` for other metrics.
     pub transactions: Option<Vec<Decimal>>,
+    /// For a unique count that follows `add` / `remove` operations: the values it started
+    /// from and those active at the end; `None` for other metrics.
+    pub values: Option<UniqueValues>,
+}
+
+/// The values of a unique count that follows `add` / `remove` operations.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UniqueValues {
+    /// The values carried in (the usage's `carry_in`), sorted.
+    pub carried_in: Vec<String>,
+    /// The values whose latest event adds them (or carried in and not removed), sorted: the
+    /// next period's `carry_in`.
+    pub active: Vec<String>,
 }
 
 /// Turns a metric's raw value into its billed quantity: `raw × multiply_by ÷ divide_by`, then

@@ -117,6 +117,15 @@ fn render(usage: &MeteredUsage) -> String {
                 let amounts: Vec<String> = transactions.iter().map(|t| t.to_string()).collect();
                 write!(out, " tx=[{}]", amounts.join(",")).unwrap();
             }
+            if let Some(values) = &group.values {
+                write!(
+                    out,
+                    " carried=[{}] active=[{}]",
+                    values.carried_in.join(","),
+                    values.active.join(",")
+                )
+                .unwrap();
+            }
             out.push('\n');
         }
     }
@@ -278,6 +287,37 @@ impl PluginHost for TestPlugins {
     fn price(&self, plugin: &str, _request: &PriceRequest) -> Result<Vec<PricedLine>, PluginError> {
         Err(PluginError::NotFound(plugin.to_owned()))
     }
+}
+
+/// A unique count that follows `add` / `remove` operations counts the values whose latest
+/// event (by timestamp, not push order) adds them; a missing or null operation adds; another
+/// operation refuses the event.
+#[test]
+fn unique_count_follows_operations_by_timestamp() {
+    check(
+        r#"{"metrics": [{"code": "seats", "aggregation":
+            {"type": "unique_count", "property": "seat", "operation_property": "op"}}]}"#,
+        r#"
+        e1 @2d seats seat=a op="remove"
+        e2 @1d seats seat=a op="add"
+        e3 @1d seats seat=b
+        e4 @2d seats seat=b op="add"
+        e5 @1d seats seat=c op="remove"
+        e6 @3d seats seat=d op=null
+        e7 @3d seats seat=e op="delete"
+        "#,
+        r#"
+        e1 Counted
+        e2 Counted
+        e3 Counted
+        e4 Counted
+        e5 Counted
+        e6 Counted
+        e7 error: event `e7`: metric `seats`: property `op`: an operation is `add` or `remove`
+        counted: 6
+        seats {} raw=2 qty=2 n=6 carried=[] active=[b,d]
+        "#,
+    );
 }
 
 const ALL_BUILT_INS: &str = r#"{"metrics": [

@@ -763,7 +763,15 @@ pub(crate) fn price_usage(
     let cal = &ctx.calendar;
     let billed_from = ctx.billable_from.max(period.start);
     let in_trial_all_period = billed_from >= period.end;
-    if in_trial_all_period {
+    // A period that starts where it ends (a daily period on a day the timezone skipped) serves
+    // nothing: every fee is 0 and each usage charge has a line of zero quantity.
+    let empty_period = period.start == period.end;
+    if empty_period {
+        notes.push(format!(
+            "the period is empty (it starts and ends at {}): nothing is billed",
+            cal.format(period.start)
+        ));
+    } else if in_trial_all_period {
         notes.push("the whole period is in the trial: nothing is billed".to_owned());
     } else if billed_from > period.start {
         notes.push(format!(
@@ -789,7 +797,9 @@ pub(crate) fn price_usage(
         None => billed_from,
     };
     flat_lines(plan, ctx, new_from, period.end, None, None, &mut raw_lines)?;
-    if !in_trial_all_period {
+    if empty_period {
+        raw_lines.extend(empty_period_lines(plan));
+    } else if !in_trial_all_period {
         let billed = (new_from, period.end);
         usage_lines(
             plan,
@@ -880,6 +890,34 @@ pub(crate) fn price_usage(
             currency.minor_units
         ),
         input_hash,
+    })
+}
+
+/// The lines of an empty period's usage charges: zero quantity, nothing billed (no minimum,
+/// no zero-usage fee: no time was served), no plugin asked.
+fn empty_period_lines(plan: &Plan) -> impl Iterator<Item = RawLine> + '_ {
+    plan.charges.iter().filter_map(|charge| {
+        let metric = plan
+            .metrics
+            .iter()
+            .find(|m| charge.metric.as_ref() == Some(&m.code))?;
+        let mut priced = Priced::default();
+        priced.breakdown.push(BreakdownRow::units(
+            "empty period: no usage billed".to_owned(),
+            Decimal::ZERO,
+            Decimal::ZERO,
+            Decimal::ZERO,
+        ));
+        Some(RawLine {
+            charge_id: charge.id.clone(),
+            origin: LineOrigin::Charge,
+            description: describe(charge, Some(metric)),
+            metric: Some(metric.code.clone()),
+            group: GroupKey::new(),
+            quantity: Decimal::ZERO,
+            unit_price: None,
+            priced,
+        })
     })
 }
 

@@ -101,7 +101,7 @@ impl<'p> Aggregator<'p> {
             .end
             .0
             .checked_sub(window.start.0)
-            .is_none_or(|len| len <= 0)
+            .is_none_or(|len| len < 0)
         {
             return Err(AggregateError::InvalidWindow {
                 start: window.start,

@@ -233,8 +233,9 @@ pub enum AggregateError {
         charge: String,
         aggregation: &'static str,
     },
-    /// The window is empty or its length overflows.
-    #[error("the window [{}, {}) is empty or too long", .start.0, .end.0)]
+    /// The window ends before it starts or its length overflows (an empty window, a
+    /// zero-length period, is valid and takes no event).
+    #[error("the window [{}, {}) ends before it starts or is too long", .start.0, .end.0)]
     InvalidWindow { start: Timestamp, end: Timestamp },
 }
 

@@ -933,13 +933,33 @@ fn invalid_setups_are_refused_by_new() {
             "new: metric `m`: charge `c` needs per-transaction amounts, which a unique_count metric does not have",
         ),
         (
-            format!(r#"{{"metrics": [{count}], "window_days": 0}}"#),
-            "new: the window [0, 0) is empty or too long",
+            format!(r#"{{"metrics": [{count}], "window_days": -1}}"#),
+            "new: the window [0, -86400000) ends before it starts or is too long",
         ),
     ];
     for (case, expected) in cases {
         check(&case, "", expected);
     }
+}
+
+/// An empty window (a zero-length period) takes no event and aggregates to zero; a
+/// time-weighted average of it is 0, not a division by its zero length.
+#[test]
+fn an_empty_window_aggregates_nothing() {
+    check(
+        r#"{"metrics": [
+            {"code": "calls", "aggregation": {"type": "count"}},
+            {"code": "gb", "aggregation": {"type": "time_weighted_average", "property": "gb"}}],
+            "carry_in": {"gb": "5"}, "window_days": 0}"#,
+        "e1 @0d calls\ne2 @0d gb gb=3",
+        "
+        e1 OutsideWindow
+        e2 OutsideWindow
+        counted: 0
+        calls {} raw=0 qty=0 n=0
+        gb {} raw=0 qty=0 n=0
+        ",
+    );
 }
 
 #[test]

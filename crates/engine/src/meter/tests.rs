@@ -1071,4 +1071,60 @@ proptest! {
         let sum: Decimal = values.iter().map(|&(m, s, _)| Decimal::new(m, s)).sum();
         prop_assert_eq!(in_order.metrics["bytes"][0].raw_value, sum);
     }
+
+    /// A unique count that follows `add` / `remove` operations does not depend on push order
+    /// when timestamps differ: each value's latest operation decides, whatever came first.
+    #[test]
+    fn operations_follow_timestamps_not_push_order((values, order) in permutation_case()) {
+        let metrics: Vec<Metric> = serde_json::from_str(
+            r#"[{"code": "seats", "recurrence": "carried_over",
+                 "aggregation": {"type": "unique_count", "property": "seat"}}]"#,
+        )
+        .unwrap();
+        let events: Vec<Event<'static>> = values
+            .iter()
+            .enumerate()
+            .map(|(i, &(_, scale, seat))| Event {
+                id: Cow::Owned(format!("e{i}")),
+                customer: Cow::Borrowed(""),
+                timestamp: Timestamp(DAY + i as i64),
+                code: Cow::Borrowed("seats"),
+                properties: [
+                    (Cow::Borrowed("seat"), PropValue::Str(Cow::Owned(format!("s{seat}")))),
+                    (
+                        Cow::Borrowed("operation_type"),
+                        PropValue::Str(Cow::Borrowed(if scale % 2 == 0 { "add" } else { "remove" })),
+                    ),
+                ]
+                .into(),
+            })
+            .collect();
+        let window = Window { start: Timestamp(0), end: Timestamp(30 * DAY) };
+        let carried = BTreeMap::from([("seats".to_owned(), vec!["s0".to_owned(), "s9".to_owned()])]);
+        let aggregate = |order: &mut dyn Iterator<Item = usize>| {
+            let mut aggregator = Aggregator::routed(
+                &metrics, &[], None, window, Timestamp(0), (&BTreeMap::new(), &carried),
+                &crate::plugin::NoPlugins,
+            )
+            .unwrap();
+            for i in order {
+                assert_eq!(aggregator.push(&events[i]), Ok(Outcome::Counted));
+            }
+            aggregator.finish().unwrap()
+        };
+        let in_order = aggregate(&mut (0..events.len()));
+        let shuffled = aggregate(&mut order.iter().copied());
+        prop_assert_eq!(&in_order, &shuffled);
+        // The last operation of each seat, in time order, from the carried s0 and s9.
+        let mut active: BTreeMap<String, bool> =
+            [("s0".to_owned(), true), ("s9".to_owned(), true)].into();
+        for &(_, scale, seat) in &values {
+            active.insert(format!("s{seat}"), scale % 2 == 0);
+        }
+        let expected: Vec<String> =
+            active.into_iter().filter(|(_, on)| *on).map(|(seat, _)| seat).collect();
+        let group = &in_order.metrics["seats"][0];
+        prop_assert_eq!(group.raw_value, Decimal::from(expected.len()));
+        prop_assert_eq!(&group.values.as_ref().unwrap().active, &expected);
+    }
 }

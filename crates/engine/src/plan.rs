@@ -537,6 +537,13 @@ pub enum UsageProration {
     /// the tier's flat fee is not prorated (Lago's prorated volume charge, `volume_service.rb`).
     /// On a per-unit charge, the units × the share.
     TierByFullUnits,
+    /// Each unit is billed for the local days it was held (Lago's prorated charge on a
+    /// recurring `sum_agg`, `prorated_aggregations/sum_service.rb`): the carried-in value × the
+    /// billed days ÷ the cycle's days, plus each event's value × the days from its local date
+    /// to the end of the billed part (its own day included) ÷ the cycle's days, rounded up to
+    /// 5 decimals; a volume tier is chosen by the full units and its flat fee not prorated.
+    /// For an ungrouped carried-over `sum` without conversion, on volume and per-unit charges.
+    DaysHeld,
 }
 
 impl UsageProration {

@@ -377,15 +377,16 @@ pub fn volume_prorated(
     share: Decimal,
     convention: TierConvention,
 ) -> Result<Priced, Overflow> {
-    volume_prorated_into(tiers, full, billed, share, convention)
+    volume_prorated_into(tiers, full, billed, Some(share), convention)
 }
 
-/// [`volume_prorated`] into any [`Rows`].
+/// [`volume_prorated`] into any [`Rows`]; without `share` (units prorated by the days each
+/// was held, not by one share of the period) the row does not name one.
 pub fn volume_prorated_into<R: Rows>(
     tiers: &[Tier],
     full: Decimal,
     billed: Decimal,
-    share: Decimal,
+    share: Option<Decimal>,
     convention: TierConvention,
 ) -> Result<R, Overflow> {
     let mut priced = R::default();
@@ -398,11 +399,14 @@ pub fn volume_prorated_into<R: Rows>(
     priced.push_row(mul(billed, tier.unit_price.0)?, |amount| {
         BreakdownRow::units(
             format!(
-                "tier {} {range} chosen by the full {} units; {} units billed ({} of the period): × {}",
+                "tier {} {range} chosen by the full {} units; {} units billed{}: × {}",
                 tier_idx + 1,
                 normalized_text(full),
                 normalized_text(billed),
-                normalized_text(share.round_dp(6)),
+                share.map_or(String::new(), |share| format!(
+                    " ({} of the period)",
+                    normalized_text(share.round_dp(6))
+                )),
                 normalized_text(tier.unit_price)
             ),
             billed,

@@ -29,7 +29,7 @@ use crate::money::{Currency, RoundingLevel};
 use crate::period::{BillingPeriod, Calendar, PeriodError};
 use crate::plan::{
     Aggregation, Charge, ChargeMaximum, ChargeMinimum, FeeTiming, GroupKey, Metric, NegativeValues,
-    Plan, PriceModel, TierConvention, UsageProration, ZeroUsage,
+    Plan, PriceModel, ProrationMode, TierConvention, UsageProration, ZeroUsage,
 };
 use crate::plugin::{GroupedQuantity, PluginError, PluginHost, PriceRequest};
 use crate::price::{self, AmountOnly, Overflow, PercentageTerms, Priced, Rows};
@@ -483,6 +483,7 @@ impl<'p> PreparedPlan<'p> {
                     n_events: 0,
                     transactions: None,
                     values: None,
+                    dated: None,
                 };
                 &given
             }
@@ -687,6 +688,7 @@ pub(crate) fn apply_quantities(
                 n_events: 0,
                 transactions: None,
                 values: None,
+                dated: None,
             }],
             QuantityInput::Groups(groups) => {
                 let mut groups: Vec<GroupUsage> = groups
@@ -701,6 +703,7 @@ pub(crate) fn apply_quantities(
                             .as_ref()
                             .map(|t| t.iter().map(|d| d.0).collect()),
                         values: None,
+                        dated: None,
                     })
                     .collect();
                 groups.sort_by(|a, b| a.group.cmp(&b.group));
@@ -1581,6 +1584,7 @@ fn charge_lines(
             n_events: 0,
             transactions: None,
             values: None,
+            dated: None,
         });
     }
     let description = describe(charge, Some(metric));
@@ -1608,7 +1612,10 @@ fn charge_lines(
     }
     let mut lines = Vec::with_capacity(groups.len());
     for (group, (used, quantity)) in groups.into_iter().zip(billable) {
-        let share = prorated_units(plan, ctx, charge, billed, quantity)?;
+        let (share, held_row) = match charge.usage_proration {
+            UsageProration::DaysHeld => days_held_units(ctx, charge, metric, billed, &group)?,
+            _ => (prorated_units(plan, ctx, charge, billed, quantity)?, None),
+        };
         let Some((mut priced, unit_price)) =
             price_group::<Priced>(plan, charge, metric, &group, used, quantity, share)?
         else {
@@ -1644,6 +1651,9 @@ fn charge_lines(
                     Decimal::ZERO,
                 ),
             );
+        }
+        if let (Ok(priced), Some(row)) = (&mut priced, held_row) {
+            priced.breakdown.insert(0, row);
         }
         if let Ok(priced) = &mut priced
             && let Some(values) = &group.values
@@ -1845,6 +1855,67 @@ fn prorated_units(
     Ok((share != Decimal::ONE).then_some((share, billed_units)))
 }
 
+/// The share and units billed by `days_held` (`None`: the full units), and its breakdown row.
+type HeldUnits = (Option<(Decimal, Decimal)>, Option<BreakdownRow>);
+
+/// With `usage_proration` `days_held`: the units held by day over the billed part `[from,
+/// to)` (Lago's prorated recurring sum): the carried-in value × the billed days ÷ the cycle's
+/// days, plus each event's value × the local days from its date to `to` ÷ the cycle's days,
+/// rounded up to 5 decimals; with the share of the full units it is, and the breakdown row
+/// saying so. `None` when that is the full quantity (every unit held the whole cycle).
+fn days_held_units(
+    ctx: &QuoteContext,
+    charge: &Charge,
+    metric: &Metric,
+    (from, to): (Timestamp, Timestamp),
+    group: &GroupUsage,
+) -> Result<HeldUnits, RateError> {
+    let context = || format!("charge `{}`", charge.id);
+    let cal = &ctx.calendar;
+    let days = |at: Timestamp| cal.fraction_parts(ProrationMode::Days, &ctx.period, at, to);
+    let dated = group.dated.as_deref().unwrap_or_default();
+    let events_sum = dated
+        .iter()
+        .try_fold(Decimal::ZERO, |sum, (_, value)| price::add(sum, *value))
+        .map_err(overflow(context()))?;
+    // The value carried in: what the events did not add.
+    let carried = price::sub(group.raw_value, events_sum).map_err(overflow(context()))?;
+    let (carried_days, cycle_days) = days(from);
+    let mut unit_days =
+        price::mul(carried, Decimal::from(carried_days)).map_err(overflow(context()))?;
+    for (at, value) in dated {
+        let (held, _) = days(*at);
+        let weighted = price::mul(*value, Decimal::from(held)).map_err(overflow(context()))?;
+        unit_days = price::add(unit_days, weighted).map_err(overflow(context()))?;
+    }
+    let held = price::div(unit_days, Decimal::from(cycle_days))
+        .map_err(overflow(context()))?
+        .round_dp_with_strategy(5, rust_decimal::RoundingStrategy::ToPositiveInfinity)
+        .normalize();
+    let held = metric.negative_values.apply(held);
+    if held == group.quantity {
+        return Ok((None, None));
+    }
+    let share = if group.quantity.is_zero() {
+        Decimal::ZERO
+    } else {
+        price::div(held, group.quantity).map_err(overflow(context()))?
+    };
+    let row = BreakdownRow::units(
+        format!(
+            "{} units held by day: {} carried over × {carried_days}/{cycle_days} days, {} events × their days left/{cycle_days}; {} rounded up to 5 dp",
+            normalized_text(group.quantity),
+            normalized_text(carried),
+            dated.len(),
+            normalized_text(held)
+        ),
+        held,
+        Decimal::ZERO,
+        Decimal::ZERO,
+    );
+    Ok((Some((share, held)), Some(row)))
+}
+
 fn price_group<R: Rows>(
     plan: &Plan,
     charge: &Charge,
@@ -1885,7 +1956,13 @@ fn price_group<R: Rows>(
                 .get(price::tier_reached(&up_tos, quantity, convention))
                 .map(|t| Decimal::from(t.unit_price));
             (
-                price::volume_prorated_into(tiers, quantity, billed_units, share, convention),
+                price::volume_prorated_into(
+                    tiers,
+                    quantity,
+                    billed_units,
+                    (charge.usage_proration != UsageProration::DaysHeld).then_some(share),
+                    convention,
+                ),
                 unit_price,
             )
         }

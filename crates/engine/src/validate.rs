@@ -550,7 +550,26 @@ fn check_charges<'p>(r: &mut Report, plan: &'p Plan, minor_units: u32) -> BTreeS
             r.error(
                 IssueCode::BadConvention,
                 format!("{path}.usage_proration"),
-                "`usage_proration` `tier_by_full_units` applies to volume and per-unit charges only",
+                format!(
+                    "`usage_proration` `{}` applies to volume and per-unit charges only",
+                    match charge.usage_proration {
+                        crate::plan::UsageProration::DaysHeld => "days_held",
+                        _ => "tier_by_full_units",
+                    }
+                ),
+            );
+        }
+        if charge.usage_proration == crate::plan::UsageProration::DaysHeld
+            && let Some(metric) = metric
+            && (!matches!(metric.aggregation, Aggregation::Sum { .. })
+                || metric.recurrence != crate::plan::Recurrence::CarriedOver
+                || !metric.group_by.is_empty()
+                || metric.conversion.is_some())
+        {
+            r.error(
+                IssueCode::BadConvention,
+                format!("{path}.usage_proration"),
+                format!("`usage_proration` `days_held` applies to an ungrouped `sum` metric with `recurrence` `carried_over` and no conversion, and `{}` is not one", metric.code),
             );
         }
         check_model(r, plan, charge, metric, &path, minor_units);

@@ -19,11 +19,12 @@
 //! | metric `count_agg` / `sum_agg` / `max_agg` / `unique_count_agg` | `count` / `sum` / `max` / `unique_count`  |
 //! | metric `latest_agg`                                       | `latest` with `negative_values: floor_at_zero`  |
 //! | a `recurring` `sum_agg`                                   | `sum` with `recurrence: carried_over`           |
+//! | a `prorated` standard / volume charge of a recurring `sum_agg` | `usage_proration: days_held`               |
 //! | a `recurring` `unique_count_agg` (`operation_type` add/remove) | `unique_count` with `recurrence: carried_over` (operations read from `operation_type`) |
 //! | metric `rounding_function`, `rounding_precision`          | `conversion.round` (negative precision too)     |
 //!
 //! Everything else is not carried over and is listed by its JSON path in
-//! [`Imported::not_carried`] (pay-in-advance or prorated charges, filters, dynamic and custom
+//! [`Imported::not_carried`] (pay-in-advance charges, other prorated charges, filters, dynamic and custom
 //! models, weighted-sum metrics, …): an operator
 //! sees every difference instead of a silently different invoice.
 
@@ -116,19 +117,31 @@ pub fn lago_plan(export: &Value, plan_id: Option<&str>) -> Result<Imported, Impo
         if model.whole_unit_ranges {
             whole_unit_ranges = true;
         }
-        for (flag, what) in [
-            (
-                "pay_in_advance",
+        if charge.get("pay_in_advance").and_then(Value::as_bool) == Some(true) {
+            not_carried.push(NotCarried::new(
+                format!("{path}.pay_in_advance"),
                 "billed in advance (Ratecard bills usage in arrears)",
-            ),
-            (
-                "prorated",
-                "prorated usage (not carried: priced on the full quantity)",
-            ),
-        ] {
-            if charge.get(flag).and_then(Value::as_bool) == Some(true) {
-                not_carried.push(NotCarried::new(format!("{path}.{flag}"), what));
-            }
+            ));
+        }
+        let prorated = charge.get("prorated").and_then(Value::as_bool) == Some(true);
+        // A prorated standard or volume charge of a recurring sum bills each unit by the days
+        // it was held; Lago's other prorated charges are not carried.
+        let days_held = prorated
+            && matches!(
+                charge.get("charge_model").and_then(Value::as_str),
+                Some("standard" | "volume")
+            )
+            && metrics_by_code.iter().any(|m| {
+                m.get("code").and_then(Value::as_str) == Some(metric_code.as_str())
+                    && m.get("aggregation_type").and_then(Value::as_str) == Some("sum_agg")
+                    && m.get("recurring").and_then(Value::as_bool) == Some(true)
+                    && m.get("rounding_function").is_none_or(Value::is_null)
+            });
+        if prorated && !days_held {
+            not_carried.push(NotCarried::new(
+                format!("{path}.prorated"),
+                "prorated usage (carried for standard and volume charges of a recurring sum_agg only: priced on the full quantity)",
+            ));
         }
         if charge
             .get("filters")
@@ -163,7 +176,11 @@ pub fn lago_plan(export: &Value, plan_id: Option<&str>) -> Result<Imported, Impo
                 .map(Dec),
             maximum: None,
             zero_usage: model.zero_usage,
-            usage_proration: crate::plan::UsageProration::None,
+            usage_proration: if days_held {
+                crate::plan::UsageProration::DaysHeld
+            } else {
+                crate::plan::UsageProration::None
+            },
         });
     }
     let trial_days = match plan.get("trial_period") {
@@ -810,6 +827,46 @@ mod tests {
             invoice.lines[0].breakdown[0].description,
             "2 values carried over (a, b); 2 active at the end (b, c)"
         );
+    }
+
+    /// A prorated standard charge of a recurring sum bills each seat by the days it was held,
+    /// here in a first period shortened by calendar billing (anchor on the 1st): a seat added
+    /// on Nov 16 holds 15 of November's 30 days, 10 × 0.5 = 5.00 (Lago's prorated sum).
+    #[test]
+    fn lago_prorated_recurring_sum_is_billed_by_days_held() {
+        let export = serde_json::json!({"plan": {"code": "seats", "interval": "monthly", "amount_currency": "USD",
+            "charges": [
+              {"billable_metric_code": "seats", "charge_model": "standard", "prorated": true,
+               "properties": {"amount": "10"}},
+              {"billable_metric_code": "seats", "charge_model": "graduated", "prorated": true,
+               "properties": {"graduated_ranges": [
+                 {"from_value": 0, "to_value": null, "flat_amount": "0", "per_unit_amount": "1"}]}}]},
+            "billable_metrics": [{"code": "seats", "aggregation_type": "sum_agg",
+              "field_name": "seats", "recurring": true}]});
+        let mut imported = lago_plan(&export, None).unwrap();
+        assert_eq!(
+            imported.plan.charges[0].usage_proration,
+            crate::plan::UsageProration::DaysHeld
+        );
+        let paths: Vec<&str> = imported
+            .not_carried
+            .iter()
+            .map(|n| n.path.as_str())
+            .collect();
+        assert_eq!(paths, ["$.plan.charges[1].prorated"]);
+        imported.plan.charges.truncate(1);
+        let report = crate::validate::validate_plan(&imported.plan);
+        assert!(report.is_ok(), "{report:?}");
+        let usage: Usage = serde_json::from_str(
+            r#"{"customer":{"id":"c"},"period":{"index":0},
+                "subscription":{"start":"2026-11-16","billing_anchor":"2026-11-01"},
+                "events":[{"id":"1","customer":"c","code":"seats","timestamp":"2026-11-16T09:00:00Z",
+                           "properties":{"seats":"1"}}]}"#,
+        )
+        .unwrap();
+        let invoice = quote(&imported.plan, &usage, &NoPlugins).unwrap();
+        assert_eq!(invoice.lines[0].quantity.0.to_string(), "0.5");
+        assert_eq!(invoice.total.0.to_string(), "5.00");
     }
 
     #[test]

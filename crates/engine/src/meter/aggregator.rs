@@ -298,7 +298,9 @@ impl<'p> Aggregator<'p> {
                     group.key,
                     raw_value,
                     group.n_events,
-                    (group.transactions, values),
+                    group.transactions,
+                    values,
+                    group.dated,
                 )?);
             }
             groups.sort_by(|a, b| a.group.cmp(&b.group));
@@ -342,7 +344,9 @@ impl<'p> Aggregator<'p> {
                     group.key.clone(),
                     raw_value,
                     group.n_events,
-                    (group.transactions.clone(), unique_values(&group.acc)),
+                    group.transactions.clone(),
+                    unique_values(&group.acc),
+                    group.dated.clone(),
                 ) {
                     Ok(usage) => groups.push(usage),
                     Err(error) => return Some(Err(error)),
@@ -437,7 +441,9 @@ fn group_usage(
     group: crate::plan::GroupKey,
     raw_value: Decimal,
     n_events: u64,
-    (transactions, values): (Option<Vec<Decimal>>, Option<UniqueValues>),
+    transactions: Option<Vec<Decimal>>,
+    values: Option<UniqueValues>,
+    dated: Option<Vec<(Timestamp, Decimal)>>,
 ) -> Result<GroupUsage, AggregateError> {
     Ok(GroupUsage {
         group,
@@ -446,6 +452,7 @@ fn group_usage(
         n_events,
         transactions,
         values,
+        dated,
     })
 }
 

@@ -262,6 +262,9 @@ pub struct GroupUsage {
     /// For a unique count that follows `add` / `remove` operations: the values it started
     /// from and those active at the end; `None` for other metrics.
     pub values: Option<UniqueValues>,
+    /// Each counted event's timestamp and value in push order, for metrics priced by the days
+    /// each unit was held (`usage_proration` `days_held`); `None` for other metrics.
+    pub dated: Option<Vec<(Timestamp, Decimal)>>,
 }
 
 /// The values of a unique count that follows `add` / `remove` operations.

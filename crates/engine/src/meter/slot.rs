@@ -20,6 +20,9 @@ pub(super) struct Slot<'p> {
     pub(super) numeric_property: Option<&'p str>,
     pub(super) time_weighted: bool,
     pub(super) record_transactions: bool,
+    /// Whether each counted event's timestamp and value are kept (a charge prices the metric
+    /// by the days each unit was held).
+    pub(super) record_dated: bool,
     pub(super) carry_in: Decimal,
     /// The property holding an event's `add` / `remove` operation, for a unique count that
     /// follows operations.
@@ -38,6 +41,7 @@ pub(super) struct Group {
     pub(super) n_events: u64,
     pub(super) acc: Acc,
     pub(super) transactions: Option<Vec<Decimal>>,
+    pub(super) dated: Option<Vec<(Timestamp, Decimal)>>,
 }
 
 pub(super) enum Acc {
@@ -101,6 +105,10 @@ impl<'p> Slot<'p> {
             numeric_property,
             time_weighted,
             record_transactions: per_transaction_charge.is_some(),
+            record_dated: charges.iter().any(|charge| {
+                charge.metric.as_deref() == Some(metric.code.as_str())
+                    && charge.usage_proration == crate::plan::UsageProration::DaysHeld
+            }),
             carry_in: Decimal::ZERO,
             operation_property: metric.aggregation.operation_property(metric.recurrence),
             groups: Vec::new(),
@@ -153,6 +161,7 @@ impl<'p> Slot<'p> {
             n_events: 0,
             acc,
             transactions: self.record_transactions.then(Vec::new),
+            dated: self.record_dated.then(Vec::new),
         }
     }
 
@@ -271,6 +280,9 @@ impl<'p> Slot<'p> {
             group.n_events = group.n_events.saturating_add(1);
             if let (Some(transactions), Some(value)) = (&mut group.transactions, value) {
                 transactions.push(value);
+            }
+            if let (Some(dated), Some(value)) = (&mut group.dated, value) {
+                dated.push((event.timestamp, value));
             }
         }
         Ok(())

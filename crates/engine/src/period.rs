@@ -41,7 +41,8 @@
 //!
 //! Boundaries never go backwards in time. Two boundaries can be the same instant only when a
 //! whole interval's worth of wall time is skipped (a daily interval across Samoa's missing
-//! 2011-12-30): the period between them is then empty and no instant belongs to it.
+//! 2011-12-30): the period between them is then empty and no instant belongs to it (rating it
+//! bills nothing: docs/conventions.md, "Empty periods").
 //!
 //! **Periods.** Period 0 is `[subscription start, first boundary strictly after the start)`; its
 //! nominal cycle is `[last boundary at or before the start, that first boundary]`. When the anchor

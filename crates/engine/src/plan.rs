@@ -301,7 +301,10 @@ pub enum Recurrence {
     /// From the previous period's value, given as the usage's `carry_in` (Lago's recurring
     /// `sum_agg`: seats added with positive values and removed with negative ones stay billed
     /// until removed). For an ungrouped `sum`: the value is `carry_in` + the period's events,
-    /// and it is the next period's `carry_in`.
+    /// and it is the next period's `carry_in`. For an ungrouped `unique_count` (Lago's
+    /// recurring `unique_count_agg`): `carry_in` is the list of values active at the end of
+    /// the previous period, the period's events add and remove values, and the line's first
+    /// breakdown row lists the values active at its end, the next period's `carry_in`.
     CarriedOver,
 }
 
@@ -361,7 +364,15 @@ pub enum Aggregation {
     /// Smallest value of a numeric property.
     Min { property: String },
     /// Number of distinct values of a property (any JSON scalar).
-    UniqueCount { property: String },
+    UniqueCount {
+        property: String,
+        /// The property holding each event's operation on its value, `add` (also when the
+        /// property is missing) or `remove` (Lago's `operation_type`): the count is then of
+        /// the values whose latest event (by timestamp, ties in push order) adds them. Default:
+        /// none (every value seen counts), `operation_type` with `recurrence` `carried_over`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        operation_property: Option<String>,
+    },
     /// The value of a numeric property on the event with the latest timestamp (ties: last seen
     /// in input order).
     Latest { property: String },
@@ -492,7 +503,9 @@ pub struct Charge {
     pub metric: Option<String>,
     pub model: PriceModel,
     /// An allowance included in the plan: only usage beyond it is priced (overage). With groups,
-    /// the allowance is consumed by groups in their sorted order.
+    /// the allowance is consumed by groups in their sorted order. On a flat percentage with
+    /// free events or per-transaction bounds it is a free amount spent on the transactions
+    /// themselves, as Lago's `free_units_per_total_aggregation` (the metric ungrouped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub included: Option<Dec>,
     /// Minimum spend for this charge per period (the line is raised to it).
@@ -524,6 +537,13 @@ pub enum UsageProration {
     /// the tier's flat fee is not prorated (Lago's prorated volume charge, `volume_service.rb`).
     /// On a per-unit charge, the units × the share.
     TierByFullUnits,
+    /// Each unit is billed for the local days it was held (Lago's prorated charge on a
+    /// recurring `sum_agg`, `prorated_aggregations/sum_service.rb`): the carried-in value × the
+    /// billed days ÷ the cycle's days, plus each event's value × the days from its local date
+    /// to the end of the billed part (its own day included) ÷ the cycle's days, rounded up to
+    /// 5 decimals; a volume tier is chosen by the full units and its flat fee not prorated.
+    /// For an ungrouped carried-over `sum` without conversion, on volume and per-unit charges.
+    DaysHeld,
 }
 
 impl UsageProration {
@@ -602,7 +622,8 @@ pub enum PriceModel {
         max_per_transaction: Option<Dec>,
         /// The first N transactions of the period (in the order the events are given) are free:
         /// neither the percentage nor the fixed fee applies to them (Lago's
-        /// `free_units_per_events`). Needs the individual transactions.
+        /// `free_units_per_events`). Needs the individual transactions. With the charge's
+        /// `included`, Lago's free amount and free events together.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         free_events: Option<u64>,
     },
@@ -735,3 +756,22 @@ pub struct Credit {
 
 /// Dimension values of one group, by property name. Empty for an ungrouped metric.
 pub type GroupKey = BTreeMap<String, String>;
+
+impl Aggregation {
+    /// The property naming each event's `add` / `remove` operation, for a unique count that
+    /// follows operations: its `operation_property`, else `operation_type` when the metric is
+    /// carried over.
+    pub fn operation_property(&self, recurrence: Recurrence) -> Option<&str> {
+        match self {
+            Aggregation::UniqueCount {
+                operation_property, ..
+            } => operation_property
+                .as_deref()
+                .or((recurrence == Recurrence::CarriedOver).then_some(LAGO_OPERATION_PROPERTY)),
+            _ => None,
+        }
+    }
+}
+
+/// The event property Lago reads a unique count's operation from.
+pub const LAGO_OPERATION_PROPERTY: &str = "operation_type";

@@ -377,15 +377,16 @@ pub fn volume_prorated(
     share: Decimal,
     convention: TierConvention,
 ) -> Result<Priced, Overflow> {
-    volume_prorated_into(tiers, full, billed, share, convention)
+    volume_prorated_into(tiers, full, billed, Some(share), convention)
 }
 
-/// [`volume_prorated`] into any [`Rows`].
+/// [`volume_prorated`] into any [`Rows`]; without `share` (units prorated by the days each
+/// was held, not by one share of the period) the row does not name one.
 pub fn volume_prorated_into<R: Rows>(
     tiers: &[Tier],
     full: Decimal,
     billed: Decimal,
-    share: Decimal,
+    share: Option<Decimal>,
     convention: TierConvention,
 ) -> Result<R, Overflow> {
     let mut priced = R::default();
@@ -398,11 +399,14 @@ pub fn volume_prorated_into<R: Rows>(
     priced.push_row(mul(billed, tier.unit_price.0)?, |amount| {
         BreakdownRow::units(
             format!(
-                "tier {} {range} chosen by the full {} units; {} units billed ({} of the period): × {}",
+                "tier {} {range} chosen by the full {} units; {} units billed{}: × {}",
                 tier_idx + 1,
                 normalized_text(full),
                 normalized_text(billed),
-                normalized_text(share.round_dp(6)),
+                share.map_or(String::new(), |share| format!(
+                    " ({} of the period)",
+                    normalized_text(share.round_dp(6))
+                )),
                 normalized_text(tier.unit_price)
             ),
             billed,
@@ -664,6 +668,205 @@ pub fn percentage_into<R: Rows>(
     Ok(priced)
 }
 
+/// A percentage charge's free amount (the charge's `included`, Lago's
+/// `free_units_per_total_aggregation`) taken from the transactions themselves, combined with
+/// free events and/or per-transaction bounds, as Lago computes it
+/// (getlago/lago-api `app/services/charge_models/percentage_service.rb`):
+///
+/// - with a per-transaction minimum or maximum, transaction by transaction
+///   (`compute_amount_with_transaction_min_max`): while free events or free amount remain, a
+///   transaction takes one free event and, when some free amount remains, is free if the
+///   amount left is above its value; otherwise its value less the amount left pays and both
+///   counters end; every paying transaction pays `percent` of what it pays on + `fixed_fee`,
+///   bounded by the minimum and maximum;
+/// - without bounds, on the totals (`free_units_value`, `free_units_count`): the free amount is
+///   the running total of the first `free_events` transactions, at most the free amount; the
+///   fixed fee is waived for the transactions whose running total (among the first
+///   `free_events`) is below the free amount, or for all the first `free_events` when none is;
+///   no fixed fee is due when the transactions total zero.
+pub fn percentage_free_amount_into<R: Rows>(
+    terms: PercentageTerms<'_>,
+    total: Decimal,
+    free_amount: Decimal,
+    transactions: &[Decimal],
+) -> Result<R, Overflow> {
+    if terms.min_per_transaction.is_some() || terms.max_per_transaction.is_some() {
+        free_amount_by_transaction(terms, free_amount, transactions)
+    } else {
+        free_amount_on_totals(terms, total, free_amount, transactions)
+    }
+}
+
+/// Lago's per-transaction loop: the free events and the free amount are spent together,
+/// transaction by transaction.
+fn free_amount_by_transaction<R: Rows>(
+    terms: PercentageTerms<'_>,
+    free_amount: Decimal,
+    transactions: &[Decimal],
+) -> Result<R, Overflow> {
+    let percent = terms.percent.unwrap_or_default();
+    let fixed_fee = terms.fixed_fee.unwrap_or_default();
+    let mut free_events_left = terms.free_events.unwrap_or(0);
+    let mut free_amount_left = free_amount;
+    let (mut n_free, mut free_of_rate) = (0u64, Decimal::ZERO);
+    let mut partly_free: Option<(usize, Decimal)> = None;
+    let (mut n_paid, mut paid_on, mut sum) = (0u64, Decimal::ZERO, Decimal::ZERO);
+    let (mut n_raised, mut n_capped) = (0u64, 0u64);
+    for (idx, amount) in transactions.iter().enumerate() {
+        let mut value = *amount;
+        if free_events_left > 0 || free_amount_left > Decimal::ZERO {
+            free_events_left = free_events_left.saturating_sub(1);
+            if free_amount_left <= Decimal::ZERO || free_amount_left > value {
+                if free_amount_left > Decimal::ZERO {
+                    free_amount_left = sub(free_amount_left, value)?;
+                }
+                n_free += 1;
+                free_of_rate = add(free_of_rate, value)?;
+                continue;
+            }
+            value = sub(value, free_amount_left)?;
+            free_of_rate = add(free_of_rate, free_amount_left)?;
+            partly_free = Some((idx + 1, free_amount_left));
+            free_amount_left = Decimal::ZERO;
+            free_events_left = 0;
+        }
+        let mut fee = add(percent_of(value, percent)?, fixed_fee)?;
+        if let Some(min) = terms.min_per_transaction
+            && fee < min
+        {
+            fee = min;
+            n_raised += 1;
+        } else if let Some(max) = terms.max_per_transaction
+            && fee > max
+        {
+            fee = max;
+            n_capped += 1;
+        }
+        sum = add(sum, fee)?;
+        n_paid += 1;
+        paid_on = add(paid_on, value)?;
+    }
+    let mut priced = R::default();
+    priced.note(|| {
+        let partly = partly_free.map_or(String::new(), |(nth, free)| {
+            format!(", {} of transaction {nth} free", normalized_text(free))
+        });
+        BreakdownRow::units(
+            format!(
+                "free amount {}{}: {n_free} transactions free{partly} ({} free of the rate)",
+                normalized_text(free_amount),
+                terms
+                    .free_events
+                    .map_or(String::new(), |n| format!(" and {n} free transactions")),
+                normalized_text(free_of_rate)
+            ),
+            Decimal::from(n_free),
+            Decimal::ZERO,
+            Decimal::ZERO,
+        )
+    });
+    priced.push_row(sum, |sum| {
+        BreakdownRow::fee(
+            format!(
+                "{n_paid} transactions paying on {}: {}% + {} each, {n_raised} raised to the minimum, {n_capped} capped at the maximum",
+                normalized_text(paid_on),
+                normalized_text(percent),
+                normalized_text(fixed_fee)
+            ),
+            sum,
+        )
+    })?;
+    Ok(priced)
+}
+
+/// Lago's rule without per-transaction bounds: the free amount within the first free events,
+/// computed on running totals.
+fn free_amount_on_totals<R: Rows>(
+    terms: PercentageTerms<'_>,
+    total: Decimal,
+    free_amount: Decimal,
+    transactions: &[Decimal],
+) -> Result<R, Overflow> {
+    let percent = terms.percent.unwrap_or_default();
+    let n_free_events = terms.free_events.unwrap_or(0);
+    let firsts = usize::try_from(n_free_events)
+        .unwrap_or(usize::MAX)
+        .min(transactions.len());
+    let (mut running, mut n_below) = (Decimal::ZERO, 0u64);
+    for amount in &transactions[..firsts] {
+        running = add(running, *amount)?;
+        if running < free_amount {
+            n_below += 1;
+        }
+    }
+    // `free_units_value`: the running total of the first free events, at most the free amount.
+    let free_value = if running.is_zero() || free_amount.is_zero() || running <= free_amount {
+        running
+    } else {
+        free_amount
+    };
+    // `free_units_count`: the smaller of the free events and the transactions below the free
+    // amount, a zero left out.
+    let n_free = if n_below == 0 {
+        n_free_events
+    } else {
+        n_below.min(n_free_events)
+    };
+    let rate_base = if free_value > total {
+        Decimal::ZERO
+    } else {
+        sub(total, free_value)?
+    };
+    let mut priced = R::default();
+    priced.note(|| {
+        BreakdownRow::units(
+            format!(
+                "free amount {} within the first {n_free_events} transactions (totalling {}): {} free of the rate, {n_free} transactions free of the fixed fee",
+                normalized_text(free_amount),
+                normalized_text(running),
+                normalized_text(free_value)
+            ),
+            Decimal::from(n_free),
+            Decimal::ZERO,
+            Decimal::ZERO,
+        )
+    });
+    let rate = div(percent, Decimal::ONE_HUNDRED)?;
+    priced.push_row(percent_of(rate_base, percent)?, |amount| {
+        BreakdownRow::units(
+            format!(
+                "{}% of {}",
+                normalized_text(percent),
+                normalized_text(rate_base)
+            ),
+            rate_base,
+            rate,
+            amount,
+        )
+    })?;
+    let n_transactions = u64::try_from(transactions.len()).unwrap_or(u64::MAX);
+    if let Some(fixed_fee) = terms.fixed_fee
+        && !fixed_fee.is_zero()
+        && !total.is_zero()
+        && n_free < n_transactions
+    {
+        let n_paying = n_transactions - n_free;
+        let n = Decimal::from(n_paying);
+        priced.push_row(mul(n, fixed_fee)?, |amount| {
+            BreakdownRow::units(
+                format!(
+                    "{n_paying} transactions × {} fixed fee",
+                    normalized_text(fixed_fee)
+                ),
+                n,
+                fixed_fee,
+                amount,
+            )
+        })?;
+    }
+    Ok(priced)
+}
+
 /// Every unit at one price.
 pub fn per_unit(quantity: Decimal, unit_price: Decimal) -> Result<Priced, Overflow> {
     per_unit_into(quantity, unit_price)
@@ -839,6 +1042,60 @@ mod tests {
         )
         .unwrap();
         assert_eq!(priced.amount, d("8.70"));
+    }
+
+    /// Lago's free amount with free events or per-transaction bounds, checked against the
+    /// figures of getlago/lago-api `spec/services/charge_models/percentage_service_spec.rb`.
+    #[test]
+    fn lago_free_amount_with_free_events_and_bounds() {
+        let check = |terms: PercentageTerms<'_>, free_amount: &str, amounts: &[&str]| {
+            let transactions: Vec<Decimal> = amounts.iter().map(|a| d(a)).collect();
+            let total = transactions.iter().sum();
+            let priced: Priced =
+                percentage_free_amount_into(terms, total, d(free_amount), &transactions).unwrap();
+            let only: AmountOnly =
+                percentage_free_amount_into(terms, total, d(free_amount), &transactions).unwrap();
+            assert_eq!(priced.amount, only.amount());
+            priced.amount
+        };
+        let totals = PercentageTerms {
+            percent: Some(d("1.3")),
+            tiers: &[],
+            fixed_fee: Some(d("2")),
+            min_per_transaction: None,
+            max_per_transaction: None,
+            free_events: Some(3),
+        };
+        let events = ["50", "100", "250", "400"];
+        // (800 − 250) × 1.3 % + (4 − 2) × 2
+        assert_eq!(check(totals, "250", &events), d("11.15"));
+        // The first 3 total 400, below 500: (800 − 400) × 1.3 % + (4 − 3) × 2
+        assert_eq!(check(totals, "500", &events), d("7.2"));
+        // The first transaction alone reaches the free amount: none is below it, so the fixed
+        // fee is waived for all 3 free events (Lago's `free_units_count` leaves the 0 out).
+        assert_eq!(check(totals, "10", &events), d("12.27")); // 790 × 1.3 % + 1 × 2
+        // Transactions totalling zero pay no fixed fee.
+        assert_eq!(check(totals, "10", &["5", "-5", "0", "0"]), d("0"));
+        let bounded = PercentageTerms {
+            percent: Some(d("2.99")),
+            fixed_fee: None,
+            min_per_transaction: Some(d("1.75")),
+            max_per_transaction: Some(d("12")),
+            free_events: None,
+            ..totals
+        };
+        let events = ["10", "80", "10000"];
+        // 10 free (20 left), 60 of 80 → 1.794, 10000 → 299 capped at 12
+        assert_eq!(check(bounded, "30", &events), d("13.794"));
+        // With 3 free events and 10000 free: 10 and 80 free, 90 of 10000 → 2.691
+        let both = PercentageTerms {
+            free_events: Some(3),
+            ..bounded
+        };
+        assert_eq!(check(both, "10000", &events), d("2.691"));
+        // A transaction exactly spending the free amount is not free: it pays on 0, raised to
+        // the minimum 1.75; then 2.392 and 12.
+        assert_eq!(check(bounded, "10", &events), d("16.142"));
     }
 
     #[test]

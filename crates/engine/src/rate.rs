@@ -29,7 +29,7 @@ use crate::money::{Currency, RoundingLevel};
 use crate::period::{BillingPeriod, Calendar, PeriodError};
 use crate::plan::{
     Aggregation, Charge, ChargeMaximum, ChargeMinimum, FeeTiming, GroupKey, Metric, NegativeValues,
-    Plan, PriceModel, TierConvention, UsageProration, ZeroUsage,
+    Plan, PriceModel, ProrationMode, TierConvention, UsageProration, ZeroUsage,
 };
 use crate::plugin::{GroupedQuantity, PluginError, PluginHost, PriceRequest};
 use crate::price::{self, AmountOnly, Overflow, PercentageTerms, Priced, Rows};
@@ -482,6 +482,8 @@ impl<'p> PreparedPlan<'p> {
                     quantity: *quantity,
                     n_events: 0,
                     transactions: None,
+                    values: None,
+                    dated: None,
                 };
                 &given
             }
@@ -490,7 +492,7 @@ impl<'p> PreparedPlan<'p> {
                 _ => return None,
             },
         };
-        let allowance = charge.included.map_or(Decimal::ZERO, Decimal::from);
+        let allowance = allowance_off_quantity(charge);
         let used = allowance.min(group.quantity).max(Decimal::ZERO);
         let billable = group.quantity - used;
         let (priced, _) =
@@ -685,6 +687,8 @@ pub(crate) fn apply_quantities(
                 quantity: negative_values.apply(quantity.0),
                 n_events: 0,
                 transactions: None,
+                values: None,
+                dated: None,
             }],
             QuantityInput::Groups(groups) => {
                 let mut groups: Vec<GroupUsage> = groups
@@ -698,6 +702,8 @@ pub(crate) fn apply_quantities(
                             .transactions
                             .as_ref()
                             .map(|t| t.iter().map(|d| d.0).collect()),
+                        values: None,
+                        dated: None,
                     })
                     .collect();
                 groups.sort_by(|a, b| a.group.cmp(&b.group));
@@ -760,7 +766,15 @@ pub(crate) fn price_usage(
     let cal = &ctx.calendar;
     let billed_from = ctx.billable_from.max(period.start);
     let in_trial_all_period = billed_from >= period.end;
-    if in_trial_all_period {
+    // A period that starts where it ends (a daily period on a day the timezone skipped) serves
+    // nothing: every fee is 0 and each usage charge has a line of zero quantity.
+    let empty_period = period.start == period.end;
+    if empty_period {
+        notes.push(format!(
+            "the period is empty (it starts and ends at {}): nothing is billed",
+            cal.format(period.start)
+        ));
+    } else if in_trial_all_period {
         notes.push("the whole period is in the trial: nothing is billed".to_owned());
     } else if billed_from > period.start {
         notes.push(format!(
@@ -786,7 +800,9 @@ pub(crate) fn price_usage(
         None => billed_from,
     };
     flat_lines(plan, ctx, new_from, period.end, None, None, &mut raw_lines)?;
-    if !in_trial_all_period {
+    if empty_period {
+        raw_lines.extend(empty_period_lines(plan));
+    } else if !in_trial_all_period {
         let billed = (new_from, period.end);
         usage_lines(
             plan,
@@ -877,6 +893,34 @@ pub(crate) fn price_usage(
             currency.minor_units
         ),
         input_hash,
+    })
+}
+
+/// The lines of an empty period's usage charges: zero quantity, nothing billed (no minimum,
+/// no zero-usage fee: no time was served), no plugin asked.
+fn empty_period_lines(plan: &Plan) -> impl Iterator<Item = RawLine> + '_ {
+    plan.charges.iter().filter_map(|charge| {
+        let metric = plan
+            .metrics
+            .iter()
+            .find(|m| charge.metric.as_ref() == Some(&m.code))?;
+        let mut priced = Priced::default();
+        priced.breakdown.push(BreakdownRow::units(
+            "empty period: no usage billed".to_owned(),
+            Decimal::ZERO,
+            Decimal::ZERO,
+            Decimal::ZERO,
+        ));
+        Some(RawLine {
+            charge_id: charge.id.clone(),
+            origin: LineOrigin::Charge,
+            description: describe(charge, Some(metric)),
+            metric: Some(metric.code.clone()),
+            group: GroupKey::new(),
+            quantity: Decimal::ZERO,
+            unit_price: None,
+            priced,
+        })
     })
 }
 
@@ -1539,11 +1583,13 @@ fn charge_lines(
             quantity: Decimal::ZERO,
             n_events: 0,
             transactions: None,
+            values: None,
+            dated: None,
         });
     }
     let description = describe(charge, Some(metric));
     // Allowance, consumed by groups in sorted order.
-    let mut allowance = charge.included.map_or(Decimal::ZERO, Decimal::from);
+    let mut allowance = allowance_off_quantity(charge);
     let mut billable = Vec::with_capacity(groups.len());
     for group in &groups {
         let used = allowance.min(group.quantity).max(Decimal::ZERO);
@@ -1566,7 +1612,10 @@ fn charge_lines(
     }
     let mut lines = Vec::with_capacity(groups.len());
     for (group, (used, quantity)) in groups.into_iter().zip(billable) {
-        let share = prorated_units(plan, ctx, charge, billed, quantity)?;
+        let (share, held_row) = match charge.usage_proration {
+            UsageProration::DaysHeld => days_held_units(ctx, charge, metric, billed, &group)?,
+            _ => (prorated_units(plan, ctx, charge, billed, quantity)?, None),
+        };
         let Some((mut priced, unit_price)) =
             price_group::<Priced>(plan, charge, metric, &group, used, quantity, share)?
         else {
@@ -1602,6 +1651,14 @@ fn charge_lines(
                     Decimal::ZERO,
                 ),
             );
+        }
+        if let (Ok(priced), Some(row)) = (&mut priced, held_row) {
+            priced.breakdown.insert(0, row);
+        }
+        if let Ok(priced) = &mut priced
+            && let Some(values) = &group.values
+        {
+            priced.breakdown.insert(0, unique_values_row(values));
         }
         let priced = priced.map_err(overflow(context.clone()))?;
         lines.push(RawLine {
@@ -1712,6 +1769,65 @@ fn plugin_lines(
 /// from being computed), and the unit price when the model has one.
 type GroupPrice<R = Priced> = (Result<R, Overflow>, Option<Decimal>);
 
+/// The row of a unique count that follows `add` / `remove` operations: the values it carried
+/// in and those active at the end (the next period's `carry_in`).
+fn unique_values_row(values: &crate::meter::UniqueValues) -> BreakdownRow {
+    let list = |values: &[String]| {
+        if values.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", values.join(", "))
+        }
+    };
+    BreakdownRow::units(
+        format!(
+            "{} values carried over{}; {} active at the end{}",
+            values.carried_in.len(),
+            list(&values.carried_in),
+            values.active.len(),
+            list(&values.active)
+        ),
+        Decimal::from(values.active.len()),
+        Decimal::ZERO,
+        Decimal::ZERO,
+    )
+}
+
+/// A percentage charge's `included` spent on its transactions, as Lago spends its free amount
+/// (`free_units_per_total_aggregation`) together with free events or per-transaction bounds:
+/// `None` when the allowance is taken off the quantity (every other charge).
+fn free_amount_per_transaction(charge: &Charge) -> Option<Decimal> {
+    let included = charge
+        .included
+        .map(Decimal::from)
+        .filter(|i| !i.is_zero())?;
+    match &charge.model {
+        PriceModel::Percentage {
+            tiers,
+            min_per_transaction,
+            max_per_transaction,
+            free_events,
+            ..
+        } if tiers.is_empty()
+            && (min_per_transaction.is_some()
+                || max_per_transaction.is_some()
+                || free_events.is_some()) =>
+        {
+            Some(included)
+        }
+        _ => None,
+    }
+}
+
+/// The units of a charge's allowance taken off its quantity before pricing (none when the
+/// allowance is spent on transactions: [`free_amount_per_transaction`]).
+fn allowance_off_quantity(charge: &Charge) -> Decimal {
+    match free_amount_per_transaction(charge) {
+        Some(_) => Decimal::ZERO,
+        None => charge.included.map_or(Decimal::ZERO, Decimal::from),
+    }
+}
+
 /// Prices one group's billable `quantity` (after `used` units of the allowance) with the
 /// charge's model: the priced amount (or the overflow), and the unit price when there is one.
 /// With `usage_proration` `tier_by_full_units` and part of the period billed: the share of
@@ -1737,6 +1853,67 @@ fn prorated_units(
     )
     .map_err(overflow(format!("charge `{}`", charge.id)))?;
     Ok((share != Decimal::ONE).then_some((share, billed_units)))
+}
+
+/// The share and units billed by `days_held` (`None`: the full units), and its breakdown row.
+type HeldUnits = (Option<(Decimal, Decimal)>, Option<BreakdownRow>);
+
+/// With `usage_proration` `days_held`: the units held by day over the billed part `[from,
+/// to)` (Lago's prorated recurring sum): the carried-in value × the billed days ÷ the cycle's
+/// days, plus each event's value × the local days from its date to `to` ÷ the cycle's days,
+/// rounded up to 5 decimals; with the share of the full units it is, and the breakdown row
+/// saying so. `None` when that is the full quantity (every unit held the whole cycle).
+fn days_held_units(
+    ctx: &QuoteContext,
+    charge: &Charge,
+    metric: &Metric,
+    (from, to): (Timestamp, Timestamp),
+    group: &GroupUsage,
+) -> Result<HeldUnits, RateError> {
+    let context = || format!("charge `{}`", charge.id);
+    let cal = &ctx.calendar;
+    let days = |at: Timestamp| cal.fraction_parts(ProrationMode::Days, &ctx.period, at, to);
+    let dated = group.dated.as_deref().unwrap_or_default();
+    let events_sum = dated
+        .iter()
+        .try_fold(Decimal::ZERO, |sum, (_, value)| price::add(sum, *value))
+        .map_err(overflow(context()))?;
+    // The value carried in: what the events did not add.
+    let carried = price::sub(group.raw_value, events_sum).map_err(overflow(context()))?;
+    let (carried_days, cycle_days) = days(from);
+    let mut unit_days =
+        price::mul(carried, Decimal::from(carried_days)).map_err(overflow(context()))?;
+    for (at, value) in dated {
+        let (held, _) = days(*at);
+        let weighted = price::mul(*value, Decimal::from(held)).map_err(overflow(context()))?;
+        unit_days = price::add(unit_days, weighted).map_err(overflow(context()))?;
+    }
+    let held = price::div(unit_days, Decimal::from(cycle_days))
+        .map_err(overflow(context()))?
+        .round_dp_with_strategy(5, rust_decimal::RoundingStrategy::ToPositiveInfinity)
+        .normalize();
+    let held = metric.negative_values.apply(held);
+    if held == group.quantity {
+        return Ok((None, None));
+    }
+    let share = if group.quantity.is_zero() {
+        Decimal::ZERO
+    } else {
+        price::div(held, group.quantity).map_err(overflow(context()))?
+    };
+    let row = BreakdownRow::units(
+        format!(
+            "{} units held by day: {} carried over × {carried_days}/{cycle_days} days, {} events × their days left/{cycle_days}; {} rounded up to 5 dp",
+            normalized_text(group.quantity),
+            normalized_text(carried),
+            dated.len(),
+            normalized_text(held)
+        ),
+        held,
+        Decimal::ZERO,
+        Decimal::ZERO,
+    );
+    Ok((Some((share, held)), Some(row)))
 }
 
 fn price_group<R: Rows>(
@@ -1779,7 +1956,13 @@ fn price_group<R: Rows>(
                 .get(price::tier_reached(&up_tos, quantity, convention))
                 .map(|t| Decimal::from(t.unit_price));
             (
-                price::volume_prorated_into(tiers, quantity, billed_units, share, convention),
+                price::volume_prorated_into(
+                    tiers,
+                    quantity,
+                    billed_units,
+                    (charge.usage_proration != UsageProration::DaysHeld).then_some(share),
+                    convention,
+                ),
                 unit_price,
             )
         }
@@ -1843,11 +2026,27 @@ fn price_group<R: Rows>(
                     ),
                 });
             }
+            if let (Some(free_amount), Some(transactions)) =
+                (free_amount_per_transaction(charge), transactions)
+            {
+                // The allowance was not taken off the quantity: Lago spends it on the
+                // transactions themselves.
+                return Ok(Some((
+                    price::percentage_free_amount_into(
+                        terms,
+                        group.quantity,
+                        free_amount,
+                        transactions,
+                    ),
+                    None,
+                )));
+            }
             if !used.is_zero() && terms.needs_transactions() {
+                // Graduated percentage tiers with per-transaction terms (refused by validation).
                 return Err(RateError::Charge {
                     charge: charge.id.clone(),
                     message:
-                        "an allowance (`included`) cannot be combined with per-transaction bounds or free events"
+                        "an allowance (`included`) on percentage tiers cannot be combined with per-transaction bounds or free events"
                             .to_owned(),
                 });
             }

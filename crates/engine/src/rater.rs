@@ -163,7 +163,11 @@ impl<'a> PeriodRater<'a> {
             }),
             quantities: BTreeMap::new(),
             events: Vec::new(),
-            carry_in: setup.carry_in.clone(),
+            carry_in: setup
+                .carry_in
+                .iter()
+                .map(|(code, level)| (code.clone(), crate::usage::CarryIn::Level(*level)))
+                .collect(),
             credits: setup.credits.clone(),
             plan_change: change.map(|(previous, at)| PlanChange {
                 at: at.to_owned(),
@@ -233,11 +237,7 @@ impl<'a> PeriodRater<'a> {
             }
             None => None,
         };
-        let carry_in: BTreeMap<String, Decimal> = usage
-            .carry_in
-            .iter()
-            .map(|(code, level)| (code.clone(), level.0))
-            .collect();
+        let (carry_in, carried_values) = crate::usage::split_carry_in(&usage.carry_in);
         let window = Window {
             start: change_at.unwrap_or(ctx.period.start),
             end: ctx.period.end,
@@ -248,7 +248,7 @@ impl<'a> PeriodRater<'a> {
             Some(prepared.router()),
             window,
             ctx.billable_from,
-            &carry_in,
+            (&carry_in, &carried_values),
             plugins,
         )?;
         let current = Segment::new(aggregator);
@@ -259,16 +259,21 @@ impl<'a> PeriodRater<'a> {
                     .into_iter()
                     .filter(|(code, _)| old_plan.metrics.iter().any(|m| &m.code == code))
                     .collect();
+                let carried_values: BTreeMap<String, Vec<String>> = carried_values
+                    .into_iter()
+                    .filter(|(code, _)| old_plan.metrics.iter().any(|m| &m.code == code))
+                    .collect();
                 let window = Window {
                     start: ctx.period.start,
                     end: at,
                 };
-                let aggregator = Aggregator::new(
+                let aggregator = Aggregator::routed(
                     &old_plan.metrics,
                     &old_plan.charges,
+                    None,
                     window,
                     ctx.billable_from,
-                    &carry_in,
+                    (&carry_in, &carried_values),
                     plugins,
                 )?;
                 Some(Previous {

@@ -41,10 +41,11 @@ pub struct Usage {
         deserialize_with = "deserialize_owned_events"
     )]
     pub events: Vec<Event<'static>>,
-    /// Level at period start of time-weighted metrics, by metric code.
+    /// What each metric starts the period from, by metric code: the level of a time-weighted
+    /// metric or the value of a carried-over `sum` (a decimal), the values active at the end
+    /// of the previous period of a carried-over `unique_count` (a list of strings).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[cfg_attr(feature = "schema", schemars(with = "BTreeMap<String, Dec>"))]
-    pub carry_in: BTreeMap<String, Dec>,
+    pub carry_in: BTreeMap<String, CarryIn>,
     /// Prepaid credits held by the customer (beside the plan's), applied last.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub credits: Vec<Credit>,
@@ -119,6 +120,80 @@ pub struct CustomerSetup {
     pub attributes: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     pub carry_in: BTreeMap<String, Dec>,
+}
+
+/// What a metric starts a period from: a level or value (`"10"`), or the values of a
+/// carried-over unique count (`["seat_1", "seat_2"]`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(untagged)]
+pub enum CarryIn {
+    Level(Dec),
+    Values(Vec<String>),
+}
+
+/// By the JSON type, as [`QuantityInput`]: a string or number is a level, with the decimal's
+/// own error; an array is a list of values.
+impl<'de> Deserialize<'de> for CarryIn {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CarryInVisitor;
+
+        impl<'de> Visitor<'de> for CarryInVisitor {
+            type Value = CarryIn;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a level: a decimal string (\"10\") or a short JSON number, or a list of values (strings)",
+                )
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<CarryIn, E> {
+                crate::decimal::DecimalVisitor
+                    .visit_str(v)
+                    .map(|d| CarryIn::Level(Dec(d)))
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<CarryIn, E> {
+                Ok(CarryIn::Level(Dec(Decimal::from(v))))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<CarryIn, E> {
+                Ok(CarryIn::Level(Dec(Decimal::from(v))))
+            }
+
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<CarryIn, E> {
+                crate::decimal::DecimalVisitor
+                    .visit_f64(v)
+                    .map(|d| CarryIn::Level(Dec(d)))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<CarryIn, A::Error> {
+                Vec::<String>::deserialize(de::value::SeqAccessDeserializer::new(seq))
+                    .map(CarryIn::Values)
+            }
+        }
+
+        deserializer.deserialize_any(CarryInVisitor)
+    }
+}
+
+/// A usage's `carry_in` split by kind: the levels (decimals) and the value lists.
+pub(crate) fn split_carry_in(
+    carry_in: &BTreeMap<String, CarryIn>,
+) -> (BTreeMap<String, Decimal>, BTreeMap<String, Vec<String>>) {
+    let mut levels = BTreeMap::new();
+    let mut values = BTreeMap::new();
+    for (code, carried) in carry_in {
+        match carried {
+            CarryIn::Level(level) => {
+                levels.insert(code.clone(), level.0);
+            }
+            CarryIn::Values(list) => {
+                values.insert(code.clone(), list.clone());
+            }
+        }
+    }
+    (levels, values)
 }
 
 /// An aggregated quantity: `"1200"`, or per-group quantities.

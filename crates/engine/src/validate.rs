@@ -340,13 +340,27 @@ fn check_metrics(r: &mut Report, plan: &Plan) {
             );
         }
         if metric.recurrence != crate::plan::Recurrence::PerPeriod
-            && (!matches!(metric.aggregation, Aggregation::Sum { .. })
-                || !metric.group_by.is_empty())
+            && (!matches!(
+                metric.aggregation,
+                Aggregation::Sum { .. } | Aggregation::UniqueCount { .. }
+            ) || !metric.group_by.is_empty())
         {
             r.error(
                 IssueCode::BadConvention,
                 format!("{path}.recurrence"),
-                "`recurrence` `carried_over` applies to ungrouped `sum` metrics only (a carried unique count needs the set of values, which `carry_in` does not hold)",
+                "`recurrence` `carried_over` applies to ungrouped `sum` and `unique_count` metrics only",
+            );
+        }
+        if let Aggregation::UniqueCount {
+            operation_property: Some(operation),
+            ..
+        } = &metric.aggregation
+            && operation.trim().is_empty()
+        {
+            r.error(
+                IssueCode::EmptyProperty,
+                format!("{path}.aggregation.operation_property"),
+                "the operation property is empty",
             );
         }
         let property = match &metric.aggregation {
@@ -354,7 +368,7 @@ fn check_metrics(r: &mut Report, plan: &Plan) {
             Aggregation::Sum { property }
             | Aggregation::Max { property }
             | Aggregation::Min { property }
-            | Aggregation::UniqueCount { property }
+            | Aggregation::UniqueCount { property, .. }
             | Aggregation::Latest { property }
             | Aggregation::TimeWeightedSum { property, .. }
             | Aggregation::TimeWeightedAverage { property, .. } => Some(property),
@@ -536,7 +550,26 @@ fn check_charges<'p>(r: &mut Report, plan: &'p Plan, minor_units: u32) -> BTreeS
             r.error(
                 IssueCode::BadConvention,
                 format!("{path}.usage_proration"),
-                "`usage_proration` `tier_by_full_units` applies to volume and per-unit charges only",
+                format!(
+                    "`usage_proration` `{}` applies to volume and per-unit charges only",
+                    match charge.usage_proration {
+                        crate::plan::UsageProration::DaysHeld => "days_held",
+                        _ => "tier_by_full_units",
+                    }
+                ),
+            );
+        }
+        if charge.usage_proration == crate::plan::UsageProration::DaysHeld
+            && let Some(metric) = metric
+            && (!matches!(metric.aggregation, Aggregation::Sum { .. })
+                || metric.recurrence != crate::plan::Recurrence::CarriedOver
+                || !metric.group_by.is_empty()
+                || metric.conversion.is_some())
+        {
+            r.error(
+                IssueCode::BadConvention,
+                format!("{path}.usage_proration"),
+                format!("`usage_proration` `days_held` applies to an ungrouped `sum` metric with `recurrence` `carried_over` and no conversion, and `{}` is not one", metric.code),
             );
         }
         check_model(r, plan, charge, metric, &path, minor_units);
@@ -621,11 +654,19 @@ fn check_model(
                     "free events apply to a flat `percent`, not to graduated tiers",
                 );
             }
-            if free_events.is_some() && charge.included.is_some() {
+            // An allowance with free events or bounds is spent on the transactions themselves
+            // (Lago's free amount), which a grouped metric would have to share among groups.
+            if charge.included.is_some()
+                && (free_events.is_some()
+                    || min_per_transaction.is_some()
+                    || max_per_transaction.is_some())
+                && let Some(metric) = metric
+                && !metric.group_by.is_empty()
+            {
                 r.error(
                     IssueCode::BadPercentage,
-                    format!("{mpath}.free_events"),
-                    "free events cannot be combined with an allowance (`included`)",
+                    format!("{path}.included"),
+                    format!("a free amount (`included`) with free events or per-transaction bounds is spent transaction by transaction, which needs an ungrouped metric, and `{}` is grouped", metric.code),
                 );
             }
             match (percent, tiers.is_empty()) {

@@ -13,18 +13,19 @@
 //! | `graduated` / `volume` ranges (`from_value`–`to_value`)   | `graduated` / `volume`, `tier_ranges: whole_units` |
 //! | `volume` (first range's flat amount billed at 0 units)    | `zero_usage: first_tier_flat_fee`               |
 //! | `package` (`amount`, `package_size`, `free_units`)        | `package`, rounded up                           |
-//! | `percentage` (`rate`, `fixed_amount`, per-transaction min/max, `free_units_per_events`, `free_units_per_total_aggregation`) | `percentage` (`free_events`, `included`) |
+//! | `percentage` (`rate`, `fixed_amount`, per-transaction min/max, `free_units_per_events`, `free_units_per_total_aggregation`) | `percentage` (`free_events`, `included`: with free events or bounds, spent transaction by transaction as Lago does) |
 //! | `graduated_percentage` ranges (`rate`, `flat_amount`)     | `percentage` with tiers                         |
 //! | charge `min_amount_cents`                                 | charge `minimum`                                |
 //! | metric `count_agg` / `sum_agg` / `max_agg` / `unique_count_agg` | `count` / `sum` / `max` / `unique_count`  |
 //! | metric `latest_agg`                                       | `latest` with `negative_values: floor_at_zero`  |
 //! | a `recurring` `sum_agg`                                   | `sum` with `recurrence: carried_over`           |
+//! | a `prorated` standard / volume charge of a recurring `sum_agg` | `usage_proration: days_held`               |
+//! | a `recurring` `unique_count_agg` (`operation_type` add/remove) | `unique_count` with `recurrence: carried_over` (operations read from `operation_type`) |
 //! | metric `rounding_function`, `rounding_precision`          | `conversion.round` (negative precision too)     |
 //!
 //! Everything else is not carried over and is listed by its JSON path in
-//! [`Imported::not_carried`] (pay-in-advance or prorated charges, filters, dynamic and custom
-//! models, recurring unique counts and weighted-sum metrics, a percentage's free amount combined with free
-//! events or per-transaction bounds, …): an operator
+//! [`Imported::not_carried`] (pay-in-advance charges, other prorated charges, filters, dynamic and custom
+//! models, weighted-sum metrics, …): an operator
 //! sees every difference instead of a silently different invoice.
 
 use rust_decimal::Decimal;
@@ -116,19 +117,31 @@ pub fn lago_plan(export: &Value, plan_id: Option<&str>) -> Result<Imported, Impo
         if model.whole_unit_ranges {
             whole_unit_ranges = true;
         }
-        for (flag, what) in [
-            (
-                "pay_in_advance",
+        if charge.get("pay_in_advance").and_then(Value::as_bool) == Some(true) {
+            not_carried.push(NotCarried::new(
+                format!("{path}.pay_in_advance"),
                 "billed in advance (Ratecard bills usage in arrears)",
-            ),
-            (
-                "prorated",
-                "prorated usage (not carried: priced on the full quantity)",
-            ),
-        ] {
-            if charge.get(flag).and_then(Value::as_bool) == Some(true) {
-                not_carried.push(NotCarried::new(format!("{path}.{flag}"), what));
-            }
+            ));
+        }
+        let prorated = charge.get("prorated").and_then(Value::as_bool) == Some(true);
+        // A prorated standard or volume charge of a recurring sum bills each unit by the days
+        // it was held; Lago's other prorated charges are not carried.
+        let days_held = prorated
+            && matches!(
+                charge.get("charge_model").and_then(Value::as_str),
+                Some("standard" | "volume")
+            )
+            && metrics_by_code.iter().any(|m| {
+                m.get("code").and_then(Value::as_str) == Some(metric_code.as_str())
+                    && m.get("aggregation_type").and_then(Value::as_str) == Some("sum_agg")
+                    && m.get("recurring").and_then(Value::as_bool) == Some(true)
+                    && m.get("rounding_function").is_none_or(Value::is_null)
+            });
+        if prorated && !days_held {
+            not_carried.push(NotCarried::new(
+                format!("{path}.prorated"),
+                "prorated usage (carried for standard and volume charges of a recurring sum_agg only: priced on the full quantity)",
+            ));
         }
         if charge
             .get("filters")
@@ -163,7 +176,11 @@ pub fn lago_plan(export: &Value, plan_id: Option<&str>) -> Result<Imported, Impo
                 .map(Dec),
             maximum: None,
             zero_usage: model.zero_usage,
-            usage_proration: crate::plan::UsageProration::None,
+            usage_proration: if days_held {
+                crate::plan::UsageProration::DaysHeld
+            } else {
+                crate::plan::UsageProration::None
+            },
         });
     }
     let trial_days = match plan.get("trial_period") {
@@ -366,28 +383,34 @@ fn charge_model(
                 max_per_transaction: field("per_transaction_max_amount")?.map(Dec),
                 free_events: None,
             });
-            let free_amount = field("free_units_per_total_aggregation")?.filter(|f| !f.is_zero());
-            let bounded = props
-                .get("per_transaction_min_amount")
-                .is_some_and(|v| !v.is_null())
-                || props
-                    .get("per_transaction_max_amount")
-                    .is_some_and(|v| !v.is_null());
+            // With free events or per-transaction bounds, the engine spends `included` on the
+            // transactions themselves, as Lago spends its free amount.
+            model.included = field("free_units_per_total_aggregation")?.filter(|f| !f.is_zero());
             let free_events = field("free_units_per_events")?
                 .filter(|f| !f.is_zero())
                 .and_then(|f| f.to_u64());
-            match (free_amount, bounded || free_events.is_some()) {
-                (Some(_), true) => not_carried.push(NotCarried::new(
-                    format!("{props_path}.free_units_per_total_aggregation"),
-                    "a free amount combined with per-transaction min/max or free events is not imported: the whole amount pays the rate",
-                )),
-                (free_amount, _) => model.included = free_amount,
-            }
             if let PriceModel::Percentage {
-                free_events: slot, ..
+                free_events: slot,
+                fixed_fee,
+                min_per_transaction,
+                max_per_transaction,
+                ..
             } = &mut model.model
             {
                 *slot = free_events;
+                // Alone, `included` is taken off the amount and every transaction pays the
+                // fixed fee; Lago waives it below the free amount.
+                if model.included.is_some()
+                    && free_events.is_none()
+                    && min_per_transaction.is_none()
+                    && max_per_transaction.is_none()
+                    && fixed_fee.is_some()
+                {
+                    not_carried.push(NotCarried::new(
+                        format!("{props_path}.free_units_per_total_aggregation"),
+                        "a free amount with a fixed amount: Lago waives the fixed amount of the transactions within the free amount, Ratecard bills it on every transaction",
+                    ));
+                }
             }
             model
         }
@@ -501,7 +524,12 @@ fn metric(code: &str, given: &[Value], not_carried: &mut Vec<NotCarried>) -> Met
         Some("count_agg") | None => {}
         Some("sum_agg") => metric.aggregation = Aggregation::Sum { property },
         Some("max_agg") => metric.aggregation = Aggregation::Max { property },
-        Some("unique_count_agg") => metric.aggregation = Aggregation::UniqueCount { property },
+        Some("unique_count_agg") => {
+            metric.aggregation = Aggregation::UniqueCount {
+                property,
+                operation_property: None,
+            }
+        }
         Some("latest_agg") => {
             metric.aggregation = Aggregation::Latest { property };
             metric.negative_values = NegativeValues::FloorAtZero;
@@ -512,8 +540,14 @@ fn metric(code: &str, given: &[Value], not_carried: &mut Vec<NotCarried>) -> Met
         )),
     }
     let recurring = lago.get("recurring").and_then(Value::as_bool) == Some(true);
-    if recurring && matches!(metric.aggregation, Aggregation::Sum { .. }) {
-        // Carried: each period's `carry_in` is the previous period's value.
+    if recurring
+        && matches!(
+            metric.aggregation,
+            Aggregation::Sum { .. } | Aggregation::UniqueCount { .. }
+        )
+    {
+        // Carried: each period's `carry_in` is the previous period's value (a sum) or its
+        // active values (a unique count, whose events' `operation_type` adds or removes).
         metric.recurrence = crate::plan::Recurrence::CarriedOver;
     } else if recurring {
         not_carried.push(NotCarried::new(
@@ -719,6 +753,139 @@ mod tests {
         assert_eq!(invoice.total.0.to_string(), "591.00");
     }
 
+    /// A free amount combined with free events and per-transaction bounds is carried, and
+    /// prices as Lago's spec computes it (getlago/lago-api
+    /// `spec/services/charge_models/percentage_service_spec.rb`: 2.691).
+    #[test]
+    fn lago_free_amount_with_free_events_and_bounds_is_carried() {
+        let export = serde_json::json!({"plan": {"code": "p", "interval": "monthly", "amount_currency": "USD",
+            "charges": [{"billable_metric_code": "payments", "charge_model": "percentage",
+              "properties": {"rate": "2.99", "free_units_per_events": 3,
+                             "free_units_per_total_aggregation": "10000",
+                             "per_transaction_min_amount": "1.75", "per_transaction_max_amount": "12"}}]},
+            "billable_metrics": [{"code": "payments", "aggregation_type": "sum_agg", "field_name": "amount"}]});
+        let imported = lago_plan(&export, None).unwrap();
+        assert!(
+            imported.not_carried.is_empty(),
+            "{:?}",
+            imported.not_carried
+        );
+        let charge = &imported.plan.charges[0];
+        assert_eq!(charge.included, Some(Dec(Decimal::new(10000, 0))));
+        assert!(matches!(
+            charge.model,
+            PriceModel::Percentage {
+                free_events: Some(3),
+                ..
+            }
+        ));
+        let report = crate::validate::validate_plan(&imported.plan);
+        assert!(report.is_ok(), "{report:?}");
+        let usage: Usage = serde_json::from_str(
+            r#"{"period":{"index":0},"quantities":{"payments":[
+                {"quantity":"10090","transactions":["10","80","10000"]}]}}"#,
+        )
+        .unwrap();
+        let invoice = quote(&imported.plan, &usage, &NoPlugins).unwrap();
+        assert_eq!(invoice.total.0.to_string(), "2.69");
+    }
+
+    /// A recurring unique count is carried over: the values active at the end of the previous
+    /// period are the usage's `carry_in`, and `operation_type` adds or removes values.
+    #[test]
+    fn lago_recurring_unique_count_is_carried_over() {
+        let export = serde_json::json!({"plan": {"code": "seats", "interval": "monthly", "amount_currency": "USD",
+            "charges": [{"billable_metric_code": "seats", "charge_model": "standard",
+              "properties": {"amount": "10"}}]},
+            "billable_metrics": [{"code": "seats", "aggregation_type": "unique_count_agg",
+              "field_name": "seat_id", "recurring": true}]});
+        let imported = lago_plan(&export, None).unwrap();
+        assert!(
+            imported.not_carried.is_empty(),
+            "{:?}",
+            imported.not_carried
+        );
+        let seats = &imported.plan.metrics[0];
+        assert_eq!(seats.recurrence, crate::plan::Recurrence::CarriedOver);
+        assert_eq!(
+            seats.aggregation.operation_property(seats.recurrence),
+            Some("operation_type")
+        );
+        let usage: Usage = serde_json::from_str(
+            r#"{"customer":{"id":"c"},"period":{"index":1},"subscription":{"start":"2026-11-01"},
+                "carry_in":{"seats":["a","b"]},
+                "events":[
+                  {"id":"1","customer":"c","code":"seats","timestamp":"2026-12-02T00:00:00Z",
+                   "properties":{"seat_id":"a","operation_type":"remove"}},
+                  {"id":"2","customer":"c","code":"seats","timestamp":"2026-12-03T00:00:00Z",
+                   "properties":{"seat_id":"c"}}]}"#,
+        )
+        .unwrap();
+        let invoice = quote(&imported.plan, &usage, &NoPlugins).unwrap();
+        assert_eq!(invoice.total.0.to_string(), "20.00"); // b and c
+        assert_eq!(
+            invoice.lines[0].breakdown[0].description,
+            "2 values carried over (a, b); 2 active at the end (b, c)"
+        );
+    }
+
+    /// A prorated standard charge of a recurring sum bills each seat by the days it was held,
+    /// here in a first period shortened by calendar billing (anchor on the 1st): a seat added
+    /// on Nov 16 holds 15 of November's 30 days, 10 × 0.5 = 5.00 (Lago's prorated sum).
+    #[test]
+    fn lago_prorated_recurring_sum_is_billed_by_days_held() {
+        let export = serde_json::json!({"plan": {"code": "seats", "interval": "monthly", "amount_currency": "USD",
+            "charges": [
+              {"billable_metric_code": "seats", "charge_model": "standard", "prorated": true,
+               "properties": {"amount": "10"}},
+              {"billable_metric_code": "seats", "charge_model": "graduated", "prorated": true,
+               "properties": {"graduated_ranges": [
+                 {"from_value": 0, "to_value": null, "flat_amount": "0", "per_unit_amount": "1"}]}}]},
+            "billable_metrics": [{"code": "seats", "aggregation_type": "sum_agg",
+              "field_name": "seats", "recurring": true}]});
+        let mut imported = lago_plan(&export, None).unwrap();
+        assert_eq!(
+            imported.plan.charges[0].usage_proration,
+            crate::plan::UsageProration::DaysHeld
+        );
+        let paths: Vec<&str> = imported
+            .not_carried
+            .iter()
+            .map(|n| n.path.as_str())
+            .collect();
+        assert_eq!(paths, ["$.plan.charges[1].prorated"]);
+        imported.plan.charges.truncate(1);
+        let report = crate::validate::validate_plan(&imported.plan);
+        assert!(report.is_ok(), "{report:?}");
+        let usage: Usage = serde_json::from_str(
+            r#"{"customer":{"id":"c"},"period":{"index":0},
+                "subscription":{"start":"2026-11-16","billing_anchor":"2026-11-01"},
+                "events":[{"id":"1","customer":"c","code":"seats","timestamp":"2026-11-16T09:00:00Z",
+                           "properties":{"seats":"1"}}]}"#,
+        )
+        .unwrap();
+        let invoice = quote(&imported.plan, &usage, &NoPlugins).unwrap();
+        assert_eq!(invoice.lines[0].quantity.0.to_string(), "0.5");
+        assert_eq!(invoice.total.0.to_string(), "5.00");
+    }
+
+    #[test]
+    fn lago_free_amount_alone_with_a_fixed_amount_is_reported() {
+        let export = serde_json::json!({"code": "p", "interval": "monthly", "amount_currency": "USD",
+            "charges": [{"billable_metric_code": "amount", "charge_model": "percentage",
+              "properties": {"rate": "2", "fixed_amount": "0.5",
+                             "free_units_per_total_aggregation": "500"}}]});
+        let imported = lago_plan(&export, None).unwrap();
+        assert_eq!(
+            imported.plan.charges[0].included,
+            Some(Dec(Decimal::new(500, 0)))
+        );
+        assert_eq!(
+            imported.not_carried[0].path,
+            "$.charges[0].properties.free_units_per_total_aggregation"
+        );
+    }
+
     #[test]
     fn lago_volume_bills_the_first_range_flat_amount_at_zero_and_bad_input_names_its_path() {
         let export = serde_json::json!({"code": "v", "interval": "weekly", "amount_currency": "EUR",
@@ -736,17 +903,6 @@ mod tests {
             serde_json::from_str(r#"{"period":{"index":0},"quantities":{"seats":"0"}}"#).unwrap();
         let invoice = quote(&imported.plan, &usage, &NoPlugins).unwrap();
         assert_eq!(invoice.total.0.to_string(), "1.00");
-
-        let free_and_bounds = serde_json::json!({"code": "p", "interval": "monthly", "amount_currency": "USD",
-            "charges": [{"billable_metric_code": "amount", "charge_model": "percentage",
-              "properties": {"rate": "2", "free_units_per_total_aggregation": "500",
-                             "per_transaction_min_amount": "0.10"}}]});
-        let imported = lago_plan(&free_and_bounds, None).unwrap();
-        assert_eq!(imported.plan.charges[0].included, None);
-        assert_eq!(
-            imported.not_carried[0].path,
-            "$.charges[0].properties.free_units_per_total_aggregation"
-        );
 
         let bad = serde_json::json!({"plan": {"code": "x", "interval": "daily", "amount_currency": "USD"}});
         assert_eq!(

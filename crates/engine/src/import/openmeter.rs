@@ -522,7 +522,12 @@ impl Importer<'_> {
             Some("SUM") => metric.aggregation = Aggregation::Sum { property },
             Some("MAX") => metric.aggregation = Aggregation::Max { property },
             Some("MIN") => metric.aggregation = Aggregation::Min { property },
-            Some("UNIQUE_COUNT") => metric.aggregation = Aggregation::UniqueCount { property },
+            Some("UNIQUE_COUNT") => {
+                metric.aggregation = Aggregation::UniqueCount {
+                    property,
+                    operation_property: None,
+                }
+            }
             Some("LATEST") => metric.aggregation = Aggregation::Latest { property },
             Some(other) => self.note(
                 format!("{meter_path}.aggregation"),

@@ -10,9 +10,11 @@ use rust_decimal::Decimal;
 
 use super::index::IdSet;
 use super::route::{Router, Routing};
-use super::slot::{Acc, Slot, passes, read_number};
+use super::slot::{Acc, Members, Slot, operation, passes, read_number};
 use super::time_weighted::time_weighted;
-use super::{AggregateError, EventError, GroupUsage, MeteredUsage, Outcome, Window, convert};
+use super::{
+    AggregateError, EventError, GroupUsage, MeteredUsage, Outcome, UniqueValues, Window, convert,
+};
 use crate::plan::{Aggregation, Charge, Metric, Recurrence};
 use crate::plugin::PluginHost;
 use crate::usage::{Event, Timestamp};
@@ -78,27 +80,28 @@ impl<'p> Aggregator<'p> {
             None,
             window,
             billable_from,
-            carry_in,
+            (carry_in, &BTreeMap::new()),
             plugins,
         )
     }
 
     /// [`Aggregator::new`] with the router of `metrics` given (`Some`, built by
-    /// [`Router::new`] of the same metrics) instead of built for this aggregator alone.
+    /// [`Router::new`] of the same metrics) instead of built for this aggregator alone, and
+    /// the values carried in by carried-over unique counts beside the levels.
     pub(crate) fn routed(
         metrics: &'p [Metric],
         charges: &'p [Charge],
         router: Option<&'p Router>,
         window: Window,
         billable_from: Timestamp,
-        carry_in: &BTreeMap<String, Decimal>,
+        (carry_in, carried_values): (&BTreeMap<String, Decimal>, &BTreeMap<String, Vec<String>>),
         plugins: &'p dyn PluginHost,
     ) -> Result<Aggregator<'p>, AggregateError> {
         if window
             .end
             .0
             .checked_sub(window.start.0)
-            .is_none_or(|len| len <= 0)
+            .is_none_or(|len| len < 0)
         {
             return Err(AggregateError::InvalidWindow {
                 start: window.start,
@@ -120,7 +123,12 @@ impl<'p> Aggregator<'p> {
             let slot = &mut slots[idx];
             let is_sum = matches!(slot.metric.aggregation, Aggregation::Sum { .. });
             let carried_sum = is_sum && slot.metric.recurrence == Recurrence::CarriedOver;
-            let problem = if is_sum && !carried_sum {
+            let is_unique = matches!(slot.metric.aggregation, Aggregation::UniqueCount { .. });
+            let problem = if is_unique && slot.metric.recurrence == Recurrence::CarriedOver {
+                Some(
+                    "a carried-over `unique_count` starts from the list of values active at the end of the previous period, not a number",
+                )
+            } else if is_sum && !carried_sum {
                 Some("applies to a `sum` metric only with `recurrence` `carried_over`")
             } else if !slot.time_weighted && !carried_sum {
                 Some("applies only to time-weighted metrics")
@@ -140,6 +148,29 @@ impl<'p> Aggregator<'p> {
                 // The ungrouped sum starts from the previous period's value.
                 group.acc = Acc::Sum(*level);
             }
+        }
+        for (code, values) in carried_values {
+            let Some(&idx) = index_by_code.get(code.as_str()) else {
+                return Err(AggregateError::UnknownMetric(code.clone()));
+            };
+            let slot = &mut slots[idx];
+            let carried_unique = matches!(slot.metric.aggregation, Aggregation::UniqueCount { .. })
+                && slot.metric.recurrence == Recurrence::CarriedOver
+                && slot.metric.group_by.is_empty();
+            let group = slot.groups.first_mut().filter(|_| carried_unique);
+            let Some(group) = group else {
+                return Err(AggregateError::CarryIn {
+                    metric: code.clone(),
+                    message: "a list of values applies only to an ungrouped `unique_count` metric with `recurrence` `carried_over`".to_owned(),
+                });
+            };
+            group.acc =
+                Acc::Members(
+                    Members::carried(values).ok_or_else(|| AggregateError::TooMany {
+                        metric: code.clone(),
+                        what: "unique values",
+                    })?,
+                );
         }
         Ok(Aggregator {
             window,
@@ -247,6 +278,7 @@ impl<'p> Aggregator<'p> {
             let metric = slot.metric;
             let mut groups = Vec::with_capacity(slot.groups.len());
             for group in slot.groups {
+                let values = unique_values(&group.acc);
                 let raw_value = match group.acc {
                     Acc::Levels(mut levels) => time_weighted(
                         metric,
@@ -267,6 +299,8 @@ impl<'p> Aggregator<'p> {
                     raw_value,
                     group.n_events,
                     group.transactions,
+                    values,
+                    group.dated,
                 )?);
             }
             groups.sort_by(|a, b| a.group.cmp(&b.group));
@@ -311,6 +345,8 @@ impl<'p> Aggregator<'p> {
                     raw_value,
                     group.n_events,
                     group.transactions.clone(),
+                    unique_values(&group.acc),
+                    group.dated.clone(),
                 ) {
                     Ok(usage) => groups.push(usage),
                     Err(error) => return Some(Err(error)),
@@ -364,6 +400,14 @@ impl<'p> Aggregator<'p> {
                 None if slot.record_transactions => Some(Decimal::ONE),
                 None => None,
             };
+            if let Some(property) = slot.operation_property {
+                operation(event, property).map_err(|message| EventError {
+                    event_id: event.id.to_string(),
+                    metric: Some(slot.metric.code.clone()),
+                    property: Some(property.to_owned()),
+                    message,
+                })?;
+            }
             prepared.push(Prepared {
                 slot: slot_idx,
                 value,
@@ -398,6 +442,8 @@ fn group_usage(
     raw_value: Decimal,
     n_events: u64,
     transactions: Option<Vec<Decimal>>,
+    values: Option<UniqueValues>,
+    dated: Option<Vec<(Timestamp, Decimal)>>,
 ) -> Result<GroupUsage, AggregateError> {
     Ok(GroupUsage {
         group,
@@ -405,7 +451,17 @@ fn group_usage(
         quantity: metric.negative_values.apply(convert(metric, raw_value)?),
         n_events,
         transactions,
+        values,
+        dated,
     })
+}
+
+/// The values of a unique count that follows operations.
+fn unique_values(acc: &Acc) -> Option<UniqueValues> {
+    match acc {
+        Acc::Members(members) => Some(members.values()),
+        _ => None,
+    }
 }
 
 /// The raw value of an accumulator that needs neither the window nor a plugin.
@@ -415,6 +471,7 @@ fn plain_value(acc: &Acc, n_events: u64) -> Decimal {
         Acc::Sum(sum) => *sum,
         Acc::Max(value) | Acc::Min(value) => value.unwrap_or(Decimal::ZERO),
         Acc::Unique(values) => Decimal::from(values.len()),
+        Acc::Members(members) => Decimal::from(members.n_active()),
         Acc::Latest(latest) => latest.map_or(Decimal::ZERO, |(_, value)| value),
         Acc::Levels(_) | Acc::Custom(_) => {
             unreachable!("time-weighted and custom values are computed by the caller")

@@ -233,8 +233,9 @@ pub enum AggregateError {
         charge: String,
         aggregation: &'static str,
     },
-    /// The window is empty or its length overflows.
-    #[error("the window [{}, {}) is empty or too long", .start.0, .end.0)]
+    /// The window ends before it starts or its length overflows (an empty window, a
+    /// zero-length period, is valid and takes no event).
+    #[error("the window [{}, {}) ends before it starts or is too long", .start.0, .end.0)]
     InvalidWindow { start: Timestamp, end: Timestamp },
 }
 
@@ -258,6 +259,22 @@ pub struct GroupUsage {
     /// Each counted event's value in push order, for metrics priced with per-transaction
     /// bounds; `None` for other metrics.
     pub transactions: Option<Vec<Decimal>>,
+    /// For a unique count that follows `add` / `remove` operations: the values it started
+    /// from and those active at the end; `None` for other metrics.
+    pub values: Option<UniqueValues>,
+    /// Each counted event's timestamp and value in push order, for metrics priced by the days
+    /// each unit was held (`usage_proration` `days_held`); `None` for other metrics.
+    pub dated: Option<Vec<(Timestamp, Decimal)>>,
+}
+
+/// The values of a unique count that follows `add` / `remove` operations.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UniqueValues {
+    /// The values carried in (the usage's `carry_in`), sorted.
+    pub carried_in: Vec<String>,
+    /// The values whose latest event adds them (or carried in and not removed), sorted: the
+    /// next period's `carry_in`.
+    pub active: Vec<String>,
 }
 
 /// Turns a metric's raw value into its billed quantity: `raw × multiply_by ÷ divide_by`, then

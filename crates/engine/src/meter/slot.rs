@@ -2,12 +2,13 @@
 //! its aggregation kind ([`Acc`]; a custom metric's is in `custom`); filters and group keys.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 
 use super::custom::{self, Custom};
 use super::index::StrIndex;
-use super::{AggregateError, MISSING_GROUP_VALUE, zero_divisor};
+use super::{AggregateError, MISSING_GROUP_VALUE, UniqueValues, zero_divisor};
 use crate::plan::{Aggregation, Charge, Filter, GroupKey, Metric, PriceModel};
 use crate::plugin::{MetricAccumulator, PluginHost};
 use crate::usage::{Event, PropValue, Timestamp};
@@ -19,7 +20,13 @@ pub(super) struct Slot<'p> {
     pub(super) numeric_property: Option<&'p str>,
     pub(super) time_weighted: bool,
     pub(super) record_transactions: bool,
+    /// Whether each counted event's timestamp and value are kept (a charge prices the metric
+    /// by the days each unit was held).
+    pub(super) record_dated: bool,
     pub(super) carry_in: Decimal,
+    /// The property holding an event's `add` / `remove` operation, for a unique count that
+    /// follows operations.
+    pub(super) operation_property: Option<&'p str>,
     pub(super) groups: Vec<Group>,
     /// Encoded group key → index in `groups` (grouped metrics only).
     pub(super) group_index: StrIndex,
@@ -34,6 +41,7 @@ pub(super) struct Group {
     pub(super) n_events: u64,
     pub(super) acc: Acc,
     pub(super) transactions: Option<Vec<Decimal>>,
+    pub(super) dated: Option<Vec<(Timestamp, Decimal)>>,
 }
 
 pub(super) enum Acc {
@@ -42,6 +50,7 @@ pub(super) enum Acc {
     Max(Option<Decimal>),
     Min(Option<Decimal>),
     Unique(StrIndex),
+    Members(Members),
     Latest(Option<(Timestamp, Decimal)>),
     Levels(Vec<(Timestamp, Decimal)>),
     Custom(Custom),
@@ -96,7 +105,12 @@ impl<'p> Slot<'p> {
             numeric_property,
             time_weighted,
             record_transactions: per_transaction_charge.is_some(),
+            record_dated: charges.iter().any(|charge| {
+                charge.metric.as_deref() == Some(metric.code.as_str())
+                    && charge.usage_proration == crate::plan::UsageProration::DaysHeld
+            }),
             carry_in: Decimal::ZERO,
+            operation_property: metric.aggregation.operation_property(metric.recurrence),
             groups: Vec::new(),
             group_index: StrIndex::default(),
             spare: None,
@@ -123,6 +137,9 @@ impl<'p> Slot<'p> {
             Aggregation::Sum { .. } => Acc::Sum(Decimal::ZERO),
             Aggregation::Max { .. } => Acc::Max(None),
             Aggregation::Min { .. } => Acc::Min(None),
+            Aggregation::UniqueCount { .. } if self.operation_property.is_some() => {
+                Acc::Members(Members::default())
+            }
             Aggregation::UniqueCount { .. } => Acc::Unique(StrIndex::default()),
             Aggregation::Latest { .. } => Acc::Latest(None),
             Aggregation::TimeWeightedSum { .. } | Aggregation::TimeWeightedAverage { .. } => {
@@ -144,6 +161,7 @@ impl<'p> Slot<'p> {
             n_events: 0,
             acc,
             transactions: self.record_transactions.then(Vec::new),
+            dated: self.record_dated.then(Vec::new),
         }
     }
 
@@ -218,8 +236,26 @@ impl<'p> Slot<'p> {
             }
             Acc::Max(max) => *max = Some(max.map_or(number, |m| m.max(number))),
             Acc::Min(min) => *min = Some(min.map_or(number, |m| m.min(number))),
+            Acc::Members(members) => {
+                if let Aggregation::UniqueCount { property, .. } = &metric.aggregation
+                    && let Some(text) = event
+                        .properties
+                        .get(property.as_str())
+                        .and_then(PropValue::as_text)
+                {
+                    let add = self
+                        .operation_property
+                        .is_none_or(|op| operation(event, op) != Ok(Operation::Remove));
+                    members.apply(&text, event.timestamp, add).ok_or_else(|| {
+                        AggregateError::TooMany {
+                            metric: code.clone(),
+                            what: "unique values",
+                        }
+                    })?;
+                }
+            }
             Acc::Unique(values) => {
-                if let Aggregation::UniqueCount { property } = &metric.aggregation
+                if let Aggregation::UniqueCount { property, .. } = &metric.aggregation
                     && let Some(text) = event
                         .properties
                         .get(property.as_str())
@@ -245,8 +281,88 @@ impl<'p> Slot<'p> {
             if let (Some(transactions), Some(value)) = (&mut group.transactions, value) {
                 transactions.push(value);
             }
+            if let (Some(dated), Some(value)) = (&mut group.dated, value) {
+                dated.push((event.timestamp, value));
+            }
         }
         Ok(())
+    }
+}
+
+/// An event's operation on a unique count's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Operation {
+    Add,
+    Remove,
+}
+
+/// The operation an event names in `property`: `add` when the property is missing (as Lago's
+/// `COALESCE(operation_type, 'add')`), else its text, which must be `add` or `remove`.
+pub(super) fn operation(event: &Event<'_>, property: &str) -> Result<Operation, String> {
+    match event.properties.get(property) {
+        None | Some(PropValue::Null) => Ok(Operation::Add),
+        Some(value) => match value.as_text().as_deref() {
+            Some("add") => Ok(Operation::Add),
+            Some("remove") => Ok(Operation::Remove),
+            _ => Err("an operation is `add` or `remove`".to_owned()),
+        },
+    }
+}
+
+/// The state of a unique count that follows `add` / `remove` operations: each value's latest
+/// operation (by timestamp, ties in push order; a carried-in value is older than any event).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Members {
+    latest: BTreeMap<String, (Option<Timestamp>, bool)>,
+    carried_in: Vec<String>,
+}
+
+impl Members {
+    /// The values active at the start (a usage's `carry_in`); `None` past the value limit.
+    pub(super) fn carried(values: &[String]) -> Option<Members> {
+        let mut members = Members::default();
+        for value in values {
+            if members.latest.len() >= StrIndex::MAX_STRINGS {
+                return None;
+            }
+            members.latest.insert(value.clone(), (None, true));
+        }
+        members.carried_in = members.latest.keys().cloned().collect();
+        Some(members)
+    }
+
+    /// An event's operation on `value` at `at`; `None` past the value limit.
+    fn apply(&mut self, value: &str, at: Timestamp, add: bool) -> Option<()> {
+        let n_values = self.latest.len();
+        match self.latest.get_mut(value) {
+            Some((latest, active)) => {
+                if latest.is_none_or(|latest| at >= latest) {
+                    *latest = Some(at);
+                    *active = add;
+                }
+            }
+            None if n_values >= StrIndex::MAX_STRINGS => return None,
+            None => {
+                self.latest.insert(value.to_owned(), (Some(at), add));
+            }
+        }
+        Some(())
+    }
+
+    pub(super) fn n_active(&self) -> usize {
+        self.latest.values().filter(|(_, active)| *active).count()
+    }
+
+    pub(super) fn values(&self) -> UniqueValues {
+        UniqueValues {
+            carried_in: self.carried_in.clone(),
+            active: self
+                .latest
+                .iter()
+                .filter(|(_, (_, active))| *active)
+                .map(|(value, _)| value.clone())
+                .collect(),
+        }
     }
 }
 

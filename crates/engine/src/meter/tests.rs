@@ -117,6 +117,15 @@ fn render(usage: &MeteredUsage) -> String {
                 let amounts: Vec<String> = transactions.iter().map(|t| t.to_string()).collect();
                 write!(out, " tx=[{}]", amounts.join(",")).unwrap();
             }
+            if let Some(values) = &group.values {
+                write!(
+                    out,
+                    " carried=[{}] active=[{}]",
+                    values.carried_in.join(","),
+                    values.active.join(",")
+                )
+                .unwrap();
+            }
             out.push('\n');
         }
     }
@@ -278,6 +287,37 @@ impl PluginHost for TestPlugins {
     fn price(&self, plugin: &str, _request: &PriceRequest) -> Result<Vec<PricedLine>, PluginError> {
         Err(PluginError::NotFound(plugin.to_owned()))
     }
+}
+
+/// A unique count that follows `add` / `remove` operations counts the values whose latest
+/// event (by timestamp, not push order) adds them; a missing or null operation adds; another
+/// operation refuses the event.
+#[test]
+fn unique_count_follows_operations_by_timestamp() {
+    check(
+        r#"{"metrics": [{"code": "seats", "aggregation":
+            {"type": "unique_count", "property": "seat", "operation_property": "op"}}]}"#,
+        r#"
+        e1 @2d seats seat=a op="remove"
+        e2 @1d seats seat=a op="add"
+        e3 @1d seats seat=b
+        e4 @2d seats seat=b op="add"
+        e5 @1d seats seat=c op="remove"
+        e6 @3d seats seat=d op=null
+        e7 @3d seats seat=e op="delete"
+        "#,
+        r#"
+        e1 Counted
+        e2 Counted
+        e3 Counted
+        e4 Counted
+        e5 Counted
+        e6 Counted
+        e7 error: event `e7`: metric `seats`: property `op`: an operation is `add` or `remove`
+        counted: 6
+        seats {} raw=2 qty=2 n=6 carried=[] active=[b,d]
+        "#,
+    );
 }
 
 const ALL_BUILT_INS: &str = r#"{"metrics": [
@@ -893,13 +933,33 @@ fn invalid_setups_are_refused_by_new() {
             "new: metric `m`: charge `c` needs per-transaction amounts, which a unique_count metric does not have",
         ),
         (
-            format!(r#"{{"metrics": [{count}], "window_days": 0}}"#),
-            "new: the window [0, 0) is empty or too long",
+            format!(r#"{{"metrics": [{count}], "window_days": -1}}"#),
+            "new: the window [0, -86400000) ends before it starts or is too long",
         ),
     ];
     for (case, expected) in cases {
         check(&case, "", expected);
     }
+}
+
+/// An empty window (a zero-length period) takes no event and aggregates to zero; a
+/// time-weighted average of it is 0, not a division by its zero length.
+#[test]
+fn an_empty_window_aggregates_nothing() {
+    check(
+        r#"{"metrics": [
+            {"code": "calls", "aggregation": {"type": "count"}},
+            {"code": "gb", "aggregation": {"type": "time_weighted_average", "property": "gb"}}],
+            "carry_in": {"gb": "5"}, "window_days": 0}"#,
+        "e1 @0d calls\ne2 @0d gb gb=3",
+        "
+        e1 OutsideWindow
+        e2 OutsideWindow
+        counted: 0
+        calls {} raw=0 qty=0 n=0
+        gb {} raw=0 qty=0 n=0
+        ",
+    );
 }
 
 #[test]
@@ -1010,5 +1070,61 @@ proptest! {
         prop_assert_eq!(&in_order, &shuffled);
         let sum: Decimal = values.iter().map(|&(m, s, _)| Decimal::new(m, s)).sum();
         prop_assert_eq!(in_order.metrics["bytes"][0].raw_value, sum);
+    }
+
+    /// A unique count that follows `add` / `remove` operations does not depend on push order
+    /// when timestamps differ: each value's latest operation decides, whatever came first.
+    #[test]
+    fn operations_follow_timestamps_not_push_order((values, order) in permutation_case()) {
+        let metrics: Vec<Metric> = serde_json::from_str(
+            r#"[{"code": "seats", "recurrence": "carried_over",
+                 "aggregation": {"type": "unique_count", "property": "seat"}}]"#,
+        )
+        .unwrap();
+        let events: Vec<Event<'static>> = values
+            .iter()
+            .enumerate()
+            .map(|(i, &(_, scale, seat))| Event {
+                id: Cow::Owned(format!("e{i}")),
+                customer: Cow::Borrowed(""),
+                timestamp: Timestamp(DAY + i as i64),
+                code: Cow::Borrowed("seats"),
+                properties: [
+                    (Cow::Borrowed("seat"), PropValue::Str(Cow::Owned(format!("s{seat}")))),
+                    (
+                        Cow::Borrowed("operation_type"),
+                        PropValue::Str(Cow::Borrowed(if scale % 2 == 0 { "add" } else { "remove" })),
+                    ),
+                ]
+                .into(),
+            })
+            .collect();
+        let window = Window { start: Timestamp(0), end: Timestamp(30 * DAY) };
+        let carried = BTreeMap::from([("seats".to_owned(), vec!["s0".to_owned(), "s9".to_owned()])]);
+        let aggregate = |order: &mut dyn Iterator<Item = usize>| {
+            let mut aggregator = Aggregator::routed(
+                &metrics, &[], None, window, Timestamp(0), (&BTreeMap::new(), &carried),
+                &crate::plugin::NoPlugins,
+            )
+            .unwrap();
+            for i in order {
+                assert_eq!(aggregator.push(&events[i]), Ok(Outcome::Counted));
+            }
+            aggregator.finish().unwrap()
+        };
+        let in_order = aggregate(&mut (0..events.len()));
+        let shuffled = aggregate(&mut order.iter().copied());
+        prop_assert_eq!(&in_order, &shuffled);
+        // The last operation of each seat, in time order, from the carried s0 and s9.
+        let mut active: BTreeMap<String, bool> =
+            [("s0".to_owned(), true), ("s9".to_owned(), true)].into();
+        for &(_, scale, seat) in &values {
+            active.insert(format!("s{seat}"), scale % 2 == 0);
+        }
+        let expected: Vec<String> =
+            active.into_iter().filter(|(_, on)| *on).map(|(seat, _)| seat).collect();
+        let group = &in_order.metrics["seats"][0];
+        prop_assert_eq!(group.raw_value, Decimal::from(expected.len()));
+        prop_assert_eq!(&group.values.as_ref().unwrap().active, &expected);
     }
 }

@@ -45,6 +45,8 @@ pub(super) fn time_weighted(
     accrue(level, cursor, window.end)?;
     let divisor = match per_ms {
         Some(per_ms) => per_ms,
+        // An empty window (a zero-length period) holds nothing: its average is 0.
+        None if window.end == window.start => return Some(Decimal::ZERO),
         None => window.end.0.checked_sub(window.start.0)?,
     };
     integral.checked_div(Decimal::from(divisor))

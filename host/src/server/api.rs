@@ -599,29 +599,42 @@ async fn ingest(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Resp
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-ndjson"));
     let mut unreadable = Vec::new();
-    let values: Vec<Value> = if ndjson {
-        let mut values = Vec::new();
+    // NDJSON: the line of each event, for the messages of those that cannot be read.
+    let mut lines: Vec<usize> = Vec::new();
+    // Each event's own text, as sent: no tree is built for a good one.
+    let texts: Vec<&str> = if ndjson {
+        let mut texts = Vec::new();
         for (line_idx, line) in body.split(|b| *b == b'\n').enumerate() {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            match serde_json::from_slice::<Value>(line) {
-                Ok(value) => values.push(value),
+            lines.push(line_idx + 1);
+            match std::str::from_utf8(line) {
+                Ok(text) => texts.push(text),
                 Err(e) => {
                     unreadable.push((
-                        values.len(),
-                        format!("line {}: not JSON: {e}", line_idx + 1),
+                        texts.len(),
+                        format!("line {}: not UTF-8: {e}", line_idx + 1),
                     ));
-                    values.push(Value::Null);
+                    texts.push("null");
                 }
             }
         }
-        values
+        texts
     } else {
-        match serde_json::from_slice::<Value>(&body) {
-            Ok(Value::Array(values)) => values,
-            Ok(value @ Value::Object(_)) => vec![value],
-            Ok(_) => {
+        let first = body.iter().find(|b| !b.is_ascii_whitespace());
+        let read = match first {
+            Some(b'{') => serde_json::from_slice::<&serde_json::value::RawValue>(&body)
+                .map(|one| vec![one.get()]),
+            _ => serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(&body).map(|all| {
+                all.into_iter()
+                    .map(serde_json::value::RawValue::get)
+                    .collect()
+            }),
+        };
+        match read {
+            Ok(texts) => texts,
+            Err(e) if e.is_data() => {
                 return error(
                     StatusCode::BAD_REQUEST,
                     "invalid_json",
@@ -633,8 +646,20 @@ async fn ingest(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Resp
             }
         }
     };
-    match api.server.ingest(values).await {
+    match api.server.ingest_texts(&texts).await {
         Ok(mut outcomes) => {
+            // An NDJSON line that was no event says which line, and whether it was JSON at all.
+            for (index, outcome) in outcomes.iter_mut().enumerate() {
+                if let (Some(line), EventOutcome::Rejected { error, .. }) =
+                    (lines.get(index), outcome)
+                    && error.starts_with("not a valid event")
+                {
+                    *error = match serde_json::from_str::<serde::de::IgnoredAny>(texts[index]) {
+                        Ok(_) => format!("line {line}: {error}"),
+                        Err(e) => format!("line {line}: not JSON: {e}"),
+                    };
+                }
+            }
             for (index, message) in unreadable {
                 if let Some(slot) = outcomes.get_mut(index) {
                     *slot = EventOutcome::Rejected {

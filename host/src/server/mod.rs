@@ -693,25 +693,44 @@ impl Server {
         &self,
         batch: Vec<serde_json::Value>,
     ) -> Result<Vec<EventOutcome>, ServerError> {
+        let texts: Vec<String> = batch.iter().map(serde_json::Value::to_string).collect();
+        self.ingest_texts(&texts).await
+    }
+
+    /// [`Server::ingest`] of events given as their JSON texts (one event each, as read from
+    /// the request: no tree is built for a good event).
+    pub async fn ingest_texts<T: AsRef<str>>(
+        &self,
+        batch: &[T],
+    ) -> Result<Vec<EventOutcome>, ServerError> {
         let now = self.now();
         let mut outcomes: Vec<Option<EventOutcome>> = vec![None; batch.len()];
-        let mut to_store = Vec::new();
+        // The batch index of each row to store.
+        let mut to_store: Vec<usize> = Vec::new();
+        let mut rows: Vec<(NewEvent, i64)> = Vec::new();
         // Per customer of the batch: their calendar and when their cancellation takes effect.
         let mut customers: BTreeMap<String, Option<(Calendar, Option<i64>)>> = BTreeMap::new();
-        for (index, value) in batch.into_iter().enumerate() {
-            let id = value.get("id").and_then(|v| v.as_str()).map(str::to_owned);
-            let reject = |error: String| EventOutcome::Rejected {
-                index,
-                id: id.clone(),
-                error,
-            };
-            let text = value.to_string();
+        for (index, text) in batch.iter().enumerate() {
+            let text = text.as_ref();
             let event = match Event::from_json_line(text.as_bytes()) {
-                Ok(event) => event.into_owned(),
+                Ok(event) => event,
                 Err(error) => {
-                    outcomes[index] = Some(reject(format!("not a valid event: {error}")));
+                    // Its id, if it has one as a string, names it.
+                    let id = serde_json::from_str::<serde_json::Value>(text)
+                        .ok()
+                        .and_then(|v| v.get("id").and_then(|v| v.as_str()).map(str::to_owned));
+                    outcomes[index] = Some(EventOutcome::Rejected {
+                        index,
+                        id,
+                        error: format!("not a valid event: {error}"),
+                    });
                     continue;
                 }
+            };
+            let reject = |error: String| EventOutcome::Rejected {
+                index,
+                id: Some(event.id.to_string()),
+                error,
             };
             if event.customer.is_empty() {
                 outcomes[index] =
@@ -764,8 +783,8 @@ impl Server {
             }
             let body =
                 serde_json::to_string(&event).map_err(|e| ServerError::Invalid(e.to_string()))?;
-            to_store.push((
-                index,
+            to_store.push(index);
+            rows.push((
                 NewEvent {
                     customer_id: customer,
                     event_id: event.id.to_string(),
@@ -775,10 +794,6 @@ impl Server {
                 period.start.0,
             ));
         }
-        let rows: Vec<(NewEvent, i64)> = to_store
-            .iter()
-            .map(|(_, event, start)| (event.clone(), *start))
-            .collect();
         let stored = self.store.insert_events(&rows, now).await?;
         // Committed: announce each customer with a new event once.
         let mut changed: Vec<&str> = rows
@@ -800,7 +815,7 @@ impl Server {
                 tracing::warn!(%error, "announcing stored events to other replicas");
             }
         }
-        for ((index, event, _), outcome) in to_store.into_iter().zip(stored) {
+        for ((index, (event, _)), outcome) in to_store.into_iter().zip(rows).zip(stored) {
             outcomes[index] = Some(match outcome {
                 Ok(true) => EventOutcome::Stored {
                     index,

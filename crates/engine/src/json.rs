@@ -517,7 +517,10 @@ mod tests {
             n_trees += 1;
             n_errors += usize::from(as_tree.is_some());
         }
-        assert!(n_trees > 1000 && n_errors > n_trees / 2, "{n_trees} {n_errors}");
+        assert!(
+            n_trees > 1000 && n_errors > n_trees / 2,
+            "{n_trees} {n_errors}"
+        );
     }
 
     #[test]

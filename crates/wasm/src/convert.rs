@@ -13,7 +13,7 @@ use ratecard_engine::plan::Plan;
 use ratecard_engine::plugin::NoPlugins;
 use ratecard_engine::rate::{PreparedPlan, RateError};
 use ratecard_engine::usage::Usage;
-use ratecard_engine::validate::{Issue, validate_plan};
+use ratecard_engine::validate::{Issue, Severity, validate_plan};
 use serde::Serialize;
 
 /// An error on its way to JavaScript: a message, a stable code, the JSON path it is about (if
@@ -95,13 +95,16 @@ pub struct Problem {
 }
 
 impl Problem {
-    /// The engine's issue as it serializes (its code as the stable snake-case text).
+    /// The engine's issue as it serializes (its code as the stable snake-case text), read off
+    /// its fields rather than through a `serde_json::Value` of it (a serializer less).
     pub fn of(issue: &Issue) -> Problem {
-        let value = serde_json::to_value(issue).unwrap_or_default();
-        let field = |name: &str| value[name].as_str().unwrap_or_default().to_owned();
+        let severity = match issue.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
         Problem {
-            severity: field("severity"),
-            code: field("code"),
+            severity: severity.to_owned(),
+            code: issue.code.as_str().to_owned(),
             path: issue.path.clone(),
             message: issue.message.clone(),
         }
@@ -572,6 +575,22 @@ mod tests {
         let failure = quote(PLAN, r#"{"quantities":{"calls":"-1"}}"#).unwrap_err();
         assert_eq!(failure.code, "invalid_usage");
         assert_eq!(failure.path.as_deref(), Some("$.quantities.calls"));
+    }
+
+    #[test]
+    fn a_problem_is_the_issue_as_it_serializes() {
+        let bad = PLAN.replace(r#""up_to":"100""#, r#""up_to":"-5""#);
+        let report = validate_plan(&serde_json::from_str(&bad).unwrap());
+        let issues = report.errors.iter().chain(&report.warnings);
+        let mut n_issues = 0;
+        for issue in issues {
+            let value = serde_json::to_value(issue).unwrap();
+            let problem = Problem::of(issue);
+            assert_eq!(value["severity"], problem.severity.as_str());
+            assert_eq!(value["code"], problem.code.as_str());
+            n_issues += 1;
+        }
+        assert!(n_issues >= 1);
     }
 
     #[test]

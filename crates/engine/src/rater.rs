@@ -233,11 +233,12 @@ impl<'a> PeriodRater<'a> {
             }
             None => None,
         };
-        let carry_in: BTreeMap<String, Decimal> = usage
-            .carry_in
-            .iter()
-            .map(|(code, level)| (code.clone(), level.0))
-            .collect();
+        let carry_in: BTreeMap<String, Decimal> = crate::sort::map_of(
+            usage
+                .carry_in
+                .iter()
+                .map(|(code, level)| (code.clone(), level.0)),
+        );
         let window = Window {
             start: change_at.unwrap_or(ctx.period.start),
             end: ctx.period.end,
@@ -255,10 +256,11 @@ impl<'a> PeriodRater<'a> {
         let previous = match (previous_plan, change_at) {
             (Some(old_plan), Some(at)) => {
                 // Carry-in levels of metrics the previous plan does not have are not its.
-                let carry_in: BTreeMap<String, Decimal> = carry_in
-                    .into_iter()
-                    .filter(|(code, _)| old_plan.metrics.iter().any(|m| &m.code == code))
-                    .collect();
+                let carry_in: BTreeMap<String, Decimal> = crate::sort::map_of(
+                    carry_in
+                        .into_iter()
+                        .filter(|(code, _)| old_plan.metrics.iter().any(|m| &m.code == code)),
+                );
                 let window = Window {
                     start: ctx.period.start,
                     end: at,

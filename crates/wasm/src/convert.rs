@@ -248,18 +248,23 @@ pub fn quantity_texts(json: &str, what: &str) -> Result<BTreeMap<String, String>
             "{what}: expected an object of metric → decimal string"
         )));
     };
-    map.into_iter()
-        .map(|(metric, value)| match value {
-            serde_json::Value::String(text) => Ok((metric, text)),
-            other => Err(Failure::at(
-                "invalid_argument",
-                Some(format!("$.{metric}")),
-                format!(
-                    "{what}.{metric}: expected a decimal string such as \"1200\", found {other}"
-                ),
-            )),
-        })
-        .collect()
+    // Inserted one by one, not collected (a `collect` into a map is a sort's code more).
+    let mut texts = BTreeMap::new();
+    for (metric, value) in map {
+        match value {
+            serde_json::Value::String(text) => drop(texts.insert(metric, text)),
+            other => {
+                return Err(Failure::at(
+                    "invalid_argument",
+                    Some(format!("$.{metric}")),
+                    format!(
+                        "{what}.{metric}: expected a decimal string such as \"1200\", found {other}"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(texts)
 }
 
 fn decimal(text: &str, what: &str) -> Result<Decimal, Failure> {
@@ -267,10 +272,11 @@ fn decimal(text: &str, what: &str) -> Result<Decimal, Failure> {
 }
 
 fn decimals(quantities: &BTreeMap<String, String>) -> Result<BTreeMap<String, Decimal>, Failure> {
-    quantities
-        .iter()
-        .map(|(metric, text)| Ok((metric.clone(), decimal(text, metric)?)))
-        .collect()
+    let mut decimals = BTreeMap::new();
+    for (metric, text) in quantities {
+        decimals.insert(metric.clone(), decimal(text, metric)?);
+    }
+    Ok(decimals)
 }
 
 /// `{"metric": "decimal"}` JSON text as metric → decimal: [`quantity_texts`] then each decimal

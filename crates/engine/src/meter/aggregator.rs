@@ -269,7 +269,7 @@ impl<'p> Aggregator<'p> {
                     group.transactions,
                 )?);
             }
-            groups.sort_by(|a, b| a.group.cmp(&b.group));
+            crate::sort::sort_by(&mut groups, |a, b| a.group.cmp(&b.group));
             metrics.insert(metric.code.clone(), groups);
         }
         Ok(MeteredUsage { metrics })
@@ -316,7 +316,7 @@ impl<'p> Aggregator<'p> {
                     Err(error) => return Some(Err(error)),
                 }
             }
-            groups.sort_by(|a, b| a.group.cmp(&b.group));
+            crate::sort::sort_by(&mut groups, |a, b| a.group.cmp(&b.group));
             metrics.insert(metric.code.clone(), groups);
         }
         Some(Ok(MeteredUsage { metrics }))

@@ -3,10 +3,11 @@
 //! std's `sort_by` (driftsort) is ~4 KB of code for each element type and comparison, and
 //! `collect` into a `BTreeMap` sorts too: a dozen of them were ~10 % of the browser package's
 //! code. [`sort_by`] sorts indices instead (one instantiation of std's sort, for `usize`, with the
-//! comparison behind a `dyn`) and then moves the elements into place; [`map_of`] inserts.
+//! comparison behind a `dyn`) and then moves the elements into place; [`map_of`] and
+//! [`set_of`] insert.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Sorts `items` as `items.sort_by(compare)` does: stable (equal elements keep their order).
 pub(crate) fn sort_by<T>(items: &mut [T], mut compare: impl FnMut(&T, &T) -> Ordering) {
@@ -44,6 +45,15 @@ pub(crate) fn map_of<K: Ord, V>(pairs: impl IntoIterator<Item = (K, V)>) -> BTre
         map.insert(key, value);
     }
     map
+}
+
+/// `items.iter().collect::<BTreeSet<_>>()`, inserted one by one.
+pub(crate) fn set_of<T: Ord>(items: &[T]) -> BTreeSet<&T> {
+    let mut set = BTreeSet::new();
+    for item in items {
+        set.insert(item);
+    }
+    set
 }
 
 #[cfg(test)]

@@ -696,8 +696,8 @@ fn check_model(
                 );
             }
             if let Some(metric) = metric {
-                let want: BTreeSet<&String> = dimensions.iter().collect();
-                let have: BTreeSet<&String> = metric.group_by.iter().collect();
+                let want = crate::sort::set_of(dimensions);
+                let have = crate::sort::set_of(&metric.group_by);
                 if want != have {
                     r.error(IssueCode::BadMatrix, format!("{mpath}.dimensions"), format!("metric `{}` groups by {:?} but the matrix prices {:?}: they must be the same", metric.code, metric.group_by, dimensions));
                 }

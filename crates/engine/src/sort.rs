@@ -3,15 +3,30 @@
 //! std's `sort_by` (driftsort) is ~4 KB of code for each element type and comparison, and
 //! `collect` into a `BTreeMap` sorts too: a dozen of them were ~10 % of the browser package's
 //! code. [`sort_by`] sorts indices instead (one instantiation of std's sort, for `usize`, with the
-//! comparison behind a `dyn`) and then moves the elements into place; [`map_of`] and
+//! comparison behind a `dyn`) and then moves the elements into place, or, for a few elements,
+//! sorts by insertion; [`map_of`] and
 //! [`set_of`] insert.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Up to this many elements are sorted by insertion (no allocation).
+const MAX_INSERTION: usize = 16;
+
 /// Sorts `items` as `items.sort_by(compare)` does: stable (equal elements keep their order).
 pub(crate) fn sort_by<T>(items: &mut [T], mut compare: impl FnMut(&T, &T) -> Ordering) {
     if items.is_sorted_by(|a, b| compare(a, b) != Ordering::Greater) {
+        return;
+    }
+    if items.len() <= MAX_INSERTION {
+        // A few elements (an event's properties): by insertion, in place.
+        for end in 1..items.len() {
+            let mut at = end;
+            while at > 0 && compare(&items[at - 1], &items[at]) == Ordering::Greater {
+                items.swap(at - 1, at);
+                at -= 1;
+            }
+        }
         return;
     }
     let mut order = order(items.len(), &mut |a, b| compare(&items[a], &items[b]));
@@ -64,6 +79,7 @@ mod tests {
     proptest! {
         #[test]
         fn sorts_as_std_sorts(items in proptest::collection::vec((0u8..8, any::<u16>()), 0..200)) {
+            // Short and long (insertion and indices).
             let mut ours = items.clone();
             sort_by(&mut ours, |a, b| a.0.cmp(&b.0));
             let mut std = items.clone();

@@ -36,10 +36,11 @@ pub fn typical_usage(quantities: &BTreeMap<String, Decimal>) -> Usage {
             billing_anchor: None,
         }),
         period: None,
-        quantities: quantities
-            .iter()
-            .map(|(k, v)| (k.clone(), QuantityInput::Total(Dec(*v))))
-            .collect(),
+        quantities: crate::sort::map_of(
+            quantities
+                .iter()
+                .map(|(k, v)| (k.clone(), QuantityInput::Total(Dec(*v)))),
+        ),
         events: Vec::new(),
         carry_in: BTreeMap::new(),
         credits: Vec::new(),
@@ -134,7 +135,7 @@ pub fn breakpoints(plan: &Plan, metric: &str) -> Vec<Decimal> {
         };
         points.extend(bounds.into_iter().filter_map(|b| b.checked_add(offset)));
     }
-    points.sort();
+    crate::sort::sort_by(&mut points, Decimal::cmp);
     points.dedup();
     points
 }
@@ -179,7 +180,7 @@ pub fn cost_curve(
         }
     }
     quantities.iter_mut().for_each(|q| *q = q.normalize());
-    quantities.sort();
+    crate::sort::sort_by(&mut quantities, Decimal::cmp);
     quantities.dedup();
     let prepared = PreparedPlan::of(plan)?;
     let mut usage = base.clone();
@@ -261,7 +262,7 @@ pub fn break_even(
         .collect();
     points.push(from);
     points.push(to);
-    points.sort();
+    crate::sort::sort_by(&mut points, Decimal::cmp);
     points.dedup();
     let sign = |d: Decimal| d.cmp(&Decimal::ZERO);
     let mut previous = (points[0], diff(points[0])?);
@@ -332,14 +333,17 @@ pub fn cheapest_plan<'p>(
     let mut ranked = Vec::with_capacity(plans.len());
     for plan in plans {
         // A plan without some of the profile's metrics just does not charge them.
-        let relevant: BTreeMap<String, Decimal> = quantities
-            .iter()
-            .filter(|(code, _)| plan.metrics.iter().any(|m| &m.code == *code))
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
+        let relevant: BTreeMap<String, Decimal> = crate::sort::map_of(
+            quantities
+                .iter()
+                .filter(|(code, _)| plan.metrics.iter().any(|m| &m.code == *code))
+                .map(|(k, v)| (k.clone(), *v)),
+        );
         ranked.push((plan, total_at(plan, &relevant, plugins)?));
     }
-    ranked.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.id.cmp(&b.0.id)));
+    crate::sort::sort_by(&mut ranked, |a, b| {
+        a.1.cmp(&b.1).then_with(|| a.0.id.cmp(&b.0.id))
+    });
     Ok(ranked)
 }
 
@@ -373,7 +377,7 @@ pub fn max_usage_within_budget(
         .collect();
     points.push(Decimal::ZERO);
     points.push(max);
-    points.sort();
+    crate::sort::sort_by(&mut points, Decimal::cmp);
     points.dedup();
     // Scan from the top: the last segment that starts within budget holds the answer (a volume
     // cliff can make a later segment affordable again). A segment starts just above its lower

@@ -19,6 +19,7 @@ pub mod plugin;
 pub mod price;
 pub mod rate;
 pub mod rater;
+mod sort;
 pub mod usage;
 pub mod validate;
 

@@ -551,14 +551,14 @@ fn parse_text(text: &str) -> Result<Parsed, PeriodError> {
         return Err(bad("expected it to begin with a `YYYY-MM-DD` date"));
     }
     if bytes.len() == 10 {
-        return NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        return date_of(bytes)
             .map(|date| Parsed::Local(date.and_time(NaiveTime::MIN)))
-            .map_err(|e| bad(&format!("no such date ({e})")));
+            .ok_or_else(|| bad(&format!("no such date ({OUT_OF_RANGE})")));
     }
     if is_local_date_time(bytes) {
-        return NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+        return date_time_of(bytes)
             .map(Parsed::Local)
-            .map_err(|e| bad(&format!("no such local date-time ({e})")));
+            .ok_or_else(|| bad(&format!("no such local date-time ({OUT_OF_RANGE})")));
     }
     DateTime::parse_from_rfc3339(text)
         .map(|t| Parsed::Instant(Timestamp(t.timestamp_millis())))
@@ -567,6 +567,45 @@ fn parse_text(text: &str) -> Result<Parsed, PeriodError> {
                 "not a local date-time, nor an RFC 3339 instant with offset ({e})"
             ))
         })
+}
+
+/// chrono's message for a field out of range or a date that does not exist, the one way the two
+/// local forms below fail once their shape is checked.
+const OUT_OF_RANGE: &str = "input is out of range";
+
+/// The ASCII digits of `digits` as a number (at most four, checked by the shape).
+fn number(digits: &[u8]) -> u32 {
+    digits
+        .iter()
+        .fold(0, |n, digit| n * 10 + u32::from(digit - b'0'))
+}
+
+/// A `YYYY-MM-DD` text (its shape checked) as chrono's `%Y-%m-%d` reads it, by hand: chrono's
+/// format-string parser is ~20 KB of the browser package.
+fn date_of(bytes: &[u8]) -> Option<NaiveDate> {
+    let year = i32::try_from(number(&bytes[0..4])).ok()?;
+    NaiveDate::from_ymd_opt(year, number(&bytes[5..7]), number(&bytes[8..10]))
+}
+
+/// A `YYYY-MM-DDThh:mm:ss[.f]` text (its shape checked by [`is_local_date_time`]) as chrono's
+/// `%Y-%m-%dT%H:%M:%S%.f` reads it: second 60 is a leap second (59 plus a second of
+/// nanoseconds), the fraction's 1 to 9 digits are its leading digits of nanoseconds.
+fn date_time_of(bytes: &[u8]) -> Option<NaiveDateTime> {
+    let date = date_of(bytes)?;
+    let (second, leap) = match number(&bytes[17..19]) {
+        60 => (59, 1_000_000_000),
+        second @ 0..=59 => (second, 0),
+        _ => return None,
+    };
+    let fraction = bytes.get(20..).unwrap_or_default();
+    let nano = (fraction.len()..9).fold(number(fraction), |n, _| n * 10);
+    let time = NaiveTime::from_hms_nano_opt(
+        number(&bytes[11..13]),
+        number(&bytes[14..16]),
+        second,
+        leap + nano,
+    )?;
+    Some(date.and_time(time))
 }
 
 /// `bytes` starts with `shape`, where `d` stands for an ASCII digit and other bytes for themselves.
@@ -1094,6 +1133,49 @@ mod tests {
             cal.fraction(ProrationMode::Days, &huge, from, to),
             Decimal::ZERO
         );
+    }
+
+    /// The hand-written readers of the two local forms against chrono's format strings.
+    #[test]
+    fn local_forms_read_as_chrono_reads_them() {
+        let mut n_texts = 0;
+        for year in ["0000", "1900", "1970", "2000", "2024", "2026", "9999"] {
+            for month in 0..=13 {
+                for day in [0, 1, 28, 29, 30, 31, 32, 99] {
+                    let date = format!("{year}-{month:02}-{day:02}");
+                    let chrono = NaiveDate::parse_from_str(&date, "%Y-%m-%d");
+                    if let Err(error) = &chrono {
+                        assert_eq!(error.to_string(), OUT_OF_RANGE, "{date}");
+                    }
+                    assert_eq!(date_of(date.as_bytes()), chrono.ok(), "{date}");
+                    for time in [
+                        "00:00:00",
+                        "23:59:59",
+                        "23:59:60",
+                        "12:30:60",
+                        "24:00:00",
+                        "23:60:00",
+                        "23:59:61",
+                        "99:99:99",
+                        "09:30:00.1",
+                        "09:30:00.123456789",
+                        "23:59:60.999999999",
+                        "09:30:00.000000001",
+                        "09:30:00.0",
+                    ] {
+                        let text = format!("{date}T{time}");
+                        assert!(is_local_date_time(text.as_bytes()), "{text}");
+                        let chrono = NaiveDateTime::parse_from_str(&text, "%Y-%m-%dT%H:%M:%S%.f");
+                        if let Err(error) = &chrono {
+                            assert_eq!(error.to_string(), OUT_OF_RANGE, "{text}");
+                        }
+                        assert_eq!(date_time_of(text.as_bytes()), chrono.ok(), "{text}");
+                        n_texts += 1;
+                    }
+                }
+            }
+        }
+        assert!(n_texts > 10_000);
     }
 
     #[test]

@@ -574,7 +574,7 @@ pub(crate) fn check_usage(plan: &Plan, usage: &Usage) -> Result<(), RateError> {
                     }
                     let dims: Vec<&String> = group.group.keys().collect();
                     let mut want: Vec<&String> = metric.group_by.iter().collect();
-                    want.sort();
+                    crate::sort::sort_by(&mut want, Ord::cmp);
                     if dims != want {
                         return Err(usage_error(
                             format!("{gpath}.group"),
@@ -706,7 +706,7 @@ pub(crate) fn apply_quantities(
                         dated: None,
                     })
                     .collect();
-                groups.sort_by(|a, b| a.group.cmp(&b.group));
+                crate::sort::sort_by(&mut groups, |a, b| a.group.cmp(&b.group));
                 groups
             }
         };

@@ -362,7 +362,7 @@ impl<'a> Properties<'a> {
     fn from_entries(mut entries: SmallVec<[(Cow<'a, str>, PropValue<'a>); 2]>) -> Self {
         // Stable sort, then keep the last of equal names (as a map insert would), in place.
         if !entries.is_sorted_by(|a, b| a.0 < b.0) {
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            crate::sort::sort_by(&mut entries, |a, b| a.0.cmp(&b.0));
             entries.dedup_by(|later, kept| {
                 let same = later.0 == kept.0;
                 if same {

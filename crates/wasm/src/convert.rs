@@ -13,7 +13,7 @@ use ratecard_engine::plan::Plan;
 use ratecard_engine::plugin::NoPlugins;
 use ratecard_engine::rate::{PreparedPlan, RateError};
 use ratecard_engine::usage::Usage;
-use ratecard_engine::validate::{Issue, validate_plan};
+use ratecard_engine::validate::{Issue, Severity, validate_plan};
 use serde::Serialize;
 
 /// An error on its way to JavaScript: a message, a stable code, the JSON path it is about (if
@@ -95,13 +95,16 @@ pub struct Problem {
 }
 
 impl Problem {
-    /// The engine's issue as it serializes (its code as the stable snake-case text).
+    /// The engine's issue as it serializes (its code as the stable snake-case text), read off
+    /// its fields rather than through a `serde_json::Value` of it (a serializer less).
     pub fn of(issue: &Issue) -> Problem {
-        let value = serde_json::to_value(issue).unwrap_or_default();
-        let field = |name: &str| value[name].as_str().unwrap_or_default().to_owned();
+        let severity = match issue.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
         Problem {
-            severity: field("severity"),
-            code: field("code"),
+            severity: severity.to_owned(),
+            code: issue.code.as_str().to_owned(),
             path: issue.path.clone(),
             message: issue.message.clone(),
         }
@@ -245,18 +248,23 @@ pub fn quantity_texts(json: &str, what: &str) -> Result<BTreeMap<String, String>
             "{what}: expected an object of metric → decimal string"
         )));
     };
-    map.into_iter()
-        .map(|(metric, value)| match value {
-            serde_json::Value::String(text) => Ok((metric, text)),
-            other => Err(Failure::at(
-                "invalid_argument",
-                Some(format!("$.{metric}")),
-                format!(
-                    "{what}.{metric}: expected a decimal string such as \"1200\", found {other}"
-                ),
-            )),
-        })
-        .collect()
+    // Inserted one by one, not collected (a `collect` into a map is a sort's code more).
+    let mut texts = BTreeMap::new();
+    for (metric, value) in map {
+        match value {
+            serde_json::Value::String(text) => drop(texts.insert(metric, text)),
+            other => {
+                return Err(Failure::at(
+                    "invalid_argument",
+                    Some(format!("$.{metric}")),
+                    format!(
+                        "{what}.{metric}: expected a decimal string such as \"1200\", found {other}"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(texts)
 }
 
 fn decimal(text: &str, what: &str) -> Result<Decimal, Failure> {
@@ -264,10 +272,11 @@ fn decimal(text: &str, what: &str) -> Result<Decimal, Failure> {
 }
 
 fn decimals(quantities: &BTreeMap<String, String>) -> Result<BTreeMap<String, Decimal>, Failure> {
-    quantities
-        .iter()
-        .map(|(metric, text)| Ok((metric.clone(), decimal(text, metric)?)))
-        .collect()
+    let mut decimals = BTreeMap::new();
+    for (metric, text) in quantities {
+        decimals.insert(metric.clone(), decimal(text, metric)?);
+    }
+    Ok(decimals)
 }
 
 /// `{"metric": "decimal"}` JSON text as metric → decimal: [`quantity_texts`] then each decimal
@@ -572,6 +581,22 @@ mod tests {
         let failure = quote(PLAN, r#"{"quantities":{"calls":"-1"}}"#).unwrap_err();
         assert_eq!(failure.code, "invalid_usage");
         assert_eq!(failure.path.as_deref(), Some("$.quantities.calls"));
+    }
+
+    #[test]
+    fn a_problem_is_the_issue_as_it_serializes() {
+        let bad = PLAN.replace(r#""up_to":"100""#, r#""up_to":"-5""#);
+        let report = validate_plan(&serde_json::from_str(&bad).unwrap());
+        let issues = report.errors.iter().chain(&report.warnings);
+        let mut n_issues = 0;
+        for issue in issues {
+            let value = serde_json::to_value(issue).unwrap();
+            let problem = Problem::of(issue);
+            assert_eq!(value["severity"], problem.severity.as_str());
+            assert_eq!(value["code"], problem.code.as_str());
+            n_issues += 1;
+        }
+        assert!(n_issues >= 1);
     }
 
     #[test]

@@ -303,7 +303,7 @@ impl<'p> Aggregator<'p> {
                     group.dated,
                 )?);
             }
-            groups.sort_by(|a, b| a.group.cmp(&b.group));
+            crate::sort::sort_by(&mut groups, |a, b| a.group.cmp(&b.group));
             metrics.insert(metric.code.clone(), groups);
         }
         Ok(MeteredUsage { metrics })
@@ -352,7 +352,7 @@ impl<'p> Aggregator<'p> {
                     Err(error) => return Some(Err(error)),
                 }
             }
-            groups.sort_by(|a, b| a.group.cmp(&b.group));
+            crate::sort::sort_by(&mut groups, |a, b| a.group.cmp(&b.group));
             metrics.insert(metric.code.clone(), groups);
         }
         Some(Ok(MeteredUsage { metrics }))

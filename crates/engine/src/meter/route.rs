@@ -55,7 +55,7 @@ impl Router {
         let few = (by_code.len() <= MAX_SCANNED_CODES).then(|| {
             let mut few: Vec<(Box<str>, RouteRange)> =
                 by_code.iter().map(|(k, v)| (k.clone(), *v)).collect();
-            few.sort();
+            crate::sort::sort_by(&mut few, Ord::cmp);
             few
         });
         Router {

@@ -187,12 +187,12 @@ impl<'p> Slot<'p> {
         if let Some(idx) = self.group_index.find_hashed(key_hash, key_buf) {
             return Ok(idx);
         }
-        let key: GroupKey = self
-            .metric
-            .group_by
-            .iter()
-            .map(|property| (property.clone(), group_text(event, property).into_owned()))
-            .collect();
+        let key: GroupKey = crate::sort::map_of(
+            self.metric
+                .group_by
+                .iter()
+                .map(|property| (property.clone(), group_text(event, property).into_owned())),
+        );
         let acc = self.fresh_acc(plugins)?;
         let group = self.fresh_group(key, acc);
         // `groups` and `group_index` grow together, so their indexes agree.

@@ -22,7 +22,7 @@ pub(super) fn time_weighted(
         _ => return None,
     };
     // Stable: events at one instant apply in push order.
-    levels.sort_by_key(|&(at, _)| at);
+    crate::sort::sort_by(levels, |a, b| a.0.cmp(&b.0));
     let mut integral = Decimal::ZERO;
     let mut level = carry_in;
     let mut cursor = window.start;

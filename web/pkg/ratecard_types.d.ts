@@ -16,6 +16,13 @@ export type Aggregation = {
   property: string;
   type: "min";
 } | {
+  /**
+   * The property holding each event's operation on its value, `add` (also when the
+   * property is missing) or `remove` (Lago's `operation_type`): the count is then of
+   * the values whose latest event (by timestamp, ties in push order) adds them. Default:
+   * none (every value seen counts), `operation_type` with `recurrence` `carried_over`.
+   */
+  operation_property?: string | null;
   property: string;
   type: "unique_count";
 } | {
@@ -86,6 +93,12 @@ export type BreakdownRow = {
 };
 
 /**
+ * What a metric starts a period from: a level or value (`"10"`), or the values of a
+ * carried-over unique count (`["seat_1", "seat_2"]`).
+ */
+export type CarryIn = Decimal | Array<string>;
+
+/**
  * A charge: a price model applied to a metric's quantity (or, for flat fees, to nothing).
  */
 export type Charge = {
@@ -99,7 +112,9 @@ export type Charge = {
   id: string;
   /**
    * An allowance included in the plan: only usage beyond it is priced (overage). With groups,
-   * the allowance is consumed by groups in their sorted order.
+   * the allowance is consumed by groups in their sorted order. On a flat percentage with
+   * free events or per-transaction bounds it is a free amount spent on the transactions
+   * themselves, as Lago's `free_units_per_total_aggregation` (the metric ungrouped).
    */
   included?: Decimal | null;
   /**
@@ -599,7 +614,8 @@ export type PriceModel = {
   /**
    * The first N transactions of the period (in the order the events are given) are free:
    * neither the percentage nor the fixed fee applies to them (Lago's
-   * `free_units_per_events`). Needs the individual transactions.
+   * `free_units_per_events`). Needs the individual transactions. With the charge's
+   * `included`, Lago's free amount and free events together.
    */
   free_events?: number | null;
   max_per_transaction?: Decimal | null;
@@ -763,10 +779,12 @@ export type TimeUnit = "second" | "minute" | "hour" | "day";
  */
 export type Usage = {
   /**
-   * Level at period start of time-weighted metrics, by metric code.
+   * What each metric starts the period from, by metric code: the level of a time-weighted
+   * metric or the value of a carried-over `sum` (a decimal), the values active at the end
+   * of the previous period of a carried-over `unique_count` (a list of strings).
    */
   carry_in?: {
-    [key: string]: Decimal;
+    [key: string]: CarryIn;
   };
   /**
    * Prepaid credits held by the customer (beside the plan's), applied last.
@@ -800,7 +818,7 @@ export type Usage = {
 /**
  * Whether a charge's units are prorated for a partial period.
  */
-export type UsageProration = "none" | "tier_by_full_units";
+export type UsageProration = "none" | "tier_by_full_units" | "days_held";
 
 /**
  * What a tiered charge bills at zero usage.

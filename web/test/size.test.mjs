@@ -9,9 +9,10 @@ import path from 'node:path';
 import { pkgDir } from '../tools/load.mjs';
 import { BUDGET_GZ, sections } from '../tools/size.mjs';
 
-// 400 KB until the peer conventions (issue 18) added their models and checks: 402 KB with them
-// (2026-12-07). The budget stays unmet; serde_path_to_error (a fifth of the code) is the cut.
-const CEILING_GZ = 425 * 1024;
+// 425 KB until one tracked read per document type, hand-read local dates and shared sorts took
+// the package to 350.0 KB (2026-12-07, with the peer conventions of issue 18). The budget stays
+// unmet; serde_path_to_error (15 % of the code) and the engine's own code are the next cuts.
+const CEILING_GZ = 360 * 1024;
 
 test('the optimized wasm stays within its size ceiling', (t) => {
   const bytes = readFileSync(path.join(pkgDir, 'ratecard_wasm_bg.wasm'));

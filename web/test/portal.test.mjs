@@ -108,6 +108,8 @@ async function open(url, { viewport = { width: 1280, height: 900 }, expected = [
     if (!request.url().includes('/usage/stream')) page.problems.push(`request failed ${request.url()}`);
   });
   page.on('response', (response) => {
+    // The portal's daily usage as the page read it (its what-if prices exactly that).
+    if (response.url().includes('/portal/v1/usage/daily') && response.ok()) page.daily = response.json();
     if (response.status() >= 400 && !expected.includes(response.status())) page.problems.push(`${response.status()} ${response.url()}`);
   });
   await page.goto(new URL(url, base).href);
@@ -199,7 +201,8 @@ test('the what-if control prices N× the projected usage through the engine', as
       await page.waitForSelector(`[data-testid="what-if-total"][data-factor="${factor}"]`);
       const shown = await dataAmount(page, 'what-if-total');
       const dailyAfter = await call('GET', '/portal/v1/usage/daily', { token: link.token });
-      const expected = [engineWhatIf(plan, dailyBefore, factor), engineWhatIf(plan, dailyAfter, factor)];
+      // Time-weighted usage moves with the clock: the page's own read is the one it priced.
+      const expected = [engineWhatIf(plan, await page.daily, factor), engineWhatIf(plan, dailyBefore, factor), engineWhatIf(plan, dailyAfter, factor)];
       assert.ok(expected.includes(shown), `${customer} ${factor}×: ${shown} vs ${expected}`);
       if (factor === '1') assert.equal(shown, await dataAmount(page, 'projected'), `${customer}: 1× is the projected bill`);
     }

@@ -124,20 +124,7 @@ pub async fn seed(server: &Server, plans: Vec<Plan>) -> Result<Seeded, ServerErr
             t += (3 + customer_idx as i64) * 3_600_000;
         }
     }
-    let mut n_events = 0;
-    for chunk in batch.chunks(5_000) {
-        for outcome in server.ingest(chunk.to_vec()).await? {
-            match outcome {
-                super::EventOutcome::Rejected { id, error, .. } => {
-                    return Err(ServerError::Invalid(format!(
-                        "demo event {}: {error}",
-                        id.unwrap_or_default()
-                    )));
-                }
-                _ => n_events += 1,
-            }
-        }
-    }
+    let n_events = ingest_all(server, &batch).await?;
     Ok(Seeded {
         n_plans: refs.len(),
         n_customers: CUSTOMERS.len(),
@@ -237,6 +224,13 @@ pub async fn seed_plugins(
             "code": "meter.reading", "properties": {"kwh": kwh, "tou": if busy { "peak" } else { "off-peak" }}}));
         t += hour;
     }
+    let n_events = ingest_all(server, &batch).await?;
+    Ok((references, n_events))
+}
+
+/// Ingests the demo's events in batches of 5,000: how many were stored; any refused one is an
+/// error naming it (the demo's events are all good).
+async fn ingest_all(server: &Server, batch: &[Value]) -> Result<usize, ServerError> {
     let mut n_events = 0;
     for chunk in batch.chunks(5_000) {
         for outcome in server.ingest(chunk.to_vec()).await? {
@@ -251,7 +245,7 @@ pub async fn seed_plugins(
             }
         }
     }
-    Ok((references, n_events))
+    Ok(n_events)
 }
 
 /// The values a group-by dimension takes: those a matrix price lists for it, else two names.

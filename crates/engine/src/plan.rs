@@ -572,6 +572,27 @@ impl ZeroUsage {
     }
 }
 
+/// Whether a percentage charge's transactions within its free amount (the charge's
+/// `included`, without free events or per-transaction bounds) pay the fixed fee.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum FixedFeeWithinFreeAmount {
+    /// Every transaction pays the fixed fee; the free amount is taken off the summed amount.
+    #[default]
+    Charged,
+    /// Lago's free amount alone (`free_units_per_total_aggregation`, `percentage_service.rb`):
+    /// the transactions whose running total, in push order, is below the free amount pay no
+    /// fixed fee; the free amount is taken off the summed amount.
+    Waived,
+}
+
+impl FixedFeeWithinFreeAmount {
+    pub fn is_default(&self) -> bool {
+        *self == FixedFeeWithinFreeAmount::Charged
+    }
+}
+
 /// A price model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -626,6 +647,10 @@ pub enum PriceModel {
         /// `included`, Lago's free amount and free events together.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         free_events: Option<u64>,
+        /// Whether a transaction within the charge's free amount (`included`, without free
+        /// events or per-transaction bounds) pays the fixed fee ([`FixedFeeWithinFreeAmount`]).
+        #[serde(default, skip_serializing_if = "FixedFeeWithinFreeAmount::is_default")]
+        fixed_fee_within_free_amount: FixedFeeWithinFreeAmount,
     },
     /// A unit price per combination of dimension values (region × instance type). The metric
     /// must group by exactly these dimensions.

@@ -533,6 +533,9 @@ pub struct PercentageTerms<'a> {
     pub max_per_transaction: Option<Decimal>,
     /// The first N transactions pay nothing.
     pub free_events: Option<u64>,
+    /// The transactions within the free amount pay no fixed fee (Lago's free amount alone:
+    /// `fixed_fee_within_free_amount` `waived`); needs each transaction's running total.
+    pub waive_fixed_fee_within_free_amount: bool,
 }
 
 impl PercentageTerms<'_> {
@@ -542,6 +545,7 @@ impl PercentageTerms<'_> {
         self.min_per_transaction.is_some()
             || self.max_per_transaction.is_some()
             || self.free_events.is_some()
+            || self.waive_fixed_fee_within_free_amount
     }
 }
 
@@ -683,7 +687,11 @@ pub fn percentage_into<R: Rows>(
 ///   the running total of the first `free_events` transactions, at most the free amount; the
 ///   fixed fee is waived for the transactions whose running total (among the first
 ///   `free_events`) is below the free amount, or for all the first `free_events` when none is;
-///   no fixed fee is due when the transactions total zero.
+///   no fixed fee is due when the transactions total zero;
+/// - the free amount alone (`fixed_fee_within_free_amount` `waived`, no free events, no bounds):
+///   the free amount is taken off the total (at most the total); the fixed fee is waived for
+///   the transactions whose running total is below the free amount (Lago's `free_units_count`
+///   over its `running_total_per_aggregation`), none when no running total is.
 pub fn percentage_free_amount_into<R: Rows>(
     terms: PercentageTerms<'_>,
     total: Decimal,
@@ -788,7 +796,10 @@ fn free_amount_on_totals<R: Rows>(
     transactions: &[Decimal],
 ) -> Result<R, Overflow> {
     let percent = terms.percent.unwrap_or_default();
-    let n_free_events = terms.free_events.unwrap_or(0);
+    // Without free events (the free amount alone), every transaction's running total counts.
+    let n_free_events = terms
+        .free_events
+        .unwrap_or(u64::try_from(transactions.len()).unwrap_or(u64::MAX));
     let firsts = usize::try_from(n_free_events)
         .unwrap_or(usize::MAX)
         .min(transactions.len());
@@ -807,10 +818,10 @@ fn free_amount_on_totals<R: Rows>(
     };
     // `free_units_count`: the smaller of the free events and the transactions below the free
     // amount, a zero left out.
-    let n_free = if n_below == 0 {
-        n_free_events
-    } else {
-        n_below.min(n_free_events)
+    let n_free = match (n_below, terms.free_events) {
+        (0, Some(n_free_events)) => n_free_events,
+        (0, None) => 0,
+        (n_below, _) => n_below.min(n_free_events),
     };
     let rate_base = if free_value > total {
         Decimal::ZERO
@@ -819,11 +830,20 @@ fn free_amount_on_totals<R: Rows>(
     };
     let mut priced = R::default();
     priced.note(|| {
+        let within = match terms.free_events {
+            Some(_) => format!(
+                "within the first {n_free_events} transactions (totalling {})",
+                normalized_text(running)
+            ),
+            None => format!(
+                "of {n_free_events} transactions totalling {}",
+                normalized_text(running)
+            ),
+        };
         BreakdownRow::units(
             format!(
-                "free amount {} within the first {n_free_events} transactions (totalling {}): {} free of the rate, {n_free} transactions free of the fixed fee",
+                "free amount {} {within}: {} free of the rate, {n_free} transactions free of the fixed fee",
                 normalized_text(free_amount),
-                normalized_text(running),
                 normalized_text(free_value)
             ),
             Decimal::from(n_free),
@@ -1022,6 +1042,7 @@ mod tests {
             min_per_transaction: None,
             max_per_transaction: None,
             free_events: None,
+            waive_fixed_fee_within_free_amount: false,
         };
         let priced =
             percentage(terms, d("1000"), 10, None, TierConvention::UpperInclusive).unwrap();
@@ -1065,6 +1086,7 @@ mod tests {
             min_per_transaction: None,
             max_per_transaction: None,
             free_events: Some(3),
+            waive_fixed_fee_within_free_amount: false,
         };
         let events = ["50", "100", "250", "400"];
         // (800 − 250) × 1.3 % + (4 − 2) × 2
@@ -1096,6 +1118,19 @@ mod tests {
         // A transaction exactly spending the free amount is not free: it pays on 0, raised to
         // the minimum 1.75; then 2.392 and 12.
         assert_eq!(check(bounded, "10", &events), d("16.142"));
+        // The free amount alone, the fixed fee waived within it (spec "when
+        // free_units_per_events is nil"): running totals 50, 150 below 250.
+        let alone = PercentageTerms {
+            free_events: None,
+            waive_fixed_fee_within_free_amount: true,
+            ..totals
+        };
+        let events = ["50", "100", "250", "400"];
+        assert_eq!(check(alone, "250", &events), d("11.15"));
+        // A free amount above the total: nothing at the rate, no fixed fee.
+        assert_eq!(check(alone, "1000", &events), d("0"));
+        // The first transaction alone reaches it: every transaction pays the fixed fee.
+        assert_eq!(check(alone, "10", &events), d("18.27")); // 790 × 1.3 % + 4 × 2
     }
 
     #[test]
@@ -1107,6 +1142,7 @@ mod tests {
             min_per_transaction: None,
             max_per_transaction: None,
             free_events: None,
+            waive_fixed_fee_within_free_amount: false,
         };
         let priced =
             percentage(terms, d("15000"), 0, None, TierConvention::UpperInclusive).unwrap();

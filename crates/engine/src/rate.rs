@@ -1807,11 +1807,13 @@ fn free_amount_per_transaction(charge: &Charge) -> Option<Decimal> {
             min_per_transaction,
             max_per_transaction,
             free_events,
+            fixed_fee_within_free_amount,
             ..
         } if tiers.is_empty()
             && (min_per_transaction.is_some()
                 || max_per_transaction.is_some()
-                || free_events.is_some()) =>
+                || free_events.is_some()
+                || !fixed_fee_within_free_amount.is_default()) =>
         {
             Some(included)
         }
@@ -2001,6 +2003,7 @@ fn price_group<R: Rows>(
             min_per_transaction,
             max_per_transaction,
             free_events,
+            fixed_fee_within_free_amount,
         } => {
             let terms = PercentageTerms {
                 percent: (*percent).map(Decimal::from),
@@ -2009,12 +2012,18 @@ fn price_group<R: Rows>(
                 min_per_transaction: (*min_per_transaction).map(Decimal::from),
                 max_per_transaction: (*max_per_transaction).map(Decimal::from),
                 free_events: *free_events,
+                waive_fixed_fee_within_free_amount: !fixed_fee_within_free_amount.is_default(),
             };
-            // Zero usage of a charge with free events has no transactions to free.
+            // Zero usage of a charge with free events (or a fixed fee waived within its free
+            // amount) has no transactions to free.
             let no_transactions: &[Decimal] = &[];
             let transactions = match &group.transactions {
                 Some(transactions) => Some(transactions.as_slice()),
-                None if free_events.is_some() && quantity.is_zero() => Some(no_transactions),
+                None if (free_events.is_some() || !fixed_fee_within_free_amount.is_default())
+                    && quantity.is_zero() =>
+                {
+                    Some(no_transactions)
+                }
                 None => None,
             };
             if terms.needs_transactions() && transactions.is_none() {

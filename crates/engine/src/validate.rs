@@ -654,7 +654,33 @@ fn check_model(
             min_per_transaction,
             max_per_transaction,
             free_events,
+            fixed_fee_within_free_amount,
         } => {
+            if !fixed_fee_within_free_amount.is_default() {
+                let problem = if !tiers.is_empty() {
+                    Some("applies to a flat `percent`, not to graduated tiers")
+                } else if free_events.is_some()
+                    || min_per_transaction.is_some()
+                    || max_per_transaction.is_some()
+                {
+                    Some(
+                        "is the free amount alone: with free events or per-transaction bounds the free amount is already spent transaction by transaction, fixed fees included (leave the option out)",
+                    )
+                } else if charge.included.is_none_or(|i| i.is_zero()) {
+                    Some("needs the charge's `included` (the free amount)")
+                } else if fixed_fee.is_none_or(|f| f.is_zero()) {
+                    Some("needs a `fixed_fee` to waive")
+                } else {
+                    None
+                };
+                if let Some(problem) = problem {
+                    r.error(
+                        IssueCode::BadConvention,
+                        format!("{mpath}.fixed_fee_within_free_amount"),
+                        format!("`fixed_fee_within_free_amount` `waived` {problem}"),
+                    );
+                }
+            }
             if free_events.is_some() && !tiers.is_empty() {
                 r.error(
                     IssueCode::BadPercentage,
@@ -667,7 +693,8 @@ fn check_model(
             if charge.included.is_some()
                 && (free_events.is_some()
                     || min_per_transaction.is_some()
-                    || max_per_transaction.is_some())
+                    || max_per_transaction.is_some()
+                    || !fixed_fee_within_free_amount.is_default())
                 && let Some(metric) = metric
                 && !metric.group_by.is_empty()
             {

@@ -13,7 +13,7 @@
 //! | `graduated` / `volume` ranges (`from_value`–`to_value`)   | `graduated` / `volume`, `tier_ranges: whole_units` |
 //! | `volume` (first range's flat amount billed at 0 units)    | `zero_usage: first_tier_flat_fee`               |
 //! | `package` (`amount`, `package_size`, `free_units`)        | `package`, rounded up                           |
-//! | `percentage` (`rate`, `fixed_amount`, per-transaction min/max, `free_units_per_events`, `free_units_per_total_aggregation`) | `percentage` (`free_events`, `included`: with free events or bounds, spent transaction by transaction as Lago does) |
+//! | `percentage` (`rate`, `fixed_amount`, per-transaction min/max, `free_units_per_events`, `free_units_per_total_aggregation`) | `percentage` (`free_events`, `included`: with free events or bounds, spent transaction by transaction as Lago does; alone with a fixed amount, `fixed_fee_within_free_amount: waived`) |
 //! | `graduated_percentage` ranges (`rate`, `flat_amount`)     | `percentage` with tiers                         |
 //! | charge `min_amount_cents`                                 | charge `minimum`                                |
 //! | metric `count_agg` / `sum_agg` / `max_agg` / `unique_count_agg` | `count` / `sum` / `max` / `unique_count`  |
@@ -36,9 +36,9 @@ use super::{ImportError, Imported, NotCarried, err, number, str_field};
 use crate::decimal::Dec;
 use crate::money::{Currency, RoundingPolicy};
 use crate::plan::{
-    Aggregation, Charge, Conversion, FeeTiming, Interval, IntervalUnit, Metric, NegativeValues,
-    PackageRounding, Plan, PriceModel, ProrationMode, QuantityRounding, QuantityRoundingMode,
-    TaxRate, Tier, TierConvention, TierRanges, ZeroUsage,
+    Aggregation, Charge, Conversion, FeeTiming, FixedFeeWithinFreeAmount, Interval, IntervalUnit,
+    Metric, NegativeValues, PackageRounding, Plan, PriceModel, ProrationMode, QuantityRounding,
+    QuantityRoundingMode, TaxRate, Tier, TierConvention, TierRanges, ZeroUsage,
 };
 
 /// Imports a Lago plan (and the billable metrics given beside it) as a Ratecard plan with the
@@ -360,6 +360,7 @@ fn charge_model(
                     min_per_transaction: None,
                     max_per_transaction: None,
                     free_events: None,
+                    fixed_fee_within_free_amount: FixedFeeWithinFreeAmount::Charged,
                 },
             };
             ImportedModel {
@@ -382,6 +383,7 @@ fn charge_model(
                 min_per_transaction: field("per_transaction_min_amount")?.map(Dec),
                 max_per_transaction: field("per_transaction_max_amount")?.map(Dec),
                 free_events: None,
+                fixed_fee_within_free_amount: FixedFeeWithinFreeAmount::Charged,
             });
             // With free events or per-transaction bounds, the engine spends `included` on the
             // transactions themselves, as Lago spends its free amount.
@@ -394,22 +396,20 @@ fn charge_model(
                 fixed_fee,
                 min_per_transaction,
                 max_per_transaction,
+                fixed_fee_within_free_amount,
                 ..
             } = &mut model.model
             {
                 *slot = free_events;
-                // Alone, `included` is taken off the amount and every transaction pays the
-                // fixed fee; Lago waives it below the free amount.
+                // Alone, Lago waives the fixed amount of the transactions whose running total
+                // is below the free amount.
                 if model.included.is_some()
                     && free_events.is_none()
                     && min_per_transaction.is_none()
                     && max_per_transaction.is_none()
                     && fixed_fee.is_some()
                 {
-                    not_carried.push(NotCarried::new(
-                        format!("{props_path}.free_units_per_total_aggregation"),
-                        "a free amount with a fixed amount: Lago waives the fixed amount of the transactions within the free amount, Ratecard bills it on every transaction",
-                    ));
+                    *fixed_fee_within_free_amount = FixedFeeWithinFreeAmount::Waived;
                 }
             }
             model
@@ -790,6 +790,40 @@ mod tests {
         assert_eq!(invoice.total.0.to_string(), "2.69");
     }
 
+    /// A free amount alone with a fixed amount: Lago waives the fixed amount below it
+    /// (`percentage_service_spec.rb` "when free_units_per_events is nil": 11.15).
+    #[test]
+    fn lago_free_amount_alone_with_fixed_amount_is_carried() {
+        let export = serde_json::json!({"plan": {"code": "p", "interval": "monthly", "amount_currency": "USD",
+            "charges": [{"billable_metric_code": "payments", "charge_model": "percentage",
+              "properties": {"rate": "1.3", "fixed_amount": "2.0",
+                             "free_units_per_total_aggregation": "250.0"}}]},
+            "billable_metrics": [{"code": "payments", "aggregation_type": "sum_agg", "field_name": "amount"}]});
+        let imported = lago_plan(&export, None).unwrap();
+        assert!(
+            imported.not_carried.is_empty(),
+            "{:?}",
+            imported.not_carried
+        );
+        let charge = &imported.plan.charges[0];
+        assert!(matches!(
+            charge.model,
+            PriceModel::Percentage {
+                fixed_fee_within_free_amount: FixedFeeWithinFreeAmount::Waived,
+                ..
+            }
+        ));
+        let report = crate::validate::validate_plan(&imported.plan);
+        assert!(report.is_ok(), "{report:?}");
+        let usage: Usage = serde_json::from_str(
+            r#"{"period":{"index":0},"quantities":{"payments":[
+                {"quantity":"800","transactions":["50","100","250","400"]}]}}"#,
+        )
+        .unwrap();
+        let invoice = quote(&imported.plan, &usage, &NoPlugins).unwrap();
+        assert_eq!(invoice.total.0.to_string(), "11.15");
+    }
+
     /// A recurring unique count is carried over: the values active at the end of the previous
     /// period are the usage's `carry_in`, and `operation_type` adds or removes values.
     #[test]
@@ -870,7 +904,7 @@ mod tests {
     }
 
     #[test]
-    fn lago_free_amount_alone_with_a_fixed_amount_is_reported() {
+    fn lago_free_amount_alone_with_a_fixed_amount_waives_it() {
         let export = serde_json::json!({"code": "p", "interval": "monthly", "amount_currency": "USD",
             "charges": [{"billable_metric_code": "amount", "charge_model": "percentage",
               "properties": {"rate": "2", "fixed_amount": "0.5",
@@ -880,9 +914,20 @@ mod tests {
             imported.plan.charges[0].included,
             Some(Dec(Decimal::new(500, 0)))
         );
-        assert_eq!(
-            imported.not_carried[0].path,
-            "$.charges[0].properties.free_units_per_total_aggregation"
+        assert!(matches!(
+            imported.plan.charges[0].model,
+            PriceModel::Percentage {
+                fixed_fee_within_free_amount: FixedFeeWithinFreeAmount::Waived,
+                ..
+            }
+        ));
+        assert!(
+            imported
+                .not_carried
+                .iter()
+                .all(|n| !n.path.contains("free_units_per_total_aggregation")),
+            "{:?}",
+            imported.not_carried
         );
     }
 

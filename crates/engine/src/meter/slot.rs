@@ -82,8 +82,8 @@ impl<'p> Slot<'p> {
             charge.metric.as_deref() == Some(metric.code.as_str())
                 && matches!(
                     &charge.model,
-                    PriceModel::Percentage { min_per_transaction, max_per_transaction, free_events, .. }
-                        if min_per_transaction.is_some() || max_per_transaction.is_some() || free_events.is_some()
+                    PriceModel::Percentage { min_per_transaction, max_per_transaction, free_events, fixed_fee_within_free_amount, .. }
+                        if min_per_transaction.is_some() || max_per_transaction.is_some() || free_events.is_some() || !fixed_fee_within_free_amount.is_default()
                 )
         });
         if let Some(charge) = per_transaction_charge {

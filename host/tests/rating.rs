@@ -204,6 +204,7 @@ fn streaming_gives_each_customer_the_invoice_of_a_plain_quote() {
             carry_in: Default::default(),
             credits: Vec::new(),
             plan_change: None,
+            split_line: None,
         };
         let mut expected = quote(&plan, &usage, &NoPlugins).expect("quote");
         // The hash covers the quote's events; a streamed invoice's hash covers its setup.

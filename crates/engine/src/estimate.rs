@@ -45,6 +45,7 @@ pub fn typical_usage(quantities: &BTreeMap<String, Decimal>) -> Usage {
         carry_in: BTreeMap::new(),
         credits: Vec::new(),
         plan_change: None,
+        split_line: None,
     }
 }
 

@@ -68,6 +68,9 @@ pub enum LineOrigin {
     /// With `charge_minimum` `after_discounts`: what a charge's net, after its own discounts,
     /// falls short of its minimum (not reduced by those discounts).
     ChargeMinimum,
+    /// On a split line of a period (`split_line`): what the earlier lines of the period billed
+    /// for the charge, taken off its cumulative amount (a negative line).
+    BilledBefore,
 }
 
 impl LineOrigin {

@@ -12,6 +12,11 @@
 //!
 //! Discount, tax and credit amounts are always rounded to the currency's minor units with the
 //! plan's rounding mode.
+//!
+//! A split line of the period (`Usage::split_line`, progressive billing) rates the cumulative
+//! usage so far and adds, per usage charge, a line taking off what the period's earlier lines
+//! billed ([`LineOrigin::BilledBefore`]); minimums, arrears fees and volume charges wait for
+//! the last line, advance fees are billed on the first.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -159,6 +164,146 @@ pub(crate) struct QuoteContext {
     /// Usage before this instant is in the trial and not billed.
     pub billable_from: Timestamp,
     pub currency: Currency,
+    /// When the invoice is one split line of the period (`Usage::split_line`).
+    pub split: Option<Split>,
+}
+
+impl QuoteContext {
+    /// Where the usage rated ends: the split line's `to`, else the period's end.
+    pub fn usage_end(&self) -> Timestamp {
+        self.split
+            .as_ref()
+            .map_or(self.period.end, |split| split.to)
+    }
+}
+
+/// A split line of the period (progressive billing), resolved from `Usage::split_line`.
+#[derive(Clone, Debug)]
+pub(crate) struct Split {
+    /// The first line of the period (no `from`): advance flat fees are billed on it.
+    pub first: bool,
+    /// The last line of the period (no `to`): arrears flat fees, volume charges and charge
+    /// minimums are billed on it.
+    pub last: bool,
+    /// Where the line's service period starts and ends.
+    pub from: Timestamp,
+    pub to: Timestamp,
+    /// What the earlier lines billed, by usage charge id.
+    pub billed_before: BTreeMap<String, Decimal>,
+}
+
+/// Resolves and checks a usage's split line against the plan and the period. A split line
+/// bills cumulative usage less what earlier lines billed per charge, which the parts of a plan
+/// that see the whole invoice (its minimum commitment, discounts) or a share of the period
+/// (a plan change, `usage_proration`) cannot follow: those are refused at `$.split_line`.
+fn split_line(
+    plan: &Plan,
+    usage: &Usage,
+    calendar: &Calendar,
+    period: BillingPeriod,
+    currency: &Currency,
+) -> Result<Option<Split>, RateError> {
+    let Some(line) = &usage.split_line else {
+        return Ok(None);
+    };
+    let refuse = |what: &str| {
+        usage_error(
+            "$.split_line",
+            format!(
+                "a split line bills cumulative usage less what earlier lines billed, per charge: {what} cannot be split that way"
+            ),
+        )
+    };
+    if usage.plan_change.is_some() {
+        return Err(refuse("a plan change"));
+    }
+    if plan.minimum_commitment.is_some() {
+        return Err(refuse("the plan's `minimum_commitment`"));
+    }
+    if !plan.discounts.is_empty() {
+        return Err(refuse("the plan's `discounts`"));
+    }
+    if let Some(charge) = plan
+        .charges
+        .iter()
+        .find(|c| !c.usage_proration.is_default())
+    {
+        return Err(refuse(&format!(
+            "`usage_proration` (charge `{}`)",
+            charge.id
+        )));
+    }
+    let instant = |text: &Option<String>, name: &str| -> Result<Option<Timestamp>, RateError> {
+        let Some(text) = text else { return Ok(None) };
+        let path = format!("$.split_line.{name}");
+        let at = calendar
+            .parse_instant(text)
+            .map_err(|error| RateError::Period {
+                path: path.clone(),
+                error,
+            })?;
+        if at <= period.start || at >= period.end {
+            return Err(usage_error(
+                path,
+                "a split point must fall strictly inside the rated period",
+            ));
+        }
+        Ok(Some(at))
+    };
+    let from = instant(&line.from, "from")?;
+    let to = instant(&line.to, "to")?;
+    if let (Some(from), Some(to)) = (from, to)
+        && to <= from
+    {
+        return Err(usage_error(
+            "$.split_line.to",
+            "a split line ends after it starts",
+        ));
+    }
+    if from.is_none() && !line.billed_before.is_empty() {
+        return Err(usage_error(
+            "$.split_line.billed_before",
+            "the first line of a period (no `from`) has no earlier lines",
+        ));
+    }
+    for (charge_id, amount) in &line.billed_before {
+        let path = || format!("$.split_line.billed_before.{charge_id}");
+        match plan.charges.iter().find(|c| &c.id == charge_id) {
+            None => {
+                return Err(usage_error(
+                    path(),
+                    format!("no charge `{charge_id}` in plan `{}`", plan.id),
+                ));
+            }
+            Some(charge) if matches!(charge.model, PriceModel::Flat { .. }) => {
+                return Err(usage_error(
+                    path(),
+                    "a flat fee is billed whole on the first (advance) or last (arrears) line: nothing of it is billed before",
+                ));
+            }
+            Some(_) => {}
+        }
+        if amount.0.normalize().scale() > currency.minor_units {
+            return Err(usage_error(
+                path(),
+                format!(
+                    "an amount billed has at most {} decimals in {}",
+                    currency.minor_units, currency.code
+                ),
+            ));
+        }
+    }
+    Ok(Some(Split {
+        first: from.is_none(),
+        last: to.is_none(),
+        from: from.unwrap_or(period.start),
+        to: to.unwrap_or(period.end),
+        billed_before: line
+            .billed_before
+            .iter()
+            .map(|(id, amount)| (id.clone(), amount.0))
+            .collect(),
+    }))
 }
 
 /// Without a subscription, periods are calendar periods anchored here (local midnight).
@@ -216,11 +361,13 @@ pub(crate) fn context(plan: &Plan, usage: &Usage) -> Result<QuoteContext, RateEr
     } else {
         period.start
     };
+    let split = split_line(plan, usage, &calendar, period, &currency)?;
     Ok(QuoteContext {
         calendar,
         period,
         billable_from,
         currency,
+        split,
     })
 }
 
@@ -640,6 +787,14 @@ impl NotBilled {
         *self.counts.entry(what).or_default() += 1;
     }
 
+    /// Counts an event of the period after a split line's end: a later line bills it.
+    pub fn record_after_split_line(&mut self) {
+        *self
+            .counts
+            .entry("after this split line (a later line's)")
+            .or_default() += 1;
+    }
+
     /// Notes an event the aggregator refused; `place` says where it was (`$.events[3]`,
     /// `line 12`).
     pub fn reject(&mut self, place: impl fmt::Display, error: &EventError) {
@@ -780,6 +935,19 @@ pub(crate) fn price_usage(
         notes.push(format!(
             "trial until {}: flat fees prorated, earlier usage not billed",
             cal.format(billed_from)
+        ));
+    }
+    if let Some(split) = &ctx.split {
+        notes.push(format!(
+            "split line {} to {} of the period: usage rated from {}{}",
+            cal.format(split.from),
+            cal.format(split.to),
+            cal.format(period.start),
+            if split.first {
+                " (the period's first line)"
+            } else {
+                ", less what the period's earlier lines billed"
+            }
         ));
     }
     let mut raw_lines = Vec::new();
@@ -1478,6 +1646,10 @@ fn flat_lines(
             continue;
         }
         let (fraction, exact) = flat_amount(plan, ctx, from, to, charge, amount.0, prorate)?;
+        if let Some(line) = flat_not_on_this_split_line(ctx, charge, timing) {
+            out.push(line);
+            continue;
+        }
         let row = if fraction == Decimal::ONE {
             BreakdownRow::fee(format!("{} for the period", normalized_text(amount)), exact)
         } else {
@@ -1519,6 +1691,86 @@ fn flat_lines(
     Ok(())
 }
 
+/// On a split line of the period, a flat fee billed on another line: advance fees on the
+/// first, arrears fees on the last (as OpenMeter's flat price of a progressively billed
+/// line). Its line bills 0 and says where the fee is billed.
+fn flat_not_on_this_split_line(
+    ctx: &QuoteContext,
+    charge: &Charge,
+    timing: FeeTiming,
+) -> Option<RawLine> {
+    let split = ctx.split.as_ref()?;
+    let billed_on = match timing {
+        FeeTiming::Advance if !split.first => "an advance fee is billed on the first line",
+        FeeTiming::Arrears if !split.last => "an arrears fee is billed on the last line",
+        _ => return None,
+    };
+    Some(RawLine {
+        charge_id: charge.id.clone(),
+        origin: LineOrigin::Charge,
+        description: describe(charge, None),
+        metric: None,
+        group: GroupKey::new(),
+        quantity: Decimal::ZERO,
+        unit_price: None,
+        priced: Priced {
+            amount: Decimal::ZERO,
+            breakdown: vec![BreakdownRow::fee(
+                format!("split line: {billed_on} of the period"),
+                Decimal::ZERO,
+            )],
+        },
+    })
+}
+
+/// On a split line of the period, what the earlier lines billed for a usage charge, taken
+/// off its cumulative amount: `round(cumulative) − billed before` (OpenMeter's delta rating,
+/// `PreviouslyBilledAmount`).
+fn billed_before_line(ctx: &QuoteContext, charge: &Charge, metric: &Metric) -> Option<RawLine> {
+    let split = ctx.split.as_ref()?;
+    let billed = *split.billed_before.get(&charge.id)?;
+    let amount = -billed;
+    Some(RawLine {
+        charge_id: charge.id.clone(),
+        origin: LineOrigin::BilledBefore,
+        description: format!(
+            "{}: billed by the period's earlier lines",
+            describe(charge, Some(metric))
+        ),
+        metric: Some(metric.code.clone()),
+        group: GroupKey::new(),
+        quantity: Decimal::ONE,
+        unit_price: Some(amount),
+        priced: Priced {
+            amount,
+            breakdown: vec![BreakdownRow::fee(
+                format!(
+                    "billed for {} to {}",
+                    ctx.calendar.format(ctx.period.start),
+                    ctx.calendar.format(split.from)
+                ),
+                amount,
+            )],
+        },
+    })
+}
+
+/// On a split line other than the period's last, a volume charge bills nothing: its tier is
+/// chosen by the period's whole quantity, known on the last line (OpenMeter's volume tiered
+/// price is not billed progressively).
+fn volume_waits_for_the_last_line(lines: &mut [RawLine]) {
+    for line in lines {
+        line.priced = Priced {
+            amount: Decimal::ZERO,
+            breakdown: vec![BreakdownRow::fee(
+                "split line: a volume charge is rated on the last line of the period".to_owned(),
+                Decimal::ZERO,
+            )],
+        };
+        line.unit_price = None;
+    }
+}
+
 /// Lines of usage-based charges, for the plan in force over `billed` (the part of the period
 /// it bills, which prorates the units of a charge with `usage_proration`).
 #[allow(clippy::too_many_arguments)]
@@ -1550,9 +1802,21 @@ fn usage_lines(
         metered.metrics.insert(metric.code.clone(), groups_for_next);
         let cap = plan.charge_maximum == ChargeMaximum::BeforeDiscounts;
         // A previous plan's minimums apply before discounts: the shortfall lines after
-        // discounts are the plan in force's.
-        let floor = plan.charge_minimum == ChargeMinimum::BeforeDiscounts || suffix.is_some();
-        apply_charge_bounds(charge, metric, &mut lines, cap, floor)?;
+        // discounts are the plan in force's. A split line raises a charge to its minimum on
+        // the period's last line only.
+        let last_line = ctx.split.as_ref().is_none_or(|split| split.last);
+        let floor = (plan.charge_minimum == ChargeMinimum::BeforeDiscounts || suffix.is_some())
+            && last_line;
+        if !last_line && matches!(charge.model, PriceModel::Volume { .. }) {
+            volume_waits_for_the_last_line(&mut lines);
+        } else {
+            apply_charge_bounds(charge, metric, &mut lines, cap, floor)?;
+        }
+        if suffix.is_none()
+            && let Some(line) = billed_before_line(ctx, charge, metric)
+        {
+            lines.push(line);
+        }
         for line in &mut lines {
             line.description = suffixed(std::mem::take(&mut line.description), suffix);
             if suffix.is_some() {
@@ -2499,5 +2763,81 @@ mod tests {
             error.contains("$.plan_change.previous_plan.currency: `XYZ`"),
             "{error}"
         );
+    }
+
+    /// Progressive billing: the split lines of a period, each billing its cumulative usage less
+    /// what the earlier lines billed, add up to the invoice of the whole period (rounded per
+    /// line, fractional unit prices, tier flat fees, a maximum, a minimum, arrears and advance
+    /// fees alike).
+    #[test]
+    fn split_lines_add_up_to_the_whole_period() {
+        let plan: Plan = serde_json::from_value(serde_json::json!({
+            "id": "p", "currency": "USD", "interval": "month",
+            "metrics": [{"code": "calls", "aggregation": {"type": "sum", "property": "n"}},
+                        {"code": "seats", "aggregation": {"type": "max", "property": "n"}}],
+            "charges": [
+                {"id": "base", "model": {"type": "flat", "amount": "20", "timing": "advance"}},
+                {"id": "support", "model": {"type": "flat", "amount": "5", "timing": "arrears"}},
+                {"id": "calls", "metric": "calls", "maximum": "10", "model": {"type": "graduated", "tiers": [
+                    {"up_to": "100", "unit_price": "0.0133", "flat_fee": "3"},
+                    {"up_to": null, "unit_price": "0.0071", "flat_fee": "2"}]}},
+                {"id": "seats", "metric": "seats", "minimum": "40", "model": {"type": "volume", "tiers": [
+                    {"up_to": "5", "unit_price": "7"}, {"up_to": null, "unit_price": "6.5"}]}}
+            ]
+        }))
+        .unwrap();
+        let quote_at = |split: serde_json::Value, calls: &str, seats: &str| {
+            let usage: Usage = serde_json::from_value(serde_json::json!({
+                "subscription": {"start": "2026-11-01"}, "period": {"index": 0},
+                "quantities": {"calls": calls, "seats": seats}, "split_line": split
+            }))
+            .unwrap();
+            quote(&plan, &usage, &NoPlugins).unwrap()
+        };
+        let charge_amounts = |invoice: &Invoice| -> BTreeMap<String, Decimal> {
+            let mut amounts = BTreeMap::new();
+            for line in &invoice.lines {
+                *amounts.entry(line.charge_id.clone()).or_default() += line.amount.0;
+            }
+            amounts
+        };
+        let points = [("2026-11-08", "37", "3"), ("2026-11-19", "151.5", "4")];
+        let last = ("1234.5", "6");
+        for (calls_whole, seats_whole) in [last, ("151.5", "4"), ("37", "3")] {
+            let whole = quote_at(serde_json::Value::Null, calls_whole, seats_whole);
+            let mut billed: BTreeMap<String, Decimal> = BTreeMap::new();
+            let mut total = Decimal::ZERO;
+            let mut from: Option<&str> = None;
+            for (to, calls, seats) in points.iter().map(|&(to, c, s)| (Some(to), c, s)).chain([(
+                None,
+                calls_whole,
+                seats_whole,
+            )]) {
+                let mut split = serde_json::json!({});
+                if let Some(from) = from {
+                    split["from"] = from.into();
+                    let usage_billed: BTreeMap<&String, String> = billed
+                        .iter()
+                        .filter(|(id, _)| id.as_str() != "base" && id.as_str() != "support")
+                        .map(|(id, amount)| (id, amount.to_string()))
+                        .collect();
+                    split["billed_before"] = serde_json::to_value(usage_billed).unwrap();
+                }
+                if let Some(to) = to {
+                    split["to"] = to.into();
+                }
+                let invoice = quote_at(split, calls, seats);
+                for (id, amount) in charge_amounts(&invoice) {
+                    *billed.entry(id).or_default() += amount;
+                }
+                total += invoice.total.0;
+                from = to;
+            }
+            assert_eq!(
+                total, whole.total.0,
+                "calls {calls_whole}, seats {seats_whole}"
+            );
+            assert_eq!(billed, charge_amounts(&whole));
+        }
     }
 }

@@ -173,6 +173,7 @@ impl<'a> PeriodRater<'a> {
                 at: at.to_owned(),
                 previous_plan: Box::new(previous.clone()),
             }),
+            split_line: None,
         };
         let plan = prepared.plan();
         let usage = match context(plan, &usage) {
@@ -240,7 +241,7 @@ impl<'a> PeriodRater<'a> {
         let (carry_in, carried_values) = crate::usage::split_carry_in(&usage.carry_in);
         let window = Window {
             start: change_at.unwrap_or(ctx.period.start),
-            end: ctx.period.end,
+            end: ctx.usage_end(),
         };
         let aggregator = Aggregator::routed(
             &plan.metrics,
@@ -352,10 +353,13 @@ impl<'a> PeriodRater<'a> {
     ) -> Result<Outcome, EventError> {
         let period = self.ctx.period;
         let result = self.current.aggregator.push_routed(event, routing);
-        self.current.note(event, &result, place, period);
+        self.current
+            .note(event, &result, place, period, self.ctx.usage_end());
         if let Some(previous) = &mut self.previous {
             let old = previous.segment.aggregator.push(event);
-            previous.segment.note(event, &old, place, period);
+            previous
+                .segment
+                .note(event, &old, place, period, period.end);
             // The event is the previous plan's when its timestamp is in that plan's window.
             if !matches!(old, Ok(Outcome::OutsideWindow)) && event.timestamp < previous.at {
                 return old;
@@ -486,7 +490,8 @@ impl<'a> Segment<'a> {
 
     /// Notes what became of an event. With a plan change each plan's window is only part of
     /// the period: an event in the other part is rated by the other plan, so it is not
-    /// "outside the period".
+    /// "outside the period". An event of the period at or after `usage_end` (a split line's
+    /// end) belongs to a later line of the period.
     #[inline]
     fn note(
         &mut self,
@@ -494,8 +499,14 @@ impl<'a> Segment<'a> {
         result: &Result<Outcome, EventError>,
         place: fmt::Arguments<'_>,
         period: crate::period::BillingPeriod,
+        usage_end: Timestamp,
     ) {
         match result {
+            Ok(Outcome::OutsideWindow)
+                if event.timestamp >= usage_end && event.timestamp < period.end =>
+            {
+                self.not_billed.record_after_split_line();
+            }
             Ok(Outcome::OutsideWindow)
                 if event.timestamp >= period.start && event.timestamp < period.end => {}
             Ok(outcome) => self.not_billed.record(*outcome),

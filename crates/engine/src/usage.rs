@@ -52,6 +52,35 @@ pub struct Usage {
     /// A mid-period change from another plan to the quoted one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan_change: Option<PlanChange>,
+    /// This invoice is one of several lines billing the period (progressive billing,
+    /// OpenMeter's split lines). Absent: the invoice bills the whole period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_line: Option<SplitLine>,
+}
+
+/// One line of a period billed in several (progressive billing: invoices issued before the
+/// period ends for the usage so far). The usage given is cumulative, from the period's start
+/// to the line's `to`; each usage charge is rated on it and what the earlier lines of the
+/// period billed for that charge is taken off (`round(cumulative) − billed before`, as
+/// OpenMeter's delta rating books the cumulative snapshot less what was booked). Advance flat
+/// fees are billed on the first line, arrears flat fees, volume charges and charge minimums
+/// on the last.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SplitLine {
+    /// Where this line's service period starts (where the previous line ended), a date or an
+    /// RFC 3339 instant strictly inside the period. Absent: the period's start, the first line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Where this line's service period ends: events at or after it belong to later lines.
+    /// Absent: the period's end, the last line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// What the earlier lines of this period billed, by usage charge id (amounts as billed,
+    /// at the currency's minor units). Only a line with a `from` has earlier lines.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub billed_before: BTreeMap<String, Dec>,
 }
 
 fn deserialize_owned_events<'de, D: Deserializer<'de>>(

@@ -206,7 +206,10 @@ pub fn lago_plan(export: &Value, plan_id: Option<&str>) -> Result<Imported, Impo
             "bill_charges_monthly",
             "charges billed monthly on a yearly plan",
         ),
-        ("usage_thresholds", "progressive billing thresholds"),
+        (
+            "usage_thresholds",
+            "progressive billing thresholds: when to issue an invoice is the caller's; rate each one with the usage's `split_line`",
+        ),
     ] {
         match plan.get(field) {
             None | Some(Value::Null) | Some(Value::Bool(false)) => {}

@@ -27,6 +27,9 @@
 //! Everything else is listed by its JSON path in [`Imported::not_carried`]: phases before the
 //! last, one-time fees, a rate card billed at another cadence than the plan, entitlements and
 //! tax config, `AVG` meters, nested value properties, filters other than `$eq` / `$in`.
+//! Progressive billing is not part of an OpenMeter plan (the billing profile's
+//! `workflow.invoicing.progressiveBilling`, each invoice's `asOf`): each progressive invoice is
+//! a quote whose usage has a `split_line`.
 
 use rust_decimal::Decimal;
 use serde_json::Value;

@@ -542,7 +542,9 @@ pub enum UsageProration {
     /// billed days ÷ the cycle's days, plus each event's value × the days from its local date
     /// to the end of the billed part (its own day included) ÷ the cycle's days, rounded up to
     /// 5 decimals; a volume tier is chosen by the full units and its flat fee not prorated.
-    /// For an ungrouped carried-over `sum` without conversion, on volume and per-unit charges.
+    /// On graduated tiers, Lago's prorated graduated ranges, event by event
+    /// (`prorated_graduated_service.rb`). For an ungrouped carried-over `sum` without
+    /// conversion, on volume, graduated and per-unit charges.
     DaysHeld,
 }
 

@@ -887,6 +887,206 @@ fn free_amount_on_totals<R: Rows>(
     Ok(priced)
 }
 
+/// One of Lago's graduated ranges as its prorated graduated calculator reads it: whole units
+/// `from`–`to` (`to` inclusive, `None` for the last), a unit price and a flat amount.
+#[derive(Clone, Copy, Debug)]
+struct LagoRange {
+    from: Decimal,
+    to: Option<Decimal>,
+    unit_price: Decimal,
+    flat_fee: Decimal,
+}
+
+/// Lago's ranges of `tiers`: from 0, then each previous `up_to` + 1 (Lago's `from_value`).
+fn lago_ranges(tiers: &[Tier]) -> Result<Vec<LagoRange>, Overflow> {
+    let mut ranges = Vec::with_capacity(tiers.len());
+    let mut from = Decimal::ZERO;
+    for tier in tiers {
+        let to = tier.up_to.map(Decimal::from);
+        ranges.push(LagoRange {
+            from,
+            to,
+            unit_price: tier.unit_price.into(),
+            flat_fee: tier.flat_fee.into(),
+        });
+        if let Some(to) = to {
+            from = add(to, Decimal::ONE)?;
+        }
+    }
+    Ok(ranges)
+}
+
+/// Lago's prorated graduated charge (getlago/lago-api
+/// `app/services/charge_models/prorated_graduated_service.rb`, `compute_amount`), ported step
+/// for step: the events in time order, each as (full value, prorated value); the running sum of
+/// full values chooses the range, the prorated values are priced at its unit price, and an
+/// event crossing a range's bound is split between the ranges by its prorated / full ratio (the
+/// "overflow"). The flat amounts of the ranges up to the highest full sum reached are added;
+/// a negative final full sum bills 0, a negative amount is 0. With no prorated units, the
+/// first range's flat amount. `Err` on an overflow or when the steps do not end (they always
+/// do: each step enters a range or takes an event).
+pub fn lago_prorated_graduated_into<R: Rows>(
+    tiers: &[Tier],
+    events: &[(Decimal, Decimal)],
+) -> Result<R, Overflow> {
+    let ranges = lago_ranges(tiers)?;
+    let Some(first) = ranges.first().copied() else {
+        return Ok(R::default());
+    };
+    let coefficient = |idx: usize| -> Result<Decimal, Overflow> {
+        let (full, prorated) = *events.get(idx).ok_or(Overflow)?;
+        if full.is_zero() {
+            Ok(Decimal::ZERO)
+        } else {
+            div(prorated, full)
+        }
+    };
+    let units = events
+        .iter()
+        .try_fold(Decimal::ZERO, |acc, (_, prorated)| add(acc, *prorated))?;
+    let mut priced = R::default();
+    if units.is_zero() {
+        priced.push_row(first.flat_fee, |amount| {
+            BreakdownRow::fee(
+                "no unit held: range 1's flat amount (Lago's prorated graduated)".to_owned(),
+                amount,
+            )
+        })?;
+        return Ok(priced);
+    }
+    let range_of = |full_units: Decimal,
+                    overflow: Decimal,
+                    next: Option<Decimal>|
+     -> Result<LagoRange, Overflow> {
+        if full_units <= Decimal::ZERO {
+            return Ok(first);
+        }
+        let units = if overflow.is_zero() {
+            full_units
+        } else if overflow > Decimal::ZERO {
+            add(sub(full_units, overflow)?, Decimal::ONE)?
+        } else {
+            add(full_units, overflow)?
+        };
+        for (idx, range) in ranges.iter().enumerate() {
+            if Some(units) == range.to {
+                // Usage resting on a range's top moves to the next range when an event follows.
+                if next.is_some_and(|n| n > Decimal::ZERO)
+                    && let Some(next_range) = ranges.get(idx + 1)
+                {
+                    return Ok(*next_range);
+                }
+                return Ok(*range);
+            }
+            if units >= range.from && range.to.is_none_or(|to| units < to) {
+                return Ok(*range);
+            }
+        }
+        Ok(first)
+    };
+    let (mut index, mut overflow) = (0usize, Decimal::ZERO);
+    let (mut full_sum, mut max_full_sum) = (Decimal::ZERO, Decimal::ZERO);
+    let (mut prorated_sum, mut result) = (Decimal::ZERO, Decimal::ZERO);
+    let mut range = first;
+    let mut steps_left = events
+        .len()
+        .saturating_add(1)
+        .saturating_mul(ranges.len().saturating_add(2));
+    while index < events.len() || !overflow.is_zero() {
+        steps_left = steps_left.checked_sub(1).ok_or(Overflow)?;
+        range = range_of(full_sum, overflow, events.get(index).map(|e| e.0))?;
+        if !overflow.is_zero() {
+            let ratio = coefficient(index.saturating_sub(1))?;
+            prorated_sum = add(prorated_sum, mul(overflow, ratio)?)?;
+            if let Some(to) = range.to
+                && full_sum >= to
+            {
+                overflow = sub(full_sum, to)?;
+                prorated_sum = sub(prorated_sum, mul(overflow, ratio)?)?;
+                result = add(result, mul(prorated_sum, range.unit_price)?)?;
+                prorated_sum = Decimal::ZERO;
+                continue;
+            }
+            overflow = Decimal::ZERO;
+        }
+        let Some(&(full, prorated)) = events.get(index) else {
+            break;
+        };
+        // An added unit held for no day, and the removal of such a unit, change no range.
+        if prorated.is_zero()
+            && (full > Decimal::ZERO
+                || (full < Decimal::ZERO && add(full_sum, full)? < Decimal::ZERO))
+        {
+            index += 1;
+            continue;
+        }
+        full_sum = add(full_sum, full)?;
+        max_full_sum = max_full_sum.max(full_sum);
+        prorated_sum = add(prorated_sum, prorated)?;
+        index += 1;
+        let within = match range.to {
+            None => full_sum >= sub(range.from, Decimal::ONE)?,
+            Some(to) => full_sum < to && full_sum >= range.from,
+        };
+        if within {
+            continue;
+        }
+        overflow = match range.to {
+            Some(to) if full_sum >= to => sub(full_sum, to)?,
+            _ => add(sub(full_sum, range.from)?, Decimal::ONE)?,
+        };
+        prorated_sum = sub(
+            prorated_sum,
+            mul(overflow, coefficient(index.saturating_sub(1))?)?,
+        )?;
+        result = add(result, mul(prorated_sum, range.unit_price)?)?;
+        prorated_sum = Decimal::ZERO;
+    }
+    result = add(result, mul(prorated_sum, range.unit_price)?)?;
+    if full_sum < Decimal::ZERO {
+        priced.push_row(Decimal::ZERO, |amount| {
+            BreakdownRow::fee(
+                format!(
+                    "{} events ending at {} units: billed 0 (Lago's prorated graduated)",
+                    events.len(),
+                    normalized_text(full_sum)
+                ),
+                amount,
+            )
+        })?;
+        return Ok(priced);
+    }
+    let result = result.max(Decimal::ZERO);
+    priced.push_row(result, |amount| {
+        BreakdownRow::fee(
+            format!(
+                "{} events, {} units held by day, priced range by range as the running full units reach them (Lago's prorated graduated)",
+                events.len(),
+                normalized_text(units)
+            ),
+            amount,
+        )
+    })?;
+    for (idx, range) in ranges.iter().enumerate() {
+        if !range.flat_fee.is_zero() {
+            priced.push_row(range.flat_fee, |amount| {
+                BreakdownRow::fee(
+                    format!(
+                        "range {} flat amount (reached by {} units)",
+                        idx + 1,
+                        normalized_text(max_full_sum)
+                    ),
+                    amount,
+                )
+            })?;
+        }
+        if range.to.is_none_or(|to| max_full_sum <= to) {
+            break;
+        }
+    }
+    Ok(priced)
+}
+
 /// Every unit at one price.
 pub fn per_unit(quantity: Decimal, unit_price: Decimal) -> Result<Priced, Overflow> {
     per_unit_into(quantity, unit_price)
@@ -1131,6 +1331,78 @@ mod tests {
         assert_eq!(check(alone, "1000", &events), d("0"));
         // The first transaction alone reaches it: every transaction pays the fixed fee.
         assert_eq!(check(alone, "10", &events), d("18.27")); // 790 × 1.3 % + 4 × 2
+    }
+
+    /// Lago's prorated graduated calculator, checked against the figures of getlago/lago-api
+    /// `spec/services/charge_models/prorated_graduated_service_spec.rb`.
+    #[test]
+    fn lago_prorated_graduated_matches_lagos_spec() {
+        let two = tiers(&[(Some("5"), "10", "100"), (None, "5", "50")]);
+        let three = tiers(&[
+            (Some("5"), "10", "100"),
+            (Some("15"), "5", "50"),
+            (None, "2", "0"),
+        ]);
+        let check = |tiers: &[Tier], events: &[(&str, &str)]| {
+            let events: Vec<(Decimal, Decimal)> =
+                events.iter().map(|(f, p)| (d(f), d(p))).collect();
+            let priced: Priced = lago_prorated_graduated_into(tiers, &events).unwrap();
+            let only: AmountOnly = lago_prorated_graduated_into(tiers, &events).unwrap();
+            assert_eq!(priced.amount, only.amount());
+            priced
+                .amount
+                .round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+        };
+        let spec = [("5", "3.5"), ("5", "2.66667"), ("10", "2"), ("-6", "-2.2")];
+        assert_eq!(check(&two, &spec), d("197.33"));
+        assert_eq!(check(&two, &[]), d("100"));
+        let partly = [("2", "1.4"), ("5", "2.66667"), ("10", "2"), ("-6", "-2.2")];
+        assert_eq!(check(&two, &partly), d("184.33"));
+        let to_zero = [
+            ("1", "0.7097"),
+            ("4", "1.54839"),
+            ("1", "0.2258"),
+            ("-5", "-0.80645"),
+            ("-1", "-0.0645"),
+        ];
+        assert_eq!(check(&two, &to_zero), d("165.81"));
+        assert_eq!(check(&two, &[("5", "3.5"), ("-2", "-1")]), d("125"));
+        assert_eq!(
+            check(&two, &[("4", "2.8"), ("2", "1"), ("-3", "-0.6")]),
+            d("180.5")
+        );
+        assert_eq!(
+            check(
+                &two,
+                &[("5", "3.5"), ("2", "1"), ("-4", "-1.6"), ("10", "2")]
+            ),
+            d("190")
+        );
+        assert_eq!(check(&two, &[("5", "2"), ("-100", "-33.33")]), d("0"));
+        assert_eq!(check(&two, &[("4", "1.6"), ("-100", "-33.33")]), d("0"));
+        assert_eq!(check(&two, &[("1", "0.7")]), d("107"));
+        let one_wide = tiers(&[(Some("1"), "10", "100"), (None, "5", "50")]);
+        assert_eq!(check(&one_wide, &[("1", "0.7")]), d("107"));
+        let six = [
+            ("2", "1.4"),
+            ("5", "2.5"),
+            ("10", "2"),
+            ("-6", "-2.2"),
+            ("4", "0.667"),
+            ("60", "2"),
+        ];
+        let amount: Priced = lago_prorated_graduated_into(
+            &three,
+            &six.iter().map(|(f, p)| (d(f), d(p))).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        assert_eq!(
+            amount
+                .amount
+                .round_dp_with_strategy(2, rust_decimal::RoundingStrategy::ToPositiveInfinity),
+            d("191.34")
+        );
+        assert_eq!(check(&three, &[("75", "75")]), d("370"));
     }
 
     #[test]

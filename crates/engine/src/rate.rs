@@ -1880,9 +1880,26 @@ fn charge_lines(
             UsageProration::DaysHeld => days_held_units(ctx, charge, metric, billed, &group)?,
             _ => (prorated_units(plan, ctx, charge, billed, quantity)?, None),
         };
-        let Some((mut priced, unit_price)) =
-            price_group::<Priced>(plan, charge, metric, &group, used, quantity, share)?
-        else {
+        let lago_graduated = match &charge.model {
+            PriceModel::Graduated { tiers }
+                if charge.usage_proration == UsageProration::DaysHeld && share.is_some() =>
+            {
+                Some(tiers)
+            }
+            _ => None,
+        };
+        let priced_group = match lago_graduated {
+            // Lago's prorated graduated ranges: event by event, not a share of the units.
+            Some(tiers) => {
+                let events = days_held_events(ctx, charge, billed, &group)?;
+                Some((
+                    price::lago_prorated_graduated_into::<Priced>(tiers, &events),
+                    None,
+                ))
+            }
+            None => price_group::<Priced>(plan, charge, metric, &group, used, quantity, share)?,
+        };
+        let Some((mut priced, unit_price)) = priced_group else {
             continue;
         };
         let quantity = share.map_or(quantity, |(_, billed_units)| billed_units);
@@ -2129,6 +2146,45 @@ type HeldUnits = (Option<(Decimal, Decimal)>, Option<BreakdownRow>);
 /// days, plus each event's value × the local days from its date to `to` ÷ the cycle's days,
 /// rounded up to 5 decimals; with the share of the full units it is, and the breakdown row
 /// saying so. `None` when that is the full quantity (every unit held the whole cycle).
+/// With `usage_proration` `days_held` on a graduated charge: the (full, prorated) value of
+/// the carried-in units (held over the billed part) and of each event in time order (its value
+/// × its local days left ÷ the cycle's days, unrounded), as Lago's prorated sum gives
+/// `event_aggregation` and `event_prorated_aggregation` (`prorated_aggregations/sum_service.rb`,
+/// `per_event_aggregation`).
+fn days_held_events(
+    ctx: &QuoteContext,
+    charge: &Charge,
+    (from, to): (Timestamp, Timestamp),
+    group: &GroupUsage,
+) -> Result<Vec<(Decimal, Decimal)>, RateError> {
+    let context = || format!("charge `{}`", charge.id);
+    let cal = &ctx.calendar;
+    let days = |at: Timestamp| cal.fraction_parts(ProrationMode::Days, &ctx.period, at, to);
+    let mut dated: Vec<(Timestamp, Decimal)> = group.dated.as_deref().unwrap_or_default().to_vec();
+    crate::sort::sort_by(&mut dated, |a, b| a.0.cmp(&b.0));
+    let events_sum = dated
+        .iter()
+        .try_fold(Decimal::ZERO, |sum, (_, value)| price::add(sum, *value))
+        .map_err(overflow(context()))?;
+    let carried = price::sub(group.raw_value, events_sum).map_err(overflow(context()))?;
+    let share_of = |value: Decimal, (held, cycle): (i64, i64)| -> Result<Decimal, RateError> {
+        if cycle == 0 {
+            return Ok(Decimal::ZERO);
+        }
+        price::mul(value, Decimal::from(held))
+            .and_then(|v| price::div(v, Decimal::from(cycle)))
+            .map_err(overflow(context()))
+    };
+    let mut events = Vec::with_capacity(dated.len() + 1);
+    if !carried.is_zero() {
+        events.push((carried, share_of(carried, days(from))?));
+    }
+    for (at, value) in dated {
+        events.push((value, share_of(value, days(at))?));
+    }
+    Ok(events)
+}
+
 fn days_held_units(
     ctx: &QuoteContext,
     charge: &Charge,

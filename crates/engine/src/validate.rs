@@ -549,22 +549,35 @@ fn check_charges<'p>(r: &mut Report, plan: &'p Plan, minor_units: u32) -> BTreeS
                 "`zero_usage` `first_tier_flat_fee` applies to graduated and volume tiers only",
             );
         }
-        if !charge.usage_proration.is_default()
-            && !matches!(
-                charge.model,
-                PriceModel::Volume { .. } | PriceModel::PerUnit { .. }
-            )
+        let days_held = charge.usage_proration == crate::plan::UsageProration::DaysHeld;
+        let prorates = match charge.model {
+            PriceModel::Volume { .. } | PriceModel::PerUnit { .. } => true,
+            PriceModel::Graduated { .. } => days_held,
+            _ => false,
+        };
+        if !charge.usage_proration.is_default() && !prorates {
+            r.error(
+                IssueCode::BadConvention,
+                format!("{path}.usage_proration"),
+                if days_held {
+                    "`usage_proration` `days_held` applies to volume, graduated and per-unit charges only"
+                } else {
+                    "`usage_proration` `tier_by_full_units` applies to volume and per-unit charges only"
+                },
+            );
+        }
+        // Lago's prorated graduated ranges are whole units, upper bound included.
+        if days_held
+            && let PriceModel::Graduated { tiers } = &charge.model
+            && (plan.tier_convention != TierConvention::UpperInclusive
+                || tiers
+                    .iter()
+                    .any(|t| t.up_to.is_some_and(|u| !Decimal::from(u).fract().is_zero())))
         {
             r.error(
                 IssueCode::BadConvention,
                 format!("{path}.usage_proration"),
-                format!(
-                    "`usage_proration` `{}` applies to volume and per-unit charges only",
-                    match charge.usage_proration {
-                        crate::plan::UsageProration::DaysHeld => "days_held",
-                        _ => "tier_by_full_units",
-                    }
-                ),
+                "`usage_proration` `days_held` on graduated tiers prices them as Lago's prorated graduated ranges: whole-unit `up_to` bounds and `tier_convention` `upper_inclusive`",
             );
         }
         if charge.usage_proration == crate::plan::UsageProration::DaysHeld

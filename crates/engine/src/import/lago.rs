@@ -19,7 +19,7 @@
 //! | metric `count_agg` / `sum_agg` / `max_agg` / `unique_count_agg` | `count` / `sum` / `max` / `unique_count`  |
 //! | metric `latest_agg`                                       | `latest` with `negative_values: floor_at_zero`  |
 //! | a `recurring` `sum_agg`                                   | `sum` with `recurrence: carried_over`           |
-//! | a `prorated` standard / volume charge of a recurring `sum_agg` | `usage_proration: days_held`               |
+//! | a `prorated` standard / volume / graduated charge of a recurring `sum_agg` | `usage_proration: days_held` (graduated: Lago's prorated graduated ranges, event by event; `zero_usage: first_tier_flat_fee` when the first range has a flat amount) |
 //! | a `recurring` `unique_count_agg` (`operation_type` add/remove) | `unique_count` with `recurrence: carried_over` (operations read from `operation_type`) |
 //! | metric `rounding_function`, `rounding_precision`          | `conversion.round` (negative precision too)     |
 //!
@@ -124,12 +124,13 @@ pub fn lago_plan(export: &Value, plan_id: Option<&str>) -> Result<Imported, Impo
             ));
         }
         let prorated = charge.get("prorated").and_then(Value::as_bool) == Some(true);
-        // A prorated standard or volume charge of a recurring sum bills each unit by the days
-        // it was held; Lago's other prorated charges are not carried.
+        // A prorated standard, volume or graduated charge of a recurring sum bills each unit
+        // by the days it was held (graduated: Lago's prorated graduated ranges, event by
+        // event); Lago's other prorated charges are not carried.
         let days_held = prorated
             && matches!(
                 charge.get("charge_model").and_then(Value::as_str),
-                Some("standard" | "volume")
+                Some("standard" | "volume" | "graduated")
             )
             && metrics_by_code.iter().any(|m| {
                 m.get("code").and_then(Value::as_str) == Some(metric_code.as_str())
@@ -140,7 +141,7 @@ pub fn lago_plan(export: &Value, plan_id: Option<&str>) -> Result<Imported, Impo
         if prorated && !days_held {
             not_carried.push(NotCarried::new(
                 format!("{path}.prorated"),
-                "prorated usage (carried for standard and volume charges of a recurring sum_agg only: priced on the full quantity)",
+                "prorated usage (carried for standard, volume and graduated charges of a recurring sum_agg only: priced on the full quantity)",
             ));
         }
         if charge
@@ -161,6 +162,16 @@ pub fn lago_plan(export: &Value, plan_id: Option<&str>) -> Result<Imported, Impo
             .and_then(Value::as_str)
             .filter(|c| !c.is_empty())
             .map_or_else(|| format!("{metric_code}_{charge_idx}"), str::to_owned);
+        // Lago's prorated graduated ranges bill the first range's flat amount at zero units
+        // (`result_with_flat_amount(0, 0, 0)`).
+        let zero_usage = match &model.model {
+            PriceModel::Graduated { tiers }
+                if days_held && tiers.first().is_some_and(|t| !t.flat_fee.is_zero()) =>
+            {
+                ZeroUsage::FirstTierFlatFee
+            }
+            _ => model.zero_usage,
+        };
         charges.push(Charge {
             id,
             description: charge
@@ -175,7 +186,7 @@ pub fn lago_plan(export: &Value, plan_id: Option<&str>) -> Result<Imported, Impo
                 .filter(|m| !m.is_zero())
                 .map(Dec),
             maximum: None,
-            zero_usage: model.zero_usage,
+            zero_usage,
             usage_proration: if days_held {
                 crate::plan::UsageProration::DaysHeld
             } else {
@@ -827,6 +838,46 @@ mod tests {
         assert_eq!(invoice.total.0.to_string(), "11.15");
     }
 
+    /// A prorated graduated charge of a recurring sum: Lago's prorated graduated ranges
+    /// (`prorated_graduated_service_spec.rb` "with negative event that results in changing
+    /// range": 125).
+    #[test]
+    fn lago_prorated_graduated_is_carried() {
+        let export = serde_json::json!({"plan": {"code": "p", "interval": "monthly", "amount_currency": "USD",
+            "charges": [{"billable_metric_code": "seats", "charge_model": "graduated", "prorated": true,
+              "properties": {"graduated_ranges": [
+                {"from_value": 0, "to_value": 5, "per_unit_amount": "10", "flat_amount": "100"},
+                {"from_value": 6, "to_value": null, "per_unit_amount": "5", "flat_amount": "50"}]}}]},
+            "billable_metrics": [{"code": "seats", "aggregation_type": "sum_agg", "field_name": "seats", "recurring": true}]});
+        let imported = lago_plan(&export, None).unwrap();
+        assert!(
+            imported.not_carried.is_empty(),
+            "{:?}",
+            imported.not_carried
+        );
+        let charge = &imported.plan.charges[0];
+        assert_eq!(
+            charge.usage_proration,
+            crate::plan::UsageProration::DaysHeld
+        );
+        assert_eq!(charge.zero_usage, ZeroUsage::FirstTierFlatFee);
+        let usage: Usage = serde_json::from_str(
+            r#"{"subscription":{"start":"2026-10-01"},"period":{"index":1},"events":[
+                {"id":"a","customer":"c","timestamp":"2026-11-10T10:00:00Z","code":"seats","properties":{"seats":"5"}},
+                {"id":"b","customer":"c","timestamp":"2026-11-16T10:00:00Z","code":"seats","properties":{"seats":"-2"}}],
+                "customer":{"id":"c"}}"#,
+        )
+        .unwrap();
+        let invoice = quote(&imported.plan, &usage, &NoPlugins).unwrap();
+        assert_eq!(invoice.total.0.to_string(), "125.00");
+        let empty: Usage = serde_json::from_str(
+            r#"{"subscription":{"start":"2026-10-01"},"period":{"index":1},"customer":{"id":"c"}}"#,
+        )
+        .unwrap();
+        let invoice = quote(&imported.plan, &empty, &NoPlugins).unwrap();
+        assert_eq!(invoice.total.0.to_string(), "100.00");
+    }
+
     /// A recurring unique count is carried over: the values active at the end of the previous
     /// period are the usage's `carry_in`, and `operation_type` adds or removes values.
     #[test]
@@ -875,9 +926,8 @@ mod tests {
             "charges": [
               {"billable_metric_code": "seats", "charge_model": "standard", "prorated": true,
                "properties": {"amount": "10"}},
-              {"billable_metric_code": "seats", "charge_model": "graduated", "prorated": true,
-               "properties": {"graduated_ranges": [
-                 {"from_value": 0, "to_value": null, "flat_amount": "0", "per_unit_amount": "1"}]}}]},
+              {"billable_metric_code": "seats", "charge_model": "package", "prorated": true,
+               "properties": {"amount": "5", "package_size": "10"}}]},
             "billable_metrics": [{"code": "seats", "aggregation_type": "sum_agg",
               "field_name": "seats", "recurring": true}]});
         let mut imported = lago_plan(&export, None).unwrap();

@@ -1881,8 +1881,11 @@ fn charge_lines(
             _ => (prorated_units(plan, ctx, charge, billed, quantity)?, None),
         };
         let lago_graduated = match &charge.model {
+            // Dated events run through Lago's calculator even when every unit was held the
+            // whole cycle: its flat amounts follow the highest units reached.
             PriceModel::Graduated { tiers }
-                if charge.usage_proration == UsageProration::DaysHeld && share.is_some() =>
+                if charge.usage_proration == UsageProration::DaysHeld
+                    && (share.is_some() || group.dated.as_ref().is_some_and(|d| !d.is_empty())) =>
             {
                 Some(tiers)
             }
@@ -2350,7 +2353,7 @@ fn price_group<R: Rows>(
                 return Err(RateError::Charge {
                     charge: charge.id.clone(),
                     message: format!(
-                        "per-transaction minimum/maximum and free events need each transaction: send raw events or `transactions` for metric `{}`",
+                        "per-transaction minimum/maximum, free events and a fixed fee waived within the free amount need each transaction: send raw events or `transactions` for metric `{}`",
                         metric.code
                     ),
                 });

@@ -467,6 +467,44 @@ proptest! {
         prop_assert!(quote_at(low) <= quote_at(high));
     }
 
+    /// Lago's prorated graduated calculator ends on any events, without a panic, and one
+    /// addition held the whole cycle (prorated = full) is priced as the graduated tiers price
+    /// it. (Several additions need not be: Lago moves usage resting on a range's top to the
+    /// next range when an addition follows, so 7 + 28 + 1 over ranges ending at 34 and 35
+    /// prices 2 units in the third range, and the port keeps that.)
+    #[test]
+    fn lago_prorated_graduated_ends_and_matches_graduated_when_held_whole(
+        bounds in prop::collection::btree_set(1i64..40, 0..4),
+        prices in prop::collection::vec((0i64..2000, 0i64..500), 5),
+        added in prop::collection::vec(1i64..60, 0..2),
+        mixed in prop::collection::vec((-30i64..30, 0i64..=30), 0..8),
+    ) {
+        let bounds: Vec<i64> = bounds.into_iter().collect();
+        let tiers: Vec<Tier> = (0..=bounds.len())
+            .map(|idx| Tier {
+                from: None,
+                up_to: bounds.get(idx).map(|b| Dec(Decimal::from(*b))),
+                unit_price: Dec(dec(prices[idx].0, 2)),
+                flat_fee: Dec(dec(prices[idx].1, 2)),
+            })
+            .collect();
+        let whole: Vec<(Decimal, Decimal)> =
+            added.iter().map(|v| (Decimal::from(*v), Decimal::from(*v))).collect();
+        let lago: price::Priced = price::lago_prorated_graduated_into(&tiers, &whole).expect("ends");
+        let total: i64 = added.iter().sum();
+        if total > 0 {
+            let graduated = price::graduated(&tiers, Decimal::from(total), TierConvention::UpperInclusive, Decimal::ONE)
+                .expect("no overflow");
+            prop_assert_eq!(lago.amount, graduated.amount, "{:?} over {:?}", added, bounds);
+        }
+        let dated: Vec<(Decimal, Decimal)> = mixed
+            .iter()
+            .map(|(v, days)| (Decimal::from(*v), Decimal::from(*v * *days) / Decimal::from(30)))
+            .collect();
+        let priced: Result<price::Priced, _> = price::lago_prorated_graduated_into(&tiers, &dated);
+        prop_assert!(priced.is_ok(), "{:?}", mixed);
+    }
+
     /// Rounding is idempotent, leaves at most `scale` decimals, moves a value by less than one
     /// minor unit, and goes the way its mode names.
     #[test]

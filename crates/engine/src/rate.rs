@@ -217,6 +217,11 @@ fn split_line(
     if usage.plan_change.is_some() {
         return Err(refuse("a plan change"));
     }
+    if plan.rounding.level != RoundingLevel::Line {
+        return Err(refuse(
+            "`rounding.level` `invoice` (a charge's amount billed is a rounded line amount)",
+        ));
+    }
     if plan.minimum_commitment.is_some() {
         return Err(refuse("the plan's `minimum_commitment`"));
     }

@@ -307,6 +307,17 @@ prop_compose! {
     }
 }
 
+/// Each charge's billed amount on an invoice (its lines, `billed_before` ones included).
+fn charge_amounts(invoice: &Invoice) -> std::collections::BTreeMap<String, Decimal> {
+    let mut amounts = std::collections::BTreeMap::new();
+    for line in &invoice.lines {
+        *amounts
+            .entry(line.charge_id.clone())
+            .or_insert(Decimal::ZERO) += line.amount.0;
+    }
+    amounts
+}
+
 fn quote_ok(case: &Case) -> Invoice {
     let report = validate_plan(&case.plan);
     assert!(
@@ -503,6 +514,75 @@ proptest! {
             .collect();
         let priced: Result<price::Priced, _> = price::lago_prorated_graduated_into(&tiers, &dated);
         prop_assert!(priced.is_ok(), "{:?}", mixed);
+    }
+
+    /// Progressive billing: three split lines of a period (each rating the cumulative usage so
+    /// far, less what the earlier lines billed per usage charge) bill each charge, and the
+    /// period's subtotal, exactly what one invoice of the whole period bills.
+    #[test]
+    fn split_lines_add_up_to_the_period(
+        case in case(),
+        points in (1i64..4, 4i64..8),
+        shares in (0i64..=4, 0i64..=4),
+    ) {
+        let mut plan = case.plan.clone();
+        plan.discounts.clear();
+        plan.minimum_commitment = None;
+        plan.rounding.level = ratecard_engine::money::RoundingLevel::Line;
+        let whole = quote(&plan, &case.usage, &NoPlugins).expect("whole period");
+        let instant = |text: &str| {
+            chrono::DateTime::parse_from_rfc3339(text).expect("period bounds").timestamp()
+        };
+        let (start, end) = (instant(&whole.period.start), instant(&whole.period.end));
+        prop_assume!(end - start >= 8);
+        let at = |eighths: i64| {
+            chrono::DateTime::from_timestamp(start + (end - start) * eighths / 8, 0)
+                .expect("in range")
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string()
+        };
+        let (t1, t2) = (at(points.0), at(points.1));
+        let flat: Vec<&str> = plan
+            .charges
+            .iter()
+            .filter(|c| matches!(c.model, ratecard_engine::plan::PriceModel::Flat { .. }))
+            .map(|c| c.id.as_str())
+            .collect();
+        let scaled = |quarters: i64| {
+            let mut usage = case.usage.clone();
+            for quantity in usage.quantities.values_mut() {
+                if let ratecard_engine::usage::QuantityInput::Total(q) = quantity {
+                    *q = Dec(q.0 * Decimal::from(quarters) / Decimal::from(4));
+                }
+            }
+            usage
+        };
+        let mut billed = std::collections::BTreeMap::<String, Decimal>::new();
+        let mut subtotal = Decimal::ZERO;
+        let lines = [
+            (None, Some(t1.clone()), scaled(shares.0.min(shares.1))),
+            (Some(t1), Some(t2.clone()), scaled(shares.0.max(shares.1))),
+            (Some(t2), None, case.usage.clone()),
+        ];
+        for (from, to, mut usage) in lines {
+            let billed_before = if from.is_some() {
+                billed
+                    .iter()
+                    .filter(|(id, _)| !flat.contains(&id.as_str()))
+                    .map(|(id, amount)| (id.clone(), Dec(*amount)))
+                    .collect()
+            } else {
+                Default::default()
+            };
+            usage.split_line = Some(ratecard_engine::usage::SplitLine { from, to, billed_before });
+            let invoice = quote(&plan, &usage, &NoPlugins).expect("split line");
+            for (id, amount) in charge_amounts(&invoice) {
+                *billed.entry(id).or_insert(Decimal::ZERO) += amount;
+            }
+            subtotal += invoice.subtotal.0;
+        }
+        prop_assert_eq!(&billed, &charge_amounts(&whole));
+        prop_assert_eq!(subtotal, whole.subtotal.0);
     }
 
     /// Rounding is idempotent, leaves at most `scale` decimals, moves a value by less than one

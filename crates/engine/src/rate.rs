@@ -190,6 +190,8 @@ pub(crate) struct Split {
     pub to: Timestamp,
     /// What the earlier lines billed, by usage charge id.
     pub billed_before: BTreeMap<String, Decimal>,
+    /// Volume charges are rated on every line, not only the last.
+    pub volume_each_line: bool,
 }
 
 /// Resolves and checks a usage's split line against the plan and the period. A split line
@@ -308,6 +310,7 @@ fn split_line(
             .iter()
             .map(|(id, amount)| (id.clone(), amount.0))
             .collect(),
+        volume_each_line: line.volume == crate::usage::SplitVolume::EachLine,
     }))
 }
 
@@ -1810,9 +1813,13 @@ fn usage_lines(
         // discounts are the plan in force's. A split line raises a charge to its minimum on
         // the period's last line only.
         let last_line = ctx.split.as_ref().is_none_or(|split| split.last);
+        let volume_waits = ctx
+            .split
+            .as_ref()
+            .is_some_and(|split| !split.last && !split.volume_each_line);
         let floor = (plan.charge_minimum == ChargeMinimum::BeforeDiscounts || suffix.is_some())
             && last_line;
-        if !last_line && matches!(charge.model, PriceModel::Volume { .. }) {
+        if volume_waits && matches!(charge.model, PriceModel::Volume { .. }) {
             volume_waits_for_the_last_line(&mut lines);
         } else {
             apply_charge_bounds(charge, metric, &mut lines, cap, floor)?;

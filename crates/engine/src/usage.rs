@@ -81,6 +81,30 @@ pub struct SplitLine {
     /// at the currency's minor units). Only a line with a `from` has earlier lines.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub billed_before: BTreeMap<String, Dec>,
+    /// When a volume charge is rated ([`SplitVolume`]).
+    #[serde(default, skip_serializing_if = "SplitVolume::is_default")]
+    pub volume: SplitVolume,
+}
+
+/// When a split line rates a volume charge, whose tier depends on the period's quantity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SplitVolume {
+    /// On the period's last line only: earlier lines bill 0 for it (OpenMeter's progressively
+    /// billed invoice lines, `tieredvolume.go`).
+    #[default]
+    LastLine,
+    /// On every line, on the cumulative quantity, less what earlier lines billed: a line
+    /// crossing into a cheaper tier re-prices the earlier units and can be negative
+    /// (OpenMeter's delta rating of usage-based charges).
+    EachLine,
+}
+
+impl SplitVolume {
+    pub fn is_default(&self) -> bool {
+        *self == SplitVolume::LastLine
+    }
 }
 
 fn deserialize_owned_events<'de, D: Deserializer<'de>>(

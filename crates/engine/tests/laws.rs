@@ -517,13 +517,15 @@ proptest! {
     }
 
     /// Progressive billing: three split lines of a period (each rating the cumulative usage so
-    /// far, less what the earlier lines billed per usage charge) bill each charge, and the
-    /// period's subtotal, exactly what one invoice of the whole period bills.
+    /// far, less what the earlier lines billed per usage charge; volume charges on the last
+    /// line or on each) bill each charge, and the period's subtotal, exactly what one invoice
+    /// of the whole period bills.
     #[test]
     fn split_lines_add_up_to_the_period(
         case in case(),
         points in (1i64..4, 4i64..8),
         shares in (0i64..=4, 0i64..=4),
+        volume_each_line in any::<bool>(),
     ) {
         let mut plan = case.plan.clone();
         plan.discounts.clear();
@@ -574,7 +576,13 @@ proptest! {
             } else {
                 Default::default()
             };
-            usage.split_line = Some(ratecard_engine::usage::SplitLine { from, to, billed_before });
+            let volume = if volume_each_line {
+                ratecard_engine::usage::SplitVolume::EachLine
+            } else {
+                ratecard_engine::usage::SplitVolume::LastLine
+            };
+            usage.split_line =
+                Some(ratecard_engine::usage::SplitLine { from, to, billed_before, volume });
             let invoice = quote(&plan, &usage, &NoPlugins).expect("split line");
             for (id, amount) in charge_amounts(&invoice) {
                 *billed.entry(id).or_insert(Decimal::ZERO) += amount;

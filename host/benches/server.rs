@@ -175,6 +175,7 @@ async fn start(database: &Database, customers: usize, now: &str) -> (Arc<Server>
                     subscription: Some(Subscription {
                         start: "2026-10-01".to_owned(),
                         billing_anchor: None,
+                        end: None,
                     }),
                     ..CustomerSetup::default()
                 },

@@ -476,7 +476,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
                 })
             };
-            let (mut n_invoices, mut not_started, mut failed) = (0u64, Vec::new(), Vec::new());
+            let (mut n_invoices, mut not_started, mut ended, mut failed) =
+                (0u64, Vec::new(), Vec::new(), Vec::new());
             let summary = rate_stream(
                 &prepared,
                 BufReader::with_capacity(1 << 20, file),
@@ -511,6 +512,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         }
                     }
                     RatedOutcome::NotStarted => not_started.push(rated.customer),
+                    RatedOutcome::Ended => ended.push(rated.customer),
                     RatedOutcome::Failed(error) => failed.push((rated.customer, error)),
                 },
             )
@@ -546,6 +548,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 errln!(
                     "not invoiced, subscribed after this period: {}",
                     not_started.join(", ")
+                );
+            }
+            if !ended.is_empty() {
+                errln!(
+                    "not invoiced, subscription ended before this period: {}",
+                    ended.join(", ")
                 );
             }
             for (customer, error) in &failed {

@@ -80,6 +80,8 @@ pub enum RatedOutcome {
     Invoice(Box<Invoice>),
     /// Their subscription starts after the period: nothing to bill (their events are skipped).
     NotStarted,
+    /// Their subscription ended before the period: nothing to bill (their events are skipped).
+    Ended,
     /// Their invoice could not be computed (a bad timezone or subscription in their setup, a
     /// plugin failing, an overflow); their events are skipped.
     Failed(RateError),
@@ -105,6 +107,7 @@ pub struct Collected {
     pub invoices: Vec<Invoice>,
     pub failed: Vec<(String, RateError)>,
     pub not_started: Vec<String>,
+    pub ended: Vec<String>,
 }
 
 impl Collected {
@@ -112,6 +115,7 @@ impl Collected {
         match rated.outcome {
             RatedOutcome::Invoice(invoice) => self.invoices.push(*invoice),
             RatedOutcome::NotStarted => self.not_started.push(rated.customer),
+            RatedOutcome::Ended => self.ended.push(rated.customer),
             RatedOutcome::Failed(error) => self.failed.push((rated.customer, error)),
         }
     }
@@ -154,6 +158,8 @@ enum Slot<'p> {
     Failed(RateError),
     /// The subscription starts after the period: nothing to bill.
     NotStarted,
+    /// The subscription ended before the period: nothing to bill.
+    Ended,
 }
 
 /// Opens `customer_id`'s period (see [`PeriodRater::open_containing`]).
@@ -177,6 +183,7 @@ fn open<'p>(
     match opened {
         Ok(Opened::Rating(rater)) => Slot::Open(rater),
         Ok(Opened::NotStarted) => Slot::NotStarted,
+        Ok(Opened::Ended) => Slot::Ended,
         Err(error) => Slot::Failed(error),
     }
 }
@@ -794,7 +801,7 @@ pub fn rate_stream<'p>(
         plugins,
     ) {
         Slot::Failed(error) => return Err(StreamError::Request(error)),
-        Slot::Open(_) | Slot::NotStarted => {}
+        Slot::Open(_) | Slot::NotStarted | Slot::Ended => {}
     }
     let n_threads = if request.strict {
         1
@@ -929,6 +936,7 @@ fn finish((customer, slot): (Box<str>, Slot<'_>)) -> Rated {
         },
         Slot::Failed(error) => RatedOutcome::Failed(error),
         Slot::NotStarted => RatedOutcome::NotStarted,
+        Slot::Ended => RatedOutcome::Ended,
     };
     Rated {
         customer: customer.into_string(),

@@ -50,6 +50,7 @@ fn setup() -> CustomerSetup {
         subscription: Some(Subscription {
             start: "2026-10-01".to_owned(),
             billing_anchor: None,
+            end: None,
         }),
         ..CustomerSetup::default()
     }

@@ -130,6 +130,7 @@ async fn world(backend: Backend, name: &str) -> World {
                     subscription: Some(Subscription {
                         start: "2026-10-01".to_owned(),
                         billing_anchor: None,
+                        end: None,
                     }),
                     ..CustomerSetup::default()
                 },
@@ -567,6 +568,7 @@ async fn the_portals_days_add_up_and_its_what_if_usage_quotes_the_projected_bill
                 subscription: Some(Subscription {
                     start: "2026-11-01".to_owned(),
                     billing_anchor: None,
+                    end: None,
                 }),
                 ..CustomerSetup::default()
             },
@@ -676,6 +678,7 @@ async fn reports_sum_the_invoices_exactly_and_export_csv(backend: Backend) {
                 subscription: Some(Subscription {
                     start: "2026-11-01".to_owned(),
                     billing_anchor: None,
+                    end: None,
                 }),
                 ..CustomerSetup::default()
             },

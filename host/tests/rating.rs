@@ -325,6 +325,7 @@ fn each_customer_reaches_the_sink_once_in_order_with_a_typed_outcome() {
         subscription: Some(Subscription {
             start: "2027-01-10".to_owned(),
             billing_anchor: None,
+            end: None,
         }),
         ..CustomerSetup::default()
     };

@@ -43,6 +43,7 @@ fn setup(timezone: &str) -> CustomerSetup {
         subscription: Some(Subscription {
             start: "2026-10-01".to_owned(),
             billing_anchor: None,
+            end: None,
         }),
         ..CustomerSetup::default()
     }
@@ -848,13 +849,13 @@ async fn a_plan_change_mid_period_is_prorated_and_a_cancellation_ends_the_subscr
     assert_eq!(live.amount_so_far, preview.total.0.to_string());
 
     // Cancel: at the end of November (now is Nov 20): November billed, December not.
-    let cancelled = server.cancel("acme").await.expect("cancel");
+    let cancelled = server.cancel("acme", None).await.expect("cancel");
     assert_eq!(
         cancelled.cancelled_from.as_deref(),
         Some("2026-12-01T00:00:00+01:00")
     );
     assert_eq!(
-        server.cancel("acme").await.unwrap(),
+        server.cancel("acme", None).await.unwrap(),
         cancelled,
         "idempotent"
     );
@@ -890,8 +891,136 @@ async fn a_plan_change_mid_period_is_prorated_and_a_cancellation_ends_the_subscr
     remove(&dir);
 }
 
+/// Cancelling now ends the subscription inside its period: the period is cut there and billed
+/// for its part as the engine bills a usage document's `subscription.end` (the flat fee
+/// prorated, usage up to the end), events from the end on are refused, later periods bill
+/// nothing, and the period closes once the grace window after the end (not after the month) is
+/// over.
+async fn an_immediate_cancellation_bills_the_period_up_to_its_end(backend: Backend) {
+    use ratecard_engine::usage::Usage;
+    let dir = data_dir(backend, "cancel-now");
+    let server = open(&dir, "2026-11-16T09:30:00Z").await;
+    let v1 = server.add_plan(plan()).await.expect("a plan");
+    server
+        .put_customer(CustomerRecord {
+            id: "acme".to_owned(),
+            setup: setup("Europe/Paris"),
+            plan: Some(v1.clone()),
+        })
+        .await
+        .unwrap();
+    let mut events: Vec<Value> = (0..30)
+        .map(|i| {
+            json!({"id": format!("m{i}"), "customer": "acme",
+                   "timestamp": format!("2026-11-{:02}T08:00:00Z", 1 + i % 16),
+                   "code": "api.request"})
+        })
+        .collect();
+    server.ingest(events.clone()).await.unwrap();
+
+    // A time that is no instant; an end before the start.
+    let bad = server.cancel("acme", Some("soon")).await.unwrap_err();
+    assert!(bad.to_string().contains("$.at"), "{bad}");
+    let early = server.cancel("acme", Some("2026-09-01")).await.unwrap_err();
+    assert!(
+        early
+            .to_string()
+            .contains("is not after the subscription's start"),
+        "{early}"
+    );
+    let cancelled = server.cancel("acme", Some("now")).await.expect("cancel");
+    assert_eq!(
+        cancelled.cancelled_from.as_deref(),
+        Some("2026-11-16T10:30:00+01:00")
+    );
+    // A retry answers the same; another time is refused.
+    assert_eq!(server.cancel("acme", Some("now")).await.unwrap(), cancelled);
+    assert_eq!(server.cancel("acme", None).await.unwrap(), cancelled);
+    let other = server.cancel("acme", Some("2026-11-20")).await.unwrap_err();
+    assert!(other.to_string().contains("already cancelled"), "{other}");
+
+    // An event before the end is still accepted (late); one at the end is not.
+    let before = json!({"id": "before", "customer": "acme",
+                        "timestamp": "2026-11-16T09:29:59Z", "code": "api.request"});
+    let at_end = json!({"id": "at-end", "customer": "acme",
+                        "timestamp": "2026-11-16T09:30:00Z", "code": "api.request"});
+    let outcomes = server.ingest(vec![before.clone(), at_end]).await.unwrap();
+    assert!(
+        matches!(outcomes[0], EventOutcome::Stored { .. }),
+        "{outcomes:?}"
+    );
+    match &outcomes[1] {
+        EventOutcome::Rejected { error, .. } => assert!(error.contains("cancelled"), "{error}"),
+        other => panic!("{other:?}"),
+    }
+    events.push(before);
+
+    // The preview is the engine's quote of the same events with the subscription's end.
+    let preview = server
+        .preview("acme", "2026-11-10")
+        .await
+        .unwrap()
+        .expect("billed");
+    let usage: Usage = serde_json::from_value(json!({
+        "customer": {"id": "acme", "timezone": "Europe/Paris"},
+        "subscription": {"start": "2026-10-01", "end": "2026-11-16T09:30:00Z"},
+        "period": {"containing": "2026-11-10"},
+        "events": events,
+    }))
+    .expect("usage");
+    let expected = PreparedPlan::new(plan())
+        .unwrap()
+        .quote(&usage, &NoPlugins)
+        .expect("a quote");
+    let strip = |invoice: &ratecard_engine::invoice::Invoice| {
+        let mut value = serde_json::to_value(invoice).unwrap();
+        value.as_object_mut().unwrap().remove("input_hash");
+        value
+    };
+    assert_eq!(strip(&preview), strip(&expected));
+    assert_eq!(preview.period.end, "2026-11-16T10:30:00+01:00");
+    let platform = preview
+        .lines
+        .iter()
+        .find(|l| l.charge_id == "platform")
+        .expect("the platform fee");
+    assert_eq!(platform.amount.0.to_string(), "24.50", "49.00 × 15/30 days");
+    assert!(
+        preview
+            .notes
+            .iter()
+            .any(|n| n.contains("the subscription ends at 2026-11-16T10:30:00+01:00")),
+        "{:?}",
+        preview.notes
+    );
+    assert!(
+        server
+            .preview("acme", "2026-12-15")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Live usage is of the cut period.
+    let live = server.live_usage("acme").await.unwrap().unwrap();
+    assert_eq!(live.amount_so_far, preview.total.0.to_string());
+
+    // Still inside the grace window after the end: not closed yet.
+    let early = server.close("2026-11-10").await.unwrap_err();
+    assert!(early.to_string().contains("still open"), "{early}");
+    server.store().close().await;
+    drop(server);
+    // Three days and a minute after the end, two weeks before the month's end.
+    let server = open(&dir, "2026-11-19T09:31:00Z").await;
+    let closed = server.close("2026-11-10").await.expect("close");
+    assert_eq!(closed.len(), 1);
+    let invoice: ratecard_engine::invoice::Invoice = serde_json::from_str(&closed[0].body).unwrap();
+    assert_eq!(strip(&invoice), strip(&expected));
+    remove(&dir);
+}
+
 on_both_backends!(
     a_month_ingested_previewed_and_closed_as_ratecard_rate_rates_it,
+    an_immediate_cancellation_bills_the_period_up_to_its_end,
     plans_are_versioned_and_an_invalid_plan_stores_nothing,
     the_http_api_needs_the_key_names_bad_input_and_ingests_batches,
     the_demo_seeds_every_example_plan_customers_and_a_month_of_events,

@@ -34,6 +34,7 @@ pub fn typical_usage(quantities: &BTreeMap<String, Decimal>) -> Usage {
         subscription: Some(Subscription {
             start: DEFAULT_ANCHOR.to_owned(),
             billing_anchor: None,
+            end: None,
         }),
         period: None,
         quantities: crate::sort::map_of(

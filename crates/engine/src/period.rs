@@ -52,6 +52,12 @@
 //! boundaries are wall times, a start given as an instant inside the repeated hour of a fall-back
 //! can make period 0 an hour shorter than its cycle.
 //!
+//! **End.** A subscription may end ([`Calendar::ending`]: a cancellation). The period containing
+//! the end instant is cut there: `[start, end)`, its nominal cycle unchanged, so its flat fees
+//! prorate as a shortened first period's do. An end on a boundary cuts nothing: the period before
+//! it is whole. No period starts at or after the end: asking for one is
+//! [`PeriodError::AfterEnd`].
+//!
 //! [`Calendar::period`] computes boundary numbers directly (no iteration over earlier periods),
 //! so any index costs the same. Every boundary and every computed date must lie in years 1 to
 //! 9999; otherwise the result is [`PeriodError::OutOfRange`] (e.g. a huge period index).
@@ -115,6 +121,20 @@ pub enum PeriodError {
         instant: Timestamp,
         start: Timestamp,
     },
+    /// An instant (or a period) is at or after the subscription's end, so no period contains it.
+    #[error(
+        "{} is at or after the subscription's end {}",
+        .what,
+        .end.to_rfc3339()
+    )]
+    AfterEnd { what: String, end: Timestamp },
+    /// The subscription's end is not after its start.
+    #[error(
+        "the subscription's end {} is not after its start {}",
+        .end.to_rfc3339(),
+        .start.to_rfc3339()
+    )]
+    EndNotAfterStart { end: Timestamp, start: Timestamp },
     /// A period, boundary or date falls outside years 1 to 9999 (or outside `i64` milliseconds).
     #[error("{what} falls outside the supported calendar (years 1 to 9999)")]
     OutOfRange { what: String },
@@ -131,7 +151,8 @@ fn unit_name(unit: IntervalUnit) -> &'static str {
 }
 
 /// A billing period: `[start, end)` as instants; `cycle_start`/`cycle_end` is the nominal full
-/// cycle it belongs to (differs from `start`/`end` only for a shortened first period).
+/// cycle it belongs to (differs from `start`/`end` only for a shortened first period and the
+/// period a subscription's end cuts short).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BillingPeriod {
     /// 0 for the subscription's first period.
@@ -142,7 +163,8 @@ pub struct BillingPeriod {
     pub end: Timestamp,
     /// Start of the nominal cycle (the boundary at or before `start`).
     pub cycle_start: Timestamp,
-    /// End of the nominal cycle (always equal to `end`).
+    /// End of the nominal cycle (equal to `end` except for the period a subscription's end
+    /// cuts short).
     pub cycle_end: Timestamp,
 }
 
@@ -158,6 +180,8 @@ pub struct Calendar {
     /// Number `k` of the last boundary at or before `start`: period `i` starts at boundary
     /// `first_boundary + i` (period 0 at `start`).
     first_boundary: i64,
+    /// The subscription's end, if it ends (see the module doc).
+    end: Option<Timestamp>,
 }
 
 /// A parsed text: a wall time in the calendar's timezone or an absolute instant.
@@ -197,6 +221,7 @@ impl Calendar {
             start,
             anchor,
             first_boundary: 0,
+            end: None,
         };
         calendar.first_boundary =
             calendar
@@ -207,6 +232,31 @@ impl Calendar {
                     ),
                 })?;
         Ok(calendar)
+    }
+
+    /// This calendar for a subscription that ends at `end` (a text of the forms of
+    /// [`Calendar::parse_instant`]): the period containing it is cut there and none starts at
+    /// or after it.
+    pub fn ending(self, end: &str) -> Result<Calendar, PeriodError> {
+        let end = self.parse_instant(end)?;
+        self.ending_at(end)
+    }
+
+    /// [`Calendar::ending`] at an instant.
+    pub fn ending_at(mut self, end: Timestamp) -> Result<Calendar, PeriodError> {
+        if end <= self.start {
+            return Err(PeriodError::EndNotAfterStart {
+                end,
+                start: self.start,
+            });
+        }
+        self.end = Some(end);
+        Ok(self)
+    }
+
+    /// The subscription's end instant, if it ends.
+    pub fn end(&self) -> Option<Timestamp> {
+        self.end
     }
 
     /// The IANA name of the calendar's timezone.
@@ -239,10 +289,20 @@ impl Calendar {
         let next = k.checked_add(1).ok_or_else(out_of_range)?;
         let cycle_end = self.boundary(next).ok_or_else(out_of_range)?;
         let start = if index == 0 { self.start } else { cycle_start };
+        let end = match self.end {
+            Some(end) if start >= end => {
+                return Err(PeriodError::AfterEnd {
+                    what: format!("period {index}, starting {}", describe(start)),
+                    end,
+                });
+            }
+            Some(end) => end.min(cycle_end),
+            None => cycle_end,
+        };
         Ok(BillingPeriod {
             index,
             start,
-            end: cycle_end,
+            end,
             cycle_start,
             cycle_end,
         })
@@ -255,6 +315,14 @@ impl Calendar {
             return Err(PeriodError::BeforeStart {
                 instant,
                 start: self.start,
+            });
+        }
+        if let Some(end) = self.end
+            && instant >= end
+        {
+            return Err(PeriodError::AfterEnd {
+                what: format!("instant {}", describe(instant)),
+                end,
             });
         }
         let out_of_range = || PeriodError::OutOfRange {
@@ -786,6 +854,50 @@ mod tests {
             ny.add_days(march_8, 1).expect("add").0 - march_8.0,
             23 * 3_600_000
         );
+    }
+
+    #[test]
+    fn an_end_cuts_its_period_and_no_period_follows_it() {
+        let cal = calendar("Europe/Paris", month(), "2026-10-01", None)
+            .ending("2026-11-16T10:30:00")
+            .expect("an end after the start");
+        let cut = cal.period(1).expect("November");
+        assert_eq!(cal.format(cut.start), "2026-11-01T00:00:00+01:00");
+        assert_eq!(cal.format(cut.end), "2026-11-16T10:30:00+01:00");
+        assert_eq!(cal.format(cut.cycle_end), "2026-12-01T00:00:00+01:00");
+        // Days mode: 15 local days of a 30-day cycle.
+        assert_eq!(
+            cal.fraction_parts(ProrationMode::Days, &cut, cut.start, cut.end),
+            (15, 30)
+        );
+        assert_eq!(cal.period_containing(Timestamp(cut.end.0 - 1)), Ok(cut));
+        assert!(matches!(
+            cal.period_containing(cut.end),
+            Err(PeriodError::AfterEnd { .. })
+        ));
+        assert!(matches!(cal.period(2), Err(PeriodError::AfterEnd { .. })));
+        // October is whole.
+        assert_eq!(
+            cal.period(0).expect("October").end,
+            cal.period(0).expect("October").cycle_end
+        );
+        // An end on a boundary cuts nothing.
+        let on_boundary = calendar("Europe/Paris", month(), "2026-10-01", None)
+            .ending("2026-12-01")
+            .expect("an end");
+        let november = on_boundary.period(1).expect("November");
+        assert_eq!(november.end, november.cycle_end);
+        assert!(matches!(
+            on_boundary.period(2),
+            Err(PeriodError::AfterEnd { .. })
+        ));
+        // An end at or before the start.
+        for end in ["2026-10-01", "2026-09-30"] {
+            assert!(matches!(
+                calendar("Europe/Paris", month(), "2026-10-01", None).ending(end),
+                Err(PeriodError::EndNotAfterStart { .. })
+            ));
+        }
     }
 
     #[test]

@@ -340,6 +340,13 @@ pub(crate) fn context(plan: &Plan, usage: &Usage) -> Result<QuoteContext, RateEr
             error: source,
         }
     })?;
+    let calendar = match usage.subscription.as_ref().and_then(|s| s.end.as_deref()) {
+        Some(end) => calendar.ending(end).map_err(|source| RateError::Period {
+            path: "$.subscription.end".to_owned(),
+            error: source,
+        })?,
+        None => calendar,
+    };
     let period = match (&usage.period, &usage.subscription) {
         (Some(PeriodSelector::Index { index }), _) => calendar.period(*index),
         (Some(PeriodSelector::Containing { containing }), _) => calendar
@@ -956,6 +963,12 @@ pub(crate) fn price_usage(
             } else {
                 ", less what the period's earlier lines billed"
             }
+        ));
+    }
+    if period.end < period.cycle_end {
+        notes.push(format!(
+            "the subscription ends at {}: flat fees prorated, later usage not billed",
+            cal.format(period.end)
         ));
     }
     let mut raw_lines = Vec::new();

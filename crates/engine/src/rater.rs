@@ -76,6 +76,8 @@ pub enum Opened<'a> {
     Rating(Box<PeriodRater<'a>>),
     /// The customer's subscription starts after the period: nothing is billed in it.
     NotStarted,
+    /// The customer's subscription ended before the period: nothing is billed in it.
+    Ended,
 }
 
 impl<'a> PeriodRater<'a> {
@@ -115,7 +117,8 @@ impl<'a> PeriodRater<'a> {
     /// else UTC; their subscription's anchor) that contains `containing` (a date or date-time
     /// in that timezone), as `ratecard rate --period` and the server's period close do. A
     /// subscription starting inside the calendar period holding the date is rated for its
-    /// first (shorter) period; one starting after it has [`Opened::NotStarted`].
+    /// first (shorter) period; one starting after it has [`Opened::NotStarted`], one that ended
+    /// at or before the date has [`Opened::Ended`].
     pub fn open_containing(
         prepared: &'a PreparedPlan<'a>,
         customer_id: &str,
@@ -198,6 +201,10 @@ impl<'a> PeriodRater<'a> {
                 }
                 first
             }
+            Err(RateError::Period {
+                error: PeriodError::AfterEnd { .. },
+                ..
+            }) => return Ok(Opened::Ended),
             Err(error) => return Err(error),
             Ok(_) => usage,
         };

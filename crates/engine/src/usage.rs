@@ -143,6 +143,12 @@ pub struct Subscription {
     /// Mar 31). A start before the first anchor date makes a shorter, prorated first period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub billing_anchor: Option<String>,
+    /// The end (a cancellation), in the forms of `start`: the period containing it ends there
+    /// and is billed for its part (flat fees that prorate are prorated, usage counts up to the
+    /// end); no period starts at or after it. An end on a period boundary bills the period
+    /// before it whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
 }
 
 /// Which period to rate.

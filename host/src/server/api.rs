@@ -173,8 +173,8 @@ fn operations() -> Vec<(Operation, MethodRouter<Api>)> {
                 "post",
                 "/v1/customers/{id}/cancel",
                 "cancelSubscription",
-                "Cancel at the end of the current period: it is billed whole, no later period is, no event from its end on is accepted (idempotent)",
-                Body::None,
+                "Cancel at the end of the current period (no body, or `at` left out: it is billed whole), or at `at` (`\"now\"`, a local date or date-time, an RFC 3339 instant: the period holding it ends there and is billed for its part, flat fees prorated); no later period is billed, no event from the end on is accepted (idempotent)",
+                Json(schema::<CancelRequest>),
                 Json(schema::<Subscription>),
             ),
             post(cancel),
@@ -929,10 +929,28 @@ async fn change_plan(State(api): State<Api>, Path(id): Path<String>, body: Bytes
     }
 }
 
-async fn cancel(State(api): State<Api>, Path(id): Path<String>) -> Response {
-    match api.server.cancel(&id).await {
+/// `POST /v1/customers/{id}/cancel` (the body is optional).
+#[derive(serde::Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct CancelRequest {
+    /// When the subscription ends: `"now"`, a local date or date-time in the customer's
+    /// timezone, or an RFC 3339 instant; left out, the end of the current period.
+    #[serde(default)]
+    at: Option<String>,
+}
+
+async fn cancel(State(api): State<Api>, Path(id): Path<String>, body: Bytes) -> Response {
+    let request = if body.iter().all(u8::is_ascii_whitespace) {
+        CancelRequest { at: None }
+    } else {
+        match read_body::<CancelRequest>("cancel", &body) {
+            Ok(request) => request,
+            Err(response) => return response,
+        }
+    };
+    match api.server.cancel(&id, request.at.as_deref()).await {
         Ok(subscription) => {
-            tracing::info!(customer = %id, "subscription cancelled");
+            tracing::info!(customer = %id, at = ?request.at, "subscription cancelled");
             json_response(StatusCode::OK, &subscription)
         }
         Err(failure) => server_error(failure),

@@ -67,6 +67,7 @@ pub async fn seed(server: &Server, plans: Vec<Plan>) -> Result<Seeded, ServerErr
                     subscription: Some(Subscription {
                         start: start.clone(),
                         billing_anchor: None,
+                        end: None,
                     }),
                     ..CustomerSetup::default()
                 },
@@ -193,6 +194,7 @@ pub async fn seed_plugins(
                 subscription: Some(Subscription {
                     start: format!("{}-01", &utc_date(month_start - day)[..7]),
                     billing_anchor: None,
+                    end: None,
                 }),
                 ..CustomerSetup::default()
             },

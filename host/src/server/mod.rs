@@ -594,7 +594,16 @@ impl Server {
     /// Cancels `customer`'s subscription at the end of their current period (the period
     /// holding now is billed whole; no later period is, and no event from its end on is
     /// accepted).
-    pub async fn cancel(&self, customer: &str) -> Result<Subscription, ServerError> {
+    /// Cancels `customer`'s subscription `at` the end of their current period (`None`), or at
+    /// an instant (`"now"`, a local date or date-time, an RFC 3339 instant): the period holding
+    /// it ends there and is billed for its part (flat fees that prorate are prorated, usage up
+    /// to it counts); events from then on are refused. A retry answers the same; a second
+    /// cancellation at another time is refused.
+    pub async fn cancel(
+        &self,
+        customer: &str,
+        at: Option<&str>,
+    ) -> Result<Subscription, ServerError> {
         let record = self.customer(customer).await?;
         let Some(plan) = record.plan.clone() else {
             return Err(ServerError::Invalid(format!(
@@ -602,20 +611,50 @@ impl Server {
             )));
         };
         let changes = self.store.changes(customer).await?;
-        if cancelled_at(&changes).is_some() {
-            // Already cancelled: the same answer (a retry).
-            return self.subscription(customer).await;
-        }
         self.ensure_plan(&plan).await?;
         let calendar = calendar(self.plan(&plan)?.plan(), &record.setup)?;
         let now = Timestamp(self.now());
-        let end = match calendar.period_containing(now) {
-            Ok(period) => period,
-            Err(_) => calendar
-                .period_containing(calendar.start())
-                .map_err(|e| ServerError::Invalid(format!("$.subscription: {e}")))?,
+        let end = match at {
+            None => {
+                match calendar.period_containing(now) {
+                    Ok(period) => period,
+                    Err(_) => calendar
+                        .period_containing(calendar.start())
+                        .map_err(|e| ServerError::Invalid(format!("$.subscription: {e}")))?,
+                }
+                .end
+            }
+            Some("now") => now.max(calendar.start()),
+            Some(text) => calendar
+                .parse_instant(text)
+                .map_err(|e| ServerError::Invalid(format!("$.at: {e}")))?,
+        };
+        if let Some(cancelled) = cancelled_at(&changes) {
+            // Already cancelled: the same answer for a retry (the same time, or no time
+            // asked for), a refusal for another time.
+            if at.is_none() || at == Some("now") || cancelled == end.0 {
+                return self.subscription(customer).await;
+            }
+            return Err(ServerError::Invalid(format!(
+                "$.at: customer `{customer}`'s subscription is already cancelled from {}",
+                calendar.format(Timestamp(cancelled))
+            )));
         }
-        .end;
+        if end <= calendar.start() {
+            return Err(ServerError::Invalid(format!(
+                "$.at: {} is not after the subscription's start {}",
+                calendar.format(end),
+                calendar.format(calendar.start())
+            )));
+        }
+        if let Some(last) = changes.last()
+            && last.at >= end.0
+        {
+            return Err(ServerError::Invalid(format!(
+                "$.at: a plan change at {} is already recorded; a cancellation comes after it",
+                calendar.format(Timestamp(last.at))
+            )));
+        }
         let change = StoredChange {
             kind: ChangeKind::Cancel,
             at: end.0,
@@ -867,11 +906,25 @@ impl Server {
         let Some(current) = &record.plan else {
             return Ok(None);
         };
+        // A cancellation is the subscription's end: the period holding it ends there.
+        let ended;
+        let setup = match (cancelled_at(changes), &record.setup.subscription) {
+            (Some(at), Some(subscription)) => {
+                let mut setup = record.setup.clone();
+                setup.subscription = Some(ratecard_engine::usage::Subscription {
+                    end: Some(Timestamp(at).to_rfc3339()),
+                    ..subscription.clone()
+                });
+                ended = setup;
+                &ended
+            }
+            _ => &record.setup,
+        };
         let open = |plan: &PlanRef, change: Option<(&'static Plan, &str)>| {
             let opened = PeriodRater::open_containing_changed(
                 self.plan(plan)?,
                 &record.id,
-                &record.setup,
+                setup,
                 date,
                 None,
                 change,
@@ -879,7 +932,7 @@ impl Server {
             )?;
             Ok::<_, ServerError>(match opened {
                 Opened::Rating(rater) => Some(rater),
-                Opened::NotStarted => None,
+                Opened::NotStarted | Opened::Ended => None,
             })
         };
         let Some(rater) = open(current, None)? else {

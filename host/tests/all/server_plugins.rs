@@ -53,6 +53,7 @@ async fn uploaded_plugins_are_checked_activated_and_rate_the_plans_naming_them()
                 subscription: Some(Subscription {
                     start: "2026-10-01".to_owned(),
                     billing_anchor: None,
+                    end: None,
                 }),
                 ..CustomerSetup::default()
             },

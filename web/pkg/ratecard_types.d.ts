@@ -272,6 +272,12 @@ export type Filter = {
 };
 
 /**
+ * Whether a percentage charge's transactions within its free amount (the charge's
+ * `included`, without free events or per-transaction bounds) pay the fixed fee.
+ */
+export type FixedFeeWithinFreeAmount = "charged" | "waived";
+
+/**
  * A quantity for one group of dimension values.
  */
 export type GroupQuantity = {
@@ -391,7 +397,7 @@ export type Line = {
 /**
  * Where an invoice line comes from.
  */
-export type LineOrigin = "charge" | "previous_plan" | "minimum_commitment" | "charge_minimum";
+export type LineOrigin = "charge" | "previous_plan" | "minimum_commitment" | "charge_minimum" | "billed_before";
 
 /**
  * One cell of a matrix: the dimension values, in `dimensions` order, and the unit price.
@@ -612,6 +618,11 @@ export type PriceModel = {
 } | {
   fixed_fee?: Decimal | null;
   /**
+   * Whether a transaction within the charge's free amount (`included`, without free
+   * events or per-transaction bounds) pays the fixed fee ([`FixedFeeWithinFreeAmount`]).
+   */
+  fixed_fee_within_free_amount?: FixedFeeWithinFreeAmount;
+  /**
    * The first N transactions of the period (in the order the events are given) are free:
    * neither the percentage nor the fixed fee applies to them (Lago's
    * `free_units_per_events`). Needs the individual transactions. With the charge's
@@ -694,6 +705,44 @@ export type RoundingPolicy = {
 };
 
 /**
+ * One line of a period billed in several (progressive billing: invoices issued before the
+ * period ends for the usage so far). The usage given is cumulative, from the period's start
+ * to the line's `to`; each usage charge is rated on it and what the earlier lines of the
+ * period billed for that charge is taken off (`round(cumulative) − billed before`, as
+ * OpenMeter's delta rating books the cumulative snapshot less what was booked). Advance flat
+ * fees are billed on the first line, arrears flat fees, volume charges and charge minimums
+ * on the last.
+ */
+export type SplitLine = {
+  /**
+   * What the earlier lines of this period billed, by usage charge id (amounts as billed,
+   * at the currency's minor units). Only a line with a `from` has earlier lines.
+   */
+  billed_before?: {
+    [key: string]: Decimal;
+  };
+  /**
+   * Where this line's service period starts (where the previous line ended), a date or an
+   * RFC 3339 instant strictly inside the period. Absent: the period's start, the first line.
+   */
+  from?: string | null;
+  /**
+   * Where this line's service period ends: events at or after it belong to later lines.
+   * Absent: the period's end, the last line.
+   */
+  to?: string | null;
+  /**
+   * When a volume charge is rated ([`SplitVolume`]).
+   */
+  volume?: SplitVolume;
+};
+
+/**
+ * When a split line rates a volume charge, whose tier depends on the period's quantity.
+ */
+export type SplitVolume = "last_line" | "each_line";
+
+/**
  * A band of a stairstep model: one price for any quantity in it.
  */
 export type Step = {
@@ -715,6 +764,13 @@ export type Subscription = {
    * Mar 31). A start before the first anchor date makes a shorter, prorated first period.
    */
   billing_anchor?: string | null;
+  /**
+   * The end (a cancellation), in the forms of `start`: the period containing it ends there
+   * and is billed for its part (flat fees that prorate are prorated, usage counts up to the
+   * end); no period starts at or after it. An end on a period boundary bills the period
+   * before it whole.
+   */
+  end?: string | null;
   /**
    * Start: a local date (`"2026-01-31"`, midnight in the customer's timezone), a local
    * date-time (`"2026-01-31T09:30:00"`) or an instant with offset (RFC 3339).
@@ -809,6 +865,11 @@ export type Usage = {
   quantities?: {
     [key: string]: QuantityInput;
   };
+  /**
+   * This invoice is one of several lines billing the period (progressive billing,
+   * OpenMeter's split lines). Absent: the invoice bills the whole period.
+   */
+  split_line?: SplitLine | null;
   /**
    * When the subscription started and how it is anchored. Absent: it starts at the period.
    */

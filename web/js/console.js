@@ -98,6 +98,30 @@ async function portalLinks(id) {
   return h('div', {}, h('h3', {}, 'Customer portal'), h('div', { class: 'usage-controls' }, create, h('label', { for: 'link-days' }, 'valid for'), days, h('span', { class: 'unit' }, 'days')), box);
 }
 
+/// Cancels the subscription at the end of the current period (billed whole) or now (the period
+/// ends now: the engine prorates its flat fees and bills the usage so far).
+function cancelForm(id, detail) {
+  const when = h('select', { id: 'cancel-at', 'aria-label': 'When the subscription ends' },
+    h('option', { value: 'end_of_period' }, 'at the end of the current period'),
+    h('option', { value: 'now' }, 'now, prorated'));
+  const message = h('p', { class: 'unit', role: 'status' });
+  return h('form', {
+    id: 'cancel-form',
+    class: 'payment-form',
+    onsubmit: async (event) => {
+      event.preventDefault();
+      message.replaceChildren();
+      try {
+        const body = when.value === 'now' ? { at: 'now' } : {};
+        await api(`/v1/customers/${encodeURIComponent(id)}/cancel`, { method: 'POST', body: JSON.stringify(body) });
+        await showCustomer(id, detail);
+      } catch (error) {
+        message.replaceChildren(failure(error));
+      }
+    },
+  }, h('h3', {}, 'Cancel the subscription'), h('label', {}, 'Ends', when), h('button', { type: 'submit', class: 'secondary' }, 'Cancel subscription'), message);
+}
+
 async function showCustomer(id, detail) {
   stream?.abort();
   stream = new AbortController();
@@ -110,12 +134,13 @@ async function showCustomer(id, detail) {
         h('dt', {}, 'Plan'), h('dd', {}, subscription.plan ? `${subscription.plan.id} version ${subscription.plan.version}` : 'none'),
         h('dt', {}, 'Timezone'), h('dd', {}, subscription.timezone),
         h('dt', {}, 'Subscribed since'), h('dd', {}, subscription.start || '—'),
-        subscription.cancelled_from ? [h('dt', {}, 'Cancelled from'), h('dd', {}, subscription.cancelled_from)] : null,
+        subscription.cancelled_from ? [h('dt', {}, 'Cancelled from'), h('dd', { id: 'cancelled-from' }, subscription.cancelled_from)] : null,
         subscription.changes.length ? [h('dt', {}, 'Plan moves'), h('dd', {}, subscription.changes.map((c) => `${dateOf(c.at)}: ${c.from.id} v${c.from.version} → ${c.to.id} v${c.to.version}`).join('; '))] : null,
         Object.keys(customer.attributes || {}).length ? [h('dt', {}, 'Attributes'), h('dd', {}, JSON.stringify(customer.attributes))] : null),
       h('h3', {}, 'Live usage ', h('span', { class: 'live-dot', title: 'streaming' })),
       live,
       await portalLinks(id),
+      subscription.plan && !subscription.cancelled_from ? cancelForm(id, detail) : null,
     ));
   } catch (error) {
     detail.replaceChildren(h('section', { class: 'panel' }, failure(error)));

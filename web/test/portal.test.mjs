@@ -501,3 +501,41 @@ test('the reports page draws revenue, top customers and usage, and its CSV downl
   await phone.screenshot({ path: path.join(SHOTS, 'reports-phone.png'), fullPage: true });
   await phone.context().close();
 });
+
+test('cancelling now in the console ends the period now, billed as the engine bills a subscription end', async () => {
+  const { plans } = await call('GET', '/v1/plans');
+  const pro = plans.filter((p) => p.id === 'api-pro-2026').at(-1);
+  const start = utcDate(lastMonthDay(1));
+  await call('PUT', '/v1/customers/cancel-now', { body: JSON.stringify({ timezone: 'UTC', subscription: { start }, plan: { id: pro.id, version: pro.version } }) });
+  const page = await open('/console.html#customers');
+  await signIn(page);
+  await page.fill('#customer-search', 'cancel-now');
+  await page.click('#customer-list tr[data-customer="cancel-now"]');
+  await page.waitForSelector('#cancel-form');
+  await page.selectOption('#cancel-at', 'now');
+  await page.click('#cancel-form button[type="submit"]');
+  await page.waitForSelector('#cancelled-from');
+  assert.equal(await page.locator('#cancel-form').count(), 0, 'no second cancellation offered');
+  const subscription = await call('GET', '/v1/customers/cancel-now/subscription');
+  assert.equal(await page.textContent('#cancelled-from'), subscription.cancelled_from);
+  await page.screenshot({ path: path.join(SHOTS, 'console-cancelled.png'), fullPage: true });
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
+
+  // The period holding today ends at the cancellation and is billed as the engine (the same
+  // wasm package, here in Node) bills a usage document whose subscription ends then.
+  const today = utcDate(new Date());
+  const preview = await call('GET', `/v1/customers/cancel-now/invoice?date=${today}`);
+  assert.equal(preview.period.end, subscription.cancelled_from);
+  assert.ok(preview.notes.some((n) => n.startsWith(`the subscription ends at ${subscription.cancelled_from}`)), JSON.stringify(preview.notes));
+  const usage = { customer: { id: 'cancel-now', timezone: 'UTC' }, subscription: { start, end: subscription.cancelled_from }, period: { containing: today } };
+  const quoted = wasm.quote(JSON.stringify(pro.plan), JSON.stringify(usage));
+  assert.equal(preview.total, quoted.total);
+  const fee = preview.lines.find((l) => l.charge_id === 'platform');
+  assert.deepEqual(fee, quoted.lines.find((l) => l.charge_id === 'platform'));
+  assert.ok(Number(fee.quantity) < 1, `the platform fee is prorated: ${fee.quantity}`);
+  // Nothing from the end on: an event now is refused, next month bills nothing.
+  const refused = await call('POST', '/v1/events', { body: JSON.stringify([{ id: 'after-cancel', customer: 'cancel-now', timestamp: Math.floor(Date.now() / 1000) + 5, code: 'api.request' }]) });
+  assert.equal(refused.rejected, 1);
+  assert.match(refused.results[0].error, /cancelled/);
+});

@@ -624,7 +624,8 @@ impl Server {
                 }
                 .end
             }
-            Some("now") => now.max(calendar.start()),
+            // The whole second: the instant the subscription shows is the one it ends at.
+            Some("now") => Timestamp(now.0 - now.0.rem_euclid(1000)).max(calendar.start()),
             Some(text) => calendar
                 .parse_instant(text)
                 .map_err(|e| ServerError::Invalid(format!("$.at: {e}")))?,

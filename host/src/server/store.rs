@@ -324,7 +324,28 @@ pub struct Store {
     db: std::sync::Arc<Db>,
     /// Names this process in its announcements to other replicas (random per open).
     replica: u64,
+    /// Event batches waiting for the writer (see [`Store::insert_events`]).
+    queue: std::sync::Arc<std::sync::Mutex<EventQueue>>,
 }
+
+/// Batches of events waiting to be written together: group commit.
+#[derive(Default)]
+struct EventQueue {
+    waiting: Vec<Waiting>,
+    /// A writer task is draining the queue.
+    draining: bool,
+}
+
+/// One caller's batch and where its outcomes go.
+struct Waiting {
+    events: Vec<(NewEvent, i64)>,
+    now: i64,
+    done: tokio::sync::oneshot::Sender<Result<Vec<Result<bool, i64>>, String>>,
+}
+
+/// Rows one group commit writes at most (a few typical batches; a single larger batch is
+/// written alone).
+const ROWS_PER_GROUP: usize = 16_000;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -479,6 +500,7 @@ impl Store {
         Ok(Store {
             db: std::sync::Arc::new(db),
             replica,
+            queue: std::sync::Arc::default(),
         })
     }
 
@@ -649,20 +671,100 @@ impl Store {
         Ok(row.map(StoredCustomer::from))
     }
 
-    /// Stores a batch of events in one transaction, committed before it returns. For each
-    /// event, in order: `Ok(true)` stored, `Ok(false)` already stored (a retry: acknowledged,
-    /// counted once), `Err(start)` refused because the period starting at `start` is invoiced
-    /// (`closed_period` gives the start of the event's period, checked inside the transaction).
+    /// Stores a batch of events, committed before it returns. For each event, in order:
+    /// `Ok(true)` stored, `Ok(false)` already stored (a retry: acknowledged, counted once),
+    /// `Err(start)` refused because the period starting at `start` is invoiced (the second
+    /// element of each row is the start of the event's period, checked inside the transaction).
+    ///
+    /// Group commit: batches that arrive while one is being written wait, then go in one
+    /// transaction together. Each index of the events table is ordered by customer, so a
+    /// batch spread over many customers dirties about one page per index per event, and every
+    /// dirty page is written whole at commit; batches committed together share those pages.
+    /// Each caller still returns only once its events are committed. The writing is a task of
+    /// its own: a caller that goes away (a client disconnecting) cannot abort a transaction
+    /// that holds other callers' events.
     pub async fn insert_events(
         &self,
         events: &[(NewEvent, i64)],
         now: i64,
     ) -> Result<Vec<Result<bool, i64>>, StoreError> {
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let start_writer = {
+            let mut queue = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            queue.waiting.push(Waiting {
+                events: events.to_vec(),
+                now,
+                done,
+            });
+            !std::mem::replace(&mut queue.draining, true)
+        };
+        if start_writer {
+            let store = self.clone();
+            tokio::spawn(async move { store.drain_events().await });
+        }
+        match outcome.await {
+            Ok(Ok(outcomes)) => Ok(outcomes),
+            Ok(Err(message)) => Err(StoreError(sqlx::Error::Protocol(message))),
+            Err(_) => Err(StoreError(sqlx::Error::Protocol(
+                "the event writer stopped before answering".to_owned(),
+            ))),
+        }
+    }
+
+    /// Writes the waiting batches, a group per transaction, until none waits.
+    async fn drain_events(&self) {
+        loop {
+            let group: Vec<Waiting> = {
+                let mut queue = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if queue.waiting.is_empty() {
+                    queue.draining = false;
+                    return;
+                }
+                let mut rows = 0;
+                let take = queue
+                    .waiting
+                    .iter()
+                    .take_while(|w| {
+                        let first = rows == 0;
+                        rows += w.events.len();
+                        first || rows <= ROWS_PER_GROUP
+                    })
+                    .count();
+                queue.waiting.drain(..take).collect()
+            };
+            let rows: Vec<(&NewEvent, i64, i64)> = group
+                .iter()
+                .flat_map(|w| w.events.iter().map(|(e, start)| (e, *start, w.now)))
+                .collect();
+            match self.insert_rows(&rows).await {
+                Ok(outcomes) => {
+                    let mut outcomes = outcomes.into_iter();
+                    for waiting in group {
+                        let mine: Vec<_> = outcomes.by_ref().take(waiting.events.len()).collect();
+                        // A caller gone away: its events are stored all the same.
+                        let _ = waiting.done.send(Ok(mine));
+                    }
+                }
+                Err(error) => {
+                    let message = error.to_string();
+                    for waiting in group {
+                        let _ = waiting.done.send(Err(message.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One transaction of event rows: (event, its period's start, received at).
+    async fn insert_rows(
+        &self,
+        events: &[(&NewEvent, i64, i64)],
+    ) -> Result<Vec<Result<bool, i64>>, StoreError> {
         let numbered = matches!(&*self.db, Db::Postgres { .. });
         in_tx!(self, None, |conn| {
             // Which (customer, period) pairs of the batch are invoiced: one query per distinct
             // period start (customers of one timezone and anchor share them).
-            let mut starts: Vec<i64> = events.iter().map(|(_, start)| *start).collect();
+            let mut starts: Vec<i64> = events.iter().map(|(_, start, _)| *start).collect();
             starts.sort_unstable();
             starts.dedup();
             let mut closed: std::collections::HashSet<(String, i64)> =
@@ -677,7 +779,7 @@ impl Store {
             }
             let mut outcomes: Vec<Result<bool, i64>> = Vec::with_capacity(events.len());
             let mut open = Vec::with_capacity(events.len());
-            for (idx, (event, period_start)) in events.iter().enumerate() {
+            for (idx, (event, period_start, _)) in events.iter().enumerate() {
                 if !closed.is_empty()
                     && closed.contains(&(event.customer_id.clone(), *period_start))
                 {
@@ -698,13 +800,13 @@ impl Store {
                 let sql = insert_events_sql(chunk.len(), numbered);
                 let mut query = sqlx::query(&sql);
                 for &idx in chunk {
-                    let event = &events[idx].0;
+                    let (event, _, received_at) = events[idx];
                     query = query
                         .bind(&event.customer_id)
                         .bind(&event.event_id)
                         .bind(event.ts)
                         .bind(&event.body)
-                        .bind(now);
+                        .bind(received_at);
                 }
                 let inserted = query.execute(&mut *conn).await?.rows_affected();
                 if inserted == chunk.len() as u64 {

@@ -209,13 +209,109 @@ pub fn graduated_into<R: Rows>(
     convention: TierConvention,
     price_scale: Decimal,
 ) -> Result<R, Overflow> {
-    let mut priced = R::default();
+    let priced = R::default();
     // No tier is entered by a zero or negative quantity (`enters`), so none is looked at.
     if quantity <= Decimal::ZERO {
         return Ok(priced);
     }
+    graduated_from(
+        tiers,
+        0,
+        Decimal::ZERO,
+        priced,
+        quantity,
+        convention,
+        price_scale,
+    )
+}
+
+/// The amounts of [`graduated_into`] for each number of tiers a quantity passes through whole:
+/// `prefix[k]` is the amount (as [`AmountOnly`] adds it, in the same order) of tiers `0..k` for a
+/// quantity beyond tier `k - 1`'s bound, which depends on the tiers alone. With them,
+/// [`graduated_amount`] starts at the tier a quantity ends in instead of at the first. `None`
+/// when the bounds do not strictly increase or an amount does not fit (the caller prices tier by
+/// tier).
+pub fn graduated_prefix(tiers: &[Tier], price_scale: Decimal) -> Option<Vec<Decimal>> {
+    let mut prefix = vec![Decimal::ZERO];
     let mut lower = Decimal::ZERO;
     for (tier_idx, tier) in tiers.iter().enumerate() {
+        let Some(upper) = tier.up_to.map(Decimal::from) else {
+            // Only the last tier may be unbounded; nothing passes through it whole.
+            return (tier_idx + 1 == tiers.len()).then_some(prefix);
+        };
+        if upper <= lower {
+            return None;
+        }
+        // Any quantity beyond `upper` passes through tiers `0..=tier_idx` whole, the same way
+        // under either convention (`min(q, upper)` is the bound itself, and every whole tier
+        // is entered): price one by the same code.
+        let beyond = add(upper, Decimal::ONE).ok()?;
+        let whole = &tiers[..=tier_idx];
+        let state: AmountOnly = graduated_from(
+            whole,
+            0,
+            Decimal::ZERO,
+            AmountOnly::default(),
+            beyond,
+            TierConvention::UpperInclusive,
+            price_scale,
+        )
+        .ok()?;
+        prefix.push(state.0);
+        lower = upper;
+    }
+    Some(prefix)
+}
+
+/// [`graduated_into`] of [`AmountOnly`] with the prefix amounts of [`graduated_prefix`] for
+/// these tiers and `price_scale`: the same decimal, digit for digit and scale for scale (the
+/// same additions in the same order), with the whole tiers skipped.
+pub fn graduated_amount(
+    tiers: &[Tier],
+    prefix: &[Decimal],
+    quantity: Decimal,
+    convention: TierConvention,
+    price_scale: Decimal,
+) -> Result<Decimal, Overflow> {
+    if quantity <= Decimal::ZERO {
+        return Ok(Decimal::ZERO);
+    }
+    // Tiers `0..whole` lie wholly below the quantity (their bounds strictly increase).
+    let mut whole = 0;
+    while whole + 1 < prefix.len() {
+        match tiers.get(whole).and_then(|t| t.up_to) {
+            Some(upper) if quantity > upper.0 => whole += 1,
+            _ => break,
+        }
+    }
+    let lower = match whole {
+        0 => Decimal::ZERO,
+        _ => tiers[whole - 1].up_to.map_or(Decimal::MAX, Decimal::from),
+    };
+    let state = AmountOnly(prefix[whole]);
+    Ok(graduated_from(
+        tiers,
+        whole,
+        lower,
+        state,
+        quantity,
+        convention,
+        price_scale,
+    )?
+    .0)
+}
+
+/// [`graduated_into`] from tier `first` (whose lower bound is `lower`) on, adding to `priced`.
+fn graduated_from<R: Rows>(
+    tiers: &[Tier],
+    first: usize,
+    mut lower: Decimal,
+    mut priced: R,
+    quantity: Decimal,
+    convention: TierConvention,
+    price_scale: Decimal,
+) -> Result<R, Overflow> {
+    for (tier_idx, tier) in tiers.iter().enumerate().skip(first) {
         if !enters(quantity, lower, convention) {
             break;
         }
@@ -1126,5 +1222,56 @@ mod tests {
             ),
             Err(Overflow)
         );
+    }
+
+    proptest::proptest! {
+        /// A graduated amount from the whole tiers' prefix is the tier-by-tier amount, digit
+        /// for digit and scale for scale, on and around every bound, under both conventions.
+        #[test]
+        fn graduated_from_whole_tiers_is_tier_by_tier(
+            bounds in proptest::collection::vec((1u64..5_000, 0u32..4), 0..6),
+            prices in proptest::collection::vec((0i64..2_000_000, 0u32..8, 0i64..300), 6),
+            quantity in (0i64..100_000_000, 0u32..5),
+            on_bound in 0usize..8,
+            unbounded_last in proptest::bool::ANY,
+        ) {
+            let mut up_tos = Vec::new();
+            let mut bound = Decimal::ZERO;
+            for (step, scale) in &bounds {
+                bound += Decimal::new(*step as i64 * 10i64.pow(*scale), *scale);
+                up_tos.push(Some(bound));
+            }
+            if unbounded_last || up_tos.is_empty() {
+                up_tos.push(None);
+            }
+            let tiers: Vec<Tier> = up_tos
+                .iter()
+                .zip(&prices)
+                .map(|(up_to, (price, scale, fee))| Tier {
+                    from: None,
+                    up_to: up_to.map(Dec),
+                    unit_price: Dec(Decimal::new(*price, *scale)),
+                    flat_fee: Dec(Decimal::new(*fee, 1)),
+                })
+                .collect();
+            let mut quantities = vec![Decimal::new(quantity.0, quantity.1), Decimal::ZERO];
+            if let Some(Some(bound)) = up_tos.get(on_bound) {
+                quantities.extend([*bound, *bound + Decimal::new(1, 3), *bound - Decimal::new(1, 3)]);
+            }
+            let prefix = graduated_prefix(&tiers, Decimal::ONE).expect("increasing bounds");
+            for quantity in quantities {
+                for convention in [TierConvention::UpperInclusive, TierConvention::LowerInclusive] {
+                    let by_tier: Result<AmountOnly, _> =
+                        graduated_into(&tiers, quantity, convention, Decimal::ONE);
+                    let fast = graduated_amount(&tiers, &prefix, quantity, convention, Decimal::ONE);
+                    let by_tier = by_tier.map(|a| a.0);
+                    proptest::prop_assert_eq!(fast, by_tier);
+                    if let (Ok(a), Ok(b)) = (fast, by_tier) {
+                        proptest::prop_assert_eq!(a.scale(), b.scale());
+                        proptest::prop_assert_eq!(a.to_string(), b.to_string());
+                    }
+                }
+            }
+        }
     }
 }

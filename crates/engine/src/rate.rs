@@ -248,7 +248,7 @@ pub struct PreparedPlan<'p> {
     charge_metrics: Vec<Option<usize>>,
     /// Per charge, for a graduated one, the amounts of its whole tiers
     /// ([`price::graduated_prefix`]): a total prices only the tier a quantity ends in.
-    graduated_prefixes: Vec<Option<Vec<Decimal>>>,
+    graduated_prefixes: Vec<Option<price::GraduatedPrefix>>,
     /// The typical period [`PreparedPlan::total`] prices (its calendar, and what an empty usage
     /// meters in it), taken at the first total; `None` when totals take the full quote.
     typical: OnceLock<Option<Typical>>,
@@ -457,7 +457,10 @@ impl<'p> PreparedPlan<'p> {
         let period = ctx.period;
         let billed_from = ctx.billable_from.max(period.start);
         let in_trial_all_period = billed_from >= period.end;
-        let mut lines: Vec<LineAmount<'_>> = Vec::with_capacity(plan.charges.len());
+        // Declared before the lines that borrow it.
+        let true_up;
+        // On the stack for a plan of up to 16 lines: a total allocates nothing of its own.
+        let mut lines: smallvec::SmallVec<[LineAmount<'_>; 16]> = smallvec::SmallVec::new();
         for charge in &plan.charges {
             if let PriceModel::Flat {
                 amount, prorate, ..
@@ -498,7 +501,7 @@ impl<'p> PreparedPlan<'p> {
             exact_sum = price::add(exact_sum, line.amount).ok()?;
             billed_sum = price::add(billed_sum, rounding.billed(line.amount)).ok()?;
         }
-        let true_up = if in_trial_all_period {
+        true_up = if in_trial_all_period {
             None
         } else {
             commitment_true_up(plan, ctx, billed_from, exact_sum, billed_sum, rounding).ok()?

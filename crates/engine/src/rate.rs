@@ -457,10 +457,7 @@ impl<'p> PreparedPlan<'p> {
         let period = ctx.period;
         let billed_from = ctx.billable_from.max(period.start);
         let in_trial_all_period = billed_from >= period.end;
-        // Declared before the lines that borrow it.
-        let true_up;
-        // On the stack for a plan of up to 16 lines: a total allocates nothing of its own.
-        let mut lines: smallvec::SmallVec<[LineAmount<'_>; 16]> = smallvec::SmallVec::new();
+        let mut lines: Vec<LineAmount<'_>> = Vec::with_capacity(plan.charges.len());
         for charge in &plan.charges {
             if let PriceModel::Flat {
                 amount, prorate, ..
@@ -501,7 +498,7 @@ impl<'p> PreparedPlan<'p> {
             exact_sum = price::add(exact_sum, line.amount).ok()?;
             billed_sum = price::add(billed_sum, rounding.billed(line.amount)).ok()?;
         }
-        true_up = if in_trial_all_period {
+        let true_up = if in_trial_all_period {
             None
         } else {
             commitment_true_up(plan, ctx, billed_from, exact_sum, billed_sum, rounding).ok()?

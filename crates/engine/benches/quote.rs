@@ -168,8 +168,19 @@ fn main() {
         serde_json::to_string(&invoice).unwrap(),
         "a prepared plan quotes the same invoice"
     );
+    let quantities: std::collections::BTreeMap<String, Decimal> = schedule
+        .iter()
+        .enumerate()
+        .map(|(i, (_, quantity))| (format!("m{i}"), *quantity))
+        .collect();
+    assert_eq!(
+        prepared.total(&quantities, &NoPlugins).expect("total"),
+        invoice.total.0,
+        "a prepared plan's total is the quote's"
+    );
     let (mut quote_t, mut baseline_t, mut validate_t, mut hash_t, mut json_t, mut prepared_t) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut total_t = vec![];
     // Warm-up.
     for _ in 0..200 {
         black_box(quote(black_box(&plan), black_box(&usage), &NoPlugins).expect("quote"));
@@ -187,6 +198,13 @@ fn main() {
                 black_box(&prepared)
                     .quote(black_box(&usage), &NoPlugins)
                     .expect("quote"),
+            );
+        });
+        per_call(&mut total_t, baseline_batch / 4, || {
+            black_box(
+                black_box(&prepared)
+                    .total(black_box(&quantities), &NoPlugins)
+                    .expect("total"),
             );
         });
         per_call(&mut validate_t, quote_batch, || {
@@ -222,6 +240,12 @@ fn main() {
         micros(prepared_m),
         quote_m.as_secs_f64() / prepared_m.as_secs_f64(),
         prepared_m.as_secs_f64() / baseline_m.as_secs_f64()
+    );
+    let total_m = median(total_t);
+    println!(
+        "  prepared plan's total (amounts only, no invoice): {:>9.2} µs/total, total/baseline {:.1}×",
+        micros(total_m),
+        total_m.as_secs_f64() / baseline_m.as_secs_f64()
     );
     println!(
         "  inside a quote: validate_plan {:.2} µs, input_hash (JSON + SHA-256) {:.2} µs; serializing the invoice to JSON: {:.2} µs",

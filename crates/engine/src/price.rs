@@ -209,13 +209,156 @@ pub fn graduated_into<R: Rows>(
     convention: TierConvention,
     price_scale: Decimal,
 ) -> Result<R, Overflow> {
-    let mut priced = R::default();
+    let priced = R::default();
     // No tier is entered by a zero or negative quantity (`enters`), so none is looked at.
     if quantity <= Decimal::ZERO {
         return Ok(priced);
     }
+    graduated_from(
+        tiers,
+        0,
+        Decimal::ZERO,
+        priced,
+        quantity,
+        convention,
+        price_scale,
+    )
+}
+
+/// What [`graduated_amount`] knows of a graduated charge's tiers ahead of any quantity
+/// ([`graduated_prefix`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GraduatedPrefix {
+    /// `amounts[k]`: the amount of tiers `0..k` (as [`AmountOnly`] adds it, in the same order)
+    /// for a quantity beyond tier `k - 1`'s bound, which depends on the tiers alone.
+    amounts: Vec<Decimal>,
+    /// `floors[j][s]`: ⌊bound of tier `j` × 10^s⌋, so that a positive quantity of scale `s`
+    /// and mantissa `m` is beyond the bound exactly when `m > floors[j][s]` (an integer
+    /// comparison instead of a decimal one, which rescales); `None` past `u128`.
+    floors: Vec<[Option<u128>; FLOOR_SCALES]>,
+}
+
+/// Quantity scales (0 to 12 decimals) with integer bounds in a [`GraduatedPrefix`].
+const FLOOR_SCALES: usize = 13;
+
+/// The prefix amounts and integer bounds of graduated `tiers` (see [`GraduatedPrefix`]): with
+/// them, [`graduated_amount`] starts at the tier a quantity ends in instead of at the first.
+/// `None` when the bounds do not strictly increase or an amount does not fit (the caller prices
+/// tier by tier).
+pub fn graduated_prefix(tiers: &[Tier], price_scale: Decimal) -> Option<GraduatedPrefix> {
+    let mut prefix = GraduatedPrefix {
+        amounts: vec![Decimal::ZERO],
+        floors: Vec::new(),
+    };
     let mut lower = Decimal::ZERO;
     for (tier_idx, tier) in tiers.iter().enumerate() {
+        let Some(upper) = tier.up_to.map(Decimal::from) else {
+            // Only the last tier may be unbounded; nothing passes through it whole.
+            return (tier_idx + 1 == tiers.len()).then_some(prefix);
+        };
+        if upper <= lower {
+            return None;
+        }
+        // Any quantity beyond `upper` passes through tiers `0..=tier_idx` whole, the same way
+        // under either convention (`min(q, upper)` is the bound itself, and every whole tier
+        // is entered): price one by the same code.
+        let beyond = add(upper, Decimal::ONE).ok()?;
+        let whole = &tiers[..=tier_idx];
+        let state: AmountOnly = graduated_from(
+            whole,
+            0,
+            Decimal::ZERO,
+            AmountOnly::default(),
+            beyond,
+            TierConvention::UpperInclusive,
+            price_scale,
+        )
+        .ok()?;
+        prefix.amounts.push(state.0);
+        prefix.floors.push(floors_of(upper));
+        lower = upper;
+    }
+    Some(prefix)
+}
+
+/// ⌊`bound` × 10^s⌋ for each scale `s` of [`GraduatedPrefix::floors`] (`bound` positive).
+fn floors_of(bound: Decimal) -> [Option<u128>; FLOOR_SCALES] {
+    let mantissa = bound.mantissa().unsigned_abs();
+    let bound_scale = bound.scale();
+    std::array::from_fn(|scale| {
+        let scale = scale as u32;
+        if scale >= bound_scale {
+            mantissa.checked_mul(10u128.checked_pow(scale - bound_scale)?)
+        } else {
+            Some(mantissa / 10u128.pow(bound_scale - scale))
+        }
+    })
+}
+
+/// Whether positive `quantity` is beyond the bound of tier `tier_idx` (`quantity > up_to`).
+fn beyond_bound(
+    prefix: &GraduatedPrefix,
+    tiers: &[Tier],
+    tier_idx: usize,
+    quantity: Decimal,
+) -> bool {
+    let floor = prefix
+        .floors
+        .get(tier_idx)
+        .and_then(|floors| floors.get(quantity.scale() as usize).copied().flatten());
+    match (floor, tiers.get(tier_idx).and_then(|t| t.up_to)) {
+        (Some(floor), _) => quantity.mantissa().unsigned_abs() > floor,
+        (None, Some(upper)) => quantity > upper.0,
+        (None, None) => false,
+    }
+}
+
+/// [`graduated_into`] of [`AmountOnly`] with the [`graduated_prefix`] of these tiers and
+/// `price_scale`: the same decimal, digit for digit and scale for scale (the same additions in
+/// the same order), with the whole tiers skipped.
+pub fn graduated_amount(
+    tiers: &[Tier],
+    prefix: &GraduatedPrefix,
+    quantity: Decimal,
+    convention: TierConvention,
+    price_scale: Decimal,
+) -> Result<Decimal, Overflow> {
+    if quantity <= Decimal::ZERO {
+        return Ok(Decimal::ZERO);
+    }
+    // Tiers `0..whole` lie wholly below the quantity (their bounds strictly increase).
+    let mut whole = 0;
+    while whole + 1 < prefix.amounts.len() && beyond_bound(prefix, tiers, whole, quantity) {
+        whole += 1;
+    }
+    let lower = match whole {
+        0 => Decimal::ZERO,
+        _ => tiers[whole - 1].up_to.map_or(Decimal::MAX, Decimal::from),
+    };
+    let state = AmountOnly(prefix.amounts[whole]);
+    Ok(graduated_from(
+        tiers,
+        whole,
+        lower,
+        state,
+        quantity,
+        convention,
+        price_scale,
+    )?
+    .0)
+}
+
+/// [`graduated_into`] from tier `first` (whose lower bound is `lower`) on, adding to `priced`.
+fn graduated_from<R: Rows>(
+    tiers: &[Tier],
+    first: usize,
+    mut lower: Decimal,
+    mut priced: R,
+    quantity: Decimal,
+    convention: TierConvention,
+    price_scale: Decimal,
+) -> Result<R, Overflow> {
+    for (tier_idx, tier) in tiers.iter().enumerate().skip(first) {
         if !enters(quantity, lower, convention) {
             break;
         }
@@ -228,8 +371,9 @@ pub fn graduated_into<R: Rows>(
         if !n_units.is_zero() || !tier.unit_price.is_zero() {
             // × 1 is a non-zero price itself (same digits, same scale; a zero product is
             // `Decimal::ZERO`): skip the multiplication.
-            let unit_price = if price_scale == Decimal::ONE
-                && price_scale.scale() == 0
+            // (`price_scale` is `1` at scale 0 exactly when its mantissa is 1 and its scale 0.)
+            let unit_price = if price_scale.scale() == 0
+                && price_scale.mantissa() == 1
                 && !tier.unit_price.is_zero()
             {
                 tier.unit_price.0
@@ -1434,5 +1578,56 @@ mod tests {
             ),
             Err(Overflow)
         );
+    }
+
+    proptest::proptest! {
+        /// A graduated amount from the whole tiers' prefix is the tier-by-tier amount, digit
+        /// for digit and scale for scale, on and around every bound, under both conventions.
+        #[test]
+        fn graduated_from_whole_tiers_is_tier_by_tier(
+            bounds in proptest::collection::vec((1u64..5_000, 0u32..4), 0..6),
+            prices in proptest::collection::vec((0i64..2_000_000, 0u32..8, 0i64..300), 6),
+            quantity in (0i64..100_000_000_000, 0u32..15),
+            on_bound in 0usize..8,
+            unbounded_last in proptest::bool::ANY,
+        ) {
+            let mut up_tos = Vec::new();
+            let mut bound = Decimal::ZERO;
+            for (step, scale) in &bounds {
+                bound += Decimal::new(*step as i64 * 10i64.pow(*scale), *scale);
+                up_tos.push(Some(bound));
+            }
+            if unbounded_last || up_tos.is_empty() {
+                up_tos.push(None);
+            }
+            let tiers: Vec<Tier> = up_tos
+                .iter()
+                .zip(&prices)
+                .map(|(up_to, (price, scale, fee))| Tier {
+                    from: None,
+                    up_to: up_to.map(Dec),
+                    unit_price: Dec(Decimal::new(*price, *scale)),
+                    flat_fee: Dec(Decimal::new(*fee, 1)),
+                })
+                .collect();
+            let mut quantities = vec![Decimal::new(quantity.0, quantity.1), Decimal::ZERO];
+            if let Some(Some(bound)) = up_tos.get(on_bound) {
+                quantities.extend([*bound, *bound + Decimal::new(1, 3), *bound - Decimal::new(1, 3)]);
+            }
+            let prefix = graduated_prefix(&tiers, Decimal::ONE).expect("increasing bounds");
+            for quantity in quantities {
+                for convention in [TierConvention::UpperInclusive, TierConvention::LowerInclusive] {
+                    let by_tier: Result<AmountOnly, _> =
+                        graduated_into(&tiers, quantity, convention, Decimal::ONE);
+                    let fast = graduated_amount(&tiers, &prefix, quantity, convention, Decimal::ONE);
+                    let by_tier = by_tier.map(|a| a.0);
+                    proptest::prop_assert_eq!(fast, by_tier);
+                    if let (Ok(a), Ok(b)) = (fast, by_tier) {
+                        proptest::prop_assert_eq!(a.scale(), b.scale());
+                        proptest::prop_assert_eq!(a.to_string(), b.to_string());
+                    }
+                }
+            }
+        }
     }
 }

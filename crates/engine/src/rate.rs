@@ -405,6 +405,12 @@ pub struct PreparedPlan<'p> {
     /// [`input_hash`], the JSON of the pair).
     hash_prefix: Sha256,
     router: Router,
+    /// Per charge, the position in `plan.metrics` of the metric it prices (`None` for a charge
+    /// without a metric or with an unknown one), so a total looks no metric up by its code.
+    charge_metrics: Vec<Option<usize>>,
+    /// Per charge, for a graduated one, the amounts of its whole tiers
+    /// ([`price::graduated_prefix`]): a total prices only the tier a quantity ends in.
+    graduated_prefixes: Vec<Option<price::GraduatedPrefix>>,
     /// The typical period [`PreparedPlan::total`] prices (its calendar, and what an empty usage
     /// meters in it), taken at the first total; `None` when totals take the full quote.
     typical: OnceLock<Option<Typical>>,
@@ -443,11 +449,29 @@ impl<'p> PreparedPlan<'p> {
         }
         hash_prefix.update(b",");
         let router = Router::new(&plan.metrics);
+        let charge_metrics = plan
+            .charges
+            .iter()
+            .map(|charge| {
+                let code = charge.metric.as_ref()?;
+                plan.metrics.iter().position(|m| &m.code == code)
+            })
+            .collect();
+        let graduated_prefixes = plan
+            .charges
+            .iter()
+            .map(|charge| match &charge.model {
+                PriceModel::Graduated { tiers } => price::graduated_prefix(tiers, Decimal::ONE),
+                _ => None,
+            })
+            .collect();
         Ok(PreparedPlan {
             plan,
             warnings: report.warnings,
             hash_prefix,
             router,
+            charge_metrics,
+            graduated_prefixes,
             typical: OnceLock::new(),
         })
     }
@@ -480,13 +504,58 @@ impl<'p> PreparedPlan<'p> {
         quantities: &BTreeMap<String, Decimal>,
         plugins: &dyn PluginHost,
     ) -> Result<Decimal, RateError> {
-        match self.fast_total(quantities) {
-            Some(total) => Ok(total),
-            None => {
-                let usage = crate::estimate::typical_usage(quantities);
-                Ok(self.quote(&usage, plugins)?.total.0)
+        let mut slots = vec![None; self.plan.metrics.len()];
+        for (code, quantity) in quantities {
+            match self.metric_slot(code) {
+                Some(slot) => slots[slot] = Some(*quantity),
+                // What `check_usage` refuses, the full quote reports.
+                None => return self.full_total(quantities, plugins),
             }
         }
+        match self.fast_total(&slots) {
+            Some(total) => Ok(total),
+            None => self.full_total(quantities, plugins),
+        }
+    }
+
+    /// The position in `plan().metrics` of the metric `code`: where [`PreparedPlan::total_at`]
+    /// takes its quantity.
+    pub fn metric_slot(&self, code: &str) -> Option<usize> {
+        self.plan.metrics.iter().position(|m| m.code == code)
+    }
+
+    /// [`PreparedPlan::total`] of quantities by metric position (`quantities[i]` is the
+    /// quantity of `plan().metrics[i]`, `None` for a metric not given; see
+    /// [`PreparedPlan::metric_slot`]): the same total, for a caller that reads quantities
+    /// straight into their places (a slider's total builds no map of metric codes).
+    pub fn total_at(
+        &self,
+        quantities: &[Option<Decimal>],
+        plugins: &dyn PluginHost,
+    ) -> Result<Decimal, RateError> {
+        if quantities.len() == self.plan.metrics.len()
+            && let Some(total) = self.fast_total(quantities)
+        {
+            return Ok(total);
+        }
+        let quantities: BTreeMap<String, Decimal> = self
+            .plan
+            .metrics
+            .iter()
+            .zip(quantities)
+            .filter_map(|(metric, quantity)| Some((metric.code.clone(), (*quantity)?)))
+            .collect();
+        self.full_total(&quantities, plugins)
+    }
+
+    /// The total of the full quote of the typical usage at `quantities`.
+    fn full_total(
+        &self,
+        quantities: &BTreeMap<String, Decimal>,
+        plugins: &dyn PluginHost,
+    ) -> Result<Decimal, RateError> {
+        let usage = crate::estimate::typical_usage(quantities);
+        Ok(self.quote(&usage, plugins)?.total.0)
     }
 
     /// Whether [`PreparedPlan::total`] takes this plan's totals from amounts alone (else from
@@ -539,14 +608,12 @@ impl<'p> PreparedPlan<'p> {
     /// [`PreparedPlan::total`] from amounts alone: the stages of `price_usage` in its order,
     /// each price model computed by the same code into [`AmountOnly`], no text. `None` for
     /// what it does not take (see `total`) and for any error (the full quote reports it).
-    fn fast_total(&self, quantities: &BTreeMap<String, Decimal>) -> Option<Decimal> {
+    fn fast_total(&self, quantities: &[Option<Decimal>]) -> Option<Decimal> {
         let typical = self.typical()?;
         let plan = self.plan();
         // What `check_usage` refuses, the full quote reports.
-        for (code, quantity) in quantities {
-            if *quantity < Decimal::ZERO || !plan.metrics.iter().any(|m| &m.code == code) {
-                return None;
-            }
+        if quantities.iter().flatten().any(|q| *q < Decimal::ZERO) {
+            return None;
         }
         let ctx = &typical.ctx;
         let period = ctx.period;
@@ -576,8 +643,8 @@ impl<'p> PreparedPlan<'p> {
             }
         }
         if !in_trial_all_period {
-            for charge in &plan.charges {
-                if let Some(line) = self.fast_usage_line(typical, charge, quantities)? {
+            for charge_idx in 0..plan.charges.len() {
+                if let Some(line) = self.fast_usage_line(typical, charge_idx, quantities)? {
                     lines.push(line);
                 }
             }
@@ -620,28 +687,31 @@ impl<'p> PreparedPlan<'p> {
     fn fast_usage_line<'s>(
         &'s self,
         typical: &'s Typical,
-        charge: &'s Charge,
-        quantities: &BTreeMap<String, Decimal>,
+        charge_idx: usize,
+        quantities: &[Option<Decimal>],
     ) -> Option<Option<LineAmount<'s>>> {
         let plan = self.plan();
+        let charge = plan.charges.get(charge_idx)?;
         if matches!(charge.model, PriceModel::Flat { .. }) {
             return Some(None);
         }
-        let Some(metric) = charge
-            .metric
-            .as_ref()
-            .and_then(|code| plan.metrics.iter().find(|m| &m.code == code))
+        let Some((metric_idx, metric)) = self
+            .charge_metrics
+            .get(charge_idx)
+            .copied()
+            .flatten()
+            .and_then(|idx| Some((idx, plan.metrics.get(idx)?)))
         else {
             return Some(None);
         };
         // A quantity given replaces what was metered (`apply_quantities`).
         let given;
-        let group = match quantities.get(&metric.code) {
+        let group = match quantities.get(metric_idx).copied().flatten() {
             Some(quantity) => {
                 given = GroupUsage {
                     group: GroupKey::new(),
-                    raw_value: *quantity,
-                    quantity: *quantity,
+                    raw_value: quantity,
+                    quantity,
                     n_events: 0,
                     transactions: None,
                     values: None,
@@ -657,9 +727,26 @@ impl<'p> PreparedPlan<'p> {
         let allowance = allowance_off_quantity(charge);
         let used = allowance.min(group.quantity).max(Decimal::ZERO);
         let billable = group.quantity - used;
-        let (priced, _) =
-            price_group::<AmountOnly>(plan, charge, metric, group, used, billable, None).ok()??;
-        let mut amount = priced.ok()?.amount();
+        let prefix = self
+            .graduated_prefixes
+            .get(charge_idx)
+            .and_then(Option::as_ref);
+        let mut amount = match (&charge.model, prefix) {
+            // `price_group`'s graduated case, from the tier the quantity ends in.
+            (PriceModel::Graduated { tiers }, Some(prefix))
+                if charge.zero_usage != ZeroUsage::FirstTierFlatFee || billable > Decimal::ZERO =>
+            {
+                check_within_last_tier(plan, charge, billable).ok()?;
+                price::graduated_amount(tiers, prefix, billable, plan.tier_convention, Decimal::ONE)
+                    .ok()?
+            }
+            _ => {
+                let (priced, _) =
+                    price_group::<AmountOnly>(plan, charge, metric, group, used, billable, None)
+                        .ok()??;
+                priced.ok()?.amount()
+            }
+        };
         if let Some((adjustment, _)) =
             charge_adjustment(charge, charge.minimum, charge.maximum, amount).ok()?
         {
@@ -2456,18 +2543,17 @@ fn check_within_last_tier(
     charge: &Charge,
     quantity: Decimal,
 ) -> Result<(), RateError> {
-    let (bound, field) = match &charge.model {
+    // The field is named only in the error: a quantity within bounds formats nothing.
+    let (bound, field, n_bounds) = match &charge.model {
         PriceModel::Graduated { tiers }
         | PriceModel::Volume { tiers }
-        | PriceModel::Percentage { tiers, .. } => (
-            tiers.last().and_then(|t| t.up_to),
-            format!("tiers[{}]", tiers.len().saturating_sub(1)),
-        ),
-        PriceModel::Stairstep { steps } => (
-            steps.last().and_then(|s| s.up_to),
-            format!("steps[{}]", steps.len().saturating_sub(1)),
-        ),
-        _ => (None, String::new()),
+        | PriceModel::Percentage { tiers, .. } => {
+            (tiers.last().and_then(|t| t.up_to), "tiers", tiers.len())
+        }
+        PriceModel::Stairstep { steps } => {
+            (steps.last().and_then(|s| s.up_to), "steps", steps.len())
+        }
+        _ => (None, "", 0),
     };
     let Some(bound) = bound else { return Ok(()) };
     let beyond = match plan.tier_convention {
@@ -2480,8 +2566,9 @@ fn check_within_last_tier(
     Err(RateError::Charge {
         charge: charge.id.clone(),
         message: format!(
-            "quantity {} is beyond the last tier (`model.{field}.up_to` {}, with `last_tier` `bounded`): it has no price",
+            "quantity {} is beyond the last tier (`model.{field}[{}].up_to` {}, with `last_tier` `bounded`): it has no price",
             quantity.normalize(),
+            n_bounds.saturating_sub(1),
             bound.normalize()
         ),
     })

@@ -1000,9 +1000,8 @@ async fn an_immediate_cancellation_bills_the_period_up_to_its_end(backend: Backe
             .unwrap()
             .is_none()
     );
-    // Live usage is of the cut period.
-    let live = server.live_usage("acme").await.unwrap().unwrap();
-    assert_eq!(live.amount_so_far, preview.total.0.to_string());
+    // From the end on, no subscription is in force: no live usage.
+    assert!(server.live_usage("acme").await.unwrap().is_none());
 
     // Still inside the grace window after the end: not closed yet.
     let early = server.close("2026-11-10").await.unwrap_err();
@@ -1018,9 +1017,62 @@ async fn an_immediate_cancellation_bills_the_period_up_to_its_end(backend: Backe
     remove(&dir);
 }
 
+/// Batches arriving together are written in one transaction (group commit), and each caller
+/// still gets its own outcomes in its own order: an id repeated across batches is stored by
+/// the first batch holding it and acknowledged as a duplicate to the others, every event is
+/// stored once; a batch arriving alone is a transaction of its own.
+async fn concurrent_batches_share_a_commit_and_count_each_event_once(backend: Backend) {
+    use ratecard_host::server::store::NewEvent;
+    let dir = data_dir(backend, "group");
+    let server = open(&dir, "2026-11-20T00:00:00Z").await;
+    let store = server.store();
+    // Batch k holds ids 200k .. 200k+300: it shares 100 ids with the next batch.
+    let batches: Vec<Vec<(NewEvent, i64)>> = (0..8usize)
+        .map(|k| {
+            (k * 200..k * 200 + 300)
+                .map(|i| {
+                    let event = NewEvent {
+                        customer_id: CUSTOMERS[i % 3].0.to_owned(),
+                        event_id: format!("g{i}"),
+                        ts: millis("2026-11-10T10:00:00Z") + i as i64,
+                        body: format!(r#"{{"id":"g{i}"}}"#),
+                    };
+                    (event, millis("2026-11-01T00:00:00Z"))
+                })
+                .collect()
+        })
+        .collect();
+    let before = store.event_commits();
+    // Each call queues its batch before its first await: the eight go in one transaction.
+    let outcomes =
+        futures_util::future::join_all(batches.iter().map(|b| store.insert_events(b, 7))).await;
+    assert_eq!(
+        store.event_commits() - before,
+        1,
+        "one commit for the eight batches"
+    );
+    for (k, outcome) in outcomes.into_iter().enumerate() {
+        let outcome = outcome.expect("stored");
+        assert_eq!(outcome.len(), 300);
+        for (index, stored) in outcome.into_iter().enumerate() {
+            // Ids shared with the batch before were stored by it.
+            let first_holder = k == 0 || index >= 100;
+            assert_eq!(stored, Ok(first_holder), "batch {k}, event {index}");
+        }
+    }
+    assert_eq!(store.n_events().await.unwrap(), 1700);
+    // A retry of one batch, alone: its own transaction, all duplicates.
+    let again = store.insert_events(&batches[3], 8).await.expect("stored");
+    assert!(again.iter().all(|o| *o == Ok(false)));
+    assert_eq!(store.event_commits() - before, 2);
+    assert_eq!(store.n_events().await.unwrap(), 1700);
+    remove(&dir);
+}
+
 on_both_backends!(
     a_month_ingested_previewed_and_closed_as_ratecard_rate_rates_it,
     an_immediate_cancellation_bills_the_period_up_to_its_end,
+    concurrent_batches_share_a_commit_and_count_each_event_once,
     plans_are_versioned_and_an_invalid_plan_stores_nothing,
     the_http_api_needs_the_key_names_bad_input_and_ingests_batches,
     the_demo_seeds_every_example_plan_customers_and_a_month_of_events,

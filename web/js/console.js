@@ -126,8 +126,10 @@ async function showCustomer(id, detail) {
   stream?.abort();
   stream = new AbortController();
   const live = h('div', { id: 'live-usage' }, h('p', { class: 'unit' }, 'Connecting to live usage…'));
+  let subscriptionEnded = null;
   try {
     const [customer, subscription] = await Promise.all([api(`/v1/customers/${encodeURIComponent(id)}`), api(`/v1/customers/${encodeURIComponent(id)}/subscription`)]);
+    if (subscription.cancelled_from && new Date(subscription.cancelled_from) <= new Date()) subscriptionEnded = subscription.cancelled_from;
     detail.replaceChildren(h('section', { class: 'panel', dataset: { customer: id } },
       h('h2', {}, id),
       h('dl', { class: 'facts' },
@@ -144,6 +146,10 @@ async function showCustomer(id, detail) {
     ));
   } catch (error) {
     detail.replaceChildren(h('section', { class: 'panel' }, failure(error)));
+    return;
+  }
+  if (subscriptionEnded) {
+    live.replaceChildren(h('p', { class: 'unit', id: 'subscription-ended' }, `The subscription ended at ${subscriptionEnded}: no live usage.`));
     return;
   }
   const signal = stream.signal;

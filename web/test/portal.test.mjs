@@ -518,6 +518,7 @@ test('cancelling now in the console ends the period now, billed as the engine bi
   assert.equal(await page.locator('#cancel-form').count(), 0, 'no second cancellation offered');
   const subscription = await call('GET', '/v1/customers/cancel-now/subscription');
   assert.equal(await page.textContent('#cancelled-from'), subscription.cancelled_from);
+  assert.match(await page.textContent('#live-usage'), /The subscription ended at/);
   await page.screenshot({ path: path.join(SHOTS, 'console-cancelled.png'), fullPage: true });
   assert.deepEqual(page.problems, []);
   await page.context().close();

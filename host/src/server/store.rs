@@ -334,6 +334,8 @@ struct EventQueue {
     waiting: Vec<Waiting>,
     /// A writer task is draining the queue.
     draining: bool,
+    /// Transactions of events committed so far (see [`Store::event_commits`]).
+    commits: u64,
 }
 
 /// One caller's batch and where its outcomes go.
@@ -690,7 +692,10 @@ impl Store {
     ) -> Result<Vec<Result<bool, i64>>, StoreError> {
         let (done, outcome) = tokio::sync::oneshot::channel();
         let start_writer = {
-            let mut queue = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut queue = self
+                .queue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             queue.waiting.push(Waiting {
                 events: events.to_vec(),
                 now,
@@ -715,7 +720,10 @@ impl Store {
     async fn drain_events(&self) {
         loop {
             let group: Vec<Waiting> = {
-                let mut queue = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut queue = self
+                    .queue
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 if queue.waiting.is_empty() {
                     queue.draining = false;
                     return;
@@ -738,6 +746,10 @@ impl Store {
                 .collect();
             match self.insert_rows(&rows).await {
                 Ok(outcomes) => {
+                    self.queue
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .commits += 1;
                     let mut outcomes = outcomes.into_iter();
                     for waiting in group {
                         let mine: Vec<_> = outcomes.by_ref().take(waiting.events.len()).collect();
@@ -753,6 +765,15 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// How many transactions of events this store has committed: fewer than the batches
+    /// stored when batches shared commits.
+    pub fn event_commits(&self) -> u64 {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .commits
     }
 
     /// One transaction of event rows: (event, its period's start, received at).

@@ -146,7 +146,8 @@ export function showError(element, error) {
   element.replaceChildren(
     h('strong', {}, 'Cannot price this: '),
     error.message,
-    error.path ? h('code', { class: 'path' }, ` at ${error.path}`) : null,
+    // (`replaceChildren` would write a null as the text "null".)
+    error.path ? h('code', { class: 'path' }, ` at ${error.path}`) : '',
   );
   element.hidden = false;
 }

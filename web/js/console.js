@@ -74,7 +74,8 @@ async function portalLinks(id) {
   const box = h('div', { class: 'portal-links' });
   async function refresh(made) {
     const { links } = await api(`/v1/customers/${encodeURIComponent(id)}/portal-links`);
-    box.replaceChildren(
+    // (`replaceChildren` writes a null as the text "null": only the nodes.)
+    box.replaceChildren(...[
       made ? h('div', { class: 'new-link', role: 'status' }, h('strong', {}, 'New portal link (shown once): '), h('input', { type: 'text', readonly: true, value: new URL(made.url, location.href).href, id: 'new-portal-link', onfocus: (e) => e.target.select() }), h('span', { class: 'unit' }, ` expires ${new Date(made.expires_at).toLocaleDateString()}`)) : null,
       links.length
         ? h('table', { class: 'invoice list' }, h('tbody', {}, links.map((link) => h('tr', { dataset: { link: link.id, status: link.status } },
@@ -83,7 +84,7 @@ async function portalLinks(id) {
           h('td', {}, `until ${dateOf(link.expires_at)}`),
           h('td', {}, link.status === 'active' ? h('button', { type: 'button', class: 'secondary', onclick: async () => { await api(`/v1/portal-links/${link.id}`, { method: 'DELETE' }); refresh(null); } }, 'Revoke') : '')))))
         : h('p', { class: 'unit' }, 'No portal link yet.'),
-    );
+    ].filter(Boolean));
   }
   const days = h('input', { type: 'number', min: 1, max: 365, value: 30, id: 'link-days', 'aria-label': 'Days until the link expires' });
   const create = h('button', { type: 'button', class: 'primary', id: 'create-link', onclick: async () => {
@@ -139,7 +140,7 @@ async function showCustomer(id, detail) {
         subscription.cancelled_from ? [h('dt', {}, 'Cancelled from'), h('dd', { id: 'cancelled-from' }, subscription.cancelled_from)] : null,
         subscription.changes.length ? [h('dt', {}, 'Plan moves'), h('dd', {}, subscription.changes.map((c) => `${dateOf(c.at)}: ${c.from.id} v${c.from.version} → ${c.to.id} v${c.to.version}`).join('; '))] : null,
         Object.keys(customer.attributes || {}).length ? [h('dt', {}, 'Attributes'), h('dd', {}, JSON.stringify(customer.attributes))] : null),
-      h('h3', {}, 'Live usage ', h('span', { class: 'live-dot', title: 'streaming' })),
+      h('h3', {}, 'Live usage ', subscriptionEnded ? null : h('span', { class: 'live-dot', title: 'streaming' })),
       live,
       await portalLinks(id),
       subscription.plan && !subscription.cancelled_from ? cancelForm(id, detail) : null,

@@ -177,7 +177,7 @@ function whatIfSection({ days, plan, usage }) {
       const base = usage?.projected_total;
       result.replaceChildren(
         h('p', { class: 'estimate' }, amount(invoice.total, invoice.currency, { dataset: { testid: 'what-if-total', factor } }), ' ', h('small', {}, `for the period at ${quantity(factor)}× your projected usage`)),
-        base ? h('p', { class: 'unit' }, `Projected at your current pace: ${money(base, invoice.currency)}.`) : null,
+        base ? h('p', { class: 'unit' }, `Projected at your current pace: ${money(base, invoice.currency)}.`) : '',
         h('details', {}, h('summary', {}, 'How this is computed'), invoiceView(invoice, plan.plan)),
       );
     } catch (error) {

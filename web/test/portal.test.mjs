@@ -512,6 +512,8 @@ test('cancelling now in the console ends the period now, billed as the engine bi
   await page.fill('#customer-search', 'cancel-now');
   await page.click('#customer-list tr[data-customer="cancel-now"]');
   await page.waitForSelector('#cancel-form');
+  await page.screenshot({ path: path.join(SHOTS, 'console-cancel-form.png'), fullPage: true });
+  assert.equal(await page.locator('.portal-links').textContent().then((t) => t.includes('null')), false, 'no stray "null" text');
   await page.selectOption('#cancel-at', 'now');
   await page.click('#cancel-form button[type="submit"]');
   await page.waitForSelector('#cancelled-from');

@@ -678,18 +678,27 @@ impl Store {
     /// `Err(start)` refused because the period starting at `start` is invoiced (the second
     /// element of each row is the start of the event's period, checked inside the transaction).
     ///
-    /// Group commit: batches that arrive while one is being written wait, then go in one
-    /// transaction together. Each index of the events table is ordered by customer, so a
+    /// SQLite: group commit. Batches that arrive while one is being written wait, then go in
+    /// one transaction together. Each index of the events table is ordered by customer, so a
     /// batch spread over many customers dirties about one page per index per event, and every
     /// dirty page is written whole at commit; batches committed together share those pages.
     /// Each caller still returns only once its events are committed. The writing is a task of
     /// its own: a caller that goes away (a client disconnecting) cannot abort a transaction
-    /// that holds other callers' events.
+    /// that holds other callers' events. PostgreSQL: a transaction per batch, on the pool's
+    /// connections, whose commits overlap the next batch's statements (grouping them through
+    /// one task measured 0.75–0.8× the batched and 0.6–0.7× the single-event throughput).
     pub async fn insert_events(
         &self,
         events: &[(NewEvent, i64)],
         now: i64,
     ) -> Result<Vec<Result<bool, i64>>, StoreError> {
+        if let Db::Postgres { .. } = &*self.db {
+            let rows: Vec<(&NewEvent, i64, i64)> =
+                events.iter().map(|(e, start)| (e, *start, now)).collect();
+            let outcomes = self.insert_rows(&rows).await?;
+            self.count_event_commit();
+            return Ok(outcomes);
+        }
         let (done, outcome) = tokio::sync::oneshot::channel();
         let start_writer = {
             let mut queue = self
@@ -746,10 +755,7 @@ impl Store {
                 .collect();
             match self.insert_rows(&rows).await {
                 Ok(outcomes) => {
-                    self.queue
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .commits += 1;
+                    self.count_event_commit();
                     let mut outcomes = outcomes.into_iter();
                     for waiting in group {
                         let mine: Vec<_> = outcomes.by_ref().take(waiting.events.len()).collect();
@@ -767,8 +773,15 @@ impl Store {
         }
     }
 
+    fn count_event_commit(&self) {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .commits += 1;
+    }
+
     /// How many transactions of events this store has committed: fewer than the batches
-    /// stored when batches shared commits.
+    /// stored when batches shared commits (SQLite).
     pub fn event_commits(&self) -> u64 {
         self.queue
             .lock()

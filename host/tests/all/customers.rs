@@ -31,6 +31,13 @@ const PLAN: &str = r#"{
 fn registry(max_live_instances: u32) -> PluginRegistry {
     let runtime = PluginRuntime::new(RuntimeConfig {
         max_live_instances: Some(max_live_instances),
+        // This file is about scale and determinism; the wall-time limit has its own tests
+        // (hostile.rs). At the default 100 ms, one call descheduled on a loaded 2-core CI
+        // machine (four rating threads) failed a customer.
+        limits: ratecard_host::plugins::Limits {
+            wall_time: std::time::Duration::from_secs(10),
+            ..ratecard_host::plugins::Limits::default()
+        },
         ..RuntimeConfig::default()
     })
     .unwrap();

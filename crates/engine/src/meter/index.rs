@@ -29,9 +29,13 @@ impl Hasher for FxHasher {
             self.add(u64::from_le_bytes(word));
         }
         let rest = chunks.remainder();
-        let mut word = [0u8; 8];
-        word[..rest.len()].copy_from_slice(rest);
-        self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+        // The last 0–7 bytes as a little-endian word, byte by byte: a copy of a variable
+        // length would be a call to `memcpy` per hash (one per event id).
+        let word = rest
+            .iter()
+            .rev()
+            .fold(0u64, |word, &byte| (word << 8) | u64::from(byte));
+        self.add(word ^ ((rest.len() as u64) << 59));
     }
 
     fn write_u64(&mut self, n: u64) {
@@ -448,6 +452,38 @@ mod tests {
         assert!(!full.has_room_for("b"));
         assert!(!full.insert_new(2, "b"));
         assert!(full.contains_hashed(1, "a"));
+    }
+
+    /// The tail of a hashed text is read as the little-endian word its bytes pad to.
+    #[test]
+    fn the_hash_reads_the_tail_as_a_padded_word() {
+        for len in 0..40 {
+            let text: String = (0..len)
+                .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
+                .collect();
+            let mut want = FxHasher::default();
+            let mut chunks = text.as_bytes().chunks(8).peekable();
+            if len % 8 == 0 {
+                for chunk in chunks.by_ref() {
+                    want.add(u64::from_le_bytes(chunk.try_into().unwrap()));
+                }
+                want.add(0);
+            } else {
+                while let Some(chunk) = chunks.next() {
+                    let mut word = [0u8; 8];
+                    word[..chunk.len()].copy_from_slice(chunk);
+                    let word = u64::from_le_bytes(word);
+                    if chunks.peek().is_some() {
+                        want.add(word);
+                    } else {
+                        want.add(word ^ ((chunk.len() as u64) << 59));
+                    }
+                }
+            }
+            let mut got = FxHasher::default();
+            got.write(text.as_bytes());
+            assert_eq!(got.finish(), want.finish(), "{text:?}");
+        }
     }
 
     /// Inserting at the bucket `find` returned builds the very table a fresh probe builds,

@@ -248,10 +248,19 @@ fn bench_size(n_events: u64, rounds: usize, plan: &Plan) -> std::io::Result<()> 
         );
         if !checked {
             check(n_lines, &per_customer, &single);
+            let invoices = serde_json::to_string(&single.1.invoices).expect("invoices to JSON");
             assert_eq!(
-                serde_json::to_string(&single.1.invoices).expect("invoices to JSON"),
+                invoices,
                 serde_json::to_string(&parallel.1.invoices).expect("invoices to JSON"),
                 "invoices differ between 1 and {n_cores} threads"
+            );
+            // To compare two builds' invoices (they must be byte-identical).
+            eprintln!(
+                "  invoices (JSON) sha256 {}",
+                hex::encode(sha2::Digest::finalize(sha2::Digest::chain_update(
+                    <sha2::Sha256 as sha2::Digest>::new(),
+                    invoices.as_bytes()
+                )))
             );
             checked = true;
         }

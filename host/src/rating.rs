@@ -463,8 +463,9 @@ impl<R: BufRead> Lines<R> {
         }
     }
 
-    /// Replaces `chunk` with the next lines (at most `max_lines`) and `spans` with where each
-    /// non-blank one is, without its line break, and its 1-based number.
+    /// Reads the next lines (at most `max_lines`) into `chunk` and replaces `spans` with where
+    /// each non-blank one is, without its line break, and its 1-based number. Only the spans'
+    /// bytes are the lines: `chunk` may hold stale bytes past them.
     fn read(&mut self, chunk: &mut Vec<u8>, spans: &mut Vec<Span>) -> std::io::Result<()> {
         if self.max_lines >= CHUNK_LINES {
             return self.read_block(chunk, spans);
@@ -494,47 +495,49 @@ impl<R: BufRead> Lines<R> {
 impl<R: BufRead> Lines<R> {
     /// [`Lines::read`] a block at a time: about [`CHUNK_BYTES`] read straight into `chunk`
     /// (no copy through the reader's buffer, no call per line), cut after its last line break;
-    /// the rest starts the next chunk.
+    /// the rest starts the next chunk. `chunk` keeps its length from one chunk to the next (the
+    /// bytes past the last span are stale and never read), so its buffer is zeroed once when it
+    /// grows instead of before every read.
     fn read_block(&mut self, chunk: &mut Vec<u8>, spans: &mut Vec<Span>) -> std::io::Result<()> {
-        chunk.clear();
         spans.clear();
         if self.at_end {
             return Ok(());
         }
-        chunk.append(&mut self.carry);
+        let mut filled = self.carry.len();
+        if chunk.len() < filled {
+            chunk.resize(filled, 0);
+        }
+        chunk[..filled].copy_from_slice(&self.carry);
+        self.carry.clear();
         // Until the chunk holds a line break past the target size, or the stream ends.
         let mut searched = 0;
         let cut = loop {
-            if chunk.len() >= CHUNK_BYTES
-                && let Some(at) = memchr::memrchr(b'\n', &chunk[searched..])
+            if filled >= CHUNK_BYTES
+                && let Some(at) = memchr::memrchr(b'\n', &chunk[searched..filled])
             {
-                break Some(searched + at + 1);
+                break searched + at + 1;
             }
-            searched = chunk.len();
-            let start = chunk.len();
-            let want = CHUNK_BYTES.max(start / 2) + (1 << 16);
-            chunk.resize(start + want, 0);
+            searched = filled;
+            let want = CHUNK_BYTES.max(filled / 2) + (1 << 16);
+            if chunk.len() < filled + want {
+                chunk.resize(filled + want, 0);
+            }
             let n_read = loop {
-                match self.reader.read(&mut chunk[start..]) {
+                match self.reader.read(&mut chunk[filled..filled + want]) {
                     Ok(n) => break n,
                     Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(error) => {
-                        chunk.truncate(start);
-                        return Err(error);
-                    }
+                    Err(error) => return Err(error),
                 }
             };
-            chunk.truncate(start + n_read);
+            filled += n_read;
             self.n_bytes += n_read as u64;
             if n_read == 0 {
                 self.at_end = true;
-                break None;
+                break filled;
             }
         };
-        if let Some(cut) = cut {
-            self.carry.extend_from_slice(&chunk[cut..]);
-            chunk.truncate(cut);
-        }
+        self.carry.extend_from_slice(&chunk[cut..filled]);
+        let chunk = &chunk[..cut];
         let mut start = 0;
         while start < chunk.len() {
             let end = memchr::memchr(b'\n', &chunk[start..]).map_or(chunk.len(), |at| start + at);

@@ -211,9 +211,9 @@ impl<'p> Aggregator<'p> {
             return Ok(Outcome::OutsideWindow);
         }
         let id_hash = routing.id_hash;
-        if self.seen_ids.contains_hashed(id_hash, &event.id) {
+        let Err(vacant) = self.seen_ids.find(id_hash, &event.id) else {
             return Ok(Outcome::Duplicate);
-        }
+        };
         if !self.seen_ids.has_room_for(&event.id) {
             return Err(EventError {
                 event_id: event.id.to_string(),
@@ -228,7 +228,13 @@ impl<'p> Aggregator<'p> {
         let in_trial = event.timestamp < self.billable_from;
         let mut prepared = std::mem::take(&mut self.prepared);
         prepared.clear();
-        let validated = self.prepare(route_start, route_end, event, in_trial, &mut prepared);
+        let validated = self.prepare(
+            route_start as usize,
+            route_end as usize,
+            event,
+            in_trial,
+            &mut prepared,
+        );
         let outcome = match validated {
             Err(error) => Err(error),
             Ok(()) if prepared.is_empty() && in_trial => Ok(Outcome::BeforeBillable),
@@ -236,7 +242,8 @@ impl<'p> Aggregator<'p> {
             Ok(()) => {
                 self.apply(event, &prepared, !in_trial);
                 // Not full: checked above.
-                let _ = self.seen_ids.insert_new(id_hash, &event.id);
+                // (`prepare` and `apply` leave `seen_ids` as `find` saw it.)
+                let _ = self.seen_ids.insert_vacant(id_hash, &event.id, vacant);
                 if in_trial {
                     Ok(Outcome::BeforeBillable)
                 } else {

@@ -29,9 +29,13 @@ impl Hasher for FxHasher {
             self.add(u64::from_le_bytes(word));
         }
         let rest = chunks.remainder();
-        let mut word = [0u8; 8];
-        word[..rest.len()].copy_from_slice(rest);
-        self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+        // The last 0–7 bytes as a little-endian word, byte by byte: a copy of a variable
+        // length would be a call to `memcpy` per hash (one per event id).
+        let word = rest
+            .iter()
+            .rev()
+            .fold(0u64, |word, &byte| (word << 8) | u64::from(byte));
+        self.add(word ^ ((rest.len() as u64) << 59));
     }
 
     fn write_u64(&mut self, n: u64) {
@@ -113,8 +117,18 @@ impl IdSet {
         self.table.warm(hash)
     }
 
+    #[cfg(test)]
     pub(super) fn contains_hashed(&self, hash: u32, id: &str) -> bool {
-        !self.table.is_empty() && self.probe(hash, id.as_bytes()).is_ok()
+        self.find(hash, id).is_ok()
+    }
+
+    /// `Ok` if `id` is in the set, else `Err` with the empty bucket where it would go (`None`:
+    /// the table is empty), for [`IdSet::insert_vacant`].
+    pub(super) fn find(&self, hash: u32, id: &str) -> Result<(), Option<usize>> {
+        if self.table.is_empty() {
+            return Err(None);
+        }
+        self.probe(hash, id.as_bytes()).map(|_| ()).map_err(Some)
     }
 
     /// Whether `id` can be added: it can be counted and its offset addressed.
@@ -123,29 +137,44 @@ impl IdSet {
     }
 
     /// Adds `id`, which `contains_hashed(hash, id)` just did not find; false if there is no room.
+    #[cfg(test)]
     pub(super) fn insert_new(&mut self, hash: u32, id: &str) -> bool {
+        self.insert_vacant(hash, id, None)
+    }
+
+    /// Adds `id`, for which [`IdSet::find`] just answered `Err(vacant)` (the set unchanged
+    /// since): its bucket is that one unless the table grows, so it is not probed for again.
+    /// False if there is no room.
+    pub(super) fn insert_vacant(&mut self, hash: u32, id: &str, vacant: Option<usize>) -> bool {
         if !self.has_room_for(id) {
             return false;
         }
-        self.table.reserve_for(self.n_ids + 1);
+        let grown = self.table.reserve_for(self.n_ids + 1);
         let offset = self.arena.len();
         let needed = id.len() + 5;
         if self.arena.capacity() - offset < needed {
             self.arena.reserve_exact((offset / 4).max(needed).max(256));
         }
-        let mut len = id.len();
-        loop {
+        // The length in LEB128 (at most 5 bytes: the arena is below 4 GiB), then the bytes.
+        let (mut prefix, mut n_prefix, mut len) = ([0u8; 5], 0, id.len());
+        while n_prefix < prefix.len() {
             let byte = (len & 0x7f) as u8;
             len >>= 7;
             if len == 0 {
-                self.arena.push(byte);
+                prefix[n_prefix] = byte;
+                n_prefix += 1;
                 break;
             }
-            self.arena.push(byte | 0x80);
+            prefix[n_prefix] = byte | 0x80;
+            n_prefix += 1;
         }
+        self.arena.extend_from_slice(&prefix[..n_prefix]);
         self.arena.extend_from_slice(id.as_bytes());
-        let at = match self.probe(hash, id.as_bytes()) {
-            Ok(at) | Err(at) => at,
+        let at = match vacant {
+            Some(at) if !grown => at,
+            _ => match self.probe(hash, id.as_bytes()) {
+                Ok(at) | Err(at) => at,
+            },
         };
         // Below MAX_ARENA: fits.
         self.table.set(at, hash, (offset + 1) as u32);
@@ -231,10 +260,11 @@ impl Buckets {
         self.0[at].entry
     }
 
-    /// Makes room for the `n`-th entry (doubling past 3/4 full).
-    pub(super) fn reserve_for(&mut self, n: usize) {
+    /// Makes room for the `n`-th entry (doubling past 3/4 full); true if the table grew (its
+    /// buckets moved).
+    pub(super) fn reserve_for(&mut self, n: usize) -> bool {
         if n * 4 <= self.0.len() * 3 {
-            return;
+            return false;
         }
         let capacity = (self.0.len() * 2).max(16);
         let old = std::mem::replace(&mut self.0, vec![Bucket::default(); capacity]);
@@ -246,6 +276,7 @@ impl Buckets {
             }
             self.0[at] = bucket;
         }
+        true
     }
 
     /// Puts `entry` in the empty bucket `at` that a probe for `hash` returned.
@@ -293,6 +324,28 @@ impl StrIndex {
             .map(|at| self.table.entry(at) as usize - 1)
     }
 
+    /// The index of `text`, if present. A few strings (a metric's groups, usually) are compared
+    /// one by one, lengths first: cheaper than hashing the text and reading its bucket.
+    pub(super) fn find(&self, text: &str) -> Option<usize> {
+        if self.ends.len() > Self::MAX_SCANNED {
+            return self.find_hashed(Self::hash(text), text);
+        }
+        let mut start = 0;
+        for (idx, &end) in self.ends.iter().enumerate() {
+            let end = end as usize;
+            if end.saturating_sub(start) == text.len()
+                && self.arena.as_bytes().get(start..end) == Some(text.as_bytes())
+            {
+                return Some(idx);
+            }
+            start = end;
+        }
+        None
+    }
+
+    /// Up to this many strings, [`StrIndex::find`] scans them.
+    const MAX_SCANNED: usize = 8;
+
     /// The index of `text`, inserted if new; `None` if new and the index is full.
     pub(super) fn insert(&mut self, text: &str) -> Option<usize> {
         let hash = Self::hash(text);
@@ -320,7 +373,7 @@ impl StrIndex {
         if !self.has_room_for(text) {
             return None;
         }
-        self.table.reserve_for(self.ends.len() + 1);
+        let _ = self.table.reserve_for(self.ends.len() + 1);
         let idx = self.ends.len();
         if self.arena.capacity() - self.arena.len() < text.len() {
             self.arena
@@ -399,6 +452,85 @@ mod tests {
         assert!(!full.has_room_for("b"));
         assert!(!full.insert_new(2, "b"));
         assert!(full.contains_hashed(1, "a"));
+    }
+
+    /// The tail of a hashed text is read as the little-endian word its bytes pad to.
+    #[test]
+    fn the_hash_reads_the_tail_as_a_padded_word() {
+        for len in 0..40 {
+            let text: String = (0..len)
+                .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
+                .collect();
+            let mut want = FxHasher::default();
+            let mut chunks = text.as_bytes().chunks(8).peekable();
+            if len % 8 == 0 {
+                for chunk in chunks.by_ref() {
+                    want.add(u64::from_le_bytes(chunk.try_into().unwrap()));
+                }
+                want.add(0);
+            } else {
+                while let Some(chunk) = chunks.next() {
+                    let mut word = [0u8; 8];
+                    word[..chunk.len()].copy_from_slice(chunk);
+                    let word = u64::from_le_bytes(word);
+                    if chunks.peek().is_some() {
+                        want.add(word);
+                    } else {
+                        want.add(word ^ ((chunk.len() as u64) << 59));
+                    }
+                }
+            }
+            let mut got = FxHasher::default();
+            got.write(text.as_bytes());
+            assert_eq!(got.finish(), want.finish(), "{text:?}");
+        }
+    }
+
+    /// Inserting at the bucket `find` returned builds the very table a fresh probe builds,
+    /// through collisions and growth.
+    #[test]
+    fn insert_vacant_is_insert_new() {
+        let (mut probed, mut placed) = (IdSet::default(), IdSet::default());
+        for i in 0..3_000u32 {
+            let id = format!("e{}", i % 2_500);
+            // Few distinct hashes: long probe runs.
+            let hash = if i % 3 == 0 { 7 } else { StrIndex::hash(&id) };
+            if !probed.contains_hashed(hash, &id) {
+                assert!(probed.insert_new(hash, &id));
+            }
+            if let Err(vacant) = placed.find(hash, &id) {
+                assert!(placed.insert_vacant(hash, &id, vacant));
+            }
+        }
+        let buckets = |set: &IdSet| -> Vec<(u32, u32)> {
+            set.table.0.iter().map(|b| (b.hash, b.entry)).collect()
+        };
+        assert_eq!(buckets(&probed), buckets(&placed));
+        assert_eq!(probed.arena, placed.arena);
+        assert_eq!(probed.n_ids, placed.n_ids);
+    }
+
+    /// `find` scans a few strings and hashes many: the same answers either way.
+    #[test]
+    fn find_scans_few_strings_and_hashes_many() {
+        let mut index = StrIndex::default();
+        let texts: Vec<String> = ["", "a", "ab", "b", "1:a", "1:b", "2:ab"]
+            .iter()
+            .map(|t| (*t).to_owned())
+            .chain((0..20).map(|i| format!("g{i}")))
+            .collect();
+        for (n, text) in texts.iter().enumerate() {
+            for (i, known) in texts.iter().enumerate() {
+                let want = (i < n).then_some(i);
+                assert_eq!(index.find(known), want, "{n} strings, {known:?}");
+                assert_eq!(
+                    index.find(known),
+                    index.find_hashed(StrIndex::hash(known), known)
+                );
+            }
+            assert_eq!(index.insert(text), Some(n));
+        }
+        assert_eq!(index.find("absent"), None);
     }
 
     #[test]

@@ -15,7 +15,9 @@ use crate::usage::Event;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Routing {
     /// Range of [`Router`]'s routes holding the slots selecting the code (`None`: no metric).
-    pub(super) route: Option<(usize, usize)>,
+    /// 32-bit bounds: a parsed event carries its routing until it is pushed, so a smaller one
+    /// is less memory to write and read back per event.
+    pub(super) route: Option<RouteRange>,
     pub(super) id_hash: u32,
 }
 
@@ -24,7 +26,7 @@ pub struct Routing {
 #[derive(Clone, Debug)]
 pub struct Router {
     /// Event code → range of `routes` holding the indexes of the slots selecting it.
-    by_code: FxHashMap<Box<str>, (usize, usize)>,
+    by_code: FxHashMap<Box<str>, RouteRange>,
     /// The same, when there are few codes (the usual plan): a scan comparing lengths first
     /// beats hashing the code.
     few: Option<Vec<(Box<str>, RouteRange)>>,
@@ -32,7 +34,7 @@ pub struct Router {
 }
 
 /// A range of [`Router`]'s routes.
-type RouteRange = (usize, usize);
+pub(super) type RouteRange = (u32, u32);
 
 /// Up to this many event codes are looked up by a scan.
 const MAX_SCANNED_CODES: usize = 8;
@@ -46,10 +48,15 @@ impl Router {
                 .or_default()
                 .push(idx);
         }
-        let mut by_code: FxHashMap<Box<str>, (usize, usize)> = FxHashMap::default();
+        let mut by_code: FxHashMap<Box<str>, RouteRange> = FxHashMap::default();
         let mut routes = Vec::with_capacity(metrics.len());
+        // (Saturating: 2^32 metrics would not fit in memory.)
+        let bound = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         for (code, idxs) in by_event_code {
-            by_code.insert(code.into(), (routes.len(), routes.len() + idxs.len()));
+            by_code.insert(
+                code.into(),
+                (bound(routes.len()), bound(routes.len() + idxs.len())),
+            );
             routes.extend(idxs);
         }
         let few = (by_code.len() <= MAX_SCANNED_CODES).then(|| {

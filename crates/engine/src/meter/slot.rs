@@ -183,10 +183,10 @@ impl<'p> Slot<'p> {
             key_buf.push(':');
             key_buf.push_str(&text);
         }
-        let key_hash = StrIndex::hash(key_buf);
-        if let Some(idx) = self.group_index.find_hashed(key_hash, key_buf) {
+        if let Some(idx) = self.group_index.find(key_buf) {
             return Ok(idx);
         }
+        let key_hash = StrIndex::hash(key_buf);
         let key: GroupKey = crate::sort::map_of(
             self.metric
                 .group_by

@@ -12,7 +12,7 @@ import { BUDGET_GZ, sections } from '../tools/size.mjs';
 // 425 KB until one tracked read per document type, hand-read local dates and shared sorts took
 // the package to 350.0 KB (2026-12-07, with the peer conventions of issue 18). The budget stays
 // unmet; serde_path_to_error (15 % of the code) and the engine's own code are the next cuts.
-// 367.5 KB after OpenMeter's split lines, Lago's prorated graduated ranges and fee waiver, the
+// 368.0 KB after OpenMeter's split lines, Lago's prorated graduated ranges and fee waiver, the
 // subscription end and `total`'s positional quantity reader (2026-12-08): the ceiling moved to
 // 370 KB with them, not past them.
 const CEILING_GZ = 370 * 1024;

@@ -106,21 +106,28 @@ function cancelForm(id, detail) {
     h('option', { value: 'end_of_period' }, 'at the end of the current period'),
     h('option', { value: 'now' }, 'now, prorated'));
   const message = h('p', { class: 'unit', role: 'status' });
+  return actionForm('cancel-form', message, async () => {
+    const body = when.value === 'now' ? { at: 'now' } : {};
+    await api(`/v1/customers/${encodeURIComponent(id)}/cancel`, { method: 'POST', body: JSON.stringify(body) });
+    await showCustomer(id, detail);
+  }, h('h3', {}, 'Cancel the subscription'), h('label', {}, 'Ends', when), h('button', { type: 'submit', class: 'secondary' }, 'Cancel subscription'), message);
+}
+
+/// A form whose submission runs `action`; a failure is shown in `message`.
+function actionForm(id, message, action, ...children) {
   return h('form', {
-    id: 'cancel-form',
+    id,
     class: 'payment-form',
     onsubmit: async (event) => {
       event.preventDefault();
       message.replaceChildren();
       try {
-        const body = when.value === 'now' ? { at: 'now' } : {};
-        await api(`/v1/customers/${encodeURIComponent(id)}/cancel`, { method: 'POST', body: JSON.stringify(body) });
-        await showCustomer(id, detail);
+        await action();
       } catch (error) {
         message.replaceChildren(failure(error));
       }
     },
-  }, h('h3', {}, 'Cancel the subscription'), h('label', {}, 'Ends', when), h('button', { type: 'submit', class: 'secondary' }, 'Cancel subscription'), message);
+  }, ...children);
 }
 
 async function showCustomer(id, detail) {
@@ -228,20 +235,10 @@ function collectionView(item, reload) {
     // Made once per form: a retry of the same submission (a double click, a lost answer)
     // carries the same reference, which the server records once.
     const generated = `console-${item.number}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
-    form = h('form', {
-      class: 'payment-form',
-      id: 'payment-form',
-      onsubmit: async (event) => {
-        event.preventDefault();
-        message.replaceChildren();
-        try {
-          const ref = reference.value.trim() || generated;
-          await api(`/v1/invoices/${item.number}/payments`, { method: 'POST', body: JSON.stringify({ amount: value.value.trim(), method: method.value, reference: ref }) });
-          await reload(item.number);
-        } catch (error) {
-          message.replaceChildren(failure(error));
-        }
-      },
+    form = actionForm('payment-form', message, async () => {
+      const ref = reference.value.trim() || generated;
+      await api(`/v1/invoices/${item.number}/payments`, { method: 'POST', body: JSON.stringify({ amount: value.value.trim(), method: method.value, reference: ref }) });
+      await reload(item.number);
     },
     h('label', {}, `Amount (${c.currency})`, value), h('label', {}, 'Method', method), h('label', {}, 'Reference', reference),
     h('button', { type: 'submit' }, 'Record payment'), message);
